@@ -1,0 +1,106 @@
+//! [`TokenStore`] over `one_time_tokens`, plus the spending and clean-up
+//! steps the [`UserStore`](regstack_ports::UserStore) transactions share.
+
+use async_trait::async_trait;
+use regstack_ports::{OneTimeToken, StoreError, Timestamp, TokenHash, TokenKind, TokenStore};
+use sqlx::SqliteConnection;
+
+use super::rows::{self, token_cols};
+use super::{commit, SqliteStores};
+use crate::error::map_sqlx;
+use crate::time::to_db;
+
+/// Spends the live token of `kind` with this hash: one
+/// `DELETE … RETURNING`, so of two callers exactly one gets the row.
+pub(super) async fn spend_on(
+    conn: &mut SqliteConnection,
+    kind: TokenKind,
+    hash: &TokenHash,
+    now: i64,
+) -> Result<Option<OneTimeToken>, StoreError> {
+    sqlx::query(concat!(
+        "DELETE FROM one_time_tokens WHERE token_hash = ?1 AND kind = ?2 AND expires_at > ?3 \
+         RETURNING ",
+        token_cols!()
+    ))
+    .bind(hash.as_str())
+    .bind(kind.as_str())
+    .bind(now)
+    .fetch_optional(conn)
+    .await
+    .map_err(map_sqlx)?
+    .map(|r| rows::token(&r))
+    .transpose()
+}
+
+/// Deletes every reset and email-change token of a user.
+pub(super) async fn delete_all_of_user(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+) -> Result<u64, StoreError> {
+    sqlx::query("DELETE FROM one_time_tokens WHERE user_id = ?1")
+        .bind(user_id)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(map_sqlx)
+}
+
+#[async_trait]
+impl TokenStore for SqliteStores {
+    async fn issue(&self, token: OneTimeToken) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        // A newer link supersedes the older ones of the same kind.
+        sqlx::query("DELETE FROM one_time_tokens WHERE user_id = ?1 AND kind = ?2")
+            .bind(token.user_id.as_str())
+            .bind(token.kind.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        sqlx::query(
+            "INSERT INTO one_time_tokens \
+             (token_hash, kind, user_id, new_email, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(token.hash.as_str())
+        .bind(token.kind.as_str())
+        .bind(token.user_id.as_str())
+        .bind(token.new_email.as_ref().map(|e| e.as_str()))
+        .bind(to_db(token.created_at))
+        .bind(to_db(token.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+        commit(tx).await
+    }
+
+    async fn peek(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<OneTimeToken>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            token_cols!(),
+            " FROM one_time_tokens WHERE token_hash = ?1 AND kind = ?2 AND expires_at > ?3"
+        ))
+        .bind(hash.as_str())
+        .bind(kind.as_str())
+        .bind(to_db(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_sqlx)?
+        .map(|r| rows::token(&r))
+        .transpose()
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM one_time_tokens WHERE expires_at <= ?1")
+            .bind(to_db(now))
+            .execute(&mut *self.write_conn().await?)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(map_sqlx)
+    }
+}

@@ -1,0 +1,601 @@
+//! What only the SQLite backend must prove: connection settings, URL
+//! spellings, migrations, exact timestamps, and that concurrent writers on
+//! a file database never surface as errors (regstack answers 500 "database
+//! is locked" under 16 concurrent sign-ins).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Component, Path};
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta};
+use regstack_adapters_sql::sqlite::{self, SqlitePool};
+use regstack_adapters_sql::SqliteStores;
+use regstack_ports::*;
+use sqlx::Row;
+use tokio::task::JoinSet;
+
+/// A fresh, migrated file database in a temporary directory that lives as
+/// long as the test process.
+async fn file_db() -> (SqlitePool, Stores, &'static Path) {
+    let dir: &'static tempfile::TempDir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let url = format!("sqlite://{}", dir.path().join("regstack.db").display());
+    let pool = sqlite::connect(&url).await.unwrap();
+    sqlite::migrate(&pool).await.unwrap();
+    let stores = sqlite::stores(pool.clone());
+    (pool, stores, dir.path())
+}
+
+fn t(micros: i64) -> Timestamp {
+    DateTime::from_timestamp_micros(micros).unwrap()
+}
+
+/// A fixed "now" with every microsecond digit set.
+fn now() -> Timestamp {
+    t(1_767_225_600_123_457)
+}
+
+fn email(s: &str) -> Email {
+    Email::parse(s).unwrap()
+}
+
+fn hash_of(n: u64) -> TokenHash {
+    TokenHash::from_hex(format!("{n:064x}")).unwrap()
+}
+
+fn phc(s: &str) -> PasswordHash {
+    PasswordHash::new(format!("$argon2id$v=19$m=19456,t=2,p=1${s}"))
+}
+
+fn new_user(addr: &str, at: Timestamp) -> NewUser {
+    NewUser {
+        id: UserId::generate(),
+        email: email(addr),
+        password_hash: Some(phc("old")),
+        full_name: Some("Ada".into()),
+        is_verified: true,
+        is_superuser: false,
+        created_at: at,
+    }
+}
+
+fn pending(addr: &str, token: u64) -> PendingRegistration {
+    PendingRegistration {
+        email: email(addr),
+        password_hash: phc("pending"),
+        full_name: None,
+        token_hash: hash_of(token),
+        created_at: now(),
+        expires_at: now() + TimeDelta::hours(1),
+    }
+}
+
+fn session_for(user: &UserId, at: Timestamp) -> NewSession {
+    NewSession {
+        id: SessionId::generate(),
+        user_id: user.clone(),
+        created_at: at,
+        expires_at: at + TimeDelta::days(30),
+        user_agent: Some("test".into()),
+        ip: Some("127.0.0.1".into()),
+    }
+}
+
+async fn pragma(pool: &SqlitePool, name: &'static str) -> String {
+    let row = sqlx::query(match name {
+        "journal_mode" => "PRAGMA journal_mode",
+        "busy_timeout" => "PRAGMA busy_timeout",
+        "synchronous" => "PRAGMA synchronous",
+        "foreign_keys" => "PRAGMA foreign_keys",
+        _ => panic!("unknown pragma"),
+    })
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    row.try_get::<String, _>(0)
+        .or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("fresh.db").display());
+    let pool = sqlite::connect(&url).await.unwrap();
+    let stores = SqliteStores::new(pool.clone());
+    assert!(!stores.schema_is_current().await.unwrap());
+
+    sqlite::migrate(&pool).await.unwrap();
+    assert!(stores.schema_is_current().await.unwrap());
+    sqlite::migrate(&pool).await.unwrap();
+    assert!(stores.schema_is_current().await.unwrap());
+    stores.ping().await.unwrap();
+
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' \
+         AND name NOT LIKE 'sqlite%' ORDER BY name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        [
+            "login_attempts",
+            "one_time_tokens",
+            "pending_registrations",
+            "rate_limit_hits",
+            "sessions",
+            "users"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_tampered_migration_record_makes_the_schema_not_current() {
+    let (pool, stores, _) = file_db().await;
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = x'00'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(!stores.health.schema_is_current().await.unwrap());
+}
+
+#[tokio::test]
+async fn file_databases_run_in_wal_mode_with_a_busy_timeout_and_foreign_keys() {
+    let (pool, _, _) = file_db().await;
+    assert_eq!(pragma(&pool, "journal_mode").await, "wal");
+    assert!(pragma(&pool, "busy_timeout").await.parse::<i64>().unwrap() >= 5000);
+    assert_eq!(pragma(&pool, "synchronous").await, "1"); // NORMAL
+    assert_eq!(pragma(&pool, "foreign_keys").await, "1");
+}
+
+#[tokio::test]
+async fn regstacks_sqlalchemy_url_spellings_connect() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // Four slashes: an absolute path.
+    let abs = dir.path().join("abs.db");
+    let url = format!("sqlite+aiosqlite:///{}", abs.display());
+    let pool = sqlite::connect(&url).await.unwrap();
+    sqlite::migrate(&pool).await.unwrap();
+    assert!(abs.exists());
+
+    // `///./…`: relative to the working directory, as regstack's default
+    // `sqlite+aiosqlite:///./regstack.db`.
+    let cwd = std::env::current_dir().unwrap();
+    let ups = cwd
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count();
+    let rel_target = dir.path().join("rel.db");
+    let rel = format!(
+        "./{}{}",
+        "../".repeat(ups),
+        rel_target.strip_prefix("/").unwrap().display()
+    );
+    let pool = sqlite::connect(&format!("sqlite+aiosqlite:///{rel}"))
+        .await
+        .unwrap();
+    sqlite::migrate(&pool).await.unwrap();
+    assert!(rel_target.exists());
+    // The plain sqlx spelling of the same relative path also works.
+    sqlite::connect(&format!("sqlite:///{rel}"))
+        .await
+        .unwrap()
+        .close()
+        .await;
+}
+
+#[tokio::test]
+async fn an_in_memory_database_keeps_its_data_across_calls() {
+    let pool = sqlite::connect("sqlite::memory:").await.unwrap();
+    sqlite::migrate(&pool).await.unwrap();
+    let stores = sqlite::stores(pool);
+    let user = stores
+        .users
+        .insert(new_user("mem@example.com", now()))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(stores.users.get(&user.id).await.unwrap(), Some(user));
+}
+
+#[tokio::test]
+async fn timestamps_round_trip_to_the_microsecond() {
+    let (_, stores, _) = file_db().await;
+    for (i, micros) in [
+        1_767_225_600_123_457_i64,
+        1,
+        0,
+        -86_400_000_001,
+        253_402_300_799_999_999,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let at = t(micros);
+        let inserted = stores
+            .users
+            .insert(new_user(&format!("ts{i}@example.com"), at))
+            .await
+            .unwrap();
+        assert_eq!(inserted.created_at, at);
+        let read = stores.users.get(&inserted.id).await.unwrap().unwrap();
+        assert_eq!(read.created_at, at);
+        assert_eq!(read.updated_at, at);
+
+        let s = session_for(&read.id, at);
+        stores.sessions.start(s.clone()).await.unwrap();
+        let (session, user) = stores.sessions.authenticate(&s.id).await.unwrap().unwrap();
+        assert_eq!(session.created_at, at);
+        assert_eq!(session.expires_at, at + TimeDelta::days(30));
+        assert_eq!(user.last_login, Some(at));
+    }
+    // The wall clock as the ports hand it out.
+    let wall = SystemClock.now();
+    let u = stores
+        .users
+        .insert(new_user("wall@example.com", wall))
+        .await
+        .unwrap();
+    assert_eq!(
+        stores.users.get(&u.id).await.unwrap().unwrap().created_at,
+        wall
+    );
+}
+
+#[tokio::test]
+async fn a_taken_address_is_a_conflict_naming_email() {
+    let (_, stores, _) = file_db().await;
+    stores
+        .users
+        .insert(new_user("dup@example.com", now()))
+        .await
+        .unwrap();
+    let err = stores
+        .users
+        .insert(new_user("dup@example.com", now()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("email")), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_closed_pool_is_unavailable_not_a_backend_failure() {
+    let (pool, stores, _) = file_db().await;
+    pool.close().await;
+    let err = stores.health.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_concurrent_admits_never_error_and_admit_exactly_the_threshold() {
+    let (_, stores, _) = file_db().await;
+    let stores = Arc::new(stores);
+    let mut set = JoinSet::new();
+    for _ in 0..32 {
+        let stores = stores.clone();
+        set.spawn(async move {
+            stores
+                .login_attempts
+                .admit(
+                    &email("burst@example.com"),
+                    now(),
+                    TimeDelta::seconds(900),
+                    5,
+                )
+                .await
+        });
+    }
+    let mut admitted = Vec::new();
+    let mut locked = 0;
+    while let Some(res) = set.join_next().await {
+        match res.unwrap().unwrap() {
+            Admission::Admitted { failures } => admitted.push(failures),
+            Admission::Locked { retry_at } => {
+                assert_eq!(retry_at, now() + TimeDelta::seconds(900));
+                locked += 1;
+            }
+        }
+    }
+    admitted.sort_unstable();
+    assert_eq!(admitted, [1, 2, 3, 4, 5]);
+    assert_eq!(locked, 27);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sign_ins_for_many_users_never_error() {
+    // The regstack regression: 16+ concurrent sign-ins, each an admit, a
+    // session start (two writes) and a clear, on one file.
+    let (_, stores, _) = file_db().await;
+    let stores = Arc::new(stores);
+    let mut users = Vec::new();
+    for i in 0..32 {
+        users.push(
+            stores
+                .users
+                .insert(new_user(&format!("u{i}@example.com"), now()))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut set = JoinSet::new();
+    for user in users {
+        let stores = stores.clone();
+        set.spawn(async move {
+            let a = stores
+                .login_attempts
+                .admit(&user.email, now(), TimeDelta::seconds(900), 5)
+                .await?;
+            assert_eq!(a, Admission::Admitted { failures: 1 });
+            stores.sessions.start(session_for(&user.id, now())).await?;
+            stores.login_attempts.clear(&user.email).await?;
+            let hit = stores
+                .rate_limits
+                .hit(
+                    &format!("mail:{}", user.email),
+                    now(),
+                    TimeDelta::hours(1),
+                    5,
+                )
+                .await?;
+            assert!(hit);
+            stores.users.find_by_email(&user.email).await?;
+            Ok::<_, StoreError>(())
+        });
+    }
+    while let Some(res) = set.join_next().await {
+        res.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_promotes_of_one_token_make_exactly_one_user() {
+    let (_, stores, _) = file_db().await;
+    stores
+        .pending
+        .put(pending("race@example.com", 7))
+        .await
+        .unwrap();
+    let stores = Arc::new(stores);
+    let mut set = JoinSet::new();
+    for _ in 0..32 {
+        let stores = stores.clone();
+        set.spawn(async move {
+            stores
+                .pending
+                .promote(&hash_of(7), &UserId::generate(), now())
+                .await
+        });
+    }
+    let (mut promoted, mut invalid) = (0, 0);
+    while let Some(res) = set.join_next().await {
+        match res.unwrap().unwrap() {
+            Promotion::Promoted(u) => {
+                assert!(u.is_verified);
+                assert_eq!(u.created_at, now());
+                promoted += 1;
+            }
+            Promotion::InvalidToken => invalid += 1,
+            Promotion::EmailTaken => panic!("one token, one address"),
+        }
+    }
+    assert_eq!((promoted, invalid), (1, 31));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_promotes_of_many_tokens_all_succeed() {
+    let (_, stores, _) = file_db().await;
+    for i in 0..32 {
+        stores
+            .pending
+            .put(pending(&format!("p{i}@example.com"), 100 + i))
+            .await
+            .unwrap();
+    }
+    let stores = Arc::new(stores);
+    let mut set = JoinSet::new();
+    for i in 0..32 {
+        let stores = stores.clone();
+        set.spawn(async move {
+            stores
+                .pending
+                .promote(&hash_of(100 + i), &UserId::generate(), now())
+                .await
+        });
+    }
+    while let Some(res) = set.join_next().await {
+        assert!(matches!(res.unwrap().unwrap(), Promotion::Promoted(_)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_session_starts_for_one_user_never_error() {
+    let (_, stores, _) = file_db().await;
+    let user = stores
+        .users
+        .insert(new_user("many@example.com", now()))
+        .await
+        .unwrap();
+    let stores = Arc::new(stores);
+    let mut set = JoinSet::new();
+    for i in 0..32 {
+        let stores = stores.clone();
+        let id = user.id.clone();
+        set.spawn(async move {
+            stores
+                .sessions
+                .start(session_for(&id, now() + TimeDelta::seconds(i)))
+                .await
+        });
+    }
+    while let Some(res) = set.join_next().await {
+        res.unwrap().unwrap();
+    }
+    let revoked = stores
+        .sessions
+        .revoke_all(&user.id, RevokeReason::LogoutAll, now())
+        .await
+        .unwrap();
+    assert_eq!(revoked, 32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_password_resets_with_one_token_succeed_once() {
+    let (_, stores, _) = file_db().await;
+    let user = stores
+        .users
+        .insert(new_user("reset@example.com", now()))
+        .await
+        .unwrap();
+    stores
+        .tokens
+        .issue(OneTimeToken {
+            hash: hash_of(9),
+            kind: TokenKind::PasswordReset,
+            user_id: user.id.clone(),
+            new_email: None,
+            created_at: now(),
+            expires_at: now() + TimeDelta::hours(1),
+        })
+        .await
+        .unwrap();
+    let stores = Arc::new(stores);
+    let mut set = JoinSet::new();
+    for i in 0..20 {
+        let stores = stores.clone();
+        set.spawn(async move {
+            stores
+                .users
+                .complete_password_reset(&hash_of(9), &phc(&format!("new{i}")), now())
+                .await
+        });
+    }
+    let mut winners = 0;
+    while let Some(res) = set.join_next().await {
+        if res.unwrap().unwrap().is_some() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
+#[tokio::test]
+async fn deleting_an_account_removes_every_row_keyed_by_it() {
+    let (pool, stores, _) = file_db().await;
+    // `_` is legal in an address and a LIKE wildcard: a neighbour whose
+    // address differs only there must keep its counters.
+    let user = stores
+        .users
+        .insert(new_user("a_b@example.com", now()))
+        .await
+        .unwrap();
+    let neighbour = "axb@example.com";
+    stores
+        .sessions
+        .start(session_for(&user.id, now()))
+        .await
+        .unwrap();
+    stores
+        .tokens
+        .issue(OneTimeToken {
+            hash: hash_of(1),
+            kind: TokenKind::EmailChange,
+            user_id: user.id.clone(),
+            new_email: Some(email("new@example.com")),
+            created_at: now(),
+            expires_at: now() + TimeDelta::hours(1),
+        })
+        .await
+        .unwrap();
+    for addr in ["a_b@example.com", neighbour] {
+        stores
+            .login_attempts
+            .admit(&email(addr), now(), TimeDelta::seconds(900), 5)
+            .await
+            .unwrap();
+        assert!(stores
+            .rate_limits
+            .hit(&format!("mail:{addr}"), now(), TimeDelta::hours(1), 5)
+            .await
+            .unwrap());
+    }
+    stores
+        .rate_limits
+        .hit("mail:xa_b@example.com", now(), TimeDelta::hours(1), 5)
+        .await
+        .unwrap();
+    stores
+        .pending
+        .put(pending("a_b@example.com", 2))
+        .await
+        .unwrap();
+
+    let removed = stores.users.delete_account(&user.id).await.unwrap();
+    assert_eq!(removed.map(|u| u.id), Some(user.id.clone()));
+
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count("SELECT count(*) FROM users").await, 0);
+    assert_eq!(count("SELECT count(*) FROM sessions").await, 0);
+    assert_eq!(count("SELECT count(*) FROM one_time_tokens").await, 0);
+    assert_eq!(count("SELECT count(*) FROM pending_registrations").await, 0);
+    assert_eq!(
+        count("SELECT count(*) FROM login_attempts WHERE email = 'axb@example.com'").await,
+        1
+    );
+    assert_eq!(count("SELECT count(*) FROM login_attempts").await, 1);
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM rate_limit_hits ORDER BY key")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(keys, ["mail:axb@example.com", "mail:xa_b@example.com"]);
+    assert_eq!(stores.users.delete_account(&user.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_lock_lifts_when_the_attempt_that_filled_the_window_leaves_it() {
+    let (_, stores, _) = file_db().await;
+    let window = TimeDelta::seconds(100);
+    let who = email("slow@example.com");
+    for s in 0..3 {
+        let a = stores
+            .login_attempts
+            .admit(&who, now() + TimeDelta::seconds(s * 10), window, 3)
+            .await
+            .unwrap();
+        assert_eq!(
+            a,
+            Admission::Admitted {
+                failures: u32::try_from(s).unwrap() + 1
+            }
+        );
+    }
+    // Attempts at +0, +10, +20: the +0 one leaves at +100.
+    let at = now() + TimeDelta::seconds(50);
+    assert_eq!(
+        stores
+            .login_attempts
+            .admit(&who, at, window, 3)
+            .await
+            .unwrap(),
+        Admission::Locked {
+            retry_at: now() + window
+        }
+    );
+    assert_eq!(
+        stores
+            .login_attempts
+            .admit(&who, now() + window, window, 3)
+            .await
+            .unwrap(),
+        Admission::Admitted { failures: 3 }
+    );
+}

@@ -1,0 +1,105 @@
+//! What a flow can refuse, in terms a caller can act on.
+//!
+//! `http-axum` maps each variant to regstack's status and `detail` text in
+//! one table (`http-axum/src/error.rs`); nothing matches on message text.
+
+use regstack_ports::{HashError, StoreError};
+
+/// Why a presented access token does not authenticate. Each cause has its
+/// own regstack wording; all are 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No bearer token at all.
+    Missing,
+    /// Malformed, forged, expired or for another purpose (one static body:
+    /// no oracle for which).
+    Invalid,
+    /// The holder signed out of this session.
+    Revoked,
+    /// A password change, reset or email change ended every session.
+    Invalidated,
+    /// The account is disabled or deleted.
+    Inactive,
+}
+
+/// Which request field a validation problem concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// `password`
+    Password,
+    /// `new_password`
+    NewPassword,
+}
+
+/// Everything a flow can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// 422: a new password is outside 8–128 code points.
+    #[error("password length out of range")]
+    PasswordLength {
+        /// The offending field.
+        field: Field,
+        /// Too short (else too long).
+        too_short: bool,
+    },
+    /// 403: `allow_registration = false`.
+    #[error("registration is disabled")]
+    RegistrationClosed,
+    /// 404: `enable_password_reset = false`.
+    #[error("password reset is disabled")]
+    PasswordResetDisabled,
+    /// 404: `enable_account_deletion = false`.
+    #[error("account deletion is disabled")]
+    AccountDeletionDisabled,
+    /// 409: the address belongs to an account.
+    #[error("email already registered")]
+    EmailTaken,
+    /// 401: unknown address, wrong password, or no password — one answer.
+    #[error("invalid credentials")]
+    InvalidCredentials {
+        /// Attempts left before lockout; `None` when lockout is off or at 0.
+        remaining: Option<u32>,
+    },
+    /// 429 with `Retry-After`.
+    #[error("account locked")]
+    Locked {
+        /// Whole seconds until the next attempt is admitted.
+        retry_after_secs: u64,
+    },
+    /// 403, only after a correct password.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// 403, only after a correct password.
+    #[error("email not verified")]
+    EmailNotVerified,
+    /// 400: verification link dead.
+    #[error("invalid verification token")]
+    InvalidVerificationToken,
+    /// 400: reset link dead.
+    #[error("invalid reset token")]
+    InvalidResetToken,
+    /// 400: email-change link dead.
+    #[error("invalid email-change token")]
+    InvalidEmailChangeToken,
+    /// 400: re-authentication failed.
+    #[error("current password is incorrect")]
+    WrongCurrentPassword,
+    /// 400: new password equals the current one.
+    #[error("new password equals the current one")]
+    SamePassword,
+    /// 400: new address equals the current one.
+    #[error("new email equals the current one")]
+    SameEmail,
+    /// 401: see [`AuthFailure`].
+    #[error("not authenticated: {0:?}")]
+    Unauthenticated(AuthFailure),
+    /// 503 or 500, from the store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// 500: hashing failed.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    /// 500: an invariant broke (a template, a signing key).
+    #[error("internal error: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,356 @@
+//! Signed tokens: access tokens today; any other purpose gets its own key.
+//!
+//! Each purpose signs with its own key, derived from `jwt_secret` by
+//! HMAC-SHA256 over a purpose label, and carries a `purpose` claim: a token
+//! minted for one purpose cannot verify under another's key (RFC 8725
+//! §3.11–3.12). The algorithm is pinned by configuration; `exp` is checked
+//! against the injected clock with zero leeway; `aud` is required exactly
+//! when configured and refused when not.
+
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use regstack_ports::{SessionId, Timestamp, UserId};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::config::JwtAlgorithm;
+
+/// Largest token accepted from a request, before any parsing.
+pub const MAX_JWT_BYTES: usize = 8192;
+
+/// What a token is for. Each has its own derived key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `Authorization: Bearer` on API calls.
+    Access,
+}
+
+impl Purpose {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+        }
+    }
+}
+
+/// Claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccessClaims {
+    /// User id.
+    pub sub: String,
+    /// Session id.
+    pub sid: String,
+    /// Unique token id.
+    pub jti: String,
+    /// Always `"access"`.
+    pub purpose: String,
+    /// Issue time, seconds since the epoch with microseconds.
+    pub iat: f64,
+    /// Expiry, whole seconds since the epoch.
+    pub exp: i64,
+    /// Audience, when configured.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub aud: Option<String>,
+    /// Not-before, never issued by us; refused if in the future.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nbf: Option<i64>,
+}
+
+/// A token that verified: who, which session, when issued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedAccess {
+    /// Owner.
+    pub user_id: UserId,
+    /// Session the token belongs to.
+    pub session_id: SessionId,
+    /// Issue time.
+    pub issued_at: Timestamp,
+}
+
+/// Why a token was refused. Callers answer all of them alike (a static 401
+/// body): the variants exist for logs and tests, never for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a JWT, wrong signature, wrong algorithm, wrong purpose or audience,
+    /// missing claims.
+    #[error("token is malformed or its signature does not verify")]
+    Invalid,
+    /// Past `exp` (or before `nbf`, or issued in the future).
+    #[error("token is expired or not yet valid")]
+    Expired,
+}
+
+/// Signs and verifies regstack's JWTs.
+pub struct JwtCodec {
+    algorithm: Algorithm,
+    access_key: SecretString,
+    audience: Option<String>,
+    ttl_seconds: u64,
+}
+
+impl std::fmt::Debug for JwtCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtCodec")
+            .field("algorithm", &self.algorithm)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+fn derive_key(secret: &SecretString, purpose: Purpose) -> SecretString {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return SecretString::from(String::new()),
+    };
+    mac.update(b"regstack-rs/jwt/v1/");
+    mac.update(purpose.label().as_bytes());
+    SecretString::from(hex::encode(mac.finalize().into_bytes()))
+}
+
+impl JwtCodec {
+    /// Builds a codec. `secret` must already have passed
+    /// [`Config::validate`](crate::config::Config::validate).
+    pub fn new(
+        secret: &SecretString,
+        algorithm: JwtAlgorithm,
+        audience: Option<String>,
+        ttl_seconds: u64,
+    ) -> Self {
+        let algorithm = match algorithm {
+            JwtAlgorithm::HS256 => Algorithm::HS256,
+            JwtAlgorithm::HS384 => Algorithm::HS384,
+            JwtAlgorithm::HS512 => Algorithm::HS512,
+        };
+        Self {
+            algorithm,
+            access_key: derive_key(secret, Purpose::Access),
+            audience,
+            ttl_seconds,
+        }
+    }
+
+    /// Access-token lifetime in seconds.
+    pub fn ttl_seconds(&self) -> u64 {
+        self.ttl_seconds
+    }
+
+    /// Mints an access token for a session.
+    pub fn issue_access(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        now: Timestamp,
+    ) -> Result<String, TokenError> {
+        let iat = now.timestamp() as f64 + f64::from(now.timestamp_subsec_micros()) / 1e6;
+        let claims = AccessClaims {
+            sub: user.as_str().to_owned(),
+            sid: session.as_str().to_owned(),
+            jti: hex::encode(crate::tokens::random_bytes::<16>()),
+            purpose: Purpose::Access.label().to_owned(),
+            iat,
+            exp: now.timestamp() + self.ttl_seconds as i64,
+            aud: self.audience.clone(),
+            nbf: None,
+        };
+        encode(
+            &Header::new(self.algorithm),
+            &claims,
+            &EncodingKey::from_secret(self.access_key.expose_secret().as_bytes()),
+        )
+        .map_err(|_| TokenError::Invalid)
+    }
+
+    /// Verifies an access token against `now`.
+    pub fn verify_access(&self, token: &str, now: Timestamp) -> Result<VerifiedAccess, TokenError> {
+        if token.len() > MAX_JWT_BYTES {
+            return Err(TokenError::Invalid);
+        }
+        let mut validation = Validation::new(self.algorithm);
+        // Expiry is checked below against the injected clock, with no leeway.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.leeway = 0;
+        validation.required_spec_claims = ["exp", "sub"].iter().map(|s| (*s).to_owned()).collect();
+        match &self.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                validation.required_spec_claims.insert("aud".to_owned());
+            }
+            None => validation.validate_aud = false,
+        }
+        let data = decode::<AccessClaims>(
+            token,
+            &DecodingKey::from_secret(self.access_key.expose_secret().as_bytes()),
+            &validation,
+        )
+        .map_err(|_| TokenError::Invalid)?;
+        let c = data.claims;
+        if c.purpose != Purpose::Access.label() {
+            return Err(TokenError::Invalid);
+        }
+        if self.audience.is_none() && c.aud.is_some() {
+            return Err(TokenError::Invalid);
+        }
+        let now_s = now.timestamp();
+        if now_s >= c.exp {
+            return Err(TokenError::Expired);
+        }
+        if c.nbf.is_some_and(|nbf| nbf > now_s) {
+            return Err(TokenError::Expired);
+        }
+        let iat_us = (c.iat * 1e6).round() as i64;
+        let now_us = now.timestamp_micros();
+        if !c.iat.is_finite() || iat_us > now_us {
+            return Err(TokenError::Expired);
+        }
+        let issued_at =
+            chrono::DateTime::from_timestamp_micros(iat_us).ok_or(TokenError::Invalid)?;
+        Ok(VerifiedAccess {
+            user_id: UserId::parse(&c.sub).ok_or(TokenError::Invalid)?,
+            session_id: SessionId::parse(&c.sid).ok_or(TokenError::Invalid)?,
+            issued_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use chrono::{TimeDelta, TimeZone, Utc};
+
+    fn now() -> Timestamp {
+        Utc.with_ymd_and_hms(2026, 11, 25, 8, 0, 0).unwrap()
+    }
+    fn codec(aud: Option<&str>) -> JwtCodec {
+        JwtCodec::new(
+            &SecretString::from("s".repeat(40)),
+            JwtAlgorithm::HS256,
+            aud.map(str::to_owned),
+            7200,
+        )
+    }
+    fn ids() -> (UserId, SessionId) {
+        (UserId::generate(), SessionId::generate())
+    }
+
+    #[test]
+    fn a_fresh_token_verifies_and_names_its_session() {
+        let c = codec(None);
+        let (u, s) = ids();
+        let t = c.issue_access(&u, &s, now()).unwrap();
+        let v = c.verify_access(&t, now()).unwrap();
+        assert_eq!((v.user_id, v.session_id, v.issued_at), (u, s, now()));
+    }
+
+    #[test]
+    fn expiry_has_zero_leeway() {
+        let c = codec(None);
+        let (u, s) = ids();
+        let t = c.issue_access(&u, &s, now()).unwrap();
+        let just_before = now() + TimeDelta::seconds(7199);
+        assert!(c.verify_access(&t, just_before).is_ok());
+        let at_exp = now() + TimeDelta::seconds(7200);
+        assert_eq!(c.verify_access(&t, at_exp), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_refused() {
+        let c = codec(None);
+        let (u, s) = ids();
+        let t = c.issue_access(&u, &s, now() + TimeDelta::hours(1)).unwrap();
+        assert_eq!(c.verify_access(&t, now()), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn another_secret_or_algorithm_does_not_verify() {
+        let (u, s) = ids();
+        let t = codec(None).issue_access(&u, &s, now()).unwrap();
+        let other = JwtCodec::new(
+            &SecretString::from("t".repeat(40)),
+            JwtAlgorithm::HS256,
+            None,
+            7200,
+        );
+        assert_eq!(other.verify_access(&t, now()), Err(TokenError::Invalid));
+        let hs512 = JwtCodec::new(
+            &SecretString::from("s".repeat(40)),
+            JwtAlgorithm::HS512,
+            None,
+            7200,
+        );
+        assert_eq!(hs512.verify_access(&t, now()), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let c = codec(None);
+        let (u, s) = ids();
+        let t = c.issue_access(&u, &s, now()).unwrap();
+        let payload = t.split('.').nth(1).unwrap();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let forged = format!("{header}.{payload}.");
+        assert_eq!(c.verify_access(&forged, now()), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_token_signed_with_the_raw_secret_is_not_an_access_token() {
+        // The key is derived per purpose: signing with jwt_secret itself (as a
+        // naive implementation would) must not verify.
+        let (u, s) = ids();
+        let claims = AccessClaims {
+            sub: u.to_string(),
+            sid: s.to_string(),
+            jti: "j".into(),
+            purpose: "access".into(),
+            iat: now().timestamp() as f64,
+            exp: now().timestamp() + 60,
+            aud: None,
+            nbf: None,
+        };
+        let t = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret("s".repeat(40).as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            codec(None).verify_access(&t, now()),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn audience_is_required_when_configured_and_refused_when_not() {
+        let (u, s) = ids();
+        let with = codec(Some("app-a"));
+        let t = with.issue_access(&u, &s, now()).unwrap();
+        assert!(with.verify_access(&t, now()).is_ok());
+        assert_eq!(
+            codec(Some("app-b")).verify_access(&t, now()),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            codec(None).verify_access(&t, now()),
+            Err(TokenError::Invalid)
+        );
+        let without = codec(None).issue_access(&u, &s, now()).unwrap();
+        assert_eq!(
+            with.verify_access(&without, now()),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn garbage_and_oversized_input_is_invalid() {
+        let c = codec(None);
+        assert_eq!(c.verify_access("garbage", now()), Err(TokenError::Invalid));
+        assert_eq!(
+            c.verify_access(&"a".repeat(MAX_JWT_BYTES + 1), now()),
+            Err(TokenError::Invalid)
+        );
+    }
+}

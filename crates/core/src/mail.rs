@@ -1,0 +1,272 @@
+//! Composes transactional mail from templates (text + HTML + subject).
+//!
+//! Template names and variables are regstack's (`verification.txt`,
+//! `password_reset.html`, `email_change.subject.txt`; `app_name`,
+//! `full_name`, `url`, `ttl_minutes`, `ttl_hours`), so a regstack host's
+//! override directory carries over. Overrides arrive as strings: reading
+//! the directories is the caller's I/O, not core's. HTML templates are
+//! auto-escaped; a user's name can never inject markup.
+
+use std::collections::HashMap;
+
+use minijinja::{context, Environment};
+use regstack_ports::{Email, OutgoingMail};
+
+/// Which mail to compose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    /// Confirm a new account.
+    Verification,
+    /// Reset a password.
+    PasswordReset,
+    /// Confirm a new address.
+    EmailChange,
+}
+
+impl MailKind {
+    /// The template stem.
+    pub fn stem(self) -> &'static str {
+        match self {
+            Self::Verification => "verification",
+            Self::PasswordReset => "password_reset",
+            Self::EmailChange => "email_change",
+        }
+    }
+}
+
+const BUILTIN: [(&str, &str); 9] = [
+    (
+        "verification.subject.txt",
+        include_str!("../templates/verification.subject.txt"),
+    ),
+    (
+        "verification.txt",
+        include_str!("../templates/verification.txt"),
+    ),
+    (
+        "verification.html",
+        include_str!("../templates/verification.html"),
+    ),
+    (
+        "password_reset.subject.txt",
+        include_str!("../templates/password_reset.subject.txt"),
+    ),
+    (
+        "password_reset.txt",
+        include_str!("../templates/password_reset.txt"),
+    ),
+    (
+        "password_reset.html",
+        include_str!("../templates/password_reset.html"),
+    ),
+    (
+        "email_change.subject.txt",
+        include_str!("../templates/email_change.subject.txt"),
+    ),
+    (
+        "email_change.txt",
+        include_str!("../templates/email_change.txt"),
+    ),
+    (
+        "email_change.html",
+        include_str!("../templates/email_change.html"),
+    ),
+];
+
+/// The template names a host may override.
+pub fn template_names() -> impl Iterator<Item = &'static str> {
+    BUILTIN.iter().map(|(n, _)| *n)
+}
+
+/// A template failed to parse or render.
+#[derive(Debug, thiserror::Error)]
+#[error("mail template `{name}`: {reason}")]
+pub struct TemplateError {
+    /// Template name.
+    pub name: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Renders mail. Built once at start-up: a broken override is a start-up
+/// error, not a failure at the first registration.
+pub struct Composer {
+    env: Environment<'static>,
+    app_name: String,
+}
+
+impl std::fmt::Debug for Composer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Composer")
+            .field("app_name", &self.app_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Values a mail needs besides the template.
+#[derive(Debug, Clone)]
+pub struct MailContext<'a> {
+    /// Recipient.
+    pub to: &'a Email,
+    /// Recipient's display name.
+    pub full_name: Option<&'a str>,
+    /// The link, token included.
+    pub url: &'a str,
+    /// Link lifetime in seconds.
+    pub ttl_seconds: u64,
+}
+
+impl Composer {
+    /// Builds a composer; `overrides` maps template names to sources.
+    pub fn new(app_name: &str, overrides: HashMap<String, String>) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        // Autoescape HTML by file name only; subjects and text stay verbatim.
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        env.set_keep_trailing_newline(false);
+        for (name, src) in BUILTIN {
+            let src = overrides
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| src.to_owned());
+            env.add_template_owned(name.to_owned(), src)
+                .map_err(|e| TemplateError {
+                    name: name.into(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let composer = Self {
+            env,
+            app_name: app_name.to_owned(),
+        };
+        // Render each kind once with sample values so a broken override
+        // fails now, at start-up.
+        let sample = Email::parse("sample@example.com").map_err(|e| TemplateError {
+            name: "sample".into(),
+            reason: e.to_string(),
+        })?;
+        for kind in [
+            MailKind::Verification,
+            MailKind::PasswordReset,
+            MailKind::EmailChange,
+        ] {
+            composer.compose(
+                kind,
+                &MailContext {
+                    to: &sample,
+                    full_name: Some("Sample"),
+                    url: "https://example.com/x",
+                    ttl_seconds: 3600,
+                },
+            )?;
+        }
+        Ok(composer)
+    }
+
+    /// Renders one mail.
+    pub fn compose(
+        &self,
+        kind: MailKind,
+        ctx: &MailContext<'_>,
+    ) -> Result<OutgoingMail, TemplateError> {
+        let vars = context! {
+            app_name => self.app_name,
+            full_name => ctx.full_name,
+            url => ctx.url,
+            ttl_minutes => (ctx.ttl_seconds / 60).max(1),
+            ttl_hours => (ctx.ttl_seconds / 3600).max(1),
+            email => ctx.to.as_str(),
+        };
+        let render = |suffix: &str| {
+            let name = format!("{}.{suffix}", kind.stem());
+            self.env
+                .get_template(&name)
+                .and_then(|t| t.render(&vars))
+                .map_err(|e| TemplateError {
+                    name,
+                    reason: e.to_string(),
+                })
+        };
+        let subject = render("subject.txt")?;
+        let subject = subject
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+            .to_owned();
+        Ok(OutgoingMail {
+            to: ctx.to.clone(),
+            subject,
+            text: render("txt")?,
+            html: render("html")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx<'a>(to: &'a Email, name: Option<&'a str>) -> MailContext<'a> {
+        MailContext {
+            to,
+            full_name: name,
+            url: "https://app.example/verify?token=T0K",
+            ttl_seconds: 86_400,
+        }
+    }
+
+    #[test]
+    fn verification_mail_has_subject_link_and_both_bodies() {
+        let c = Composer::new("Acme", HashMap::new()).unwrap();
+        let to = Email::parse("a@example.com").unwrap();
+        let m = c
+            .compose(MailKind::Verification, &ctx(&to, Some("Ann")))
+            .unwrap();
+        assert_eq!(m.subject, "Confirm your Acme account");
+        assert!(m.text.contains("https://app.example/verify?token=T0K"));
+        assert!(m.text.contains("24 hours"));
+        // HTML-escaped (`/` becomes `&#x2f;`), which browsers decode in attributes.
+        assert!(m.html.contains("verify?token=T0K\""));
+    }
+
+    #[test]
+    fn names_are_escaped_in_html() {
+        let c = Composer::new("Acme", HashMap::new()).unwrap();
+        let to = Email::parse("a@example.com").unwrap();
+        let m = c
+            .compose(
+                MailKind::PasswordReset,
+                &ctx(&to, Some("<script>x</script>")),
+            )
+            .unwrap();
+        assert!(!m.html.contains("<script>"));
+        assert!(m.html.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn overrides_replace_builtins_and_broken_ones_fail_at_start() {
+        let mut o = HashMap::new();
+        o.insert(
+            "verification.subject.txt".to_owned(),
+            "Welcome aboard {{ app_name }}!".to_owned(),
+        );
+        let c = Composer::new("Acme", o).unwrap();
+        let to = Email::parse("a@example.com").unwrap();
+        assert_eq!(
+            c.compose(MailKind::Verification, &ctx(&to, None))
+                .unwrap()
+                .subject,
+            "Welcome aboard Acme!"
+        );
+        let mut bad = HashMap::new();
+        bad.insert("email_change.txt".to_owned(), "{% if %}".to_owned());
+        let err = Composer::new("Acme", bad).unwrap_err();
+        assert_eq!(err.name, "email_change.txt");
+    }
+}

@@ -1,0 +1,343 @@
+//! Argon2id password hashing on the blocking pool, behind a bound.
+//!
+//! Hashing is the dominant cost of the service and holds
+//! `argon2_memory_kib` of memory per call, so it runs on tokio's blocking
+//! pool (never on the async workers that serve `/me`) and at most
+//! `max_concurrent_hashes` run at once: a login flood queues here instead of
+//! exhausting memory or starving cheap requests.
+//!
+//! Hashes are PHC strings; any Argon2 PHC string verifies (regstack's
+//! argon2-cffi hashes included), and `needs_rehash` reports hashes made with
+//! weaker parameters than configured so the flow can upgrade them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use async_trait::async_trait;
+use password_hash::{PasswordHash as Phc, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use regstack_ports::{HashError, PasswordHash, PasswordHasher, Verification};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::config::PasswordConfig;
+
+/// Shortest password accepted, in Unicode code points (regstack parity).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password accepted, in code points; checked before hashing.
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// Why a password is not acceptable as a new password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordPolicyError {
+    /// Fewer than [`MIN_PASSWORD_CHARS`] code points.
+    TooShort,
+    /// More than [`MAX_PASSWORD_CHARS`] code points.
+    TooLong,
+}
+
+/// Checks the length rule, counting code points (not bytes): eight emoji
+/// are a valid password, seven CJK characters are not.
+pub fn check_length(password: &str) -> Result<(), PasswordPolicyError> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_CHARS {
+        Err(PasswordPolicyError::TooShort)
+    } else if n > MAX_PASSWORD_CHARS {
+        Err(PasswordPolicyError::TooLong)
+    } else {
+        Ok(())
+    }
+}
+
+/// Argon2id with configured parameters and a concurrency bound.
+pub struct Argon2Hasher {
+    params: Params,
+    permits: Arc<Semaphore>,
+    dummy: OnceCell<PasswordHash>,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Argon2Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Argon2Hasher")
+            .field("m_kib", &self.params.m_cost())
+            .field("t", &self.params.t_cost())
+            .field("p", &self.params.p_cost())
+            .field("permits", &self.permits.available_permits())
+            .finish()
+    }
+}
+
+impl Argon2Hasher {
+    /// Builds a hasher from validated configuration.
+    pub fn new(cfg: &PasswordConfig) -> Result<Self, HashError> {
+        let params = Params::new(
+            cfg.argon2_memory_kib,
+            cfg.argon2_iterations,
+            cfg.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| HashError::Failed(e.to_string()))?;
+        let bound = cfg
+            .max_concurrent_hashes
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1);
+        Ok(Self {
+            params,
+            permits: Arc::new(Semaphore::new(bound)),
+            dummy: OnceCell::new(),
+            running: Arc::default(),
+            peak: Arc::default(),
+        })
+    }
+
+    /// The most hashes or verifications that ever ran at the same time: the
+    /// bound made observable (tests and the benchmark read it).
+    pub fn peak_concurrency(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+
+    fn argon2(params: Params) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    }
+
+    /// Runs `f` on the blocking pool once a permit is free.
+    async fn bounded<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError::Failed(e.to_string()))?;
+        let (running, peak) = (self.running.clone(), self.peak.clone());
+        tokio::task::spawn_blocking(move || {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let out = f();
+            running.fetch_sub(1, Ordering::SeqCst);
+            out
+        })
+        .await
+        .map_err(|e| HashError::Failed(e.to_string()))
+    }
+
+    async fn dummy_hash(&self) -> Result<&PasswordHash, HashError> {
+        self.dummy
+            .get_or_try_init(|| async {
+                let random = hex::encode(crate::tokens::random_bytes::<24>());
+                self.hash(&SecretString::from(random)).await
+            })
+            .await
+    }
+
+    fn weaker_than(&self, phc: &Phc<'_>) -> bool {
+        if phc.algorithm.as_str() != "argon2id" {
+            return true;
+        }
+        match Params::try_from(phc) {
+            Ok(p) => {
+                p.m_cost() < self.params.m_cost()
+                    || p.t_cost() < self.params.t_cost()
+                    || p.p_cost() < self.params.p_cost()
+            }
+            Err(_) => true,
+        }
+    }
+}
+
+#[async_trait]
+impl PasswordHasher for Argon2Hasher {
+    async fn hash(&self, password: &SecretString) -> Result<PasswordHash, HashError> {
+        let password = password.clone();
+        let params = self.params.clone();
+        self.bounded(move || {
+            let salt = SaltString::encode_b64(&crate::tokens::random_bytes::<16>())
+                .map_err(|e| HashError::Failed(e.to_string()))?;
+            Self::argon2(params)
+                .hash_password(password.expose_secret().as_bytes(), &salt)
+                .map(|h| PasswordHash::new(h.to_string()))
+                .map_err(|e| HashError::Failed(e.to_string()))
+        })
+        .await?
+    }
+
+    async fn verify(
+        &self,
+        password: &SecretString,
+        hash: &PasswordHash,
+    ) -> Result<Verification, HashError> {
+        let needs_rehash = {
+            let phc = Phc::new(hash.as_str()).map_err(|_| HashError::Malformed)?;
+            self.weaker_than(&phc)
+        };
+        let password = password.clone();
+        let stored = hash.as_str().to_owned();
+        let matches = self
+            .bounded(move || {
+                let phc = Phc::new(&stored).map_err(|_| HashError::Malformed)?;
+                // The parameters come from the PHC string itself, so hashes
+                // made with other settings (regstack's) still verify.
+                Ok::<bool, HashError>(
+                    Argon2::default()
+                        .verify_password(password.expose_secret().as_bytes(), &phc)
+                        .is_ok(),
+                )
+            })
+            .await??;
+        Ok(Verification {
+            matches,
+            needs_rehash: matches && needs_rehash,
+        })
+    }
+
+    async fn verify_dummy(&self, password: &SecretString) -> Result<(), HashError> {
+        let dummy = self.dummy_hash().await?.clone();
+        self.verify(password, &dummy).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn floor() -> PasswordConfig {
+        PasswordConfig {
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: Some(2),
+        }
+    }
+
+    /// Made by argon2-cffi (regstack 0.9.3's hasher, its default profile)
+    /// for the password `correct-horse-battery`.
+    const REGSTACK_HASH: &str = include_str!("../tests/fixtures/regstack_argon2.phc");
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_phc_with_configured_parameters() {
+        let h = Argon2Hasher::new(&PasswordConfig::default()).unwrap();
+        let hash = h
+            .hash(&SecretString::from("correct-horse-battery"))
+            .await
+            .unwrap();
+        assert!(hash.as_str().starts_with("$argon2id$v=19$m=65536,t=3,p=4$"));
+    }
+
+    #[tokio::test]
+    async fn regstack_hashes_verify() {
+        let h = Argon2Hasher::new(&PasswordConfig::default()).unwrap();
+        let stored = PasswordHash::new(REGSTACK_HASH.trim().to_owned());
+        let ok = h
+            .verify(&SecretString::from("correct-horse-battery"), &stored)
+            .await
+            .unwrap();
+        assert_eq!(
+            ok,
+            Verification {
+                matches: true,
+                needs_rehash: false
+            }
+        );
+        let bad = h
+            .verify(&SecretString::from("correct-horse-batterY"), &stored)
+            .await
+            .unwrap();
+        assert!(!bad.matches);
+    }
+
+    #[tokio::test]
+    async fn weaker_hashes_ask_for_a_rehash_only_when_they_match() {
+        let weak = Argon2Hasher::new(&floor()).unwrap();
+        let strong = Argon2Hasher::new(&PasswordConfig::default()).unwrap();
+        let hash = weak.hash(&SecretString::from("pass-word-1")).await.unwrap();
+        let v = strong
+            .verify(&SecretString::from("pass-word-1"), &hash)
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verification {
+                matches: true,
+                needs_rehash: true
+            }
+        );
+        let v = strong
+            .verify(&SecretString::from("pass-word-2"), &hash)
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verification {
+                matches: false,
+                needs_rehash: false
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn no_truncation_and_no_case_folding() {
+        let h = Argon2Hasher::new(&floor()).unwrap();
+        let pw: String = "Ab3".repeat(34); // 102 chars
+        let hash = h.hash(&SecretString::from(pw.clone())).await.unwrap();
+        for other in [pw[..72].to_owned(), format!("{pw}x"), pw.to_uppercase()] {
+            assert!(
+                !h.verify(&SecretString::from(other), &hash)
+                    .await
+                    .unwrap()
+                    .matches
+            );
+        }
+        assert!(
+            h.verify(&SecretString::from(pw), &hash)
+                .await
+                .unwrap()
+                .matches
+        );
+    }
+
+    #[tokio::test]
+    async fn a_malformed_stored_hash_is_an_error_not_a_match() {
+        let h = Argon2Hasher::new(&floor()).unwrap();
+        let r = h
+            .verify(
+                &SecretString::from("whatever-1"),
+                &PasswordHash::new("nope".into()),
+            )
+            .await;
+        assert!(matches!(r, Err(HashError::Malformed)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn no_more_hashes_run_at_once_than_the_bound() {
+        let h = Arc::new(Argon2Hasher::new(&floor()).unwrap()); // bound 2
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(
+                    async move { h.hash(&SecretString::from(format!("password-{i}"))).await },
+                )
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(h.peak_concurrency(), 2);
+    }
+
+    #[test]
+    fn length_counts_code_points() {
+        assert_eq!(check_length(&"😀".repeat(8)), Ok(()));
+        assert_eq!(
+            check_length(&"漢".repeat(7)),
+            Err(PasswordPolicyError::TooShort)
+        );
+        assert_eq!(check_length(&"a".repeat(128)), Ok(()));
+        assert_eq!(
+            check_length(&"a".repeat(129)),
+            Err(PasswordPolicyError::TooLong)
+        );
+    }
+}

@@ -1,0 +1,393 @@
+//! Request bodies: content type, size, JSON syntax and field rules, with
+//! regstack's (pydantic's) 422 shapes.
+//!
+//! Every request model refuses unknown fields (regstack's `extra=forbid`,
+//! which also stops mass assignment) and checks types strictly: an object
+//! or array where a string belongs is a 422, so operator-injection payloads
+//! such as `{"$ne": null}` never reach a store. Secret fields go straight
+//! into `SecretString` and are never echoed back.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use regstack_ports::Email;
+use secrecy::SecretString;
+use serde_json::{json, Map, Value};
+
+use crate::error::{validation_entry, ApiError};
+
+/// A request model read from a JSON object.
+pub trait FromJsonObject: Sized {
+    /// Reads the fields; problems are collected into `obj`.
+    fn read(obj: &mut Fields<'_>) -> Option<Self>;
+}
+
+/// A validated JSON body.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+fn content_type_is_json(req: &Request) -> bool {
+    match req.headers().get(header::CONTENT_TYPE) {
+        None => true, // regstack parity: no Content-Type is parsed as JSON.
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            })
+            .unwrap_or(false),
+    }
+}
+
+fn byte_offset(src: &[u8], line: usize, column: usize) -> usize {
+    let mut offset = 0;
+    for (i, l) in src.split(|b| *b == b'\n').enumerate() {
+        if i + 1 == line {
+            return offset + column.saturating_sub(1);
+        }
+        offset += l.len() + 1;
+    }
+    src.len()
+}
+
+/// Parses bytes into a validated model (shared by the extractor and tests).
+pub fn parse<T: FromJsonObject>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::Validation(vec![validation_entry(
+            "missing",
+            &[json!("body")],
+            "Field required",
+            None,
+        )]));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::Validation(vec![validation_entry(
+            "json_invalid",
+            &[
+                json!("body"),
+                json!(if e.is_eof() {
+                    bytes.len()
+                } else {
+                    byte_offset(bytes, e.line(), e.column())
+                }),
+            ],
+            "JSON decode error",
+            Some(json!({ "error": e.to_string() })),
+        )])
+    })?;
+    let Value::Object(map) = value else {
+        return Err(ApiError::Validation(vec![validation_entry(
+            "model_attributes_type",
+            &[json!("body")],
+            "Input should be a valid dictionary or object to extract fields from",
+            None,
+        )]));
+    };
+    let mut fields = Fields {
+        map: &map,
+        errors: Vec::new(),
+        known: Vec::new(),
+    };
+    let model = T::read(&mut fields);
+    fields.forbid_extra();
+    match (model, fields.errors.is_empty()) {
+        (Some(m), true) => Ok(m),
+        _ => Err(ApiError::Validation(fields.errors)),
+    }
+}
+
+impl<S: Send + Sync, T: FromJsonObject> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !content_type_is_json(&req) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::Internal(rejection.body_text())
+            }
+        })?;
+        parse(&bytes).map(JsonBody)
+    }
+}
+
+/// The fields of one JSON object being read, with the errors found so far.
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    errors: Vec<Value>,
+    known: Vec<&'static str>,
+}
+
+/// Length rule of a string field, in Unicode code points (as pydantic).
+#[derive(Clone, Copy, Debug)]
+pub struct Len {
+    /// Minimum.
+    pub min: Option<usize>,
+    /// Maximum.
+    pub max: Option<usize>,
+}
+
+impl Len {
+    /// No limits.
+    pub const ANY: Len = Len {
+        min: None,
+        max: None,
+    };
+    /// regstack's password rule.
+    pub const PASSWORD: Len = Len {
+        min: Some(8),
+        max: Some(128),
+    };
+    /// Display names.
+    pub const NAME: Len = Len {
+        min: None,
+        max: Some(200),
+    };
+    /// Opaque tokens (IN-5).
+    pub const TOKEN: Len = Len {
+        min: None,
+        max: Some(regstack_core::tokens::MAX_TOKEN_CHARS),
+    };
+    /// A current password being re-checked: bounded so nothing huge is hashed.
+    pub const CURRENT_PASSWORD: Len = Len {
+        min: None,
+        max: Some(1024),
+    };
+}
+
+impl Fields<'_> {
+    fn loc(name: &str) -> [Value; 2] {
+        [json!("body"), json!(name)]
+    }
+
+    fn push(&mut self, kind: &str, name: &str, msg: impl Into<String>, ctx: Option<Value>) {
+        self.errors
+            .push(validation_entry(kind, &Self::loc(name), msg, ctx));
+    }
+
+    fn check_len(&mut self, name: &str, s: &str, len: Len) -> bool {
+        let n = s.chars().count();
+        if let Some(min) = len.min {
+            if n < min {
+                let plural = if min == 1 { "" } else { "s" };
+                self.push(
+                    "string_too_short",
+                    name,
+                    format!("String should have at least {min} character{plural}"),
+                    Some(json!({ "min_length": min })),
+                );
+                return false;
+            }
+        }
+        if let Some(max) = len.max {
+            if n > max {
+                let plural = if max == 1 { "" } else { "s" };
+                self.push(
+                    "string_too_long",
+                    name,
+                    format!("String should have at most {max} character{plural}"),
+                    Some(json!({ "max_length": max })),
+                );
+                return false;
+            }
+        }
+        true
+    }
+
+    fn raw(&mut self, name: &'static str) -> Option<&Value> {
+        self.known.push(name);
+        self.map.get(name)
+    }
+
+    fn string_value(&mut self, name: &'static str, required: bool) -> Option<Option<String>> {
+        match self.raw(name).cloned() {
+            None if required => {
+                self.push("missing", name, "Field required", None);
+                None
+            }
+            None => Some(None),
+            Some(Value::String(s)) => Some(Some(s)),
+            Some(_) => {
+                self.push("string_type", name, "Input should be a valid string", None);
+                None
+            }
+        }
+    }
+
+    /// A required string.
+    pub fn string(&mut self, name: &'static str, len: Len) -> Option<String> {
+        let s = self.string_value(name, true)??;
+        self.check_len(name, &s, len).then_some(s)
+    }
+
+    /// A required secret string (password, token): never echoed.
+    pub fn secret(&mut self, name: &'static str, len: Len) -> Option<SecretString> {
+        self.string(name, len).map(SecretString::from)
+    }
+
+    /// An optional, nullable string: `None` = absent, `Some(None)` = null.
+    pub fn optional_nullable(
+        &mut self,
+        name: &'static str,
+        len: Len,
+    ) -> Option<Option<Option<String>>> {
+        match self.raw(name).cloned() {
+            None => Some(None),
+            Some(Value::Null) => Some(Some(None)),
+            Some(Value::String(s)) => self.check_len(name, &s, len).then_some(Some(Some(s))),
+            Some(_) => {
+                self.push("string_type", name, "Input should be a valid string", None);
+                None
+            }
+        }
+    }
+
+    /// A display name: optional, nullable, ≤ 200 code points, no control
+    /// characters (they would end up in mail headers and logs).
+    pub fn full_name(&mut self, name: &'static str) -> Option<Option<Option<String>>> {
+        let v = self.optional_nullable(name, Len::NAME)?;
+        if let Some(Some(s)) = &v {
+            if s.chars().any(char::is_control) {
+                self.push(
+                    "value_error",
+                    name,
+                    "Value error, must not contain control characters",
+                    Some(json!({ "error": {} })),
+                );
+                return None;
+            }
+        }
+        Some(v)
+    }
+
+    /// A required email address, canonicalised.
+    pub fn email(&mut self, name: &'static str) -> Option<Email> {
+        let s = self.string_value(name, true)??;
+        match Email::parse(&s) {
+            Ok(e) => Some(e),
+            Err(reason) => {
+                self.push(
+                    "value_error",
+                    name,
+                    format!("value is not a valid email address: {reason}"),
+                    Some(json!({ "reason": reason.to_string() })),
+                );
+                None
+            }
+        }
+    }
+
+    fn forbid_extra(&mut self) {
+        let extra: Vec<String> = self
+            .map
+            .keys()
+            .filter(|k| !self.known.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for k in extra {
+            self.errors.push(validation_entry(
+                "extra_forbidden",
+                &[json!("body"), json!(k)],
+                "Extra inputs are not permitted",
+                None,
+            ));
+        }
+    }
+}
+
+/// Runs every reader of a model even after a failure, so one response lists
+/// every problem (as pydantic does).
+#[macro_export]
+macro_rules! read_all {
+    ($($name:ident = $e:expr;)*) => {
+        $(let $name = $e;)*
+        $(let $name = $name?;)*
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Login {
+        email: Email,
+        #[allow(dead_code)]
+        password: SecretString,
+    }
+    impl FromJsonObject for Login {
+        fn read(f: &mut Fields<'_>) -> Option<Self> {
+            read_all! {
+                email = f.email("email");
+                password = f.secret("password", Len::PASSWORD);
+            }
+            Some(Self { email, password })
+        }
+    }
+
+    fn errors(body: &str) -> Value {
+        match parse::<Login>(body.as_bytes()) {
+            Err(ApiError::Validation(e)) => Value::Array(e),
+            other => panic!("expected 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_fields_are_listed_in_model_order() {
+        let e = errors("{}");
+        assert_eq!(e[0]["loc"], json!(["body", "email"]));
+        assert_eq!(e[0]["type"], "missing");
+        assert_eq!(e[1]["loc"], json!(["body", "password"]));
+    }
+
+    #[test]
+    fn bad_email_and_short_password_are_both_reported_without_input() {
+        let e = errors(r#"{"email":"not-an-email","password":"short"}"#);
+        assert_eq!(
+            e[0]["msg"],
+            "value is not a valid email address: An email address must have an @-sign."
+        );
+        assert_eq!(e[1]["type"], "string_too_short");
+        assert_eq!(e[1]["ctx"], json!({ "min_length": 8 }));
+        assert!(e[1].get("input").is_none());
+    }
+
+    #[test]
+    fn unknown_fields_and_operator_objects_are_refused() {
+        let e = errors(r#"{"email":"a@example.com","password":"long-enough","remember_me":true}"#);
+        assert_eq!(e[0]["type"], "extra_forbidden");
+        assert_eq!(e[0]["loc"], json!(["body", "remember_me"]));
+        let e = errors(r#"{"email":{"$ne":null},"password":{"$gt":""}}"#);
+        assert_eq!(e[0]["type"], "string_type");
+        assert_eq!(e[1]["type"], "string_type");
+    }
+
+    #[test]
+    fn malformed_json_reports_the_byte_offset() {
+        let e = errors("{\"email\": ");
+        assert_eq!(e[0]["type"], "json_invalid");
+        assert_eq!(e[0]["loc"], json!(["body", 10]));
+    }
+
+    #[test]
+    fn empty_body_and_non_objects() {
+        assert_eq!(
+            errors("")[0],
+            json!({"type":"missing","loc":["body"],"msg":"Field required"})
+        );
+        assert_eq!(errors("[1]")[0]["type"], "model_attributes_type");
+    }
+
+    #[test]
+    fn emails_are_canonicalised() {
+        let l = parse::<Login>(br#"{"email":"  Alice@Example.COM ","password":"long-enough"}"#)
+            .unwrap();
+        assert_eq!(l.email.as_str(), "alice@example.com");
+    }
+}

@@ -1,0 +1,147 @@
+//! The HTTP face of regstack-rs: an axum router speaking regstack 0.9.3's
+//! JSON API, the extractors hosts use on their own routes, and the single
+//! mapping from errors to wire status and body.
+//!
+//! This ring depends on `core` (which decides) and `ports` (types); it
+//! never touches a store or a mailer directly. Start at [`router`], then
+//! `handlers.rs` (one short function per route), `body.rs` (how a request
+//! body becomes a validated model, with regstack's 422 shapes) and
+//! `error.rs` (the status table).
+//!
+//! Invariants:
+//! - every response is JSON, including 404, 405, 413, 415, 422 and panics;
+//! - a rejected request writes nothing (validation happens before the
+//!   engine is called);
+//! - logs carry method and path, never the query string or a body.
+
+pub mod body;
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use regstack_core::Engine;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use extract::{CurrentUser, TrustProxy};
+
+/// Answers unknown routes with regstack's JSON 404.
+pub async fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::MethodNotAllowed.into_response()
+}
+
+/// Logs the source chain a failed response carries (see `error.rs`).
+async fn log_failures(response: Response) -> Response {
+    if let Some(report) = response.extensions().get::<error::FailureReport>() {
+        tracing::error!(status = response.status().as_u16(), error = %report.0, "request failed");
+    }
+    response
+}
+
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::Internal("panic".into()).into_response()
+}
+
+/// The layer that makes [`CurrentUser`] work on a host's own routes:
+/// `Router::new().route("/private", get(h)).layer(auth_layer(engine))`.
+pub fn auth_layer(engine: Arc<Engine>) -> Extension<Arc<Engine>> {
+    Extension(engine)
+}
+
+/// Routes of the JSON API (paths relative to the prefix).
+fn api_routes() -> Router<Arc<Engine>> {
+    use handlers as h;
+    Router::new()
+        .route("/register", post(h::register))
+        .route("/verify", post(h::verify))
+        .route("/resend-verification", post(h::resend_verification))
+        .route("/login", post(h::login))
+        .route("/logout", post(h::logout))
+        .route("/me", get(h::me).patch(h::update_me))
+        .route("/change-password", post(h::change_password))
+        .route("/change-email", post(h::change_email))
+        .route("/confirm-email-change", post(h::confirm_email_change))
+        .route("/account", axum::routing::delete(h::delete_account))
+        .route("/forgot-password", post(h::forgot_password))
+        .route("/reset-password", post(h::reset_password))
+}
+
+/// The regstack API mounted at `api_prefix`, with its own 404/405 answers,
+/// body limit, security headers, panic guard, request tracing and (when
+/// configured) CORS. Merge it into a host's router as is.
+pub fn router(engine: Arc<Engine>) -> Router {
+    let cfg = engine.config().clone();
+    let api = api_routes()
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(cfg.http.body_limit_bytes))
+        .layer(Extension(engine.clone()))
+        .layer(Extension(TrustProxy(cfg.behind_proxy)))
+        .with_state(engine);
+    let mut app = Router::new().nest(&cfg.api_prefix, api);
+    app = with_common_layers(app);
+    if !cfg.http.cors_allowed_origins.is_empty() {
+        let origins: Vec<HeaderValue> = cfg
+            .http
+            .cors_allowed_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .max_age(Duration::from_secs(600)),
+        );
+    }
+    app
+}
+
+/// Response headers, panic guard, failure logging and request spans shared
+/// by every regstack route (the server adds them to its health routes too).
+pub fn with_common_layers(router: Router) -> Router {
+    router
+        .layer(middleware::map_response(log_failures))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(
+            TraceLayer::new_for_http()
+                // Path only: query strings can carry tokens (OT-8).
+                .make_span_with(|req: &Request| {
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                })
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
+                ),
+        )
+}

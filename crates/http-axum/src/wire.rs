@@ -1,0 +1,94 @@
+//! Response bodies, field for field as regstack 0.9.3 sends them.
+
+use regstack_ports::{Timestamp, User};
+use serde::Serialize;
+
+/// regstack's user timestamps: `2026-11-22T23:38:06.801196Z`.
+pub fn user_time(t: &Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// regstack's `PendingResponse.expires_at` (Python `isoformat()`):
+/// `2026-11-23T23:38:06.602572+00:00`.
+pub fn iso_offset(t: &Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+}
+
+/// `UserPublic`.
+#[derive(Debug, Serialize)]
+pub struct UserPublic {
+    id: String,
+    email: String,
+    is_active: bool,
+    is_verified: bool,
+    is_superuser: bool,
+    full_name: Option<String>,
+    phone_number: Option<String>,
+    is_mfa_enabled: bool,
+    created_at: String,
+    updated_at: String,
+    last_login: Option<String>,
+    tokens_invalidated_after: Option<String>,
+}
+
+impl From<&User> for UserPublic {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.to_string(),
+            email: u.email.to_string(),
+            is_active: u.is_active,
+            is_verified: u.is_verified,
+            is_superuser: u.is_superuser,
+            full_name: u.full_name.clone(),
+            phone_number: u.phone_number.clone(),
+            is_mfa_enabled: u.is_mfa_enabled,
+            created_at: user_time(&u.created_at),
+            updated_at: user_time(&u.updated_at),
+            last_login: u.last_login.as_ref().map(user_time),
+            tokens_invalidated_after: u.tokens_invalidated_after.as_ref().map(user_time),
+        }
+    }
+}
+
+/// `PendingResponse`.
+#[derive(Debug, Serialize)]
+pub struct PendingResponse {
+    /// Always `pending_verification`.
+    pub status: &'static str,
+    /// Canonical address.
+    pub email: String,
+    /// When the link dies.
+    pub expires_at: String,
+}
+
+/// `TokenResponse`.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    /// Bearer token.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds.
+    pub expires_in: u64,
+}
+
+/// `MessageResponse`.
+#[derive(Debug, Serialize)]
+pub struct MessageResponse {
+    /// Human-readable outcome.
+    pub message: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn timestamps_match_regstack() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 22, 23, 38, 6).unwrap()
+            + chrono::TimeDelta::microseconds(801_196);
+        assert_eq!(user_time(&t), "2026-11-22T23:38:06.801196Z");
+        assert_eq!(iso_offset(&t), "2026-11-22T23:38:06.801196+00:00");
+    }
+}

@@ -1,0 +1,276 @@
+//! Storage ports: one narrow trait per aggregate.
+//!
+//! Every method whose name is an intent (`promote`, `admit`,
+//! `complete_password_reset`, `revoke_all`, …) is **one atomic step** in the
+//! store: a conditional update, a `DELETE … RETURNING`, a transaction, or a
+//! single-document find-and-modify — never a read in Rust followed by a
+//! write. Two concurrent callers presenting the same single-use token get one
+//! success and one `None`/`InvalidToken`, on every backend. The contract
+//! suite in `regstack-testkit` checks exactly that for each implementation.
+//!
+//! Every method takes `now` from the caller; stores never read a clock to
+//! decide expiry, and never return a row past its `expires_at`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::TimeDelta;
+
+use crate::clock::Timestamp;
+use crate::error::StoreError;
+use crate::types::*;
+
+/// Outcome of [`PendingStore::promote`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Promotion {
+    /// The pending row is gone and this verified user exists.
+    Promoted(User),
+    /// No live pending registration has that token (unknown, expired,
+    /// superseded or already used).
+    InvalidToken,
+    /// The token was valid but the address now belongs to a user; the
+    /// pending row was removed.
+    EmailTaken,
+}
+
+/// Outcome of [`UserStore::confirm_email_change`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmailChangeOutcome {
+    /// The address was switched; sessions were revoked.
+    Changed(User),
+    /// No live email-change token has that hash.
+    InvalidToken,
+    /// The new address was taken in the meantime; the token is spent.
+    EmailTaken,
+}
+
+/// Outcome of [`LoginAttemptStore::admit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// An attempt was recorded; `failures` counts it and every earlier
+    /// attempt still in the window. The caller clears them on success.
+    Admitted {
+        /// Attempts in the window, this one included.
+        failures: u32,
+    },
+    /// The window already holds `threshold` attempts; nothing was recorded.
+    Locked {
+        /// When the oldest counted attempt leaves the window.
+        retry_at: Timestamp,
+    },
+}
+
+/// The `users` table / collection, plus the account-level changes that must
+/// touch other aggregates in the same atomic step.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates a user. `Err(Conflict("email"))` if the address is taken.
+    async fn insert(&self, user: NewUser) -> Result<User, StoreError>;
+    /// Loads by id.
+    async fn get(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+    /// Loads by canonical address.
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
+    /// Sets (or clears) the display name. `None` if the user is gone.
+    async fn update_full_name(
+        &self,
+        id: &UserId,
+        full_name: Option<String>,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError>;
+    /// Swaps in a stronger hash of the same password, only if the stored
+    /// hash is still `expected` (a concurrent password change wins).
+    async fn upgrade_password_hash(
+        &self,
+        id: &UserId,
+        expected: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, StoreError>;
+    /// Atomically: sets the new hash, moves `tokens_invalidated_after` to
+    /// `now`, revokes every live session of the user with `reason`, and
+    /// deletes the user's outstanding reset and email-change tokens.
+    async fn change_password(
+        &self,
+        id: &UserId,
+        new: &PasswordHash,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError>;
+    /// Atomically: spends the live reset token with this hash, then does
+    /// everything [`change_password`](Self::change_password) does with
+    /// [`RevokeReason::PasswordReset`] and clears the lockout counter of the
+    /// user's address. `None` if no live token matches.
+    async fn complete_password_reset(
+        &self,
+        token: &TokenHash,
+        new: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError>;
+    /// Atomically: spends the live email-change token with this hash,
+    /// switches the address, moves `tokens_invalidated_after` to `now`,
+    /// revokes every session ([`RevokeReason::EmailChanged`]) and deletes the
+    /// user's other outstanding tokens.
+    async fn confirm_email_change(
+        &self,
+        token: &TokenHash,
+        now: Timestamp,
+    ) -> Result<EmailChangeOutcome, StoreError>;
+    /// Removes the user and every row that belongs to it: sessions, tokens,
+    /// login attempts and rate-limit hits keyed by its address. Returns the
+    /// removed user.
+    async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+}
+
+/// The `pending_registrations` table / collection.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait PendingStore: Send + Sync {
+    /// Inserts, or replaces the row for the same address (the old link
+    /// stops working).
+    async fn put(&self, pending: PendingRegistration) -> Result<(), StoreError>;
+    /// Loads the live row for an address.
+    async fn find_by_email(
+        &self,
+        email: &Email,
+        now: Timestamp,
+    ) -> Result<Option<PendingRegistration>, StoreError>;
+    /// Gives an existing row a new token and expiry (resend). `false` if
+    /// there is no row for the address.
+    async fn replace_token(
+        &self,
+        email: &Email,
+        token: &TokenHash,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Atomically: removes the live pending row with this token and creates
+    /// the verified user with `id`. Either both happen or neither.
+    async fn promote(
+        &self,
+        token: &TokenHash,
+        id: &UserId,
+        now: Timestamp,
+    ) -> Result<Promotion, StoreError>;
+    /// Deletes rows past their expiry. Returns how many.
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// One-time tokens for password reset and email change.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Stores a token and, in the same step, deletes the user's earlier
+    /// tokens of the same kind (a newer link supersedes older ones).
+    async fn issue(&self, token: OneTimeToken) -> Result<(), StoreError>;
+    /// Reads a live token without spending it. Used to refuse a dead link
+    /// before paying for a password hash; spending happens in the atomic
+    /// [`UserStore`] operation.
+    async fn peek(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<OneTimeToken>, StoreError>;
+    /// Deletes tokens past their expiry. Returns how many.
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// The `login_attempts` table / collection: the lockout counter.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait LoginAttemptStore: Send + Sync {
+    /// Atomically: if fewer than `threshold` attempts for `email` lie within
+    /// `window` before `now`, records one more and admits it; otherwise
+    /// records nothing and reports when the lock lifts. Every admitted
+    /// attempt counts as a failure until [`clear`](Self::clear) says
+    /// otherwise, so a parallel burst can never verify more than `threshold`
+    /// passwords.
+    async fn admit(
+        &self,
+        email: &Email,
+        now: Timestamp,
+        window: TimeDelta,
+        threshold: u32,
+    ) -> Result<Admission, StoreError>;
+    /// Forgets every attempt for the address (successful sign-in, reset).
+    async fn clear(&self, email: &Email) -> Result<(), StoreError>;
+    /// Deletes attempts older than `before`. Returns how many.
+    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// Sign-in sessions: the thing an access token's `sid` names.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Records a new session and stamps the user's `last_login` with its
+    /// creation time, in one step.
+    async fn start(&self, session: NewSession) -> Result<(), StoreError>;
+    /// The per-request check: one indexed lookup returning the session and
+    /// its user together. Returns revoked and expired sessions too (the
+    /// caller words the refusal); `None` if the session or user is gone.
+    async fn authenticate(&self, id: &SessionId) -> Result<Option<(Session, User)>, StoreError>;
+    /// Revokes one live session. `false` if it was already dead or unknown.
+    async fn revoke(
+        &self,
+        id: &SessionId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Revokes every live session of a user. Returns how many.
+    async fn revoke_all(
+        &self,
+        user: &UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+    /// Deletes sessions that ended before `before`. Returns how many.
+    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// Sliding-window counters for things other than sign-in (mail sent per
+/// address, later per-IP route limits). Shared by every server instance.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Atomically: records a hit for `key` if fewer than `limit` hits lie
+    /// within `window` before `now`. Returns whether it was recorded.
+    async fn hit(
+        &self,
+        key: &str,
+        now: Timestamp,
+        window: TimeDelta,
+        limit: u32,
+    ) -> Result<bool, StoreError>;
+    /// Deletes hits older than `before`. Returns how many.
+    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// Liveness of the backend, for `/readyz` and `regstack migrate`.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait StoreHealth: Send + Sync {
+    /// One round trip to the backend.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Whether every migration this build knows has been applied.
+    async fn schema_is_current(&self) -> Result<bool, StoreError>;
+}
+
+/// Every store a regstack instance needs, as one value an adapter returns
+/// and the facade hands to `core`.
+#[derive(Clone)]
+pub struct Stores {
+    /// Users and account-level changes.
+    pub users: Arc<dyn UserStore>,
+    /// Pending registrations.
+    pub pending: Arc<dyn PendingStore>,
+    /// Reset and email-change tokens.
+    pub tokens: Arc<dyn TokenStore>,
+    /// Lockout counter.
+    pub login_attempts: Arc<dyn LoginAttemptStore>,
+    /// Sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Other counters.
+    pub rate_limits: Arc<dyn RateLimitStore>,
+    /// Backend health.
+    pub health: Arc<dyn StoreHealth>,
+}

@@ -1,0 +1,386 @@
+//! Domain newtypes and records. Parse, don't validate: a value of one of
+//! these types has already passed its checks.
+
+use std::fmt;
+
+use crate::clock::Timestamp;
+
+/// Why a string is not an acceptable email address. The text is shown to
+/// the user in a 422 body, so it says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidEmail(pub &'static str);
+
+/// An email address in canonical form: trimmed, syntactically valid,
+/// lower-cased as a whole (DECISIONS.md §1), at most 254 bytes. The one key
+/// for storage, lookup, uniqueness, lockout and rate limits.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Email(String);
+
+impl Email {
+    /// Longest address SMTP can carry (RFC 5321 path limit less brackets).
+    pub const MAX_LEN: usize = 254;
+
+    /// Canonicalises and validates an address typed by a user.
+    pub fn parse(raw: &str) -> Result<Self, InvalidEmail> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(InvalidEmail("An email address cannot be empty."));
+        }
+        if trimmed.chars().any(|c| c.is_control()) {
+            return Err(InvalidEmail(
+                "An email address cannot contain control characters.",
+            ));
+        }
+        if trimmed.len() > Self::MAX_LEN {
+            return Err(InvalidEmail("The email address is too long."));
+        }
+        let Some((local, domain)) = trimmed.rsplit_once('@') else {
+            return Err(InvalidEmail("An email address must have an @-sign."));
+        };
+        if local.is_empty() {
+            return Err(InvalidEmail("There must be something before the @-sign."));
+        }
+        if domain.is_empty() {
+            return Err(InvalidEmail("There must be something after the @-sign."));
+        }
+        // A deliverable domain has a dot and no empty labels; bare hosts and
+        // IP literals are not accepted for accounts (as regstack).
+        if !domain.contains('.') || domain.split('.').any(str::is_empty) || domain.starts_with('[')
+        {
+            return Err(InvalidEmail(
+                "The part after the @-sign is not valid. It should have a period.",
+            ));
+        }
+        if !email_address::EmailAddress::is_valid(trimmed) || trimmed.contains(' ') {
+            return Err(InvalidEmail("The email address is not valid."));
+        }
+        Ok(Self(trimmed.to_lowercase()))
+    }
+
+    /// Rebuilds an address read back from a store, where it was written in
+    /// canonical form. Skips nothing: a corrupt row is reported, not trusted.
+    pub fn from_stored(stored: &str) -> Result<Self, InvalidEmail> {
+        Self::parse(stored)
+    }
+
+    /// The canonical string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Email {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Email({})", self.0)
+    }
+}
+
+macro_rules! opaque_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh random id: 32 lower-case hex digits (a UUIDv4 without
+            /// dashes, as regstack's SQL backend writes them).
+            pub fn generate() -> Self {
+                Self(uuid::Uuid::new_v4().simple().to_string())
+            }
+            /// Accepts an id from a URL or a store. Ids are opaque; only the
+            /// shape is checked so a hostile value cannot reach a query as
+            /// anything but a short ASCII string.
+            pub fn parse(raw: &str) -> Option<Self> {
+                let ok = !raw.is_empty()
+                    && raw.len() <= 64
+                    && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                ok.then(|| Self(raw.to_owned()))
+            }
+            /// The id as stored and sent.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+opaque_id!(
+    /// Identifies a user for its whole life; never reused, never an email.
+    UserId
+);
+opaque_id!(
+    /// Identifies one sign-in session; access tokens carry it as `sid`.
+    SessionId
+);
+
+/// The SHA-256 of a one-time token, as 64 lower-case hex digits. Stores see
+/// only this; the raw token exists in the mail and in the user's hands.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct TokenHash(String);
+
+impl TokenHash {
+    /// Wraps a digest computed by `core`. Only shape is checked.
+    pub fn from_hex(hex: String) -> Option<Self> {
+        (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then_some(Self(hex))
+    }
+    /// The hex digest.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A PHC-format password hash (`$argon2id$v=19$…`). Not a secret in the
+/// strict sense, but an offline-attack target: `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// Wraps a PHC string produced by a hasher or read from a store.
+    pub fn new(phc: String) -> Self {
+        Self(phc)
+    }
+    /// The PHC string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash([redacted])")
+    }
+}
+
+/// A user account as stored. Field names follow regstack's `users` table so
+/// the public projection can be built field for field.
+#[derive(Clone, Debug, PartialEq)]
+pub struct User {
+    /// Stable id.
+    pub id: UserId,
+    /// Canonical address; unique.
+    pub email: Email,
+    /// `None` for accounts that sign in only through other means (OAuth).
+    pub password_hash: Option<PasswordHash>,
+    /// False once disabled by an administrator.
+    pub is_active: bool,
+    /// True once the address was proven.
+    pub is_verified: bool,
+    /// Administrator.
+    pub is_superuser: bool,
+    /// Display name, at most 200 characters.
+    pub full_name: Option<String>,
+    /// E.164 number for SMS second factor (a later issue).
+    pub phone_number: Option<String>,
+    /// A second factor is enrolled (a later issue).
+    pub is_mfa_enabled: bool,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change to the row.
+    pub updated_at: Timestamp,
+    /// Last successful sign-in.
+    pub last_login: Option<Timestamp>,
+    /// Access tokens issued at or before this instant are dead (bulk
+    /// revocation; kept for regstack wire parity next to session revocation).
+    pub tokens_invalidated_after: Option<Timestamp>,
+}
+
+/// What a flow hands to [`UserStore::insert`](crate::UserStore::insert).
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    /// Id chosen by the flow.
+    pub id: UserId,
+    /// Canonical address.
+    pub email: Email,
+    /// PHC hash, if the account has a password.
+    pub password_hash: Option<PasswordHash>,
+    /// Display name.
+    pub full_name: Option<String>,
+    /// Whether the address is already proven.
+    pub is_verified: bool,
+    /// Administrator.
+    pub is_superuser: bool,
+    /// Creation time (also `updated_at`).
+    pub created_at: Timestamp,
+}
+
+/// A registration waiting for its address to be proven. At most one per
+/// email: a new one replaces the old, and the old link stops working.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingRegistration {
+    /// Canonical address; unique among pending rows.
+    pub email: Email,
+    /// Hash of the chosen password, computed at registration.
+    pub password_hash: PasswordHash,
+    /// Display name.
+    pub full_name: Option<String>,
+    /// Hash of the verification token mailed out.
+    pub token_hash: TokenHash,
+    /// When the registration was (last) made.
+    pub created_at: Timestamp,
+    /// After this instant the link is dead and the row may be purged.
+    pub expires_at: Timestamp,
+}
+
+/// Which purpose a one-time token serves. A token is looked up together
+/// with its kind, so one kind can never be spent as another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    /// `POST /reset-password`.
+    PasswordReset,
+    /// `POST /confirm-email-change`.
+    EmailChange,
+}
+
+impl TokenKind {
+    /// The name stored in the `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordReset => "password_reset",
+            Self::EmailChange => "email_change",
+        }
+    }
+    /// Reads a stored kind.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "password_reset" => Some(Self::PasswordReset),
+            "email_change" => Some(Self::EmailChange),
+            _ => None,
+        }
+    }
+}
+
+/// A stored one-time token (password reset or email change).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OneTimeToken {
+    /// Hash of the raw token.
+    pub hash: TokenHash,
+    /// Purpose.
+    pub kind: TokenKind,
+    /// Whose account it acts on.
+    pub user_id: UserId,
+    /// For email change: the address to switch to.
+    pub new_email: Option<Email>,
+    /// Issue time.
+    pub created_at: Timestamp,
+    /// Dead from this instant on.
+    pub expires_at: Timestamp,
+}
+
+/// Why a session ended. Stored, so that a request with a dead token gets the
+/// same answer regstack gives for the same cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RevokeReason {
+    /// The user signed out of this session.
+    Logout,
+    /// The user signed out everywhere.
+    LogoutAll,
+    /// The password was changed.
+    PasswordChanged,
+    /// The password was reset through a mailed link.
+    PasswordReset,
+    /// The email address was changed.
+    EmailChanged,
+    /// An administrator disabled the account.
+    Disabled,
+    /// A spent refresh token was presented again (theft).
+    RefreshReuse,
+    /// The user or an administrator revoked this one session.
+    Revoked,
+}
+
+impl RevokeReason {
+    /// The name stored in the `revoked_reason` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::LogoutAll => "logout_all",
+            Self::PasswordChanged => "password_changed",
+            Self::PasswordReset => "password_reset",
+            Self::EmailChanged => "email_changed",
+            Self::Disabled => "disabled",
+            Self::RefreshReuse => "refresh_reuse",
+            Self::Revoked => "revoked",
+        }
+    }
+    /// Reads a stored reason; unknown text reads as [`Self::Revoked`].
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "logout" => Self::Logout,
+            "logout_all" => Self::LogoutAll,
+            "password_changed" => Self::PasswordChanged,
+            "password_reset" => Self::PasswordReset,
+            "email_changed" => Self::EmailChanged,
+            "disabled" => Self::Disabled,
+            "refresh_reuse" => Self::RefreshReuse,
+            _ => Self::Revoked,
+        }
+    }
+    /// Whether this reason is a bulk invalidation (password, email, …)
+    /// rather than the holder signing out.
+    pub fn is_bulk(self) -> bool {
+        matches!(
+            self,
+            Self::PasswordChanged | Self::PasswordReset | Self::EmailChanged | Self::LogoutAll
+        )
+    }
+}
+
+/// A sign-in session: what an access token's `sid` points at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session {
+    /// Id carried in tokens.
+    pub id: SessionId,
+    /// Owner.
+    pub user_id: UserId,
+    /// Sign-in time.
+    pub created_at: Timestamp,
+    /// Last time a token of this session was refreshed.
+    pub last_used_at: Timestamp,
+    /// Hard end of the session, whatever happens.
+    pub expires_at: Timestamp,
+    /// Client's user agent at sign-in (truncated).
+    pub user_agent: Option<String>,
+    /// Client IP at sign-in.
+    pub ip: Option<String>,
+    /// Set once revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// Why it was revoked.
+    pub revoked_reason: Option<RevokeReason>,
+}
+
+/// What a flow hands to [`SessionStore::start`](crate::SessionStore::start).
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    /// Fresh id.
+    pub id: SessionId,
+    /// Owner.
+    pub user_id: UserId,
+    /// Sign-in time (also `last_used_at` and the user's `last_login`).
+    pub created_at: Timestamp,
+    /// Hard end.
+    pub expires_at: Timestamp,
+    /// Client's user agent.
+    pub user_agent: Option<String>,
+    /// Client IP.
+    pub ip: Option<String>,
+}

@@ -1,0 +1,376 @@
+//! regstack-rs for hosts: build a [`RegStack`] from a [`Config`], mount
+//! [`RegStack::router`] in your axum app, protect your own handlers with
+//! [`CurrentUser`]. Also the `regstack` binary's wiring.
+//!
+//! This is the only crate that knows every ring of the hexagon: it turns
+//! configuration into adapters (SQLite stores, console or SMTP mail), hands
+//! them to `core`'s engine through the ports, and puts the HTTP layer in
+//! front. Hosts may pass their own stores, mailer, clock or hasher instead.
+//!
+//! ```no_run
+//! # async fn host() -> Result<(), Box<dyn std::error::Error>> {
+//! use axum::{routing::get, Router};
+//! use regstack::{Config, CurrentUser, RegStack};
+//!
+//! let rs = RegStack::builder(Config { jwt_secret: "…at least 32 bytes of secret…".into(), ..Config::default() })
+//!     .build()
+//!     .await?;
+//! let app = Router::new()
+//!     .route("/hello", get(|u: CurrentUser| async move { format!("hi {}", u.user.email) }))
+//!     .layer(rs.auth_layer())
+//!     .merge(rs.router());
+//! # let _ = app; Ok(()) }
+//! ```
+
+pub mod config;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use regstack_adapters_notify::{ConsoleMailer, SmtpMailer, SmtpSettings};
+use regstack_core::config::{EmailBackend, SmtpSecurity};
+use regstack_core::password::Argon2Hasher;
+use regstack_core::{Deps, Engine, EngineError, EventBus};
+use regstack_ports::{Clock, Mailer, PasswordHasher, Stores, SystemClock};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+pub use regstack_core::{Config, Event, EventKind};
+pub use regstack_http_axum::CurrentUser;
+
+/// Building a [`RegStack`] failed; the message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Configuration or templates.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A configuration value (also database URL and mail settings).
+    #[error(transparent)]
+    Config(#[from] regstack_core::ConfigError),
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Database(#[from] regstack_ports::StoreError),
+    /// A template directory could not be read.
+    #[error("template directory {path}: {reason}")]
+    Templates {
+        /// Directory.
+        path: String,
+        /// I/O message.
+        reason: String,
+    },
+}
+
+/// The storage backend a `database_url` selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite; `file` is `None` for in-memory databases.
+    Sqlite {
+        /// The URL as given.
+        url: String,
+        /// The database file.
+        file: Option<PathBuf>,
+    },
+}
+
+/// Chooses the backend by URL scheme (regstack's SQLAlchemy spellings
+/// accepted).
+pub fn parse_database_url(url: &str) -> Result<Backend, regstack_core::ConfigError> {
+    let err = |why: &str| regstack_core::ConfigError::new("database_url", why);
+    let rest = url
+        .strip_prefix("sqlite+aiosqlite:")
+        .or_else(|| url.strip_prefix("sqlite:"));
+    if let Some(rest) = rest {
+        let rest = rest.split('?').next().unwrap_or("");
+        let file = if rest.contains(":memory:") || rest.is_empty() {
+            None
+        } else {
+            let path = rest
+                .strip_prefix("///")
+                .or_else(|| rest.strip_prefix("//"))
+                .unwrap_or(rest);
+            Some(PathBuf::from(path))
+        };
+        return Ok(Backend::Sqlite {
+            url: url.to_owned(),
+            file,
+        });
+    }
+    let scheme = url.split(':').next().unwrap_or("");
+    if scheme.starts_with("postgres") || scheme.starts_with("mongodb") {
+        return Err(err("PostgreSQL and MongoDB arrive in a later version; this build stores in SQLite (sqlite:./regstack.db)"));
+    }
+    Err(err("unsupported scheme: use sqlite:PATH"))
+}
+
+/// Assembles a [`RegStack`]; every part has a default built from the
+/// configuration.
+pub struct RegStackBuilder {
+    config: Config,
+    stores: Option<Stores>,
+    mailer: Option<Arc<dyn Mailer>>,
+    clock: Option<Arc<dyn Clock>>,
+    hasher: Option<Arc<dyn PasswordHasher>>,
+    events: EventBus,
+}
+
+impl RegStackBuilder {
+    /// Use these stores instead of opening `database_url` (a host's own
+    /// pool: `regstack_adapters_sql::sqlite::stores(pool)`).
+    pub fn stores(mut self, stores: Stores) -> Self {
+        self.stores = Some(stores);
+        self
+    }
+    /// Use this mail transport instead of the configured one.
+    pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
+    }
+    /// Use this clock (tests freeze time with it).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+    /// Use this password hasher (tests count verifications with it).
+    pub fn hasher(mut self, hasher: Arc<dyn PasswordHasher>) -> Self {
+        self.hasher = Some(hasher);
+        self
+    }
+    /// Use this event bus (subscribe before building, or after through
+    /// [`RegStack::events`]).
+    pub fn events(mut self, events: EventBus) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Opens storage (migrating it), builds the mailer and the engine.
+    pub async fn build(self) -> Result<RegStack, BuildError> {
+        let config = self.config;
+        config.validate()?;
+        let stores = match self.stores {
+            Some(s) => s,
+            None => open_stores(config.database_url.expose_secret()).await?,
+        };
+        let mailer = match self.mailer {
+            Some(m) => m,
+            None => build_mailer(&config)?,
+        };
+        let hasher: Arc<dyn PasswordHasher> = match self.hasher {
+            Some(h) => h,
+            None => Arc::new(
+                Argon2Hasher::new(&config.password)
+                    .map_err(|e| regstack_core::ConfigError::new("password", e.to_string()))?,
+            ),
+        };
+        let template_overrides = read_template_overrides(&config.extra_template_dirs)?;
+        let engine = Engine::new(
+            config,
+            Deps {
+                stores,
+                hasher,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                mailer,
+                events: self.events,
+                template_overrides,
+            },
+        )?;
+        Ok(RegStack {
+            engine: Arc::new(engine),
+        })
+    }
+}
+
+/// Opens and migrates the stores a `database_url` names.
+pub async fn open_stores(url: &str) -> Result<Stores, BuildError> {
+    match parse_database_url(url)? {
+        Backend::Sqlite { url, .. } => {
+            let pool = regstack_adapters_sql::sqlite::connect(&url).await?;
+            regstack_adapters_sql::sqlite::migrate(&pool).await?;
+            Ok(regstack_adapters_sql::sqlite::stores(pool))
+        }
+    }
+}
+
+fn build_mailer(config: &Config) -> Result<Arc<dyn Mailer>, BuildError> {
+    let email = &config.email;
+    match email.backend {
+        EmailBackend::Console => Ok(Arc::new(ConsoleMailer::new(
+            config.from_header(),
+            email.log_bodies.unwrap_or(false),
+        ))),
+        EmailBackend::Smtp => {
+            let host = email.smtp_host.clone().unwrap_or_default();
+            let mut s = SmtpSettings::new(host, config.from_header());
+            s.port = email.smtp_port;
+            s.security = match email.effective_smtp_security() {
+                SmtpSecurity::Starttls => regstack_adapters_notify::SmtpSecurity::StartTls,
+                SmtpSecurity::Tls => regstack_adapters_notify::SmtpSecurity::Tls,
+                SmtpSecurity::Plain => regstack_adapters_notify::SmtpSecurity::Plain,
+            };
+            s.username.clone_from(&email.smtp_username);
+            s.password.clone_from(&email.smtp_password);
+            s.timeout = Duration::from_secs(email.smtp_timeout_seconds.max(1));
+            let mailer = SmtpMailer::new(s)
+                .map_err(|e| regstack_core::ConfigError::new("email", e.to_string()))?;
+            Ok(Arc::new(mailer))
+        }
+    }
+}
+
+fn read_template_overrides(dirs: &[String]) -> Result<HashMap<String, String>, BuildError> {
+    let mut out = HashMap::new();
+    for dir in dirs {
+        let meta = std::fs::metadata(dir).map_err(|e| BuildError::Templates {
+            path: dir.clone(),
+            reason: e.to_string(),
+        })?;
+        if !meta.is_dir() {
+            return Err(BuildError::Templates {
+                path: dir.clone(),
+                reason: "not a directory".into(),
+            });
+        }
+        // Later directories win over earlier ones, as in regstack.
+        for name in regstack_core::mail::template_names() {
+            let path = std::path::Path::new(dir).join(name);
+            if path.exists() {
+                let src = std::fs::read_to_string(&path).map_err(|e| BuildError::Templates {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                out.insert(name.to_owned(), src);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A running regstack: the engine plus ways to mount it.
+#[derive(Clone)]
+pub struct RegStack {
+    engine: Arc<Engine>,
+}
+
+impl std::fmt::Debug for RegStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegStack")
+            .field("engine", &self.engine)
+            .finish()
+    }
+}
+
+impl RegStack {
+    /// Starts assembling an instance from a configuration.
+    pub fn builder(config: Config) -> RegStackBuilder {
+        RegStackBuilder {
+            config,
+            stores: None,
+            mailer: None,
+            clock: None,
+            hasher: None,
+            events: EventBus::default(),
+        }
+    }
+
+    /// The JSON API at `api_prefix`; merge it into your router.
+    pub fn router(&self) -> Router {
+        regstack_http_axum::router(self.engine.clone())
+    }
+
+    /// Makes [`CurrentUser`] work on your own routes.
+    pub fn auth_layer(&self) -> Extension<Arc<Engine>> {
+        regstack_http_axum::auth_layer(self.engine.clone())
+    }
+
+    /// `GET /healthz` (alive, no I/O) and `GET /readyz` (storage reachable
+    /// and migrated), for the standalone server or a host's probes.
+    pub fn health_router(&self) -> Router {
+        let engine = self.engine.clone();
+        Router::new()
+            .route(
+                "/healthz",
+                get(|| async { Json(json!({ "status": "ok" })) }),
+            )
+            .route(
+                "/readyz",
+                get(move || {
+                    let engine = engine.clone();
+                    async move {
+                        let health = &engine.stores().health;
+                        let ready = health.ping().await.is_ok()
+                            && health.schema_is_current().await.unwrap_or(false);
+                        if ready {
+                            (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
+                        } else {
+                            (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                Json(json!({ "status": "unavailable" })),
+                            )
+                                .into_response()
+                        }
+                    }
+                }),
+            )
+    }
+
+    /// The engine, for hosts that call flows directly.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Subscribe to events here.
+    pub fn events(&self) -> &EventBus {
+        self.engine.events()
+    }
+
+    /// Purges expired rows every `every` until the runtime stops
+    /// (DECISIONS.md §11).
+    pub fn spawn_housekeeping(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match engine.purge_expired().await {
+                    Ok(r) => tracing::debug!(?r, "expired rows purged"),
+                    Err(e) => tracing::warn!(error = %e, "purge of expired rows failed"),
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_pick_the_backend_and_file() {
+        let file = |u: &str| match parse_database_url(u).unwrap() {
+            Backend::Sqlite { file, .. } => file,
+        };
+        assert_eq!(
+            file("sqlite:./regstack.db"),
+            Some(PathBuf::from("./regstack.db"))
+        );
+        assert_eq!(
+            file("sqlite+aiosqlite:///./regstack.db"),
+            Some(PathBuf::from("./regstack.db"))
+        );
+        assert_eq!(
+            file("sqlite:////var/lib/rs.db"),
+            Some(PathBuf::from("/var/lib/rs.db"))
+        );
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(
+            parse_database_url("mysql://x").unwrap_err().key,
+            "database_url"
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! The `regstack` binary: `serve`, `migrate`, `purge`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use regstack::config::{development_secret, load, secret_path};
+use regstack::{parse_database_url, Backend, RegStack};
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Parser)]
+#[command(
+    name = "regstack",
+    version,
+    about = "Account management server: registration, login, sessions, recovery."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve {
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port to bind (0 picks a free one).
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Configuration file (else $REGSTACK_CONFIG, else ./regstack.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Delete expired rows (pending registrations, tokens, sessions, …).
+    Purge {
+        /// Configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+}
+
+struct Prepared {
+    config: regstack::Config,
+    development_mode: bool,
+    secret_note: Option<String>,
+}
+
+fn prepare(
+    config_path: Option<&std::path::Path>,
+    base_url_hint: Option<String>,
+) -> anyhow::Result<Prepared> {
+    let loaded = load(config_path)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let mut config = loaded.config;
+    let mut secret_note = None;
+    if loaded.development_mode {
+        // Zero-config development mode (DECISIONS.md §6).
+        if config.email.log_bodies.is_none() {
+            config.email.log_bodies = Some(true);
+        }
+        if let Some(base) = base_url_hint {
+            config.base_url = base;
+        }
+        let Backend::Sqlite { file, .. } = parse_database_url(config.database_url.expose_secret())?;
+        let file = file.unwrap_or_else(|| PathBuf::from("regstack.db"));
+        let path = secret_path(&file);
+        let existed = path.exists();
+        config.jwt_secret = SecretString::from(development_secret(&path)?);
+        secret_note = Some(format!(
+            "{} ({})",
+            path.display(),
+            if existed {
+                "kept from an earlier run"
+            } else {
+                "generated now, mode 0600"
+            }
+        ));
+    }
+    config.validate()?;
+    Ok(Prepared {
+        config,
+        development_mode: loaded.development_mode,
+        secret_note,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn serve(host: String, port: u16, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot listen on {host}:{port}"))?;
+    let addr = listener.local_addr()?;
+    let shown_host = if addr.ip().is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    let local_url = format!("http://{shown_host}:{}", addr.port());
+    let p = prepare(config_path.as_deref(), Some(local_url.clone()))?;
+    let database = p.config.database_url.expose_secret().to_owned();
+    let mail = match p.config.email.backend {
+        regstack_core::config::EmailBackend::Console if p.config.email.log_bodies == Some(true) => {
+            "console (bodies logged)".to_owned()
+        }
+        regstack_core::config::EmailBackend::Console => "console".to_owned(),
+        regstack_core::config::EmailBackend::Smtp => {
+            format!(
+                "smtp {}:{}",
+                p.config.email.smtp_host.as_deref().unwrap_or(""),
+                p.config.email.smtp_port
+            )
+        }
+    };
+    let api = format!("{local_url}{}", p.config.api_prefix);
+    let rs = RegStack::builder(p.config).build().await?;
+    let housekeeping = rs.spawn_housekeeping(Duration::from_secs(300));
+    let app = rs.router().merge(regstack_http_axum::with_common_layers(
+        rs.health_router().fallback(regstack_http_axum::not_found),
+    ));
+
+    println!(
+        "regstack {} listening on {local_url}",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("  API:       {api}");
+    println!("  health:    {local_url}/healthz, {local_url}/readyz");
+    println!(
+        "  database:  {}",
+        if p.development_mode {
+            database.clone()
+        } else {
+            "(from configuration)".into()
+        }
+    );
+    println!("  mail:      {mail}");
+    if let Some(note) = &p.secret_note {
+        println!("  secret:    {note}");
+    }
+    if p.development_mode {
+        println!(
+            "  development mode — not for production (no regstack.toml, no REGSTACK_* variables)"
+        );
+    }
+
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    housekeeping.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve {
+        host: "127.0.0.1".into(),
+        port: 8000,
+        config: None,
+    }) {
+        Command::Serve { host, port, config } => serve(host, port, config).await,
+        Command::Migrate { config } => {
+            let p = prepare(config.as_deref(), None)?;
+            regstack::open_stores(p.config.database_url.expose_secret()).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Purge { config } => {
+            let p = prepare(config.as_deref(), None)?;
+            let rs = RegStack::builder(p.config).build().await?;
+            let report = rs.engine().purge_expired().await?;
+            println!("{report:?}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Test support for the hexagon: in-memory fakes of every port, a clock
+//! that only moves when told to, and the store contract suite that every
+//! storage backend must pass.
+//!
+//! This crate is a `[dev-dependencies]` entry and nothing else: it must never
+//! be a dependency of a non-test build (it is `publish = false`, and its
+//! fakes trade speed and inspection for durability — nothing here persists
+//! or is meant to face an attacker). It depends on `regstack-ports` only, so
+//! `core`, the adapters and the HTTP layer can all use it without cycles.
+//!
+//! Where to start reading:
+//! - [`contract`] and [`store_contract!`]: the one definition of what a
+//!   store must do. An adapter's integration test writes
+//!   `regstack_testkit::store_contract!(fresh_sqlite_stores);` and gets one
+//!   named test per case; the in-memory fakes run the same list
+//!   (`tests/contract_memory.rs`).
+//! - [`memory`]: [`memory_stores`] returns a fresh, independent
+//!   [`Stores`](regstack_ports::Stores) whose every intent-named operation
+//!   runs in one critical section, exactly as the port docs demand;
+//!   [`memory_stores_with_faults`] adds a [`FaultInjector`] that makes chosen
+//!   operations fail with `StoreError::Unavailable`.
+//! - [`FixedClock`], [`RecordingMailer`], [`CountingHasher`] and
+//!   [`FakeHasher`]: the other ports, made observable. Timing properties are
+//!   proven by counting (DECISIONS.md §13), so the hasher counts and the
+//!   mailer records rather than anything measuring wall time.
+//! - [`fixtures`]: fixed instants and ready-made rows for tests.
+
+pub mod clock;
+pub mod contract;
+pub mod fixtures;
+pub mod hasher;
+pub mod mailer;
+pub mod memory;
+
+pub use clock::FixedClock;
+pub use hasher::{CountingHasher, FakeHasher};
+pub use mailer::RecordingMailer;
+pub use memory::{memory_stores, memory_stores_with_faults, FaultInjector, InjectedFault};
+
+/// Expands to one `#[test]` per case of the store contract suite, each
+/// calling the same-named function in [`contract`] with a fresh set of
+/// stores from `$factory`.
+///
+/// ```ignore
+/// async fn fresh_sqlite_stores() -> regstack_ports::Stores { /* empty, migrated */ }
+/// regstack_testkit::store_contract!(fresh_sqlite_stores);
+/// ```
+///
+/// For a backend that may be absent (PostgreSQL, MongoDB), give a factory
+/// returning `Option<Stores>` and write
+/// `regstack_testkit::store_contract!(optional: fresh_pg_stores);`. A `None`
+/// prints a loud `SKIPPED` line per case, and fails the case when the
+/// environment says `CI=true`: in CI a missing service is a failure, never
+/// a skip (STYLE.md, Tests).
+///
+/// Each case runs on its own multi-thread runtime with 4 workers — what
+/// `#[tokio::test(flavor = "multi_thread", worker_threads = 4)]` builds —
+/// so the concurrency cases really race. The runtime is built by this crate,
+/// so the calling crate needs no `tokio` dependency of its own.
+#[macro_export]
+macro_rules! store_contract {
+    (optional: $factory:path) => {
+        $crate::__store_contract_cases!(optional $factory);
+    };
+    ($factory:path) => {
+        $crate::__store_contract_cases!(required $factory);
+    };
+}
+
+/// The list of contract cases, written once for both forms of
+/// [`store_contract!`]. Every `pub async fn` in [`contract`] that takes
+/// `Stores` must appear here, or no backend runs it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_contract_cases {
+    ($mode:ident $factory:path) => {
+        $crate::__store_contract_tests!($mode $factory;
+            // Users.
+            insert_stores_every_field_and_lookups_find_it,
+            email_uniqueness_is_enforced_on_insert,
+            email_uniqueness_holds_under_20_parallel_inserts,
+            timestamps_round_trip_exactly,
+            update_full_name_sets_and_clears,
+            upgrade_password_hash_is_conditional,
+            change_password_burns_outstanding_tokens_and_revokes_sessions,
+            // Pending registrations.
+            promote_creates_a_verified_user_and_removes_the_pending_row,
+            promote_is_single_use_under_20_parallel_attempts,
+            promote_reports_a_taken_address_and_removes_the_pending_row,
+            expired_pending_registration_cannot_be_promoted,
+            put_replaces_the_pending_row_and_the_old_token_dies,
+            replace_token_gives_only_a_live_row_a_new_link,
+            // One-time tokens.
+            complete_password_reset_is_single_use_under_20_parallel_attempts,
+            reset_revokes_sessions_and_moves_the_cutoff,
+            a_newer_reset_token_supersedes_the_older,
+            reset_token_is_not_an_email_change_token,
+            expired_token_is_refused,
+            confirm_email_change_switches_the_address_once_under_20_parallel_attempts,
+            confirm_email_change_revokes_sessions_and_burns_other_tokens,
+            confirm_email_change_reports_a_taken_address,
+            // Lockout counter.
+            admit_never_admits_more_than_the_threshold_under_20_parallel_attempts,
+            admit_window_slides,
+            locked_retry_at_is_when_the_oldest_attempt_leaves_the_window,
+            clear_forgets_attempts,
+            // Sessions.
+            sessions_start_and_authenticate_in_one_lookup,
+            revoke_is_idempotent_and_reports_liveness,
+            revoke_all_touches_only_that_users_live_sessions,
+            // Account deletion.
+            delete_account_removes_every_row_of_the_user,
+            // Rate limits.
+            rate_limit_hit_never_exceeds_the_limit_under_20_parallel_hits,
+            rate_limit_window_slides_and_keys_are_independent,
+            // Housekeeping.
+            purge_expired_removes_only_dead_rows,
+            health_ping_and_schema,
+        );
+    };
+}
+
+/// Emits the test functions. `required` factories return `Stores`;
+/// `optional` ones return `Option<Stores>`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_contract_tests {
+    (required $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::contract::run_case(async {
+                    let stores: $crate::__private::Stores = $factory().await;
+                    $crate::contract::$case(stores).await;
+                });
+            }
+        )*
+    };
+    (optional $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::contract::run_case(async {
+                    let stores: ::core::option::Option<$crate::__private::Stores> = $factory().await;
+                    match stores {
+                        ::core::option::Option::Some(stores) => $crate::contract::$case(stores).await,
+                        ::core::option::Option::None => {
+                            $crate::contract::skipped(stringify!($case), stringify!($factory))
+                        }
+                    }
+                });
+            }
+        )*
+    };
+}
+
+/// Paths the exported macros use, so they resolve from any crate.
+#[doc(hidden)]
+pub mod __private {
+    pub use regstack_ports::Stores;
+}

@@ -1,0 +1,777 @@
+//! In-memory implementations of every trait in `regstack_ports::stores`.
+//!
+//! All of them share one `State` behind one `std::sync::Mutex`, and every
+//! trait method does all its work in a single critical section that is never
+//! held across an `.await`. That makes each intent-named operation
+//! (`promote`, `complete_password_reset`, `admit`, `delete_account`, …)
+//! atomic in exactly the sense the port docs demand: no other call can
+//! observe or interleave with half of it. The fakes are the reference
+//! reading of the port contract; they pass the same
+//! [contract suite](crate::contract) as every real backend.
+//!
+//! Rows past their expiry are never returned (`expires_at > now` is live),
+//! whether or not `purge_expired` has run yet.
+//!
+//! For fault tests, [`memory_stores_with_faults`] hands back a
+//! [`FaultInjector`] that makes named operations fail with
+//! `StoreError::Unavailable`, as a dropped database connection would.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use regstack_ports::{
+    Admission, Email, EmailChangeOutcome, LoginAttemptStore, NewSession, NewUser, OneTimeToken,
+    PasswordHash, PendingRegistration, PendingStore, Promotion, RateLimitStore, RevokeReason,
+    Session, SessionId, SessionStore, StoreError, StoreHealth, Stores, Timestamp, TokenHash,
+    TokenKind, TokenStore, User, UserId, UserStore,
+};
+
+/// A fresh, empty, independent set of in-memory stores.
+pub fn memory_stores() -> Stores {
+    memory_stores_with_faults().0
+}
+
+/// Like [`memory_stores`], plus the switch that makes its operations fail.
+pub fn memory_stores_with_faults() -> (Stores, FaultInjector) {
+    let faults = FaultInjector::default();
+    let store = Arc::new(MemoryStore {
+        state: Mutex::default(),
+        faults: faults.clone(),
+    });
+    let stores = Stores {
+        users: store.clone(),
+        pending: store.clone(),
+        tokens: store.clone(),
+        login_attempts: store.clone(),
+        sessions: store.clone(),
+        rate_limits: store.clone(),
+        health: store,
+    };
+    (stores, faults)
+}
+
+/// Every operation name a [`FaultInjector`] accepts: the `Stores` field,
+/// a dot, the trait method.
+pub const OPERATIONS: &[&str] = &[
+    "users.insert",
+    "users.get",
+    "users.find_by_email",
+    "users.update_full_name",
+    "users.upgrade_password_hash",
+    "users.change_password",
+    "users.complete_password_reset",
+    "users.confirm_email_change",
+    "users.delete_account",
+    "pending.put",
+    "pending.find_by_email",
+    "pending.replace_token",
+    "pending.promote",
+    "pending.purge_expired",
+    "tokens.issue",
+    "tokens.peek",
+    "tokens.purge_expired",
+    "login_attempts.admit",
+    "login_attempts.clear",
+    "login_attempts.purge_expired",
+    "sessions.start",
+    "sessions.authenticate",
+    "sessions.revoke",
+    "sessions.revoke_all",
+    "sessions.purge_expired",
+    "rate_limits.hit",
+    "rate_limits.purge_expired",
+    "health.ping",
+    "health.schema_is_current",
+];
+
+/// Makes chosen operations of one set of in-memory stores fail with
+/// [`StoreError::Unavailable`] (source: [`InjectedFault`]). A failing call
+/// changes nothing, as a query that never reached the database would.
+///
+/// Operations are named as in [`OPERATIONS`] (`"users.insert"`,
+/// `"pending.promote"`, `"sessions.authenticate"`, …); `"*"` stands for
+/// all of them. Clones share one plan.
+#[derive(Clone, Default)]
+pub struct FaultInjector {
+    plan: Arc<Mutex<HashMap<&'static str, Fault>>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// The next `n` calls fail.
+    Next(u32),
+    /// Every call fails until healed.
+    Always,
+}
+
+impl FaultInjector {
+    /// The next call of `op` fails; calling this twice fails the next two.
+    ///
+    /// # Panics
+    ///
+    /// If `op` is not in [`OPERATIONS`] or `"*"`: a misspelt name would
+    /// otherwise never fire, and the test would pass for the wrong reason.
+    pub fn fail_next(&self, op: &'static str) {
+        let op = known(op);
+        let mut plan = self.plan();
+        let next = match plan.get(op) {
+            Some(Fault::Always) => Fault::Always,
+            Some(Fault::Next(n)) => Fault::Next(n.saturating_add(1)),
+            None => Fault::Next(1),
+        };
+        plan.insert(op, next);
+    }
+
+    /// Every call of `op` fails until [`heal`](Self::heal).
+    ///
+    /// # Panics
+    ///
+    /// If `op` is not in [`OPERATIONS`] or `"*"`.
+    pub fn fail_always(&self, op: &'static str) {
+        let op = known(op);
+        self.plan().insert(op, Fault::Always);
+    }
+
+    /// Every operation works again.
+    pub fn heal(&self) {
+        self.plan().clear();
+    }
+
+    fn plan(&self) -> MutexGuard<'_, HashMap<&'static str, Fault>> {
+        self.plan.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Called first by every store method, before it touches any state.
+    fn check(&self, op: &'static str) -> Result<(), StoreError> {
+        let mut plan = self.plan();
+        for key in [op, "*"] {
+            match plan.get(key).copied() {
+                Some(Fault::Always) => return Err(StoreError::unavailable(InjectedFault { op })),
+                Some(Fault::Next(n)) => {
+                    if n <= 1 {
+                        plan.remove(key);
+                    } else {
+                        plan.insert(key, Fault::Next(n - 1));
+                    }
+                    return Err(StoreError::unavailable(InjectedFault { op }));
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn known(op: &'static str) -> &'static str {
+    assert!(
+        op == "*" || OPERATIONS.contains(&op),
+        "unknown store operation {op:?}; expected \"*\" or one of {OPERATIONS:?}"
+    );
+    op
+}
+
+/// The error behind an injected [`StoreError::Unavailable`].
+#[derive(Debug, Clone)]
+pub struct InjectedFault {
+    /// The operation that was told to fail.
+    pub op: &'static str,
+}
+
+impl fmt::Display for InjectedFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "injected fault in {}", self.op)
+    }
+}
+
+impl std::error::Error for InjectedFault {}
+
+/// `sessions.start` for a user that does not exist: a real backend's
+/// foreign key would refuse it too.
+#[derive(Debug)]
+struct UnknownUser;
+
+impl fmt::Display for UnknownUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("session refers to an unknown user")
+    }
+}
+
+impl std::error::Error for UnknownUser {}
+
+/// One set of stores: the state and the fault plan.
+struct MemoryStore {
+    state: Mutex<State>,
+    faults: FaultInjector,
+}
+
+impl MemoryStore {
+    /// Checks the fault plan, then takes the one lock. A poisoned lock is
+    /// taken anyway: no method panics half-way through a change, so a panic
+    /// elsewhere (a failed assertion on another thread) leaves the state
+    /// consistent, and refusing every later call would only hide the real
+    /// failure behind a cascade of poison errors.
+    fn enter(&self, op: &'static str) -> Result<MutexGuard<'_, State>, StoreError> {
+        self.faults.check(op)?;
+        Ok(self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Everything the stores hold. The tables mirror the SQL schema; the email
+/// index is kept in step with `users` by the methods below, never by hand.
+#[derive(Default)]
+struct State {
+    users: HashMap<UserId, User>,
+    user_by_email: HashMap<Email, UserId>,
+    pending: HashMap<Email, PendingRegistration>,
+    tokens: HashMap<TokenHash, OneTimeToken>,
+    attempts: HashMap<Email, Vec<Timestamp>>,
+    sessions: HashMap<SessionId, Session>,
+    hits: HashMap<String, Vec<Timestamp>>,
+}
+
+/// `now - window`, saturating: an absurd window counts everything.
+fn window_start(now: Timestamp, window: TimeDelta) -> Timestamp {
+    now.checked_sub_signed(window)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// A session is live while it is neither revoked nor past its end.
+fn is_live(session: &Session, now: Timestamp) -> bool {
+    session.revoked_at.is_none() && session.expires_at > now
+}
+
+impl State {
+    fn user_id_by_email(&self, email: &Email) -> Option<&UserId> {
+        self.user_by_email.get(email)
+    }
+
+    fn insert_user(&mut self, user: User) -> Result<User, StoreError> {
+        if self.user_by_email.contains_key(&user.email) {
+            return Err(StoreError::Conflict("email"));
+        }
+        if self.users.contains_key(&user.id) {
+            return Err(StoreError::Conflict("user id"));
+        }
+        self.user_by_email
+            .insert(user.email.clone(), user.id.clone());
+        self.users.insert(user.id.clone(), user.clone());
+        Ok(user)
+    }
+
+    /// Revokes the user's live sessions; dead ones keep their own reason.
+    fn revoke_live_sessions(&mut self, user: &UserId, reason: RevokeReason, now: Timestamp) -> u64 {
+        let mut revoked = 0;
+        for session in self.sessions.values_mut() {
+            if &session.user_id == user && is_live(session, now) {
+                session.revoked_at = Some(now);
+                session.revoked_reason = Some(reason);
+                revoked += 1;
+            }
+        }
+        revoked
+    }
+
+    /// Removes and returns the live token of `kind` with `hash`: the
+    /// "spend" step of a reset or an email change.
+    fn take_live_token(
+        &mut self,
+        kind: TokenKind,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> Option<OneTimeToken> {
+        let live = self
+            .tokens
+            .get(hash)
+            .is_some_and(|t| t.kind == kind && t.expires_at > now);
+        if live {
+            self.tokens.remove(hash)
+        } else {
+            None
+        }
+    }
+
+    /// The body of [`UserStore::change_password`], shared with the reset.
+    fn change_password(
+        &mut self,
+        id: &UserId,
+        new: &PasswordHash,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Option<User> {
+        let user = self.users.get_mut(id)?;
+        user.password_hash = Some(new.clone());
+        user.updated_at = now;
+        user.tokens_invalidated_after = Some(now);
+        let user = user.clone();
+        self.revoke_live_sessions(id, reason, now);
+        // Reset and email-change tokens are the only kinds there are, so
+        // "the user's outstanding reset and email-change tokens" is all of
+        // the user's tokens.
+        self.tokens.retain(|_, t| &t.user_id != id);
+        Some(user)
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn insert(&self, new: NewUser) -> Result<User, StoreError> {
+        let mut st = self.enter("users.insert")?;
+        st.insert_user(User {
+            id: new.id,
+            email: new.email,
+            password_hash: new.password_hash,
+            is_active: true,
+            is_verified: new.is_verified,
+            is_superuser: new.is_superuser,
+            full_name: new.full_name,
+            phone_number: None,
+            is_mfa_enabled: false,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+            last_login: None,
+            tokens_invalidated_after: None,
+        })
+    }
+
+    async fn get(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        let st = self.enter("users.get")?;
+        Ok(st.users.get(id).cloned())
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        let st = self.enter("users.find_by_email")?;
+        Ok(st
+            .user_id_by_email(email)
+            .and_then(|id| st.users.get(id))
+            .cloned())
+    }
+
+    async fn update_full_name(
+        &self,
+        id: &UserId,
+        full_name: Option<String>,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let mut st = self.enter("users.update_full_name")?;
+        Ok(st.users.get_mut(id).map(|user| {
+            user.full_name = full_name;
+            user.updated_at = now;
+            user.clone()
+        }))
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        id: &UserId,
+        expected: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.enter("users.upgrade_password_hash")?;
+        match st.users.get_mut(id) {
+            // Compare-and-swap: a password changed since the caller read
+            // `expected` must not be overwritten by a rehash of the old one.
+            // No `now`, so `updated_at` stays: the password did not change.
+            Some(user) if user.password_hash.as_ref() == Some(expected) => {
+                user.password_hash = Some(new.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn change_password(
+        &self,
+        id: &UserId,
+        new: &PasswordHash,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let mut st = self.enter("users.change_password")?;
+        Ok(st.change_password(id, new, reason, now))
+    }
+
+    async fn complete_password_reset(
+        &self,
+        token: &TokenHash,
+        new: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let mut st = self.enter("users.complete_password_reset")?;
+        let Some(token) = st.take_live_token(TokenKind::PasswordReset, token, now) else {
+            return Ok(None);
+        };
+        let user = st.change_password(&token.user_id, new, RevokeReason::PasswordReset, now);
+        if let Some(user) = &user {
+            // Whoever can read the mailbox has proven themselves; a lockout
+            // left over from the attacker who prompted the reset must not
+            // lock the owner out of the new password.
+            st.attempts.remove(&user.email);
+        }
+        Ok(user)
+    }
+
+    async fn confirm_email_change(
+        &self,
+        token: &TokenHash,
+        now: Timestamp,
+    ) -> Result<EmailChangeOutcome, StoreError> {
+        let mut st = self.enter("users.confirm_email_change")?;
+        let Some(token) = st.take_live_token(TokenKind::EmailChange, token, now) else {
+            return Ok(EmailChangeOutcome::InvalidToken);
+        };
+        // A change token without an address, or for a user since deleted,
+        // cannot be acted on; it is spent all the same.
+        let Some(new_email) = token.new_email else {
+            return Ok(EmailChangeOutcome::InvalidToken);
+        };
+        // Split the guard so the row and the email index can be borrowed
+        // together; both change in this one critical section.
+        let st = &mut *st;
+        let Some(user) = st.users.get_mut(&token.user_id) else {
+            return Ok(EmailChangeOutcome::InvalidToken);
+        };
+        if st
+            .user_by_email
+            .get(&new_email)
+            .is_some_and(|owner| owner != &user.id)
+        {
+            return Ok(EmailChangeOutcome::EmailTaken);
+        }
+        st.user_by_email.remove(&user.email);
+        st.user_by_email.insert(new_email.clone(), user.id.clone());
+        user.email = new_email;
+        user.updated_at = now;
+        user.tokens_invalidated_after = Some(now);
+        let user = user.clone();
+        st.revoke_live_sessions(&user.id, RevokeReason::EmailChanged, now);
+        st.tokens.retain(|_, t| t.user_id != user.id);
+        Ok(EmailChangeOutcome::Changed(user))
+    }
+
+    async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        let mut st = self.enter("users.delete_account")?;
+        let Some(user) = st.users.remove(id) else {
+            return Ok(None);
+        };
+        st.user_by_email.remove(&user.email);
+        st.sessions.retain(|_, s| &s.user_id != id);
+        st.tokens.retain(|_, t| &t.user_id != id);
+        st.attempts.remove(&user.email);
+        st.pending.remove(&user.email);
+        // Rate-limit keys are `{purpose}:{email}`. Matching the whole
+        // `:{email}` suffix (not a pattern) keeps `bob@x.org` from taking
+        // `jbob@x.org`'s counters with it.
+        let suffix = format!(":{}", user.email);
+        st.hits.retain(|key, _| !key.ends_with(&suffix));
+        Ok(Some(user))
+    }
+}
+
+#[async_trait]
+impl PendingStore for MemoryStore {
+    async fn put(&self, pending: PendingRegistration) -> Result<(), StoreError> {
+        let mut st = self.enter("pending.put")?;
+        st.pending.insert(pending.email.clone(), pending);
+        Ok(())
+    }
+
+    async fn find_by_email(
+        &self,
+        email: &Email,
+        now: Timestamp,
+    ) -> Result<Option<PendingRegistration>, StoreError> {
+        let st = self.enter("pending.find_by_email")?;
+        Ok(st
+            .pending
+            .get(email)
+            .filter(|p| p.expires_at > now)
+            .cloned())
+    }
+
+    async fn replace_token(
+        &self,
+        email: &Email,
+        token: &TokenHash,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.enter("pending.replace_token")?;
+        // Only a live row can be renewed: an expired one is as good as
+        // purged, so whether a resend works never depends on when the
+        // purge task last ran.
+        match st.pending.get_mut(email) {
+            Some(row) if row.expires_at > now => {
+                row.token_hash = token.clone();
+                row.expires_at = expires_at;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn promote(
+        &self,
+        token: &TokenHash,
+        id: &UserId,
+        now: Timestamp,
+    ) -> Result<Promotion, StoreError> {
+        let mut st = self.enter("pending.promote")?;
+        let Some(email) = st
+            .pending
+            .values()
+            .find(|p| &p.token_hash == token && p.expires_at > now)
+            .map(|p| p.email.clone())
+        else {
+            return Ok(Promotion::InvalidToken);
+        };
+        // Refuse before removing anything: "either both happen or neither".
+        if st.users.contains_key(id) {
+            return Err(StoreError::Conflict("user id"));
+        }
+        let Some(row) = st.pending.remove(&email) else {
+            return Ok(Promotion::InvalidToken);
+        };
+        if st.user_by_email.contains_key(&row.email) {
+            return Ok(Promotion::EmailTaken);
+        }
+        let user = st.insert_user(User {
+            id: id.clone(),
+            email: row.email,
+            password_hash: Some(row.password_hash),
+            is_active: true,
+            is_verified: true,
+            is_superuser: false,
+            full_name: row.full_name,
+            phone_number: None,
+            is_mfa_enabled: false,
+            created_at: now,
+            updated_at: now,
+            last_login: None,
+            tokens_invalidated_after: None,
+        })?;
+        Ok(Promotion::Promoted(user))
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut st = self.enter("pending.purge_expired")?;
+        let before = st.pending.len();
+        st.pending.retain(|_, p| p.expires_at > now);
+        Ok((before - st.pending.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl TokenStore for MemoryStore {
+    async fn issue(&self, token: OneTimeToken) -> Result<(), StoreError> {
+        let mut st = self.enter("tokens.issue")?;
+        let supersedes = |t: &OneTimeToken| t.user_id == token.user_id && t.kind == token.kind;
+        // A hash is a primary key. Colliding with a row this call is about
+        // to supersede is fine; with anyone else's, it is refused.
+        if st.tokens.get(&token.hash).is_some_and(|t| !supersedes(t)) {
+            return Err(StoreError::Conflict("token hash"));
+        }
+        st.tokens.retain(|_, t| !supersedes(t));
+        st.tokens.insert(token.hash.clone(), token);
+        Ok(())
+    }
+
+    async fn peek(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<OneTimeToken>, StoreError> {
+        let st = self.enter("tokens.peek")?;
+        Ok(st
+            .tokens
+            .get(hash)
+            .filter(|t| t.kind == kind && t.expires_at > now)
+            .cloned())
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut st = self.enter("tokens.purge_expired")?;
+        let before = st.tokens.len();
+        st.tokens.retain(|_, t| t.expires_at > now);
+        Ok((before - st.tokens.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl LoginAttemptStore for MemoryStore {
+    async fn admit(
+        &self,
+        email: &Email,
+        now: Timestamp,
+        window: TimeDelta,
+        threshold: u32,
+    ) -> Result<Admission, StoreError> {
+        let mut st = self.enter("login_attempts.admit")?;
+        let start = window_start(now, window);
+        let attempts = st.attempts.entry(email.clone()).or_default();
+        let mut counted: Vec<Timestamp> = attempts.iter().copied().filter(|&t| t > start).collect();
+        let threshold = threshold as usize;
+        if counted.len() < threshold {
+            attempts.push(now);
+            return Ok(Admission::Admitted {
+                failures: u32::try_from(counted.len() + 1).unwrap_or(u32::MAX),
+            });
+        }
+        // The lock lifts when enough of the oldest counted attempts have
+        // left the window to bring the count below the threshold: that is
+        // the (len - threshold)-th oldest. With a threshold of 0 nothing
+        // ever helps; report one window from now.
+        counted.sort_unstable();
+        let retry_at = match threshold {
+            0 => now + window,
+            _ => counted[counted.len() - threshold] + window,
+        };
+        Ok(Admission::Locked { retry_at })
+    }
+
+    async fn clear(&self, email: &Email) -> Result<(), StoreError> {
+        let mut st = self.enter("login_attempts.clear")?;
+        st.attempts.remove(email);
+        Ok(())
+    }
+
+    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut st = self.enter("login_attempts.purge_expired")?;
+        let mut removed = 0;
+        for attempts in st.attempts.values_mut() {
+            let len = attempts.len();
+            attempts.retain(|&t| t >= before);
+            removed += (len - attempts.len()) as u64;
+        }
+        st.attempts.retain(|_, a| !a.is_empty());
+        Ok(removed)
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn start(&self, new: NewSession) -> Result<(), StoreError> {
+        let mut st = self.enter("sessions.start")?;
+        if st.sessions.contains_key(&new.id) {
+            return Err(StoreError::Conflict("session id"));
+        }
+        let Some(user) = st.users.get_mut(&new.user_id) else {
+            return Err(StoreError::backend(UnknownUser));
+        };
+        user.last_login = Some(new.created_at);
+        st.sessions.insert(
+            new.id.clone(),
+            Session {
+                id: new.id,
+                user_id: new.user_id,
+                created_at: new.created_at,
+                last_used_at: new.created_at,
+                expires_at: new.expires_at,
+                user_agent: new.user_agent,
+                ip: new.ip,
+                revoked_at: None,
+                revoked_reason: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn authenticate(&self, id: &SessionId) -> Result<Option<(Session, User)>, StoreError> {
+        let st = self.enter("sessions.authenticate")?;
+        Ok(st.sessions.get(id).and_then(|session| {
+            st.users
+                .get(&session.user_id)
+                .map(|user| (session.clone(), user.clone()))
+        }))
+    }
+
+    async fn revoke(
+        &self,
+        id: &SessionId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.enter("sessions.revoke")?;
+        match st.sessions.get_mut(id) {
+            // A dead session keeps the reason it died of: that is what the
+            // next request with its token is told.
+            Some(session) if is_live(session, now) => {
+                session.revoked_at = Some(now);
+                session.revoked_reason = Some(reason);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn revoke_all(
+        &self,
+        user: &UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut st = self.enter("sessions.revoke_all")?;
+        Ok(st.revoke_live_sessions(user, reason, now))
+    }
+
+    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut st = self.enter("sessions.purge_expired")?;
+        let len = st.sessions.len();
+        // A session ended when it expired or when it was revoked, whichever
+        // came first.
+        st.sessions.retain(|_, s| {
+            let ended_before = s.expires_at < before || s.revoked_at.is_some_and(|r| r < before);
+            !ended_before
+        });
+        Ok((len - st.sessions.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for MemoryStore {
+    async fn hit(
+        &self,
+        key: &str,
+        now: Timestamp,
+        window: TimeDelta,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.enter("rate_limits.hit")?;
+        let start = window_start(now, window);
+        let hits = st.hits.entry(key.to_owned()).or_default();
+        let counted = hits.iter().filter(|&&t| t > start).count();
+        if counted < limit as usize {
+            hits.push(now);
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut st = self.enter("rate_limits.purge_expired")?;
+        let mut removed = 0;
+        for hits in st.hits.values_mut() {
+            let len = hits.len();
+            hits.retain(|&t| t >= before);
+            removed += (len - hits.len()) as u64;
+        }
+        st.hits.retain(|_, h| !h.is_empty());
+        Ok(removed)
+    }
+}
+
+#[async_trait]
+impl StoreHealth for MemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.enter("health.ping").map(drop)
+    }
+
+    async fn schema_is_current(&self) -> Result<bool, StoreError> {
+        // Memory has no schema to fall behind.
+        self.enter("health.schema_is_current").map(|_| true)
+    }
+}

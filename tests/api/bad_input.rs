@@ -1,0 +1,216 @@
+//! Bad input: always JSON with the right status, never a stack trace, and
+//! nothing written.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::*;
+
+async fn raw(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Reply {
+    let mut req = app
+        .http
+        .request(method, format!("{}{path}", app.base))
+        .body(body);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"),
+        "{path}: {:?}",
+        headers.get("content-type")
+    );
+    let body = res.json().await.unwrap();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test]
+async fn unknown_route_and_wrong_method_answer_in_json() {
+    let app = spawn_app().await;
+    let r = raw(&app, Method::GET, "/api/auth/nope", None, vec![]).await;
+    assert_eq!(
+        (r.status.as_u16(), &r.body),
+        (404, &json!({ "detail": "Not Found" }))
+    );
+    let r = raw(&app, Method::GET, "/api/auth/login", None, vec![]).await;
+    assert_eq!(
+        (r.status.as_u16(), &r.body),
+        (405, &json!({ "detail": "Method Not Allowed" }))
+    );
+    assert_eq!(r.headers["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
+async fn malformed_json_missing_and_unknown_fields_are_422_in_regstacks_shape() {
+    let app = spawn_app().await;
+    let r = raw(
+        &app,
+        Method::POST,
+        "/api/auth/login",
+        Some("application/json"),
+        br#"{"email": "#.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["detail"][0]["type"], "json_invalid");
+    assert_eq!(r.body["detail"][0]["loc"], json!(["body", 10]));
+    assert_eq!(r.body["detail"][0]["msg"], "JSON decode error");
+
+    let r = app.post("/login", json!({})).await;
+    assert_eq!(
+        r.body,
+        json!({ "detail": [
+            { "type": "missing", "loc": ["body", "email"], "msg": "Field required" },
+            { "type": "missing", "loc": ["body", "password"], "msg": "Field required" },
+        ]})
+    );
+    let r = app
+        .post(
+            "/login",
+            json!({ "email": "not-an-email", "password": "tiny1" }),
+        )
+        .await;
+    assert_eq!(
+        r.body["detail"][0]["msg"],
+        "value is not a valid email address: An email address must have an @-sign."
+    );
+    assert_eq!(r.body["detail"][1]["type"], "string_too_short");
+    // Secrets are never echoed back.
+    assert!(!r.body.to_string().contains("tiny1"), "{}", r.body);
+
+    let r = app
+        .post(
+            "/login",
+            json!({ "email": "a@example.com", "password": "long-enough", "remember_me": true }),
+        )
+        .await;
+    assert_eq!(r.body["detail"][0]["type"], "extra_forbidden");
+    let r = app
+        .post(
+            "/register",
+            json!({ "email": "mass@example.com", "password": PW, "is_superuser": true }),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+}
+
+#[tokio::test]
+async fn operator_objects_where_strings_belong_are_refused_everywhere() {
+    let app = spawn_app().await;
+    for (path, body) in [
+        (
+            "/login",
+            json!({ "email": { "$ne": null }, "password": { "$gt": "" } }),
+        ),
+        ("/forgot-password", json!({ "email": { "$ne": null } })),
+        ("/verify", json!({ "token": { "$ne": null } })),
+        (
+            "/reset-password",
+            json!({ "token": ["x"], "new_password": "long-enough-1" }),
+        ),
+        (
+            "/register",
+            json!({ "email": "x@example.com", "password": 12345678 }),
+        ),
+    ] {
+        let r = app.post(path, body).await;
+        assert_eq!(r.status, 422, "{path}: {:?}", r.body);
+        assert_eq!(r.body["detail"][0]["type"], "string_type", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_and_other_media_types_415() {
+    let app = spawn_app().await;
+    let big = format!(
+        r#"{{"email":"a@example.com","password":"{}"}}"#,
+        "x".repeat(1 << 20)
+    );
+    let r = raw(
+        &app,
+        Method::POST,
+        "/api/auth/login",
+        Some("application/json"),
+        big.into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["detail"].as_str()),
+        (413, Some("Request body too large."))
+    );
+    let form = b"email=a%40example.com&password=long-enough".to_vec();
+    let r = raw(
+        &app,
+        Method::POST,
+        "/api/auth/login",
+        Some("application/x-www-form-urlencoded"),
+        form,
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["detail"].as_str()),
+        (415, Some("Content-Type must be application/json."))
+    );
+    let r = raw(
+        &app,
+        Method::POST,
+        "/api/auth/login",
+        Some("text/plain"),
+        br#"{"email":"a@example.com","password":"long-enough"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 415);
+    // No Content-Type at all is parsed as JSON (regstack parity).
+    let r = raw(
+        &app,
+        Method::POST,
+        "/api/auth/login",
+        None,
+        br#"{"email":"a@example.com","password":"long-enough"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn control_characters_in_a_name_are_refused_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let r = app
+        .post("/register", json!({ "email": "crlf@example.com", "password": PW, "full_name": "x\r\nBcc: evil@example.com" }))
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["detail"][0]["loc"], json!(["body", "full_name"]));
+    let r = app
+        .post(
+            "/register",
+            json!({ "email": "crlf@example.com", "password": PW, "full_name": "n".repeat(201) }),
+        )
+        .await;
+    assert_eq!(r.body["detail"][0]["type"], "string_too_long");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(app.mailer.sent().is_empty());
+    assert_eq!(app.hasher.hashes(), 0);
+    let email = regstack_ports::Email::parse("crlf@example.com").unwrap();
+    let pending = app
+        .stores
+        .pending
+        .find_by_email(&email, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(pending.is_none());
+}

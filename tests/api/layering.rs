@@ -1,0 +1,121 @@
+//! Architecture and logging properties of the whole workspace.
+
+use std::io::Write;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use crate::support::*;
+
+const IO_CRATES: &[&str] = &[
+    "sqlx",
+    "mongodb",
+    "axum",
+    "hyper",
+    "reqwest",
+    "lettre",
+    "openidconnect",
+    "redis",
+    "tokio-postgres",
+];
+
+#[test]
+fn ports_and_core_depend_on_no_io_crate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for krate in ["regstack-ports", "regstack-core"] {
+        let out = Command::new(&cargo)
+            .current_dir(root)
+            .args([
+                "tree",
+                "--offline",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+                "-p",
+                krate,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            tree.contains("regstack-ports"),
+            "cargo tree printed nothing useful:\n{tree}"
+        );
+        for line in tree.lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            for io in IO_CRATES {
+                let hit = name == *io || name.starts_with(&format!("{io}-"));
+                assert!(!hit, "{krate} depends on I/O crate {name}");
+            }
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_never_contain_a_password_or_token() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .try_init();
+    let app = spawn_app().await;
+    app.create_user("logs@example.com", PW).await;
+    let t = app.access_token("logs@example.com", PW).await;
+    app.login("logs@example.com", "wrong-password-77").await;
+    app.post("/forgot-password", json!({ "email": "logs@example.com" }))
+        .await;
+    let reset = app
+        .mailed_token("logs@example.com", 2, "/reset-password")
+        .await;
+    app.post(
+        "/reset-password",
+        json!({ "token": reset, "new_password": "fresh-password-88" }),
+    )
+    .await;
+    let verify_tokens: Vec<String> = app
+        .mailer
+        .sent()
+        .iter()
+        .filter_map(|m| token_in(&m.text, "/verify"))
+        .collect();
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("/api/auth/login"),
+        "the capture must see the request logs"
+    );
+    let mut secrets = vec![
+        PW.to_owned(),
+        "wrong-password-77".into(),
+        "fresh-password-88".into(),
+        t,
+        reset,
+    ];
+    secrets.extend(verify_tokens);
+    for s in secrets {
+        assert!(!logs.contains(&s), "secret found in logs: {s}");
+    }
+}

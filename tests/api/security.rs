@@ -1,0 +1,528 @@
+//! Security properties, each attacked: anti-enumeration, lockout (also
+//! under a parallel burst), single-use tokens under 20 parallel uses,
+//! expiry, purpose binding, secrets at rest and in logs.
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use futures::future::join_all;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn unknown_email_wrong_password_and_passwordless_account_look_the_same() {
+    let app = spawn_app_with(|c| c.rate_limit_disabled = true, false).await;
+    app.create_user("known@example.com", PW).await;
+    // An account without a password (as OAuth-only accounts will be).
+    app.stores
+        .users
+        .insert(regstack_ports::NewUser {
+            id: regstack_ports::UserId::generate(),
+            email: regstack_ports::Email::parse("nopass@example.com").unwrap(),
+            password_hash: None,
+            full_name: None,
+            is_verified: true,
+            is_superuser: false,
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    app.hasher.reset();
+    let mut replies = Vec::new();
+    for email in [
+        "ghost@example.com",
+        "known@example.com",
+        "nopass@example.com",
+    ] {
+        let before = app.hasher.total_verifications();
+        let r = app.login(email, "wrong-password-1").await;
+        // Each pays exactly one Argon2 verification (a dummy one when there
+        // is no hash to check): no timing shortcut for unknown accounts.
+        assert_eq!(app.hasher.total_verifications() - before, 1, "{email}");
+        replies.push(r);
+    }
+    for r in &replies {
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.body, replies[0].body);
+        assert_eq!(r.headers.get("www-authenticate"), None);
+    }
+    assert_eq!(replies[0].detail(), "Invalid email or password.");
+    assert_eq!(app.hasher.dummy_verifies(), 2);
+}
+
+#[tokio::test]
+async fn lockout_counts_down_then_refuses_before_hashing_even_the_right_password() {
+    let app = spawn_app().await;
+    app.create_user("lock@example.com", PW).await;
+    for (i, remaining) in [(1, "4"), (2, "3"), (3, "2"), (4, "1")] {
+        let r = app
+            .login(
+                if i % 2 == 0 {
+                    "LOCK@example.com"
+                } else {
+                    "lock@example.com"
+                },
+                "wrong-password-1",
+            )
+            .await;
+        assert_eq!(
+            r.detail(),
+            format!("Invalid email or password. {remaining} attempt(s) remaining.")
+        );
+    }
+    let r = app.login("lock@example.com", "wrong-password-1").await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (401, "Invalid email or password.")
+    );
+    let before = app.hasher.total_verifications();
+    let r = app.login("lock@example.com", PW).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.headers["retry-after"], "900");
+    assert_eq!(
+        r.detail(),
+        "Too many failed attempts. Try again in 900 seconds."
+    );
+    assert_eq!(
+        app.hasher.total_verifications(),
+        before,
+        "a locked attempt must not hash"
+    );
+    // Unknown addresses lock exactly like real ones.
+    for _ in 0..5 {
+        app.login("nobody@example.com", "wrong-password-1").await;
+    }
+    assert_eq!(
+        app.login("nobody@example.com", "wrong-password-1")
+            .await
+            .status,
+        429
+    );
+}
+
+#[tokio::test]
+async fn the_lock_lifts_when_the_window_slides_and_a_reset_clears_it() {
+    let app = spawn_app_with(|_| {}, true).await;
+    let clock = app.clock.clone().unwrap();
+    app.create_user("slide@example.com", PW).await;
+    for _ in 0..5 {
+        app.login("slide@example.com", "wrong-password-1").await;
+    }
+    assert_eq!(app.login("slide@example.com", PW).await.status, 429);
+    clock.advance(TimeDelta::seconds(901));
+    assert_eq!(app.login("slide@example.com", PW).await.status, 200);
+
+    for _ in 0..5 {
+        app.login("slide@example.com", "wrong-password-1").await;
+    }
+    assert_eq!(app.login("slide@example.com", PW).await.status, 429);
+    app.post("/forgot-password", json!({ "email": "slide@example.com" }))
+        .await;
+    let token = app
+        .mailed_token("slide@example.com", 2, "/reset-password")
+        .await;
+    let r = app
+        .post(
+            "/reset-password",
+            json!({ "token": token, "new_password": "a-new-password-9" }),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        app.login("slide@example.com", "a-new-password-9")
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parallel_burst_cannot_check_more_passwords_than_the_threshold() {
+    let app = Arc::new(spawn_app().await);
+    app.create_user("burst@example.com", PW).await;
+    app.hasher.reset();
+    let attempts = (0..20).map(|i| {
+        let app = app.clone();
+        // One of them carries the right password: it must not get in once
+        // five attempts are counted.
+        let pw = if i == 19 {
+            PW.to_owned()
+        } else {
+            format!("wrong-password-{i}")
+        };
+        async move { app.login("burst@example.com", &pw).await.status }
+    });
+    let statuses = join_all(attempts).await;
+    let locked = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        app.hasher.total_verifications() <= 5,
+        "{} verifications",
+        app.hasher.total_verifications()
+    );
+    assert!(locked >= 15, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| [200, 401, 429].contains(&s.as_u16())),
+        "{statuses:?}"
+    );
+}
+
+async fn twenty_in_parallel(
+    app: &Arc<TestApp>,
+    path: &'static str,
+    body: serde_json::Value,
+) -> Vec<StatusCode> {
+    let tasks = (0..20).map(|_| {
+        let (app, body) = (app.clone(), body.clone());
+        tokio::spawn(async move { app.post(path, body).await.status })
+    });
+    join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn exactly_one_success(statuses: &[StatusCode], expect_fail: u16) {
+    let ok = statuses.iter().filter(|s| s.is_success()).count();
+    assert_eq!(ok, 1, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s.is_success() || s.as_u16() == expect_fail),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_verification_token_used_20_times_in_parallel_succeeds_once() {
+    let app = Arc::new(spawn_app().await);
+    app.register("par@example.com", PW).await;
+    let token = app.mailed_token("par@example.com", 1, "/verify").await;
+    exactly_one_success(
+        &twenty_in_parallel(&app, "/verify", json!({ "token": token })).await,
+        400,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reset_token_used_20_times_in_parallel_succeeds_once() {
+    let app = Arc::new(spawn_app().await);
+    app.create_user("rpar@example.com", PW).await;
+    app.post("/forgot-password", json!({ "email": "rpar@example.com" }))
+        .await;
+    let token = app
+        .mailed_token("rpar@example.com", 2, "/reset-password")
+        .await;
+    let body = json!({ "token": token, "new_password": "parallel-password-1" });
+    exactly_one_success(
+        &twenty_in_parallel(&app, "/reset-password", body).await,
+        400,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_email_change_token_used_20_times_in_parallel_succeeds_once() {
+    let app = Arc::new(spawn_app().await);
+    app.create_user("epar@example.com", PW).await;
+    let t = app.access_token("epar@example.com", PW).await;
+    app.post_auth(
+        "/change-email",
+        &t,
+        json!({ "new_email": "epar2@example.com", "current_password": PW }),
+    )
+    .await;
+    let token = app
+        .mailed_token("epar2@example.com", 1, "/confirm-email-change")
+        .await;
+    exactly_one_success(
+        &twenty_in_parallel(&app, "/confirm-email-change", json!({ "token": token })).await,
+        400,
+    );
+}
+
+#[tokio::test]
+async fn a_newer_reset_link_supersedes_the_older_one() {
+    let app = spawn_app().await;
+    app.create_user("sup@example.com", PW).await;
+    app.post("/forgot-password", json!({ "email": "sup@example.com" }))
+        .await;
+    let first = app
+        .mailed_token("sup@example.com", 2, "/reset-password")
+        .await;
+    app.post("/forgot-password", json!({ "email": "sup@example.com" }))
+        .await;
+    let second = app
+        .mailed_token("sup@example.com", 3, "/reset-password")
+        .await;
+    assert_eq!(
+        app.post(
+            "/reset-password",
+            json!({ "token": first, "new_password": "new-password-1" })
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        app.post(
+            "/reset-password",
+            json!({ "token": second, "new_password": "new-password-1" })
+        )
+        .await
+        .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn tokens_die_at_their_expiry() {
+    let app = spawn_app_with(|_| {}, true).await;
+    let clock = app.clock.clone().unwrap();
+    app.create_user("exp@example.com", PW).await;
+    let access = app.access_token("exp@example.com", PW).await;
+    app.post("/forgot-password", json!({ "email": "exp@example.com" }))
+        .await;
+    let reset = app
+        .mailed_token("exp@example.com", 2, "/reset-password")
+        .await;
+    app.register("late@example.com", PW).await;
+    let verify = app.mailed_token("late@example.com", 1, "/verify").await;
+
+    clock.advance(TimeDelta::seconds(1799));
+    assert_eq!(app.me(&access).await.status, 200);
+    clock.advance(TimeDelta::seconds(1));
+    // 30 minutes: the reset link is dead, exactly at its expiry.
+    let r = app
+        .post(
+            "/reset-password",
+            json!({ "token": reset, "new_password": "new-password-1" }),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    clock.advance(TimeDelta::seconds(7200 - 1800));
+    let r = app.me(&access).await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (401, "Invalid or expired token.")
+    );
+    assert_eq!(r.headers["www-authenticate"], "Bearer");
+    clock.advance(TimeDelta::hours(22));
+    assert_eq!(
+        app.post("/verify", json!({ "token": verify })).await.status,
+        400
+    );
+}
+
+#[tokio::test]
+async fn a_token_of_one_purpose_is_useless_for_another() {
+    let app = spawn_app().await;
+    app.create_user("purpose@example.com", PW).await;
+    let access = app.access_token("purpose@example.com", PW).await;
+    app.post(
+        "/forgot-password",
+        json!({ "email": "purpose@example.com" }),
+    )
+    .await;
+    let reset = app
+        .mailed_token("purpose@example.com", 2, "/reset-password")
+        .await;
+    assert_eq!(
+        app.post(
+            "/reset-password",
+            json!({ "token": access, "new_password": "new-password-1" })
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        app.post("/confirm-email-change", json!({ "token": reset }))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        app.post("/verify", json!({ "token": reset })).await.status,
+        400
+    );
+    let r = app.me(&reset).await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (401, "Invalid or expired token.")
+    );
+    let r = app.me("garbage").await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (401, "Invalid or expired token.")
+    );
+    let r = app.call(Method::GET, "/me", None, None).await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (401, "Authentication required.")
+    );
+    assert_eq!(r.headers["www-authenticate"], "Bearer");
+}
+
+#[tokio::test]
+async fn passwords_are_8_to_128_code_points_checked_before_hashing() {
+    let app = spawn_app().await;
+    let r = app.register("len1@example.com", &"漢".repeat(7)).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        app.register("len2@example.com", &"😀".repeat(8))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        app.register("len3@example.com", &"a".repeat(128))
+            .await
+            .status,
+        201
+    );
+    let hashes = app.hasher.hashes();
+    let r = app.register("len4@example.com", &"a".repeat(129)).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["detail"][0]["type"], "string_too_long");
+    assert_eq!(
+        app.hasher.hashes(),
+        hashes,
+        "a refused password must not be hashed"
+    );
+}
+
+#[tokio::test]
+async fn the_database_holds_no_raw_token_or_password() {
+    let app = spawn_app().await;
+    app.create_user("rest@example.com", PW).await;
+    let t = app.access_token("rest@example.com", PW).await;
+    app.post("/forgot-password", json!({ "email": "rest@example.com" }))
+        .await;
+    let reset = app
+        .mailed_token("rest@example.com", 2, "/reset-password")
+        .await;
+    app.post_auth(
+        "/change-email",
+        &t,
+        json!({ "new_email": "rest2@example.com", "current_password": PW }),
+    )
+    .await;
+    let change = app
+        .mailed_token("rest2@example.com", 1, "/confirm-email-change")
+        .await;
+    app.register("pend@example.com", PW).await;
+    let verify = app.mailed_token("pend@example.com", 1, "/verify").await;
+    let bytes = app.database_bytes();
+    assert!(!bytes.is_empty());
+    for secret in [
+        reset.as_str(),
+        change.as_str(),
+        verify.as_str(),
+        PW,
+        t.as_str(),
+    ] {
+        assert!(
+            !contains(&bytes, secret),
+            "found a raw secret at rest: {secret}"
+        );
+    }
+    assert!(
+        contains(&bytes, "rest@example.com"),
+        "the scan must see the data"
+    );
+}
+
+#[tokio::test]
+async fn a_regstack_made_hash_signs_in_and_is_kept() {
+    let app = spawn_app().await;
+    let phc = include_str!("../../crates/core/tests/fixtures/regstack_argon2.phc")
+        .trim()
+        .to_owned();
+    app.stores
+        .users
+        .insert(regstack_ports::NewUser {
+            id: regstack_ports::UserId::generate(),
+            email: regstack_ports::Email::parse("legacy@example.com").unwrap(),
+            password_hash: Some(regstack_ports::PasswordHash::new(phc)),
+            full_name: None,
+            is_verified: true,
+            is_superuser: false,
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        app.login("legacy@example.com", "correct-horse-battery")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.login("legacy@example.com", "correct-horse-batterY")
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_slow_or_failing_mailer_never_delays_or_fails_the_request() {
+    let app = spawn_app().await;
+    app.mailer
+        .set_delay(Some(std::time::Duration::from_secs(5)));
+    let started = std::time::Instant::now();
+    let r = app.register("slow@example.com", PW).await;
+    assert_eq!(r.status, 201);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    app.mailer.set_delay(None);
+    app.mailer.fail_always();
+    assert_eq!(app.register("fail@example.com", PW).await.status, 201);
+    for _ in 0..100 {
+        if app.mailer.failed() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.mailer.failed(), 1);
+    app.mailer.heal();
+    // The registration was kept: a resend works once mail is back.
+    assert_eq!(
+        app.post(
+            "/resend-verification",
+            json!({ "email": "fail@example.com" })
+        )
+        .await
+        .status,
+        202
+    );
+    let token = app.mailed_token("fail@example.com", 1, "/verify").await;
+    assert_eq!(
+        app.post("/verify", json!({ "token": token })).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn mail_to_one_address_is_capped_per_hour() {
+    let app = spawn_app_with(|c| c.email.max_per_address_per_hour = 3, false).await;
+    app.register("flood@example.com", PW).await;
+    for _ in 0..6 {
+        let r = app
+            .post(
+                "/resend-verification",
+                json!({ "email": "flood@example.com" }),
+            )
+            .await;
+        assert_eq!(r.status, 202);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.mailer.sent_to("flood@example.com").len(), 3);
+}

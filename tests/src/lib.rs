@@ -1,0 +1,1 @@
+//! Black-box test package; the tests live in api/.
