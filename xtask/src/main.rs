@@ -10,7 +10,10 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn cargo() -> String {
@@ -52,7 +55,10 @@ fn tidy() -> Result<()> {
         }
     }
     if !missing.is_empty() {
-        bail!("crates without a crate-level `//!` doc: {}", missing.join(", "));
+        bail!(
+            "crates without a crate-level `//!` doc: {}",
+            missing.join(", ")
+        );
     }
     eprintln!("tidy: every crate has its crate doc");
     Ok(())
@@ -61,13 +67,38 @@ fn tidy() -> Result<()> {
 fn ci() -> Result<()> {
     let c = cargo();
     run(&c, &["fmt", "--all", "--", "--check"])?;
-    run(&c, &["clippy", "--workspace", "--all-targets", "--locked", "-j2", "--", "-D", "warnings"])?;
+    run(
+        &c,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "-j2",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
     tidy()?;
     if has_nextest() {
-        run(&c, &["nextest", "run", "--workspace", "--locked", "-j2", "--no-fail-fast"])?;
+        run(
+            &c,
+            &[
+                "nextest",
+                "run",
+                "--workspace",
+                "--locked",
+                "-j2",
+                "--no-fail-fast",
+            ],
+        )?;
     } else {
         eprintln!("cargo-nextest not found: falling back to cargo test");
-        run(&c, &["test", "--workspace", "--locked", "-j2", "--no-fail-fast"])?;
+        run(
+            &c,
+            &["test", "--workspace", "--locked", "-j2", "--no-fail-fast"],
+        )?;
     }
     // Doc tests are not run by nextest.
     run(&c, &["test", "--workspace", "--doc", "--locked", "-j2"])?;
@@ -76,7 +107,12 @@ fn ci() -> Result<()> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["ci"] => ci(),
         ["tidy"] => tidy(),
         ["migrate", rest @ ..] => {
