@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use figment::value::{Dict, Value};
 use figment::Figment;
 use regstack_core::{Config, ConfigError};
@@ -128,7 +128,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, LoadError> {
     if let Some(path) = &file {
         figment = figment.merge(Toml::file_exact(path));
     }
-    figment = figment.merge(Env::prefixed("REGSTACK_").split("__").ignore(&["config"]));
+    figment = figment.merge(figment::providers::Serialized::defaults(env_dict(&env)));
     let dict: Dict = figment.extract().map_err(|e| match &file {
         Some(path) => LoadError::File {
             path: path.clone(),
@@ -143,6 +143,39 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, LoadError> {
         file,
         warnings,
     })
+}
+
+/// `REGSTACK_*` variables as a nested dictionary of *strings*
+/// (`REGSTACK_EMAIL__SMTP_HOST` → `email.smtp_host`). Values stay strings
+/// so a secret like `0123…` keeps its leading zero; numbers and booleans
+/// are converted when the typed configuration is extracted.
+fn env_dict(env: &[(String, String)]) -> Dict {
+    let mut root = Dict::new();
+    for (key, value) in env {
+        let Some(rest) = key.strip_prefix("REGSTACK_") else {
+            continue;
+        };
+        if rest == "CONFIG" || rest.is_empty() {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+        let mut dict = &mut root;
+        for (i, part) in path.iter().enumerate() {
+            if i + 1 == path.len() {
+                dict.insert(part.clone(), Value::from(value.clone()));
+            } else {
+                let entry = dict
+                    .entry(part.clone())
+                    .or_insert_with(|| Value::from(Dict::new()));
+                if !matches!(entry, Value::Dict(..)) {
+                    *entry = Value::from(Dict::new());
+                }
+                let Value::Dict(_, inner) = entry else { break };
+                dict = inner;
+            }
+        }
+    }
+    root
 }
 
 /// Turns raw key/values into a [`Config`], applying the unknown-key rules.
@@ -179,7 +212,7 @@ pub fn from_dict(mut dict: Dict) -> Result<(Config, Vec<String>), ConfigError> {
         }
     }
     let config: Config = Figment::from(figment::providers::Serialized::defaults(dict))
-        .extract()
+        .extract_lossy()
         .map_err(|e| {
             let key = e.path.join(".");
             let key = if key.is_empty() {
@@ -256,6 +289,38 @@ mod tests {
     fn a_wrong_type_names_the_key() {
         let err = from_dict(dict("jwt_ttl_seconds = \"soon\"")).unwrap_err();
         assert_eq!(err.key, "jwt_ttl_seconds");
+    }
+
+    #[test]
+    fn environment_values_keep_their_text_and_convert_where_typed() {
+        let env = vec![
+            ("REGSTACK_JWT_SECRET".to_owned(), "0123456789".repeat(4)),
+            ("REGSTACK_JWT_TTL_SECONDS".to_owned(), "600".to_owned()),
+            ("REGSTACK_EMAIL__SMTP_PORT".to_owned(), "2525".to_owned()),
+            ("REGSTACK_EMAIL__SMTP_PASSWORD".to_owned(), "007".to_owned()),
+            (
+                "REGSTACK_REQUIRE_VERIFICATION".to_owned(),
+                "false".to_owned(),
+            ),
+            ("REGSTACK_CONFIG".to_owned(), "ignored.toml".to_owned()),
+            ("OTHER".to_owned(), "x".to_owned()),
+        ];
+        let (c, _) = from_dict(env_dict(&env)).unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(c.jwt_secret.expose_secret(), "0123456789".repeat(4));
+        assert_eq!(c.jwt_ttl_seconds, 600);
+        assert_eq!(c.email.smtp_port, 2525);
+        assert_eq!(
+            c.email
+                .smtp_password
+                .as_ref()
+                .map(|p| p.expose_secret().to_owned())
+                .as_deref(),
+            Some("007")
+        );
+        assert!(!c.require_verification);
+        let err = from_dict(env_dict(&[("REGSTACK_NOPE".to_owned(), "1".to_owned())])).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
     }
 
     #[test]

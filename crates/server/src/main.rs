@@ -195,9 +195,20 @@ async fn serve(host: String, port: u16, config_path: Option<PathBuf>) -> anyhow:
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     init_logging();
-    let cli = Cli::parse();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable line (with causes), no backtrace: most failures
+            // here are configuration the operator must fix.
+            eprintln!("regstack: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve {
         host: "127.0.0.1".into(),
         port: 8000,
