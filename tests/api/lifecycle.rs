@@ -568,3 +568,38 @@ async fn links_follow_the_configured_url_templates() {
         Some("http://app.test/#/verify/[REDACTED]")
     );
 }
+
+#[tokio::test]
+async fn template_directories_override_the_built_in_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("verification.subject.txt"),
+        "Welcome to {{ app_name }}, {{ full_name }}!",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("verification.txt"), "Your link: {{ url }}").unwrap();
+    let path = dir.path().display().to_string();
+    let app = spawn_app_with(
+        move |c| {
+            c.app_name = "Acme".into();
+            c.extra_template_dirs = vec![path];
+        },
+        false,
+    )
+    .await;
+    app.register("tpl@example.com", PW).await;
+    let mail = app
+        .mailer
+        .wait_for("tpl@example.com", 1, std::time::Duration::from_secs(10))
+        .await;
+    assert_eq!(mail[0].subject, "Welcome to Acme, Test User!");
+    assert!(
+        mail[0]
+            .text
+            .starts_with("Your link: http://app.test/verify?token="),
+        "{}",
+        mail[0].text
+    );
+    // Templates not overridden keep the built-in text.
+    assert!(mail[0].html.contains("Acme"));
+}

@@ -81,6 +81,9 @@ fn ci() -> Result<()> {
         ],
     )?;
     tidy()?;
+    // Doc tests first: nextest does not run them, and its summary should be
+    // the run's closing line.
+    run(&c, &["test", "--workspace", "--doc", "--locked", "-j2"])?;
     if has_nextest() {
         run(
             &c,
@@ -100,8 +103,6 @@ fn ci() -> Result<()> {
             &["test", "--workspace", "--locked", "-j2", "--no-fail-fast"],
         )?;
     }
-    // Doc tests are not run by nextest.
-    run(&c, &["test", "--workspace", "--doc", "--locked", "-j2"])?;
     Ok(())
 }
 
