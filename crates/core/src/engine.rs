@@ -213,6 +213,41 @@ impl Engine {
         self.events.emit(e);
     }
 
+    /// Stores a fresh link token of `kind` for a user — superseding the
+    /// user's older ones of that kind — and returns the raw token for the
+    /// mail.
+    async fn issue_link_token(
+        &self,
+        kind: TokenKind,
+        user_id: &UserId,
+        new_email: Option<Email>,
+        ttl_seconds: u64,
+    ) -> Result<SecretString, AuthError> {
+        let now = self.now();
+        let token = tokens::issue();
+        self.stores
+            .tokens
+            .issue(OneTimeToken {
+                hash: token.hash,
+                kind,
+                user_id: user_id.clone(),
+                new_email,
+                created_at: now,
+                expires_at: now + secs(ttl_seconds),
+            })
+            .await?;
+        Ok(token.raw)
+    }
+
+    /// Fires an event about a user's account, from a client.
+    fn emit_for(&self, kind: EventKind, user: &User, client: &ClientContext) {
+        self.emit(kind, |e| {
+            e.user_id = Some(user.id.clone());
+            e.email = Some(user.email.clone());
+            e.ip.clone_from(&client.ip);
+        });
+    }
+
     fn link(&self, template: Option<&str>, path: &str, token: &str) -> String {
         let base = self.cfg.base();
         match template {
@@ -318,11 +353,7 @@ impl Engine {
                     regstack_ports::StoreError::Conflict(_) => AuthError::EmailTaken,
                     e => e.into(),
                 })?;
-            self.emit(EventKind::UserRegistered, |e| {
-                e.user_id = Some(user.id.clone());
-                e.email = Some(user.email.clone());
-                e.ip.clone_from(&client.ip);
-            });
+            self.emit_for(EventKind::UserRegistered, &user, client);
             return Ok(Registered::Active(user));
         }
         let token = tokens::issue();
@@ -390,11 +421,7 @@ impl Engine {
         {
             Promotion::Promoted(user) => {
                 for kind in [EventKind::UserVerified, EventKind::UserRegistered] {
-                    self.emit(kind, |e| {
-                        e.user_id = Some(user.id.clone());
-                        e.email = Some(user.email.clone());
-                        e.ip.clone_from(&client.ip);
-                    });
+                    self.emit_for(kind, &user, client);
                 }
                 Ok(user)
             }
@@ -727,11 +754,7 @@ impl Engine {
             .change_password(&p.user.id, &hash, RevokeReason::PasswordChanged, self.now())
             .await?
             .ok_or(AuthError::Unauthenticated(AuthFailure::Inactive))?;
-        self.emit(EventKind::PasswordChanged, |e| {
-            e.user_id = Some(p.user.id.clone());
-            e.email = Some(p.user.email.clone());
-            e.ip.clone_from(&client.ip);
-        });
+        self.emit_for(EventKind::PasswordChanged, &p.user, client);
         Ok(())
     }
 
@@ -751,20 +774,15 @@ impl Engine {
         if self.stores.users.find_by_email(new_email).await?.is_some() {
             return Ok(());
         }
-        let now = self.now();
-        let token = tokens::issue();
-        self.stores
-            .tokens
-            .issue(OneTimeToken {
-                hash: token.hash,
-                kind: TokenKind::EmailChange,
-                user_id: p.user.id.clone(),
-                new_email: Some(new_email.clone()),
-                created_at: now,
-                expires_at: now + secs(self.cfg.email_change_token_ttl_seconds),
-            })
+        let token = self
+            .issue_link_token(
+                TokenKind::EmailChange,
+                &p.user.id,
+                Some(new_email.clone()),
+                self.cfg.email_change_token_ttl_seconds,
+            )
             .await?;
-        let raw = token.raw.expose_secret();
+        let raw = token.expose_secret();
         let url = self.link(
             self.cfg.email_change_url_template.as_deref(),
             "/confirm-email-change",
@@ -839,11 +857,7 @@ impl Engine {
         }
         self.require_current_password(&p.user, current).await?;
         if let Some(user) = self.stores.users.delete_account(&p.user.id).await? {
-            self.emit(EventKind::UserDeleted, |e| {
-                e.user_id = Some(user.id.clone());
-                e.email = Some(user.email.clone());
-                e.ip.clone_from(&client.ip);
-            });
+            self.emit_for(EventKind::UserDeleted, &user, client);
         }
         Ok(())
     }
@@ -866,20 +880,15 @@ impl Engine {
         if !user.is_active {
             return Ok(());
         }
-        let now = self.now();
-        let token = tokens::issue();
-        self.stores
-            .tokens
-            .issue(OneTimeToken {
-                hash: token.hash,
-                kind: TokenKind::PasswordReset,
-                user_id: user.id.clone(),
-                new_email: None,
-                created_at: now,
-                expires_at: now + secs(self.cfg.password_reset_token_ttl_seconds),
-            })
+        let token = self
+            .issue_link_token(
+                TokenKind::PasswordReset,
+                &user.id,
+                None,
+                self.cfg.password_reset_token_ttl_seconds,
+            )
             .await?;
-        let raw = token.raw.expose_secret();
+        let raw = token.expose_secret();
         let url = self.link(
             self.cfg.password_reset_url_template.as_deref(),
             "/reset-password",
@@ -937,11 +946,7 @@ impl Engine {
             .complete_password_reset(&hash, &new_hash, self.now())
             .await?
             .ok_or(AuthError::InvalidResetToken)?;
-        self.emit(EventKind::PasswordResetCompleted, |e| {
-            e.user_id = Some(user.id.clone());
-            e.email = Some(user.email.clone());
-            e.ip.clone_from(&client.ip);
-        });
+        self.emit_for(EventKind::PasswordResetCompleted, &user, client);
         Ok(())
     }
 
