@@ -7,4 +7,5 @@ mod embedding;
 mod layering;
 mod lifecycle;
 mod security;
+mod sessions;
 mod support;

@@ -75,6 +75,8 @@ fn session_for(user: &UserId, at: Timestamp) -> NewSession {
         user_id: user.clone(),
         created_at: at,
         expires_at: at + TimeDelta::days(30),
+        idle_expires_at: at + TimeDelta::days(14),
+        refresh_hash: regstack_testkit::fixtures::token_hash(),
         user_agent: Some("test".into()),
         ip: Some("127.0.0.1".into()),
     }
@@ -124,10 +126,173 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             "one_time_tokens",
             "pending_registrations",
             "rate_limit_hits",
+            "refresh_tokens",
             "sessions",
             "users"
         ]
     );
+}
+
+/// A database that only has migration 0001 (the schema before refresh-token
+/// families), written with that version's SQL.
+async fn database_at_version_1(dir: &Path) -> SqlitePool {
+    let only_v1 = dir.join("migrations-v1");
+    std::fs::create_dir(&only_v1).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite/0001_initial_schema.sql"),
+        only_v1.join("0001_initial_schema.sql"),
+    )
+    .unwrap();
+    let url = format!("sqlite://{}", dir.join("v1.db").display());
+    let pool = sqlite::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(only_v1.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    pool
+}
+
+#[tokio::test]
+async fn a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = database_at_version_1(dir.path()).await;
+    let stores = sqlite::stores(pool.clone());
+    assert!(
+        !stores.health.schema_is_current().await.unwrap(),
+        "version 1 is behind"
+    );
+
+    // Rows as version 1 wrote them: sessions without an idle end.
+    let user = stores
+        .users
+        .insert(new_user("before@example.com", now()))
+        .await
+        .unwrap();
+    let live = SessionId::generate();
+    let revoked = SessionId::generate();
+    let expires = now() + TimeDelta::days(30);
+    for (id, revoked_at, reason) in [
+        (&live, None, None),
+        (
+            &revoked,
+            Some(now() + TimeDelta::minutes(1)),
+            Some("logout"),
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
+             user_agent, ip, revoked_at, revoked_reason) \
+             VALUES (?1, ?2, ?3, ?3, ?4, 'old agent', '192.0.2.1', ?5, ?6)",
+        )
+        .bind(id.as_str())
+        .bind(user.id.as_str())
+        .bind(now().timestamp_micros())
+        .bind(expires.timestamp_micros())
+        .bind(revoked_at.map(|t: Timestamp| t.timestamp_micros()))
+        .bind(reason)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+
+    sqlite::migrate(&pool).await.unwrap();
+    assert!(stores.health.schema_is_current().await.unwrap());
+
+    assert_eq!(
+        stores.users.get(&user.id).await.unwrap(),
+        Some(user.clone()),
+        "the user is untouched"
+    );
+    let (s, u) = stores.sessions.authenticate(&live).await.unwrap().unwrap();
+    assert_eq!(
+        s,
+        Session {
+            id: live.clone(),
+            user_id: user.id.clone(),
+            created_at: now(),
+            last_used_at: now(),
+            expires_at: expires,
+            idle_expires_at: expires,
+            user_agent: Some("old agent".into()),
+            ip: Some("192.0.2.1".into()),
+            revoked_at: None,
+            revoked_reason: None,
+        },
+        "an existing session idles out when it expires"
+    );
+    assert_eq!(u, user);
+    let (s, _) = stores
+        .sessions
+        .authenticate(&revoked)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.revoked_at, s.revoked_reason),
+        (
+            Some(now() + TimeDelta::minutes(1)),
+            Some(RevokeReason::Logout)
+        ),
+        "a revoked session stays revoked"
+    );
+    assert_eq!(
+        stores.sessions.list(&user.id, now()).await.unwrap(),
+        [stores
+            .sessions
+            .authenticate(&live)
+            .await
+            .unwrap()
+            .unwrap()
+            .0]
+    );
+
+    // The rebuilt table keeps its indexes and its foreign key.
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'sessions' \
+         AND name NOT LIKE 'sqlite%' ORDER BY name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(indexes, ["ix_sessions_expires_at", "ix_sessions_user_id"]);
+    let violations: Vec<String> =
+        sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_check")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+
+    // The new surface works on the migrated file.
+    let new = session_for(&user.id, now() + TimeDelta::hours(1));
+    stores.sessions.start(new.clone()).await.unwrap();
+    let successor = hash_of(42);
+    assert!(matches!(
+        stores
+            .sessions
+            .rotate(
+                &new.refresh_hash,
+                &successor,
+                now() + TimeDelta::hours(2),
+                TimeDelta::seconds(5),
+                TimeDelta::days(14),
+            )
+            .await
+            .unwrap(),
+        Rotation::Rotated { .. }
+    ));
+    stores.users.delete_account(&user.id).await.unwrap();
+    for table in ["sessions", "refresh_tokens"] {
+        let n: i64 = sqlx::query_scalar(match table {
+            "sessions" => "SELECT count(*) FROM sessions",
+            _ => "SELECT count(*) FROM refresh_tokens",
+        })
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(n, 0, "{table} rows of a deleted user");
+    }
 }
 
 #[tokio::test]

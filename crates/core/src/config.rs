@@ -195,6 +195,32 @@ impl Default for HttpConfig {
     }
 }
 
+/// `[sessions]`: refresh-token families (DECISIONS.md §5, §7, §8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// A session dies if not refreshed for this long.
+    pub refresh_idle_ttl_seconds: u64,
+    /// A session dies this long after sign-in, however often refreshed.
+    pub refresh_absolute_ttl_seconds: u64,
+    /// How long a spent refresh token may be replayed (a client whose
+    /// response was lost) and receive the same successor.
+    pub reuse_grace_seconds: u64,
+    /// Deliver the refresh token in an `HttpOnly` cookie instead of JSON.
+    pub refresh_cookie: bool,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            refresh_idle_ttl_seconds: 1_209_600,
+            refresh_absolute_ttl_seconds: 2_592_000,
+            reuse_grace_seconds: 5,
+            refresh_cookie: false,
+        }
+    }
+}
+
 /// Every setting of a regstack instance.
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -256,6 +282,8 @@ pub struct Config {
     pub password: PasswordConfig,
     /// Transport limits.
     pub http: HttpConfig,
+    /// Sessions and refresh tokens.
+    pub sessions: SessionsConfig,
 }
 
 impl Default for Config {
@@ -289,6 +317,7 @@ impl Default for Config {
             email: EmailConfig::default(),
             password: PasswordConfig::default(),
             http: HttpConfig::default(),
+            sessions: SessionsConfig::default(),
         }
     }
 }
@@ -415,6 +444,25 @@ impl Config {
             return Err(ConfigError::new(
                 "password.max_concurrent_hashes",
                 "must be at least 1",
+            ));
+        }
+        let s = &self.sessions;
+        if s.refresh_absolute_ttl_seconds < self.jwt_ttl_seconds {
+            return Err(ConfigError::new(
+                "sessions.refresh_absolute_ttl_seconds",
+                "must be at least jwt_ttl_seconds (a session outlives its access tokens)",
+            ));
+        }
+        if !(60..=s.refresh_absolute_ttl_seconds).contains(&s.refresh_idle_ttl_seconds) {
+            return Err(ConfigError::new(
+                "sessions.refresh_idle_ttl_seconds",
+                "must be between 60 and sessions.refresh_absolute_ttl_seconds",
+            ));
+        }
+        if s.reuse_grace_seconds > 60 {
+            return Err(ConfigError::new(
+                "sessions.reuse_grace_seconds",
+                "must be at most 60: past that a replay is theft, not a retry",
             ));
         }
         if self.http.body_limit_bytes < 1024 {

@@ -14,8 +14,8 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use regstack_ports::{
     Admission, Clock, Email, EmailChangeOutcome, Mailer, NewSession, NewUser, OneTimeToken,
-    PasswordHasher, PendingRegistration, Promotion, RevokeReason, Session, SessionId, Stores,
-    Timestamp, TokenKind, User, UserId,
+    PasswordHasher, PendingRegistration, Promotion, RevokeReason, Rotation, Session, SessionId,
+    Stores, Timestamp, TokenKind, User, UserId,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -68,17 +68,34 @@ pub enum Registered {
     Active(User),
 }
 
-/// A started session and its first access token.
+/// A started session and its first tokens.
 #[derive(Debug, Clone)]
 pub struct SignedIn {
     /// Bearer token.
     pub access_token: String,
     /// Its lifetime in seconds.
     pub expires_in: u64,
+    /// The family's first refresh token.
+    pub refresh_token: SecretString,
+    /// Seconds until the refresh token dies if unused.
+    pub refresh_expires_in: u64,
     /// The session.
     pub session_id: SessionId,
     /// The user signed in.
     pub user: User,
+}
+
+/// The answer to `POST /refresh`.
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    /// A new bearer token for the same session.
+    pub access_token: String,
+    /// Its lifetime in seconds.
+    pub expires_in: u64,
+    /// The successor refresh token (the same one again for a replay).
+    pub refresh_token: SecretString,
+    /// Seconds until it dies if unused.
+    pub refresh_expires_in: u64,
 }
 
 /// An authenticated caller: the user and the session its token names.
@@ -142,6 +159,7 @@ pub struct Engine {
     mailer: Arc<dyn Mailer>,
     composer: Composer,
     jwt: JwtCodec,
+    refresh_key: SecretString,
     events: EventBus,
 }
 
@@ -155,6 +173,11 @@ impl std::fmt::Debug for Engine {
 
 fn secs(s: u64) -> TimeDelta {
     TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1_000_000))
+}
+
+/// Whole seconds from `now` until `t` (0 if past).
+fn seconds_until(t: Timestamp, now: Timestamp) -> u64 {
+    u64::try_from((t - now).num_seconds()).unwrap_or(0)
 }
 
 fn length_error(field: Field, e: PasswordPolicyError) -> AuthError {
@@ -175,7 +198,10 @@ impl Engine {
             cfg.jwt_audience.clone(),
             cfg.jwt_ttl_seconds,
         );
+        let refresh_key =
+            crate::jwt::derive_key(&cfg.jwt_secret, crate::jwt::Purpose::RefreshSuccessor);
         Ok(Self {
+            refresh_key,
             cfg,
             stores: deps.stores,
             hasher: deps.hasher,
@@ -613,13 +639,19 @@ impl Engine {
                 .take(MAX_USER_AGENT_CHARS)
                 .collect()
         });
+        let refresh = tokens::issue();
+        let expires_at = now + secs(self.cfg.sessions.refresh_absolute_ttl_seconds);
+        let idle_expires_at =
+            (now + secs(self.cfg.sessions.refresh_idle_ttl_seconds)).min(expires_at);
         self.stores
             .sessions
             .start(NewSession {
                 id: session_id.clone(),
                 user_id: user.id.clone(),
                 created_at: now,
-                expires_at: now + secs(self.cfg.jwt_ttl_seconds),
+                expires_at,
+                idle_expires_at,
+                refresh_hash: refresh.hash,
                 user_agent,
                 ip: client.ip.clone(),
             })
@@ -628,12 +660,14 @@ impl Engine {
             .jwt
             .issue_access(&user.id, &session_id, now)
             .map_err(|e| AuthError::Internal(e.to_string()))?;
-        self.emit(EventKind::UserLoggedIn, |e| {
-            e.user_id = Some(user.id.clone());
-            e.email = Some(user.email.clone());
-            e.session_id = Some(session_id.clone());
-            e.ip.clone_from(&client.ip);
-        });
+        for kind in [EventKind::UserLoggedIn, EventKind::SessionStarted] {
+            self.emit(kind, |e| {
+                e.user_id = Some(user.id.clone());
+                e.email = Some(user.email.clone());
+                e.session_id = Some(session_id.clone());
+                e.ip.clone_from(&client.ip);
+            });
+        }
         let user = User {
             last_login: Some(now),
             ..user
@@ -641,9 +675,113 @@ impl Engine {
         Ok(SignedIn {
             access_token,
             expires_in: self.jwt.ttl_seconds(),
+            refresh_token: refresh.raw,
+            refresh_expires_in: seconds_until(idle_expires_at, now),
             session_id,
             user,
         })
+    }
+
+    /// `POST /refresh`: rotates the presented refresh token (one atomic
+    /// store step, specified by [`crate::flows::refresh`]). A replay inside
+    /// the grace window gets the same successor; any other reuse revokes the
+    /// family. Every failure is the same [`AuthError::InvalidRefreshToken`].
+    pub async fn refresh(
+        &self,
+        presented: &SecretString,
+        client: &ClientContext,
+    ) -> Result<Refreshed, AuthError> {
+        let raw = presented.expose_secret();
+        if raw.is_empty() || raw.len() > MAX_TOKEN_CHARS {
+            return Err(AuthError::InvalidRefreshToken);
+        }
+        let now = self.now();
+        let successor = tokens::successor(&self.refresh_key, raw);
+        let rotation = self
+            .stores
+            .sessions
+            .rotate(
+                &tokens::hash_raw(raw),
+                &tokens::hash_presented(&successor),
+                now,
+                secs(self.cfg.sessions.reuse_grace_seconds),
+                secs(self.cfg.sessions.refresh_idle_ttl_seconds),
+            )
+            .await?;
+        let (session, user) = match rotation {
+            Rotation::Rotated { session, user } | Rotation::Replayed { session, user } => {
+                (session, user)
+            }
+            Rotation::Reused {
+                session_id,
+                user_id,
+            } => {
+                tracing::warn!(session_id = %session_id, user_id = %user_id, "spent refresh token presented again: session revoked");
+                self.emit(EventKind::RefreshTokenReused, |e| {
+                    e.user_id = Some(user_id);
+                    e.session_id = Some(session_id);
+                    e.ip.clone_from(&client.ip);
+                });
+                return Err(AuthError::InvalidRefreshToken);
+            }
+            Rotation::Invalid => return Err(AuthError::InvalidRefreshToken),
+        };
+        if !user.is_active {
+            return Err(AuthError::InvalidRefreshToken);
+        }
+        let access_token = self
+            .jwt
+            .issue_access(&user.id, &session.id, now)
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        Ok(Refreshed {
+            access_token,
+            expires_in: self.jwt.ttl_seconds(),
+            refresh_token: successor,
+            refresh_expires_in: seconds_until(session.idle_expires_at, now),
+        })
+    }
+
+    /// `POST /logout-all`: ends every session of the caller. Returns how many.
+    pub async fn logout_all(
+        &self,
+        p: &Principal,
+        client: &ClientContext,
+    ) -> Result<u64, AuthError> {
+        let n = self
+            .stores
+            .sessions
+            .revoke_all(&p.user.id, RevokeReason::LogoutAll, self.now())
+            .await?;
+        self.emit_for(EventKind::SessionsRevokedAll, &p.user, client);
+        Ok(n)
+    }
+
+    /// `GET /sessions`: the caller's live sessions, newest first.
+    pub async fn list_sessions(&self, p: &Principal) -> Result<Vec<Session>, AuthError> {
+        Ok(self.stores.sessions.list(&p.user.id, self.now()).await?)
+    }
+
+    /// `DELETE /sessions/{id}`: ends one of the caller's own sessions.
+    pub async fn revoke_session(
+        &self,
+        p: &Principal,
+        id: &SessionId,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
+        if !self
+            .stores
+            .sessions
+            .revoke_owned(id, &p.user.id, RevokeReason::Revoked, self.now())
+            .await?
+        {
+            return Err(AuthError::SessionNotFound);
+        }
+        self.emit(EventKind::SessionRevoked, |e| {
+            e.user_id = Some(p.user.id.clone());
+            e.session_id = Some(id.clone());
+            e.ip.clone_from(&client.ip);
+        });
+        Ok(())
     }
 
     /// Checks a bearer token: signature and expiry, then one lookup of the
@@ -679,7 +817,7 @@ impl Engine {
             };
             return Err(AuthError::Unauthenticated(failure));
         }
-        if session.expires_at <= now {
+        if !session.is_live(now) {
             return Err(AuthError::Unauthenticated(AuthFailure::Invalid));
         }
         Ok(Principal { user, session })
@@ -691,12 +829,14 @@ impl Engine {
             .sessions
             .revoke(&p.session.id, RevokeReason::Logout, self.now())
             .await?;
-        self.emit(EventKind::UserLoggedOut, |e| {
-            e.user_id = Some(p.user.id.clone());
-            e.email = Some(p.user.email.clone());
-            e.session_id = Some(p.session.id.clone());
-            e.ip.clone_from(&client.ip);
-        });
+        for kind in [EventKind::UserLoggedOut, EventKind::SessionRevoked] {
+            self.emit(kind, |e| {
+                e.user_id = Some(p.user.id.clone());
+                e.email = Some(p.user.email.clone());
+                e.session_id = Some(p.session.id.clone());
+                e.ip.clone_from(&client.ip);
+            });
+        }
         Ok(())
     }
 

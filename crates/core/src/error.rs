@@ -90,6 +90,16 @@ pub enum AuthError {
     /// 400: new address equals the current one.
     #[error("new email equals the current one")]
     SameEmail,
+    /// 401: the refresh token is unknown, spent, expired or its session
+    /// ended — one body for all (no oracle).
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// 404: no such session among the caller's own.
+    #[error("session not found")]
+    SessionNotFound,
+    /// 403: a cookie-authenticated request from another site.
+    #[error("cross-site request refused")]
+    CrossSiteRefused,
     /// 401: see [`AuthFailure`].
     #[error("not authenticated: {0:?}")]
     Unauthenticated(AuthFailure),

@@ -40,11 +40,19 @@ pub enum EventKind {
     UserDeleted,
     /// A sign-in was refused because the address is locked out.
     LoginLocked,
+    /// A session (refresh family) started.
+    SessionStarted,
+    /// One session was ended by its owner.
+    SessionRevoked,
+    /// Every session of a user was ended (`/logout-all`).
+    SessionsRevokedAll,
+    /// A spent refresh token was presented again: its family was revoked.
+    RefreshTokenReused,
 }
 
 impl EventKind {
     /// Every kind, for exhaustive checks.
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 16] = [
         Self::UserRegistered,
         Self::VerificationRequested,
         Self::UserVerified,
@@ -57,6 +65,10 @@ impl EventKind {
         Self::EmailChanged,
         Self::UserDeleted,
         Self::LoginLocked,
+        Self::SessionStarted,
+        Self::SessionRevoked,
+        Self::SessionsRevokedAll,
+        Self::RefreshTokenReused,
     ];
 
     /// The wire name hosts subscribe by.
@@ -74,6 +86,10 @@ impl EventKind {
             Self::EmailChanged => "email_changed",
             Self::UserDeleted => "user_deleted",
             Self::LoginLocked => "login_locked",
+            Self::SessionStarted => "session_started",
+            Self::SessionRevoked => "session_revoked",
+            Self::SessionsRevokedAll => "sessions_revoked_all",
+            Self::RefreshTokenReused => "refresh_token_reused",
         }
     }
 

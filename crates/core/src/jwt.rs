@@ -24,12 +24,15 @@ pub const MAX_JWT_BYTES: usize = 8192;
 pub enum Purpose {
     /// `Authorization: Bearer` on API calls.
     Access,
+    /// The key that derives refresh-token successors (never signs a JWT).
+    RefreshSuccessor,
 }
 
 impl Purpose {
     fn label(self) -> &'static str {
         match self {
             Self::Access => "access",
+            Self::RefreshSuccessor => "refresh-successor",
         }
     }
 }
@@ -98,7 +101,9 @@ impl std::fmt::Debug for JwtCodec {
     }
 }
 
-fn derive_key(secret: &SecretString, purpose: Purpose) -> SecretString {
+/// The key for one purpose, derived from `jwt_secret` by HMAC-SHA256 over
+/// the purpose's label: one secret in configuration, a distinct key per use.
+pub fn derive_key(secret: &SecretString, purpose: Purpose) -> SecretString {
     // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()) {
         Ok(m) => m,

@@ -99,21 +99,41 @@ pub fn parse<T: FromJsonObject>(bytes: &[u8]) -> Result<T, ApiError> {
     }
 }
 
+async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    if !content_type_is_json(&req) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::Internal(rejection.body_text())
+        }
+    })
+}
+
 impl<S: Send + Sync, T: FromJsonObject> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !content_type_is_json(&req) {
-            return Err(ApiError::UnsupportedMediaType);
+        parse(&json_bytes(req, state).await?).map(JsonBody)
+    }
+}
+
+/// A JSON body that may be absent altogether (an empty body is `None`;
+/// anything else must be a valid model).
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: FromJsonObject> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = json_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(None));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::Internal(rejection.body_text())
-            }
-        })?;
-        parse(&bytes).map(JsonBody)
+        parse(&bytes).map(|m| OptionalJsonBody(Some(m)))
     }
 }
 
@@ -224,6 +244,19 @@ impl Fields<'_> {
     pub fn string(&mut self, name: &'static str, len: Len) -> Option<String> {
         let s = self.string_value(name, true)??;
         self.check_len(name, &s, len).then_some(s)
+    }
+
+    /// An optional secret string: `None` when absent or null.
+    pub fn optional_secret(
+        &mut self,
+        name: &'static str,
+        len: Len,
+    ) -> Option<Option<SecretString>> {
+        Some(
+            self.optional_nullable(name, len)?
+                .flatten()
+                .map(SecretString::from),
+        )
     }
 
     /// A required secret string (password, token): never echoed.

@@ -192,6 +192,12 @@ impl IntoResponse for ApiError {
                     StatusCode::BAD_REQUEST,
                     "New email is the same as the current email.",
                 ),
+                A::InvalidRefreshToken => detail(
+                    StatusCode::UNAUTHORIZED,
+                    "Invalid or expired refresh token.",
+                ),
+                A::SessionNotFound => detail(StatusCode::NOT_FOUND, "Session not found."),
+                A::CrossSiteRefused => detail(StatusCode::FORBIDDEN, "Cross-site request refused."),
                 A::Unauthenticated(f) => match f {
                     AuthFailure::Missing => bearer_challenge(detail(
                         StatusCode::UNAUTHORIZED,

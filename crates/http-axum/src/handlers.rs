@@ -3,19 +3,25 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use regstack_core::{Engine, Registered, Registration};
 use regstack_ports::Email;
 use secrecy::SecretString;
 
-use crate::body::{Fields, FromJsonObject, JsonBody, Len};
+use crate::body::{Fields, FromJsonObject, JsonBody, Len, OptionalJsonBody};
+use crate::cookie;
 use crate::error::ApiError;
 use crate::extract::{Client, CurrentUser};
 use crate::read_all;
-use crate::wire::{iso_offset, MessageResponse, PendingResponse, TokenResponse, UserPublic};
+use crate::wire::{
+    iso_offset, user_time, LogoutAllResponse, MessageResponse, PendingResponse, SessionInfo,
+    SessionList, TokenResponse, UserPublic,
+};
+use regstack_ports::SessionId;
+use secrecy::ExposeSecret;
 
 type Engine_ = State<Arc<Engine>>;
 type Answer = Result<axum::response::Response, ApiError>;
@@ -151,6 +157,18 @@ impl FromJsonObject for DeleteAccountRequest {
     }
 }
 
+/// `{"refresh_token"}`; optional in cookie mode, where the cookie carries it.
+pub struct RefreshRequest {
+    refresh_token: Option<SecretString>,
+}
+impl FromJsonObject for RefreshRequest {
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        Some(Self {
+            refresh_token: f.optional_secret("refresh_token", Len::TOKEN)?,
+        })
+    }
+}
+
 /// `ResetPasswordRequest`.
 pub struct ResetPasswordRequest {
     token: SecretString,
@@ -218,27 +236,132 @@ pub async fn resend_verification(
     )
 }
 
-/// `POST /login` → 200 `TokenResponse`.
+/// A token answer: the refresh token goes into the JSON, or (cookie mode)
+/// into the `HttpOnly` cookie and not into the JSON.
+fn token_answer(
+    e: &Engine,
+    access_token: String,
+    expires_in: u64,
+    refresh: &SecretString,
+    refresh_expires_in: u64,
+) -> Answer {
+    let cfg = e.config();
+    let in_cookie = cfg.sessions.refresh_cookie;
+    let body = TokenResponse {
+        access_token,
+        token_type: "bearer",
+        expires_in,
+        refresh_token: (!in_cookie).then(|| refresh.expose_secret().to_owned()),
+        refresh_expires_in,
+    };
+    let mut response = (StatusCode::OK, Json(body)).into_response();
+    if in_cookie {
+        if let Some(c) = cookie::set(&cfg.api_prefix, refresh.expose_secret(), refresh_expires_in) {
+            response.headers_mut().append(header::SET_COOKIE, c);
+        }
+    }
+    Ok(response)
+}
+
+fn clearing_cookie(e: &Engine, mut response: axum::response::Response) -> Answer {
+    let cfg = e.config();
+    if cfg.sessions.refresh_cookie {
+        if let Some(c) = cookie::clear(&cfg.api_prefix) {
+            response.headers_mut().append(header::SET_COOKIE, c);
+        }
+    }
+    Ok(response)
+}
+
+/// `POST /login` → 200 `TokenResponse` (+ refresh fields).
 pub async fn login(
     State(e): Engine_,
     Client(c): Client,
     JsonBody(b): JsonBody<LoginRequest>,
 ) -> Answer {
-    let signed = e.login(&b.email, &b.password, &c).await?;
-    ok_json(
-        StatusCode::OK,
-        TokenResponse {
-            access_token: signed.access_token,
-            token_type: "bearer",
-            expires_in: signed.expires_in,
-        },
+    let s = e.login(&b.email, &b.password, &c).await?;
+    token_answer(
+        &e,
+        s.access_token,
+        s.expires_in,
+        &s.refresh_token,
+        s.refresh_expires_in,
     )
 }
 
-/// `POST /logout` → 200.
+/// `POST /refresh` → 200 with a new access token and the successor
+/// refresh token; every failure is one 401.
+pub async fn refresh(
+    State(e): Engine_,
+    Client(c): Client,
+    headers: HeaderMap,
+    OptionalJsonBody(b): OptionalJsonBody<RefreshRequest>,
+) -> Answer {
+    let cfg = e.config();
+    let from_body = b.and_then(|b| b.refresh_token);
+    let presented = if cfg.sessions.refresh_cookie {
+        if cookie::is_cross_site(&headers, cookie::origin_of(cfg.base())) {
+            return Err(regstack_core::AuthError::CrossSiteRefused.into());
+        }
+        from_body.or_else(|| cookie::read(&headers).map(SecretString::from))
+    } else {
+        from_body
+    };
+    let presented = presented.ok_or(regstack_core::AuthError::InvalidRefreshToken)?;
+    let r = e.refresh(&presented, &c).await?;
+    token_answer(
+        &e,
+        r.access_token,
+        r.expires_in,
+        &r.refresh_token,
+        r.refresh_expires_in,
+    )
+}
+
+/// `POST /logout` → 200; the session (and its refresh tokens) ends.
 pub async fn logout(State(e): Engine_, Client(c): Client, user: CurrentUser) -> Answer {
     e.logout(&user, &c).await?;
-    message(StatusCode::OK, "Logged out.")
+    clearing_cookie(&e, message(StatusCode::OK, "Logged out.")?)
+}
+
+/// `POST /logout-all` → 200 with the number of sessions ended.
+pub async fn logout_all(State(e): Engine_, Client(c): Client, user: CurrentUser) -> Answer {
+    let n = e.logout_all(&user, &c).await?;
+    let body = LogoutAllResponse {
+        message: format!("Signed out of {n} session(s)."),
+        revoked: n,
+    };
+    clearing_cookie(&e, (StatusCode::OK, Json(body)).into_response())
+}
+
+/// `GET /sessions` → the caller's live sessions.
+pub async fn sessions(State(e): Engine_, user: CurrentUser) -> Answer {
+    let list = e.list_sessions(&user).await?;
+    let sessions = list
+        .iter()
+        .map(|s| SessionInfo {
+            id: s.id.to_string(),
+            created_at: user_time(&s.created_at),
+            last_used_at: user_time(&s.last_used_at),
+            user_agent: s.user_agent.clone(),
+            ip: s.ip.clone(),
+            current: s.id == user.session.id,
+        })
+        .collect();
+    ok_json(StatusCode::OK, SessionList { sessions })
+}
+
+/// `DELETE /sessions/{id}` → 200, or 404 for an unknown id or another
+/// user's session (the two are indistinguishable).
+pub async fn revoke_session(
+    State(e): Engine_,
+    Client(c): Client,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Answer {
+    let id = SessionId::parse(&id).ok_or(regstack_core::AuthError::SessionNotFound)?;
+    e.revoke_session(&user, &id, &c).await?;
+    message(StatusCode::OK, "Session revoked.")
 }
 
 /// `GET /me` → 200 `UserPublic`.

@@ -15,6 +15,7 @@
 //! - logs carry method and path, never the query string or a body.
 
 pub mod body;
+pub mod cookie;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -75,6 +76,10 @@ fn api_routes() -> Router<Arc<Engine>> {
         .route("/resend-verification", post(h::resend_verification))
         .route("/login", post(h::login))
         .route("/logout", post(h::logout))
+        .route("/logout-all", post(h::logout_all))
+        .route("/refresh", post(h::refresh))
+        .route("/sessions", get(h::sessions))
+        .route("/sessions/{id}", axum::routing::delete(h::revoke_session))
         .route("/me", get(h::me).patch(h::update_me))
         .route("/change-password", post(h::change_password))
         .route("/change-email", post(h::change_email))

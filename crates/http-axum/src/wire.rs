@@ -61,7 +61,8 @@ pub struct PendingResponse {
     pub expires_at: String,
 }
 
-/// `TokenResponse`.
+/// `TokenResponse`, plus the refresh fields regstack clients ignore
+/// (DECISIONS.md §8). In cookie mode `refresh_token` is left out.
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
     /// Bearer token.
@@ -70,6 +71,44 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Seconds.
     pub expires_in: u64,
+    /// The refresh token, unless it travels in the cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Seconds until the refresh token dies if unused.
+    pub refresh_expires_in: u64,
+}
+
+/// One entry of `GET /sessions`.
+#[derive(Debug, Serialize)]
+pub struct SessionInfo {
+    /// Session id (what `DELETE /sessions/{id}` takes).
+    pub id: String,
+    /// Sign-in time.
+    pub created_at: String,
+    /// Last refresh.
+    pub last_used_at: String,
+    /// Client's user agent at sign-in.
+    pub user_agent: Option<String>,
+    /// Client IP at sign-in.
+    pub ip: Option<String>,
+    /// Whether this is the session of the calling token.
+    pub current: bool,
+}
+
+/// `GET /sessions`.
+#[derive(Debug, Serialize)]
+pub struct SessionList {
+    /// Newest first.
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// `POST /logout-all`.
+#[derive(Debug, Serialize)]
+pub struct LogoutAllResponse {
+    /// `Signed out of N session(s).`
+    pub message: String,
+    /// N.
+    pub revoked: u64,
 }
 
 /// `MessageResponse`.

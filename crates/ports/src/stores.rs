@@ -198,32 +198,95 @@ pub trait LoginAttemptStore: Send + Sync {
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
-/// Sign-in sessions: the thing an access token's `sid` names.
+/// Outcome of [`SessionStore::rotate`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rotation {
+    /// The presented refresh token was the family's live one: it is now
+    /// spent, the successor is live, and the idle lifetime moved forward.
+    Rotated {
+        /// The session after the rotation.
+        session: Session,
+        /// Its user.
+        user: User,
+    },
+    /// The presented token was spent less than `grace` ago and its successor
+    /// is still unused (a client retrying a lost response): nothing
+    /// changed; the caller answers with that same successor again.
+    Replayed {
+        /// The session.
+        session: Session,
+        /// Its user.
+        user: User,
+    },
+    /// A spent token was presented outside the grace window, or after its
+    /// successor was used: theft. The whole family is now revoked
+    /// ([`RevokeReason::RefreshReuse`]).
+    Reused {
+        /// The revoked session.
+        session_id: SessionId,
+        /// Its owner.
+        user_id: UserId,
+    },
+    /// Unknown token, or its session is revoked, expired or idle too long.
+    Invalid,
+}
+
+/// Sign-in sessions: the thing an access token's `sid` names, each with
+/// its family of refresh tokens (stored only as hashes).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Records a new session and stamps the user's `last_login` with its
-    /// creation time, in one step.
+    /// Records a new session with its first refresh token and stamps the
+    /// user's `last_login` with its creation time, in one step.
+    /// `Err(Conflict)` if the id or the refresh hash already exists.
     async fn start(&self, session: NewSession) -> Result<(), StoreError>;
+    /// Atomically spends the refresh token `presented` and makes
+    /// `successor` the family's live token — or recognises a replay or a
+    /// reuse (see [`Rotation`]). Of any number of concurrent calls with one
+    /// token, at most one gets `Rotated`; the others get `Replayed` (inside
+    /// `grace`) or `Reused`. A rotation sets `last_used_at = now` and
+    /// `idle_expires_at = min(now + idle, expires_at)`.
+    async fn rotate(
+        &self,
+        presented: &TokenHash,
+        successor: &TokenHash,
+        now: Timestamp,
+        grace: TimeDelta,
+        idle: TimeDelta,
+    ) -> Result<Rotation, StoreError>;
+    /// The user's live sessions ([`Session::is_live`]), newest first.
+    async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError>;
+    /// Revokes one live session, but only if it belongs to `owner` (a
+    /// user can never end another user's session). `false` otherwise.
+    async fn revoke_owned(
+        &self,
+        id: &SessionId,
+        owner: &UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// The per-request check: one indexed lookup returning the session and
     /// its user together. Returns revoked and expired sessions too (the
     /// caller words the refusal); `None` if the session or user is gone.
     async fn authenticate(&self, id: &SessionId) -> Result<Option<(Session, User)>, StoreError>;
-    /// Revokes one live session. `false` if it was already dead or unknown.
+    /// Revokes one live session (and so its refresh tokens). `false` if it
+    /// was already dead or unknown.
     async fn revoke(
         &self,
         id: &SessionId,
         reason: RevokeReason,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
-    /// Revokes every live session of a user. Returns how many.
+    /// Revokes every live session of a user, refresh tokens included.
+    /// Returns how many.
     async fn revoke_all(
         &self,
         user: &UserId,
         reason: RevokeReason,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
-    /// Deletes sessions that ended before `before`. Returns how many.
+    /// Deletes sessions (with their refresh tokens) that ended — expired,
+    /// idled out or were revoked — before `before`. Returns how many.
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 

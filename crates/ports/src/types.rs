@@ -345,7 +345,8 @@ impl RevokeReason {
     }
 }
 
-/// A sign-in session: what an access token's `sid` points at.
+/// A sign-in session: what an access token's `sid` points at, and the
+/// family of refresh tokens that keeps it going. One session per sign-in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Session {
     /// Id carried in tokens.
@@ -356,8 +357,12 @@ pub struct Session {
     pub created_at: Timestamp,
     /// Last time a token of this session was refreshed.
     pub last_used_at: Timestamp,
-    /// Hard end of the session, whatever happens.
+    /// Hard end of the session, whatever happens (absolute lifetime; never
+    /// extended by rotation).
     pub expires_at: Timestamp,
+    /// End of the session unless it is refreshed before (idle lifetime;
+    /// pushed forward by each rotation, never past `expires_at`).
+    pub idle_expires_at: Timestamp,
     /// Client's user agent at sign-in (truncated).
     pub user_agent: Option<String>,
     /// Client IP at sign-in.
@@ -379,8 +384,19 @@ pub struct NewSession {
     pub created_at: Timestamp,
     /// Hard end.
     pub expires_at: Timestamp,
+    /// End unless refreshed before.
+    pub idle_expires_at: Timestamp,
+    /// Hash of the family's first refresh token.
+    pub refresh_hash: TokenHash,
     /// Client's user agent.
     pub user_agent: Option<String>,
     /// Client IP.
     pub ip: Option<String>,
+}
+
+impl Session {
+    /// Whether tokens of this session may still be used at `now`.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now && self.idle_expires_at > now
+    }
 }

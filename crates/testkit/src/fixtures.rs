@@ -112,13 +112,18 @@ pub fn email_change_token(user: &UserId, new_email: &str, expires_at: Timestamp)
     }
 }
 
-/// A session of `user` with a fresh id, a user agent and an IP.
+/// A session of `user` with a fresh id, a fresh first refresh token
+/// ([`token_hash`]), a user agent and an IP. Its idle end is its absolute
+/// end, so only `expires_at` matters unless a test sets
+/// `idle_expires_at` itself.
 pub fn new_session(user: &UserId, created_at: Timestamp, expires_at: Timestamp) -> NewSession {
     NewSession {
         id: SessionId::generate(),
         user_id: user.clone(),
         created_at,
         expires_at,
+        idle_expires_at: expires_at,
+        refresh_hash: token_hash(),
         user_agent: Some("regstack-testkit/1.0".to_owned()),
         ip: Some("192.0.2.10".to_owned()),
     }

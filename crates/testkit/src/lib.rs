@@ -108,6 +108,18 @@ macro_rules! __store_contract_cases {
             sessions_start_and_authenticate_in_one_lookup,
             revoke_is_idempotent_and_reports_liveness,
             revoke_all_touches_only_that_users_live_sessions,
+            // Refresh-token families.
+            rotate_spends_the_token_and_makes_the_successor_live,
+            rotate_with_20_parallel_presentations_yields_one_rotation_and_only_replays_inside_grace,
+            a_spent_token_outside_grace_revokes_the_whole_family,
+            a_spent_token_after_its_successor_was_used_is_reuse_even_inside_grace,
+            rotation_never_extends_the_absolute_lifetime,
+            an_idle_session_cannot_rotate,
+            revoked_sessions_refuse_rotation,
+            list_shows_only_live_sessions_of_that_user_newest_first,
+            revoke_owned_refuses_another_users_session,
+            delete_account_removes_refresh_tokens_too,
+            refresh_tokens_are_purged_with_their_session,
             // Account deletion.
             delete_account_removes_every_row_of_the_user,
             // Rate limits.

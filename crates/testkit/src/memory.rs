@@ -25,8 +25,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
     Admission, Email, EmailChangeOutcome, LoginAttemptStore, NewSession, NewUser, OneTimeToken,
     PasswordHash, PendingRegistration, PendingStore, Promotion, RateLimitStore, RevokeReason,
-    Session, SessionId, SessionStore, StoreError, StoreHealth, Stores, Timestamp, TokenHash,
-    TokenKind, TokenStore, User, UserId, UserStore,
+    Rotation, Session, SessionId, SessionStore, StoreError, StoreHealth, Stores, Timestamp,
+    TokenHash, TokenKind, TokenStore, User, UserId, UserStore,
 };
 
 /// A fresh, empty, independent set of in-memory stores.
@@ -77,6 +77,9 @@ pub const OPERATIONS: &[&str] = &[
     "login_attempts.clear",
     "login_attempts.purge_expired",
     "sessions.start",
+    "sessions.rotate",
+    "sessions.list",
+    "sessions.revoke_owned",
     "sessions.authenticate",
     "sessions.revoke",
     "sessions.revoke_all",
@@ -229,7 +232,16 @@ struct State {
     tokens: HashMap<TokenHash, OneTimeToken>,
     attempts: HashMap<Email, Vec<Timestamp>>,
     sessions: HashMap<SessionId, Session>,
+    refresh: HashMap<TokenHash, RefreshToken>,
     hits: HashMap<String, Vec<Timestamp>>,
+}
+
+/// A row of `refresh_tokens`: one member of a session's family, known
+/// only by its hash.
+struct RefreshToken {
+    session_id: SessionId,
+    /// When it was rotated away; `None` while it is the family's live token.
+    spent_at: Option<Timestamp>,
 }
 
 /// `now - window`, saturating: an absurd window counts everything.
@@ -238,9 +250,10 @@ fn window_start(now: Timestamp, window: TimeDelta) -> Timestamp {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// A session is live while it is neither revoked nor past its end.
+/// A session is live while it is neither revoked nor past either of its
+/// ends ([`Session::is_live`]); a dead one keeps what it died of.
 fn is_live(session: &Session, now: Timestamp) -> bool {
-    session.revoked_at.is_none() && session.expires_at > now
+    session.is_live(now)
 }
 
 impl State {
@@ -312,6 +325,21 @@ impl State {
         // the user's tokens.
         self.tokens.retain(|_, t| &t.user_id != id);
         Some(user)
+    }
+
+    /// Deletes the refresh tokens whose session is gone, as `ON DELETE
+    /// CASCADE` does in SQL.
+    fn drop_orphaned_refresh_tokens(&mut self) {
+        let sessions = &self.sessions;
+        self.refresh
+            .retain(|_, t| sessions.contains_key(&t.session_id));
+    }
+
+    /// A session and its user, cloned for an answer.
+    fn session_and_user(&self, id: &SessionId) -> Option<(Session, User)> {
+        let session = self.sessions.get(id)?;
+        let user = self.users.get(&session.user_id)?;
+        Some((session.clone(), user.clone()))
     }
 }
 
@@ -458,6 +486,7 @@ impl UserStore for MemoryStore {
         };
         st.user_by_email.remove(&user.email);
         st.sessions.retain(|_, s| &s.user_id != id);
+        st.drop_orphaned_refresh_tokens();
         st.tokens.retain(|_, t| &t.user_id != id);
         st.attempts.remove(&user.email);
         st.pending.remove(&user.email);
@@ -655,13 +684,25 @@ impl LoginAttemptStore for MemoryStore {
 impl SessionStore for MemoryStore {
     async fn start(&self, new: NewSession) -> Result<(), StoreError> {
         let mut st = self.enter("sessions.start")?;
+        // Every refusal before any change: the session, its first token and
+        // the `last_login` stamp land together or not at all.
         if st.sessions.contains_key(&new.id) {
             return Err(StoreError::Conflict("session id"));
+        }
+        if st.refresh.contains_key(&new.refresh_hash) {
+            return Err(StoreError::Conflict("refresh token"));
         }
         let Some(user) = st.users.get_mut(&new.user_id) else {
             return Err(StoreError::backend(UnknownUser));
         };
         user.last_login = Some(new.created_at);
+        st.refresh.insert(
+            new.refresh_hash,
+            RefreshToken {
+                session_id: new.id.clone(),
+                spent_at: None,
+            },
+        );
         st.sessions.insert(
             new.id.clone(),
             Session {
@@ -670,6 +711,7 @@ impl SessionStore for MemoryStore {
                 created_at: new.created_at,
                 last_used_at: new.created_at,
                 expires_at: new.expires_at,
+                idle_expires_at: new.idle_expires_at,
                 user_agent: new.user_agent,
                 ip: new.ip,
                 revoked_at: None,
@@ -679,13 +721,120 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn rotate(
+        &self,
+        presented: &TokenHash,
+        successor: &TokenHash,
+        now: Timestamp,
+        grace: TimeDelta,
+        idle: TimeDelta,
+    ) -> Result<Rotation, StoreError> {
+        // One critical section from the first read to the last write: the
+        // decision "this token is the live one" and spending it cannot be
+        // separated by another caller.
+        let mut st = self.enter("sessions.rotate")?;
+        let Some(token) = st.refresh.get(presented) else {
+            return Ok(Rotation::Invalid);
+        };
+        let (session_id, spent_at) = (token.session_id.clone(), token.spent_at);
+        let Some(session) = st.sessions.get(&session_id) else {
+            return Ok(Rotation::Invalid);
+        };
+        if !is_live(session, now) {
+            return Ok(Rotation::Invalid);
+        }
+        let user_id = session.user_id.clone();
+
+        let Some(spent_at) = spent_at else {
+            // The family's live token: spend it, issue the successor, move
+            // the idle end forward but never past the absolute end.
+            if st.refresh.contains_key(successor) {
+                return Err(StoreError::Conflict("refresh token"));
+            }
+            if let Some(token) = st.refresh.get_mut(presented) {
+                token.spent_at = Some(now);
+            }
+            st.refresh.insert(
+                successor.clone(),
+                RefreshToken {
+                    session_id: session_id.clone(),
+                    spent_at: None,
+                },
+            );
+            if let Some(session) = st.sessions.get_mut(&session_id) {
+                session.last_used_at = now;
+                session.idle_expires_at = now
+                    .checked_add_signed(idle)
+                    .map_or(session.expires_at, |idle_end| {
+                        idle_end.min(session.expires_at)
+                    });
+            }
+            return Ok(match st.session_and_user(&session_id) {
+                Some((session, user)) => Rotation::Rotated { session, user },
+                None => Rotation::Invalid,
+            });
+        };
+
+        // A spent token. Inside the grace window, and while its successor
+        // is still the family's unused live token, it is a client retrying
+        // a lost answer; anything else is theft.
+        let in_grace = spent_at
+            .checked_add_signed(grace)
+            .is_none_or(|end| end > now);
+        let successor_unused = st
+            .refresh
+            .get(successor)
+            .is_some_and(|t| t.session_id == session_id && t.spent_at.is_none());
+        if in_grace && successor_unused {
+            return Ok(match st.session_and_user(&session_id) {
+                Some((session, user)) => Rotation::Replayed { session, user },
+                None => Rotation::Invalid,
+            });
+        }
+        if let Some(session) = st.sessions.get_mut(&session_id) {
+            session.revoked_at = Some(now);
+            session.revoked_reason = Some(RevokeReason::RefreshReuse);
+        }
+        Ok(Rotation::Reused {
+            session_id,
+            user_id,
+        })
+    }
+
+    async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        let st = self.enter("sessions.list")?;
+        let mut live: Vec<Session> = st
+            .sessions
+            .values()
+            .filter(|s| &s.user_id == user && is_live(s, now))
+            .cloned()
+            .collect();
+        // Newest first; the id breaks ties so the order is total.
+        live.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(live)
+    }
+
+    async fn revoke_owned(
+        &self,
+        id: &SessionId,
+        owner: &UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.enter("sessions.revoke_owned")?;
+        match st.sessions.get_mut(id) {
+            Some(session) if &session.user_id == owner && is_live(session, now) => {
+                session.revoked_at = Some(now);
+                session.revoked_reason = Some(reason);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn authenticate(&self, id: &SessionId) -> Result<Option<(Session, User)>, StoreError> {
         let st = self.enter("sessions.authenticate")?;
-        Ok(st.sessions.get(id).and_then(|session| {
-            st.users
-                .get(&session.user_id)
-                .map(|user| (session.clone(), user.clone()))
-        }))
+        Ok(st.session_and_user(id))
     }
 
     async fn revoke(
@@ -720,12 +869,15 @@ impl SessionStore for MemoryStore {
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
         let mut st = self.enter("sessions.purge_expired")?;
         let len = st.sessions.len();
-        // A session ended when it expired or when it was revoked, whichever
-        // came first.
+        // A session ended when it expired, idled out or was revoked,
+        // whichever came first; its refresh tokens go with it.
         st.sessions.retain(|_, s| {
-            let ended_before = s.expires_at < before || s.revoked_at.is_some_and(|r| r < before);
+            let ended_before = s.expires_at < before
+                || s.idle_expires_at < before
+                || s.revoked_at.is_some_and(|r| r < before);
             !ended_before
         });
+        st.drop_orphaned_refresh_tokens();
         Ok((len - st.sessions.len()) as u64)
     }
 }

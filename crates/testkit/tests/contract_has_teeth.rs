@@ -3,16 +3,18 @@
 //! realistic defect and checks that the case written against that defect
 //! panics.
 
+use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::TimeDelta;
 use regstack_ports::{
     Email, EmailChangeOutcome, NewSession, NewUser, OneTimeToken, PasswordHash,
-    PendingRegistration, PendingStore, Promotion, RevokeReason, Session, SessionId, SessionStore,
-    StoreError, Stores, Timestamp, TokenHash, TokenKind, TokenStore, User, UserId, UserStore,
+    PendingRegistration, PendingStore, Promotion, RevokeReason, Rotation, Session, SessionId,
+    SessionStore, StoreError, Stores, Timestamp, TokenHash, TokenKind, TokenStore, User, UserId,
+    UserStore,
 };
 use regstack_testkit::{contract, memory_stores};
 
@@ -231,6 +233,34 @@ impl SessionStore for OverwritingRevoke {
     async fn start(&self, session: NewSession) -> Result<(), StoreError> {
         self.inner.sessions.start(session).await
     }
+    async fn rotate(
+        &self,
+        presented: &TokenHash,
+        successor: &TokenHash,
+        now: Timestamp,
+        grace: TimeDelta,
+        idle: TimeDelta,
+    ) -> Result<Rotation, StoreError> {
+        self.inner
+            .sessions
+            .rotate(presented, successor, now, grace, idle)
+            .await
+    }
+    async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        self.inner.sessions.list(user, now).await
+    }
+    async fn revoke_owned(
+        &self,
+        id: &SessionId,
+        owner: &UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .sessions
+            .revoke_owned(id, owner, reason, now)
+            .await
+    }
     async fn authenticate(&self, id: &SessionId) -> Result<Option<(Session, User)>, StoreError> {
         self.inner.sessions.authenticate(id).await
     }
@@ -273,6 +303,107 @@ fn a_revoke_without_a_liveness_check_fails_the_idempotence_case() {
     ));
 }
 
+/// Read-then-write rotation: decides "this token is still unspent" in one
+/// critical section, gives the other racers time to decide the same, and
+/// spends it in another. Every presentation that read before the first
+/// write believes it won, so one token rotates many times.
+struct RacyRotate {
+    inner: Stores,
+    spent: Mutex<HashSet<TokenHash>>,
+}
+
+#[async_trait]
+impl SessionStore for RacyRotate {
+    async fn start(&self, session: NewSession) -> Result<(), StoreError> {
+        self.inner.sessions.start(session).await
+    }
+    async fn rotate(
+        &self,
+        presented: &TokenHash,
+        successor: &TokenHash,
+        now: Timestamp,
+        grace: TimeDelta,
+        idle: TimeDelta,
+    ) -> Result<Rotation, StoreError> {
+        let already_spent = self
+            .spent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(presented);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let outcome = self
+            .inner
+            .sessions
+            .rotate(presented, successor, now, grace, idle)
+            .await?;
+        if already_spent {
+            return Ok(outcome);
+        }
+        self.spent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(presented.clone());
+        // What the stale read decided: "unspent, so this call rotated".
+        Ok(match outcome {
+            Rotation::Replayed { session, user } => Rotation::Rotated { session, user },
+            other => other,
+        })
+    }
+    async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        self.inner.sessions.list(user, now).await
+    }
+    async fn revoke_owned(
+        &self,
+        id: &SessionId,
+        owner: &UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .sessions
+            .revoke_owned(id, owner, reason, now)
+            .await
+    }
+    async fn authenticate(&self, id: &SessionId) -> Result<Option<(Session, User)>, StoreError> {
+        self.inner.sessions.authenticate(id).await
+    }
+    async fn revoke(
+        &self,
+        id: &SessionId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.sessions.revoke(id, reason, now).await
+    }
+    async fn revoke_all(
+        &self,
+        user: &UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.inner.sessions.revoke_all(user, reason, now).await
+    }
+    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.inner.sessions.purge_expired(before).await
+    }
+}
+
+#[test]
+fn a_read_then_write_rotation_fails_the_parallel_rotation_case() {
+    let inner = memory_stores();
+    let stores = Stores {
+        sessions: Arc::new(RacyRotate {
+            inner: inner.clone(),
+            spent: Mutex::default(),
+        }),
+        ..inner
+    };
+    assert!(fails(
+        contract::rotate_with_20_parallel_presentations_yields_one_rotation_and_only_replays_inside_grace,
+        stores
+    ));
+}
+
 #[test]
 fn the_unbroken_fakes_pass_the_same_cases() {
     assert!(!fails(
@@ -281,6 +412,10 @@ fn the_unbroken_fakes_pass_the_same_cases() {
     ));
     assert!(!fails(
         contract::reset_token_is_not_an_email_change_token,
+        memory_stores()
+    ));
+    assert!(!fails(
+        contract::rotate_with_20_parallel_presentations_yields_one_rotation_and_only_replays_inside_grace,
         memory_stores()
     ));
 }

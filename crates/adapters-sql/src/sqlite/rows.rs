@@ -39,12 +39,12 @@ pub(crate) const USER_COLS: usize = 13;
 /// them for a join.
 macro_rules! session_cols {
     () => {
-        "id, user_id, created_at, last_used_at, expires_at, user_agent, ip, revoked_at, \
-         revoked_reason"
+        "id, user_id, created_at, last_used_at, expires_at, idle_expires_at, user_agent, ip, \
+         revoked_at, revoked_reason"
     };
     (s) => {
-        "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.user_agent, s.ip, \
-         s.revoked_at, s.revoked_reason"
+        "s.id, s.user_id, s.created_at, s.last_used_at, s.expires_at, s.idle_expires_at, \
+         s.user_agent, s.ip, s.revoked_at, s.revoked_reason"
     };
 }
 pub(crate) use session_cols;
@@ -111,10 +111,11 @@ pub(crate) fn session(row: &SqliteRow, at: usize) -> Result<Session, StoreError>
         created_at: from_db(get(row, at + 2)?)?,
         last_used_at: from_db(get(row, at + 3)?)?,
         expires_at: from_db(get(row, at + 4)?)?,
-        user_agent: get(row, at + 5)?,
-        ip: get(row, at + 6)?,
-        revoked_at: from_db_opt(get(row, at + 7)?)?,
-        revoked_reason: get::<Option<String>>(row, at + 8)?.map(|r| RevokeReason::parse(&r)),
+        idle_expires_at: from_db(get(row, at + 5)?)?,
+        user_agent: get(row, at + 6)?,
+        ip: get(row, at + 7)?,
+        revoked_at: from_db_opt(get(row, at + 8)?)?,
+        revoked_reason: get::<Option<String>>(row, at + 9)?.map(|r| RevokeReason::parse(&r)),
     })
 }
 

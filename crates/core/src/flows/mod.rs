@@ -5,4 +5,5 @@
 //! property tests; the runner only moves data.
 
 pub mod one_time;
+pub mod refresh;
 pub mod sign_in;

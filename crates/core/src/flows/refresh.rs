@@ -1,0 +1,258 @@
+//! Refresh-token rotation: one family per sign-in (a session).
+//!
+//! ```text
+//! token:  Live ──presented──▶ Spent{at, successor}      (successor is Live)
+//!         Spent ──presented, now < at+grace, successor still Live──▶ Replayed (same successor)
+//!         Spent ──presented otherwise──▶ family Revoked(RefreshReuse)  (theft)
+//! family: Live ──logout / logout-all / password / email change / expiry──▶ dead
+//! ```
+//!
+//! This machine is the specification of `SessionStore::rotate`, which each
+//! backend performs as one atomic step; the successor token itself is
+//! derived, not stored (`tokens::successor`), so a replay returns the same
+//! one. Invariants checked by the property tests below:
+//! - a family never has more than one live token;
+//! - a spent token never yields a session outside the grace window, nor
+//!   after its successor was used;
+//! - once a family is dead, no token of it works again;
+//! - rotation never moves the absolute end of the family.
+
+use chrono::TimeDelta;
+use regstack_ports::{RevokeReason, Timestamp};
+
+/// Lifetimes of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    /// Replay window for a spent token.
+    pub grace: TimeDelta,
+    /// Idle lifetime, renewed by each rotation.
+    pub idle: TimeDelta,
+}
+
+/// One refresh token of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token {
+    /// The family's current token.
+    Live,
+    /// Presented once; `successor` is the index of the token it produced.
+    Spent {
+        /// When it was spent.
+        at: Timestamp,
+        /// Index of its successor in the family.
+        successor: usize,
+    },
+}
+
+/// A session's refresh tokens and lifetimes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Family {
+    /// Tokens in issue order; index 0 came with the sign-in.
+    pub tokens: Vec<Token>,
+    /// Set once the family is ended.
+    pub revoked: Option<RevokeReason>,
+    /// Absolute end.
+    pub expires_at: Timestamp,
+    /// Idle end.
+    pub idle_expires_at: Timestamp,
+}
+
+/// What happened to the family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyEvent {
+    /// Token `i` was presented to `/refresh`.
+    Present(usize),
+    /// The session was ended (logout, password change, …).
+    Revoke(RevokeReason),
+}
+
+/// The answer to a presentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Token spent; answer with the successor at this index.
+    Rotated(usize),
+    /// Retry inside the grace window; answer with the same successor.
+    Replayed(usize),
+    /// Theft: the family was revoked; answer 401 and fire an event.
+    Reused,
+    /// Unknown or dead: answer 401.
+    Invalid,
+}
+
+impl Family {
+    /// A family just signed in at `now`.
+    pub fn start(now: Timestamp, idle: TimeDelta, absolute: TimeDelta) -> Self {
+        let expires_at = now + absolute;
+        Self {
+            tokens: vec![Token::Live],
+            revoked: None,
+            expires_at,
+            idle_expires_at: (now + idle).min(expires_at),
+        }
+    }
+
+    /// Whether tokens of the family may be used at `now`.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.revoked.is_none() && now < self.expires_at && now < self.idle_expires_at
+    }
+
+    /// Advances the family. Pure: `now` is a parameter.
+    pub fn step(
+        mut self,
+        event: FamilyEvent,
+        now: Timestamp,
+        policy: RefreshPolicy,
+    ) -> (Family, Option<Outcome>) {
+        match event {
+            FamilyEvent::Revoke(reason) => {
+                if self.revoked.is_none() {
+                    self.revoked = Some(reason);
+                }
+                (self, None)
+            }
+            FamilyEvent::Present(i) => {
+                if !self.is_live(now) {
+                    return (self, Some(Outcome::Invalid));
+                }
+                match self.tokens.get(i).copied() {
+                    None => (self, Some(Outcome::Invalid)),
+                    Some(Token::Live) => {
+                        let successor = self.tokens.len();
+                        self.tokens[i] = Token::Spent { at: now, successor };
+                        self.tokens.push(Token::Live);
+                        self.idle_expires_at = (now + policy.idle).min(self.expires_at);
+                        (self, Some(Outcome::Rotated(successor)))
+                    }
+                    Some(Token::Spent { at, successor }) => {
+                        let successor_unused =
+                            matches!(self.tokens.get(successor), Some(Token::Live));
+                        if now < at + policy.grace && successor_unused {
+                            (self, Some(Outcome::Replayed(successor)))
+                        } else {
+                            self.revoked = Some(RevokeReason::RefreshReuse);
+                            (self, Some(Outcome::Reused))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+    use proptest::prelude::*;
+
+    fn t0() -> Timestamp {
+        DateTime::UNIX_EPOCH + TimeDelta::days(20_000)
+    }
+    const POLICY: RefreshPolicy = RefreshPolicy {
+        grace: TimeDelta::seconds(5),
+        idle: TimeDelta::seconds(600),
+    };
+
+    fn fresh() -> Family {
+        Family::start(t0(), POLICY.idle, TimeDelta::seconds(3600))
+    }
+
+    #[test]
+    fn a_retry_inside_grace_gets_the_same_successor_and_later_reuse_kills_the_family() {
+        let (f, o) = fresh().step(FamilyEvent::Present(0), t0(), POLICY);
+        assert_eq!(o, Some(Outcome::Rotated(1)));
+        let (f, o) = f.step(
+            FamilyEvent::Present(0),
+            t0() + TimeDelta::seconds(4),
+            POLICY,
+        );
+        assert_eq!(o, Some(Outcome::Replayed(1)));
+        let (f, o) = f.step(
+            FamilyEvent::Present(0),
+            t0() + TimeDelta::seconds(5),
+            POLICY,
+        );
+        assert_eq!(o, Some(Outcome::Reused));
+        let (_, o) = f.step(
+            FamilyEvent::Present(1),
+            t0() + TimeDelta::seconds(6),
+            POLICY,
+        );
+        assert_eq!(o, Some(Outcome::Invalid));
+    }
+
+    #[test]
+    fn replaying_after_the_successor_was_used_is_theft_even_inside_grace() {
+        let (f, _) = fresh().step(FamilyEvent::Present(0), t0(), POLICY);
+        let (f, o) = f.step(
+            FamilyEvent::Present(1),
+            t0() + TimeDelta::seconds(1),
+            POLICY,
+        );
+        assert_eq!(o, Some(Outcome::Rotated(2)));
+        let (f, o) = f.step(
+            FamilyEvent::Present(0),
+            t0() + TimeDelta::seconds(2),
+            POLICY,
+        );
+        assert_eq!(o, Some(Outcome::Reused));
+        assert_eq!(f.revoked, Some(RevokeReason::RefreshReuse));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Present(usize),
+        Advance(i64),
+        Revoke,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0usize..8).prop_map(Op::Present),
+            3 => (0i64..900).prop_map(Op::Advance),
+            1 => Just(Op::Revoke),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn families_keep_their_invariants(ops in prop::collection::vec(op(), 0..40)) {
+            let mut f = fresh();
+            let mut now = t0();
+            let absolute_end = f.expires_at;
+            for op in ops {
+                match op {
+                    Op::Advance(s) => now += TimeDelta::seconds(s),
+                    Op::Revoke => f = f.step(FamilyEvent::Revoke(RevokeReason::Logout), now, POLICY).0,
+                    Op::Present(i) => {
+                        let before = f.clone();
+                        let (next, outcome) = f.step(FamilyEvent::Present(i), now, POLICY);
+                        match outcome {
+                            Some(Outcome::Rotated(_)) => {
+                                prop_assert!(before.is_live(now));
+                                prop_assert_eq!(before.tokens.get(i), Some(&Token::Live));
+                            }
+                            Some(Outcome::Replayed(s)) => {
+                                let Some(Token::Spent { at, successor }) = before.tokens.get(i).copied() else {
+                                    return Err(TestCaseError::fail("replay of a token that was not spent"));
+                                };
+                                prop_assert!(now < at + POLICY.grace);
+                                prop_assert_eq!(successor, s);
+                                prop_assert_eq!(before.tokens.get(s), Some(&Token::Live));
+                            }
+                            Some(Outcome::Reused) => prop_assert!(next.revoked.is_some()),
+                            Some(Outcome::Invalid) | None => {}
+                        }
+                        if before.revoked.is_some() {
+                            prop_assert_eq!(outcome, Some(Outcome::Invalid));
+                        }
+                        f = next;
+                    }
+                }
+                let live = f.tokens.iter().filter(|t| **t == Token::Live).count();
+                prop_assert!(live <= 1, "{} live tokens", live);
+                prop_assert_eq!(f.expires_at, absolute_end);
+                prop_assert!(f.idle_expires_at <= f.expires_at);
+            }
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! Sessions: rotating refresh tokens with reuse detection, revocation on
+//! every trigger, the session list, lifetimes, and the cookie transport.
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use futures::future::join_all;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const BAD_REFRESH: &str = "Invalid or expired refresh token.";
+
+struct Pair {
+    access: String,
+    refresh: String,
+}
+
+fn pair(body: &Value) -> Pair {
+    Pair {
+        access: body["access_token"].as_str().unwrap().to_owned(),
+        refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn sign_in(app: &TestApp, email: &str) -> Pair {
+    let r = app.login(email, PW).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    pair(&r.body)
+}
+
+async fn refresh(app: &TestApp, token: &str) -> Reply {
+    app.post("/refresh", json!({ "refresh_token": token }))
+        .await
+}
+
+#[tokio::test]
+async fn login_returns_a_refresh_token_and_refresh_rotates_it() {
+    let app = spawn_app().await;
+    app.create_user("rot@example.com", PW).await;
+    let r = app.login("rot@example.com", PW).await;
+    assert_eq!(r.body["refresh_expires_in"], 1_209_600);
+    assert_eq!(r.body["token_type"], "bearer");
+    let first = pair(&r.body);
+    assert_eq!(first.refresh.len(), 43);
+
+    let r = refresh(&app, &first.refresh).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let second = pair(&r.body);
+    assert_ne!(second.refresh, first.refresh);
+    assert_eq!(r.body["expires_in"], 7200);
+    assert_eq!(app.me(&second.access).await.status, 200);
+    // Both access tokens name the same session: still alive.
+    assert_eq!(app.me(&first.access).await.status, 200);
+    let r = refresh(&app, &second.refresh).await;
+    assert_eq!(r.status, 200);
+    assert!(app.event_names().contains(&"session_started"));
+}
+
+#[tokio::test]
+async fn a_retry_inside_the_grace_window_gets_the_same_successor() {
+    let app = spawn_app_with(|_| {}, true).await;
+    let clock = app.clock.clone().unwrap();
+    app.create_user("grace@example.com", PW).await;
+    let p = sign_in(&app, "grace@example.com").await;
+    let a = refresh(&app, &p.refresh).await;
+    clock.advance(TimeDelta::seconds(4));
+    let b = refresh(&app, &p.refresh).await;
+    assert_eq!(b.status, 200);
+    assert_eq!(a.body["refresh_token"], b.body["refresh_token"]);
+    assert_eq!(
+        refresh(&app, b.body["refresh_token"].as_str().unwrap())
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn reuse_outside_the_grace_window_revokes_the_whole_family() {
+    let app = spawn_app_with(|_| {}, true).await;
+    let clock = app.clock.clone().unwrap();
+    app.create_user("thief@example.com", PW).await;
+    let other = sign_in(&app, "thief@example.com").await;
+    let p = sign_in(&app, "thief@example.com").await;
+    let next = pair(&refresh(&app, &p.refresh).await.body);
+    clock.advance(TimeDelta::seconds(6));
+    let r = refresh(&app, &p.refresh).await;
+    assert_eq!((r.status.as_u16(), r.detail()), (401, BAD_REFRESH));
+    // Every token of the family is dead at once …
+    assert_eq!(refresh(&app, &next.refresh).await.detail(), BAD_REFRESH);
+    assert_eq!(app.me(&next.access).await.status, 401);
+    assert_eq!(app.me(&p.access).await.status, 401);
+    // … and only that family: the other sign-in is untouched.
+    assert_eq!(app.me(&other.access).await.status, 200);
+    assert_eq!(refresh(&app, &other.refresh).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(app.event_names().contains(&"refresh_token_reused"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_parallel_refreshes_never_fork_the_family() {
+    let app = Arc::new(spawn_app().await);
+    app.create_user("fork@example.com", PW).await;
+    let p = sign_in(&app, "fork@example.com").await;
+    let tasks = (0..20).map(|_| {
+        let (app, t) = (app.clone(), p.refresh.clone());
+        tokio::spawn(async move { refresh(&app, &t).await })
+    });
+    let replies: Vec<Reply> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let successors: std::collections::HashSet<String> = replies
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.body["refresh_token"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(successors.len() <= 1, "the family forked: {successors:?}");
+    assert!(replies
+        .iter()
+        .all(|r| [200, 401].contains(&r.status.as_u16())));
+    // Within the default 5 s grace the winners are the rotation and replays of it.
+    let successor = successors
+        .into_iter()
+        .next()
+        .expect("at least one refresh succeeds");
+    assert_eq!(refresh(&app, &successor).await.status, 200);
+}
+
+#[tokio::test]
+async fn every_revocation_trigger_kills_access_and_refresh_tokens() {
+    let app = spawn_app().await;
+    let triggers = [
+        "logout",
+        "logout-all",
+        "change-password",
+        "reset",
+        "change-email",
+        "delete",
+    ];
+    for (i, trigger) in triggers.iter().enumerate() {
+        let email = format!("trig{i}@example.com");
+        app.create_user(&email, PW).await;
+        let a = sign_in(&app, &email).await;
+        let b = sign_in(&app, &email).await;
+        match *trigger {
+            "logout" => {
+                app.call(Method::POST, "/logout", Some(&a.access), None)
+                    .await;
+            }
+            "logout-all" => {
+                let r = app
+                    .call(Method::POST, "/logout-all", Some(&a.access), None)
+                    .await;
+                assert_eq!(
+                    r.body,
+                    json!({ "message": "Signed out of 2 session(s).", "revoked": 2 })
+                );
+            }
+            "change-password" => {
+                let body = json!({ "current_password": PW, "new_password": "changed-password-1" });
+                assert_eq!(
+                    app.post_auth("/change-password", &a.access, body)
+                        .await
+                        .status,
+                    200
+                );
+            }
+            "reset" => {
+                app.post("/forgot-password", json!({ "email": email }))
+                    .await;
+                let token = app.mailed_token(&email, 2, "/reset-password").await;
+                let body = json!({ "token": token, "new_password": "changed-password-1" });
+                assert_eq!(app.post("/reset-password", body).await.status, 200);
+            }
+            "change-email" => {
+                let new = format!("new{i}@example.com");
+                let body = json!({ "new_email": new, "current_password": PW });
+                app.post_auth("/change-email", &a.access, body).await;
+                let token = app.mailed_token(&new, 1, "/confirm-email-change").await;
+                assert_eq!(
+                    app.post("/confirm-email-change", json!({ "token": token }))
+                        .await
+                        .status,
+                    200
+                );
+            }
+            "delete" => {
+                let body = json!({ "current_password": PW });
+                assert_eq!(
+                    app.call(Method::DELETE, "/account", Some(&a.access), Some(body))
+                        .await
+                        .status,
+                    200
+                );
+            }
+            _ => unreachable!(),
+        }
+        let killed: Vec<&Pair> = if *trigger == "logout" {
+            vec![&a]
+        } else {
+            vec![&a, &b]
+        };
+        for p in killed {
+            assert_eq!(
+                app.me(&p.access).await.status,
+                401,
+                "{trigger}: access token survived"
+            );
+            assert_eq!(
+                refresh(&app, &p.refresh).await.detail(),
+                BAD_REFRESH,
+                "{trigger}: refresh token survived"
+            );
+        }
+        if *trigger == "logout" {
+            assert_eq!(
+                app.me(&b.access).await.status,
+                200,
+                "logout ended another session"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn users_list_and_revoke_only_their_own_sessions() {
+    let app = spawn_app().await;
+    app.create_user("list@example.com", PW).await;
+    app.create_user("other@example.com", PW).await;
+    let login_as = |ua: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .http
+                .post(format!("{}/login", app.api))
+                .header("user-agent", ua)
+                .json(&json!({ "email": "list@example.com", "password": PW }))
+                .send()
+                .await
+                .unwrap();
+            pair(&r.json().await.unwrap())
+        }
+    };
+    let laptop = login_as("laptop-browser/1.0").await;
+    let phone = login_as("phone-app/2.0").await;
+    let stranger = sign_in(&app, "other@example.com").await;
+
+    let r = app
+        .call(Method::GET, "/sessions", Some(&laptop.access), None)
+        .await;
+    let list = r.body["sessions"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["user_agent"], "phone-app/2.0", "newest first");
+    assert_eq!(list[1]["current"], true);
+    assert_eq!(list[0]["current"], false);
+    assert_eq!(list[1]["ip"], "127.0.0.1");
+    assert!(list[0]["created_at"].as_str().unwrap().ends_with('Z'));
+    let phone_id = list[0]["id"].as_str().unwrap().to_owned();
+
+    let theirs = app
+        .call(Method::GET, "/sessions", Some(&stranger.access), None)
+        .await;
+    let their_id = theirs.body["sessions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for id in [their_id.as_str(), "no-such-session", "%20"] {
+        let r = app
+            .call(
+                Method::DELETE,
+                &format!("/sessions/{id}"),
+                Some(&laptop.access),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.detail()),
+            (404, "Session not found."),
+            "{id}"
+        );
+    }
+    assert_eq!(app.me(&stranger.access).await.status, 200);
+
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/sessions/{phone_id}"),
+            Some(&laptop.access),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["message"].as_str()),
+        (200, Some("Session revoked."))
+    );
+    assert_eq!(app.me(&phone.access).await.status, 401);
+    assert_eq!(refresh(&app, &phone.refresh).await.status, 401);
+    assert_eq!(app.me(&laptop.access).await.status, 200);
+    let r = app
+        .call(Method::GET, "/sessions", Some(&laptop.access), None)
+        .await;
+    assert_eq!(r.body["sessions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_and_at_their_absolute_lifetime() {
+    let app = spawn_app_with(
+        |c| {
+            c.sessions.refresh_idle_ttl_seconds = 3600;
+            c.sessions.refresh_absolute_ttl_seconds = 3 * 3600;
+        },
+        true,
+    )
+    .await;
+    let clock = app.clock.clone().unwrap();
+    app.create_user("life@example.com", PW).await;
+    let idle = sign_in(&app, "life@example.com").await;
+    clock.advance(TimeDelta::seconds(3600));
+    assert_eq!(refresh(&app, &idle.refresh).await.detail(), BAD_REFRESH);
+
+    let mut p = sign_in(&app, "life@example.com").await;
+    let start = clock_now(&app);
+    for _ in 0..5 {
+        clock.advance(TimeDelta::seconds(3000));
+        let r = refresh(&app, &p.refresh).await;
+        if clock_now(&app) < start + TimeDelta::hours(3) {
+            assert_eq!(r.status, 200, "refresh inside the lifetimes must work");
+            assert!(r.body["refresh_expires_in"].as_u64().unwrap() <= 3600);
+            p = pair(&r.body);
+        } else {
+            assert_eq!(
+                r.detail(),
+                BAD_REFRESH,
+                "rotation must not extend the absolute lifetime"
+            );
+        }
+    }
+}
+
+fn clock_now(app: &TestApp) -> chrono::DateTime<chrono::Utc> {
+    use regstack_ports::Clock;
+    app.clock.as_ref().unwrap().now()
+}
+
+#[tokio::test]
+async fn refresh_tokens_are_stored_only_as_hashes() {
+    let app = spawn_app().await;
+    app.create_user("hash@example.com", PW).await;
+    let p = sign_in(&app, "hash@example.com").await;
+    let next = pair(&refresh(&app, &p.refresh).await.body);
+    let bytes = app.database_bytes();
+    for secret in [&p.refresh, &next.refresh] {
+        assert!(!contains(&bytes, secret), "raw refresh token at rest");
+    }
+}
+
+#[tokio::test]
+async fn without_cookie_mode_no_route_reads_cookies() {
+    let app = spawn_app().await;
+    app.create_user("nocookie@example.com", PW).await;
+    let p = sign_in(&app, "nocookie@example.com").await;
+    let r = app
+        .http
+        .post(format!("{}/refresh", app.api))
+        .header("cookie", format!("__Secure-regstack_refresh={}", p.refresh))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn cookie_mode_keeps_the_refresh_token_out_of_reach_of_scripts_and_other_sites() {
+    let app = spawn_app_with(|c| c.sessions.refresh_cookie = true, false).await;
+    app.create_user("cookie@example.com", PW).await;
+    let r = app
+        .http
+        .post(format!("{}/login", app.api))
+        .json(&json!({ "email": "cookie@example.com", "password": PW }))
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let body: Value = r.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert!(body["refresh_expires_in"].is_u64());
+    for attr in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/api/auth/refresh",
+    ] {
+        assert!(set_cookie.contains(attr), "{set_cookie} lacks {attr}");
+    }
+    assert!(set_cookie.starts_with("__Secure-regstack_refresh="));
+    assert!(!set_cookie.to_lowercase().contains("domain="));
+    let token = set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let cookie = format!("__Secure-regstack_refresh={token}");
+
+    let cross = app
+        .http
+        .post(format!("{}/refresh", app.api))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+    let cross = app
+        .http
+        .post(format!("{}/refresh", app.api))
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+
+    let ok = app
+        .http
+        .post(format!("{}/refresh", app.api))
+        .header("cookie", &cookie)
+        .header("origin", "http://app.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let rotated = ok.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(!rotated.contains(&token));
+    let body: Value = ok.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none());
+    let access = body["access_token"].as_str().unwrap().to_owned();
+
+    let out = app
+        .http
+        .post(format!("{}/logout", app.api))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    let cleared = out.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+}
