@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod embedding;
+mod faults;
 mod layering;
 mod lifecycle;
 mod security;

@@ -416,7 +416,7 @@ async fn the_database_holds_no_raw_token_or_password() {
         .await;
     app.register("pend@example.com", PW).await;
     let verify = app.mailed_token("pend@example.com", 1, "/verify").await;
-    let bytes = app.database_bytes();
+    let bytes = app.database_bytes().await;
     assert!(!bytes.is_empty());
     for secret in [
         reset.as_str(),

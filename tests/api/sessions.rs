@@ -353,7 +353,7 @@ async fn refresh_tokens_are_stored_only_as_hashes() {
     app.create_user("hash@example.com", PW).await;
     let p = sign_in(&app, "hash@example.com").await;
     let next = pair(&refresh(&app, &p.refresh).await.body);
-    let bytes = app.database_bytes();
+    let bytes = app.database_bytes().await;
     for secret in [&p.refresh, &next.refresh] {
         assert!(!contains(&bytes, secret), "raw refresh token at rest");
     }

@@ -23,8 +23,150 @@ pub struct TestApp {
     pub stores: Stores,
     pub clock: Option<Arc<FixedClock>>,
     pub events: Arc<Mutex<Vec<Event>>>,
-    pub db_dir: tempfile::TempDir,
+    pub backend: Backend,
     pub rs: RegStack,
+}
+
+/// The storage behind one test's server: chosen by `TEST_BACKEND`
+/// (`sqlite`, the default; `postgres` with `TEST_PG_URL`; `mongo` with
+/// `TEST_MONGO_URL`), always a fresh, empty database.
+pub enum Backend {
+    /// In-memory fakes (fault tests on the SQLite run, where no server can
+    /// be stopped).
+    Memory,
+    Sqlite(tempfile::TempDir),
+    Postgres(sqlx::PgPool),
+    Mongo(mongodb::Database),
+}
+
+fn service_url(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("TEST_BACKEND asks for a service but {var} is not set: run `cargo xtask services up` (CI=true never skips)")
+    })
+}
+
+fn fresh_name() -> String {
+    format!("t_{}", uuid_like())
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub fn backend_name() -> String {
+    std::env::var("TEST_BACKEND").unwrap_or_else(|_| "sqlite".into())
+}
+
+/// A fresh, empty database on the server of `TEST_BACKEND` reachable at
+/// `host_port` (a proxy in front of the real server), with its stores.
+pub async fn fresh_backend_via(host_port: &str) -> (Stores, Backend) {
+    let swap = |url: &str| {
+        let after = url.find("://").unwrap() + 3;
+        let rest = &url[after..];
+        let host_end = rest.find('/').unwrap_or(rest.len());
+        let host_start = rest[..host_end].rfind('@').map_or(0, |i| i + 1);
+        format!(
+            "{}{}{}{}",
+            &url[..after],
+            &rest[..host_start],
+            host_port,
+            &rest[host_end..]
+        )
+    };
+    match backend_name().as_str() {
+        "postgres" => {
+            let admin_url = service_url("TEST_PG_URL");
+            let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+            let name = fresh_name();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            let (base, _) = admin_url.rsplit_once('/').unwrap();
+            let url = swap(&format!("{base}/{name}"));
+            let stores = regstack::open_stores(&url, "unused").await.unwrap();
+            (
+                stores,
+                Backend::Postgres(sqlx::PgPool::connect(&url).await.unwrap()),
+            )
+        }
+        "mongo" => {
+            // SecantusDB (like a replica set) advertises its own address;
+            // a direct connection keeps the client on the proxy.
+            let url = format!(
+                "{}/?directConnection=true",
+                swap(&service_url("TEST_MONGO_URL")).trim_end_matches('/')
+            );
+            let name = fresh_name();
+            let stores = regstack::open_stores(&url, &name).await.unwrap();
+            let db = regstack_adapters_mongo::connect(&url, &name).await.unwrap();
+            (stores, Backend::Mongo(db))
+        }
+        other => panic!("no database server to proxy for backend {other}"),
+    }
+}
+
+async fn fresh_backend() -> (Stores, Backend) {
+    match std::env::var("TEST_BACKEND").as_deref().unwrap_or("sqlite") {
+        "sqlite" => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite:{}", dir.path().join("regstack.db").display());
+            (
+                regstack::open_stores(&url, "unused").await.unwrap(),
+                Backend::Sqlite(dir),
+            )
+        }
+        "postgres" => {
+            let admin_url = service_url("TEST_PG_URL");
+            let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+            let name = fresh_name();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            let (base, _) = admin_url.rsplit_once('/').unwrap();
+            let url = format!("{base}/{name}");
+            let stores = regstack::open_stores(&url, "unused").await.unwrap();
+            (
+                stores,
+                Backend::Postgres(sqlx::PgPool::connect(&url).await.unwrap()),
+            )
+        }
+        "mongo" => {
+            let url = service_url("TEST_MONGO_URL");
+            let name = fresh_name();
+            let stores = regstack::open_stores(&url, &name).await.unwrap();
+            let db = regstack_adapters_mongo::connect(&url, &name).await.unwrap();
+            // Tests with a frozen clock write expiries in the past of the
+            // server's wall clock; hold the TTL monitor off so it cannot
+            // reap rows mid-test (reads check expiry against `now` anyway).
+            for (collection, index) in regstack_adapters_mongo::index_names() {
+                if index == "expire_at_ttl" {
+                    db.run_command(mongodb::bson::doc! {
+                        "collMod": collection,
+                        "index": { "name": index, "expireAfterSeconds": 2_000_000_000_i64 },
+                    })
+                    .await
+                    .unwrap();
+                }
+            }
+            (stores, Backend::Mongo(db))
+        }
+        other => panic!("unknown TEST_BACKEND {other}: use sqlite, postgres or mongo"),
+    }
 }
 
 pub struct Reply {
@@ -58,11 +200,20 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), fixed_clock: bool) -> TestApp {
+    let (stores, backend) = fresh_backend().await;
+    spawn_app_on(stores, backend, tweak, fixed_clock).await
+}
+
+/// A server over stores the test built itself (fault tests put a proxy or
+/// a failing fake between server and database).
+pub async fn spawn_app_on(
+    stores: Stores,
+    backend: Backend,
+    tweak: impl FnOnce(&mut Config),
+    fixed_clock: bool,
+) -> TestApp {
     let mut cfg = test_config();
     tweak(&mut cfg);
-    let db_dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", db_dir.path().join("regstack.db").display());
-    let stores = regstack::open_stores(&url).await.unwrap();
     let mailer = RecordingMailer::new();
     let hasher = Arc::new(CountingHasher::new(Arc::new(
         Argon2Hasher::new(&cfg.password).unwrap(),
@@ -106,7 +257,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), fixed_clock: bool) 
         stores,
         clock,
         events,
-        db_dir,
+        backend,
         rs,
     }
 }
@@ -213,11 +364,51 @@ impl TestApp {
             .collect()
     }
 
-    /// Every byte the SQLite database holds on disk (main file and WAL).
-    pub fn database_bytes(&self) -> Vec<u8> {
+    /// Everything the database holds: the SQLite files (main and WAL), or
+    /// every row of every table / every document of every collection.
+    pub async fn database_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(self.db_dir.path()).unwrap() {
-            out.extend(std::fs::read(entry.unwrap().path()).unwrap_or_default());
+        match &self.backend {
+            Backend::Memory => {}
+            Backend::Sqlite(dir) => {
+                for entry in std::fs::read_dir(dir.path()).unwrap() {
+                    out.extend(std::fs::read(entry.unwrap().path()).unwrap_or_default());
+                }
+            }
+            Backend::Postgres(pool) => {
+                let tables: Vec<(String,)> = sqlx::query_as(
+                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
+                )
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                for (t,) in tables {
+                    let rows: Vec<(String,)> =
+                        sqlx::query_as(&format!("SELECT t::text FROM \"{t}\" t"))
+                            .fetch_all(pool)
+                            .await
+                            .unwrap();
+                    for (r,) in rows {
+                        out.extend(r.into_bytes());
+                    }
+                }
+            }
+            Backend::Mongo(db) => {
+                use futures::TryStreamExt;
+                for name in db.list_collection_names().await.unwrap() {
+                    let docs: Vec<mongodb::bson::Document> = db
+                        .collection::<mongodb::bson::Document>(&name)
+                        .find(mongodb::bson::doc! {})
+                        .await
+                        .unwrap()
+                        .try_collect()
+                        .await
+                        .unwrap();
+                    for d in docs {
+                        out.extend(d.to_string().into_bytes());
+                    }
+                }
+            }
         }
         out
     }

@@ -1,8 +1,10 @@
 //! Developer workflow: `cargo xtask ci | tidy | migrate | services up|down`.
 //!
-//! `ci` is what `.ci/run` runs on a clean clone: formatting, lints, the
+//! `services up` starts the real databases the tests use (and prints their
+//! `TEST_*_URL` variables); `ci` is what `.ci/run` runs on a clean clone: formatting, lints, the
 //! layering and documentation checks, and every test with nextest (one
 //! shared build; the SMTP tests install their Python SMTP sink on first use).
+
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,6 +31,61 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
         .with_context(|| format!("cannot start {program}"))?;
     if !status.success() {
         bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Runs a command with extra environment variables.
+fn run_env(program: &str, args: &[&str], envs: &[(String, String)]) -> Result<()> {
+    let shown: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    eprintln!("\n==> {} {program} {}", shown.join(" "), args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("cannot start {program}"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// The real services the tests use: PostgreSQL (Debian's package, a
+/// throwaway cluster) and a MongoDB-wire server (SecantusDB from PyPI).
+const SERVICES: &[&str] = &["postgres", "mongo"];
+
+/// Starts (or reuses) every service; returns the `TEST_*_URL` variables
+/// their scripts print.
+fn services_up() -> Result<Vec<(String, String)>> {
+    let mut envs = Vec::new();
+    for svc in SERVICES {
+        let script = format!("scripts/services/{svc}.sh");
+        eprintln!("\n==> bash {script} up");
+        let out = Command::new("bash")
+            .args([script.as_str(), "up"])
+            .current_dir(root())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .with_context(|| format!("cannot run {script}"))?;
+        if !out.status.success() {
+            bail!("{script} up failed ({})", out.status);
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((k, v)) = line.trim().split_once('=') {
+                if k.starts_with("TEST_") && k.ends_with("_URL") {
+                    eprintln!("{k}={v}");
+                    envs.push((k.to_owned(), v.to_owned()));
+                }
+            }
+        }
+    }
+    Ok(envs)
+}
+
+fn services_down() -> Result<()> {
+    for svc in SERVICES {
+        run("bash", &[&format!("scripts/services/{svc}.sh"), "down"])?;
     }
     Ok(())
 }
@@ -81,27 +138,23 @@ fn ci() -> Result<()> {
         ],
     )?;
     tidy()?;
+    let envs = services_up()?;
     // Doc tests first: nextest does not run them, and its summary should be
     // the run's closing line.
     run(&c, &["test", "--workspace", "--doc", "--locked", "-j2"])?;
-    if has_nextest() {
-        run(
-            &c,
-            &[
-                "nextest",
-                "run",
-                "--workspace",
-                "--locked",
-                "-j2",
-                "--no-fail-fast",
-            ],
-        )?;
+    let tester: &[&str] = if has_nextest() {
+        &["nextest", "run", "--locked", "-j2", "--no-fail-fast"]
     } else {
         eprintln!("cargo-nextest not found: falling back to cargo test");
-        run(
-            &c,
-            &["test", "--workspace", "--locked", "-j2", "--no-fail-fast"],
-        )?;
+        &["test", "--locked", "-j2", "--no-fail-fast"]
+    };
+    // Everything once (the store contract suite runs on every backend here),
+    // then the black-box HTTP suite again on PostgreSQL and on MongoDB.
+    run_env(&c, &[tester, &["--workspace"]].concat(), &envs)?;
+    for backend in ["postgres", "mongo"] {
+        let mut e = envs.clone();
+        e.push(("TEST_BACKEND".into(), backend.into()));
+        run_env(&c, &[tester, &["-p", "regstack-tests"]].concat(), &e)?;
     }
     Ok(())
 }
@@ -121,10 +174,13 @@ fn main() -> Result<()> {
             a.extend(rest.iter().copied());
             run(&cargo(), &a)
         }
-        ["services", "up" | "down"] => {
-            eprintln!("no external services are needed yet: SQLite is embedded and the SMTP tests start their own sink");
+        ["services", "up"] => {
+            for (k, v) in services_up()? {
+                println!("export {k}={v}");
+            }
             Ok(())
         }
+        ["services", "down"] => services_down(),
         _ => bail!("usage: cargo xtask ci | tidy | migrate [--config FILE] | services up|down"),
     }
 }

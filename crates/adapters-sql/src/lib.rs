@@ -11,9 +11,11 @@
 //!
 //! Start reading at [`sqlite`]: `connect` → `migrate` → `stores`. Each
 //! aggregate has its own file there (`users.rs`, `pending.rs`, …); the
-//! schema is `migrations/sqlite/`. A `postgres` module with its own
-//! `migrations/postgres/` will sit beside it; the backend-neutral pieces
-//! (error mapping, timestamp encoding) live at the crate root for both.
+//! schema is `migrations/sqlite/`. [`postgres`] mirrors it file for file
+//! with its own `migrations/postgres/` (same tables, same versions); the
+//! backend-neutral pieces (error mapping, timestamp encoding) live at the
+//! crate root for both, and PostgreSQL's SQLSTATEs and constraint names
+//! are classified in `postgres/error.rs` before falling through to them.
 //!
 //! Invariants:
 //! - every intent-named operation (`promote`, `admit`,
@@ -23,7 +25,8 @@
 //!   success and one miss;
 //! - never read-then-write across statements unless the write is itself
 //!   conditional or the read runs inside a transaction that already holds
-//!   the write lock (SQLite: `BEGIN IMMEDIATE`);
+//!   the write lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: a row lock or
+//!   a transaction-scoped advisory lock taken in a statement of its own);
 //! - values reach SQL as bind parameters only; SQL text is static (no
 //!   `format!` into a query);
 //! - timestamps are stored exactly: INTEGER microseconds since the Unix
@@ -33,6 +36,7 @@
 //!   the caller, never from a clock here.
 
 mod error;
+pub mod postgres;
 pub mod sqlite;
 mod time;
 

@@ -232,8 +232,12 @@ pub struct Config {
     pub base_url: String,
     /// Take the client IP from `Forwarded` / `X-Forwarded-For`.
     pub behind_proxy: bool,
-    /// Storage location; the scheme picks the backend.
+    /// Storage location; the scheme picks the backend (`sqlite:`,
+    /// `postgres:`/`postgresql:`, `mongodb:`; regstack's
+    /// `sqlite+aiosqlite:` and `postgresql+asyncpg:` spellings too).
     pub database_url: SecretString,
+    /// MongoDB database used when the URL names none (regstack's key).
+    pub mongodb_database: String,
     /// Key material for every token the service signs. At least 32 bytes.
     pub jwt_secret: SecretString,
     /// Signing algorithm for access tokens.
@@ -293,6 +297,7 @@ impl Default for Config {
             base_url: "http://localhost:8000".into(),
             behind_proxy: false,
             database_url: SecretString::from("sqlite:./regstack.db"),
+            mongodb_database: "regstack".into(),
             jwt_secret: SecretString::from(""),
             jwt_algorithm: JwtAlgorithm::HS256,
             jwt_ttl_seconds: 7200,

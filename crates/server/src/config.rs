@@ -17,7 +17,6 @@ use regstack_core::{Config, ConfigError};
 /// Top-level keys regstack 0.9.3 defines that this build does not
 /// implement yet: accepted, warned about, ignored.
 const REGSTACK_ONLY_KEYS: &[&str] = &[
-    "mongodb_database",
     "user_collection",
     "pending_collection",
     "blacklist_collection",

@@ -76,6 +76,16 @@ pub enum Backend {
         /// The database file.
         file: Option<PathBuf>,
     },
+    /// PostgreSQL.
+    Postgres {
+        /// The URL as given.
+        url: String,
+    },
+    /// MongoDB.
+    Mongo {
+        /// The URL as given.
+        url: String,
+    },
 }
 
 /// Chooses the backend by URL scheme (regstack's SQLAlchemy spellings
@@ -102,10 +112,17 @@ pub fn parse_database_url(url: &str) -> Result<Backend, regstack_core::ConfigErr
         });
     }
     let scheme = url.split(':').next().unwrap_or("");
-    if scheme.starts_with("postgres") || scheme.starts_with("mongodb") {
-        return Err(err("PostgreSQL and MongoDB arrive in a later version; this build stores in SQLite (sqlite:./regstack.db)"));
+    match scheme {
+        "postgres" | "postgresql" | "postgresql+asyncpg" => Ok(Backend::Postgres {
+            url: url.to_owned(),
+        }),
+        "mongodb" | "mongodb+srv" => Ok(Backend::Mongo {
+            url: url.to_owned(),
+        }),
+        _ => Err(err(
+            "unsupported scheme: use sqlite:PATH, postgres://… or mongodb://…",
+        )),
     }
-    Err(err("unsupported scheme: use sqlite:PATH"))
 }
 
 /// Assembles a [`RegStack`]; every part has a default built from the
@@ -154,7 +171,13 @@ impl RegStackBuilder {
         config.validate()?;
         let stores = match self.stores {
             Some(s) => s,
-            None => open_stores(config.database_url.expose_secret()).await?,
+            None => {
+                open_stores(
+                    config.database_url.expose_secret(),
+                    &config.mongodb_database,
+                )
+                .await?
+            }
         };
         let mailer = match self.mailer {
             Some(m) => m,
@@ -185,13 +208,24 @@ impl RegStackBuilder {
     }
 }
 
-/// Opens and migrates the stores a `database_url` names.
-pub async fn open_stores(url: &str) -> Result<Stores, BuildError> {
+/// Opens and migrates the stores a `database_url` names (`mongo_db`: the
+/// MongoDB database when the URL names none).
+pub async fn open_stores(url: &str, mongo_db: &str) -> Result<Stores, BuildError> {
     match parse_database_url(url)? {
         Backend::Sqlite { url, .. } => {
             let pool = regstack_adapters_sql::sqlite::connect(&url).await?;
             regstack_adapters_sql::sqlite::migrate(&pool).await?;
             Ok(regstack_adapters_sql::sqlite::stores(pool))
+        }
+        Backend::Postgres { url } => {
+            let pool = regstack_adapters_sql::postgres::connect(&url).await?;
+            regstack_adapters_sql::postgres::migrate(&pool).await?;
+            Ok(regstack_adapters_sql::postgres::stores(pool))
+        }
+        Backend::Mongo { url } => {
+            let db = regstack_adapters_mongo::connect(&url, mongo_db).await?;
+            regstack_adapters_mongo::migrate(&db).await?;
+            Ok(regstack_adapters_mongo::stores(db))
         }
     }
 }
@@ -354,6 +388,7 @@ mod tests {
     fn database_urls_pick_the_backend_and_file() {
         let file = |u: &str| match parse_database_url(u).unwrap() {
             Backend::Sqlite { file, .. } => file,
+            other => panic!("{other:?}"),
         };
         assert_eq!(
             file("sqlite:./regstack.db"),

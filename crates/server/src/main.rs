@@ -84,8 +84,13 @@ fn prepare(
         if let Some(base) = base_url_hint {
             config.base_url = base;
         }
-        let Backend::Sqlite { file, .. } = parse_database_url(config.database_url.expose_secret())?;
-        let file = file.unwrap_or_else(|| PathBuf::from("regstack.db"));
+        // Development mode has no configuration, so the database is the
+        // default SQLite file; the secret lives beside it.
+        let file = match parse_database_url(config.database_url.expose_secret())? {
+            Backend::Sqlite { file, .. } => file,
+            _ => None,
+        }
+        .unwrap_or_else(|| PathBuf::from("regstack.db"));
         let path = secret_path(&file);
         let existed = path.exists();
         config.jwt_secret = SecretString::from(development_secret(&path)?);
@@ -217,7 +222,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { host, port, config } => serve(host, port, config).await,
         Command::Migrate { config } => {
             let p = prepare(config.as_deref(), None)?;
-            regstack::open_stores(p.config.database_url.expose_secret()).await?;
+            regstack::open_stores(
+                p.config.database_url.expose_secret(),
+                &p.config.mongodb_database,
+            )
+            .await?;
             println!("migrations applied");
             Ok(())
         }

@@ -1,0 +1,164 @@
+//! [`PendingStore`] over `pending_registrations`.
+//!
+//! `promote` is two documents (delete the pending row, insert the user)
+//! without a transaction. The `findOneAndDelete` on the token decides the
+//! winner; the insert against the unique email index decides whether the
+//! address is still free. If the insert fails for any other reason the
+//! pending row is put back as it was, so the link works again. Only a
+//! process crash between the two steps loses the registration (the link
+//! reads as used; the address is still free, so registering again works).
+
+use async_trait::async_trait;
+use mongodb::bson::doc;
+use regstack_ports::{
+    Email, PendingRegistration, PendingStore, Promotion, StoreError, Timestamp, TokenHash, User,
+    UserId,
+};
+
+use crate::docs;
+use crate::error::run;
+use crate::schema::hint;
+use crate::time::{to_db, ttl_date};
+use crate::MongoStores;
+
+/// How often an upsert that lost a race to a concurrent insert of the same
+/// key is retried. MongoDB retries such upserts itself; this covers servers
+/// that do not.
+pub(crate) const UPSERT_RETRIES: usize = 3;
+
+impl MongoStores {
+    /// Deletes the pending registration for an address (account deletion).
+    pub(crate) async fn delete_pending_for_email(&self, email: &str) -> Result<u64, StoreError> {
+        Ok(run(self.pending.delete_many(doc! { "email": email }))
+            .await?
+            .deleted_count)
+    }
+}
+
+#[async_trait]
+impl PendingStore for MongoStores {
+    async fn put(&self, p: PendingRegistration) -> Result<(), StoreError> {
+        // One replace-or-insert keyed by the address: the row is replaced
+        // whole, so the old token hash is gone in the same operation that
+        // stores the new one.
+        let replacement = docs::pending_doc(&p);
+        let mut tries = 0;
+        loop {
+            let result = run(self
+                .pending
+                .replace_one(doc! { "email": p.email.as_str() }, replacement.clone())
+                .upsert(true))
+            .await;
+            match result {
+                Err(StoreError::Conflict("email")) if tries < UPSERT_RETRIES => tries += 1,
+                other => return other.map(drop),
+            }
+        }
+    }
+
+    async fn find_by_email(
+        &self,
+        email: &Email,
+        now: Timestamp,
+    ) -> Result<Option<PendingRegistration>, StoreError> {
+        run(self
+            .pending
+            .find_one(doc! {
+                "email": email.as_str(),
+                "expires_at": { "$gt": to_db(now) },
+            })
+            .hint(hint::by(hint::EMAIL)))
+        .await?
+        .map(|d| docs::pending(&d).map_err(StoreError::from))
+        .transpose()
+    }
+
+    async fn replace_token(
+        &self,
+        email: &Email,
+        token: &TokenHash,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        // Only a live row is renewed: an expired registration reads as
+        // absent everywhere else, so a resend must not revive it.
+        let expires_at = to_db(expires_at);
+        let done = run(self
+            .pending
+            .update_one(
+                doc! { "email": email.as_str(), "expires_at": { "$gt": to_db(now) } },
+                doc! { "$set": {
+                    "token_hash": token.as_str(),
+                    "expires_at": expires_at,
+                    "expire_at": ttl_date(expires_at),
+                } },
+            )
+            .hint(hint::by(hint::EMAIL)))
+        .await?;
+        Ok(done.matched_count > 0)
+    }
+
+    async fn promote(
+        &self,
+        token: &TokenHash,
+        id: &UserId,
+        now: Timestamp,
+    ) -> Result<Promotion, StoreError> {
+        // The decision: of any number of callers with this link, one gets
+        // the document; the others find nothing to delete.
+        let taken = run(self
+            .pending
+            .find_one_and_delete(doc! {
+                "token_hash": token.as_str(),
+                "expires_at": { "$gt": to_db(now) },
+            })
+            .hint(hint::by(hint::TOKEN_HASH)))
+        .await?;
+        let Some(row) = taken else {
+            return Ok(Promotion::InvalidToken);
+        };
+        let pending = docs::pending(&row)?;
+        let user = User {
+            id: id.clone(),
+            email: pending.email,
+            password_hash: Some(pending.password_hash),
+            is_active: true,
+            is_verified: true,
+            is_superuser: false,
+            full_name: pending.full_name,
+            phone_number: None,
+            is_mfa_enabled: false,
+            created_at: now,
+            updated_at: now,
+            last_login: None,
+            tokens_invalidated_after: None,
+        };
+        match run(self.users.insert_one(docs::user_doc(&user))).await {
+            Ok(_) => Ok(Promotion::Promoted(user)),
+            // The address became an account meanwhile; the pending row
+            // stays deleted.
+            Err(StoreError::Conflict("email")) => Ok(Promotion::EmailTaken),
+            Err(e) => {
+                // Compensation: put the row back as it was (same `_id`,
+                // same token), so the link works again. If a newer
+                // registration for the address arrived meanwhile, the
+                // unique index keeps the newer one and this is dropped.
+                if let Err(restore) = run(self.pending.insert_one(row)).await {
+                    tracing::warn!(
+                        error = %restore,
+                        "could not restore a pending registration after a failed promotion"
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        Ok(run(self
+            .pending
+            .delete_many(doc! { "expires_at": { "$lte": to_db(now) } }))
+        .await?
+        .deleted_count)
+    }
+}

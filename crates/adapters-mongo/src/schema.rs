@@ -1,0 +1,222 @@
+//! Collections and indexes. For MongoDB, "migrating" means creating every
+//! index idempotently ([`migrate`]); collections appear with their first
+//! index. A `regstack_meta` document records the schema version so that
+//! `/readyz` and `regstack migrate` can tell a prepared database from an
+//! empty one.
+//!
+//! | collection | index | purpose |
+//! |---|---|---|
+//! | `users` | `_id` | the user id: `get`, `authenticate`'s join |
+//! | `users` | `email_unique` (unique) | sign-in lookup; one account per canonical address |
+//! | `pending_registrations` | `email_unique` (unique) | one pending row per address; `put` replaces by it |
+//! | `pending_registrations` | `token_hash_unique` (unique) | the verification link |
+//! | `pending_registrations` | `expires_at` | `purge_expired` |
+//! | `one_time_tokens` | `token_hash_unique` (unique) | reset / email-change links |
+//! | `one_time_tokens` | `user_id_kind` | supersede and burn a user's tokens |
+//! | `one_time_tokens` | `expires_at` | `purge_expired` |
+//! | `sessions` | `_id` | the session id: the per-request `authenticate` |
+//! | `sessions` | `user_id_created_at` | `list` (newest first), `revoke_all`, credential changes |
+//! | `sessions` | `ends_at` | `purge_expired` (the earliest of expiry, idle end, revocation) |
+//! | `refresh_tokens` | `token_hash_unique` (unique) | `rotate`'s lookup; no hash twice, ever |
+//! | `refresh_tokens` | `session_id` | a family's tokens go with its session |
+//! | `login_attempts` | `_id` (the address) | the lockout window of one address |
+//! | `login_attempts` | `at` (multikey) | `purge_expired` |
+//! | `rate_limit_hits` | `_id` (the key) | the window of one counter |
+//! | `rate_limit_hits` | `at` (multikey) | `purge_expired` |
+//!
+//! Every collection whose documents expire also has `expire_at_ttl`, a TTL
+//! index on the BSON date `expire_at` (the exact end, rounded up to the
+//! millisecond) that reaps documents [`TTL_GRACE`] after they ended. It is
+//! a backstop for the periodic purge (DECISIONS.md §11), not the rule:
+//! reads compare the exact microsecond fields with the caller's `now`.
+
+use std::time::Duration;
+
+use mongodb::bson::{doc, Document};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, Database, IndexModel};
+use regstack_ports::StoreError;
+
+use crate::docs;
+use crate::error::run;
+
+/// Users.
+pub(crate) const USERS: &str = "users";
+/// Registrations waiting for their address to be proven.
+pub(crate) const PENDING: &str = "pending_registrations";
+/// Password-reset and email-change tokens.
+pub(crate) const TOKENS: &str = "one_time_tokens";
+/// Sign-in sessions, each holding its refresh family's live token.
+pub(crate) const SESSIONS: &str = "sessions";
+/// Every refresh token ever issued to a live family (hash → session).
+pub(crate) const REFRESH_TOKENS: &str = "refresh_tokens";
+/// One document per address: its lockout window.
+pub(crate) const LOGIN_ATTEMPTS: &str = "login_attempts";
+/// One document per key: its rate-limit window.
+pub(crate) const RATE_LIMITS: &str = "rate_limit_hits";
+/// The schema version.
+pub(crate) const META: &str = "regstack_meta";
+
+/// Index names the stores hint. SecantusDB's planner picks an index only
+/// for a filter on a single field (its explain shows a collection scan for
+/// `{token_hash, kind, expires_at}` although `token_hash` is unique), so
+/// every lookup and conditional write whose filter has more conditions
+/// names its index. On MongoDB the hint is the plan the planner would
+/// choose anyway; it also turns a missing index into an error instead of
+/// a silent collection scan.
+pub(crate) mod hint {
+    use mongodb::options::Hint;
+
+    /// The primary key of every collection.
+    pub(crate) const ID: &str = "_id_";
+    /// `users.email_unique`, `pending_registrations.email_unique`.
+    pub(crate) const EMAIL: &str = "email_unique";
+    /// `token_hash_unique` of pending registrations, one-time and refresh
+    /// tokens.
+    pub(crate) const TOKEN_HASH: &str = "token_hash_unique";
+    /// `sessions.user_id_created_at`.
+    pub(crate) const USER_SESSIONS: &str = "user_id_created_at";
+    /// `one_time_tokens.user_id_kind`.
+    pub(crate) const USER_TOKENS: &str = "user_id_kind";
+
+    /// The hint naming `index`.
+    pub(crate) fn by(index: &str) -> Hint {
+        Hint::Name(index.to_owned())
+    }
+}
+
+/// The version [`migrate`] records. Raise it whenever the index list
+/// changes, so `schema_is_current` reports a database that needs
+/// `regstack migrate`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long after its exact end a document may linger before the TTL
+/// monitor reaps it. A day covers clock skew between the application and
+/// the database server many times over, and keeps a revoked or expired
+/// session readable (so the refusal can say why) for longer than any
+/// access token lives by default.
+pub const TTL_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// One index as `migrate` creates it.
+struct Spec {
+    collection: &'static str,
+    name: &'static str,
+    keys: Document,
+    unique: bool,
+    ttl: bool,
+}
+
+fn index(collection: &'static str, name: &'static str, keys: Document) -> Spec {
+    Spec {
+        collection,
+        name,
+        keys,
+        unique: false,
+        ttl: false,
+    }
+}
+
+fn unique(collection: &'static str, name: &'static str, keys: Document) -> Spec {
+    Spec {
+        unique: true,
+        ..index(collection, name, keys)
+    }
+}
+
+fn ttl(collection: &'static str) -> Spec {
+    Spec {
+        ttl: true,
+        ..index(collection, "expire_at_ttl", doc! { "expire_at": 1 })
+    }
+}
+
+/// Every index this build relies on (the table in the module doc).
+fn specs() -> Vec<Spec> {
+    vec![
+        unique(USERS, "email_unique", doc! { "email": 1 }),
+        unique(PENDING, "email_unique", doc! { "email": 1 }),
+        unique(PENDING, "token_hash_unique", doc! { "token_hash": 1 }),
+        index(PENDING, "expires_at", doc! { "expires_at": 1 }),
+        ttl(PENDING),
+        unique(TOKENS, "token_hash_unique", doc! { "token_hash": 1 }),
+        index(TOKENS, "user_id_kind", doc! { "user_id": 1, "kind": 1 }),
+        index(TOKENS, "expires_at", doc! { "expires_at": 1 }),
+        ttl(TOKENS),
+        index(
+            SESSIONS,
+            "user_id_created_at",
+            doc! { "user_id": 1, "created_at": -1 },
+        ),
+        index(SESSIONS, "ends_at", doc! { "ends_at": 1 }),
+        ttl(SESSIONS),
+        unique(
+            REFRESH_TOKENS,
+            "token_hash_unique",
+            doc! { "token_hash": 1 },
+        ),
+        index(REFRESH_TOKENS, "session_id", doc! { "session_id": 1 }),
+        ttl(REFRESH_TOKENS),
+        index(LOGIN_ATTEMPTS, "at", doc! { "at": 1 }),
+        ttl(LOGIN_ATTEMPTS),
+        index(RATE_LIMITS, "at", doc! { "at": 1 }),
+        ttl(RATE_LIMITS),
+    ]
+}
+
+/// The names of every index [`migrate`] creates, by collection (`_id_`
+/// left out). For tests and diagnostics.
+pub fn index_names() -> Vec<(&'static str, &'static str)> {
+    specs()
+        .into_iter()
+        .map(|s| (s.collection, s.name))
+        .collect()
+}
+
+/// Creates every index (and so every collection) this build relies on and
+/// records [`SCHEMA_VERSION`]. Idempotent: creating an index that exists
+/// with the same keys and options is a no-op on the server, so it is safe
+/// to run at every start.
+pub async fn migrate(db: &Database) -> Result<(), StoreError> {
+    let mut by_collection: Vec<(&'static str, Vec<IndexModel>)> = Vec::new();
+    for spec in specs() {
+        let options = IndexOptions::builder()
+            .name(spec.name.to_owned())
+            .unique(spec.unique.then_some(true))
+            .expire_after(spec.ttl.then_some(TTL_GRACE))
+            .build();
+        let model = IndexModel::builder()
+            .keys(spec.keys)
+            .options(options)
+            .build();
+        match by_collection
+            .iter_mut()
+            .find(|(c, _)| *c == spec.collection)
+        {
+            Some((_, models)) => models.push(model),
+            None => by_collection.push((spec.collection, vec![model])),
+        }
+    }
+    for (collection, models) in by_collection {
+        let coll: Collection<Document> = db.collection(collection);
+        run(coll.create_indexes(models)).await?;
+    }
+    // `$max`: a newer build's migration is never rolled back by an older
+    // one starting up.
+    let meta: Collection<Document> = db.collection(META);
+    run(meta
+        .update_one(
+            doc! { "_id": "schema" },
+            doc! { "$max": { "version": SCHEMA_VERSION } },
+        )
+        .upsert(true))
+    .await?;
+    Ok(())
+}
+
+/// Whether [`migrate`] of this build (or a later one) has run.
+pub(crate) async fn is_current(meta: &Collection<Document>) -> Result<bool, StoreError> {
+    let Some(d) = run(meta.find_one(doc! { "_id": "schema" })).await? else {
+        return Ok(false);
+    };
+    Ok(docs::int(&d, "version")? >= SCHEMA_VERSION)
+}

@@ -1,0 +1,83 @@
+//! [`TokenStore`] over `one_time_tokens`, plus the clean-up step the
+//! [`UserStore`](regstack_ports::UserStore) sequences share. Spending
+//! happens in `users.rs` (`findOneAndDelete`).
+
+use async_trait::async_trait;
+use mongodb::bson::doc;
+use mongodb::bson::oid::ObjectId;
+use regstack_ports::{OneTimeToken, StoreError, Timestamp, TokenHash, TokenKind, TokenStore};
+
+use crate::docs;
+use crate::error::run;
+use crate::schema::hint;
+use crate::time::to_db;
+use crate::MongoStores;
+
+impl MongoStores {
+    /// Deletes every reset and email-change token of a user.
+    pub(crate) async fn delete_tokens_of_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        Ok(run(self.tokens.delete_many(doc! { "user_id": user_id }))
+            .await?
+            .deleted_count)
+    }
+}
+
+#[async_trait]
+impl TokenStore for MongoStores {
+    async fn issue(&self, token: OneTimeToken) -> Result<(), StoreError> {
+        // A newer link supersedes the older ones of the same kind. Insert
+        // first, then delete the user's tokens of that kind that are
+        // *older than this one* — by `_id`, an ObjectId the driver makes
+        // increasing within a process (seconds, then a counter). Two
+        // concurrent issues therefore never delete each other: the newer
+        // survives, the older goes. (Across server instances within one
+        // second the order of ObjectIds is arbitrary; then both may stay
+        // live until they expire — never neither. Deleting "everything but
+        // mine" would
+        // let two racers delete each other's token and leave none; deleting
+        // first would let both survive.) A crash between the two steps
+        // leaves the older link working until its own expiry, as it did
+        // before the new one was asked for.
+        let id = ObjectId::new();
+        let mut document = docs::token_doc(&token);
+        document.insert("_id", id);
+        run(self.tokens.insert_one(document)).await?;
+        run(self
+            .tokens
+            .delete_many(doc! {
+                "user_id": token.user_id.as_str(),
+                "kind": token.kind.as_str(),
+                "_id": { "$lt": id },
+            })
+            .hint(hint::by(hint::USER_TOKENS)))
+        .await?;
+        Ok(())
+    }
+
+    async fn peek(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<OneTimeToken>, StoreError> {
+        run(self
+            .tokens
+            .find_one(doc! {
+                "token_hash": hash.as_str(),
+                "kind": kind.as_str(),
+                "expires_at": { "$gt": to_db(now) },
+            })
+            .hint(hint::by(hint::TOKEN_HASH)))
+        .await?
+        .map(|d| docs::token(&d).map_err(StoreError::from))
+        .transpose()
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        Ok(run(self
+            .tokens
+            .delete_many(doc! { "expires_at": { "$lte": to_db(now) } }))
+        .await?
+        .deleted_count)
+    }
+}

@@ -1,0 +1,343 @@
+//! [`UserStore`] over `users`, plus the account-level changes that touch
+//! sessions, tokens and counters.
+//!
+//! Without transactions an account-level change is a sequence of document
+//! operations. Each sequence here keeps one rule: **the decision first, the
+//! invalidations next, the credential switch last.**
+//! - The decision is the one operation that picks a winner (spending a
+//!   token with `findOneAndDelete`); everything after it runs for that
+//!   winner only.
+//! - Invalidations (revoke sessions, burn tokens, clear the lockout
+//!   counter) only take things away, so running them early or twice is
+//!   harmless.
+//! - The switch (new password hash, new address) comes last, so a crash or
+//!   an error before it leaves the old credentials working and the user
+//!   signed out — never a new credential beside live old sessions.
+//! - If a step after the decision fails with an error, the spent token is
+//!   put back (the same document, so the same link) before the error is
+//!   returned, and the user can simply try again. Only a process crash in
+//!   that window leaves the link spent; the user then asks for a new one.
+
+use async_trait::async_trait;
+use mongodb::bson::{doc, Document};
+use mongodb::options::ReturnDocument;
+use regstack_ports::{
+    Email, EmailChangeOutcome, NewUser, PasswordHash, RevokeReason, StoreError, Timestamp,
+    TokenHash, TokenKind, User, UserId, UserStore,
+};
+
+use crate::docs;
+use crate::error::{run, CorruptRow};
+use crate::schema::hint;
+use crate::time::to_db;
+use crate::MongoStores;
+
+impl MongoStores {
+    /// Loads a user document by id.
+    pub(crate) async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        run(self.users.find_one(doc! { "_id": id }))
+            .await?
+            .map(|d| docs::user(&d).map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// Revokes the user's live sessions with `reason`, deletes its
+    /// outstanding reset and email-change tokens, and forgets the sign-in
+    /// attempts against `emails`: the invalidations every credential change
+    /// shares. Each is idempotent.
+    async fn invalidate_credentials(
+        &self,
+        user: &UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+        emails: &[&Email],
+    ) -> Result<(), StoreError> {
+        self.revoke_live_of_user(user.as_str(), reason, now).await?;
+        self.delete_tokens_of_user(user.as_str()).await?;
+        for email in emails {
+            self.clear_attempts(email.as_str()).await?;
+        }
+        Ok(())
+    }
+
+    /// The switch: sets the new hash and moves `tokens_invalidated_after`
+    /// and `updated_at` to `now`. `None` if the user is gone.
+    async fn set_password(
+        &self,
+        id: &UserId,
+        new: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let now = to_db(now);
+        run(self
+            .users
+            .find_one_and_update(
+                doc! { "_id": id.as_str() },
+                doc! { "$set": {
+                    "hashed_password": new.as_str(),
+                    "tokens_invalidated_after": now,
+                    "updated_at": now,
+                } },
+            )
+            .return_document(ReturnDocument::After))
+        .await?
+        .map(|d| docs::user(&d).map_err(StoreError::from))
+        .transpose()
+    }
+
+    /// Spends the live token of `kind` with this hash: one
+    /// `findOneAndDelete`, so of any number of callers exactly one gets the
+    /// document. Returns it raw, so [`Self::restore_token`] can put back
+    /// exactly what was taken.
+    async fn spend_token(
+        &self,
+        kind: TokenKind,
+        hash: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<Document>, StoreError> {
+        run(self
+            .tokens
+            .find_one_and_delete(doc! {
+                "token_hash": hash.as_str(),
+                "kind": kind.as_str(),
+                "expires_at": { "$gt": to_db(now) },
+            })
+            .hint(hint::by(hint::TOKEN_HASH)))
+        .await
+    }
+
+    /// Compensation: a step after [`Self::spend_token`] failed, so the
+    /// token goes back, unchanged, and the link works again. Best effort —
+    /// the database may be the thing that failed — and a failure here is
+    /// logged, not returned: the caller reports the original error.
+    async fn restore_token(&self, spent: Document) {
+        if let Err(e) = run(self.tokens.insert_one(spent)).await {
+            tracing::warn!(
+                error = %e,
+                "could not restore a spent one-time token after a failed step; \
+                 the user will need a new link"
+            );
+        }
+    }
+}
+
+/// Runs `steps` for the winner of a spent token; on error puts the token
+/// back first.
+async fn or_restore<T>(
+    stores: &MongoStores,
+    spent: &Document,
+    steps: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match steps.await {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            stores.restore_token(spent.clone()).await;
+            Err(e)
+        }
+    }
+}
+
+#[async_trait]
+impl UserStore for MongoStores {
+    async fn insert(&self, user: NewUser) -> Result<User, StoreError> {
+        let user = User {
+            id: user.id,
+            email: user.email,
+            password_hash: user.password_hash,
+            is_active: true,
+            is_verified: user.is_verified,
+            is_superuser: user.is_superuser,
+            full_name: user.full_name,
+            phone_number: None,
+            is_mfa_enabled: false,
+            created_at: user.created_at,
+            updated_at: user.created_at,
+            last_login: None,
+            tokens_invalidated_after: None,
+        };
+        // The unique index on `email` decides a race: one insert wins, the
+        // others get Conflict("email").
+        run(self.users.insert_one(docs::user_doc(&user))).await?;
+        Ok(user)
+    }
+
+    async fn get(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.user_by_id(id.as_str()).await
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        run(self.users.find_one(doc! { "email": email.as_str() }))
+            .await?
+            .map(|d| docs::user(&d).map_err(StoreError::from))
+            .transpose()
+    }
+
+    async fn update_full_name(
+        &self,
+        id: &UserId,
+        full_name: Option<String>,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        run(self
+            .users
+            .find_one_and_update(
+                doc! { "_id": id.as_str() },
+                doc! { "$set": { "full_name": full_name, "updated_at": to_db(now) } },
+            )
+            .return_document(ReturnDocument::After))
+        .await?
+        .map(|d| docs::user(&d).map_err(StoreError::from))
+        .transpose()
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        id: &UserId,
+        expected: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, StoreError> {
+        // Compare-and-swap in the filter: a password change that landed
+        // since the caller read `expected` wins, and this write matches
+        // nothing.
+        let done = run(self
+            .users
+            .update_one(
+                doc! { "_id": id.as_str(), "hashed_password": expected.as_str() },
+                doc! { "$set": { "hashed_password": new.as_str() } },
+            )
+            .hint(hint::by(hint::ID)))
+        .await?;
+        Ok(done.matched_count > 0)
+    }
+
+    async fn change_password(
+        &self,
+        id: &UserId,
+        new: &PasswordHash,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let Some(user) = self.user_by_id(id.as_str()).await? else {
+            return Ok(None);
+        };
+        // Invalidations first, the switch last (module doc): an error in
+        // between leaves the old password and the user signed out.
+        self.invalidate_credentials(id, reason, now, &[&user.email])
+            .await?;
+        self.set_password(id, new, now).await
+    }
+
+    async fn complete_password_reset(
+        &self,
+        token: &TokenHash,
+        new: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        // The decision: of any number of callers with this link, one gets
+        // the document.
+        let Some(spent) = self
+            .spend_token(TokenKind::PasswordReset, token, now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        or_restore(self, &spent, async {
+            let user_id = docs::user_id(&spent, "user_id")?;
+            // A deleted user takes its tokens along; if one was left over,
+            // it is spent and nothing else happens.
+            let Some(user) = self.user_by_id(user_id.as_str()).await? else {
+                return Ok(None);
+            };
+            self.invalidate_credentials(&user_id, RevokeReason::PasswordReset, now, &[&user.email])
+                .await?;
+            self.set_password(&user_id, new, now).await
+        })
+        .await
+    }
+
+    async fn confirm_email_change(
+        &self,
+        token: &TokenHash,
+        now: Timestamp,
+    ) -> Result<EmailChangeOutcome, StoreError> {
+        let Some(spent) = self.spend_token(TokenKind::EmailChange, token, now).await? else {
+            return Ok(EmailChangeOutcome::InvalidToken);
+        };
+        or_restore(self, &spent, async {
+            let record = docs::token(&spent)?;
+            let new_email = record
+                .new_email
+                .ok_or(CorruptRow("email-change token without an address"))?;
+            let Some(old) = self.user_by_id(record.user_id.as_str()).await? else {
+                return Ok(EmailChangeOutcome::InvalidToken);
+            };
+            // Taken already: the token stays spent and nothing else
+            // changes (no session is revoked for a change that cannot
+            // happen).
+            let holder = run(self
+                .users
+                .find_one(doc! {
+                    "email": new_email.as_str(),
+                    "_id": { "$ne": old.id.as_str() },
+                })
+                .hint(hint::by(hint::EMAIL)))
+            .await?;
+            if holder.is_some() {
+                return Ok(EmailChangeOutcome::EmailTaken);
+            }
+            self.invalidate_credentials(
+                &old.id,
+                RevokeReason::EmailChanged,
+                now,
+                &[&old.email, &new_email],
+            )
+            .await?;
+            // The switch, against the unique index: if the address was
+            // taken between the check above and here, the index refuses
+            // and the answer is EmailTaken (the sessions revoked on the way
+            // stay revoked — signing in again is the only cost).
+            let now_db = to_db(now);
+            let switched = run(self
+                .users
+                .find_one_and_update(
+                    doc! { "_id": old.id.as_str() },
+                    doc! { "$set": {
+                        "email": new_email.as_str(),
+                        "tokens_invalidated_after": now_db,
+                        "updated_at": now_db,
+                    } },
+                )
+                .return_document(ReturnDocument::After))
+            .await;
+            match switched {
+                Ok(Some(d)) => Ok(EmailChangeOutcome::Changed(docs::user(&d)?)),
+                Ok(None) => Ok(EmailChangeOutcome::InvalidToken),
+                Err(StoreError::Conflict("email")) => Ok(EmailChangeOutcome::EmailTaken),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        let Some(user) = self.user_by_id(id.as_str()).await? else {
+            return Ok(None);
+        };
+        // Everything that belongs to the user first, the user last: a crash
+        // in between leaves an existing account that is merely signed out,
+        // and deleting again finishes the job. (The other order would leave
+        // rows keyed by an address someone could register anew.)
+        self.delete_sessions_of_user(user.id.as_str()).await?;
+        self.delete_tokens_of_user(user.id.as_str()).await?;
+        self.clear_attempts(user.email.as_str()).await?;
+        self.delete_pending_for_email(user.email.as_str()).await?;
+        self.delete_rate_limits_for_email(user.email.as_str())
+            .await?;
+        run(self
+            .users
+            .find_one_and_delete(doc! { "_id": user.id.as_str() }))
+        .await?
+        .map(|d| docs::user(&d).map_err(StoreError::from))
+        .transpose()
+    }
+}

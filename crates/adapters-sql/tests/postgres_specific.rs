@@ -1,0 +1,850 @@
+//! What only the PostgreSQL backend must prove, beyond the contract suite:
+//! migrations (from nothing, twice, and from the previous version with rows
+//! in place), URL spellings, and faults — a stopped or unreachable server
+//! makes every store call `StoreError::Unavailable` (HTTP 503) within
+//! seconds, never `Backend` and never a hang, and the same pool serves
+//! again once the server is back.
+//!
+//! Tests that need a server read `TEST_PG_URL`
+//! (`scripts/services/postgres.sh up`); without it they print SKIPPED, and
+//! under `CI=true` fail. "The server is stopped" is played by a TCP proxy
+//! in this file that can close its port and every connection through it,
+//! and open them again, so one server serves every test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::TimeDelta;
+use regstack_adapters_sql::postgres::{self, PgPool, PoolSettings, PostgresStores};
+use regstack_ports::*;
+use regstack_testkit::fixtures::{self, at, t0};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+// ---------------------------------------------------------------------------
+// Harness
+
+/// `TEST_PG_URL`, or `None` after saying loudly that `test` was skipped
+/// (a failure under `CI=true`).
+fn pg_url(test: &str) -> Option<String> {
+    if let Some(url) = std::env::var("TEST_PG_URL").ok().filter(|u| !u.is_empty()) {
+        return Some(url);
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(
+        !in_ci,
+        "{test}: TEST_PG_URL is not set, and CI=true forbids skipping \
+         (scripts/services/postgres.sh up)"
+    );
+    eprintln!("SKIPPED {test}: TEST_PG_URL is not set (scripts/services/postgres.sh up)");
+    None
+}
+
+/// A new, empty schema in the database at `url`, and `url` pointed at it
+/// (see `contract_postgres.rs`, which drops stale ones).
+async fn fresh_schema(url: &str) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let name = format!(
+        "t_{now}_{}_s{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut admin = PgConnection::connect(url).await.unwrap();
+    admin
+        .execute(format!("CREATE SCHEMA \"{name}\"").as_str())
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options[search_path]={name}")
+}
+
+/// A fresh schema, migrated, with its pool and stores.
+async fn migrated(url: &str) -> (PgPool, Stores) {
+    let url = fresh_schema(url).await;
+    let pool = postgres::connect(&url).await.unwrap();
+    postgres::migrate(&pool).await.unwrap();
+    let stores = postgres::stores(pool.clone());
+    (pool, stores)
+}
+
+/// `url` with its host and port replaced by `addr`.
+fn via(url: &str, addr: SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let user = authority
+        .rsplit_once('@')
+        .map(|(user, _)| format!("{user}@"))
+        .unwrap_or_default();
+    format!("{scheme}://{user}{addr}{tail}")
+}
+
+/// The server `url` names, as a socket address.
+async fn upstream_of(url: &str) -> SocketAddr {
+    let options = PgConnectOptions::from_str(url).unwrap();
+    let (host, port) = (options.get_host().to_owned(), options.get_port());
+    tokio::net::lookup_host((host, port))
+        .await
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+/// A TCP forwarder to the database that can "stop the server": `down`
+/// closes its port (new connections are refused) and cuts every connection
+/// through it; `up` opens the same port again.
+struct Proxy {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = Self::bind("127.0.0.1:0".parse().unwrap());
+        let proxy = Self {
+            addr: listener.local_addr().unwrap(),
+            upstream,
+            tasks: Arc::default(),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn bind(addr: SocketAddr) -> TcpListener {
+        // SO_REUSEADDR, so the port can be taken again right after `down`.
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(addr).unwrap();
+        socket.listen(128).unwrap()
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let tasks = self.tasks.clone();
+        let upstream = self.upstream;
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().insert(0, accept);
+    }
+
+    /// Closes the port and every connection; returns once they are closed.
+    async fn down(&self) {
+        // The accept loop is first in the list: once it has stopped, no
+        // connection task can be added behind our back.
+        loop {
+            let batch: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap());
+            if batch.is_empty() {
+                break;
+            }
+            for task in batch {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+
+    async fn up(&self) {
+        let listener = Self::bind(self.addr);
+        self.serve(listener);
+    }
+}
+
+/// Every method of every store, called once with plausible arguments, each
+/// in its own task: `(name, outcome, how long it took)`.
+fn every_store_call(stores: &Stores) -> JoinSet<(&'static str, Result<(), StoreError>, Duration)> {
+    let mut set = JoinSet::new();
+    macro_rules! calls {
+        ($($name:literal => |$s:ident| $call:expr;)*) => {$({
+            let $s = stores.clone();
+            set.spawn(async move {
+                let started = Instant::now();
+                let outcome = $call.await.map(drop);
+                ($name, outcome, started.elapsed())
+            });
+        })*};
+    }
+    let uid = || UserId::generate();
+    let email = || fixtures::email("outage@example.com");
+    let hash = fixtures::token_hash;
+    let pw = fixtures::password_hash;
+    calls! {
+        "users.insert" => |s| s.users.insert(fixtures::new_user("outage@example.com"));
+        "users.get" => |s| s.users.get(&uid());
+        "users.find_by_email" => |s| s.users.find_by_email(&email());
+        "users.update_full_name" => |s| s.users.update_full_name(&uid(), None, t0());
+        "users.upgrade_password_hash" => |s| s.users.upgrade_password_hash(&uid(), &pw(), &pw());
+        "users.change_password" => |s| s.users.change_password(&uid(), &pw(), RevokeReason::PasswordChanged, t0());
+        "users.complete_password_reset" => |s| s.users.complete_password_reset(&hash(), &pw(), t0());
+        "users.confirm_email_change" => |s| s.users.confirm_email_change(&hash(), t0());
+        "users.delete_account" => |s| s.users.delete_account(&uid());
+        "pending.put" => |s| s.pending.put(fixtures::pending("outage@example.com", &hash(), at(TimeDelta::hours(1))));
+        "pending.find_by_email" => |s| s.pending.find_by_email(&email(), t0());
+        "pending.replace_token" => |s| s.pending.replace_token(&email(), &hash(), at(TimeDelta::hours(1)), t0());
+        "pending.promote" => |s| s.pending.promote(&hash(), &uid(), t0());
+        "pending.purge_expired" => |s| s.pending.purge_expired(t0());
+        "tokens.issue" => |s| s.tokens.issue(fixtures::reset_token(&uid(), at(TimeDelta::hours(1))));
+        "tokens.peek" => |s| s.tokens.peek(TokenKind::PasswordReset, &hash(), t0());
+        "tokens.purge_expired" => |s| s.tokens.purge_expired(t0());
+        "login_attempts.admit" => |s| s.login_attempts.admit(&email(), t0(), TimeDelta::minutes(15), 5);
+        "login_attempts.clear" => |s| s.login_attempts.clear(&email());
+        "login_attempts.purge_expired" => |s| s.login_attempts.purge_expired(t0());
+        "sessions.start" => |s| s.sessions.start(fixtures::new_session(&uid(), t0(), at(TimeDelta::days(1))));
+        "sessions.rotate" => |s| s.sessions.rotate(&hash(), &hash(), t0(), TimeDelta::seconds(5), TimeDelta::hours(1));
+        "sessions.list" => |s| s.sessions.list(&uid(), t0());
+        "sessions.revoke_owned" => |s| s.sessions.revoke_owned(&SessionId::generate(), &uid(), RevokeReason::Revoked, t0());
+        "sessions.authenticate" => |s| s.sessions.authenticate(&SessionId::generate());
+        "sessions.revoke" => |s| s.sessions.revoke(&SessionId::generate(), RevokeReason::Logout, t0());
+        "sessions.revoke_all" => |s| s.sessions.revoke_all(&uid(), RevokeReason::LogoutAll, t0());
+        "sessions.purge_expired" => |s| s.sessions.purge_expired(t0());
+        "rate_limits.hit" => |s| s.rate_limits.hit("mail:outage@example.com", t0(), TimeDelta::hours(1), 5);
+        "rate_limits.purge_expired" => |s| s.rate_limits.purge_expired(t0());
+        "health.ping" => |s| s.health.ping();
+        "health.schema_is_current" => |s| s.health.schema_is_current();
+    }
+    set
+}
+
+/// How many store methods [`every_store_call`] calls.
+const STORE_METHODS: usize = 32;
+
+/// Runs [`every_store_call`] and asserts each call failed with
+/// `Unavailable` within `limit`.
+async fn assert_every_call_unavailable(stores: &Stores, limit: Duration) {
+    let mut set = every_store_call(stores);
+    let mut seen = 0;
+    let mut wrong = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        let (name, outcome, took) = joined.unwrap();
+        seen += 1;
+        match outcome {
+            Err(StoreError::Unavailable(_)) if took <= limit => {}
+            other => wrong.push(format!("{name}: {other:?} after {took:?}")),
+        }
+    }
+    assert_eq!(seen, STORE_METHODS);
+    assert!(
+        wrong.is_empty(),
+        "every call must be Unavailable within {limit:?}; these were not:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// Slack on top of the acquire timeout for a loaded 2-core machine.
+const SLACK: Duration = Duration::from_secs(3);
+
+// ---------------------------------------------------------------------------
+// Migrations
+
+#[tokio::test]
+async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
+    let Some(url) = pg_url("migrations_apply_to_an_empty_database_and_are_idempotent") else {
+        return;
+    };
+    let url = fresh_schema(&url).await;
+    let pool = postgres::connect(&url).await.unwrap();
+    let stores = PostgresStores::new(pool.clone());
+    assert!(
+        !stores.schema_is_current().await.unwrap(),
+        "nothing applied"
+    );
+
+    postgres::migrate(&pool).await.unwrap();
+    assert!(stores.schema_is_current().await.unwrap());
+    postgres::migrate(&pool).await.unwrap();
+    assert!(stores.schema_is_current().await.unwrap());
+    stores.ping().await.unwrap();
+
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(applied, [1, 2], "each migration recorded once");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
+         AND tablename NOT LIKE '\\_%' ORDER BY tablename",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        [
+            "login_attempts",
+            "one_time_tokens",
+            "pending_registrations",
+            "rate_limit_hits",
+            "refresh_tokens",
+            "sessions",
+            "users"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn two_instances_migrating_at_once_both_succeed() {
+    let Some(url) = pg_url("two_instances_migrating_at_once_both_succeed") else {
+        return;
+    };
+    let url = fresh_schema(&url).await;
+    let a = postgres::connect(&url).await.unwrap();
+    let b = postgres::connect(&url).await.unwrap();
+    let (ra, rb) = tokio::join!(postgres::migrate(&a), postgres::migrate(&b));
+    ra.unwrap();
+    rb.unwrap();
+    assert!(PostgresStores::new(a).schema_is_current().await.unwrap());
+}
+
+/// A database that only has migration 0001 (the schema before refresh-token
+/// families), written with that version's SQL.
+async fn database_at_version_1(url: &str, dir: &Path) -> PgPool {
+    let only_v1 = dir.join("migrations-v1");
+    std::fs::create_dir(&only_v1).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres/0001_initial_schema.sql"),
+        only_v1.join("0001_initial_schema.sql"),
+    )
+    .unwrap();
+    let url = fresh_schema(url).await;
+    let pool = postgres::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(only_v1.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    pool
+}
+
+#[tokio::test]
+async fn a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows() {
+    let Some(url) = pg_url("a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = database_at_version_1(&url, dir.path()).await;
+    let stores = postgres::stores(pool.clone());
+    assert!(
+        !stores.health.schema_is_current().await.unwrap(),
+        "version 1 is behind"
+    );
+
+    // Rows as version 1 wrote them: sessions without an idle end, and the
+    // other tables' rows through the stores that version 1 already had.
+    let user = stores
+        .users
+        .insert(fixtures::new_user("before@example.com"))
+        .await
+        .unwrap();
+    let live = SessionId::generate();
+    let revoked = SessionId::generate();
+    let expires = at(TimeDelta::days(30));
+    for (id, revoked_at, reason) in [
+        (&live, None, None),
+        (&revoked, Some(at(TimeDelta::minutes(1))), Some("logout")),
+    ] {
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
+             user_agent, ip, revoked_at, revoked_reason) \
+             VALUES ($1, $2, $3, $3, $4, 'old agent', '192.0.2.1', $5, $6)",
+        )
+        .bind(id.as_str())
+        .bind(user.id.as_str())
+        .bind(t0().timestamp_micros())
+        .bind(expires.timestamp_micros())
+        .bind(revoked_at.map(|t: Timestamp| t.timestamp_micros()))
+        .bind(reason)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let reset = fixtures::reset_token(&user.id, at(TimeDelta::hours(2)));
+    stores.tokens.issue(reset.clone()).await.unwrap();
+    let pending_token = fixtures::token_hash();
+    let pending = fixtures::pending(
+        "waiting@example.com",
+        &pending_token,
+        at(TimeDelta::days(1)),
+    );
+    stores.pending.put(pending.clone()).await.unwrap();
+    let window = TimeDelta::hours(1);
+    let who = fixtures::email("before@example.com");
+    stores
+        .login_attempts
+        .admit(&who, t0(), window, 5)
+        .await
+        .unwrap();
+    assert!(stores
+        .rate_limits
+        .hit("mail:before@example.com", t0(), window, 2)
+        .await
+        .unwrap());
+
+    postgres::migrate(&pool).await.unwrap();
+    assert!(stores.health.schema_is_current().await.unwrap());
+
+    assert_eq!(
+        stores.users.get(&user.id).await.unwrap(),
+        Some(user.clone()),
+        "the user is untouched"
+    );
+    let (s, u) = stores.sessions.authenticate(&live).await.unwrap().unwrap();
+    assert_eq!(
+        s,
+        Session {
+            id: live.clone(),
+            user_id: user.id.clone(),
+            created_at: t0(),
+            last_used_at: t0(),
+            expires_at: expires,
+            idle_expires_at: expires,
+            user_agent: Some("old agent".into()),
+            ip: Some("192.0.2.1".into()),
+            revoked_at: None,
+            revoked_reason: None,
+        },
+        "an existing session idles out when it expires"
+    );
+    assert_eq!(u, user);
+    let (s, _) = stores
+        .sessions
+        .authenticate(&revoked)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (s.revoked_at, s.revoked_reason),
+        (Some(at(TimeDelta::minutes(1))), Some(RevokeReason::Logout)),
+        "a revoked session stays revoked"
+    );
+    assert_eq!(
+        stores
+            .sessions
+            .list(&user.id, at(TimeDelta::minutes(5)))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect::<Vec<_>>(),
+        std::slice::from_ref(&live)
+    );
+    assert_eq!(
+        stores
+            .tokens
+            .peek(TokenKind::PasswordReset, &reset.hash, t0())
+            .await
+            .unwrap(),
+        Some(reset)
+    );
+    assert_eq!(
+        stores
+            .pending
+            .find_by_email(&pending.email, t0())
+            .await
+            .unwrap(),
+        Some(pending)
+    );
+    assert_eq!(
+        stores
+            .login_attempts
+            .admit(&who, t0(), window, 5)
+            .await
+            .unwrap(),
+        Admission::Admitted { failures: 2 },
+        "the attempt made before the upgrade still counts"
+    );
+    assert!(stores
+        .rate_limits
+        .hit("mail:before@example.com", t0(), window, 2)
+        .await
+        .unwrap());
+    assert!(
+        !stores
+            .rate_limits
+            .hit("mail:before@example.com", t0(), window, 2)
+            .await
+            .unwrap(),
+        "the hit made before the upgrade still counts"
+    );
+
+    // The new surface works on the upgraded database.
+    let new = fixtures::new_session(&user.id, at(TimeDelta::hours(1)), at(TimeDelta::days(30)));
+    stores.sessions.start(new.clone()).await.unwrap();
+    assert!(matches!(
+        stores
+            .sessions
+            .rotate(
+                &new.refresh_hash,
+                &fixtures::token_hash(),
+                at(TimeDelta::hours(2)),
+                TimeDelta::seconds(5),
+                TimeDelta::days(14),
+            )
+            .await
+            .unwrap(),
+        Rotation::Rotated { .. }
+    ));
+    stores.users.delete_account(&user.id).await.unwrap();
+    for count in [
+        "SELECT count(*) FROM sessions",
+        "SELECT count(*) FROM refresh_tokens",
+    ] {
+        let n: i64 = sqlx::query_scalar(count).fetch_one(&pool).await.unwrap();
+        assert_eq!(n, 0, "{count}: rows of a deleted user");
+    }
+}
+
+#[tokio::test]
+async fn a_tampered_migration_record_makes_the_schema_not_current() {
+    let Some(url) = pg_url("a_tampered_migration_record_makes_the_schema_not_current") else {
+        return;
+    };
+    let (pool, stores) = migrated(&url).await;
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = '\\x00'::bytea WHERE version = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(!stores.health.schema_is_current().await.unwrap());
+}
+
+// ---------------------------------------------------------------------------
+// URLs and errors
+
+#[tokio::test]
+async fn regstacks_and_libpqs_url_spellings_connect() {
+    let Some(url) = pg_url("regstacks_and_libpqs_url_spellings_connect") else {
+        return;
+    };
+    let rest = url.split_once("://").unwrap().1;
+    for scheme in ["postgres", "postgresql", "postgresql+asyncpg"] {
+        let spelled = format!("{scheme}://{rest}");
+        let pool = postgres::connect(&spelled)
+            .await
+            .unwrap_or_else(|e| panic!("{scheme}: {e:?}"));
+        PostgresStores::new(pool).ping().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_taken_address_is_a_conflict_naming_email() {
+    let Some(url) = pg_url("a_taken_address_is_a_conflict_naming_email") else {
+        return;
+    };
+    let (_, stores) = migrated(&url).await;
+    stores
+        .users
+        .insert(fixtures::new_user("taken@example.com"))
+        .await
+        .unwrap();
+    match stores
+        .users
+        .insert(fixtures::new_user("taken@example.com"))
+        .await
+    {
+        Err(StoreError::Conflict("email")) => {}
+        other => panic!("expected Conflict(\"email\"), got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_server_makes_every_store_call_unavailable_within_seconds() {
+    // A port nothing listens on: bound, read, closed.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let url = format!("postgres://regstack@{closed}/regstack_test");
+    let timeout = Duration::from_secs(2);
+    let pool = postgres::connect_lazy_with(
+        &url,
+        PoolSettings {
+            acquire_timeout: timeout,
+            ..PoolSettings::default()
+        },
+    )
+    .unwrap();
+    let stores = postgres::stores(pool);
+    let every_call = assert_every_call_unavailable(&stores, timeout + SLACK);
+
+    // The defaults bound a call the same way.
+    let default_timeout = async {
+        let pool = postgres::connect_lazy(&url).unwrap();
+        let started = Instant::now();
+        match PostgresStores::new(pool).ping().await {
+            Err(StoreError::Unavailable(_)) => {}
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert!(started.elapsed() <= postgres::ACQUIRE_TIMEOUT + SLACK);
+    };
+
+    // Connecting eagerly fails the same way (a host starting while its
+    // database is down).
+    let eager = async {
+        let settings = PoolSettings {
+            acquire_timeout: timeout,
+            ..PoolSettings::default()
+        };
+        match postgres::connect_with(&url, settings).await {
+            Err(StoreError::Unavailable(_)) => {}
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    };
+    tokio::join!(every_call, default_timeout, eager);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_server_is_unavailable_and_the_same_pool_recovers_when_it_returns() {
+    let Some(url) =
+        pg_url("a_stopped_server_is_unavailable_and_the_same_pool_recovers_when_it_returns")
+    else {
+        return;
+    };
+    let url = fresh_schema(&url).await;
+    postgres::migrate(&postgres::connect(&url).await.unwrap())
+        .await
+        .unwrap();
+    let proxy = Proxy::start(upstream_of(&url).await).await;
+    let timeout = Duration::from_secs(2);
+    let pool = postgres::connect_with(
+        &via(&url, proxy.addr),
+        PoolSettings {
+            max_connections: 4,
+            acquire_timeout: timeout,
+        },
+    )
+    .await
+    .unwrap();
+    let stores = postgres::stores(pool);
+
+    // Up: the pool holds open connections through the proxy.
+    let user = stores
+        .users
+        .insert(fixtures::new_user("survivor@example.com"))
+        .await
+        .unwrap();
+    let new = fixtures::new_session(&user.id, t0(), at(TimeDelta::days(1)));
+    stores.sessions.start(new.clone()).await.unwrap();
+    stores.health.ping().await.unwrap();
+
+    // Down: every open connection is cut and new ones are refused.
+    proxy.down().await;
+    assert_every_call_unavailable(&stores, timeout + SLACK).await;
+    let started = Instant::now();
+    match stores.sessions.authenticate(&new.id).await {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("the per-request check must be Unavailable, got {other:?}"),
+    }
+    assert!(started.elapsed() <= timeout + SLACK);
+
+    // Back: the same pool serves again, with the data intact.
+    proxy.up().await;
+    stores.health.ping().await.unwrap();
+    let (session, back) = stores
+        .sessions
+        .authenticate(&new.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.id, user.id);
+    assert!(session.is_live(at(TimeDelta::hours(1))));
+    assert!(matches!(
+        stores
+            .sessions
+            .rotate(
+                &new.refresh_hash,
+                &fixtures::token_hash(),
+                at(TimeDelta::hours(1)),
+                TimeDelta::seconds(5),
+                TimeDelta::hours(1),
+            )
+            .await
+            .unwrap(),
+        Rotation::Rotated { .. }
+    ));
+    assert_eq!(
+        stores
+            .login_attempts
+            .admit(&user.email, t0(), TimeDelta::minutes(15), 5)
+            .await
+            .unwrap(),
+        Admission::Admitted { failures: 1 },
+        "nothing was recorded while the server was down"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Concurrency beyond the contract's single-token races
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_email_changes_to_one_address_leave_exactly_one_owner() {
+    let Some(url) = pg_url("concurrent_email_changes_to_one_address_leave_exactly_one_owner")
+    else {
+        return;
+    };
+    let (_, stores) = migrated(&url).await;
+    // Twenty users, each holding a live token to move to the same address:
+    // READ COMMITTED cannot see the others coming, the unique index can.
+    let mut tokens = Vec::new();
+    for n in 0..20 {
+        let user = stores
+            .users
+            .insert(fixtures::new_user(&format!("mover{n}@example.com")))
+            .await
+            .unwrap();
+        let token =
+            fixtures::email_change_token(&user.id, "wanted@example.com", at(TimeDelta::hours(1)));
+        stores.tokens.issue(token.clone()).await.unwrap();
+        tokens.push(token.hash);
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(tokens.len()));
+    let mut set = JoinSet::new();
+    for hash in tokens {
+        let stores = stores.clone();
+        let barrier = barrier.clone();
+        set.spawn(async move {
+            barrier.wait().await;
+            stores
+                .users
+                .confirm_email_change(&hash, at(TimeDelta::minutes(1)))
+                .await
+        });
+    }
+    let mut changed = 0;
+    let mut taken = 0;
+    while let Some(outcome) = set.join_next().await {
+        match outcome.unwrap().unwrap() {
+            EmailChangeOutcome::Changed(_) => changed += 1,
+            EmailChangeOutcome::EmailTaken => taken += 1,
+            EmailChangeOutcome::InvalidToken => panic!("every token was live"),
+        }
+    }
+    assert_eq!((changed, taken), (1, 19));
+    assert!(stores
+        .users
+        .find_by_email(&fixtures::email("wanted@example.com"))
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_account_changes_of_one_user_never_deadlock() {
+    let Some(url) = pg_url("parallel_account_changes_of_one_user_never_deadlock") else {
+        return;
+    };
+    let (_, stores) = migrated(&url).await;
+    // Every credential-changing operation on one user at once, repeatedly:
+    // they take the user row first, so they queue instead of deadlocking
+    // (a deadlock would surface as Unavailable after deadlock_timeout).
+    for round in 0..20 {
+        let user = stores
+            .users
+            .insert(fixtures::new_user(&format!("busy{round}@example.com")))
+            .await
+            .unwrap();
+        let reset = fixtures::reset_token(&user.id, at(TimeDelta::hours(1)));
+        stores.tokens.issue(reset.clone()).await.unwrap();
+        let change = fixtures::email_change_token(
+            &user.id,
+            &format!("busy{round}.new@example.com"),
+            at(TimeDelta::hours(1)),
+        );
+        stores.tokens.issue(change.clone()).await.unwrap();
+        let session = fixtures::new_session(&user.id, t0(), at(TimeDelta::days(1)));
+        stores.sessions.start(session.clone()).await.unwrap();
+
+        let now = at(TimeDelta::minutes(1));
+        let mut set: JoinSet<Result<(), StoreError>> = JoinSet::new();
+        let s = stores.clone();
+        let hash = reset.hash.clone();
+        set.spawn(async move {
+            s.users
+                .complete_password_reset(&hash, &fixtures::hash_of("a"), now)
+                .await
+                .map(drop)
+        });
+        let s = stores.clone();
+        let hash = change.hash.clone();
+        set.spawn(async move { s.users.confirm_email_change(&hash, now).await.map(drop) });
+        let s = stores.clone();
+        let id = user.id.clone();
+        set.spawn(async move {
+            s.users
+                .change_password(
+                    &id,
+                    &fixtures::hash_of("b"),
+                    RevokeReason::PasswordChanged,
+                    now,
+                )
+                .await
+                .map(drop)
+        });
+        let s = stores.clone();
+        let id = user.id.clone();
+        set.spawn(async move {
+            s.tokens
+                .issue(fixtures::reset_token(&id, at(TimeDelta::hours(1))))
+                .await
+                .or_else(|e| match e {
+                    // The account may be gone already (foreign key).
+                    StoreError::Backend(_) => Ok(()),
+                    e => Err(e),
+                })
+        });
+        let s = stores.clone();
+        let refresh = session.refresh_hash.clone();
+        set.spawn(async move {
+            s.sessions
+                .rotate(
+                    &refresh,
+                    &fixtures::token_hash(),
+                    now,
+                    TimeDelta::seconds(5),
+                    TimeDelta::hours(1),
+                )
+                .await
+                .map(drop)
+        });
+        let s = stores.clone();
+        let id = user.id.clone();
+        set.spawn(async move {
+            s.sessions
+                .start(fixtures::new_session(&id, now, at(TimeDelta::days(1))))
+                .await
+                .or_else(|e| match e {
+                    // The account may be gone already (foreign key).
+                    StoreError::Backend(_) => Ok(()),
+                    e => Err(e),
+                })
+        });
+        let s = stores.clone();
+        let id = user.id.clone();
+        set.spawn(async move { s.users.delete_account(&id).await.map(drop) });
+        while let Some(outcome) = set.join_next().await {
+            outcome
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The database goes away: requests get 503 with a generic JSON body (no
+//! driver text), the server stays up, and it recovers by itself when the
+//! database returns. On PostgreSQL and MongoDB a TCP proxy between server
+//! and database is cut and restored; on the SQLite run (no server to stop)
+//! the in-memory stores fail every operation instead.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::support::*;
+
+/// Forwards a local port to the database; `cut` closes the port and every
+/// open connection, `restore` listens again on the same port.
+struct Proxy {
+    addr: SocketAddr,
+    target: String,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let p = Proxy {
+            addr: listener.local_addr().unwrap(),
+            target,
+            tasks: Arc::default(),
+        };
+        p.serve(listener);
+        p
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let (target, tasks) = (self.target.clone(), self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(pipe);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    async fn restore(&self) {
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+fn host_port(url: &str) -> String {
+    let rest = &url[url.find("://").unwrap() + 3..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let hp = &rest[..end];
+    hp[hp.rfind('@').map_or(0, |i| i + 1)..].to_owned()
+}
+
+async fn assert_503_generic(app: &TestApp, token: &str) {
+    let started = std::time::Instant::now();
+    let r = app.me(token).await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.headers["retry-after"], "5");
+    assert_eq!(
+        r.body,
+        json!({ "detail": "Service temporarily unavailable. Try again shortly." })
+    );
+    let r = app.login("down@example.com", PW).await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    let text = r.body.to_string().to_lowercase();
+    for leak in ["sqlx", "select", "mongo", "127.0.0.1", "connection", "pool"] {
+        assert!(!text.contains(leak), "driver detail leaked: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_database_gives_503_and_the_server_recovers_by_itself() {
+    match backend_name().as_str() {
+        "sqlite" => {
+            let (stores, faults) = regstack_testkit::memory_stores_with_faults();
+            let app = spawn_app_on(stores, Backend::Memory, |_| {}, false).await;
+            app.create_user("down@example.com", PW).await;
+            let token = app.access_token("down@example.com", PW).await;
+            faults.fail_always("*");
+            assert_503_generic(&app, &token).await;
+            faults.heal();
+            assert_eq!(app.me(&token).await.status, 200);
+        }
+        backend => {
+            let var = if backend == "postgres" {
+                "TEST_PG_URL"
+            } else {
+                "TEST_MONGO_URL"
+            };
+            let real = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
+            let proxy = Proxy::start(host_port(&real)).await;
+            let (stores, handle) = fresh_backend_via(&proxy.addr.to_string()).await;
+            let app = spawn_app_on(stores, handle, |_| {}, false).await;
+            app.create_user("down@example.com", PW).await;
+            let token = app.access_token("down@example.com", PW).await;
+
+            proxy.cut();
+            assert_503_generic(&app, &token).await;
+            // The server itself stays up.
+            assert_eq!(
+                app.call(reqwest::Method::GET, "/nope", None, None)
+                    .await
+                    .status,
+                404
+            );
+
+            proxy.restore().await;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                let r = app.me(&token).await;
+                if r.status == 200 {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no recovery: {:?}",
+                    r.body
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            assert_eq!(app.login("down@example.com", PW).await.status, 200);
+        }
+    }
+}
