@@ -5,7 +5,6 @@
 //! layering and documentation checks, and every test with nextest (one
 //! shared build; the SMTP tests install their Python SMTP sink on first use).
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
