@@ -1,9 +1,12 @@
-//! Developer workflow: `cargo xtask ci | tidy | migrate | services up|down`.
+//! Developer workflow: `cargo xtask ci | tidy | bench | migrate | services up|down`.
 //!
 //! `services up` starts the real databases the tests use (and prints their
 //! `TEST_*_URL` variables); `ci` is what `.ci/run` runs on a clean clone: formatting, lints, the
-//! layering and documentation checks, and every test with nextest (one
-//! shared build; the SMTP tests install their Python SMTP sink on first use).
+//! layering and documentation checks, the benchmark's smoke, and every test
+//! with nextest (one shared build; the SMTP tests install their Python SMTP
+//! sink on first use). `bench` is the load benchmark (`xtask/src/bench.rs`).
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -137,6 +140,8 @@ fn ci() -> Result<()> {
         ],
     )?;
     tidy()?;
+    // The benchmark's one-second smoke (debug build): fails only if broken.
+    bench::bench(&["--smoke"])?;
     let envs = services_up()?;
     // Doc tests first: nextest does not run them, and its summary should be
     // the run's closing line.
@@ -168,6 +173,7 @@ fn main() -> Result<()> {
     {
         ["ci"] => ci(),
         ["tidy"] => tidy(),
+        ["bench", rest @ ..] => bench::bench(rest),
         ["migrate", rest @ ..] => {
             let mut a = vec!["run", "-p", "regstack", "--", "migrate"];
             a.extend(rest.iter().copied());
@@ -180,6 +186,6 @@ fn main() -> Result<()> {
             Ok(())
         }
         ["services", "down"] => services_down(),
-        _ => bail!("usage: cargo xtask ci | tidy | migrate [--config FILE] | services up|down"),
+        _ => bail!("usage: cargo xtask ci | tidy | bench [--smoke] | migrate [--config FILE] | services up|down"),
     }
 }

@@ -1,0 +1,81 @@
+//! The hashing floor: how many Argon2id verifications per second this
+//! machine can do with the configured parameters, one thread per core.
+//! A login costs exactly one verification, so this is the most logins per
+//! second any server could serve here.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use argon2::{Algorithm, Argon2, Params, Version};
+use password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Argon2Params {
+    pub m_kib: u32,
+    pub t: u32,
+    pub p: u32,
+}
+
+impl Argon2Params {
+    fn argon2(&self) -> Result<Argon2<'static>> {
+        let params = Params::new(self.m_kib, self.t, self.p, None).map_err(|e| anyhow!("{e}"))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+pub struct Floor {
+    pub threads: usize,
+    pub verifications: u64,
+    /// Verifications per second, all threads together.
+    pub per_sec: f64,
+    /// One verification on an otherwise idle machine, in milliseconds.
+    pub single_ms: f64,
+}
+
+pub fn measure(params: Argon2Params, threads: usize, duration: Duration) -> Result<Floor> {
+    let argon2 = params.argon2()?;
+    let salt = SaltString::encode_b64(b"regstack-bench-salt").map_err(|e| anyhow!("{e}"))?;
+    let phc = argon2
+        .hash_password(crate::load::PASSWORD.as_bytes(), &salt)
+        .map_err(|e| anyhow!("{e}"))?
+        .to_string();
+
+    // One verification alone, for the per-request cost.
+    let parsed = PasswordHash::new(&phc).map_err(|e| anyhow!("{e}"))?;
+    let t0 = Instant::now();
+    argon2
+        .verify_password(crate::load::PASSWORD.as_bytes(), &parsed)
+        .map_err(|e| anyhow!("{e}"))?;
+    let single_ms = t0.elapsed().as_secs_f64() * 1000.0;
+
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let phc = phc.clone();
+            std::thread::spawn(move || -> Result<(u64, f64)> {
+                let argon2 = params.argon2()?;
+                let parsed = PasswordHash::new(&phc).map_err(|e| anyhow!("{e}"))?;
+                let start = Instant::now();
+                let mut n = 0u64;
+                while start.elapsed() < duration {
+                    argon2
+                        .verify_password(crate::load::PASSWORD.as_bytes(), &parsed)
+                        .map_err(|e| anyhow!("{e}"))?;
+                    n += 1;
+                }
+                Ok((n, start.elapsed().as_secs_f64()))
+            })
+        })
+        .collect();
+    let (mut verifications, mut per_sec) = (0u64, 0.0f64);
+    for h in handles {
+        let (n, secs) = h.join().map_err(|_| anyhow!("argon2 thread panicked"))??;
+        verifications += n;
+        per_sec += n as f64 / secs;
+    }
+    Ok(Floor {
+        threads,
+        verifications,
+        per_sec,
+        single_ms,
+    })
+}
