@@ -6,15 +6,13 @@
 //! measured exactly like the server.
 //!
 //! It also serves a refresh ceiling: `POST /api/auth/refresh` runs the very
-//! transaction the SQLite session store runs to rotate a refresh token
-//! (`BEGIN IMMEDIATE`; spend the presented hash with `UPDATE … RETURNING`;
-//! insert the successor's hash; move the session's idle end; read session
-//! and user; `COMMIT`, writers queued on a one-permit semaphore) on the same
-//! schema, then mints an HS256 token. It shows what that transaction costs
-//! on this machine with nothing else around it; `/refresh-batched` sends
-//! the same statements as one batch (three round trips to SQLite's worker
-//! thread instead of six) and `/refresh-minimal` writes nothing but one
-//! row — how far restructuring the rotation could go.
+//! statements the SQLite session store runs to rotate a refresh token (the
+//! token names its session; one autocommit `UPDATE … RETURNING` of the
+//! session row, conditional on the presented hash being the live one, on
+//! the one writer connection; then the user read by primary key) on the
+//! same schema, and mints an HS256 token. It shows what a rotation costs on
+//! this machine with nothing else around it; `/refresh-minimal` writes one
+//! column of one row and reads nothing — the floor of any durable refresh.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,9 +35,10 @@ pub fn email(i: u32) -> String {
     format!("ceiling-{i}@example.com")
 }
 
-/// The first refresh token of seeded user `i`'s session.
+/// The first refresh token of seeded user `i`'s session: like ours, it
+/// names its session before the dot.
 pub fn seed_refresh(i: u32) -> String {
-    format!("seed-refresh-token-{i}")
+    format!("session-{i}.seed-refresh-token")
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -102,76 +101,47 @@ async fn refresh(State(st): State<Arc<AppState>>, Json(body): Json<serde_json::V
     let Some(raw) = body.get("refresh_token").and_then(|v| v.as_str()) else {
         return invalid();
     };
+    let Some((sid, _)) = raw.split_once('.') else {
+        return invalid();
+    };
     let presented = sha256_hex(raw);
-    let successor = sha256_hex(&format!("successor:{raw}"));
-    let successor_hash = sha256_hex(&successor);
+    let successor = format!("{sid}.{}", sha256_hex(&format!("successor:{raw}")));
     let now = now_micros();
-    let Ok(_turn) = st.gate.acquire().await else {
+    let Ok(turn) = st.gate.acquire().await else {
         return server_error("closed");
     };
-    let mut tx = match st.pool.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
-        Err(e) => return server_error(e),
-    };
-    let spent: Result<Option<String>, _> = sqlx::query_scalar(
-        "UPDATE refresh_tokens SET spent_at = ?1 \
-         WHERE hash = ?2 AND spent_at IS NULL AND EXISTS (\
-           SELECT 1 FROM sessions AS s WHERE s.id = refresh_tokens.session_id \
-           AND s.revoked_at IS NULL AND s.expires_at > ?1 AND s.idle_expires_at > ?1) \
-         RETURNING session_id",
+    let rotated: Result<Option<(i64, i64)>, _> = sqlx::query_as(
+        "UPDATE sessions SET prev_refresh_hash = refresh_hash, refresh_hash = ?1, \
+         rotated_at = ?2, last_used_at = ?2, idle_expires_at = MIN(?3, expires_at) \
+         WHERE id = ?4 AND refresh_hash = ?5 AND revoked_at IS NULL \
+         AND expires_at > ?2 AND idle_expires_at > ?2 RETURNING user_id, idle_expires_at",
     )
-    .bind(now)
-    .bind(&presented)
-    .fetch_optional(&mut *tx)
-    .await;
-    let session_id = match spent {
-        Ok(Some(id)) => id,
-        Ok(None) => return invalid(),
-        Err(e) => return server_error(e),
-    };
-    if let Err(e) =
-        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES (?1, ?2, ?3)")
-            .bind(&successor_hash)
-            .bind(&session_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-    {
-        return server_error(e);
-    }
-    if let Err(e) = sqlx::query(
-        "UPDATE sessions SET last_used_at = ?1, idle_expires_at = MIN(?2, expires_at) WHERE id = ?3",
-    )
+    .bind(sha256_hex(&successor))
     .bind(now)
     .bind(now + 14 * 86_400 * 1_000_000)
-    .bind(&session_id)
-    .execute(&mut *tx)
-    .await
-    {
-        return server_error(e);
-    }
-    let row: Result<Option<SessionRow>, _> = sqlx::query_as(
-        "SELECT u.id, u.email, s.id, s.expires_at, s.idle_expires_at \
-         FROM sessions AS s JOIN users AS u ON u.id = s.user_id WHERE s.id = ?1",
-    )
-    .bind(&session_id)
-    .fetch_optional(&mut *tx)
+    .bind(sid)
+    .bind(&presented)
+    .fetch_optional(&st.pool)
     .await;
-    let (user_id, _email, _sid, _exp, idle) = match row {
+    drop(turn);
+    let (user_id, idle) = match rotated {
         Ok(Some(r)) => r,
         Ok(None) => return invalid(),
         Err(e) => return server_error(e),
     };
-    if let Err(e) = tx.commit().await {
-        return server_error(e);
+    let user: Result<Option<(i64, String)>, _> =
+        sqlx::query_as("SELECT id, email FROM users WHERE id = ?1")
+            .bind(user_id)
+            .fetch_optional(&st.pool)
+            .await;
+    match user {
+        Ok(Some((id, _))) => token_response(&st, id, successor, idle, now),
+        Ok(None) => invalid(),
+        Err(e) => server_error(e),
     }
-    drop(_turn);
-    token_response(&st, user_id, successor, idle, now)
 }
 
 type Row = (i64, String, Option<String>, bool, bool, i64);
-/// User id, email, session id, absolute and idle ends.
-type SessionRow = (i64, String, String, i64, i64);
 
 async fn me(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let unauthorized = || {
@@ -219,67 +189,6 @@ async fn me(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     }
 }
 
-/// The same rotation with its four statements sent to SQLite as one batch
-/// (`?NNN` parameters bind across them): three round trips to the
-/// connection's worker thread — `BEGIN IMMEDIATE`, the batch, `COMMIT` —
-/// instead of six. The successor is only inserted if this very batch spent
-/// the presented token (`spent_at = now`), so a failed spend answers 401.
-async fn refresh_batched(
-    State(st): State<Arc<AppState>>,
-    Json(body): Json<serde_json::Value>,
-) -> Response {
-    let invalid = || {
-        (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"detail": "Invalid or expired refresh token."})),
-        )
-            .into_response()
-    };
-    let Some(raw) = body.get("refresh_token").and_then(|v| v.as_str()) else {
-        return invalid();
-    };
-    let presented = sha256_hex(raw);
-    let successor = sha256_hex(&format!("successor:{raw}"));
-    let successor_hash = sha256_hex(&successor);
-    let now = now_micros();
-    let Ok(turn) = st.gate.acquire().await else {
-        return server_error("closed");
-    };
-    let mut tx = match st.pool.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
-        Err(e) => return server_error(e),
-    };
-    let row: Result<Option<SessionRow>, _> = sqlx::query_as(
-        "UPDATE refresh_tokens SET spent_at = ?1 \
-         WHERE hash = ?2 AND spent_at IS NULL AND EXISTS (\
-           SELECT 1 FROM sessions AS s WHERE s.id = refresh_tokens.session_id \
-           AND s.revoked_at IS NULL AND s.expires_at > ?1 AND s.idle_expires_at > ?1); \
-         INSERT INTO refresh_tokens (hash, session_id, issued_at) \
-           SELECT ?3, session_id, ?1 FROM refresh_tokens WHERE hash = ?2 AND spent_at = ?1; \
-         UPDATE sessions SET last_used_at = ?1, idle_expires_at = MIN(?4, expires_at) \
-           WHERE id = (SELECT session_id FROM refresh_tokens WHERE hash = ?3); \
-         SELECT u.id, u.email, s.id, s.expires_at, s.idle_expires_at \
-           FROM refresh_tokens AS rt JOIN sessions AS s ON s.id = rt.session_id \
-           JOIN users AS u ON u.id = s.user_id WHERE rt.hash = ?3",
-    )
-    .bind(now)
-    .bind(&presented)
-    .bind(&successor_hash)
-    .bind(now + 14 * 86_400 * 1_000_000)
-    .fetch_optional(&mut *tx)
-    .await;
-    let (user_id, _email, _sid, _exp, idle) = match row {
-        Ok(Some(r)) => r,
-        Ok(None) => return invalid(),
-        Err(e) => return server_error(e),
-    };
-    if let Err(e) = tx.commit().await {
-        return server_error(e);
-    }
-    drop(turn);
-    token_response(&st, user_id, successor, idle, now)
-}
-
 /// The least any durable refresh could write: one autocommit `UPDATE` of
 /// one row by primary key (the token is handed back unchanged). Not a
 /// rotation — a floor for what a write per refresh costs here.
@@ -294,9 +203,10 @@ async fn refresh_minimal(
     let Ok(turn) = st.gate.acquire().await else {
         return server_error("closed");
     };
-    let done = sqlx::query("UPDATE refresh_tokens SET issued_at = ?1 WHERE hash = ?2")
+    let sid = raw.split_once('.').map_or(raw, |(sid, _)| sid);
+    let done = sqlx::query("UPDATE sessions SET last_used_at = ?1 WHERE id = ?2")
         .bind(now)
-        .bind(sha256_hex(raw))
+        .bind(sid)
         .execute(&st.pool)
         .await;
     drop(turn);
@@ -343,29 +253,21 @@ async fn reseed(State(st): State<Arc<AppState>>, Json(body): Json<serde_json::Va
         return server_error("no user");
     };
     let now = now_micros();
-    let raw = format!("reseed-{i}-{now}");
     let Ok(_turn) = st.gate.acquire().await else {
         return server_error("closed");
     };
-    let result = async {
-        let mut tx = st.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let sid = format!("session-{i}");
-        sqlx::query(
-            "UPDATE refresh_tokens SET spent_at = ?1 WHERE session_id = ?2 AND spent_at IS NULL",
-        )
-        .bind(now)
-        .bind(&sid)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES (?1, ?2, ?3)")
-            .bind(sha256_hex(&raw))
-            .bind(&sid)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await
-    }
-    .await;
+    let sid = format!("session-{i}");
+    let raw = format!("{sid}.reseed-{now}");
+    let result = sqlx::query(
+        "UPDATE sessions SET prev_refresh_hash = refresh_hash, refresh_hash = ?1, \
+         rotated_at = ?2 WHERE id = ?3",
+    )
+    .bind(sha256_hex(&raw))
+    .bind(now)
+    .bind(&sid)
+    .execute(&st.pool)
+    .await
+    .map(drop);
     match result {
         Ok(()) => Json(json!({"refresh_token": raw})).into_response(),
         Err(e) => server_error(e),
@@ -414,7 +316,7 @@ pub async fn serve(db: &Path, secret: &str, users: u32) -> Result<()> {
     )
     .execute(&pool)
     .await?;
-    // The session store's schema (migrations/sqlite/0002), users aside.
+    // The session store's schema (migrations/sqlite/0001–0003), users aside.
     for ddl in [
         "CREATE TABLE IF NOT EXISTS sessions (
             id              TEXT    NOT NULL PRIMARY KEY,
@@ -426,19 +328,13 @@ pub async fn serve(db: &Path, secret: &str, users: u32) -> Result<()> {
             user_agent      TEXT,
             ip              TEXT,
             revoked_at      INTEGER,
-            revoked_reason  TEXT
+            revoked_reason  TEXT,
+            refresh_hash    TEXT,
+            prev_refresh_hash TEXT,
+            rotated_at      INTEGER
         ) STRICT",
         "CREATE INDEX IF NOT EXISTS ix_sessions_user_id ON sessions (user_id)",
         "CREATE INDEX IF NOT EXISTS ix_sessions_expires_at ON sessions (expires_at)",
-        "CREATE TABLE IF NOT EXISTS refresh_tokens (
-            hash       TEXT    NOT NULL PRIMARY KEY,
-            session_id TEXT    NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-            issued_at  INTEGER NOT NULL,
-            spent_at   INTEGER
-        ) STRICT",
-        "CREATE INDEX IF NOT EXISTS ix_refresh_tokens_session_id ON refresh_tokens (session_id)",
-        "CREATE UNIQUE INDEX IF NOT EXISTS ux_refresh_tokens_one_live_per_session
-            ON refresh_tokens (session_id) WHERE spent_at IS NULL",
     ] {
         sqlx::query(ddl).execute(&pool).await?;
     }
@@ -455,21 +351,16 @@ pub async fn serve(db: &Path, secret: &str, users: u32) -> Result<()> {
         .await?;
         let sid = format!("session-{i}");
         sqlx::query(
-            "INSERT OR IGNORE INTO sessions (id, user_id, created_at, last_used_at, expires_at, idle_expires_at)
-             VALUES (?1, ?2, ?3, ?3, ?4, ?4)",
+            "INSERT OR IGNORE INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
+             idle_expires_at, refresh_hash) VALUES (?1, ?2, ?3, ?3, ?4, ?4, ?5)",
         )
         .bind(&sid)
         .bind(i64::from(i))
         .bind(now)
         .bind(now + 30 * 86_400 * 1_000_000)
+        .bind(sha256_hex(&seed_refresh(i)))
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT OR IGNORE INTO refresh_tokens (hash, session_id, issued_at) VALUES (?1, ?2, ?3)")
-            .bind(sha256_hex(&seed_refresh(i)))
-            .bind(&sid)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
     }
     tx.commit().await?;
 
@@ -485,10 +376,6 @@ pub async fn serve(db: &Path, secret: &str, users: u32) -> Result<()> {
     let app = Router::new()
         .route("/api/auth/me", get(me))
         .route("/api/auth/refresh", axum::routing::post(refresh))
-        .route(
-            "/api/auth/refresh-batched",
-            axum::routing::post(refresh_batched),
-        )
         .route(
             "/api/auth/refresh-minimal",
             axum::routing::post(refresh_minimal),

@@ -158,8 +158,6 @@ pub enum Op {
     Register,
     Me,
     Refresh,
-    /// The ceiling's rotation with its statements sent as one batch.
-    RefreshBatched,
     /// The ceiling's cheapest durable write: one autocommit UPDATE.
     RefreshMinimal,
 }
@@ -282,10 +280,9 @@ async fn once(
             // Both servers answer with the user's public fields.
             reply.str_field("email").map(|_| ())
         }
-        Op::Refresh | Op::RefreshBatched | Op::RefreshMinimal => {
+        Op::Refresh | Op::RefreshMinimal => {
             let token = client.refresh.clone().unwrap_or_default();
             let route = match op {
-                Op::RefreshBatched => "/refresh-batched",
                 Op::RefreshMinimal => "/refresh-minimal",
                 _ => "/refresh",
             };
@@ -392,10 +389,7 @@ pub async fn run(
                                 if samples.len() < 3 && !samples.contains(&text) {
                                     samples.push(text);
                                 }
-                                if matches!(
-                                    op,
-                                    Op::Refresh | Op::RefreshBatched | Op::RefreshMinimal
-                                ) {
+                                if matches!(op, Op::Refresh | Op::RefreshMinimal) {
                                     // The rotation chain is broken: start a
                                     // new session (untimed) and go on.
                                     let _ = login(&mut conn, &target, &mut client).await;

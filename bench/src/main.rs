@@ -499,7 +499,6 @@ async fn run_ceiling(cfg: &Cfg) -> Result<Run> {
     for (scenario, op) in [
         (Scenario::Me, Op::Me),
         (Scenario::Refresh, Op::Refresh),
-        (Scenario::RefreshBatched, Op::RefreshBatched),
         (Scenario::RefreshMinimal, Op::RefreshMinimal),
     ] {
         if !cfg.wants(scenario) {

@@ -17,7 +17,6 @@ pub enum Scenario {
     Register,
     Me,
     Refresh,
-    RefreshBatched,
     RefreshMinimal,
     MixedLogin,
     MixedMe,
@@ -31,7 +30,7 @@ impl Scenario {
             Self::LoginWrong => "login-wrong",
             Self::Register => "register",
             Self::Me => "me",
-            Self::Refresh | Self::RefreshBatched | Self::RefreshMinimal => "refresh",
+            Self::Refresh | Self::RefreshMinimal => "refresh",
             Self::MixedLogin | Self::MixedMe => "mixed",
         }
     }
@@ -43,7 +42,6 @@ impl Scenario {
             Self::Register => "register",
             Self::Me => "GET /me",
             Self::Refresh => "POST /refresh",
-            Self::RefreshBatched => "POST /refresh, batched (3 round trips)",
             Self::RefreshMinimal => "POST /refresh, one-row UPDATE only",
             Self::MixedLogin => "mixed: login flood",
             Self::MixedMe => "mixed: GET /me during the flood",
@@ -412,17 +410,9 @@ impl Report {
                 if let Some(c) = ceiling.and_then(|c| c.get(Scenario::Refresh)) {
                     let _ = write!(
                         why,
-                        "; the axum ceiling running the same SQLite rotation transaction: {} /s (ours = {:.2} × it)",
+                        "; the axum ceiling running the same SQLite rotation: {} /s (ours = {:.2} × it)",
                         num(c.rps()),
                         r.rps() / c.rps()
-                    );
-                }
-                if let Some(c) = ceiling.and_then(|c| c.get(Scenario::RefreshBatched)) {
-                    let _ = write!(
-                        why,
-                        ", with its statements batched into 3 round trips: {} /s = {:.2} × our /me",
-                        num(c.rps()),
-                        c.rps() / me.rps()
                     );
                 }
                 if let Some(c) = ceiling.and_then(|c| c.get(Scenario::RefreshMinimal)) {

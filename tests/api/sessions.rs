@@ -43,7 +43,18 @@ async fn login_returns_a_refresh_token_and_refresh_rotates_it() {
     assert_eq!(r.body["refresh_expires_in"], 1_209_600);
     assert_eq!(r.body["token_type"], "bearer");
     let first = pair(&r.body);
-    assert_eq!(first.refresh.len(), 43);
+    // `<session id>.<256-bit secret>.<128-bit tag>`, all URL-safe.
+    let parts: Vec<&str> = first.refresh.split('.').collect();
+    assert_eq!(
+        parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+        [32, 43, 22],
+        "{}",
+        first.refresh
+    );
+    assert!(first
+        .refresh
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
 
     let r = refresh(&app, &first.refresh).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -96,6 +107,66 @@ async fn reuse_outside_the_grace_window_revokes_the_whole_family() {
     // … and only that family: the other sign-in is untouched.
     assert_eq!(app.me(&other.access).await.status, 200);
     assert_eq!(refresh(&app, &other.refresh).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(app.event_names().contains(&"refresh_token_reused"));
+}
+
+/// A refresh token names its session, so a forger who knows a session id
+/// (it is in every access token and in logs) could try to get the family
+/// revoked "for reuse" with a made-up token. The tag refuses every token
+/// this server did not mint, before the store is asked: the victim's
+/// session goes on, and no theft is reported.
+#[tokio::test]
+async fn a_forged_token_naming_a_live_session_revokes_nothing() {
+    let app = spawn_app().await;
+    app.create_user("forged@example.com", PW).await;
+    let p = sign_in(&app, "forged@example.com").await;
+    let sid = p.refresh.split('.').next().unwrap().to_owned();
+    let (secret, tag) = (&p.refresh[33..76], &p.refresh[77..]);
+    let mut flipped_tag = tag.to_owned().into_bytes();
+    flipped_tag[0] = if flipped_tag[0] == b'A' { b'B' } else { b'A' };
+    let flipped_tag = String::from_utf8(flipped_tag).unwrap();
+    let forgeries = [
+        format!("{sid}.{}.{tag}", "A".repeat(43)),
+        format!("{sid}.{secret}.{flipped_tag}"),
+        format!("{sid}.{secret}"),
+        format!("{sid}.{}.{}", "x".repeat(43), "y".repeat(22)),
+        sid.clone(),
+    ];
+    for forged in &forgeries {
+        let r = refresh(&app, forged).await;
+        assert_eq!(
+            (r.status.as_u16(), r.detail()),
+            (401, BAD_REFRESH),
+            "{forged}"
+        );
+    }
+    assert_eq!(app.me(&p.access).await.status, 200, "the session lives on");
+    assert_eq!(refresh(&app, &p.refresh).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!app.event_names().contains(&"refresh_token_reused"));
+}
+
+/// A stolen token several generations old is still recognised as the
+/// family's: presenting it revokes the family though the store keeps only
+/// the live token and the previous one.
+#[tokio::test]
+async fn a_token_three_generations_old_is_still_caught_as_reuse() {
+    let app = spawn_app().await;
+    app.create_user("old-theft@example.com", PW).await;
+    let p = sign_in(&app, "old-theft@example.com").await;
+    let mut live = p.refresh.clone();
+    for _ in 0..3 {
+        live = pair(&refresh(&app, &live).await.body).refresh;
+    }
+    let r = refresh(&app, &p.refresh).await;
+    assert_eq!((r.status.as_u16(), r.detail()), (401, BAD_REFRESH));
+    assert_eq!(
+        refresh(&app, &live).await.detail(),
+        BAD_REFRESH,
+        "the live token died"
+    );
+    assert_eq!(app.me(&p.access).await.status, 401);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert!(app.event_names().contains(&"refresh_token_reused"));
 }

@@ -17,8 +17,6 @@
 //! | `sessions` | `_id` | the session id: the per-request `authenticate` |
 //! | `sessions` | `user_id_created_at` | `list` (newest first), `revoke_all`, credential changes |
 //! | `sessions` | `ends_at` | `purge_expired` (the earliest of expiry, idle end, revocation) |
-//! | `refresh_tokens` | `token_hash_unique` (unique) | `rotate`'s lookup; no hash twice, ever |
-//! | `refresh_tokens` | `session_id` | a family's tokens go with its session |
 //! | `login_attempts` | `_id` (the address) | the lockout window of one address |
 //! | `login_attempts` | `at` (multikey) | `purge_expired` |
 //! | `rate_limit_hits` | `_id` (the key) | the window of one counter |
@@ -48,8 +46,9 @@ pub(crate) const PENDING: &str = "pending_registrations";
 pub(crate) const TOKENS: &str = "one_time_tokens";
 /// Sign-in sessions, each holding its refresh family's live token.
 pub(crate) const SESSIONS: &str = "sessions";
-/// Every refresh token ever issued to a live family (hash → session).
-pub(crate) const REFRESH_TOKENS: &str = "refresh_tokens";
+/// Where schema version 1 kept every refresh token hash; dropped by
+/// [`migrate`] since refresh tokens carry their session id.
+const LEGACY_REFRESH_TOKENS: &str = "refresh_tokens";
 /// One document per address: its lockout window.
 pub(crate) const LOGIN_ATTEMPTS: &str = "login_attempts";
 /// One document per key: its rate-limit window.
@@ -71,9 +70,10 @@ pub(crate) mod hint {
     pub(crate) const ID: &str = "_id_";
     /// `users.email_unique`, `pending_registrations.email_unique`.
     pub(crate) const EMAIL: &str = "email_unique";
-    /// `token_hash_unique` of pending registrations, one-time and refresh
-    /// tokens.
+    /// `token_hash_unique` of pending registrations and one-time tokens.
     pub(crate) const TOKEN_HASH: &str = "token_hash_unique";
+    /// `sessions.ends_at`.
+    pub(crate) const ENDS_AT: &str = "ends_at";
     /// `sessions.user_id_created_at`.
     pub(crate) const USER_SESSIONS: &str = "user_id_created_at";
     /// `one_time_tokens.user_id_kind`.
@@ -88,7 +88,7 @@ pub(crate) mod hint {
 /// The version [`migrate`] records. Raise it whenever the index list
 /// changes, so `schema_is_current` reports a database that needs
 /// `regstack migrate`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long after its exact end a document may linger before the TTL
 /// monitor reaps it. A day covers clock skew between the application and
@@ -149,13 +149,6 @@ fn specs() -> Vec<Spec> {
         ),
         index(SESSIONS, "ends_at", doc! { "ends_at": 1 }),
         ttl(SESSIONS),
-        unique(
-            REFRESH_TOKENS,
-            "token_hash_unique",
-            doc! { "token_hash": 1 },
-        ),
-        index(REFRESH_TOKENS, "session_id", doc! { "session_id": 1 }),
-        ttl(REFRESH_TOKENS),
         index(LOGIN_ATTEMPTS, "at", doc! { "at": 1 }),
         ttl(LOGIN_ATTEMPTS),
         index(RATE_LIMITS, "at", doc! { "at": 1 }),
@@ -199,6 +192,16 @@ pub async fn migrate(db: &Database) -> Result<(), StoreError> {
     for (collection, models) in by_collection {
         let coll: Collection<Document> = db.collection(collection);
         run(coll.create_indexes(models)).await?;
+    }
+    // Version 1's table of refresh-token hashes: its tokens carried no
+    // session id and cannot be presented any more.
+    let legacy = run(db
+        .list_collection_names()
+        .filter(doc! { "name": LEGACY_REFRESH_TOKENS }))
+    .await?;
+    if !legacy.is_empty() {
+        let coll: Collection<Document> = db.collection(LEGACY_REFRESH_TOKENS);
+        run(coll.drop()).await?;
     }
     // `$max`: a newer build's migration is never rolled back by an older
     // one starting up.

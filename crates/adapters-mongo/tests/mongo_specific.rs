@@ -120,7 +120,6 @@ async fn migrate_is_idempotent_and_creates_every_index() {
         ("pending_registrations", "email_unique"),
         ("pending_registrations", "token_hash_unique"),
         ("one_time_tokens", "token_hash_unique"),
-        ("refresh_tokens", "token_hash_unique"),
     ] {
         assert!(
             found
@@ -129,6 +128,42 @@ async fn migrate_is_idempotent_and_creates_every_index() {
             "{unique:?} is a unique index"
         );
     }
+}
+
+/// Schema version 1 kept every refresh-token hash in `refresh_tokens`;
+/// version 2 keeps the family on the session document. Migrating a
+/// version-1 database drops that collection and leaves sessions alone.
+#[tokio::test]
+async fn migrating_a_version_1_database_drops_the_refresh_token_collection() {
+    if server("migrating_a_version_1_database_drops_the_refresh_token_collection").is_none() {
+        return;
+    }
+    let db = common::empty_db().await.unwrap();
+    let legacy: mongodb::Collection<Document> = db.collection("refresh_tokens");
+    legacy
+        .insert_one(doc! { "token_hash": "ab", "session_id": "s" })
+        .await
+        .unwrap();
+    let meta: mongodb::Collection<Document> = db.collection("regstack_meta");
+    meta.insert_one(doc! { "_id": "schema", "version": 1_i64 })
+        .await
+        .unwrap();
+    let stores = MongoStores::new(db.clone());
+    assert!(
+        !stores.schema_is_current().await.unwrap(),
+        "version 1 is behind"
+    );
+
+    mongo::migrate(&db).await.unwrap();
+    assert!(stores.schema_is_current().await.unwrap());
+    let names = db.list_collection_names().await.unwrap();
+    assert!(
+        !names.iter().any(|n| n == "refresh_tokens"),
+        "{names:?} still has the version-1 collection"
+    );
+    mongo::migrate(&db)
+        .await
+        .expect("and migrating again is fine");
 }
 
 /// Small helper: BSON numbers of either width as `i64`.
@@ -298,13 +333,19 @@ async fn per_request_lookups_read_an_index_not_the_collection() {
     .await;
     assert_uses_index(
         &db,
-        "refresh: token by hash",
+        "refresh: the rotation's conditional write, the session by _id",
         find(
-            "refresh_tokens",
-            doc! { "token_hash": session.refresh_hash.as_str() },
-            None,
+            "sessions",
+            doc! {
+                "_id": session.id.as_str(),
+                "refresh_current": session.refresh_hash.as_str(),
+                "revoked_at": Bson::Null,
+                "expires_at": { "$gt": now_db },
+                "idle_expires_at": { "$gt": now_db },
+            },
+            Some("_id_"),
         ),
-        "token_hash_unique",
+        "_id_",
     )
     .await;
     assert_uses_index(
@@ -483,8 +524,8 @@ fn every_store_call(stores: &Stores, db: &Database) -> Vec<Call> {
             }
         }),
         call("sessions.rotate", {
-            let (s, h) = (s.clone(), hash.clone());
-            async move { s.sessions.rotate(&h, &h, now, w, w).await }
+            let (s, sid, h) = (s.clone(), sid.clone(), hash.clone());
+            async move { s.sessions.rotate(&sid, &h, &h, now, w, w).await }
         }),
         call("sessions.list", {
             let (s, id) = (s.clone(), id.clone());

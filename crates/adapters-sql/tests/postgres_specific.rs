@@ -209,7 +209,7 @@ fn every_store_call(stores: &Stores) -> JoinSet<(&'static str, Result<(), StoreE
         "login_attempts.clear" => |s| s.login_attempts.clear(&email());
         "login_attempts.purge_expired" => |s| s.login_attempts.purge_expired(t0());
         "sessions.start" => |s| s.sessions.start(fixtures::new_session(&uid(), t0(), at(TimeDelta::days(1))));
-        "sessions.rotate" => |s| s.sessions.rotate(&hash(), &hash(), t0(), TimeDelta::seconds(5), TimeDelta::hours(1));
+        "sessions.rotate" => |s| s.sessions.rotate(&SessionId::generate(), &hash(), &hash(), t0(), TimeDelta::seconds(5), TimeDelta::hours(1));
         "sessions.list" => |s| s.sessions.list(&uid(), t0());
         "sessions.revoke_owned" => |s| s.sessions.revoke_owned(&SessionId::generate(), &uid(), RevokeReason::Revoked, t0());
         "sessions.authenticate" => |s| s.sessions.authenticate(&SessionId::generate());
@@ -279,7 +279,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(applied, [1, 2], "each migration recorded once");
+    assert_eq!(applied, [1, 2, 3], "each migration recorded once");
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
          AND tablename NOT LIKE '\\_%' ORDER BY tablename",
@@ -294,7 +294,6 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             "one_time_tokens",
             "pending_registrations",
             "rate_limit_hits",
-            "refresh_tokens",
             "sessions",
             "users"
         ]
@@ -315,25 +314,126 @@ async fn two_instances_migrating_at_once_both_succeed() {
     assert!(PostgresStores::new(a).schema_is_current().await.unwrap());
 }
 
-/// A database that only has migration 0001 (the schema before refresh-token
-/// families), written with that version's SQL.
-async fn database_at_version_1(url: &str, dir: &Path) -> PgPool {
-    let only_v1 = dir.join("migrations-v1");
-    std::fs::create_dir(&only_v1).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres/0001_initial_schema.sql"),
-        only_v1.join("0001_initial_schema.sql"),
-    )
-    .unwrap();
+/// A database with the migrations up to `version` only, written with those
+/// versions' SQL.
+async fn database_at_version(url: &str, dir: &Path, version: i64) -> PgPool {
+    let partial = dir.join(format!("migrations-v{version}"));
+    std::fs::create_dir(&partial).unwrap();
+    let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let v: i64 = name.split('_').next().unwrap().parse().unwrap();
+        if v <= version {
+            std::fs::copy(all.join(&name), partial.join(&name)).unwrap();
+        }
+    }
     let url = fresh_schema(url).await;
     let pool = postgres::connect(&url).await.unwrap();
-    sqlx::migrate::Migrator::new(only_v1.as_path())
+    sqlx::migrate::Migrator::new(partial.as_path())
         .await
         .unwrap()
         .run(&pool)
         .await
         .unwrap();
     pool
+}
+
+/// The schema before refresh-token families.
+async fn database_at_version_1(url: &str, dir: &Path) -> PgPool {
+    database_at_version(url, dir, 1).await
+}
+
+/// Version 2 kept every refresh token hash in `refresh_tokens`; version 3
+/// moves the family onto the session row. Sessions survive; their old
+/// tokens (which carried no session id) cannot rotate, and presenting one
+/// revokes nothing.
+#[tokio::test]
+async fn a_database_at_version_2_keeps_its_sessions_and_drops_the_token_table() {
+    let Some(url) = pg_url("a_database_at_version_2_keeps_its_sessions_and_drops_the_token_table")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = database_at_version(&url, dir.path(), 2).await;
+    let stores = postgres::stores(pool.clone());
+    assert!(!stores.health.schema_is_current().await.unwrap());
+    let user = stores
+        .users
+        .insert(fixtures::new_user("v2@example.com"))
+        .await
+        .unwrap();
+    let sid = SessionId::generate();
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
+         idle_expires_at, user_agent, ip) VALUES ($1, $2, $3, $3, $4, $5, 'ua', NULL)",
+    )
+    .bind(sid.as_str())
+    .bind(user.id.as_str())
+    .bind(t0().timestamp_micros())
+    .bind(at(TimeDelta::days(30)).timestamp_micros())
+    .bind(at(TimeDelta::days(1)).timestamp_micros())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (spent, live) = (fixtures::token_hash(), fixtures::token_hash());
+    sqlx::query(
+        "INSERT INTO refresh_tokens (hash, session_id, issued_at, spent_at) \
+         VALUES ($1, $3, $4, $4), ($2, $3, $4, NULL)",
+    )
+    .bind(spent.as_str())
+    .bind(live.as_str())
+    .bind(sid.as_str())
+    .bind(t0().timestamp_micros())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let before = stores.sessions.authenticate(&sid).await.unwrap().unwrap();
+
+    postgres::migrate(&pool).await.unwrap();
+    assert!(stores.health.schema_is_current().await.unwrap());
+    assert_eq!(
+        stores.sessions.authenticate(&sid).await.unwrap().unwrap(),
+        before,
+        "the session is kept as it was"
+    );
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() \
+         AND tablename = 'refresh_tokens'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0, "the token table is gone");
+    let later = at(TimeDelta::minutes(1));
+    for old in [&live, &spent] {
+        assert_eq!(
+            stores
+                .sessions
+                .rotate(
+                    &sid,
+                    old,
+                    &fixtures::token_hash(),
+                    later,
+                    TimeDelta::seconds(5),
+                    TimeDelta::days(1)
+                )
+                .await
+                .unwrap(),
+            Rotation::Invalid,
+            "a version-2 family has nothing to rotate"
+        );
+    }
+    assert!(
+        stores
+            .sessions
+            .authenticate(&sid)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .is_live(later),
+        "and is not revoked for it"
+    );
 }
 
 #[tokio::test]
@@ -495,6 +595,7 @@ async fn a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows()
         stores
             .sessions
             .rotate(
+                &new.id,
                 &new.refresh_hash,
                 &fixtures::token_hash(),
                 at(TimeDelta::hours(2)),
@@ -506,13 +607,11 @@ async fn a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows()
         Rotation::Rotated { .. }
     ));
     stores.users.delete_account(&user.id).await.unwrap();
-    for count in [
-        "SELECT count(*) FROM sessions",
-        "SELECT count(*) FROM refresh_tokens",
-    ] {
-        let n: i64 = sqlx::query_scalar(count).fetch_one(&pool).await.unwrap();
-        assert_eq!(n, 0, "{count}: rows of a deleted user");
-    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "sessions of a deleted user");
 }
 
 #[tokio::test]
@@ -672,6 +771,7 @@ async fn a_stopped_server_is_unavailable_and_the_same_pool_recovers_when_it_retu
         stores
             .sessions
             .rotate(
+                &new.id,
                 &new.refresh_hash,
                 &fixtures::token_hash(),
                 at(TimeDelta::hours(1)),
@@ -813,10 +913,11 @@ async fn parallel_account_changes_of_one_user_never_deadlock() {
                 })
         });
         let s = stores.clone();
-        let refresh = session.refresh_hash.clone();
+        let (sid, refresh) = (session.id.clone(), session.refresh_hash.clone());
         set.spawn(async move {
             s.sessions
                 .rotate(
+                    &sid,
                     &refresh,
                     &fixtures::token_hash(),
                     now,

@@ -126,32 +126,128 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             "one_time_tokens",
             "pending_registrations",
             "rate_limit_hits",
-            "refresh_tokens",
             "sessions",
             "users"
         ]
     );
 }
 
-/// A database that only has migration 0001 (the schema before refresh-token
-/// families), written with that version's SQL.
-async fn database_at_version_1(dir: &Path) -> SqlitePool {
-    let only_v1 = dir.join("migrations-v1");
-    std::fs::create_dir(&only_v1).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite/0001_initial_schema.sql"),
-        only_v1.join("0001_initial_schema.sql"),
-    )
-    .unwrap();
-    let url = format!("sqlite://{}", dir.join("v1.db").display());
+/// A database with the migrations up to `version` only, written with those
+/// versions' SQL.
+async fn database_at_version(dir: &Path, version: i64) -> SqlitePool {
+    let partial = dir.join(format!("migrations-v{version}"));
+    std::fs::create_dir(&partial).unwrap();
+    let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let v: i64 = name.split('_').next().unwrap().parse().unwrap();
+        if v <= version {
+            std::fs::copy(all.join(&name), partial.join(&name)).unwrap();
+        }
+    }
+    let url = format!("sqlite://{}", dir.join(format!("v{version}.db")).display());
     let pool = sqlite::connect(&url).await.unwrap();
-    sqlx::migrate::Migrator::new(only_v1.as_path())
+    sqlx::migrate::Migrator::new(partial.as_path())
         .await
         .unwrap()
         .run(&pool)
         .await
         .unwrap();
     pool
+}
+
+/// The schema before refresh-token families.
+async fn database_at_version_1(dir: &Path) -> SqlitePool {
+    database_at_version(dir, 1).await
+}
+
+/// Version 2 kept every refresh token hash in `refresh_tokens`; version 3
+/// moves the family onto the session row. Sessions survive; their old
+/// tokens (which carried no session id) cannot rotate, and presenting one
+/// revokes nothing.
+#[tokio::test]
+async fn a_database_at_version_2_keeps_its_sessions_and_drops_the_token_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = database_at_version(dir.path(), 2).await;
+    let stores = sqlite::stores(pool.clone());
+    assert!(!stores.health.schema_is_current().await.unwrap());
+    let user = stores
+        .users
+        .insert(new_user("v2@example.com", now()))
+        .await
+        .unwrap();
+    let sid = SessionId::generate();
+    let (expires, idle_end) = (now() + TimeDelta::days(30), now() + TimeDelta::days(1));
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
+         idle_expires_at, user_agent, ip) VALUES (?1, ?2, ?3, ?3, ?4, ?5, 'ua', NULL)",
+    )
+    .bind(sid.as_str())
+    .bind(user.id.as_str())
+    .bind(now().timestamp_micros())
+    .bind(expires.timestamp_micros())
+    .bind(idle_end.timestamp_micros())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (spent, live) = (hash_of(1), hash_of(2));
+    sqlx::query(
+        "INSERT INTO refresh_tokens (hash, session_id, issued_at, spent_at) \
+         VALUES (?1, ?3, ?4, ?4), (?2, ?3, ?4, NULL)",
+    )
+    .bind(spent.as_str())
+    .bind(live.as_str())
+    .bind(sid.as_str())
+    .bind(now().timestamp_micros())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let before = stores.sessions.authenticate(&sid).await.unwrap().unwrap();
+
+    sqlite::migrate(&pool).await.unwrap();
+    assert!(stores.health.schema_is_current().await.unwrap());
+    assert_eq!(
+        stores.sessions.authenticate(&sid).await.unwrap().unwrap(),
+        before,
+        "the session is kept as it was"
+    );
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'refresh_tokens'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0, "the token table is gone");
+    let later = now() + TimeDelta::minutes(1);
+    for old in [&live, &spent] {
+        assert_eq!(
+            stores
+                .sessions
+                .rotate(
+                    &sid,
+                    old,
+                    &hash_of(3),
+                    later,
+                    TimeDelta::seconds(5),
+                    TimeDelta::days(1)
+                )
+                .await
+                .unwrap(),
+            Rotation::Invalid,
+            "a version-2 family has nothing to rotate"
+        );
+    }
+    assert!(
+        stores
+            .sessions
+            .authenticate(&sid)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .is_live(later),
+        "and is not revoked for it"
+    );
 }
 
 #[tokio::test]
@@ -272,6 +368,7 @@ async fn a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows()
         stores
             .sessions
             .rotate(
+                &new.id,
                 &new.refresh_hash,
                 &successor,
                 now() + TimeDelta::hours(2),
@@ -283,16 +380,11 @@ async fn a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows()
         Rotation::Rotated { .. }
     ));
     stores.users.delete_account(&user.id).await.unwrap();
-    for table in ["sessions", "refresh_tokens"] {
-        let n: i64 = sqlx::query_scalar(match table {
-            "sessions" => "SELECT count(*) FROM sessions",
-            _ => "SELECT count(*) FROM refresh_tokens",
-        })
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert_eq!(n, 0, "{table} rows of a deleted user");
-    }
+    assert_eq!(n, 0, "sessions of a deleted user");
 }
 
 #[tokio::test]

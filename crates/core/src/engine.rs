@@ -26,6 +26,7 @@ use crate::flows::sign_in::{CredentialCheck, Effect, LockoutPolicy, SignIn, Sign
 use crate::jwt::JwtCodec;
 use crate::mail::{Composer, MailContext, MailKind, TemplateError};
 use crate::password::{check_length, PasswordPolicyError};
+use crate::refresh_token::RefreshTokens;
 use crate::tokens::{self, MAX_TOKEN_CHARS};
 
 /// Longest user agent kept on a session.
@@ -159,7 +160,7 @@ pub struct Engine {
     mailer: Arc<dyn Mailer>,
     composer: Composer,
     jwt: JwtCodec,
-    refresh_key: SecretString,
+    refresh_tokens: RefreshTokens,
     events: EventBus,
 }
 
@@ -198,10 +199,9 @@ impl Engine {
             cfg.jwt_audience.clone(),
             cfg.jwt_ttl_seconds,
         );
-        let refresh_key =
-            crate::jwt::derive_key(&cfg.jwt_secret, crate::jwt::Purpose::RefreshSuccessor);
+        let refresh_tokens = RefreshTokens::new(&cfg.jwt_secret);
         Ok(Self {
-            refresh_key,
+            refresh_tokens,
             cfg,
             stores: deps.stores,
             hasher: deps.hasher,
@@ -639,7 +639,7 @@ impl Engine {
                 .take(MAX_USER_AGENT_CHARS)
                 .collect()
         });
-        let refresh = tokens::issue();
+        let refresh = self.refresh_tokens.mint(&session_id);
         let expires_at = now + secs(self.cfg.sessions.refresh_absolute_ttl_seconds);
         let idle_expires_at =
             (now + secs(self.cfg.sessions.refresh_idle_ttl_seconds)).min(expires_at);
@@ -691,18 +691,20 @@ impl Engine {
         presented: &SecretString,
         client: &ClientContext,
     ) -> Result<Refreshed, AuthError> {
-        let raw = presented.expose_secret();
-        if raw.is_empty() || raw.len() > MAX_TOKEN_CHARS {
+        // A token this server did not mint for its session never reaches
+        // the store (and so can never revoke anything).
+        let Some(presented) = self.refresh_tokens.parse(presented.expose_secret()) else {
             return Err(AuthError::InvalidRefreshToken);
-        }
+        };
         let now = self.now();
-        let successor = tokens::successor(&self.refresh_key, raw);
+        let successor = self.refresh_tokens.successor(&presented);
         let rotation = self
             .stores
             .sessions
             .rotate(
-                &tokens::hash_raw(raw),
-                &tokens::hash_presented(&successor),
+                &presented.session,
+                &presented.hash,
+                &successor.hash,
                 now,
                 secs(self.cfg.sessions.reuse_grace_seconds),
                 secs(self.cfg.sessions.refresh_idle_ttl_seconds),
@@ -736,7 +738,7 @@ impl Engine {
         Ok(Refreshed {
             access_token,
             expires_in: self.jwt.ttl_seconds(),
-            refresh_token: successor,
+            refresh_token: successor.raw,
             refresh_expires_in: seconds_until(session.idle_expires_at, now),
         })
     }

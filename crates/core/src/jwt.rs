@@ -26,6 +26,9 @@ pub enum Purpose {
     Access,
     /// The key that derives refresh-token successors (never signs a JWT).
     RefreshSuccessor,
+    /// The key that tags refresh tokens with their session (never signs a
+    /// JWT).
+    RefreshTag,
 }
 
 impl Purpose {
@@ -33,6 +36,7 @@ impl Purpose {
         match self {
             Self::Access => "access",
             Self::RefreshSuccessor => "refresh-successor",
+            Self::RefreshTag => "refresh-tag",
         }
     }
 }

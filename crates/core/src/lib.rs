@@ -27,6 +27,7 @@ pub mod flows;
 pub mod jwt;
 pub mod mail;
 pub mod password;
+pub mod refresh_token;
 pub mod tokens;
 
 pub use config::{Config, ConfigError};

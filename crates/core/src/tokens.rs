@@ -49,19 +49,6 @@ pub fn hash_presented(raw: &SecretString) -> TokenHash {
     hash_raw(raw.expose_secret())
 }
 
-/// The successor of a refresh token: `base64url(HMAC-SHA256(key, presented))`
-/// (DECISIONS.md §7). Derived, not stored, so only hashes live in the
-/// database and a retry inside the grace window gets the same successor.
-pub fn successor(key: &SecretString, presented: &str) -> SecretString {
-    use hmac::{Hmac, Mac};
-    // HMAC takes keys of any length: `new_from_slice` cannot fail.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes()) else {
-        return SecretString::from(String::new());
-    };
-    mac.update(presented.as_bytes());
-    SecretString::from(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
-}
-
 /// Fills a buffer from the OS CSPRNG (for keys and ids outside this module).
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
@@ -100,17 +87,6 @@ mod tests {
         assert_eq!(URL_SAFE_NO_PAD.decode(raw).unwrap().len(), 32);
         assert_eq!(t.hash, hash_raw(raw));
         assert_eq!(t.hash.as_str().len(), 64);
-    }
-
-    #[test]
-    fn successors_are_deterministic_per_key_and_token() {
-        let k1 = SecretString::from("k1".repeat(20));
-        let k2 = SecretString::from("k2".repeat(20));
-        let a = successor(&k1, "token-a");
-        assert_eq!(a.expose_secret(), successor(&k1, "token-a").expose_secret());
-        assert_ne!(a.expose_secret(), successor(&k1, "token-b").expose_secret());
-        assert_ne!(a.expose_secret(), successor(&k2, "token-a").expose_secret());
-        assert_eq!(a.expose_secret().len(), 43);
     }
 
     #[test]

@@ -209,17 +209,18 @@ pub enum Rotation {
         /// Its user.
         user: User,
     },
-    /// The presented token was spent less than `grace` ago and its successor
-    /// is still unused (a client retrying a lost response): nothing
-    /// changed; the caller answers with that same successor again.
+    /// The presented token was spent by the last rotation less than `grace`
+    /// ago and its successor is still unused (a client retrying a lost
+    /// response): nothing changed; the caller answers with that same
+    /// successor again.
     Replayed {
         /// The session.
         session: Session,
         /// Its user.
         user: User,
     },
-    /// A spent token was presented outside the grace window, or after its
-    /// successor was used: theft. The whole family is now revoked
+    /// A token of the family other than its live one was presented outside
+    /// the grace window, or after its successor was used: theft. The whole family is now revoked
     /// ([`RevokeReason::RefreshReuse`]).
     Reused {
         /// The revoked session.
@@ -227,7 +228,8 @@ pub enum Rotation {
         /// Its owner.
         user_id: UserId,
     },
-    /// Unknown token, or its session is revoked, expired or idle too long.
+    /// Unknown session, or it is revoked, expired or idle too long (or this
+    /// call lost a race to revoke it for reuse).
     Invalid,
 }
 
@@ -238,16 +240,29 @@ pub enum Rotation {
 pub trait SessionStore: Send + Sync {
     /// Records a new session with its first refresh token and stamps the
     /// user's `last_login` with its creation time, in one step.
-    /// `Err(Conflict)` if the id or the refresh hash already exists.
+    /// `Err(Conflict)` if the id already exists.
     async fn start(&self, session: NewSession) -> Result<(), StoreError>;
-    /// Atomically spends the refresh token `presented` and makes
-    /// `successor` the family's live token — or recognises a replay or a
-    /// reuse (see [`Rotation`]). Of any number of concurrent calls with one
-    /// token, at most one gets `Rotated`; the others get `Replayed` (inside
-    /// `grace`) or `Reused`. A rotation sets `last_used_at = now` and
-    /// `idle_expires_at = min(now + idle, expires_at)`.
+    /// Atomically spends the refresh token `presented` of `session` and
+    /// makes `successor` the family's live token — or recognises a replay
+    /// or a reuse (see [`Rotation`]).
+    ///
+    /// The caller has proved that `presented` was minted for `session`
+    /// (refresh tokens carry their session id under a server MAC), so a
+    /// presented token of a live session that is neither its live token nor
+    /// a replay of the one before is an older token of the family: reuse.
+    /// That is what lets a store keep only the live hash and the previous
+    /// one on the session itself, and rotate by changing that one record.
+    ///
+    /// A replay is: `presented` is the token spent by the last rotation,
+    /// less than `grace` ago, and `successor` is still the live token. Of
+    /// any number of concurrent calls with one token, at most one gets
+    /// `Rotated`; the others get `Replayed` (inside `grace`) or `Reused`,
+    /// and of concurrent reuses exactly one reports `Reused`. A rotation
+    /// sets `last_used_at = now` and `idle_expires_at = min(now + idle,
+    /// expires_at)`.
     async fn rotate(
         &self,
+        session: &SessionId,
         presented: &TokenHash,
         successor: &TokenHash,
         now: Timestamp,

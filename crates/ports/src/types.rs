@@ -386,7 +386,7 @@ pub struct NewSession {
     pub expires_at: Timestamp,
     /// End unless refreshed before.
     pub idle_expires_at: Timestamp,
-    /// Hash of the family's first refresh token.
+    /// Hash of the family's first refresh token (a token minted for `id`).
     pub refresh_hash: TokenHash,
     /// Client's user agent.
     pub user_agent: Option<String>,

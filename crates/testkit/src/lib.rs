@@ -113,6 +113,7 @@ macro_rules! __store_contract_cases {
             rotate_with_20_parallel_presentations_yields_one_rotation_and_only_replays_inside_grace,
             a_spent_token_outside_grace_revokes_the_whole_family,
             a_spent_token_after_its_successor_was_used_is_reuse_even_inside_grace,
+            rotate_with_20_parallel_reuses_revokes_the_family_once,
             rotation_never_extends_the_absolute_lifetime,
             an_idle_session_cannot_rotate,
             revoked_sessions_refuse_rotation,

@@ -232,16 +232,16 @@ struct State {
     tokens: HashMap<TokenHash, OneTimeToken>,
     attempts: HashMap<Email, Vec<Timestamp>>,
     sessions: HashMap<SessionId, Session>,
-    refresh: HashMap<TokenHash, RefreshToken>,
+    refresh: HashMap<SessionId, Family>,
     hits: HashMap<String, Vec<Timestamp>>,
 }
 
-/// A row of `refresh_tokens`: one member of a session's family, known
-/// only by its hash.
-struct RefreshToken {
-    session_id: SessionId,
-    /// When it was rotated away; `None` while it is the family's live token.
-    spent_at: Option<Timestamp>,
+/// The refresh columns of a `sessions` row: the family's live token and
+/// the one the last rotation spent, known only by their hashes.
+struct Family {
+    live: TokenHash,
+    /// The token spent by the last rotation, and when.
+    previous: Option<(TokenHash, Timestamp)>,
 }
 
 /// `now - window`, saturating: an absurd window counts everything.
@@ -327,12 +327,11 @@ impl State {
         Some(user)
     }
 
-    /// Deletes the refresh tokens whose session is gone, as `ON DELETE
-    /// CASCADE` does in SQL.
+    /// Forgets the refresh state of sessions that are gone (in SQL these
+    /// are columns of the session row and go with it).
     fn drop_orphaned_refresh_tokens(&mut self) {
         let sessions = &self.sessions;
-        self.refresh
-            .retain(|_, t| sessions.contains_key(&t.session_id));
+        self.refresh.retain(|id, _| sessions.contains_key(id));
     }
 
     /// A session and its user, cloned for an answer.
@@ -689,18 +688,15 @@ impl SessionStore for MemoryStore {
         if st.sessions.contains_key(&new.id) {
             return Err(StoreError::Conflict("session id"));
         }
-        if st.refresh.contains_key(&new.refresh_hash) {
-            return Err(StoreError::Conflict("refresh token"));
-        }
         let Some(user) = st.users.get_mut(&new.user_id) else {
             return Err(StoreError::backend(UnknownUser));
         };
         user.last_login = Some(new.created_at);
         st.refresh.insert(
-            new.refresh_hash,
-            RefreshToken {
-                session_id: new.id.clone(),
-                spent_at: None,
+            new.id.clone(),
+            Family {
+                live: new.refresh_hash,
+                previous: None,
             },
         );
         st.sessions.insert(
@@ -723,6 +719,7 @@ impl SessionStore for MemoryStore {
 
     async fn rotate(
         &self,
+        id: &SessionId,
         presented: &TokenHash,
         successor: &TokenHash,
         now: Timestamp,
@@ -733,35 +730,22 @@ impl SessionStore for MemoryStore {
         // decision "this token is the live one" and spending it cannot be
         // separated by another caller.
         let mut st = self.enter("sessions.rotate")?;
-        let Some(token) = st.refresh.get(presented) else {
-            return Ok(Rotation::Invalid);
-        };
-        let (session_id, spent_at) = (token.session_id.clone(), token.spent_at);
-        let Some(session) = st.sessions.get(&session_id) else {
+        let Some(session) = st.sessions.get(id) else {
             return Ok(Rotation::Invalid);
         };
         if !is_live(session, now) {
             return Ok(Rotation::Invalid);
         }
         let user_id = session.user_id.clone();
+        let Some(family) = st.refresh.get_mut(id) else {
+            return Ok(Rotation::Invalid);
+        };
 
-        let Some(spent_at) = spent_at else {
-            // The family's live token: spend it, issue the successor, move
-            // the idle end forward but never past the absolute end.
-            if st.refresh.contains_key(successor) {
-                return Err(StoreError::Conflict("refresh token"));
-            }
-            if let Some(token) = st.refresh.get_mut(presented) {
-                token.spent_at = Some(now);
-            }
-            st.refresh.insert(
-                successor.clone(),
-                RefreshToken {
-                    session_id: session_id.clone(),
-                    spent_at: None,
-                },
-            );
-            if let Some(session) = st.sessions.get_mut(&session_id) {
+        if &family.live == presented {
+            // The family's live token: spend it, make the successor live,
+            // move the idle end forward but never past the absolute end.
+            family.previous = Some((std::mem::replace(&mut family.live, successor.clone()), now));
+            if let Some(session) = st.sessions.get_mut(id) {
                 session.last_used_at = now;
                 session.idle_expires_at = now
                     .checked_add_signed(idle)
@@ -769,34 +753,34 @@ impl SessionStore for MemoryStore {
                         idle_end.min(session.expires_at)
                     });
             }
-            return Ok(match st.session_and_user(&session_id) {
+            return Ok(match st.session_and_user(id) {
                 Some((session, user)) => Rotation::Rotated { session, user },
                 None => Rotation::Invalid,
             });
-        };
+        }
 
-        // A spent token. Inside the grace window, and while its successor
-        // is still the family's unused live token, it is a client retrying
-        // a lost answer; anything else is theft.
-        let in_grace = spent_at
-            .checked_add_signed(grace)
-            .is_none_or(|end| end > now);
-        let successor_unused = st
-            .refresh
-            .get(successor)
-            .is_some_and(|t| t.session_id == session_id && t.spent_at.is_none());
-        if in_grace && successor_unused {
-            return Ok(match st.session_and_user(&session_id) {
+        // The token the last rotation spent, inside the grace window and
+        // while its successor is still the unused live token: a client
+        // retrying a lost answer. Any other token of the family is theft.
+        let replay = family.previous.as_ref().is_some_and(|(hash, spent_at)| {
+            hash == presented
+                && &family.live == successor
+                && spent_at
+                    .checked_add_signed(grace)
+                    .is_none_or(|end| end > now)
+        });
+        if replay {
+            return Ok(match st.session_and_user(id) {
                 Some((session, user)) => Rotation::Replayed { session, user },
                 None => Rotation::Invalid,
             });
         }
-        if let Some(session) = st.sessions.get_mut(&session_id) {
+        if let Some(session) = st.sessions.get_mut(id) {
             session.revoked_at = Some(now);
             session.revoked_reason = Some(RevokeReason::RefreshReuse);
         }
         Ok(Rotation::Reused {
-            session_id,
+            session_id: id.clone(),
             user_id,
         })
     }

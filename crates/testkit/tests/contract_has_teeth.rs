@@ -235,6 +235,7 @@ impl SessionStore for OverwritingRevoke {
     }
     async fn rotate(
         &self,
+        id: &SessionId,
         presented: &TokenHash,
         successor: &TokenHash,
         now: Timestamp,
@@ -243,7 +244,7 @@ impl SessionStore for OverwritingRevoke {
     ) -> Result<Rotation, StoreError> {
         self.inner
             .sessions
-            .rotate(presented, successor, now, grace, idle)
+            .rotate(id, presented, successor, now, grace, idle)
             .await
     }
     async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
@@ -319,6 +320,7 @@ impl SessionStore for RacyRotate {
     }
     async fn rotate(
         &self,
+        id: &SessionId,
         presented: &TokenHash,
         successor: &TokenHash,
         now: Timestamp,
@@ -334,7 +336,7 @@ impl SessionStore for RacyRotate {
         let outcome = self
             .inner
             .sessions
-            .rotate(presented, successor, now, grace, idle)
+            .rotate(id, presented, successor, now, grace, idle)
             .await?;
         if already_spent {
             return Ok(outcome);

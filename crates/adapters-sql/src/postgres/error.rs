@@ -36,7 +36,6 @@ fn conflict_rule(constraint: Option<&str>) -> &'static str {
         Some("users_email_key" | "pending_registrations_email_key") => "email",
         Some("users_pkey") => "user id",
         Some("sessions_pkey") => "session id",
-        Some("refresh_tokens_pkey" | "ux_refresh_tokens_one_live_per_session") => "refresh token",
         Some("one_time_tokens_pkey" | "pending_registrations_token_hash_key") => "token",
         _ => "unique",
     }
@@ -86,7 +85,6 @@ mod tests {
         assert_eq!(conflict_rule(Some("users_email_key")), "email");
         assert_eq!(conflict_rule(Some("users_pkey")), "user id");
         assert_eq!(conflict_rule(Some("sessions_pkey")), "session id");
-        assert_eq!(conflict_rule(Some("refresh_tokens_pkey")), "refresh token");
         assert_eq!(conflict_rule(Some("one_time_tokens_pkey")), "token");
         assert_eq!(conflict_rule(None), "unique");
     }

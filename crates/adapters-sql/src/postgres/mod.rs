@@ -15,9 +15,9 @@
 //!   a statement of its own: the count that follows takes its snapshot
 //!   after the lock is granted, so it sees every attempt committed by the
 //!   previous holder, and two counts for one key can never interleave;
-//! - **refresh-token families** are serialised on their session row
-//!   (`SELECT … FOR NO KEY UPDATE`), then the conditional update of the
-//!   presented token decides;
+//! - **refresh-token families** live on their session row: a rotation is
+//!   one conditional `UPDATE` of it (`… AND refresh_hash = <presented>`),
+//!   which decides like any single-use spend;
 //! - **uniqueness** is the database's: a unique index refuses the second
 //!   writer (→ [`StoreError::Conflict`]), and `confirm_email_change`
 //!   catches that refusal inside a savepoint to answer `EmailTaken` with the
@@ -25,8 +25,7 @@
 //!
 //! Transactions that touch a user take row locks in one order — the user
 //! row first (`FOR UPDATE` straight away when they will change its
-//! address), then its tokens and sessions; a session row before its
-//! refresh tokens; a pending registration, which has no user yet, before
+//! address), then its tokens and sessions; a pending registration, which has no user yet, before
 //! the user row — so two of them can wait for each other but not
 //! deadlock. A deadlock PostgreSQL breaks anyway (SQLSTATE `40P01`) is
 //! reported as [`StoreError::Unavailable`]: the request may be retried.
@@ -251,6 +250,6 @@ mod tests {
     #[test]
     fn both_migrations_are_embedded_in_order() {
         let versions: Vec<i64> = super::MIGRATOR.iter().map(|m| m.version).collect();
-        assert_eq!(versions, vec![1, 2]);
+        assert_eq!(versions, vec![1, 2, 3]);
     }
 }

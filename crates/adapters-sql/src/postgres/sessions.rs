@@ -1,18 +1,22 @@
-//! [`SessionStore`] over `sessions` and their families of
-//! `refresh_tokens`.
+//! [`SessionStore`] over `sessions`.
 //!
 //! A session is live while `revoked_at IS NULL AND expires_at > now AND
 //! idle_expires_at > now` ([`Session::is_live`]); every conditional write
 //! below spells exactly that, so a session that expired or idled out is
-//! never marked revoked after the fact.
+//! never marked revoked after the fact. A session's refresh family is three
+//! columns of its row: the live token's hash, the hash the last rotation
+//! spent and when.
 //!
-//! [`rotate`](SessionStore::rotate) first locks the session row that owns
-//! the presented token (`FOR NO KEY UPDATE`); concurrent presentations of
-//! one token queue there, and each then reads what the one before it
-//! committed. The conditional update of the token (`spent_at IS NULL`)
-//! decides the winner: exactly one `Rotated`, the rest `Replayed` (inside
-//! the grace window, successor unused) or `Reused` (the family is revoked).
-//! Spent tokens stay until their session is purged, so reuse is recognised.
+//! [`rotate`](SessionStore::rotate) is first one autocommit statement: an
+//! `UPDATE` of the session row conditional on the presented hash being the
+//! live one, joined to its user. Concurrent presentations of one token
+//! queue on that row lock; the first changes it, and READ COMMITTED makes
+//! each later one re-check the condition on the new row version and change
+//! nothing. Only those, and presentations of anything but the live token,
+//! read the row to tell a replay from reuse; a reuse revokes with a
+//! conditional `UPDATE`, so concurrent reuses revoke — and report — once.
+//! Each statement locks one session row and nothing else, so rotation takes
+//! no part in the lock order of the other transactions.
 
 use async_trait::async_trait;
 use chrono::TimeDelta;
@@ -24,7 +28,7 @@ use sqlx::PgConnection;
 
 use super::error::map_pg;
 use super::rows::{self, session_cols, user_cols, USER_COLS};
-use super::{commit, rollback, PostgresStores};
+use super::{commit, PostgresStores};
 use crate::time::{to_db, window};
 
 /// Revokes every live session of a user.
@@ -66,46 +70,39 @@ fn in_grace(spent_at: i64, grace: TimeDelta, now: i64) -> bool {
         .is_none_or(|end| end > now)
 }
 
-/// What the session row says once it is locked.
-struct Family {
-    session: Session,
-    user: User,
-}
+/// Spends the live token: one statement, the updated row joined to its
+/// user. The idle end moves forward, never past the absolute end.
+const ROTATE: &str = concat!(
+    "WITH s AS (UPDATE sessions SET prev_refresh_hash = refresh_hash, refresh_hash = $1, \
+     rotated_at = $2, last_used_at = $2, idle_expires_at = LEAST($3, expires_at) \
+     WHERE id = $4 AND refresh_hash = $5 AND revoked_at IS NULL \
+     AND expires_at > $2 AND idle_expires_at > $2 RETURNING *) SELECT ",
+    user_cols!(u),
+    ", ",
+    session_cols!(s),
+    " FROM s JOIN users AS u ON u.id = s.user_id"
+);
 
-/// Locks the session that owns `presented` and loads it with its user.
-/// `None` if the token, the session or the user is unknown. Every write to
-/// a family's tokens happens under this lock (or deletes the session), so
-/// what is read after it is granted cannot change until commit.
-async fn lock_family(
+/// Revokes one live session. Conditional: only a live session changes, so
+/// a session is revoked once and keeps its first reason.
+async fn revoke_on(
     conn: &mut PgConnection,
-    presented: &TokenHash,
-) -> Result<Option<Family>, StoreError> {
-    let Some(session_id): Option<String> =
-        sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE hash = $1")
-            .bind(presented.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_pg)?
-    else {
-        return Ok(None);
-    };
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        user_cols!(u),
-        ", ",
-        session_cols!(s),
-        " FROM sessions AS s JOIN users AS u ON u.id = s.user_id WHERE s.id = $1 \
-         FOR NO KEY UPDATE OF s"
-    ))
-    .bind(&session_id)
-    .fetch_optional(&mut *conn)
+    id: &SessionId,
+    reason: RevokeReason,
+    now: i64,
+) -> Result<bool, StoreError> {
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
+         WHERE id = $3 AND revoked_at IS NULL AND expires_at > $1 \
+         AND idle_expires_at > $1",
+    )
+    .bind(now)
+    .bind(reason.as_str())
+    .bind(id.as_str())
+    .execute(conn)
     .await
-    .map_err(map_pg)?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(Family {
-        session: rows::session(&row, USER_COLS)?,
-        user: rows::user(&row, 0)?,
-    }))
+    .map(|r| r.rows_affected() > 0)
+    .map_err(map_pg)
 }
 
 #[async_trait]
@@ -123,14 +120,14 @@ impl SessionStore for PostgresStores {
             .execute(&mut *tx)
             .await
             .map_err(map_pg)?;
-        // A duplicate id or refresh hash fails its primary key (→
-        // Conflict) and the whole transaction with it: no session, no
-        // token, no `last_login` stamp. An unknown user fails the foreign
-        // key (→ Backend).
+        // A duplicate id fails the primary key (→ Conflict) and the whole
+        // transaction with it: no session, no `last_login` stamp. An
+        // unknown user fails the foreign key (→ Backend).
         sqlx::query(
             "INSERT INTO sessions \
-             (id, user_id, created_at, last_used_at, expires_at, idle_expires_at, user_agent, ip) \
-             VALUES ($1, $2, $3, $3, $4, $5, $6, $7)",
+             (id, user_id, created_at, last_used_at, expires_at, idle_expires_at, user_agent, \
+             ip, refresh_hash) \
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
         )
         .bind(s.id.as_str())
         .bind(s.user_id.as_str())
@@ -139,124 +136,91 @@ impl SessionStore for PostgresStores {
         .bind(to_db(s.idle_expires_at))
         .bind(s.user_agent)
         .bind(s.ip)
+        .bind(s.refresh_hash.as_str())
         .execute(&mut *tx)
         .await
         .map_err(map_pg)?;
-        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, issued_at) VALUES ($1, $2, $3)")
-            .bind(s.refresh_hash.as_str())
-            .bind(s.id.as_str())
-            .bind(created)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_pg)?;
         commit(tx).await
     }
 
     async fn rotate(
         &self,
+        id: &SessionId,
         presented: &TokenHash,
         successor: &TokenHash,
         now: Timestamp,
         grace: TimeDelta,
         idle: TimeDelta,
     ) -> Result<Rotation, StoreError> {
-        let now = to_db(now);
-        let mut tx = self.begin().await?;
-        // Concurrent presentations of one token queue here, on the session
-        // row; each then sees what the one before it committed.
-        let Some(Family { session, user }) = lock_family(&mut tx, presented).await? else {
-            rollback(tx).await?;
-            return Ok(Rotation::Invalid);
-        };
-        let live = session.revoked_at.is_none()
-            && to_db(session.expires_at) > now
-            && to_db(session.idle_expires_at) > now;
-        if !live {
-            // A dead family stays as it died: no revocation, no new reason.
-            rollback(tx).await?;
-            return Ok(Rotation::Invalid);
+        let now_db = to_db(now);
+        let mut conn = self.pool.acquire().await.map_err(map_pg)?;
+
+        // 1. The live token: the changed row decides the winner of a race.
+        let rotated = sqlx::query(ROTATE)
+            .bind(successor.as_str())
+            .bind(now_db)
+            .bind(now_db.saturating_add(window(idle)))
+            .bind(id.as_str())
+            .bind(presented.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_pg)?;
+        if let Some(row) = rotated {
+            return Ok(Rotation::Rotated {
+                session: rows::session(&row, USER_COLS)?,
+                user: rows::user(&row, 0)?,
+            });
         }
 
-        // The conditional update decides: only the family's unspent token
-        // can be spent, and only once.
-        let spent = sqlx::query(
-            "UPDATE refresh_tokens SET spent_at = $1 \
-             WHERE hash = $2 AND session_id = $3 AND spent_at IS NULL",
-        )
-        .bind(now)
-        .bind(presented.as_str())
-        .bind(session.id.as_str())
-        .execute(&mut *tx)
+        // 2. Not the live token (or the family is dead): read the family.
+        let row = sqlx::query(concat!(
+            "SELECT s.refresh_hash, s.prev_refresh_hash, s.rotated_at, ",
+            user_cols!(u),
+            ", ",
+            session_cols!(s),
+            " FROM sessions AS s JOIN users AS u ON u.id = s.user_id WHERE s.id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
         .await
         .map_err(map_pg)?;
-        if spent.rows_affected() == 1 {
-            // A successor hash that exists already fails the primary key
-            // (→ Conflict) and undoes the spend with the transaction.
-            sqlx::query(
-                "INSERT INTO refresh_tokens (hash, session_id, issued_at) \
-                 VALUES ($1, $2, $3)",
-            )
-            .bind(successor.as_str())
-            .bind(session.id.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_pg)?;
-            let row = sqlx::query(concat!(
-                "UPDATE sessions SET last_used_at = $1, idle_expires_at = LEAST($2, expires_at) \
-                 WHERE id = $3 RETURNING ",
-                session_cols!()
-            ))
-            .bind(now)
-            .bind(now.saturating_add(window(idle)))
-            .bind(session.id.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_pg)?;
-            let session = rows::session(&row, 0)?;
-            commit(tx).await?;
-            return Ok(Rotation::Rotated { session, user });
-        }
-
-        // A spent token (read under the family's lock, so the successor's
-        // state is the committed one). Inside the grace window, and while
-        // its successor is still the family's unused live token, it is a
-        // client retrying a lost answer; anything else is theft.
-        let (spent_at, successor_unused): (Option<i64>, bool) = sqlx::query_as(
-            "SELECT p.spent_at, EXISTS (SELECT 1 FROM refresh_tokens AS n \
-             WHERE n.hash = $2 AND n.session_id = p.session_id AND n.spent_at IS NULL) \
-             FROM refresh_tokens AS p WHERE p.hash = $1",
-        )
-        .bind(presented.as_str())
-        .bind(successor.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_pg)?
-        .unwrap_or((None, false));
-        let Some(spent_at) = spent_at else {
-            // Gone or unspent but not ours: nothing to decide on.
-            rollback(tx).await?;
+        let Some(row) = row else {
             return Ok(Rotation::Invalid);
         };
-        if in_grace(spent_at, grace, now) && successor_unused {
-            rollback(tx).await?;
+        let live: Option<String> = sqlx::Row::try_get(&row, 0).map_err(map_pg)?;
+        let previous: Option<String> = sqlx::Row::try_get(&row, 1).map_err(map_pg)?;
+        let rotated_at: Option<i64> = sqlx::Row::try_get(&row, 2).map_err(map_pg)?;
+        let user = rows::user(&row, 3)?;
+        let session = rows::session(&row, 3 + USER_COLS)?;
+        // A dead family answers nothing and keeps what it died of; a
+        // session from before refresh families has none to rotate.
+        let Some(live) = live else {
+            return Ok(Rotation::Invalid);
+        };
+        if !session.is_live(now) {
+            return Ok(Rotation::Invalid);
+        }
+
+        // A retry of a lost answer: the token the last rotation spent, less
+        // than `grace` ago, whose successor (derived from it, so the caller
+        // names it) is still the live one.
+        let replay = previous.as_deref() == Some(presented.as_str())
+            && live == successor.as_str()
+            && rotated_at.is_some_and(|at| in_grace(at, grace, now_db));
+        if replay {
             return Ok(Rotation::Replayed { session, user });
         }
-        sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-             WHERE id = $3 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(RevokeReason::RefreshReuse.as_str())
-        .bind(session.id.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_pg)?;
-        commit(tx).await?;
-        Ok(Rotation::Reused {
-            session_id: session.id,
-            user_id: user.id,
-        })
+
+        // Any other token of the family is an older one: theft, and the
+        // whole family dies — once, however many race to present it.
+        if revoke_on(&mut conn, id, RevokeReason::RefreshReuse, now_db).await? {
+            Ok(Rotation::Reused {
+                session_id: session.id,
+                user_id: user.id,
+            })
+        } else {
+            Ok(Rotation::Invalid)
+        }
     }
 
     async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
@@ -321,20 +285,8 @@ impl SessionStore for PostgresStores {
         reason: RevokeReason,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        // Conditional: only a live session changes, so a session is
-        // revoked once and keeps its first reason.
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 \
-             WHERE id = $3 AND revoked_at IS NULL AND expires_at > $1 \
-             AND idle_expires_at > $1",
-        )
-        .bind(to_db(now))
-        .bind(reason.as_str())
-        .bind(id.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(map_pg)?;
-        Ok(done.rows_affected() > 0)
+        let mut conn = self.pool.acquire().await.map_err(map_pg)?;
+        revoke_on(&mut conn, id, reason, to_db(now)).await
     }
 
     async fn revoke_all(
@@ -349,7 +301,7 @@ impl SessionStore for PostgresStores {
 
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
         // A session has ended when it expired, idled out or was revoked;
-        // its refresh tokens go with it (ON DELETE CASCADE).
+        // its refresh family goes with the row.
         sqlx::query(
             "DELETE FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1 \
              OR (revoked_at IS NOT NULL AND revoked_at < $1)",

@@ -8,9 +8,12 @@
 //! ```
 //!
 //! This machine is the specification of `SessionStore::rotate`, which each
-//! backend performs as one atomic step; the successor token itself is
-//! derived, not stored (`tokens::successor`), so a replay returns the same
-//! one. Invariants checked by the property tests below:
+//! backend performs as one conditional write to the session record; the
+//! successor token itself is derived, not stored
+//! ([`crate::refresh_token::RefreshTokens::successor`]), so a replay returns
+//! the same one. A store keeps only the live token's hash and the previous
+//! one: every token carries its session id under a server MAC, so any other
+//! token of a live family that is presented is a spent one. Invariants checked by the property tests below:
 //! - a family never has more than one live token;
 //! - a spent token never yields a session outside the grace window, nor
 //!   after its successor was used;
