@@ -9,13 +9,23 @@
 //! Hashes are PHC strings; any Argon2 PHC string verifies (regstack's
 //! argon2-cffi hashes included), and `needs_rehash` reports hashes made with
 //! weaker parameters than configured so the flow can upgrade them.
+//!
+//! Each running hash needs `argon2_memory_kib` of working memory. Allocating
+//! and freeing it per call costs a page fault per 4 KiB every time, and
+//! below glibc's 32 MiB mmap ceiling (the OWASP floor is 19 MiB) the freed
+//! buffers stay in malloc's heaps: a login flood then left the process
+//! several hundred MiB larger than its bound. So the buffers are pooled: at
+//! most one per permit, made on first use and reused after, which makes the
+//! hashing memory exactly `max_concurrent_hashes × argon2_memory_kib` —
+//! the budget, never more. (A stored hash with larger parameters than
+//! configured gets a buffer of its own for that call.)
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
-use password_hash::{PasswordHash as Phc, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use password_hash::{Output, ParamsString, PasswordHash as Phc, Salt, SaltString};
 use regstack_ports::{HashError, PasswordHash, PasswordHasher, Verification};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OnceCell, Semaphore};
@@ -49,9 +59,70 @@ pub fn check_length(password: &str) -> Result<(), PasswordPolicyError> {
     }
 }
 
+/// Argon2 working memory, reused across calls (see the module doc).
+struct BlockPool {
+    /// Blocks per pooled buffer: the configured memory cost.
+    blocks: usize,
+    free: Mutex<Vec<Box<[Block]>>>,
+}
+
+impl BlockPool {
+    /// Runs `f` with `needed` blocks of working memory.
+    fn with<T>(&self, needed: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+        if needed > self.blocks {
+            return f(&mut vec![Block::default(); needed]);
+        }
+        let taken = self
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut buffer =
+            taken.unwrap_or_else(|| vec![Block::default(); self.blocks].into_boxed_slice());
+        let out = f(&mut buffer[..needed]);
+        self.free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(buffer);
+        out
+    }
+
+    fn pooled(&self) -> usize {
+        self.free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// Computes the Argon2 output for `password` with the given variant,
+/// version, parameters and salt, in pooled memory.
+fn derive(
+    pool: &BlockPool,
+    argon: &Argon2<'_>,
+    params: &Params,
+    password: &[u8],
+    salt: Salt<'_>,
+) -> Result<Output, HashError> {
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt
+        .decode_b64(&mut salt_bytes)
+        .map_err(|_| HashError::Malformed)?;
+    let out_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    pool.with(params.block_count(), |memory| {
+        Output::init_with(out_len, |out| {
+            argon
+                .hash_password_into_with_memory(password, salt_bytes, out, &mut *memory)
+                .map_err(|_| password_hash::Error::Crypto)
+        })
+    })
+    .map_err(|e| HashError::Failed(e.to_string()))
+}
+
 /// Argon2id with configured parameters and a concurrency bound.
 pub struct Argon2Hasher {
     params: Params,
+    pool: Arc<BlockPool>,
     permits: Arc<Semaphore>,
     dummy: OnceCell<PasswordHash>,
     running: Arc<AtomicUsize>,
@@ -84,6 +155,10 @@ impl Argon2Hasher {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
             .max(1);
         Ok(Self {
+            pool: Arc::new(BlockPool {
+                blocks: params.block_count(),
+                free: Mutex::default(),
+            }),
             params,
             permits: Arc::new(Semaphore::new(bound)),
             dummy: OnceCell::new(),
@@ -98,8 +173,9 @@ impl Argon2Hasher {
         self.peak.load(Ordering::SeqCst)
     }
 
-    fn argon2(params: Params) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    /// Working-memory buffers kept for reuse: never more than the bound.
+    pub fn pooled_buffers(&self) -> usize {
+        self.pool.pooled()
     }
 
     /// Runs `f` on the blocking pool once a permit is free.
@@ -153,13 +229,27 @@ impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &SecretString) -> Result<PasswordHash, HashError> {
         let password = password.clone();
         let params = self.params.clone();
+        let pool = self.pool.clone();
         self.bounded(move || {
             let salt = SaltString::encode_b64(&crate::tokens::random_bytes::<16>())
                 .map_err(|e| HashError::Failed(e.to_string()))?;
-            Self::argon2(params)
-                .hash_password(password.expose_secret().as_bytes(), &salt)
-                .map(|h| PasswordHash::new(h.to_string()))
-                .map_err(|e| HashError::Failed(e.to_string()))
+            let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+            let output = derive(
+                &pool,
+                &argon,
+                &params,
+                password.expose_secret().as_bytes(),
+                salt.as_salt(),
+            )?;
+            let phc = Phc {
+                algorithm: Algorithm::Argon2id.ident(),
+                version: Some(Version::V0x13.into()),
+                params: ParamsString::try_from(&params)
+                    .map_err(|e| HashError::Failed(e.to_string()))?,
+                salt: Some(salt.as_salt()),
+                hash: Some(output),
+            };
+            Ok(PasswordHash::new(phc.to_string()))
         })
         .await?
     }
@@ -175,16 +265,35 @@ impl PasswordHasher for Argon2Hasher {
         };
         let password = password.clone();
         let stored = hash.as_str().to_owned();
+        let pool = self.pool.clone();
         let matches = self
             .bounded(move || {
                 let phc = Phc::new(&stored).map_err(|_| HashError::Malformed)?;
-                // The parameters come from the PHC string itself, so hashes
-                // made with other settings (regstack's) still verify.
-                Ok::<bool, HashError>(
-                    Argon2::default()
-                        .verify_password(password.expose_secret().as_bytes(), &phc)
-                        .is_ok(),
-                )
+                // Variant, version and parameters come from the PHC string
+                // itself, so hashes made with other settings (regstack's)
+                // still verify.
+                let algorithm =
+                    Algorithm::try_from(phc.algorithm).map_err(|_| HashError::Malformed)?;
+                let version = phc
+                    .version
+                    .map(Version::try_from)
+                    .transpose()
+                    .map_err(|_| HashError::Malformed)?
+                    .unwrap_or_default();
+                let params = Params::try_from(&phc).map_err(|_| HashError::Malformed)?;
+                let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
+                    return Err(HashError::Malformed);
+                };
+                let argon = Argon2::new(algorithm, version, params.clone());
+                let computed = derive(
+                    &pool,
+                    &argon,
+                    &params,
+                    password.expose_secret().as_bytes(),
+                    salt,
+                )?;
+                // `Output` compares in constant time.
+                Ok::<bool, HashError>(computed == expected)
             })
             .await??;
         Ok(Verification {
@@ -275,6 +384,77 @@ mod tests {
                 needs_rehash: false
             }
         );
+    }
+
+    /// The pooled path computes exactly what the argon2 crate's own
+    /// `hash_password`/`verify_password` do: each verifies the other's hash.
+    #[tokio::test]
+    async fn pooled_hashes_interoperate_with_the_stock_implementation() {
+        use password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let h = Argon2Hasher::new(&floor()).unwrap();
+        let ours = h.hash(&SecretString::from("pass-word-1")).await.unwrap();
+        let parsed = Phc::new(ours.as_str()).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"pass-word-1", &parsed)
+            .is_ok());
+        assert!(Argon2::default()
+            .verify_password(b"pass-word-2", &parsed)
+            .is_err());
+
+        let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
+        for algorithm in [Algorithm::Argon2id, Algorithm::Argon2i, Algorithm::Argon2d] {
+            let params = Params::new(8192, 1, 2, Some(40)).unwrap();
+            let stock = Argon2::new(algorithm, Version::V0x13, params)
+                .hash_password(b"pass-word-1", &salt)
+                .unwrap()
+                .to_string();
+            let stored = PasswordHash::new(stock);
+            for (pw, expected) in [("pass-word-1", true), ("pass-word-2", false)] {
+                let v = h.verify(&SecretString::from(pw), &stored).await.unwrap();
+                assert_eq!(v.matches, expected, "{algorithm:?} {pw}");
+            }
+        }
+    }
+
+    /// However many hashes run, the pool keeps at most one buffer per
+    /// permit; a stored hash that needs more memory than configured does
+    /// not grow it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn working_memory_is_pooled_up_to_the_bound() {
+        let h = Arc::new(Argon2Hasher::new(&floor()).unwrap());
+        assert_eq!(h.pooled_buffers(), 0, "nothing is allocated up front");
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(
+                    async move { h.hash(&SecretString::from(format!("pw-{i}-xyz"))).await },
+                )
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let pooled = h.pooled_buffers();
+        assert!(
+            (1..=2).contains(&pooled),
+            "{pooled} buffers for a bound of 2"
+        );
+
+        let bigger = Argon2Hasher::new(&PasswordConfig {
+            argon2_memory_kib: 32768,
+            ..floor()
+        })
+        .unwrap()
+        .hash(&SecretString::from("big-memory-1"))
+        .await
+        .unwrap();
+        assert!(
+            h.verify(&SecretString::from("big-memory-1"), &bigger)
+                .await
+                .unwrap()
+                .matches
+        );
+        assert_eq!(h.pooled_buffers(), pooled, "the larger buffer was not kept");
     }
 
     #[tokio::test]

@@ -33,7 +33,6 @@ use axum::{Extension, Router};
 use regstack_core::Engine;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -48,10 +47,23 @@ async fn method_not_allowed() -> Response {
     ApiError::MethodNotAllowed.into_response()
 }
 
-/// Logs the source chain a failed response carries (see `error.rs`).
-async fn log_failures(response: Response) -> Response {
+/// The last step of every response, in one layer rather than four (each
+/// layer is a future wrapped around every request): logs the source chain
+/// a failed response carries (see `error.rs`) and adds the security
+/// headers a handler did not set itself.
+async fn finish_response(mut response: Response) -> Response {
     if let Some(report) = response.extensions().get::<error::FailureReport>() {
         tracing::error!(status = response.status().as_u16(), error = %report.0, "request failed");
+    }
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert_with(|| HeaderValue::from_static(value));
     }
     response
 }
@@ -125,19 +137,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
 /// by every regstack route (the server adds them to its health routes too).
 pub fn with_common_layers(router: Router) -> Router {
     router
-        .layer(middleware::map_response(log_failures))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
+        .layer(middleware::map_response(finish_response))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(
             TraceLayer::new_for_http()
