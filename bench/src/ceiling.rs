@@ -298,8 +298,10 @@ pub async fn serve(db: &Path, secret: &str, users: u32) -> Result<()> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
+    // As the real SQLite store opens it: no ping before each use.
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .with_context(|| format!("open {}", db.display()))?;

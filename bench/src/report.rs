@@ -519,7 +519,7 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "ours:     {} ({} build, {}), SQLite (WAL), default logging (one line per request)",
+            "ours:     {} ({} build, {}), SQLite (WAL), default logging (INFO: events and failures; no line per request)",
             self.server_version, self.profile, self.rustc
         );
         if let Some(v) = &self.regstack_versions {

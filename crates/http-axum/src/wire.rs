@@ -1,17 +1,20 @@
 //! Response bodies, field for field as regstack 0.9.3 sends them.
 
+use chrono::SecondsFormat;
 use regstack_ports::{Timestamp, User};
 use serde::Serialize;
 
-/// regstack's user timestamps: `2026-11-22T23:38:06.801196Z`.
+/// regstack's user timestamps: `2026-11-22T23:38:06.801196Z`. (RFC 3339
+/// with microseconds; chrono's fixed formatter, not a format string
+/// parsed on every response.)
 pub fn user_time(t: &Timestamp) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// regstack's `PendingResponse.expires_at` (Python `isoformat()`):
 /// `2026-11-23T23:38:06.602572+00:00`.
 pub fn iso_offset(t: &Timestamp) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+    t.to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
 /// `UserPublic`.

@@ -96,9 +96,15 @@ pub async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
                 .filename(path)
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal);
+            // No ping before handing out a connection (sqlx's default
+            // for network databases): a SQLite connection is a file handle
+            // in this process and cannot go stale, and the ping is a round
+            // trip to the connection's worker thread on every request.
             (
                 options,
-                SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS),
+                SqlitePoolOptions::new()
+                    .max_connections(MAX_CONNECTIONS)
+                    .test_before_acquire(false),
             )
         }
     };
