@@ -553,12 +553,14 @@ impl Report {
             "argon2id: m={} KiB, t={}, p={}; server hash concurrency bound {}; lockout and rate limits off; require_verification off",
             c.argon2.m_kib, c.argon2.t, c.argon2.p, c.hash_bound
         );
-        for (when, f) in std::iter::once(("start", &self.floor))
-            .chain(self.floor_end.as_ref().map(|f| ("end", f)))
-        {
+        for (when, f) in std::iter::once(("at the start", &self.floor)).chain(
+            self.floor_end
+                .as_ref()
+                .map(|f| ("right after ours (SQLite)", f)),
+        ) {
             let _ = writeln!(
                 s,
-                "floor:    {} Argon2 verifications/s on {} threads ({} in {:.0} s; one alone {:.0} ms) — measured at the {when}",
+                "floor:    {} Argon2 verifications/s on {} threads ({} in {:.0} s; one alone {:.0} ms) — measured {when}",
                 num(f.per_sec),
                 f.threads,
                 f.verifications,
