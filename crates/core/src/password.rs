@@ -63,6 +63,8 @@ pub fn check_length(password: &str) -> Result<(), PasswordPolicyError> {
 struct BlockPool {
     /// Blocks per pooled buffer: the configured memory cost.
     blocks: usize,
+    /// Buffers kept at most: the hashing bound.
+    keep: usize,
     free: Mutex<Vec<Box<[Block]>>>,
 }
 
@@ -80,10 +82,13 @@ impl BlockPool {
         let mut buffer =
             taken.unwrap_or_else(|| vec![Block::default(); self.blocks].into_boxed_slice());
         let out = f(&mut buffer[..needed]);
-        self.free
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(buffer);
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        // The permits already bound the buffers in use; this is the
+        // backstop that keeps the pool from outgrowing the budget whatever
+        // a caller does.
+        if free.len() < self.keep {
+            free.push(buffer);
+        }
         out
     }
 
@@ -157,6 +162,7 @@ impl Argon2Hasher {
         Ok(Self {
             pool: Arc::new(BlockPool {
                 blocks: params.block_count(),
+                keep: bound,
                 free: Mutex::default(),
             }),
             params,
@@ -183,13 +189,20 @@ impl Argon2Hasher {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| HashError::Failed(e.to_string()))?;
         let (running, peak) = (self.running.clone(), self.peak.clone());
+        // The permit travels with the work: a caller that goes away (a
+        // client disconnecting mid-login) drops this future, but the hash
+        // already handed to the blocking pool runs to its end — and keeps
+        // its permit until then, so disconnecting floods cannot run more
+        // hashes (or hold more working memory) than the bound.
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
             let out = f();
@@ -285,13 +298,17 @@ impl PasswordHasher for Argon2Hasher {
                     return Err(HashError::Malformed);
                 };
                 let argon = Argon2::new(algorithm, version, params.clone());
+                // Argon2 refuses only inputs outside its limits (a salt
+                // shorter than 8 bytes, say): a stored hash no password
+                // can match, not a server failure.
                 let computed = derive(
                     &pool,
                     &argon,
                     &params,
                     password.expose_secret().as_bytes(),
                     salt,
-                )?;
+                )
+                .map_err(|_| HashError::Malformed)?;
                 // `Output` compares in constant time.
                 Ok::<bool, HashError>(computed == expected)
             })
@@ -311,6 +328,7 @@ impl PasswordHasher for Argon2Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn floor() -> PasswordConfig {
         PasswordConfig {
@@ -505,6 +523,33 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         assert_eq!(h.peak_concurrency(), 2);
+    }
+
+    /// Callers that give up (a client disconnecting mid-login drops the
+    /// request's future) do not free their permit while their hash still
+    /// runs: a flood of abandoned logins cannot run more hashes, or hold
+    /// more working memory, than the bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn abandoned_hashes_keep_their_permit_until_they_finish() {
+        let h = Arc::new(Argon2Hasher::new(&floor()).unwrap()); // bound 2
+        let abandoned: Vec<_> = (0..8)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(async move {
+                    let pw = SecretString::from(format!("abandoned-{i}"));
+                    tokio::time::timeout(Duration::from_millis(1), h.hash(&pw)).await
+                })
+            })
+            .collect();
+        for t in abandoned {
+            assert!(t.await.unwrap().is_err(), "each caller gave up");
+        }
+        for i in 0..2 {
+            let pw = SecretString::from(format!("patient-{i}"));
+            h.hash(&pw).await.unwrap();
+        }
+        assert_eq!(h.peak_concurrency(), 2, "never more than the bound at once");
+        assert!(h.pooled_buffers() <= 2);
     }
 
     #[test]
