@@ -36,7 +36,9 @@
 //!   the caller, never from a clock here.
 
 mod error;
+mod family;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 mod time;
 

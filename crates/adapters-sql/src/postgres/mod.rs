@@ -39,7 +39,6 @@ mod attempts;
 mod error;
 mod pending;
 mod rate_limits;
-mod rows;
 mod sessions;
 mod tokens;
 mod url;
@@ -56,6 +55,9 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Postgres, Row, Transaction};
 
 use self::error::{map_migrate, map_pg};
+
+// Row decoding is shared with the other SQL backend (`crate::rows`).
+crate::rows::impl_cells!(sqlx::postgres::PgRow, error::map_pg);
 
 pub use sqlx::PgPool;
 

@@ -7,8 +7,8 @@ use regstack_ports::{
 use sqlx::PgConnection;
 
 use super::error::map_pg;
-use super::rows::{self, pending_cols, user_cols};
 use super::{commit, rollback, PostgresStores};
+use crate::rows::{self, pending_cols, user_cols};
 use crate::time::to_db;
 
 /// Deletes the pending registration for a user's current address (account

@@ -27,8 +27,9 @@ use regstack_ports::{
 use sqlx::PgConnection;
 
 use super::error::map_pg;
-use super::rows::{self, session_cols, user_cols, USER_COLS};
 use super::{commit, PostgresStores};
+use crate::family::{self, Miss};
+use crate::rows::{self, session_cols, user_cols, USER_COLS};
 use crate::time::{to_db, window};
 
 /// Revokes every live session of a user.
@@ -61,14 +62,6 @@ const AUTHENTICATE: &str = concat!(
     session_cols!(s),
     " FROM sessions AS s JOIN users AS u ON u.id = s.user_id WHERE s.id = $1"
 );
-
-/// Whether `spent_at + grace` still lies after `now`. A grace too long to
-/// add is as good as endless.
-fn in_grace(spent_at: i64, grace: TimeDelta, now: i64) -> bool {
-    spent_at
-        .checked_add(window(grace))
-        .is_none_or(|end| end > now)
-}
 
 /// Spends the live token: one statement, the updated row joined to its
 /// user. The idle end moves forward, never past the absolute end.
@@ -187,32 +180,12 @@ impl SessionStore for PostgresStores {
         let Some(row) = row else {
             return Ok(Rotation::Invalid);
         };
-        let live: Option<String> = sqlx::Row::try_get(&row, 0).map_err(map_pg)?;
-        let previous: Option<String> = sqlx::Row::try_get(&row, 1).map_err(map_pg)?;
-        let rotated_at: Option<i64> = sqlx::Row::try_get(&row, 2).map_err(map_pg)?;
-        let user = rows::user(&row, 3)?;
-        let session = rows::session(&row, 3 + USER_COLS)?;
-        // A dead family answers nothing and keeps what it died of; a
-        // session from before refresh families has none to rotate.
-        let Some(live) = live else {
-            return Ok(Rotation::Invalid);
+        let (session, user) = match family::after_miss(&row, presented, successor, now, grace)? {
+            Miss::Invalid => return Ok(Rotation::Invalid),
+            Miss::Replayed(session, user) => return Ok(Rotation::Replayed { session, user }),
+            Miss::Reuse(session, user) => (session, user),
         };
-        if !session.is_live(now) {
-            return Ok(Rotation::Invalid);
-        }
-
-        // A retry of a lost answer: the token the last rotation spent, less
-        // than `grace` ago, whose successor (derived from it, so the caller
-        // names it) is still the live one.
-        let replay = previous.as_deref() == Some(presented.as_str())
-            && live == successor.as_str()
-            && rotated_at.is_some_and(|at| in_grace(at, grace, now_db));
-        if replay {
-            return Ok(Rotation::Replayed { session, user });
-        }
-
-        // Any other token of the family is an older one: theft, and the
-        // whole family dies — once, however many race to present it.
+        // The whole family dies — once, however many race to present it.
         if revoke_on(&mut conn, id, RevokeReason::RefreshReuse, now_db).await? {
             Ok(Rotation::Reused {
                 session_id: session.id,

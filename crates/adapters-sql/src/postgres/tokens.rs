@@ -6,8 +6,8 @@ use regstack_ports::{OneTimeToken, StoreError, Timestamp, TokenHash, TokenKind, 
 use sqlx::PgConnection;
 
 use super::error::map_pg;
-use super::rows::{self, token_cols};
 use super::{commit, PostgresStores};
+use crate::rows::{self, token_cols};
 use crate::time::to_db;
 
 /// The user a live token of `kind` acts on, read without spending or

@@ -14,9 +14,9 @@ use regstack_ports::{
 use sqlx::{Connection, PgConnection};
 
 use super::error::{is_unique_violation, map_pg};
-use super::rows::{self, user_cols};
 use super::{attempts, commit, pending, rate_limits, rollback, sessions, tokens, PostgresStores};
 use crate::error::CorruptRow;
+use crate::rows::{self, user_cols};
 use crate::time::to_db;
 
 /// How strongly [`lock_user`] locks the row.

@@ -29,7 +29,6 @@
 mod attempts;
 mod pending;
 mod rate_limits;
-mod rows;
 mod sessions;
 mod tokens;
 mod url;
@@ -49,6 +48,9 @@ use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{map_migrate, map_sqlx};
+
+// Row decoding is shared with the other SQL backend (`crate::rows`).
+crate::rows::impl_cells!(sqlx::sqlite::SqliteRow, crate::error::map_sqlx);
 
 pub use sqlx::SqlitePool;
 

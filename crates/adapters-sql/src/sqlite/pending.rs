@@ -6,9 +6,9 @@ use regstack_ports::{
 };
 use sqlx::SqliteConnection;
 
-use super::rows::{self, pending_cols, user_cols};
 use super::{commit, rollback, SqliteStores};
 use crate::error::map_sqlx;
+use crate::rows::{self, pending_cols, user_cols};
 use crate::time::to_db;
 
 /// Deletes the pending registration for an address (account deletion).

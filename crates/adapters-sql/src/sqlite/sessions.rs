@@ -21,9 +21,10 @@ use regstack_ports::{
 };
 use sqlx::SqliteConnection;
 
-use super::rows::{self, session_cols, user_cols, USER_COLS};
 use super::{commit, SqliteStores};
 use crate::error::map_sqlx;
+use crate::family::{self, Miss};
+use crate::rows::{self, session_cols, user_cols, USER_COLS};
 use crate::time::{to_db, window};
 
 /// Revokes every live (unrevoked, unexpired, not idled-out) session of a
@@ -205,32 +206,12 @@ impl SessionStore for SqliteStores {
         let Some(row) = row else {
             return Ok(Rotation::Invalid);
         };
-        let live: Option<String> = sqlx::Row::try_get(&row, 0).map_err(map_sqlx)?;
-        let previous: Option<String> = sqlx::Row::try_get(&row, 1).map_err(map_sqlx)?;
-        let rotated_at: Option<i64> = sqlx::Row::try_get(&row, 2).map_err(map_sqlx)?;
-        let user = rows::user(&row, 3)?;
-        let session = rows::session(&row, 3 + USER_COLS)?;
-        // A dead family answers nothing and keeps what it died of; a
-        // session from before refresh families has none to rotate.
-        let Some(live) = live else {
-            return Ok(Rotation::Invalid);
+        let (session, user) = match family::after_miss(&row, presented, successor, now, grace)? {
+            Miss::Invalid => return Ok(Rotation::Invalid),
+            Miss::Replayed(session, user) => return Ok(Rotation::Replayed { session, user }),
+            Miss::Reuse(session, user) => (session, user),
         };
-        if !session.is_live(now) {
-            return Ok(Rotation::Invalid);
-        }
-
-        // A retry of a lost answer: the token the last rotation spent, less
-        // than `grace` ago, whose successor (derived from it, so the caller
-        // names it) is still the live one.
-        let replay = previous.as_deref() == Some(presented.as_str())
-            && live == successor.as_str()
-            && rotated_at.is_some_and(|at| at > now_db.saturating_sub(window(grace)));
-        if replay {
-            return Ok(Rotation::Replayed { session, user });
-        }
-
-        // Any other token of the family is an older one: theft, and the
-        // whole family dies — once, however many race to present it.
+        // The whole family dies — once, however many race to present it.
         if revoke_on(
             &mut *self.write_conn().await?,
             id,

@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use regstack_ports::{OneTimeToken, StoreError, Timestamp, TokenHash, TokenKind, TokenStore};
 use sqlx::SqliteConnection;
 
-use super::rows::{self, token_cols};
 use super::{commit, SqliteStores};
 use crate::error::map_sqlx;
+use crate::rows::{self, token_cols};
 use crate::time::to_db;
 
 /// Spends the live token of `kind` with this hash: one

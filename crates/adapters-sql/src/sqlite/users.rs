@@ -8,9 +8,9 @@ use regstack_ports::{
 };
 use sqlx::SqliteConnection;
 
-use super::rows::{self, user_cols};
 use super::{attempts, commit, rate_limits, rollback, sessions, tokens, SqliteStores};
 use crate::error::{map_sqlx, CorruptRow};
+use crate::rows::{self, user_cols};
 use crate::time::to_db;
 
 /// Loads one user by id on a connection (inside a transaction).
