@@ -12,6 +12,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::support::*;
+use regstack_ports::{
+    NewSession, RevokeReason, Rotation, Session, SessionId, SessionStore, StoreError, Stores,
+    Timestamp, TokenHash, User, UserId,
+};
 
 /// Forwards a local port to the database; `cut` closes the port and every
 /// open connection, `restore` listens again on the same port.
@@ -148,4 +152,124 @@ async fn a_stopped_database_gives_503_and_the_server_recovers_by_itself() {
             assert_eq!(app.login("down@example.com", PW).await.status, 200);
         }
     }
+}
+
+/// Session lookups that never answer while `stalled` is set: a database
+/// that accepts connections and then goes silent.
+struct Stalling {
+    inner: Stores,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl SessionStore for Stalling {
+    async fn start(&self, s: NewSession) -> Result<(), StoreError> {
+        self.inner.sessions.start(s).await
+    }
+    async fn rotate(
+        &self,
+        id: &SessionId,
+        presented: &TokenHash,
+        successor: &TokenHash,
+        now: Timestamp,
+        grace: chrono::TimeDelta,
+        idle: chrono::TimeDelta,
+    ) -> Result<Rotation, StoreError> {
+        self.inner
+            .sessions
+            .rotate(id, presented, successor, now, grace, idle)
+            .await
+    }
+    async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        self.inner.sessions.list(user, now).await
+    }
+    async fn revoke_owned(
+        &self,
+        id: &SessionId,
+        owner: &UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .sessions
+            .revoke_owned(id, owner, reason, now)
+            .await
+    }
+    async fn authenticate(&self, id: &SessionId) -> Result<Option<(Session, User)>, StoreError> {
+        if self.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.inner.sessions.authenticate(id).await
+    }
+    async fn revoke(
+        &self,
+        id: &SessionId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.sessions.revoke(id, reason, now).await
+    }
+    async fn revoke_all(
+        &self,
+        user: &UserId,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.inner.sessions.revoke_all(user, reason, now).await
+    }
+    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.inner.sessions.purge_expired(before).await
+    }
+}
+
+/// A database that stops answering (connections stay open, nothing comes
+/// back) must not hold requests forever: after `http.request_timeout_seconds`
+/// the client gets the same generic 503 with `Retry-After` as for a stopped
+/// database, other routes keep answering meanwhile, and once the database
+/// answers again so does the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_database_gives_503_after_the_request_timeout() {
+    let inner = regstack_testkit::memory_stores();
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stores = Stores {
+        sessions: Arc::new(Stalling {
+            inner: inner.clone(),
+            stalled: stalled.clone(),
+        }),
+        ..inner
+    };
+    let app = spawn_app_on(
+        stores,
+        Backend::Memory,
+        |c| c.http.request_timeout_seconds = 1,
+        false,
+    )
+    .await;
+    app.create_user("silent@example.com", PW).await;
+    let token = app.access_token("silent@example.com", PW).await;
+
+    stalled.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let r = app.me(&token).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(5),
+        "answered after {took:?}"
+    );
+    assert_eq!(r.headers["retry-after"], "5");
+    assert_eq!(
+        r.body,
+        json!({ "detail": "Service temporarily unavailable. Try again shortly." })
+    );
+    assert_eq!(
+        app.call(reqwest::Method::GET, "/nope", None, None)
+            .await
+            .status,
+        404,
+        "the server itself answers"
+    );
+
+    stalled.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(app.me(&token).await.status, 200);
 }

@@ -184,6 +184,12 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// Origins allowed by CORS; empty sends no CORS headers at all.
     pub cors_allowed_origins: Vec<String>,
+    /// A request without an answer after this long gets 503 with
+    /// `Retry-After` instead of waiting on: a database that accepts
+    /// connections but stops answering must not hold clients (and their
+    /// connections to us) forever. Sign-ins queued behind the hashing bound
+    /// count too, so this also sheds a flood.
+    pub request_timeout_seconds: u64,
 }
 
 impl Default for HttpConfig {
@@ -191,6 +197,7 @@ impl Default for HttpConfig {
         Self {
             body_limit_bytes: 65536,
             cors_allowed_origins: Vec::new(),
+            request_timeout_seconds: 30,
         }
     }
 }
@@ -474,6 +481,12 @@ impl Config {
             return Err(ConfigError::new(
                 "http.body_limit_bytes",
                 "must be at least 1024",
+            ));
+        }
+        if !(1..=3600).contains(&self.http.request_timeout_seconds) {
+            return Err(ConfigError::new(
+                "http.request_timeout_seconds",
+                "must be between 1 and 3600",
             ));
         }
         if self.email.max_per_address_per_hour < 1 {

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// 500 for a failure with no better class (e.g. a body read error).
     #[error("internal error: {0}")]
     Internal(String),
+    /// 503: no answer within `http.request_timeout_seconds`.
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// The source chain of a server-side failure, carried from `into_response`
@@ -93,6 +96,19 @@ impl IntoResponse for ApiError {
                 Json(json!({ "detail": errors })),
             )
                 .into_response(),
+            ApiError::Timeout(limit) => {
+                let mut r = server_failure(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service temporarily unavailable. Try again shortly.",
+                    format!(
+                        "no answer within http.request_timeout_seconds ({} s)",
+                        limit.as_secs()
+                    ),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                r
+            }
             ApiError::UnsupportedMediaType => detail(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Content-Type must be application/json.",
@@ -391,6 +407,11 @@ mod tests {
             (ApiError::PayloadTooLarge, 413, "Request body too large."),
             (ApiError::NotFound, 404, "Not Found"),
             (ApiError::MethodNotAllowed, 405, "Method Not Allowed"),
+            (
+                ApiError::Timeout(std::time::Duration::from_secs(30)),
+                503,
+                "Service temporarily unavailable. Try again shortly.",
+            ),
         ];
         for (err, status, text) in table {
             let (s, _, _, body) = render(err).await;
@@ -416,6 +437,8 @@ mod tests {
         let (_, _, retry, _) =
             render(AuthError::Store(StoreError::unavailable(std::io::Error::other("x"))).into())
                 .await;
+        assert_eq!(retry.as_deref(), Some("5"));
+        let (_, _, retry, _) = render(ApiError::Timeout(std::time::Duration::from_secs(1))).await;
         assert_eq!(retry.as_deref(), Some("5"));
     }
 

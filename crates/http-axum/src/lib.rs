@@ -77,6 +77,18 @@ async fn finish_response(request: Request, next: Next) -> Response {
     response
 }
 
+/// Answers 503 (with `Retry-After`) when a request has no answer within
+/// `limit`. The handler's future is dropped, which every flow tolerates:
+/// store steps are atomic, an open transaction rolls back with its
+/// connection, and a password hash already running keeps its permit until
+/// it ends.
+async fn deadline(limit: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(limit).into_response(),
+    }
+}
+
 fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
     ApiError::Internal("panic".into()).into_response()
@@ -115,12 +127,16 @@ fn api_routes() -> Router<Arc<Engine>> {
 /// configured) CORS. Merge it into a host's router as is.
 pub fn router(engine: Arc<Engine>) -> Router {
     let cfg = engine.config().clone();
+    let limit = Duration::from_secs(cfg.http.request_timeout_seconds);
     let api = api_routes()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(cfg.http.body_limit_bytes))
         .layer(Extension(engine.clone()))
         .layer(Extension(TrustProxy(cfg.behind_proxy)))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            deadline(limit, request, next)
+        }))
         .with_state(engine);
     let mut app = Router::new().nest(&cfg.api_prefix, api);
     app = with_common_layers(app);
