@@ -102,6 +102,106 @@ async fn lockout_counts_down_then_refuses_before_hashing_even_the_right_password
     );
 }
 
+/// LK-8: someone holding a stolen access token cannot use the
+/// current-password checks as a password oracle. Each check counts against
+/// the account's sign-in lockout: five wrong current passwords, and the
+/// sixth request — even with the right one, on any of the three routes, or
+/// at `/login` — is refused with 429 before any hashing. When the window
+/// has slid, the right password works and clears the counter.
+#[tokio::test]
+async fn wrong_current_passwords_lock_like_wrong_sign_ins() {
+    let app = spawn_app_with(|_| {}, true).await;
+    let clock = app.clock.clone().unwrap();
+    app.create_user("oracle@example.com", PW).await;
+    let token = app.access_token("oracle@example.com", PW).await;
+    let change = |current: &'static str| json!({ "current_password": current, "new_password": "another-password-1" });
+    for _ in 0..5 {
+        let r = app
+            .post_auth("/change-password", &token, change("guess-guess-1"))
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.detail()),
+            (400, "Current password is incorrect.")
+        );
+    }
+    let before = app.hasher.total_verifications();
+    let r = app.post_auth("/change-password", &token, change(PW)).await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    assert_eq!(r.headers["retry-after"], "900");
+    let r = app
+        .post_auth(
+            "/change-email",
+            &token,
+            json!({ "new_email": "elsewhere@example.com", "current_password": PW }),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    let r = app
+        .call(
+            Method::DELETE,
+            "/account",
+            Some(&token),
+            Some(json!({ "current_password": PW })),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    assert_eq!(app.login("oracle@example.com", PW).await.status, 429);
+    assert_eq!(
+        app.hasher.total_verifications(),
+        before,
+        "a locked check must not hash"
+    );
+
+    clock.advance(TimeDelta::seconds(901));
+    let r = app.post_auth("/change-password", &token, change(PW)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let fresh = app
+        .access_token("oracle@example.com", "another-password-1")
+        .await;
+    for _ in 0..4 {
+        app.post_auth("/change-password", &fresh, change("guess-guess-1"))
+            .await;
+    }
+    assert_eq!(
+        app.login("oracle@example.com", "another-password-1")
+            .await
+            .status,
+        200,
+        "the right password cleared the counter after the window"
+    );
+}
+
+/// LK-8 under a burst: 20 simultaneous wrong current passwords reach the
+/// hasher at most the lockout threshold times; the rest are 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_current_password_guesses_is_held_to_the_threshold() {
+    let app = Arc::new(spawn_app().await);
+    app.create_user("burst-oracle@example.com", PW).await;
+    let token = app.access_token("burst-oracle@example.com", PW).await;
+    let tasks = (0..20).map(|_| {
+        let (app, token) = (app.clone(), token.clone());
+        tokio::spawn(async move {
+            app.post_auth(
+                "/change-password",
+                &token,
+                json!({ "current_password": "guess-guess-1", "new_password": "another-password-1" }),
+            )
+            .await
+            .status
+            .as_u16()
+        })
+    });
+    let mut statuses: Vec<u16> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    statuses.sort_unstable();
+    let wrong = statuses.iter().filter(|&&s| s == 400).count();
+    let locked = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!((wrong, locked), (5, 15), "{statuses:?}");
+}
+
 #[tokio::test]
 async fn the_lock_lifts_when_the_window_slides_and_a_reset_clears_it() {
     let app = spawn_app_with(|_| {}, true).await;

@@ -859,17 +859,43 @@ impl Engine {
 
     /// Re-authentication for sensitive changes. Costs one verification
     /// whether or not the account has a password.
+    /// The current-password check of change-password, change-email and
+    /// account deletion. A stolen session must not become a password
+    /// oracle (LK-8): every check is admitted through the account's sign-in
+    /// lockout — the same counter, threshold and window as `/login` — so
+    /// guessing here is no cheaper than there, a locked account is refused
+    /// before any hashing, and the right password clears the counter.
     async fn require_current_password(
         &self,
         user: &User,
         current: &SecretString,
     ) -> Result<(), AuthError> {
+        let counted = !self.cfg.rate_limit_disabled;
+        if counted {
+            let now = self.now();
+            let window = secs(self.cfg.login_lockout_window_seconds);
+            let admission = self
+                .stores
+                .login_attempts
+                .admit(&user.email, now, window, self.cfg.login_lockout_threshold)
+                .await?;
+            if let Admission::Locked { retry_at } = admission {
+                return Err(AuthError::Locked {
+                    retry_after_secs: crate::flows::sign_in::retry_after_secs(retry_at, now),
+                });
+            }
+        }
         let Some(stored) = &user.password_hash else {
             self.hasher.verify_dummy(current).await?;
             return Err(AuthError::WrongCurrentPassword);
         };
         match self.hasher.verify(current, stored).await {
-            Ok(v) if v.matches => Ok(()),
+            Ok(v) if v.matches => {
+                if counted {
+                    self.stores.login_attempts.clear(&user.email).await?;
+                }
+                Ok(())
+            }
             Ok(_) | Err(regstack_ports::HashError::Malformed) => {
                 Err(AuthError::WrongCurrentPassword)
             }

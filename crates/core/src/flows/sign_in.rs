@@ -157,11 +157,7 @@ impl SignIn {
                 vec![Effect::CheckPassword],
             ),
             (SignIn::Started, E::LockedOut { retry_at }) => {
-                let micros = (retry_at - now)
-                    .num_microseconds()
-                    .unwrap_or(i64::MAX)
-                    .max(0);
-                let secs = (micros as u64).div_ceil(1_000_000).max(1);
+                let secs = retry_after_secs(retry_at, now);
                 (
                     SignIn::Locked {
                         retry_after_secs: secs,
@@ -199,6 +195,16 @@ impl SignIn {
             (state, _) => (state, vec![]),
         }
     }
+}
+
+/// Whole seconds until a lock lifts at `retry_at`, rounded up and at
+/// least 1: what `Retry-After` and the refusal's text say.
+pub fn retry_after_secs(retry_at: Timestamp, now: Timestamp) -> u64 {
+    let micros = (retry_at - now)
+        .num_microseconds()
+        .unwrap_or(i64::MAX)
+        .max(0);
+    (micros as u64).div_ceil(1_000_000).max(1)
 }
 
 #[cfg(test)]
