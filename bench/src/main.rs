@@ -651,7 +651,7 @@ async fn bench(cfg: Cfg, opts: &Opts) -> Result<Report> {
     // minutes). Other work on the machine can only make a floor look
     // lower, so the higher of the two is the one logins are judged
     // against.
-    let floor_end = if cfg.smoke {
+    let floor_after = if cfg.smoke {
         None
     } else {
         eprintln!("bench: Argon2 floor again");
@@ -725,7 +725,7 @@ async fn bench(cfg: Cfg, opts: &Opts) -> Result<Report> {
         regstack_versions,
         cfg,
         floor,
-        floor_end,
+        floor_after,
         runs,
         skipped,
         fatal,

@@ -144,8 +144,10 @@ pub struct Report {
     pub rustc: String,
     pub regstack_versions: Option<String>,
     pub cfg: Cfg,
+    /// Measured before anything else runs.
     pub floor: Floor,
-    pub floor_end: Option<Floor>,
+    /// Measured again right after our SQLite run (not in a smoke).
+    pub floor_after: Option<Floor>,
     pub runs: Vec<Run>,
     pub skipped: Vec<(String, String)>,
     pub fatal: Vec<String>,
@@ -215,7 +217,7 @@ impl Report {
     /// The floor logins are judged against: the higher of the two
     /// measurements.
     fn floor(&self) -> &Floor {
-        match &self.floor_end {
+        match &self.floor_after {
             Some(e) if e.per_sec > self.floor.per_sec => e,
             _ => &self.floor,
         }
@@ -554,7 +556,7 @@ impl Report {
             c.argon2.m_kib, c.argon2.t, c.argon2.p, c.hash_bound
         );
         for (when, f) in std::iter::once(("at the start", &self.floor)).chain(
-            self.floor_end
+            self.floor_after
                 .as_ref()
                 .map(|f| ("right after ours (SQLite)", f)),
         ) {
