@@ -37,6 +37,7 @@
 
 mod error;
 mod family;
+mod migrations;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

@@ -227,10 +227,7 @@ impl StoreHealth for PostgresStores {
                 .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                 .collect::<Result<_, sqlx::Error>>()
                 .map_err(map_pg)?;
-        Ok(MIGRATOR
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration())
-            .all(|m| applied.get(&m.version).map(Vec::as_slice) == Some(&*m.checksum)))
+        Ok(crate::migrations::all_applied(&MIGRATOR, &applied))
     }
 }
 

@@ -281,10 +281,7 @@ impl StoreHealth for SqliteStores {
                 .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                 .collect::<Result<_, sqlx::Error>>()
                 .map_err(map_sqlx)?;
-        Ok(MIGRATOR
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration())
-            .all(|m| applied.get(&m.version).map(Vec::as_slice) == Some(&*m.checksum)))
+        Ok(crate::migrations::all_applied(&MIGRATOR, &applied))
     }
 }
 
