@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 
 use crate::support::*;
 use regstack_ports::{
-    NewSession, RevokeReason, Rotation, Session, SessionId, SessionStore, StoreError, Stores,
-    Timestamp, TokenHash, User, UserId,
+    NewSession, RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
+    Stores, Timestamp, TokenHash, User, UserId,
 };
 
 /// Forwards a local port to the database; `cut` closes the port and every
@@ -163,7 +163,7 @@ struct Stalling {
 
 #[async_trait::async_trait]
 impl SessionStore for Stalling {
-    async fn start(&self, s: NewSession) -> Result<(), StoreError> {
+    async fn start(&self, s: NewSession) -> Result<SessionStart, StoreError> {
         self.inner.sessions.start(s).await
     }
     async fn rotate(

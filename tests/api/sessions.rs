@@ -202,6 +202,91 @@ async fn twenty_parallel_refreshes_never_fork_the_family() {
     assert_eq!(refresh(&app, &successor).await.status, 200);
 }
 
+/// A sign-in that proved the old password must not keep a session once a
+/// reset or a password change has replaced that password, however the two
+/// interleave: logins with the old password are fired at staggered
+/// offsets around the change (so some verify the old hash while the
+/// change commits), and afterwards every token any of them received is
+/// refused — access and refresh alike. Round by round, alternating reset
+/// and change, each on a fresh account (so the lockout never interferes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logins_with_the_old_password_racing_a_reset_or_change_keep_no_session() {
+    const ROUNDS: usize = 8;
+    const LOGINS: u64 = 4;
+    let app = Arc::new(spawn_app().await);
+    let mut signed_in = 0;
+    for round in 0..ROUNDS {
+        let by_reset = round % 2 == 0;
+        let email = format!("race-{round}@example.com");
+        app.create_user(&email, PW).await;
+        // Everything but the request that replaces the password happens
+        // first, so only that request races the logins.
+        let (path, token, body) = if by_reset {
+            app.post("/forgot-password", json!({ "email": email }))
+                .await;
+            let reset = app.mailed_token(&email, 2, "/reset-password").await;
+            (
+                "/reset-password",
+                None,
+                json!({ "token": reset, "new_password": "the-new-password-1" }),
+            )
+        } else {
+            (
+                "/change-password",
+                Some(app.access_token(&email, PW).await),
+                json!({ "current_password": PW, "new_password": "the-new-password-1" }),
+            )
+        };
+        let logins: Vec<_> = (0..LOGINS)
+            .map(|i| {
+                let app = app.clone();
+                let email = email.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(i * 15)).await;
+                    app.login(&email, PW).await
+                })
+            })
+            .collect();
+        let changed = app
+            .call(Method::POST, path, token.as_deref(), Some(body))
+            .await;
+        assert_eq!(changed.status, 200, "round {round}: {:?}", changed.body);
+        let mut pairs = Vec::new();
+        for login in logins {
+            let r = login.await.unwrap();
+            match r.status.as_u16() {
+                200 => pairs.push(pair(&r.body)),
+                401 => {}
+                other => panic!(
+                    "round {round}: a racing login answered {other}: {:?}",
+                    r.body
+                ),
+            }
+        }
+        signed_in += pairs.len();
+        for p in pairs {
+            let me = app.me(&p.access).await;
+            assert_eq!(
+                me.status, 401,
+                "round {round} ({path}): an access token from the old password still works"
+            );
+            let r = refresh(&app, &p.refresh).await;
+            assert_eq!(
+                r.status, 401,
+                "round {round} ({path}): a refresh token from the old password still works: {:?}",
+                r.body
+            );
+        }
+        // The new password works; the old one no longer does.
+        assert_eq!(app.login(&email, "the-new-password-1").await.status, 200);
+        assert_eq!(app.login(&email, PW).await.status, 401);
+    }
+    eprintln!(
+        "{signed_in} of {} racing logins got tokens",
+        ROUNDS as u64 * LOGINS
+    );
+}
+
 #[tokio::test]
 async fn every_revocation_trigger_kills_access_and_refresh_tokens() {
     let app = spawn_app().await;

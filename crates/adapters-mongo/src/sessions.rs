@@ -30,8 +30,8 @@ use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::ReturnDocument;
 use regstack_ports::{
-    NewSession, RevokeReason, Rotation, Session, SessionId, SessionStore, StoreError, Timestamp,
-    TokenHash, User, UserId,
+    NewSession, RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
+    Timestamp, TokenHash, User, UserId,
 };
 
 use crate::docs;
@@ -134,14 +134,18 @@ impl MongoStores {
 
 #[async_trait]
 impl SessionStore for MongoStores {
-    async fn start(&self, s: NewSession) -> Result<(), StoreError> {
+    async fn start(&self, s: NewSession) -> Result<SessionStart, StoreError> {
         let created = to_db(s.created_at);
         let expires_at = to_db(s.expires_at);
         let idle_expires_at = to_db(s.idle_expires_at);
         let ends_at = expires_at.min(idle_expires_at);
         // The session, its first refresh token inside it: a duplicate id
-        // is refused with nothing written. The `last_login` stamp comes
-        // after, once the sign-in has happened.
+        // is refused with nothing written. Then the `last_login` stamp,
+        // conditional on the credential epoch the sign-in read. A credential
+        // change moves the epoch first and revokes the user's sessions
+        // after (`users.rs`), so either this stamp sees the new epoch — and
+        // the session goes again before any token of it was handed out — or
+        // the session already existed when the revocation ran.
         run(self.sessions.insert_one(doc! {
             "_id": s.id.as_str(),
             "user_id": s.user_id.as_str(),
@@ -160,12 +164,22 @@ impl SessionStore for MongoStores {
             "refresh_previous_spent_at": Bson::Null,
         }))
         .await?;
-        run(self.users.update_one(
-            doc! { "_id": s.user_id.as_str() },
-            doc! { "$set": { "last_login": created } },
-        ))
-        .await
-        .map(drop)
+        let stamped = run(self
+            .users
+            .update_one(
+                doc! {
+                    "_id": s.user_id.as_str(),
+                    "tokens_invalidated_after": s.credential_epoch.map(to_db),
+                },
+                doc! { "$set": { "last_login": created } },
+            )
+            .hint(hint::by(hint::ID)))
+        .await?;
+        if stamped.matched_count == 0 {
+            run(self.sessions.delete_one(doc! { "_id": s.id.as_str() })).await?;
+            return Ok(SessionStart::Stale);
+        }
+        Ok(SessionStart::Started)
     }
 
     async fn rotate(

@@ -12,7 +12,12 @@
 //!   harmless.
 //! - The switch (new password hash, new address) comes last, so a crash or
 //!   an error before it leaves the old credentials working and the user
-//!   signed out — never a new credential beside live old sessions.
+//!   signed out — never a new credential beside live old sessions. The
+//!   switch also moves the credential epoch ([`epoch_bump`]) in the same
+//!   document update, and the sessions are revoked once more after it: a
+//!   sign-in that checked the old credential either started its session
+//!   before the switch (and that second revocation ends it) or finds the
+//!   epoch moved and gets no session (`sessions.rs`, `start`).
 //! - If a step after the decision fails with an error, the spent token is
 //!   put back (the same document, so the same link) before the error is
 //!   returned, and the user can simply try again. Only a process crash in
@@ -31,6 +36,19 @@ use crate::error::{run, CorruptRow};
 use crate::schema::hint;
 use crate::time::to_db;
 use crate::MongoStores;
+
+/// The credential epoch's move, as an update-pipeline expression:
+/// `tokens_invalidated_after` becomes `now`, or one microsecond past its
+/// old value if that is not before `now` — strictly forward, so a sign-in
+/// holding the old value can never match it again (a missing or null value
+/// compares below any number).
+fn epoch_bump(now: i64) -> Document {
+    doc! { "$cond": [
+        { "$gte": ["$tokens_invalidated_after", now] },
+        { "$add": ["$tokens_invalidated_after", 1_i64] },
+        now,
+    ] }
+}
 
 impl MongoStores {
     /// Loads a user document by id.
@@ -60,29 +78,38 @@ impl MongoStores {
         Ok(())
     }
 
-    /// The switch: sets the new hash and moves `tokens_invalidated_after`
-    /// and `updated_at` to `now`. `None` if the user is gone.
+    /// The switch: sets the new hash, moves the credential epoch strictly
+    /// forward and `updated_at` to `now`, then revokes the sessions that
+    /// sign-ins with the old password started meanwhile. `None` if the user
+    /// is gone.
     async fn set_password(
         &self,
         id: &UserId,
         new: &PasswordHash,
+        reason: RevokeReason,
         now: Timestamp,
     ) -> Result<Option<User>, StoreError> {
-        let now = to_db(now);
-        run(self
+        let now_db = to_db(now);
+        let switched = run(self
             .users
             .find_one_and_update(
                 doc! { "_id": id.as_str() },
-                doc! { "$set": {
-                    "hashed_password": new.as_str(),
-                    "tokens_invalidated_after": now,
-                    "updated_at": now,
-                } },
+                vec![doc! { "$set": {
+                    // `$literal`: an Argon2 hash starts with `$`, which a
+                    // pipeline would read as a field path.
+                    "hashed_password": { "$literal": new.as_str() },
+                    "tokens_invalidated_after": epoch_bump(now_db),
+                    "updated_at": now_db,
+                } }],
             )
             .return_document(ReturnDocument::After))
         .await?
         .map(|d| docs::user(&d).map_err(StoreError::from))
-        .transpose()
+        .transpose()?;
+        if switched.is_some() {
+            self.revoke_live_of_user(id.as_str(), reason, now).await?;
+        }
+        Ok(switched)
     }
 
     /// Spends the live token of `kind` with this hash: one
@@ -224,7 +251,7 @@ impl UserStore for MongoStores {
         // between leaves the old password and the user signed out.
         self.invalidate_credentials(id, reason, now, &[&user.email])
             .await?;
-        self.set_password(id, new, now).await
+        self.set_password(id, new, reason, now).await
     }
 
     async fn complete_password_reset(
@@ -250,7 +277,8 @@ impl UserStore for MongoStores {
             };
             self.invalidate_credentials(&user_id, RevokeReason::PasswordReset, now, &[&user.email])
                 .await?;
-            self.set_password(&user_id, new, now).await
+            self.set_password(&user_id, new, RevokeReason::PasswordReset, now)
+                .await
         })
         .await
     }
@@ -301,16 +329,23 @@ impl UserStore for MongoStores {
                 .users
                 .find_one_and_update(
                     doc! { "_id": old.id.as_str() },
-                    doc! { "$set": {
-                        "email": new_email.as_str(),
-                        "tokens_invalidated_after": now_db,
+                    vec![doc! { "$set": {
+                        "email": { "$literal": new_email.as_str() },
+                        "tokens_invalidated_after": epoch_bump(now_db),
                         "updated_at": now_db,
-                    } },
+                    } }],
                 )
                 .return_document(ReturnDocument::After))
             .await;
             match switched {
-                Ok(Some(d)) => Ok(EmailChangeOutcome::Changed(docs::user(&d)?)),
+                Ok(Some(d)) => {
+                    let user = docs::user(&d)?;
+                    // Sessions a sign-in started between the first
+                    // revocation and the switch (module doc).
+                    self.revoke_live_of_user(user.id.as_str(), RevokeReason::EmailChanged, now)
+                        .await?;
+                    Ok(EmailChangeOutcome::Changed(user))
+                }
                 Ok(None) => Ok(EmailChangeOutcome::InvalidToken),
                 Err(StoreError::Conflict("email")) => Ok(EmailChangeOutcome::EmailTaken),
                 Err(e) => Err(e),

@@ -277,7 +277,10 @@ async fn per_request_lookups_read_an_index_not_the_collection() {
             .unwrap();
     }
     let session = fixtures::new_session(&user.id, t0(), at(TimeDelta::days(1)));
-    stores.sessions.start(session.clone()).await.unwrap();
+    assert_eq!(
+        stores.sessions.start(session.clone()).await.unwrap(),
+        regstack_ports::SessionStart::Started
+    );
     let reset = fixtures::reset_token(&user.id, at(TimeDelta::hours(1)));
     stores.tokens.issue(reset.clone()).await.unwrap();
     let pending_token = fixtures::token_hash();

@@ -62,20 +62,24 @@ async fn seed(stores: &Stores, from: u64, to: u64, hash: &PasswordHash) -> Vec<S
                     .await
                     .unwrap();
                 let session = SessionId::generate();
-                stores
-                    .sessions
-                    .start(NewSession {
-                        id: session.clone(),
-                        user_id: id.clone(),
-                        created_at: now,
-                        expires_at: now + TimeDelta::days(30),
-                        idle_expires_at: now + TimeDelta::days(14),
-                        refresh_hash: hash_hex(i, "r"),
-                        user_agent: None,
-                        ip: None,
-                    })
-                    .await
-                    .unwrap();
+                assert_eq!(
+                    stores
+                        .sessions
+                        .start(NewSession {
+                            id: session.clone(),
+                            user_id: id.clone(),
+                            created_at: now,
+                            expires_at: now + TimeDelta::days(30),
+                            idle_expires_at: now + TimeDelta::days(14),
+                            refresh_hash: hash_hex(i, "r"),
+                            user_agent: None,
+                            ip: None,
+                            credential_epoch: None,
+                        })
+                        .await
+                        .unwrap(),
+                    regstack_ports::SessionStart::Started
+                );
                 let token = hash_hex(i, "t");
                 stores
                     .tokens

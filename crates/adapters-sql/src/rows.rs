@@ -33,6 +33,25 @@ macro_rules! user_cols {
 }
 pub(crate) use user_cols;
 
+/// The assignment every credential change makes: `tokens_invalidated_after`
+/// (the credential epoch a new session is bound to) moves strictly forward —
+/// to `now`, or one microsecond past its old value when that is not before
+/// `now` (a fixed clock, or instances whose clocks disagree). Strictly, so a
+/// sign-in that read the old value can never match it again. `$now` is the
+/// placeholder of `now` in the statement.
+macro_rules! bump_epoch {
+    ($now:literal) => {
+        concat!(
+            "tokens_invalidated_after = CASE WHEN tokens_invalidated_after >= ",
+            $now,
+            " THEN tokens_invalidated_after + 1 ELSE ",
+            $now,
+            " END"
+        )
+    };
+}
+pub(crate) use bump_epoch;
+
 /// How many columns [`user_cols!`] lists.
 pub(crate) const USER_COLS: usize = 13;
 

@@ -79,6 +79,7 @@ fn session_for(user: &UserId, at: Timestamp) -> NewSession {
         refresh_hash: regstack_testkit::fixtures::token_hash(),
         user_agent: Some("test".into()),
         ip: Some("127.0.0.1".into()),
+        credential_epoch: None,
     }
 }
 
@@ -362,7 +363,10 @@ async fn a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows()
 
     // The new surface works on the migrated file.
     let new = session_for(&user.id, now() + TimeDelta::hours(1));
-    stores.sessions.start(new.clone()).await.unwrap();
+    assert_eq!(
+        stores.sessions.start(new.clone()).await.unwrap(),
+        regstack_ports::SessionStart::Started
+    );
     let successor = hash_of(42);
     assert!(matches!(
         stores
@@ -482,7 +486,10 @@ async fn timestamps_round_trip_to_the_microsecond() {
         assert_eq!(read.updated_at, at);
 
         let s = session_for(&read.id, at);
-        stores.sessions.start(s.clone()).await.unwrap();
+        assert_eq!(
+            stores.sessions.start(s.clone()).await.unwrap(),
+            regstack_ports::SessionStart::Started
+        );
         let (session, user) = stores.sessions.authenticate(&s.id).await.unwrap().unwrap();
         assert_eq!(session.created_at, at);
         assert_eq!(session.expires_at, at + TimeDelta::days(30));
@@ -585,7 +592,10 @@ async fn concurrent_sign_ins_for_many_users_never_error() {
                 .admit(&user.email, now(), TimeDelta::seconds(900), 5)
                 .await?;
             assert_eq!(a, Admission::Admitted { failures: 1 });
-            stores.sessions.start(session_for(&user.id, now())).await?;
+            assert_eq!(
+                stores.sessions.start(session_for(&user.id, now())).await?,
+                regstack_ports::SessionStart::Started
+            );
             stores.login_attempts.clear(&user.email).await?;
             let hit = stores
                 .rate_limits
@@ -687,7 +697,7 @@ async fn concurrent_session_starts_for_one_user_never_error() {
         });
     }
     while let Some(res) = set.join_next().await {
-        res.unwrap().unwrap();
+        assert_eq!(res.unwrap().unwrap(), regstack_ports::SessionStart::Started);
     }
     let revoked = stores
         .sessions
@@ -748,11 +758,14 @@ async fn deleting_an_account_removes_every_row_keyed_by_it() {
         .await
         .unwrap();
     let neighbour = "axb@example.com";
-    stores
-        .sessions
-        .start(session_for(&user.id, now()))
-        .await
-        .unwrap();
+    assert_eq!(
+        stores
+            .sessions
+            .start(session_for(&user.id, now()))
+            .await
+            .unwrap(),
+        regstack_ports::SessionStart::Started
+    );
     stores
         .tokens
         .issue(OneTimeToken {

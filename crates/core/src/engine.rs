@@ -15,7 +15,7 @@ use chrono::TimeDelta;
 use regstack_ports::{
     Admission, Clock, Email, EmailChangeOutcome, Mailer, NewSession, NewUser, OneTimeToken,
     PasswordHasher, PendingRegistration, Promotion, RevokeReason, Rotation, Session, SessionId,
-    Stores, Timestamp, TokenKind, User, UserId,
+    SessionStart, Stores, Timestamp, TokenKind, User, UserId,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -626,6 +626,13 @@ impl Engine {
     /// Starts a session for a user whose every required factor has been
     /// checked. Every sign-in path ends here (password now; MFA and OAuth in
     /// later issues), so session rules live in one place.
+    ///
+    /// `user` must be the record as read together with the credential that
+    /// was checked: the session is bound to its credential epoch
+    /// (`tokens_invalidated_after`), and the store refuses to start it if a
+    /// password change, reset or email change has moved the epoch since.
+    /// Such a sign-in is answered as wrong credentials — the password it
+    /// proved is no longer the account's.
     pub async fn start_session(
         &self,
         user: User,
@@ -643,7 +650,8 @@ impl Engine {
         let expires_at = now + secs(self.cfg.sessions.refresh_absolute_ttl_seconds);
         let idle_expires_at =
             (now + secs(self.cfg.sessions.refresh_idle_ttl_seconds)).min(expires_at);
-        self.stores
+        let started = self
+            .stores
             .sessions
             .start(NewSession {
                 id: session_id.clone(),
@@ -654,8 +662,13 @@ impl Engine {
                 refresh_hash: refresh.hash,
                 user_agent,
                 ip: client.ip.clone(),
+                credential_epoch: user.tokens_invalidated_after,
             })
             .await?;
+        if started == SessionStart::Stale {
+            tracing::info!(user_id = %user.id, "sign-in lost a race with a credential change: no session");
+            return Err(AuthError::InvalidCredentials { remaining: None });
+        }
         let access_token = self
             .jwt
             .issue_access(&user.id, &session_id, now)

@@ -86,8 +86,9 @@ pub trait UserStore: Send + Sync {
         expected: &PasswordHash,
         new: &PasswordHash,
     ) -> Result<bool, StoreError>;
-    /// Atomically: sets the new hash, moves `tokens_invalidated_after` to
-    /// `now`, revokes every live session of the user with `reason`, and
+    /// Atomically: sets the new hash, moves `tokens_invalidated_after`
+    /// strictly forward (to `now`, or one microsecond past its old value if
+    /// that is not before `now`), revokes every live session of the user with `reason`, and
     /// deletes the user's outstanding reset and email-change tokens.
     async fn change_password(
         &self,
@@ -107,7 +108,8 @@ pub trait UserStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Option<User>, StoreError>;
     /// Atomically: spends the live email-change token with this hash,
-    /// switches the address, moves `tokens_invalidated_after` to `now`,
+    /// switches the address, moves `tokens_invalidated_after` strictly
+    /// forward as [`change_password`](Self::change_password) does,
     /// revokes every session ([`RevokeReason::EmailChanged`]) and deletes the
     /// user's other outstanding tokens.
     async fn confirm_email_change(
@@ -233,15 +235,33 @@ pub enum Rotation {
     Invalid,
 }
 
+/// Outcome of [`SessionStore::start`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a stale start means no session exists: the sign-in must fail"]
+pub enum SessionStart {
+    /// The session exists and the user's `last_login` is stamped.
+    Started,
+    /// The user is gone, or its credential epoch is no longer the one the
+    /// sign-in checked (a password change, reset or email change landed in
+    /// between): nothing was written.
+    Stale,
+}
+
 /// Sign-in sessions: the thing an access token's `sid` names, each with
 /// its family of refresh tokens (stored only as hashes).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Records a new session with its first refresh token and stamps the
-    /// user's `last_login` with its creation time, in one step.
-    /// `Err(Conflict)` if the id already exists.
-    async fn start(&self, session: NewSession) -> Result<(), StoreError>;
+    /// user's `last_login` with its creation time, in one step — but only
+    /// if the user's `tokens_invalidated_after` still equals
+    /// `session.credential_epoch`; otherwise nothing is written and the
+    /// answer is [`SessionStart::Stale`]. Against a concurrent credential
+    /// change (which moves the epoch and revokes every session) either the
+    /// start sees the new epoch and refuses, or the change revokes the new
+    /// session: no session started from an old credential outlives the
+    /// change. `Err(Conflict)` if the id already exists.
+    async fn start(&self, session: NewSession) -> Result<SessionStart, StoreError>;
     /// Atomically spends the refresh token `presented` of `session` and
     /// makes `successor` the family's live token — or recognises a replay
     /// or a reuse (see [`Rotation`]).

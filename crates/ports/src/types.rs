@@ -199,9 +199,29 @@ pub struct User {
     pub updated_at: Timestamp,
     /// Last successful sign-in.
     pub last_login: Option<Timestamp>,
-    /// Access tokens issued at or before this instant are dead (bulk
-    /// revocation; kept for regstack wire parity next to session revocation).
+    /// When the credentials last changed (password change or reset, email
+    /// change): every session started before is dead. It is also the
+    /// account's *credential epoch*: every store moves it strictly forward
+    /// on each change (to `now`, or one microsecond past its old value when
+    /// clocks disagree), so a sign-in that read it together with the
+    /// password can start its session only if it is still the same value
+    /// ([`NewSession::credential_epoch`]).
     pub tokens_invalidated_after: Option<Timestamp>,
+}
+
+impl User {
+    /// The value a credential change gives [`Self::tokens_invalidated_after`]:
+    /// `now`, or one microsecond past the old value when that is not
+    /// before `now`. The epoch only ever moves strictly forward, so a
+    /// sign-in that read the old one can never match it again — even under
+    /// a fixed test clock or instances whose clocks disagree. (The SQL and
+    /// MongoDB stores compute the same in their update statements.)
+    pub fn next_credential_epoch(&self, now: Timestamp) -> Timestamp {
+        match self.tokens_invalidated_after {
+            Some(old) if old >= now => old + chrono::TimeDelta::microseconds(1),
+            _ => now,
+        }
+    }
 }
 
 /// What a flow hands to [`UserStore::insert`](crate::UserStore::insert).
@@ -392,6 +412,12 @@ pub struct NewSession {
     pub user_agent: Option<String>,
     /// Client IP.
     pub ip: Option<String>,
+    /// The user's [`User::tokens_invalidated_after`] as the sign-in read it
+    /// with the credential it checked. The store starts the session only if
+    /// the user still has exactly this value: a login that verified a
+    /// password which a change or reset has since replaced gets no session
+    /// ([`SessionStart::Stale`](crate::SessionStart::Stale)).
+    pub credential_epoch: Option<Timestamp>,
 }
 
 impl Session {

@@ -126,5 +126,6 @@ pub fn new_session(user: &UserId, created_at: Timestamp, expires_at: Timestamp) 
         refresh_hash: token_hash(),
         user_agent: Some("regstack-testkit/1.0".to_owned()),
         ip: Some("192.0.2.10".to_owned()),
+        credential_epoch: None,
     }
 }

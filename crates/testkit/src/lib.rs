@@ -106,6 +106,8 @@ macro_rules! __store_contract_cases {
             clear_forgets_attempts,
             // Sessions.
             sessions_start_and_authenticate_in_one_lookup,
+            a_session_starts_only_on_the_credential_epoch_it_checked,
+            starts_racing_a_password_change_leave_no_session_of_the_old_credential,
             revoke_is_idempotent_and_reports_liveness,
             revoke_all_touches_only_that_users_live_sessions,
             // Refresh-token families.

@@ -25,8 +25,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
     Admission, Email, EmailChangeOutcome, LoginAttemptStore, NewSession, NewUser, OneTimeToken,
     PasswordHash, PendingRegistration, PendingStore, Promotion, RateLimitStore, RevokeReason,
-    Rotation, Session, SessionId, SessionStore, StoreError, StoreHealth, Stores, Timestamp,
-    TokenHash, TokenKind, TokenStore, User, UserId, UserStore,
+    Rotation, Session, SessionId, SessionStart, SessionStore, StoreError, StoreHealth, Stores,
+    Timestamp, TokenHash, TokenKind, TokenStore, User, UserId, UserStore,
 };
 
 /// A fresh, empty, independent set of in-memory stores.
@@ -191,19 +191,6 @@ impl fmt::Display for InjectedFault {
 
 impl std::error::Error for InjectedFault {}
 
-/// `sessions.start` for a user that does not exist: a real backend's
-/// foreign key would refuse it too.
-#[derive(Debug)]
-struct UnknownUser;
-
-impl fmt::Display for UnknownUser {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("session refers to an unknown user")
-    }
-}
-
-impl std::error::Error for UnknownUser {}
-
 /// One set of stores: the state and the fault plan.
 struct MemoryStore {
     state: Mutex<State>,
@@ -317,7 +304,7 @@ impl State {
         let user = self.users.get_mut(id)?;
         user.password_hash = Some(new.clone());
         user.updated_at = now;
-        user.tokens_invalidated_after = Some(now);
+        user.tokens_invalidated_after = Some(user.next_credential_epoch(now));
         let user = user.clone();
         self.revoke_live_sessions(id, reason, now);
         // Reset and email-change tokens are the only kinds there are, so
@@ -471,7 +458,7 @@ impl UserStore for MemoryStore {
         st.user_by_email.insert(new_email.clone(), user.id.clone());
         user.email = new_email;
         user.updated_at = now;
-        user.tokens_invalidated_after = Some(now);
+        user.tokens_invalidated_after = Some(user.next_credential_epoch(now));
         let user = user.clone();
         st.revoke_live_sessions(&user.id, RevokeReason::EmailChanged, now);
         st.tokens.retain(|_, t| t.user_id != user.id);
@@ -681,15 +668,19 @@ impl LoginAttemptStore for MemoryStore {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn start(&self, new: NewSession) -> Result<(), StoreError> {
+    async fn start(&self, new: NewSession) -> Result<SessionStart, StoreError> {
         let mut st = self.enter("sessions.start")?;
         // Every refusal before any change: the session, its first token and
         // the `last_login` stamp land together or not at all.
         if st.sessions.contains_key(&new.id) {
             return Err(StoreError::Conflict("session id"));
         }
-        let Some(user) = st.users.get_mut(&new.user_id) else {
-            return Err(StoreError::backend(UnknownUser));
+        let Some(user) = st
+            .users
+            .get_mut(&new.user_id)
+            .filter(|u| u.tokens_invalidated_after == new.credential_epoch)
+        else {
+            return Ok(SessionStart::Stale);
         };
         user.last_login = Some(new.created_at);
         st.refresh.insert(
@@ -714,7 +705,7 @@ impl SessionStore for MemoryStore {
                 revoked_reason: None,
             },
         );
-        Ok(())
+        Ok(SessionStart::Started)
     }
 
     async fn rotate(

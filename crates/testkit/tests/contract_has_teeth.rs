@@ -13,8 +13,8 @@ use chrono::TimeDelta;
 use regstack_ports::{
     Email, EmailChangeOutcome, NewSession, NewUser, OneTimeToken, PasswordHash,
     PendingRegistration, PendingStore, Promotion, RevokeReason, Rotation, Session, SessionId,
-    SessionStore, StoreError, Stores, Timestamp, TokenHash, TokenKind, TokenStore, User, UserId,
-    UserStore,
+    SessionStart, SessionStore, StoreError, Stores, Timestamp, TokenHash, TokenKind, TokenStore,
+    User, UserId, UserStore,
 };
 use regstack_testkit::{contract, memory_stores};
 
@@ -230,7 +230,7 @@ struct OverwritingRevoke {
 
 #[async_trait]
 impl SessionStore for OverwritingRevoke {
-    async fn start(&self, session: NewSession) -> Result<(), StoreError> {
+    async fn start(&self, session: NewSession) -> Result<SessionStart, StoreError> {
         self.inner.sessions.start(session).await
     }
     async fn rotate(
@@ -315,7 +315,7 @@ struct RacyRotate {
 
 #[async_trait]
 impl SessionStore for RacyRotate {
-    async fn start(&self, session: NewSession) -> Result<(), StoreError> {
+    async fn start(&self, session: NewSession) -> Result<SessionStart, StoreError> {
         self.inner.sessions.start(session).await
     }
     async fn rotate(

@@ -21,13 +21,13 @@
 use async_trait::async_trait;
 use chrono::TimeDelta;
 use regstack_ports::{
-    NewSession, RevokeReason, Rotation, Session, SessionId, SessionStore, StoreError, Timestamp,
-    TokenHash, User, UserId,
+    NewSession, RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
+    Timestamp, TokenHash, User, UserId,
 };
 use sqlx::PgConnection;
 
 use super::error::map_pg;
-use super::{commit, PostgresStores};
+use super::{commit, rollback, PostgresStores};
 use crate::family::{self, Miss};
 use crate::rows::{self, session_cols, user_cols, USER_COLS};
 use crate::time::{to_db, window};
@@ -100,22 +100,34 @@ async fn revoke_on(
 
 #[async_trait]
 impl SessionStore for PostgresStores {
-    async fn start(&self, s: NewSession) -> Result<(), StoreError> {
+    async fn start(&self, s: NewSession) -> Result<SessionStart, StoreError> {
         let created = to_db(s.created_at);
         let mut tx = self.begin().await?;
-        // The user row first (the lock order): stamping `last_login` before
-        // the inserts means this transaction never holds only the
-        // foreign-key check's `KEY SHARE` lock while it waits for a
-        // stronger one on the same row.
-        sqlx::query("UPDATE users SET last_login = $1 WHERE id = $2")
-            .bind(created)
-            .bind(s.user_id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_pg)?;
+        // The user row first (the lock order), conditional on the
+        // credential epoch the sign-in read. A credential change holds this
+        // row's lock until it commits; this `UPDATE` waits for it and then
+        // re-checks the condition against the changed row (READ COMMITTED),
+        // so it either runs before the change — whose revocation then ends
+        // the new session — or sees the new epoch and writes nothing.
+        // Stamping `last_login` before the insert also means this
+        // transaction never holds only the foreign-key check's `KEY SHARE`
+        // lock while it waits for a stronger one on the same row.
+        let stamped = sqlx::query(
+            "UPDATE users SET last_login = $1 \
+             WHERE id = $2 AND tokens_invalidated_after IS NOT DISTINCT FROM $3",
+        )
+        .bind(created)
+        .bind(s.user_id.as_str())
+        .bind(s.credential_epoch.map(to_db))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_pg)?;
+        if stamped.rows_affected() == 0 {
+            rollback(tx).await?;
+            return Ok(SessionStart::Stale);
+        }
         // A duplicate id fails the primary key (→ Conflict) and the whole
-        // transaction with it: no session, no `last_login` stamp. An
-        // unknown user fails the foreign key (→ Backend).
+        // transaction with it: no session, no `last_login` stamp.
         sqlx::query(
             "INSERT INTO sessions \
              (id, user_id, created_at, last_used_at, expires_at, idle_expires_at, user_agent, \
@@ -133,7 +145,8 @@ impl SessionStore for PostgresStores {
         .execute(&mut *tx)
         .await
         .map_err(map_pg)?;
-        commit(tx).await
+        commit(tx).await?;
+        Ok(SessionStart::Started)
     }
 
     async fn rotate(

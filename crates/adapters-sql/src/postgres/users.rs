@@ -16,7 +16,7 @@ use sqlx::{Connection, PgConnection};
 use super::error::{is_unique_violation, map_pg};
 use super::{attempts, commit, pending, rate_limits, rollback, sessions, tokens, PostgresStores};
 use crate::error::CorruptRow;
-use crate::rows::{self, user_cols};
+use crate::rows::{self, bump_epoch, user_cols};
 use crate::time::to_db;
 
 /// How strongly [`lock_user`] locks the row.
@@ -84,8 +84,8 @@ async fn invalidate_credentials(
     Ok(())
 }
 
-/// Sets a new password hash and moves `tokens_invalidated_after` and
-/// `updated_at` to `now`, then runs [`invalidate_credentials`]. `None` if
+/// Sets a new password hash, moves the credential epoch strictly forward
+/// ([`bump_epoch!`]) and `updated_at` to `now`, then runs [`invalidate_credentials`]. `None` if
 /// the user is gone.
 async fn set_password_on(
     conn: &mut PgConnection,
@@ -95,8 +95,9 @@ async fn set_password_on(
     now: i64,
 ) -> Result<Option<User>, StoreError> {
     let row = sqlx::query(concat!(
-        "UPDATE users SET hashed_password = $1, tokens_invalidated_after = $2, \
-         updated_at = $2 WHERE id = $3 RETURNING ",
+        "UPDATE users SET hashed_password = $1, ",
+        bump_epoch!("$2"),
+        ", updated_at = $2 WHERE id = $3 RETURNING ",
         user_cols!()
     ))
     .bind(new.as_str())
@@ -306,7 +307,9 @@ impl UserStore for PostgresStores {
         // undoes only itself and the token stays spent.
         let mut savepoint = Connection::begin(&mut *tx).await.map_err(map_pg)?;
         let updated = sqlx::query(concat!(
-            "UPDATE users SET email = $1, tokens_invalidated_after = $2, updated_at = $2 \
+            "UPDATE users SET email = $1, ",
+            bump_epoch!("$2"),
+            ", updated_at = $2 \
              WHERE id = $3 RETURNING ",
             user_cols!()
         ))

@@ -16,12 +16,12 @@
 use async_trait::async_trait;
 use chrono::TimeDelta;
 use regstack_ports::{
-    NewSession, RevokeReason, Rotation, Session, SessionId, SessionStore, StoreError, Timestamp,
-    TokenHash, User, UserId,
+    NewSession, RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
+    Timestamp, TokenHash, User, UserId,
 };
 use sqlx::SqliteConnection;
 
-use super::{commit, SqliteStores};
+use super::{commit, rollback, SqliteStores};
 use crate::error::map_sqlx;
 use crate::family::{self, Miss};
 use crate::rows::{self, session_cols, user_cols, USER_COLS};
@@ -110,9 +110,26 @@ async fn session_and_user_on(
 
 #[async_trait]
 impl SessionStore for SqliteStores {
-    async fn start(&self, s: NewSession) -> Result<(), StoreError> {
+    async fn start(&self, s: NewSession) -> Result<SessionStart, StoreError> {
         let created = to_db(s.created_at);
         let mut tx = self.write_tx().await?;
+        // The user first, conditional on the credential epoch the sign-in
+        // read: under the write lock nothing changes it before the commit.
+        let stamped = sqlx::query(
+            "UPDATE users SET last_login = ?1 WHERE id = ?2 AND tokens_invalidated_after IS ?3",
+        )
+        .bind(created)
+        .bind(s.user_id.as_str())
+        .bind(s.credential_epoch.map(to_db))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx)?;
+        if stamped.rows_affected() == 0 {
+            rollback(tx).await?;
+            return Ok(SessionStart::Stale);
+        }
+        // A duplicate id fails the primary key (→ Conflict) and the whole
+        // transaction with it.
         sqlx::query(
             "INSERT INTO sessions \
              (id, user_id, created_at, last_used_at, expires_at, idle_expires_at, \
@@ -130,13 +147,8 @@ impl SessionStore for SqliteStores {
         .execute(&mut *tx)
         .await
         .map_err(map_sqlx)?;
-        sqlx::query("UPDATE users SET last_login = ?1 WHERE id = ?2")
-            .bind(created)
-            .bind(s.user_id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_sqlx)?;
-        commit(tx).await
+        commit(tx).await?;
+        Ok(SessionStart::Started)
     }
 
     async fn rotate(

@@ -10,7 +10,7 @@ use sqlx::SqliteConnection;
 
 use super::{attempts, commit, rate_limits, rollback, sessions, tokens, SqliteStores};
 use crate::error::{map_sqlx, CorruptRow};
-use crate::rows::{self, user_cols};
+use crate::rows::{self, bump_epoch, user_cols};
 use crate::time::to_db;
 
 /// Loads one user by id on a connection (inside a transaction).
@@ -47,8 +47,8 @@ async fn invalidate_credentials(
     Ok(())
 }
 
-/// Sets a new password hash and moves `tokens_invalidated_after` and
-/// `updated_at` to `now`, then runs [`invalidate_credentials`]. `None` if
+/// Sets a new password hash, moves the credential epoch strictly forward
+/// ([`bump_epoch!`]) and `updated_at` to `now`, then runs [`invalidate_credentials`]. `None` if
 /// the user is gone.
 async fn set_password_on(
     conn: &mut SqliteConnection,
@@ -58,8 +58,9 @@ async fn set_password_on(
     now: i64,
 ) -> Result<Option<User>, StoreError> {
     let row = sqlx::query(concat!(
-        "UPDATE users SET hashed_password = ?1, tokens_invalidated_after = ?2, \
-         updated_at = ?2 WHERE id = ?3 RETURNING ",
+        "UPDATE users SET hashed_password = ?1, ",
+        bump_epoch!("?2"),
+        ", updated_at = ?2 WHERE id = ?3 RETURNING ",
         user_cols!()
     ))
     .bind(new.as_str())
@@ -241,7 +242,9 @@ impl UserStore for SqliteStores {
         // write lock, so nobody can take the address between the check and
         // the write.
         let row = sqlx::query(concat!(
-            "UPDATE users SET email = ?1, tokens_invalidated_after = ?2, updated_at = ?2 \
+            "UPDATE users SET email = ?1, ",
+            bump_epoch!("?2"),
+            ", updated_at = ?2 \
              WHERE id = ?3 AND NOT EXISTS (SELECT 1 FROM users WHERE email = ?1 AND id <> ?3) \
              RETURNING ",
             user_cols!()
