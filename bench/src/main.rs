@@ -84,7 +84,7 @@ pub struct Opts {
     /// Skip PostgreSQL.
     #[arg(long)]
     no_postgres: bool,
-    /// Write the report to DIR/<date>-<machine>.txt as well.
+    /// Write the report to `DIR/<date>-<machine>.txt` as well.
     #[arg(long)]
     results_dir: Option<PathBuf>,
     /// Scratch space: databases, logs, the virtualenv (default target/bench).

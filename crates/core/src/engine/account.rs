@@ -1,0 +1,137 @@
+//! The signed-in user's own account: profile, password change and email
+//! change (request, then the mailed link; [`crate::flows::one_time`]).
+
+use regstack_ports::{Email, EmailChangeOutcome, RevokeReason, TokenKind, User};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{length_error, ClientContext, Engine, Principal};
+use crate::error::{AuthError, AuthFailure, Field};
+use crate::events::EventKind;
+use crate::mail::MailKind;
+use crate::password::check_length;
+use crate::tokens::{self, MAX_TOKEN_CHARS};
+
+impl Engine {
+    /// `PATCH /me`.
+    pub async fn update_profile(
+        &self,
+        p: &Principal,
+        full_name: Option<String>,
+    ) -> Result<User, AuthError> {
+        self.stores
+            .users
+            .update_full_name(&p.user.id, full_name, self.now())
+            .await?
+            .ok_or(AuthError::Unauthenticated(AuthFailure::Inactive))
+    }
+
+    /// `POST /change-password`: every session ends, this one included.
+    pub async fn change_password(
+        &self,
+        p: &Principal,
+        current: &SecretString,
+        new: &SecretString,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
+        check_length(new.expose_secret()).map_err(|e| length_error(Field::NewPassword, e))?;
+        if current.expose_secret() == new.expose_secret() {
+            return Err(AuthError::SamePassword);
+        }
+        self.require_current_password(&p.user, current).await?;
+        let hash = self.hasher.hash(new).await?;
+        self.stores
+            .users
+            .change_password(&p.user.id, &hash, RevokeReason::PasswordChanged, self.now())
+            .await?
+            .ok_or(AuthError::Unauthenticated(AuthFailure::Inactive))?;
+        self.emit_for(EventKind::PasswordChanged, &p.user, client);
+        Ok(())
+    }
+
+    /// `POST /change-email`: mails a link to the new address. An address
+    /// that is taken gets the same answer and no mail (no enumeration).
+    pub async fn request_email_change(
+        &self,
+        p: &Principal,
+        new_email: &Email,
+        current: &SecretString,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
+        if *new_email == p.user.email {
+            return Err(AuthError::SameEmail);
+        }
+        self.require_current_password(&p.user, current).await?;
+        if self.stores.users.find_by_email(new_email).await?.is_some() {
+            return Ok(());
+        }
+        let token = self
+            .issue_link_token(
+                TokenKind::EmailChange,
+                &p.user.id,
+                Some(new_email.clone()),
+                self.cfg.email_change_token_ttl_seconds,
+            )
+            .await?;
+        let raw = token.expose_secret();
+        let url = self.link(
+            self.cfg.email_change_url_template.as_deref(),
+            "/confirm-email-change",
+            raw,
+        );
+        self.send_mail(
+            MailKind::EmailChange,
+            new_email,
+            p.user.full_name.as_deref(),
+            &url,
+            self.cfg.email_change_token_ttl_seconds,
+        );
+        self.emit(EventKind::EmailChangeRequested, |e| {
+            e.user_id = Some(p.user.id.clone());
+            e.email = Some(new_email.clone());
+            e.old_email = Some(p.user.email.clone());
+            e.url_without_token = Some(tokens::redact_url(&url, raw));
+            e.ip.clone_from(&client.ip);
+        });
+        Ok(())
+    }
+
+    /// `POST /confirm-email-change`.
+    pub async fn confirm_email_change(
+        &self,
+        token: &SecretString,
+        client: &ClientContext,
+    ) -> Result<User, AuthError> {
+        if token.expose_secret().len() > MAX_TOKEN_CHARS {
+            return Err(AuthError::InvalidEmailChangeToken);
+        }
+        let now = self.now();
+        let hash = tokens::hash_presented(token);
+        let Some(record) = self
+            .stores
+            .tokens
+            .peek(TokenKind::EmailChange, &hash, now)
+            .await?
+        else {
+            return Err(AuthError::InvalidEmailChangeToken);
+        };
+        let old_email = self
+            .stores
+            .users
+            .get(&record.user_id)
+            .await?
+            .map(|u| u.email);
+        match self.stores.users.confirm_email_change(&hash, now).await? {
+            EmailChangeOutcome::Changed(user) => {
+                self.emit(EventKind::EmailChanged, |e| {
+                    e.user_id = Some(user.id.clone());
+                    e.email = Some(user.email.clone());
+                    e.old_email = old_email;
+                    e.ip.clone_from(&client.ip);
+                });
+                Ok(user)
+            }
+            EmailChangeOutcome::InvalidToken => Err(AuthError::InvalidEmailChangeToken),
+            EmailChangeOutcome::EmailTaken => Err(AuthError::EmailTaken),
+        }
+    }
+}

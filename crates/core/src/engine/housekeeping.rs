@@ -1,0 +1,47 @@
+//! Housekeeping: deleting rows past their expiry (DECISIONS.md §11).
+
+use chrono::TimeDelta;
+
+use super::{secs, Engine};
+
+/// Rows removed by [`Engine::purge_expired`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Pending registrations.
+    pub pending: u64,
+    /// Reset and email-change tokens.
+    pub tokens: u64,
+    /// Lockout attempts.
+    pub login_attempts: u64,
+    /// Sessions.
+    pub sessions: u64,
+    /// Rate-limit hits.
+    pub rate_limit_hits: u64,
+}
+
+impl Engine {
+    /// Deletes rows past their expiry (DECISIONS.md §11). Run periodically
+    /// by the server and by the CLI.
+    pub async fn purge_expired(&self) -> Result<PurgeReport, regstack_ports::StoreError> {
+        let now = self.now();
+        let s = &self.stores;
+        Ok(PurgeReport {
+            pending: s.pending.purge_expired(now).await?,
+            tokens: s.tokens.purge_expired(now).await?,
+            login_attempts: s
+                .login_attempts
+                .purge_expired(now - secs(self.cfg.login_lockout_window_seconds))
+                .await?,
+            // Revoked sessions stay until every access token they issued has
+            // expired, so a dead token keeps getting its precise refusal.
+            sessions: s
+                .sessions
+                .purge_expired(now - secs(self.cfg.jwt_ttl_seconds))
+                .await?,
+            rate_limit_hits: s
+                .rate_limits
+                .purge_expired(now - TimeDelta::hours(1))
+                .await?,
+        })
+    }
+}

@@ -1,0 +1,295 @@
+//! The runners: each public method performs one flow over the ports.
+//!
+//! Rules live in [`crate::flows`] and in the atomic store operations; the
+//! runner takes `now` from the Clock once per request, calls the ports in
+//! order, and turns outcomes into [`AuthError`]s. Mail leaves the request
+//! path: it is composed here and delivered by a background task, so a slow
+//! or failing relay never delays or fails the request (DECISIONS.md §21),
+//! and the answer for an unknown address takes as long as for a known one.
+//!
+//! [`Engine`] is a facade: this file holds its dependencies and the helpers
+//! every capability shares (events, link tokens, mail); each capability's
+//! runners live in a module of their own, beside the flow machine they run:
+//!
+//! | module | runners | machine |
+//! |---|---|---|
+//! | `registration` | `register`, `verify`, `resend_verification` | `flows::one_time` |
+//! | `sign_in` | `login`, `start_session`, `require_current_password` | `flows::sign_in` |
+//! | `sessions` | `authenticate`, `refresh`, `logout`, `logout_all`, `list_sessions`, `revoke_session` | `flows::refresh` |
+//! | `account` | `update_profile`, `change_password`, `request_email_change`, `confirm_email_change` | `flows::one_time` |
+//! | `recovery` | `forgot_password`, `reset_password` | `flows::one_time` |
+//! | `deletion` | `delete_account` | |
+//! | `housekeeping` | `purge_expired` | |
+//!
+//! A new capability (second factors, OAuth) adds its machine under
+//! `flows/`, its runners in a module here, and a store port with its
+//! contract cases.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use regstack_ports::{
+    Clock, Email, Mailer, OneTimeToken, PasswordHasher, Stores, Timestamp, TokenKind, User, UserId,
+};
+use secrecy::SecretString;
+
+use crate::config::{Config, ConfigError};
+use crate::error::{AuthError, Field};
+use crate::events::{Event, EventBus, EventKind};
+use crate::jwt::JwtCodec;
+use crate::mail::{Composer, MailContext, MailKind, TemplateError};
+use crate::password::PasswordPolicyError;
+use crate::refresh_token::RefreshTokens;
+use crate::tokens;
+
+mod account;
+mod deletion;
+mod housekeeping;
+mod recovery;
+mod registration;
+mod sessions;
+mod sign_in;
+
+pub use housekeeping::PurgeReport;
+pub use registration::{Registered, Registration};
+pub use sessions::{Principal, Refreshed};
+pub use sign_in::SignedIn;
+
+/// Longest user agent kept on a session.
+const MAX_USER_AGENT_CHARS: usize = 256;
+/// How long a mail delivery may take before it is abandoned.
+const MAIL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Who is calling, as far as the transport knows. Recorded on sessions and
+/// events; never used for decisions that need trust.
+#[derive(Debug, Clone, Default)]
+pub struct ClientContext {
+    /// Client IP (socket, or proxy header when `behind_proxy`).
+    pub ip: Option<String>,
+    /// `User-Agent` header.
+    pub user_agent: Option<String>,
+}
+
+/// What the engine needs from the outside world.
+pub struct Deps {
+    /// Every store.
+    pub stores: Stores,
+    /// Password hashing (bounded).
+    pub hasher: Arc<dyn PasswordHasher>,
+    /// Source of `now`.
+    pub clock: Arc<dyn Clock>,
+    /// Mail transport.
+    pub mailer: Arc<dyn Mailer>,
+    /// Event fan-out (hosts subscribe on it).
+    pub events: EventBus,
+    /// Template overrides by name (read by the caller from
+    /// `extra_template_dirs`).
+    pub template_overrides: HashMap<String, String>,
+}
+
+/// The engine could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A template override does not parse or render.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
+
+/// Runs every account flow. Cheap to share behind an `Arc`.
+pub struct Engine {
+    cfg: Config,
+    stores: Stores,
+    hasher: Arc<dyn PasswordHasher>,
+    clock: Arc<dyn Clock>,
+    mailer: Arc<dyn Mailer>,
+    composer: Composer,
+    jwt: JwtCodec,
+    refresh_tokens: RefreshTokens,
+    events: EventBus,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn secs(s: u64) -> TimeDelta {
+    TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1_000_000))
+}
+
+/// Whole seconds from `now` until `t` (0 if past).
+fn seconds_until(t: Timestamp, now: Timestamp) -> u64 {
+    u64::try_from((t - now).num_seconds()).unwrap_or(0)
+}
+
+fn length_error(field: Field, e: PasswordPolicyError) -> AuthError {
+    AuthError::PasswordLength {
+        field,
+        too_short: e == PasswordPolicyError::TooShort,
+    }
+}
+
+impl Engine {
+    /// Validates the configuration and wires the engine.
+    pub fn new(cfg: Config, deps: Deps) -> Result<Self, EngineError> {
+        cfg.validate()?;
+        let composer = Composer::new(&cfg.app_name, deps.template_overrides)?;
+        let jwt = JwtCodec::new(
+            &cfg.jwt_secret,
+            cfg.jwt_algorithm,
+            cfg.jwt_audience.clone(),
+            cfg.jwt_ttl_seconds,
+        );
+        let refresh_tokens = RefreshTokens::new(&cfg.jwt_secret);
+        Ok(Self {
+            refresh_tokens,
+            cfg,
+            stores: deps.stores,
+            hasher: deps.hasher,
+            clock: deps.clock,
+            mailer: deps.mailer,
+            composer,
+            jwt,
+            events: deps.events,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The event bus, to subscribe handlers.
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// The stores (for health checks and the CLI).
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    /// `now` from the clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn emit(&self, kind: EventKind, f: impl FnOnce(&mut Event)) {
+        let mut e = Event::new(kind, self.now());
+        f(&mut e);
+        self.events.emit(e);
+    }
+
+    /// Stores a fresh link token of `kind` for a user — superseding the
+    /// user's older ones of that kind — and returns the raw token for the
+    /// mail.
+    async fn issue_link_token(
+        &self,
+        kind: TokenKind,
+        user_id: &UserId,
+        new_email: Option<Email>,
+        ttl_seconds: u64,
+    ) -> Result<SecretString, AuthError> {
+        let now = self.now();
+        let token = tokens::issue();
+        self.stores
+            .tokens
+            .issue(OneTimeToken {
+                hash: token.hash,
+                kind,
+                user_id: user_id.clone(),
+                new_email,
+                created_at: now,
+                expires_at: now + secs(ttl_seconds),
+            })
+            .await?;
+        Ok(token.raw)
+    }
+
+    /// Fires an event about a user's account, from a client.
+    fn emit_for(&self, kind: EventKind, user: &User, client: &ClientContext) {
+        self.emit(kind, |e| {
+            e.user_id = Some(user.id.clone());
+            e.email = Some(user.email.clone());
+            e.ip.clone_from(&client.ip);
+        });
+    }
+
+    fn link(&self, template: Option<&str>, path: &str, token: &str) -> String {
+        let base = self.cfg.base();
+        match template {
+            // Literal replacement (regstack): no format-string surprises.
+            Some(t) => t.replace("{base_url}", base).replace("{token}", token),
+            None => format!("{base}{}{path}?token={token}", self.cfg.link_prefix()),
+        }
+    }
+
+    /// Composes now, delivers in the background under the per-address
+    /// hourly quota. Failures are logged without the body.
+    fn send_mail(
+        &self,
+        kind: MailKind,
+        to: &Email,
+        full_name: Option<&str>,
+        url: &str,
+        ttl_seconds: u64,
+    ) {
+        let mail = match self.composer.compose(
+            kind,
+            &MailContext {
+                to,
+                full_name,
+                url,
+                ttl_seconds,
+            },
+        ) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, kind = kind.stem(), "mail not composed");
+                return;
+            }
+        };
+        let limits = self.stores.rate_limits.clone();
+        let mailer = self.mailer.clone();
+        let now = self.now();
+        let quota = self.cfg.email.max_per_address_per_hour;
+        let key = format!("mail:{}", to.as_str());
+        let task = async move {
+            match limits.hit(&key, now, TimeDelta::hours(1), quota).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(
+                        kind = kind.stem(),
+                        "mail quota for this address reached; not sent"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "mail quota check failed; not sent");
+                    return;
+                }
+            }
+            match tokio::time::timeout(MAIL_TIMEOUT, mailer.send(&mail)).await {
+                Ok(Ok(())) => tracing::debug!(kind = kind.stem(), "mail delivered"),
+                Ok(Err(e)) => {
+                    tracing::error!(kind = kind.stem(), error = %e, "mail delivery failed")
+                }
+                Err(_) => tracing::error!(kind = kind.stem(), "mail delivery timed out"),
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(task);
+            }
+            Err(_) => tracing::error!("no async runtime: mail not sent"),
+        }
+    }
+}

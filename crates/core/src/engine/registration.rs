@@ -1,0 +1,184 @@
+//! Registration and verification: `register`, `verify`, `resend_verification`.
+//!
+//! A registration waits as a pending row until its mailed link is used
+//! (`PendingStore::promote`, one atomic step); the single-use rule is
+//! [`crate::flows::one_time`].
+
+use regstack_ports::{Email, NewUser, PendingRegistration, Promotion, Timestamp, User, UserId};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{length_error, secs, ClientContext, Engine};
+use crate::error::{AuthError, Field};
+use crate::events::EventKind;
+use crate::mail::MailKind;
+use crate::password::check_length;
+use crate::tokens::{self, MAX_TOKEN_CHARS};
+
+/// A new registration as received.
+#[derive(Debug)]
+pub struct Registration {
+    /// Canonical address.
+    pub email: Email,
+    /// Chosen password.
+    pub password: SecretString,
+    /// Display name.
+    pub full_name: Option<String>,
+}
+
+/// The outcome of `register`.
+#[derive(Debug, Clone)]
+pub enum Registered {
+    /// A verification link was mailed; no user exists yet.
+    Pending {
+        /// Canonical address.
+        email: Email,
+        /// When the link dies.
+        expires_at: Timestamp,
+    },
+    /// The user exists (verification not required).
+    Active(User),
+}
+
+impl Engine {
+    /// `POST /register`.
+    pub async fn register(
+        &self,
+        reg: Registration,
+        client: &ClientContext,
+    ) -> Result<Registered, AuthError> {
+        if !self.cfg.allow_registration {
+            return Err(AuthError::RegistrationClosed);
+        }
+        check_length(reg.password.expose_secret()).map_err(|e| length_error(Field::Password, e))?;
+        if self.stores.users.find_by_email(&reg.email).await?.is_some() {
+            return Err(AuthError::EmailTaken);
+        }
+        let hash = self.hasher.hash(&reg.password).await?;
+        let now = self.now();
+        if !self.cfg.require_verification {
+            let user = self
+                .stores
+                .users
+                .insert(NewUser {
+                    id: UserId::generate(),
+                    email: reg.email,
+                    password_hash: Some(hash),
+                    full_name: reg.full_name,
+                    is_verified: true,
+                    is_superuser: false,
+                    created_at: now,
+                })
+                .await
+                .map_err(|e| match e {
+                    regstack_ports::StoreError::Conflict(_) => AuthError::EmailTaken,
+                    e => e.into(),
+                })?;
+            self.emit_for(EventKind::UserRegistered, &user, client);
+            return Ok(Registered::Active(user));
+        }
+        let token = tokens::issue();
+        let expires_at = now + secs(self.cfg.verification_token_ttl_seconds);
+        self.stores
+            .pending
+            .put(PendingRegistration {
+                email: reg.email.clone(),
+                password_hash: hash,
+                full_name: reg.full_name.clone(),
+                token_hash: token.hash,
+                created_at: now,
+                expires_at,
+            })
+            .await?;
+        self.mail_verification(
+            &reg.email,
+            reg.full_name.as_deref(),
+            token.raw.expose_secret(),
+            client,
+        );
+        Ok(Registered::Pending {
+            email: reg.email,
+            expires_at,
+        })
+    }
+
+    fn mail_verification(
+        &self,
+        email: &Email,
+        full_name: Option<&str>,
+        raw: &str,
+        client: &ClientContext,
+    ) {
+        let url = self.link(self.cfg.verify_url_template.as_deref(), "/verify", raw);
+        self.send_mail(
+            MailKind::Verification,
+            email,
+            full_name,
+            &url,
+            self.cfg.verification_token_ttl_seconds,
+        );
+        self.emit(EventKind::VerificationRequested, |e| {
+            e.email = Some(email.clone());
+            e.url_without_token = Some(tokens::redact_url(&url, raw));
+            e.ip.clone_from(&client.ip);
+        });
+    }
+
+    /// `POST /verify`: the pending registration becomes a verified user.
+    pub async fn verify(
+        &self,
+        token: &SecretString,
+        client: &ClientContext,
+    ) -> Result<User, AuthError> {
+        if token.expose_secret().len() > MAX_TOKEN_CHARS {
+            return Err(AuthError::InvalidVerificationToken);
+        }
+        let hash = tokens::hash_presented(token);
+        match self
+            .stores
+            .pending
+            .promote(&hash, &UserId::generate(), self.now())
+            .await?
+        {
+            Promotion::Promoted(user) => {
+                for kind in [EventKind::UserVerified, EventKind::UserRegistered] {
+                    self.emit_for(kind, &user, client);
+                }
+                Ok(user)
+            }
+            Promotion::InvalidToken => Err(AuthError::InvalidVerificationToken),
+            Promotion::EmailTaken => Err(AuthError::EmailTaken),
+        }
+    }
+
+    /// `POST /resend-verification`: a new link if a registration is pending.
+    /// The caller answers the same whatever happens here.
+    pub async fn resend_verification(
+        &self,
+        email: &Email,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
+        let now = self.now();
+        let token = tokens::issue();
+        let expires_at = now + secs(self.cfg.verification_token_ttl_seconds);
+        if self
+            .stores
+            .pending
+            .replace_token(email, &token.hash, expires_at, now)
+            .await?
+        {
+            let full_name = self
+                .stores
+                .pending
+                .find_by_email(email, now)
+                .await?
+                .and_then(|p| p.full_name);
+            self.mail_verification(
+                email,
+                full_name.as_deref(),
+                token.raw.expose_secret(),
+                client,
+            );
+        }
+        Ok(())
+    }
+}

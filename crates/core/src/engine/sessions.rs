@@ -1,0 +1,190 @@
+//! Sessions after sign-in: `authenticate` (every request), `refresh`
+//! (rotation, [`crate::flows::refresh`]), `logout`, `logout_all`, the
+//! session list and revoking one session.
+
+use regstack_ports::{RevokeReason, Rotation, Session, SessionId, User};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{seconds_until, secs, ClientContext, Engine};
+use crate::error::{AuthError, AuthFailure};
+use crate::events::EventKind;
+
+/// The answer to `POST /refresh`.
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    /// A new bearer token for the same session.
+    pub access_token: String,
+    /// Its lifetime in seconds.
+    pub expires_in: u64,
+    /// The successor refresh token (the same one again for a replay).
+    pub refresh_token: SecretString,
+    /// Seconds until it dies if unused.
+    pub refresh_expires_in: u64,
+}
+
+/// An authenticated caller: the user and the session its token names.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user, as loaded in the same lookup as the session.
+    pub user: User,
+    /// The session.
+    pub session: Session,
+}
+
+impl Engine {
+    pub async fn refresh(
+        &self,
+        presented: &SecretString,
+        client: &ClientContext,
+    ) -> Result<Refreshed, AuthError> {
+        // A token this server did not mint for its session never reaches
+        // the store (and so can never revoke anything).
+        let Some(presented) = self.refresh_tokens.parse(presented.expose_secret()) else {
+            return Err(AuthError::InvalidRefreshToken);
+        };
+        let now = self.now();
+        let successor = self.refresh_tokens.successor(&presented);
+        let rotation = self
+            .stores
+            .sessions
+            .rotate(
+                &presented.session,
+                &presented.hash,
+                &successor.hash,
+                now,
+                secs(self.cfg.sessions.reuse_grace_seconds),
+                secs(self.cfg.sessions.refresh_idle_ttl_seconds),
+            )
+            .await?;
+        let (session, user) = match rotation {
+            Rotation::Rotated { session, user } | Rotation::Replayed { session, user } => {
+                (session, user)
+            }
+            Rotation::Reused {
+                session_id,
+                user_id,
+            } => {
+                tracing::warn!(session_id = %session_id, user_id = %user_id, "spent refresh token presented again: session revoked");
+                self.emit(EventKind::RefreshTokenReused, |e| {
+                    e.user_id = Some(user_id);
+                    e.session_id = Some(session_id);
+                    e.ip.clone_from(&client.ip);
+                });
+                return Err(AuthError::InvalidRefreshToken);
+            }
+            Rotation::Invalid => return Err(AuthError::InvalidRefreshToken),
+        };
+        if !user.is_active {
+            return Err(AuthError::InvalidRefreshToken);
+        }
+        let access_token = self
+            .jwt
+            .issue_access(&user.id, &session.id, now)
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        Ok(Refreshed {
+            access_token,
+            expires_in: self.jwt.ttl_seconds(),
+            refresh_token: successor.raw,
+            refresh_expires_in: seconds_until(session.idle_expires_at, now),
+        })
+    }
+
+    /// `POST /logout-all`: ends every session of the caller. Returns how many.
+    pub async fn logout_all(
+        &self,
+        p: &Principal,
+        client: &ClientContext,
+    ) -> Result<u64, AuthError> {
+        let n = self
+            .stores
+            .sessions
+            .revoke_all(&p.user.id, RevokeReason::LogoutAll, self.now())
+            .await?;
+        self.emit_for(EventKind::SessionsRevokedAll, &p.user, client);
+        Ok(n)
+    }
+
+    /// `GET /sessions`: the caller's live sessions, newest first.
+    pub async fn list_sessions(&self, p: &Principal) -> Result<Vec<Session>, AuthError> {
+        Ok(self.stores.sessions.list(&p.user.id, self.now()).await?)
+    }
+
+    /// `DELETE /sessions/{id}`: ends one of the caller's own sessions.
+    pub async fn revoke_session(
+        &self,
+        p: &Principal,
+        id: &SessionId,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
+        if !self
+            .stores
+            .sessions
+            .revoke_owned(id, &p.user.id, RevokeReason::Revoked, self.now())
+            .await?
+        {
+            return Err(AuthError::SessionNotFound);
+        }
+        self.emit(EventKind::SessionRevoked, |e| {
+            e.user_id = Some(p.user.id.clone());
+            e.session_id = Some(id.clone());
+            e.ip.clone_from(&client.ip);
+        });
+        Ok(())
+    }
+
+    /// Checks a bearer token: signature and expiry, then one lookup of the
+    /// session together with its user.
+    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, AuthError> {
+        let token = bearer.ok_or(AuthError::Unauthenticated(AuthFailure::Missing))?;
+        let now = self.now();
+        let claims = self
+            .jwt
+            .verify_access(token, now)
+            .map_err(|_| AuthError::Unauthenticated(AuthFailure::Invalid))?;
+        let Some((session, user)) = self
+            .stores
+            .sessions
+            .authenticate(&claims.session_id)
+            .await?
+        else {
+            // The session only disappears with its user (or long after the
+            // token expired): the account is gone.
+            return Err(AuthError::Unauthenticated(AuthFailure::Inactive));
+        };
+        if session.user_id != claims.user_id || user.id != claims.user_id {
+            return Err(AuthError::Unauthenticated(AuthFailure::Invalid));
+        }
+        if !user.is_active {
+            return Err(AuthError::Unauthenticated(AuthFailure::Inactive));
+        }
+        if session.revoked_at.is_some() {
+            let failure = match session.revoked_reason {
+                Some(RevokeReason::Disabled) => AuthFailure::Inactive,
+                Some(r) if r.is_bulk() => AuthFailure::Invalidated,
+                _ => AuthFailure::Revoked,
+            };
+            return Err(AuthError::Unauthenticated(failure));
+        }
+        if !session.is_live(now) {
+            return Err(AuthError::Unauthenticated(AuthFailure::Invalid));
+        }
+        Ok(Principal { user, session })
+    }
+
+    /// `POST /logout`: revokes the session of the presented token.
+    pub async fn logout(&self, p: &Principal, client: &ClientContext) -> Result<(), AuthError> {
+        self.stores
+            .sessions
+            .revoke(&p.session.id, RevokeReason::Logout, self.now())
+            .await?;
+        for kind in [EventKind::UserLoggedOut, EventKind::SessionRevoked] {
+            self.emit(kind, |e| {
+                e.user_id = Some(p.user.id.clone());
+                e.email = Some(p.user.email.clone());
+                e.session_id = Some(p.session.id.clone());
+                e.ip.clone_from(&client.ip);
+            });
+        }
+        Ok(())
+    }
+}
