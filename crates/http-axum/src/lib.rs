@@ -4,7 +4,7 @@
 //!
 //! This ring depends on `core` (which decides) and `ports` (types); it
 //! never touches a store or a mailer directly. Start at [`router`], then
-//! `handlers.rs` (one short function per route), `body.rs` (how a request
+//! `handlers/` (one module per capability, one short function per route), `body.rs` (how a request
 //! body becomes a validated model, with regstack's 422 shapes) and
 //! `error.rs` (the status table).
 //!
@@ -28,7 +28,6 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Extension, Router};
 use regstack_core::Engine;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -100,35 +99,13 @@ pub fn auth_layer(engine: Arc<Engine>) -> Extension<Arc<Engine>> {
     Extension(engine)
 }
 
-/// Routes of the JSON API (paths relative to the prefix).
-fn api_routes() -> Router<Arc<Engine>> {
-    use handlers as h;
-    Router::new()
-        .route("/register", post(h::register))
-        .route("/verify", post(h::verify))
-        .route("/resend-verification", post(h::resend_verification))
-        .route("/login", post(h::login))
-        .route("/logout", post(h::logout))
-        .route("/logout-all", post(h::logout_all))
-        .route("/refresh", post(h::refresh))
-        .route("/sessions", get(h::sessions))
-        .route("/sessions/{id}", axum::routing::delete(h::revoke_session))
-        .route("/me", get(h::me).patch(h::update_me))
-        .route("/change-password", post(h::change_password))
-        .route("/change-email", post(h::change_email))
-        .route("/confirm-email-change", post(h::confirm_email_change))
-        .route("/account", axum::routing::delete(h::delete_account))
-        .route("/forgot-password", post(h::forgot_password))
-        .route("/reset-password", post(h::reset_password))
-}
-
 /// The regstack API mounted at `api_prefix`, with its own 404/405 answers,
 /// body limit, security headers, panic guard, request tracing and (when
 /// configured) CORS. Merge it into a host's router as is.
 pub fn router(engine: Arc<Engine>) -> Router {
     let cfg = engine.config().clone();
     let limit = Duration::from_secs(cfg.http.request_timeout_seconds);
-    let api = api_routes()
+    let api = handlers::routes()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(cfg.http.body_limit_bytes))

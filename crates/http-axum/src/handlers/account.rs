@@ -1,0 +1,133 @@
+//! The signed-in user's own account: profile, password change, email change.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use regstack_core::Engine;
+use regstack_ports::Email;
+use secrecy::SecretString;
+
+use super::{message, ok_json, Answer, Engine_, TokenBody};
+use crate::body::{Fields, FromJsonObject, JsonBody, Len};
+use crate::extract::{Client, CurrentUser};
+use crate::read_all;
+use crate::wire::UserPublic;
+
+/// This capability's routes, relative to the API prefix.
+pub fn router() -> Router<Arc<Engine>> {
+    Router::new()
+        .route("/me", get(me).patch(update_me))
+        .route("/change-password", post(change_password))
+        .route("/change-email", post(change_email))
+        .route("/confirm-email-change", post(confirm_email_change))
+}
+
+/// `UpdateProfileRequest`: an absent `full_name` changes nothing; `null`
+/// clears it.
+pub struct UpdateProfileRequest {
+    full_name: Option<Option<String>>,
+}
+impl FromJsonObject for UpdateProfileRequest {
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        Some(Self {
+            full_name: f.full_name("full_name")?,
+        })
+    }
+}
+
+/// `ChangePasswordRequest`.
+pub struct ChangePasswordRequest {
+    current_password: SecretString,
+    new_password: SecretString,
+}
+impl FromJsonObject for ChangePasswordRequest {
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        read_all! {
+            current_password = f.secret("current_password", Len::CURRENT_PASSWORD);
+            new_password = f.secret("new_password", Len::PASSWORD);
+        }
+        Some(Self {
+            current_password,
+            new_password,
+        })
+    }
+}
+
+/// `ChangeEmailRequest`.
+pub struct ChangeEmailRequest {
+    new_email: Email,
+    current_password: SecretString,
+}
+impl FromJsonObject for ChangeEmailRequest {
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        read_all! {
+            new_email = f.email("new_email");
+            current_password = f.secret("current_password", Len::CURRENT_PASSWORD);
+        }
+        Some(Self {
+            new_email,
+            current_password,
+        })
+    }
+}
+
+/// `GET /me` → 200 `UserPublic`.
+pub async fn me(user: CurrentUser) -> Answer {
+    ok_json(StatusCode::OK, UserPublic::from(&user.user))
+}
+
+/// `PATCH /me` → 200 `UserPublic`.
+pub async fn update_me(
+    State(e): Engine_,
+    user: CurrentUser,
+    JsonBody(b): JsonBody<UpdateProfileRequest>,
+) -> Answer {
+    let updated = match b.full_name {
+        None => user.user.clone(),
+        Some(name) => e.update_profile(&user, name).await?,
+    };
+    ok_json(StatusCode::OK, UserPublic::from(&updated))
+}
+
+/// `POST /change-password` → 200.
+pub async fn change_password(
+    State(e): Engine_,
+    Client(c): Client,
+    user: CurrentUser,
+    JsonBody(b): JsonBody<ChangePasswordRequest>,
+) -> Answer {
+    e.change_password(&user, &b.current_password, &b.new_password, &c)
+        .await?;
+    message(
+        StatusCode::OK,
+        "Password changed. Existing sessions have been signed out.",
+    )
+}
+
+/// `POST /change-email` → 202 whether or not the address is free.
+pub async fn change_email(
+    State(e): Engine_,
+    Client(c): Client,
+    user: CurrentUser,
+    JsonBody(b): JsonBody<ChangeEmailRequest>,
+) -> Answer {
+    e.request_email_change(&user, &b.new_email, &b.current_password, &c)
+        .await?;
+    message(
+        StatusCode::ACCEPTED,
+        "If the address is available, a confirmation link has been sent. Check your email.",
+    )
+}
+
+/// `POST /confirm-email-change` → 200 `UserPublic`.
+pub async fn confirm_email_change(
+    State(e): Engine_,
+    Client(c): Client,
+    JsonBody(b): JsonBody<TokenBody>,
+) -> Answer {
+    let user = e.confirm_email_change(&b.token, &c).await?;
+    ok_json(StatusCode::OK, UserPublic::from(&user))
+}

@@ -1,0 +1,102 @@
+//! One handler per route: read the body, call the engine, shape the answer.
+//! No rule lives here; the engine decides, `error.rs` words the refusals.
+//!
+//! One module per capability, each with its models, handlers and its own
+//! `router()`; [`routes`] merges them. A new capability adds a module here
+//! and one line in [`routes`].
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use regstack_core::Engine;
+use regstack_ports::Email;
+use secrecy::SecretString;
+
+use crate::body::{Fields, FromJsonObject, Len};
+use crate::cookie;
+use crate::error::ApiError;
+use crate::wire::{MessageResponse, TokenResponse};
+use secrecy::ExposeSecret;
+
+pub(crate) type Engine_ = State<Arc<Engine>>;
+pub(crate) type Answer = Result<axum::response::Response, ApiError>;
+
+pub(crate) fn ok_json<T: serde::Serialize>(status: StatusCode, body: T) -> Answer {
+    Ok((status, Json(body)).into_response())
+}
+
+pub(crate) fn message(status: StatusCode, message: &'static str) -> Answer {
+    ok_json(status, MessageResponse { message })
+}
+
+mod account;
+mod deletion;
+mod recovery;
+mod registration;
+mod sessions;
+mod sign_in;
+
+/// Every route of the JSON API, relative to the prefix.
+pub fn routes() -> axum::Router<Arc<Engine>> {
+    axum::Router::new()
+        .merge(registration::router())
+        .merge(sign_in::router())
+        .merge(sessions::router())
+        .merge(account::router())
+        .merge(deletion::router())
+        .merge(recovery::router())
+}
+
+/// `{token}` bodies: `VerifyRequest`, `ConfirmEmailChangeRequest`.
+pub struct TokenBody {
+    pub(crate) token: SecretString,
+}
+impl FromJsonObject for TokenBody {
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        Some(Self {
+            token: f.secret("token", Len::TOKEN)?,
+        })
+    }
+}
+
+/// `{email}` bodies: `ResendRequest`, `ForgotPasswordRequest`.
+pub struct EmailBody {
+    pub(crate) email: Email,
+}
+impl FromJsonObject for EmailBody {
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        Some(Self {
+            email: f.email("email")?,
+        })
+    }
+}
+
+/// A token answer: the refresh token goes into the JSON, or (cookie mode)
+/// into the `HttpOnly` cookie and not into the JSON.
+pub(crate) fn token_answer(
+    e: &Engine,
+    access_token: String,
+    expires_in: u64,
+    refresh: &SecretString,
+    refresh_expires_in: u64,
+) -> Answer {
+    let cfg = e.config();
+    let in_cookie = cfg.sessions.refresh_cookie;
+    let body = TokenResponse {
+        access_token,
+        token_type: "bearer",
+        expires_in,
+        refresh_token: (!in_cookie).then(|| refresh.expose_secret().to_owned()),
+        refresh_expires_in,
+    };
+    let mut response = (StatusCode::OK, Json(body)).into_response();
+    if in_cookie {
+        if let Some(c) = cookie::set(&cfg.api_prefix, refresh.expose_secret(), refresh_expires_in) {
+            response.headers_mut().append(header::SET_COOKIE, c);
+        }
+    }
+    Ok(response)
+}

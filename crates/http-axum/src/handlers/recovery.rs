@@ -1,0 +1,63 @@
+//! Password recovery: forgot and reset.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use regstack_core::Engine;
+use secrecy::SecretString;
+
+use super::{message, Answer, EmailBody, Engine_};
+use crate::body::{Fields, FromJsonObject, JsonBody, Len};
+use crate::extract::Client;
+use crate::read_all;
+
+/// This capability's routes, relative to the API prefix.
+pub fn router() -> Router<Arc<Engine>> {
+    Router::new()
+        .route("/forgot-password", post(forgot_password))
+        .route("/reset-password", post(reset_password))
+}
+
+/// `ResetPasswordRequest`.
+pub struct ResetPasswordRequest {
+    token: SecretString,
+    new_password: SecretString,
+}
+impl FromJsonObject for ResetPasswordRequest {
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        read_all! {
+            token = f.secret("token", Len::TOKEN);
+            new_password = f.secret("new_password", Len::PASSWORD);
+        }
+        Some(Self {
+            token,
+            new_password,
+        })
+    }
+}
+
+/// `POST /forgot-password` → always the same 202.
+pub async fn forgot_password(
+    State(e): Engine_,
+    Client(c): Client,
+    JsonBody(b): JsonBody<EmailBody>,
+) -> Answer {
+    e.forgot_password(&b.email, &c).await?;
+    message(
+        StatusCode::ACCEPTED,
+        "If the address matches an active account, a reset link has been sent. Check your email.",
+    )
+}
+
+/// `POST /reset-password` → 200.
+pub async fn reset_password(
+    State(e): Engine_,
+    Client(c): Client,
+    JsonBody(b): JsonBody<ResetPasswordRequest>,
+) -> Answer {
+    e.reset_password(&b.token, &b.new_password, &c).await?;
+    message(StatusCode::OK, "Password has been reset. Please sign in.")
+}

@@ -1,0 +1,93 @@
+//! Registration and verification routes.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use regstack_core::{Engine, Registered, Registration};
+use regstack_ports::Email;
+use secrecy::SecretString;
+
+use super::{message, ok_json, Answer, EmailBody, Engine_, TokenBody};
+use crate::body::{Fields, FromJsonObject, JsonBody, Len};
+use crate::extract::Client;
+use crate::read_all;
+use crate::wire::{iso_offset, PendingResponse, UserPublic};
+
+/// This capability's routes, relative to the API prefix.
+pub fn router() -> Router<Arc<Engine>> {
+    Router::new()
+        .route("/register", post(register))
+        .route("/verify", post(verify))
+        .route("/resend-verification", post(resend_verification))
+}
+
+/// `UserCreate`.
+pub struct UserCreate {
+    email: Email,
+    password: SecretString,
+    full_name: Option<String>,
+}
+impl FromJsonObject for UserCreate {
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        read_all! {
+            email = f.email("email");
+            password = f.secret("password", Len::PASSWORD);
+            full_name = f.full_name("full_name");
+        }
+        Some(Self {
+            email,
+            password,
+            full_name: full_name.flatten(),
+        })
+    }
+}
+
+/// `POST /register` → 201 `PendingResponse` or `UserPublic`.
+pub async fn register(
+    State(e): Engine_,
+    Client(c): Client,
+    JsonBody(b): JsonBody<UserCreate>,
+) -> Answer {
+    let reg = Registration {
+        email: b.email,
+        password: b.password,
+        full_name: b.full_name,
+    };
+    match e.register(reg, &c).await? {
+        Registered::Pending { email, expires_at } => ok_json(
+            StatusCode::CREATED,
+            PendingResponse {
+                status: "pending_verification",
+                email: email.to_string(),
+                expires_at: iso_offset(&expires_at),
+            },
+        ),
+        Registered::Active(user) => ok_json(StatusCode::CREATED, UserPublic::from(&user)),
+    }
+}
+
+/// `POST /verify` → 200 `UserPublic`.
+pub async fn verify(
+    State(e): Engine_,
+    Client(c): Client,
+    JsonBody(b): JsonBody<TokenBody>,
+) -> Answer {
+    let user = e.verify(&b.token, &c).await?;
+    ok_json(StatusCode::OK, UserPublic::from(&user))
+}
+
+/// `POST /resend-verification` → always the same 202.
+pub async fn resend_verification(
+    State(e): Engine_,
+    Client(c): Client,
+    JsonBody(b): JsonBody<EmailBody>,
+) -> Answer {
+    e.resend_verification(&b.email, &c).await?;
+    message(
+        StatusCode::ACCEPTED,
+        "If a pending registration exists, a new email has been sent.",
+    )
+}
