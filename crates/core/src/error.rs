@@ -109,7 +109,17 @@ pub enum AuthError {
     /// 500: hashing failed.
     #[error(transparent)]
     Hash(#[from] HashError),
-    /// 500: an invariant broke (a template, a signing key).
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// 500: an invariant broke (a template, a signing key). The cause is
+    /// kept as a source, so the one log line of a failed request
+    /// (`http-axum`) shows the whole chain.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AuthError {
+    /// A 500 caused by `cause` — an error, or a message naming the broken
+    /// invariant.
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(cause.into())
+    }
 }

@@ -277,147 +277,217 @@ mod tests {
         (status, www, retry, serde_json::from_slice(&body).unwrap())
     }
 
+    /// How many rows [`row`] has.
+    const ROWS: usize = 36;
+
+    /// The wire answer every error must get: its row number, status and
+    /// body. Exhaustive on purpose — no `_` arm — so a new variant of
+    /// `ApiError`, `AuthError`, `AuthFailure` or `StoreError` does not
+    /// compile until it has a row here, and a new row fails
+    /// [`every_variant_maps_to_regstacks_status_and_detail`] until
+    /// [`samples`] holds an example of it.
+    fn row(e: &ApiError) -> (usize, u16, Value) {
+        use AuthError as A;
+        let d = |s: &str| json!({ "detail": s });
+        let unavailable = "Service temporarily unavailable. Try again shortly.";
+        match e {
+            ApiError::Validation(list) => (0, 422, json!({ "detail": list })),
+            ApiError::UnsupportedMediaType => (1, 415, d("Content-Type must be application/json.")),
+            ApiError::PayloadTooLarge => (2, 413, d("Request body too large.")),
+            ApiError::NotFound => (3, 404, d("Not Found")),
+            ApiError::MethodNotAllowed => (4, 405, d("Method Not Allowed")),
+            ApiError::Internal(_) => (5, 500, d("Internal Server Error")),
+            ApiError::Timeout(_) => (6, 503, d(unavailable)),
+            ApiError::Auth(a) => match a {
+                A::PasswordLength { field, too_short } => {
+                    let name = match field {
+                        Field::Password => "password",
+                        Field::NewPassword => "new_password",
+                    };
+                    let (n, kind, msg, ctx) = if *too_short {
+                        (
+                            7,
+                            "string_too_short",
+                            "String should have at least 8 characters",
+                            json!({ "min_length": 8 }),
+                        )
+                    } else {
+                        (
+                            8,
+                            "string_too_long",
+                            "String should have at most 128 characters",
+                            json!({ "max_length": 128 }),
+                        )
+                    };
+                    (
+                        n,
+                        422,
+                        json!({ "detail": [{ "type": kind, "loc": ["body", name], "msg": msg, "ctx": ctx }] }),
+                    )
+                }
+                A::RegistrationClosed => (9, 403, d("Registration is disabled.")),
+                A::PasswordResetDisabled => (
+                    10,
+                    404,
+                    d("Password reset is disabled for this application."),
+                ),
+                A::AccountDeletionDisabled => (
+                    11,
+                    404,
+                    d("Account deletion is disabled for this application."),
+                ),
+                A::EmailTaken => (12, 409, d("An account with that email already exists.")),
+                A::InvalidCredentials { remaining: Some(n) } => (
+                    13,
+                    401,
+                    d(&format!(
+                        "Invalid email or password. {n} attempt(s) remaining."
+                    )),
+                ),
+                A::InvalidCredentials { remaining: None } => {
+                    (14, 401, d("Invalid email or password."))
+                }
+                A::Locked { retry_after_secs } => (
+                    15,
+                    429,
+                    d(&format!(
+                        "Too many failed attempts. Try again in {retry_after_secs} seconds."
+                    )),
+                ),
+                A::AccountDisabled => (16, 403, d("Account is disabled.")),
+                A::EmailNotVerified => (17, 403, d("Email address has not been verified.")),
+                A::InvalidVerificationToken => (
+                    18,
+                    400,
+                    d("Verification link is invalid or has expired. Request a new one."),
+                ),
+                A::InvalidResetToken => (
+                    19,
+                    400,
+                    d("Reset link is invalid or has expired. Request a new one."),
+                ),
+                A::InvalidEmailChangeToken => (
+                    20,
+                    400,
+                    d("Email-change link is invalid or has expired. Request a new one."),
+                ),
+                A::WrongCurrentPassword => (21, 400, d("Current password is incorrect.")),
+                A::SamePassword => (
+                    22,
+                    400,
+                    d("New password must differ from the current password."),
+                ),
+                A::SameEmail => (23, 400, d("New email is the same as the current email.")),
+                A::InvalidRefreshToken => (24, 401, d("Invalid or expired refresh token.")),
+                A::SessionNotFound => (25, 404, d("Session not found.")),
+                A::CrossSiteRefused => (26, 403, d("Cross-site request refused.")),
+                A::Unauthenticated(f) => match f {
+                    AuthFailure::Missing => (27, 401, d("Authentication required.")),
+                    AuthFailure::Invalid => (28, 401, d("Invalid or expired token.")),
+                    AuthFailure::Revoked => (29, 401, d("Token has been revoked.")),
+                    AuthFailure::Invalidated => {
+                        (30, 401, d("Session was invalidated; please sign in again."))
+                    }
+                    AuthFailure::Inactive => (31, 401, d("User no longer active.")),
+                },
+                A::Store(se) => match se {
+                    StoreError::Unavailable(_) => (32, 503, d(unavailable)),
+                    StoreError::Conflict(what) => (
+                        33,
+                        409,
+                        d(&format!("Conflicting request ({what}); try again.")),
+                    ),
+                    StoreError::Backend(_) => (34, 500, d("Internal Server Error")),
+                },
+                A::Hash(_) => (35, 500, d("Internal Server Error")),
+                A::Internal(_) => (5, 500, d("Internal Server Error")),
+            },
+        }
+    }
+
+    /// One example of every row.
+    fn samples() -> Vec<ApiError> {
+        let io = || std::io::Error::other("socket closed 10.0.0.1 SELECT * FROM users");
+        let auth: Vec<AuthError> = vec![
+            AuthError::PasswordLength {
+                field: Field::Password,
+                too_short: true,
+            },
+            AuthError::PasswordLength {
+                field: Field::NewPassword,
+                too_short: false,
+            },
+            AuthError::RegistrationClosed,
+            AuthError::PasswordResetDisabled,
+            AuthError::AccountDeletionDisabled,
+            AuthError::EmailTaken,
+            AuthError::InvalidCredentials { remaining: Some(4) },
+            AuthError::InvalidCredentials { remaining: None },
+            AuthError::Locked {
+                retry_after_secs: 900,
+            },
+            AuthError::AccountDisabled,
+            AuthError::EmailNotVerified,
+            AuthError::InvalidVerificationToken,
+            AuthError::InvalidResetToken,
+            AuthError::InvalidEmailChangeToken,
+            AuthError::WrongCurrentPassword,
+            AuthError::SamePassword,
+            AuthError::SameEmail,
+            AuthError::InvalidRefreshToken,
+            AuthError::SessionNotFound,
+            AuthError::CrossSiteRefused,
+            AuthError::Unauthenticated(AuthFailure::Missing),
+            AuthError::Unauthenticated(AuthFailure::Invalid),
+            AuthError::Unauthenticated(AuthFailure::Revoked),
+            AuthError::Unauthenticated(AuthFailure::Invalidated),
+            AuthError::Unauthenticated(AuthFailure::Inactive),
+            AuthError::Store(StoreError::unavailable(io())),
+            AuthError::Store(StoreError::Conflict("session id")),
+            AuthError::Store(StoreError::backend(io())),
+            AuthError::Hash(HashError::Failed("x".into())),
+            AuthError::internal(io()),
+        ];
+        let mut all: Vec<ApiError> = auth.into_iter().map(ApiError::from).collect();
+        all.extend([
+            ApiError::Validation(vec![validation_entry(
+                "missing",
+                &[json!("body"), json!("email")],
+                "Field required",
+                None,
+            )]),
+            ApiError::UnsupportedMediaType,
+            ApiError::PayloadTooLarge,
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::Internal("body read failed".into()),
+            ApiError::Timeout(std::time::Duration::from_secs(30)),
+        ]);
+        all
+    }
+
     #[tokio::test]
     async fn every_variant_maps_to_regstacks_status_and_detail() {
-        let io = || std::io::Error::other("socket closed 10.0.0.1 SELECT * FROM users");
-        let table: Vec<(ApiError, u16, &str)> = vec![
-            (
-                AuthError::RegistrationClosed.into(),
-                403,
-                "Registration is disabled.",
-            ),
-            (
-                AuthError::PasswordResetDisabled.into(),
-                404,
-                "Password reset is disabled for this application.",
-            ),
-            (
-                AuthError::AccountDeletionDisabled.into(),
-                404,
-                "Account deletion is disabled for this application.",
-            ),
-            (
-                AuthError::EmailTaken.into(),
-                409,
-                "An account with that email already exists.",
-            ),
-            (
-                AuthError::InvalidCredentials { remaining: Some(4) }.into(),
-                401,
-                "Invalid email or password. 4 attempt(s) remaining.",
-            ),
-            (
-                AuthError::InvalidCredentials { remaining: None }.into(),
-                401,
-                "Invalid email or password.",
-            ),
-            (
-                AuthError::Locked {
-                    retry_after_secs: 900,
-                }
-                .into(),
-                429,
-                "Too many failed attempts. Try again in 900 seconds.",
-            ),
-            (
-                AuthError::AccountDisabled.into(),
-                403,
-                "Account is disabled.",
-            ),
-            (
-                AuthError::EmailNotVerified.into(),
-                403,
-                "Email address has not been verified.",
-            ),
-            (
-                AuthError::InvalidVerificationToken.into(),
-                400,
-                "Verification link is invalid or has expired. Request a new one.",
-            ),
-            (
-                AuthError::InvalidResetToken.into(),
-                400,
-                "Reset link is invalid or has expired. Request a new one.",
-            ),
-            (
-                AuthError::InvalidEmailChangeToken.into(),
-                400,
-                "Email-change link is invalid or has expired. Request a new one.",
-            ),
-            (
-                AuthError::WrongCurrentPassword.into(),
-                400,
-                "Current password is incorrect.",
-            ),
-            (
-                AuthError::SamePassword.into(),
-                400,
-                "New password must differ from the current password.",
-            ),
-            (
-                AuthError::SameEmail.into(),
-                400,
-                "New email is the same as the current email.",
-            ),
-            (
-                AuthError::Unauthenticated(AuthFailure::Missing).into(),
-                401,
-                "Authentication required.",
-            ),
-            (
-                AuthError::Unauthenticated(AuthFailure::Invalid).into(),
-                401,
-                "Invalid or expired token.",
-            ),
-            (
-                AuthError::Unauthenticated(AuthFailure::Revoked).into(),
-                401,
-                "Token has been revoked.",
-            ),
-            (
-                AuthError::Unauthenticated(AuthFailure::Invalidated).into(),
-                401,
-                "Session was invalidated; please sign in again.",
-            ),
-            (
-                AuthError::Unauthenticated(AuthFailure::Inactive).into(),
-                401,
-                "User no longer active.",
-            ),
-            (
-                AuthError::Store(StoreError::unavailable(io())).into(),
-                503,
-                "Service temporarily unavailable. Try again shortly.",
-            ),
-            (
-                AuthError::Store(StoreError::backend(io())).into(),
-                500,
-                "Internal Server Error",
-            ),
-            (
-                AuthError::Hash(HashError::Failed("x".into())).into(),
-                500,
-                "Internal Server Error",
-            ),
-            (
-                ApiError::UnsupportedMediaType,
-                415,
-                "Content-Type must be application/json.",
-            ),
-            (ApiError::PayloadTooLarge, 413, "Request body too large."),
-            (ApiError::NotFound, 404, "Not Found"),
-            (ApiError::MethodNotAllowed, 405, "Method Not Allowed"),
-            (
-                ApiError::Timeout(std::time::Duration::from_secs(30)),
-                503,
-                "Service temporarily unavailable. Try again shortly.",
-            ),
-        ];
-        for (err, status, text) in table {
-            let (s, _, _, body) = render(err).await;
-            assert_eq!(s.as_u16(), status, "{text}");
-            assert_eq!(body, json!({ "detail": text }));
+        let mut covered = std::collections::BTreeSet::new();
+        for err in samples() {
+            let (n, status, body) = row(&err);
+            covered.insert(n);
+            let shown = format!("{err:?}");
+            let (s, _, _, got) = render(err).await;
+            assert_eq!(s.as_u16(), status, "{shown}");
+            assert_eq!(got, body, "{shown}");
         }
+        let missing: Vec<usize> = (0..ROWS).filter(|n| !covered.contains(n)).collect();
+        assert!(missing.is_empty(), "rows without a sample: {missing:?}");
+        assert!(covered.iter().all(|n| *n < ROWS), "ROWS is out of date");
+    }
+
+    #[tokio::test]
+    async fn a_server_failure_keeps_its_whole_source_chain_for_the_log() {
+        let cause = std::io::Error::other("jwt key rejected");
+        let r = ApiError::from(AuthError::internal(cause)).into_response();
+        let report = r.extensions().get::<FailureReport>().map(|f| f.0.clone());
+        assert_eq!(report.as_deref(), Some("internal error: jwt key rejected"));
     }
 
     #[tokio::test]

@@ -80,7 +80,7 @@ impl Engine {
         let access_token = self
             .jwt
             .issue_access(&user.id, &session.id, now)
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
+            .map_err(AuthError::internal)?;
         Ok(Refreshed {
             access_token,
             expires_in: self.jwt.ttl_seconds(),

@@ -75,7 +75,7 @@ impl Engine {
                     Effect::StartSession(_) => {
                         let user = account
                             .take()
-                            .ok_or_else(|| AuthError::Internal("session without account".into()))?;
+                            .ok_or_else(|| AuthError::internal("session without account"))?;
                         signed_in = Some(self.start_session(user, client).await?);
                     }
                     Effect::Emit(kind) => self.emit(kind, |e| {
@@ -87,7 +87,7 @@ impl Engine {
         }
         match state {
             SignIn::Authenticated { .. } => {
-                signed_in.ok_or_else(|| AuthError::Internal("authenticated without session".into()))
+                signed_in.ok_or_else(|| AuthError::internal("authenticated without session"))
             }
             SignIn::Locked { retry_after_secs } => Err(AuthError::Locked { retry_after_secs }),
             SignIn::Rejected { remaining } => Err(AuthError::InvalidCredentials { remaining }),
@@ -98,7 +98,7 @@ impl Engine {
                 Err(AuthError::EmailNotVerified)
             }
             SignIn::Started | SignIn::Admitted { .. } => {
-                Err(AuthError::Internal("sign-in did not finish".into()))
+                Err(AuthError::internal("sign-in did not finish"))
             }
         }
     }
@@ -214,7 +214,7 @@ impl Engine {
         let access_token = self
             .jwt
             .issue_access(&user.id, &session_id, now)
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
+            .map_err(AuthError::internal)?;
         for kind in [EventKind::UserLoggedIn, EventKind::SessionStarted] {
             self.emit(kind, |e| {
                 e.user_id = Some(user.id.clone());
