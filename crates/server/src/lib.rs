@@ -92,20 +92,11 @@ pub enum Backend {
 /// accepted).
 pub fn parse_database_url(url: &str) -> Result<Backend, regstack_core::ConfigError> {
     let err = |why: &str| regstack_core::ConfigError::new("database_url", why);
-    let rest = url
-        .strip_prefix("sqlite+aiosqlite:")
-        .or_else(|| url.strip_prefix("sqlite:"));
-    if let Some(rest) = rest {
-        let rest = rest.split('?').next().unwrap_or("");
-        let file = if rest.contains(":memory:") || rest.is_empty() {
-            None
-        } else {
-            let path = rest
-                .strip_prefix("///")
-                .or_else(|| rest.strip_prefix("//"))
-                .unwrap_or(rest);
-            Some(PathBuf::from(path))
-        };
+    if url.trim_start().starts_with("sqlite") {
+        // The adapter's parser, so the file placed beside the database is
+        // the file the adapter opens.
+        let file = regstack_adapters_sql::sqlite::database_file(url)
+            .map_err(|e| regstack_core::ConfigError::new("database_url", e.to_string()))?;
         return Ok(Backend::Sqlite {
             url: url.to_owned(),
             file,
@@ -399,10 +390,17 @@ mod tests {
             Some(PathBuf::from("./regstack.db"))
         );
         assert_eq!(
-            file("sqlite:////var/lib/rs.db"),
+            file("sqlite+aiosqlite:////var/lib/rs.db"),
+            Some(PathBuf::from("/var/lib/rs.db"))
+        );
+        // sqlx's reading: three slashes are an absolute path (the parser
+        // here once read it as relative).
+        assert_eq!(
+            file("sqlite:///var/lib/rs.db"),
             Some(PathBuf::from("/var/lib/rs.db"))
         );
         assert_eq!(file("sqlite::memory:"), None);
+        assert!(parse_database_url("sqlite:").is_err(), "no file named");
         assert_eq!(
             parse_database_url("mysql://x").unwrap_err().key,
             "database_url"

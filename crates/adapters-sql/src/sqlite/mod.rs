@@ -54,6 +54,17 @@ crate::rows::impl_cells!(sqlx::sqlite::SqliteRow, crate::error::map_sqlx);
 
 pub use sqlx::SqlitePool;
 
+/// The database file a `sqlite:` / `sqlite+driver:` URL names, read exactly
+/// as [`connect`] reads it: `None` for an in-memory database. Hosts and the
+/// server use it to place files beside the database (the development
+/// secret) without a second, drifting parser.
+pub fn database_file(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
+    match url::parse(url).map_err(StoreError::backend)? {
+        url::Target::Memory => Ok(None),
+        url::Target::File(path) => Ok(Some(path)),
+    }
+}
+
 /// Connections in the pool of a file database. SQLite serialises writers
 /// anyway; a few connections let readers run beside the writer in WAL mode
 /// and keep the queue for the write lock short.
