@@ -22,26 +22,9 @@ pub enum AuthFailure {
     Inactive,
 }
 
-/// Which request field a validation problem concerns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    /// `password`
-    Password,
-    /// `new_password`
-    NewPassword,
-}
-
 /// Everything a flow can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// 422: a new password is outside 8–128 code points.
-    #[error("password length out of range")]
-    PasswordLength {
-        /// The offending field.
-        field: Field,
-        /// Too short (else too long).
-        too_short: bool,
-    },
     /// 403: `allow_registration = false`.
     #[error("registration is disabled")]
     RegistrationClosed,

@@ -34,5 +34,5 @@ pub use config::{Config, ConfigError};
 pub use engine::{
     ClientContext, Deps, Engine, EngineError, Principal, Registered, Registration, SignedIn,
 };
-pub use error::{AuthError, AuthFailure, Field};
+pub use error::{AuthError, AuthFailure};
 pub use events::{Event, EventBus, EventKind};

@@ -32,33 +32,6 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::config::PasswordConfig;
 
-/// Shortest password accepted, in Unicode code points (regstack parity).
-pub const MIN_PASSWORD_CHARS: usize = 8;
-/// Longest password accepted, in code points; checked before hashing.
-pub const MAX_PASSWORD_CHARS: usize = 128;
-
-/// Why a password is not acceptable as a new password.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PasswordPolicyError {
-    /// Fewer than [`MIN_PASSWORD_CHARS`] code points.
-    TooShort,
-    /// More than [`MAX_PASSWORD_CHARS`] code points.
-    TooLong,
-}
-
-/// Checks the length rule, counting code points (not bytes): eight emoji
-/// are a valid password, seven CJK characters are not.
-pub fn check_length(password: &str) -> Result<(), PasswordPolicyError> {
-    let n = password.chars().count();
-    if n < MIN_PASSWORD_CHARS {
-        Err(PasswordPolicyError::TooShort)
-    } else if n > MAX_PASSWORD_CHARS {
-        Err(PasswordPolicyError::TooLong)
-    } else {
-        Ok(())
-    }
-}
-
 /// Argon2 working memory, reused across calls (see the module doc).
 struct BlockPool {
     /// Blocks per pooled buffer: the configured memory cost.
@@ -550,19 +523,5 @@ mod tests {
         }
         assert_eq!(h.peak_concurrency(), 2, "never more than the bound at once");
         assert!(h.pooled_buffers() <= 2);
-    }
-
-    #[test]
-    fn length_counts_code_points() {
-        assert_eq!(check_length(&"😀".repeat(8)), Ok(()));
-        assert_eq!(
-            check_length(&"漢".repeat(7)),
-            Err(PasswordPolicyError::TooShort)
-        );
-        assert_eq!(check_length(&"a".repeat(128)), Ok(()));
-        assert_eq!(
-            check_length(&"a".repeat(129)),
-            Err(PasswordPolicyError::TooLong)
-        );
     }
 }

@@ -60,6 +60,10 @@ fn unavailable<T: std::fmt::Debug>(r: Result<T, AuthError>) {
     );
 }
 
+fn new_pw(s: &str) -> regstack_ports::NewPassword {
+    regstack_ports::NewPassword::parse(SecretString::from(s)).unwrap()
+}
+
 fn link_token(mail: &regstack_ports::OutgoingMail) -> SecretString {
     let start = mail.text.find("token=").unwrap() + 6;
     SecretString::from(
@@ -76,7 +80,7 @@ async fn registered_and_verified(r: &Rig, addr: &str) {
         .register(
             Registration {
                 email: email(addr),
-                password: SecretString::from(PW),
+                password: new_pw(PW),
                 full_name: None,
             },
             &c,
@@ -93,7 +97,7 @@ async fn a_failed_registration_writes_nothing_and_a_retry_works() {
     let c = ClientContext::default();
     let reg = || Registration {
         email: email("a@example.com"),
-        password: SecretString::from(PW),
+        password: new_pw(PW),
         full_name: None,
     };
     r.faults.fail_next("pending.put");
@@ -129,7 +133,7 @@ async fn a_failed_verification_keeps_the_pending_row_and_creates_no_user() {
         .register(
             Registration {
                 email: email("b@example.com"),
-                password: SecretString::from(PW),
+                password: new_pw(PW),
                 full_name: None,
             },
             &c,
@@ -177,7 +181,7 @@ async fn a_failed_reset_keeps_the_old_password_and_the_link() {
     r.faults.fail_next("users.complete_password_reset");
     unavailable(
         r.engine
-            .reset_password(&token, &SecretString::from("new-password-1"), &c)
+            .reset_password(&token, &new_pw("new-password-1"), &c)
             .await,
     );
     let hash = regstack_core::tokens::hash_raw(token.expose_secret());
@@ -193,7 +197,7 @@ async fn a_failed_reset_keeps_the_old_password_and_the_link() {
         .await
         .unwrap();
     r.engine
-        .reset_password(&token, &SecretString::from("new-password-1"), &c)
+        .reset_password(&token, &new_pw("new-password-1"), &c)
         .await
         .unwrap();
     r.engine

@@ -10,7 +10,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
-use regstack_ports::Email;
+use regstack_ports::{DisplayName, Email, NewPassword};
 use secrecy::SecretString;
 use serde_json::{json, Map, Value};
 
@@ -159,15 +159,15 @@ impl Len {
         min: None,
         max: None,
     };
-    /// regstack's password rule.
+    /// regstack's password rule ([`NewPassword`]).
     pub const PASSWORD: Len = Len {
-        min: Some(8),
-        max: Some(128),
+        min: Some(NewPassword::MIN_CHARS),
+        max: Some(NewPassword::MAX_CHARS),
     };
-    /// Display names.
+    /// Display names ([`DisplayName`]).
     pub const NAME: Len = Len {
         min: None,
-        max: Some(200),
+        max: Some(DisplayName::MAX_CHARS),
     };
     /// Opaque tokens (IN-5).
     pub const TOKEN: Len = Len {
@@ -281,22 +281,33 @@ impl Fields<'_> {
         }
     }
 
-    /// A display name: optional, nullable, ≤ 200 code points, no control
-    /// characters (they would end up in mail headers and logs).
-    pub fn full_name(&mut self, name: &'static str) -> Option<Option<Option<String>>> {
-        let v = self.optional_nullable(name, Len::NAME)?;
-        if let Some(Some(s)) = &v {
-            if s.chars().any(char::is_control) {
-                self.push(
-                    "value_error",
-                    name,
-                    "Value error, must not contain control characters",
-                    Some(json!({ "error": {} })),
-                );
-                return None;
-            }
+    /// A password to set ([`NewPassword`]): regstack's 422 when its length
+    /// is out of range.
+    pub fn new_password(&mut self, name: &'static str) -> Option<NewPassword> {
+        let s = self.string(name, Len::PASSWORD)?;
+        // The length was checked against the same constants just now.
+        NewPassword::parse(SecretString::from(s)).ok()
+    }
+
+    /// A display name ([`DisplayName`]): optional, nullable; too long is
+    /// pydantic's `string_too_long`, a control character a `value_error`.
+    pub fn full_name(&mut self, name: &'static str) -> Option<Option<Option<DisplayName>>> {
+        match self.optional_nullable(name, Len::NAME)? {
+            None => Some(None),
+            Some(None) => Some(Some(None)),
+            Some(Some(s)) => match DisplayName::parse(&s) {
+                Ok(n) => Some(Some(Some(n))),
+                Err(_) => {
+                    self.push(
+                        "value_error",
+                        name,
+                        "Value error, must not contain control characters",
+                        Some(json!({ "error": {} })),
+                    );
+                    None
+                }
+            },
         }
-        Some(v)
     }
 
     /// A required email address, canonicalised.

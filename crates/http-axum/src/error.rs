@@ -8,7 +8,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use regstack_core::{AuthError, AuthFailure, Field};
+use regstack_core::{AuthError, AuthFailure};
 use regstack_ports::StoreError;
 use serde_json::{json, Value};
 
@@ -126,29 +126,6 @@ impl IntoResponse for ApiError {
                 msg,
             ),
             ApiError::Auth(e) => match e {
-                A::PasswordLength { field, too_short } => {
-                    let name = match field {
-                        Field::Password => "password",
-                        Field::NewPassword => "new_password",
-                    };
-                    let loc = [json!("body"), json!(name)];
-                    let entry = if too_short {
-                        validation_entry(
-                            "string_too_short",
-                            &loc,
-                            "String should have at least 8 characters",
-                            Some(json!({ "min_length": 8 })),
-                        )
-                    } else {
-                        validation_entry(
-                            "string_too_long",
-                            &loc,
-                            "String should have at most 128 characters",
-                            Some(json!({ "max_length": 128 })),
-                        )
-                    };
-                    ApiError::Validation(vec![entry]).into_response()
-                }
                 A::RegistrationClosed => detail(StatusCode::FORBIDDEN, "Registration is disabled."),
                 A::PasswordResetDisabled => detail(
                     StatusCode::NOT_FOUND,
@@ -278,7 +255,7 @@ mod tests {
     }
 
     /// How many rows [`row`] has.
-    const ROWS: usize = 36;
+    const ROWS: usize = 34;
 
     /// The wire answer every error must get: its row number, status and
     /// body. Exhaustive on purpose — no `_` arm — so a new variant of
@@ -299,107 +276,81 @@ mod tests {
             ApiError::Internal(_) => (5, 500, d("Internal Server Error")),
             ApiError::Timeout(_) => (6, 503, d(unavailable)),
             ApiError::Auth(a) => match a {
-                A::PasswordLength { field, too_short } => {
-                    let name = match field {
-                        Field::Password => "password",
-                        Field::NewPassword => "new_password",
-                    };
-                    let (n, kind, msg, ctx) = if *too_short {
-                        (
-                            7,
-                            "string_too_short",
-                            "String should have at least 8 characters",
-                            json!({ "min_length": 8 }),
-                        )
-                    } else {
-                        (
-                            8,
-                            "string_too_long",
-                            "String should have at most 128 characters",
-                            json!({ "max_length": 128 }),
-                        )
-                    };
-                    (
-                        n,
-                        422,
-                        json!({ "detail": [{ "type": kind, "loc": ["body", name], "msg": msg, "ctx": ctx }] }),
-                    )
-                }
-                A::RegistrationClosed => (9, 403, d("Registration is disabled.")),
+                A::RegistrationClosed => (7, 403, d("Registration is disabled.")),
                 A::PasswordResetDisabled => (
-                    10,
+                    8,
                     404,
                     d("Password reset is disabled for this application."),
                 ),
                 A::AccountDeletionDisabled => (
-                    11,
+                    9,
                     404,
                     d("Account deletion is disabled for this application."),
                 ),
-                A::EmailTaken => (12, 409, d("An account with that email already exists.")),
+                A::EmailTaken => (10, 409, d("An account with that email already exists.")),
                 A::InvalidCredentials { remaining: Some(n) } => (
-                    13,
+                    11,
                     401,
                     d(&format!(
                         "Invalid email or password. {n} attempt(s) remaining."
                     )),
                 ),
                 A::InvalidCredentials { remaining: None } => {
-                    (14, 401, d("Invalid email or password."))
+                    (12, 401, d("Invalid email or password."))
                 }
                 A::Locked { retry_after_secs } => (
-                    15,
+                    13,
                     429,
                     d(&format!(
                         "Too many failed attempts. Try again in {retry_after_secs} seconds."
                     )),
                 ),
-                A::AccountDisabled => (16, 403, d("Account is disabled.")),
-                A::EmailNotVerified => (17, 403, d("Email address has not been verified.")),
+                A::AccountDisabled => (14, 403, d("Account is disabled.")),
+                A::EmailNotVerified => (15, 403, d("Email address has not been verified.")),
                 A::InvalidVerificationToken => (
-                    18,
+                    16,
                     400,
                     d("Verification link is invalid or has expired. Request a new one."),
                 ),
                 A::InvalidResetToken => (
-                    19,
+                    17,
                     400,
                     d("Reset link is invalid or has expired. Request a new one."),
                 ),
                 A::InvalidEmailChangeToken => (
-                    20,
+                    18,
                     400,
                     d("Email-change link is invalid or has expired. Request a new one."),
                 ),
-                A::WrongCurrentPassword => (21, 400, d("Current password is incorrect.")),
+                A::WrongCurrentPassword => (19, 400, d("Current password is incorrect.")),
                 A::SamePassword => (
-                    22,
+                    20,
                     400,
                     d("New password must differ from the current password."),
                 ),
-                A::SameEmail => (23, 400, d("New email is the same as the current email.")),
-                A::InvalidRefreshToken => (24, 401, d("Invalid or expired refresh token.")),
-                A::SessionNotFound => (25, 404, d("Session not found.")),
-                A::CrossSiteRefused => (26, 403, d("Cross-site request refused.")),
+                A::SameEmail => (21, 400, d("New email is the same as the current email.")),
+                A::InvalidRefreshToken => (22, 401, d("Invalid or expired refresh token.")),
+                A::SessionNotFound => (23, 404, d("Session not found.")),
+                A::CrossSiteRefused => (24, 403, d("Cross-site request refused.")),
                 A::Unauthenticated(f) => match f {
-                    AuthFailure::Missing => (27, 401, d("Authentication required.")),
-                    AuthFailure::Invalid => (28, 401, d("Invalid or expired token.")),
-                    AuthFailure::Revoked => (29, 401, d("Token has been revoked.")),
+                    AuthFailure::Missing => (25, 401, d("Authentication required.")),
+                    AuthFailure::Invalid => (26, 401, d("Invalid or expired token.")),
+                    AuthFailure::Revoked => (27, 401, d("Token has been revoked.")),
                     AuthFailure::Invalidated => {
-                        (30, 401, d("Session was invalidated; please sign in again."))
+                        (28, 401, d("Session was invalidated; please sign in again."))
                     }
-                    AuthFailure::Inactive => (31, 401, d("User no longer active.")),
+                    AuthFailure::Inactive => (29, 401, d("User no longer active.")),
                 },
                 A::Store(se) => match se {
-                    StoreError::Unavailable(_) => (32, 503, d(unavailable)),
+                    StoreError::Unavailable(_) => (30, 503, d(unavailable)),
                     StoreError::Conflict(what) => (
-                        33,
+                        31,
                         409,
                         d(&format!("Conflicting request ({what}); try again.")),
                     ),
-                    StoreError::Backend(_) => (34, 500, d("Internal Server Error")),
+                    StoreError::Backend(_) => (32, 500, d("Internal Server Error")),
                 },
-                A::Hash(_) => (35, 500, d("Internal Server Error")),
+                A::Hash(_) => (33, 500, d("Internal Server Error")),
                 A::Internal(_) => (5, 500, d("Internal Server Error")),
             },
         }
@@ -409,14 +360,6 @@ mod tests {
     fn samples() -> Vec<ApiError> {
         let io = || std::io::Error::other("socket closed 10.0.0.1 SELECT * FROM users");
         let auth: Vec<AuthError> = vec![
-            AuthError::PasswordLength {
-                field: Field::Password,
-                too_short: true,
-            },
-            AuthError::PasswordLength {
-                field: Field::NewPassword,
-                too_short: false,
-            },
             AuthError::RegistrationClosed,
             AuthError::PasswordResetDisabled,
             AuthError::AccountDeletionDisabled,
@@ -510,20 +453,5 @@ mod tests {
         assert_eq!(retry.as_deref(), Some("5"));
         let (_, _, retry, _) = render(ApiError::Timeout(std::time::Duration::from_secs(1))).await;
         assert_eq!(retry.as_deref(), Some("5"));
-    }
-
-    #[tokio::test]
-    async fn password_length_is_a_422_on_the_right_field() {
-        let (s, _, _, body) = render(
-            AuthError::PasswordLength {
-                field: Field::NewPassword,
-                too_short: true,
-            }
-            .into(),
-        )
-        .await;
-        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(body["detail"][0]["loc"], json!(["body", "new_password"]));
-        assert_eq!(body["detail"][0]["type"], "string_too_short");
     }
 }

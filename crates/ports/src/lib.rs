@@ -21,6 +21,7 @@ pub mod clock;
 pub mod error;
 pub mod hashing;
 pub mod notify;
+pub mod rules;
 pub mod stores;
 pub mod types;
 
@@ -28,5 +29,6 @@ pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{HashError, NotifyError, StoreError};
 pub use hashing::{PasswordHasher, Verification};
 pub use notify::{Mailer, OutgoingMail};
+pub use rules::*;
 pub use stores::*;
 pub use types::*;

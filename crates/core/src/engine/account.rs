@@ -4,23 +4,27 @@
 use regstack_ports::{Email, EmailChangeOutcome, RevokeReason, TokenKind, User};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{length_error, ClientContext, Engine, Principal};
-use crate::error::{AuthError, AuthFailure, Field};
+use super::{ClientContext, Engine, Principal};
+use crate::error::{AuthError, AuthFailure};
 use crate::events::EventKind;
 use crate::mail::MailKind;
-use crate::password::check_length;
 use crate::tokens::{self, MAX_TOKEN_CHARS};
+use regstack_ports::{DisplayName, NewPassword};
 
 impl Engine {
     /// `PATCH /me`.
     pub async fn update_profile(
         &self,
         p: &Principal,
-        full_name: Option<String>,
+        full_name: Option<DisplayName>,
     ) -> Result<User, AuthError> {
         self.stores
             .users
-            .update_full_name(&p.user.id, full_name, self.now())
+            .update_full_name(
+                &p.user.id,
+                full_name.map(DisplayName::into_string),
+                self.now(),
+            )
             .await?
             .ok_or(AuthError::Unauthenticated(AuthFailure::Inactive))
     }
@@ -30,15 +34,14 @@ impl Engine {
         &self,
         p: &Principal,
         current: &SecretString,
-        new: &SecretString,
+        new: &NewPassword,
         client: &ClientContext,
     ) -> Result<(), AuthError> {
-        check_length(new.expose_secret()).map_err(|e| length_error(Field::NewPassword, e))?;
-        if current.expose_secret() == new.expose_secret() {
+        if current.expose_secret() == new.secret().expose_secret() {
             return Err(AuthError::SamePassword);
         }
         self.require_current_password(&p.user, current).await?;
-        let hash = self.hasher.hash(new).await?;
+        let hash = self.hasher.hash(new.secret()).await?;
         self.stores
             .users
             .change_password(&p.user.id, &hash, RevokeReason::PasswordChanged, self.now())

@@ -36,11 +36,10 @@ use regstack_ports::{
 use secrecy::SecretString;
 
 use crate::config::{Config, ConfigError};
-use crate::error::{AuthError, Field};
+use crate::error::AuthError;
 use crate::events::{Event, EventBus, EventKind};
 use crate::jwt::JwtCodec;
 use crate::mail::{Composer, MailContext, MailKind, TemplateError};
-use crate::password::PasswordPolicyError;
 use crate::refresh_token::RefreshTokens;
 use crate::tokens;
 
@@ -128,13 +127,6 @@ fn secs(s: u64) -> TimeDelta {
 /// Whole seconds from `now` until `t` (0 if past).
 fn seconds_until(t: Timestamp, now: Timestamp) -> u64 {
     u64::try_from((t - now).num_seconds()).unwrap_or(0)
-}
-
-fn length_error(field: Field, e: PasswordPolicyError) -> AuthError {
-    AuthError::PasswordLength {
-        field,
-        too_short: e == PasswordPolicyError::TooShort,
-    }
 }
 
 impl Engine {

@@ -5,12 +5,12 @@
 use regstack_ports::{Email, TokenKind};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{length_error, ClientContext, Engine};
-use crate::error::{AuthError, Field};
+use super::{ClientContext, Engine};
+use crate::error::AuthError;
 use crate::events::EventKind;
 use crate::mail::MailKind;
-use crate::password::check_length;
 use crate::tokens::{self, MAX_TOKEN_CHARS};
+use regstack_ports::NewPassword;
 
 impl Engine {
     /// `POST /forgot-password`: mails a reset link to an active account. The
@@ -63,13 +63,12 @@ impl Engine {
     pub async fn reset_password(
         &self,
         token: &SecretString,
-        new: &SecretString,
+        new: &NewPassword,
         client: &ClientContext,
     ) -> Result<(), AuthError> {
         if !self.cfg.enable_password_reset {
             return Err(AuthError::PasswordResetDisabled);
         }
-        check_length(new.expose_secret()).map_err(|e| length_error(Field::NewPassword, e))?;
         if token.expose_secret().len() > MAX_TOKEN_CHARS {
             return Err(AuthError::InvalidResetToken);
         }
@@ -88,7 +87,7 @@ impl Engine {
             Some(u) if u.is_active => {}
             _ => return Err(AuthError::InvalidResetToken),
         }
-        let new_hash = self.hasher.hash(new).await?;
+        let new_hash = self.hasher.hash(new.secret()).await?;
         let user = self
             .stores
             .users

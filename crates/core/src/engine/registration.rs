@@ -7,12 +7,12 @@
 use regstack_ports::{Email, NewUser, PendingRegistration, Promotion, Timestamp, User, UserId};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{length_error, secs, ClientContext, Engine};
-use crate::error::{AuthError, Field};
+use super::{secs, ClientContext, Engine};
+use crate::error::AuthError;
 use crate::events::EventKind;
 use crate::mail::MailKind;
-use crate::password::check_length;
 use crate::tokens::{self, MAX_TOKEN_CHARS};
+use regstack_ports::{DisplayName, NewPassword};
 
 /// A new registration as received.
 #[derive(Debug)]
@@ -20,9 +20,9 @@ pub struct Registration {
     /// Canonical address.
     pub email: Email,
     /// Chosen password.
-    pub password: SecretString,
+    pub password: NewPassword,
     /// Display name.
-    pub full_name: Option<String>,
+    pub full_name: Option<DisplayName>,
 }
 
 /// The outcome of `register`.
@@ -49,12 +49,12 @@ impl Engine {
         if !self.cfg.allow_registration {
             return Err(AuthError::RegistrationClosed);
         }
-        check_length(reg.password.expose_secret()).map_err(|e| length_error(Field::Password, e))?;
         if self.stores.users.find_by_email(&reg.email).await?.is_some() {
             return Err(AuthError::EmailTaken);
         }
-        let hash = self.hasher.hash(&reg.password).await?;
+        let hash = self.hasher.hash(reg.password.secret()).await?;
         let now = self.now();
+        let full_name = reg.full_name.map(DisplayName::into_string);
         if !self.cfg.require_verification {
             let user = self
                 .stores
@@ -63,7 +63,7 @@ impl Engine {
                     id: UserId::generate(),
                     email: reg.email,
                     password_hash: Some(hash),
-                    full_name: reg.full_name,
+                    full_name,
                     is_verified: true,
                     is_superuser: false,
                     created_at: now,
@@ -83,7 +83,7 @@ impl Engine {
             .put(PendingRegistration {
                 email: reg.email.clone(),
                 password_hash: hash,
-                full_name: reg.full_name.clone(),
+                full_name: full_name.clone(),
                 token_hash: token.hash,
                 created_at: now,
                 expires_at,
@@ -91,7 +91,7 @@ impl Engine {
             .await?;
         self.mail_verification(
             &reg.email,
-            reg.full_name.as_deref(),
+            full_name.as_deref(),
             token.raw.expose_secret(),
             client,
         );

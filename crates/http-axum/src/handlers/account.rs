@@ -15,6 +15,7 @@ use crate::body::{Fields, FromJsonObject, JsonBody, Len};
 use crate::extract::{Client, CurrentUser};
 use crate::read_all;
 use crate::wire::UserPublic;
+use regstack_ports::{DisplayName, NewPassword};
 
 /// This capability's routes, relative to the API prefix.
 pub fn router() -> Router<Arc<Engine>> {
@@ -28,7 +29,7 @@ pub fn router() -> Router<Arc<Engine>> {
 /// `UpdateProfileRequest`: an absent `full_name` changes nothing; `null`
 /// clears it.
 pub struct UpdateProfileRequest {
-    full_name: Option<Option<String>>,
+    full_name: Option<Option<DisplayName>>,
 }
 impl FromJsonObject for UpdateProfileRequest {
     fn read(f: &mut Fields<'_>) -> Option<Self> {
@@ -41,13 +42,13 @@ impl FromJsonObject for UpdateProfileRequest {
 /// `ChangePasswordRequest`.
 pub struct ChangePasswordRequest {
     current_password: SecretString,
-    new_password: SecretString,
+    new_password: NewPassword,
 }
 impl FromJsonObject for ChangePasswordRequest {
     fn read(f: &mut Fields<'_>) -> Option<Self> {
         read_all! {
             current_password = f.secret("current_password", Len::CURRENT_PASSWORD);
-            new_password = f.secret("new_password", Len::PASSWORD);
+            new_password = f.new_password("new_password");
         }
         Some(Self {
             current_password,

@@ -13,6 +13,7 @@ use super::{message, Answer, EmailBody, Engine_};
 use crate::body::{Fields, FromJsonObject, JsonBody, Len};
 use crate::extract::Client;
 use crate::read_all;
+use regstack_ports::NewPassword;
 
 /// This capability's routes, relative to the API prefix.
 pub fn router() -> Router<Arc<Engine>> {
@@ -24,13 +25,13 @@ pub fn router() -> Router<Arc<Engine>> {
 /// `ResetPasswordRequest`.
 pub struct ResetPasswordRequest {
     token: SecretString,
-    new_password: SecretString,
+    new_password: NewPassword,
 }
 impl FromJsonObject for ResetPasswordRequest {
     fn read(f: &mut Fields<'_>) -> Option<Self> {
         read_all! {
             token = f.secret("token", Len::TOKEN);
-            new_password = f.secret("new_password", Len::PASSWORD);
+            new_password = f.new_password("new_password");
         }
         Some(Self {
             token,

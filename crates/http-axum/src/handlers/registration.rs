@@ -8,13 +8,13 @@ use axum::routing::post;
 use axum::Router;
 use regstack_core::{Engine, Registered, Registration};
 use regstack_ports::Email;
-use secrecy::SecretString;
 
 use super::{message, ok_json, Answer, EmailBody, Engine_, TokenBody};
-use crate::body::{Fields, FromJsonObject, JsonBody, Len};
+use crate::body::{Fields, FromJsonObject, JsonBody};
 use crate::extract::Client;
 use crate::read_all;
 use crate::wire::{iso_offset, PendingResponse, UserPublic};
+use regstack_ports::{DisplayName, NewPassword};
 
 /// This capability's routes, relative to the API prefix.
 pub fn router() -> Router<Arc<Engine>> {
@@ -27,14 +27,14 @@ pub fn router() -> Router<Arc<Engine>> {
 /// `UserCreate`.
 pub struct UserCreate {
     email: Email,
-    password: SecretString,
-    full_name: Option<String>,
+    password: NewPassword,
+    full_name: Option<DisplayName>,
 }
 impl FromJsonObject for UserCreate {
     fn read(f: &mut Fields<'_>) -> Option<Self> {
         read_all! {
             email = f.email("email");
-            password = f.secret("password", Len::PASSWORD);
+            password = f.new_password("password");
             full_name = f.full_name("full_name");
         }
         Some(Self {
