@@ -1,0 +1,158 @@
+//! Account deletion: every row of the user goes.
+
+use regstack_ports::{Promotion, Stores, UserId};
+
+use crate::fixtures::{self, at, t0};
+
+use super::support::*;
+
+/// `delete_account` removes the user and everything of it — sessions,
+/// tokens, lockout attempts, rate-limit hits keyed `…:{email}`, a pending
+/// row for the address — and nothing of anyone else, including a user
+/// whose address differs only where a SQL `LIKE` pattern would match
+/// (`_` is a wildcard there).
+pub async fn delete_account_removes_every_row_of_the_user(stores: Stores) {
+    let user = add_user(&stores, "del_me@example.com").await;
+    let other = add_user(&stores, "delxme@example.com").await;
+    let user_key = format!("mail:{}", user.email);
+    let other_key = format!("mail:{}", other.email);
+    let window = hours(1);
+
+    let s1 = start_session(&stores, &user.id, t0(), at(days(1))).await;
+    let s2 = start_session(&stores, &user.id, t0(), at(days(1))).await;
+    let s_other = start_session(&stores, &other.id, t0(), at(days(1))).await;
+    let reset = issue(&stores, fixtures::reset_token(&user.id, at(hours(2)))).await;
+    let change = issue(
+        &stores,
+        fixtures::email_change_token(&user.id, "del_me.new@example.com", at(hours(2))),
+    )
+    .await;
+    let other_reset = issue(&stores, fixtures::reset_token(&other.id, at(hours(2)))).await;
+    for n in 1..=2 {
+        assert_eq!(
+            admit(&stores, &user.email, t0(), window, 5).await,
+            admitted(n)
+        );
+        assert_eq!(
+            admit(&stores, &other.email, t0(), window, 5).await,
+            admitted(n)
+        );
+    }
+    for key in [&user_key, &other_key] {
+        for _ in 0..3 {
+            assert!(hit(&stores, key, t0(), window, 3).await);
+        }
+        assert!(
+            !hit(&stores, key, t0(), window, 3).await,
+            "{key} is at its limit"
+        );
+    }
+    let pending_token = fixtures::token_hash();
+    stores
+        .pending
+        .put(fixtures::pending(
+            "del_me@example.com",
+            &pending_token,
+            at(days(1)),
+        ))
+        .await
+        .expect("put");
+
+    let removed = stores
+        .users
+        .delete_account(&user.id)
+        .await
+        .expect("delete_account")
+        .expect("the user existed");
+    assert_eq!(removed.id, user.id);
+    assert_eq!(removed.email, user.email);
+
+    let now = at(minutes(1));
+    assert_eq!(stores.users.get(&user.id).await.expect("get"), None);
+    assert_eq!(
+        stores
+            .users
+            .find_by_email(&user.email)
+            .await
+            .expect("find_by_email"),
+        None
+    );
+    for sid in [&s1, &s2] {
+        assert_eq!(
+            stores
+                .sessions
+                .authenticate(sid)
+                .await
+                .expect("authenticate"),
+            None,
+            "the user's sessions are gone"
+        );
+    }
+    assert_eq!(peek(&stores, &reset, now).await, None);
+    assert_eq!(peek(&stores, &change, now).await, None);
+    assert_eq!(
+        stores
+            .pending
+            .find_by_email(&user.email, now)
+            .await
+            .expect("find_by_email"),
+        None,
+        "a pending row for the address is gone"
+    );
+    assert_eq!(
+        stores
+            .pending
+            .promote(&pending_token, &UserId::generate(), now)
+            .await
+            .expect("promote"),
+        Promotion::InvalidToken
+    );
+    assert_eq!(
+        admit(&stores, &user.email, now, window, 5).await,
+        admitted(1),
+        "the lockout counter starts fresh"
+    );
+    for _ in 0..3 {
+        assert!(
+            hit(&stores, &user_key, now, window, 3).await,
+            "the address's rate-limit hits are gone"
+        );
+    }
+    assert!(!hit(&stores, &user_key, now, window, 3).await);
+
+    // The neighbour is untouched.
+    assert_eq!(get_user(&stores, &other.id).await, {
+        let mut o = other.clone();
+        o.last_login = Some(t0());
+        o
+    });
+    assert_live(
+        &session(&stores, &s_other).await,
+        "another user's session survives",
+    );
+    assert_eq!(peek(&stores, &other_reset, now).await, Some(other_reset));
+    assert_eq!(
+        admit(&stores, &other.email, now, window, 5).await,
+        admitted(3),
+        "another address keeps its attempts"
+    );
+    assert!(
+        !hit(&stores, &other_key, now, window, 3).await,
+        "another address keeps its rate-limit hits"
+    );
+
+    assert_eq!(
+        stores
+            .users
+            .delete_account(&user.id)
+            .await
+            .expect("delete_account"),
+        None,
+        "deleting twice finds nothing"
+    );
+    stores
+        .users
+        .insert(fixtures::new_user("del_me@example.com"))
+        .await
+        .expect("the address is free again");
+}
