@@ -61,6 +61,99 @@ fn ports_and_core_depend_on_no_io_crate() {
     }
 }
 
+/// Which of our crates each crate may depend on (normal dependencies):
+/// the hexagon's edges point inward only. Adapters know the ports and
+/// nothing else of ours — not `core`, not each other; the HTTP ring knows
+/// `core` and the ports but no adapter; only `server` knows them all.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("regstack-ports", &[]),
+    ("regstack-core", &["regstack-ports"]),
+    ("regstack-adapters-sql", &["regstack-ports"]),
+    ("regstack-adapters-mongo", &["regstack-ports"]),
+    ("regstack-adapters-notify", &["regstack-ports"]),
+    ("regstack-oauth", &["regstack-ports"]),
+    ("regstack-http-axum", &["regstack-ports", "regstack-core"]),
+    (
+        "regstack",
+        &[
+            "regstack-ports",
+            "regstack-core",
+            "regstack-adapters-sql",
+            "regstack-adapters-mongo",
+            "regstack-adapters-notify",
+            "regstack-oauth",
+            "regstack-http-axum",
+        ],
+    ),
+];
+
+#[test]
+fn every_edge_of_the_hexagon_points_inward() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(&cargo)
+        .current_dir(root)
+        .args([
+            "metadata",
+            "--offline",
+            "--no-deps",
+            "--format-version",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packages = meta["packages"].as_array().unwrap();
+    let mut checked = 0;
+    for package in packages {
+        let name = package["name"].as_str().unwrap();
+        let ours: Vec<&str> = package["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"].is_null())
+            .filter_map(|d| d["name"].as_str())
+            .filter(|d| *d == "regstack" || d.starts_with("regstack-"))
+            .collect();
+        let Some((_, allowed)) = ALLOWED.iter().find(|(n, _)| *n == name) else {
+            // Tests, benches, xtask and testkit may use anything, but no
+            // published crate may depend on them.
+            continue;
+        };
+        checked += 1;
+        for dep in ours {
+            assert!(
+                allowed.contains(&dep),
+                "{name} depends on {dep}: that edge points outward (allowed: {allowed:?})"
+            );
+        }
+    }
+    assert_eq!(
+        checked,
+        ALLOWED.len(),
+        "a crate of the hexagon is missing from the workspace"
+    );
+    for package in packages {
+        let name = package["name"].as_str().unwrap();
+        if ALLOWED.iter().any(|(n, _)| *n == name) {
+            for d in package["dependencies"].as_array().unwrap() {
+                let dep = d["name"].as_str().unwrap();
+                assert!(
+                    !(d["kind"].is_null() && dep == "regstack-testkit"),
+                    "{name} depends on the test kit outside [dev-dependencies]"
+                );
+            }
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
 

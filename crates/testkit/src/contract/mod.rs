@@ -2,7 +2,7 @@
 //! `regstack_ports::stores` must do, written once as ordinary async
 //! functions and run against each backend by [`store_contract!`].
 //!
-//! Each case takes a fresh, empty, migrated [`Stores`] and panics on the
+//! Each case takes a fresh, empty, migrated [`Stores`](regstack_ports::Stores) and panics on the
 //! first broken promise, naming it. The cases read the port docs literally
 //! and pin down what they leave implicit, so that the in-memory fakes,
 //! SQLite, PostgreSQL and MongoDB agree on every edge a flow relies on:
@@ -15,12 +15,12 @@
 //!   exactly one wins (exactly `threshold` for counters), the others get the
 //!   documented "no" — never an `Err`, never a second winner.
 //! - **Time.** Every instant is a fixed value passed as `now`, starting at
-//!   [`t0`] (which has a non-zero microsecond part); nothing reads the wall
+//!   [`t0`](crate::fixtures::t0) (which has a non-zero microsecond part); nothing reads the wall
 //!   clock, and instants must come back equal to the microsecond.
 //! - **Lockout windows.** An attempt at `at` is counted at `now` while
 //!   `at > now - window`; a lock reports `retry_at` = the moment the attempt
 //!   whose leaving brings the count below the threshold leaves the window.
-//! - **Liveness of a session** is [`Session::is_live`]: not revoked,
+//! - **Liveness of a session** is [`Session::is_live`](regstack_ports::Session::is_live): not revoked,
 //!   `expires_at > now` and `idle_expires_at > now`; revocation never
 //!   overwrites the reason a dead session died of, and a session that
 //!   expired or idled out is never marked revoked after the fact.
@@ -30,7 +30,7 @@
 //!   were minted for (the engine checks that before the store is asked). A
 //!   spent token presented again is a replay (no change) while `spent_at +
 //!   grace > now` *and* its successor is unused; otherwise it revokes the
-//!   session with [`RevokeReason::RefreshReuse`], exactly once however many
+//!   session with [`RevokeReason::RefreshReuse`](regstack_ports::RevokeReason::RefreshReuse), exactly once however many
 //!   race to present it. A token of a dead or unknown session is just
 //!   `Invalid` (no revocation, no reason overwritten). Rotation moves
 //!   `idle_expires_at` to `min(now + idle, expires_at)`, never `expires_at`.
