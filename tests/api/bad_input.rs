@@ -175,7 +175,8 @@ async fn oversized_bodies_get_413_and_other_media_types_415() {
     )
     .await;
     assert_eq!(r.status, 415);
-    // No Content-Type at all is parsed as JSON (regstack parity).
+    // No Content-Type at all is parsed as JSON (regstack parity) when the
+    // request is not cross-site (see the next test).
     let r = raw(
         &app,
         Method::POST,
@@ -213,4 +214,97 @@ async fn control_characters_in_a_name_are_refused_and_nothing_is_written() {
         .await
         .unwrap();
     assert!(pending.is_none());
+}
+
+/// A body without a `Content-Type` is what a page on another site can send
+/// without a CORS preflight (`fetch(url, {mode: "no-cors", body})`). It is
+/// read as JSON only from clients that are not cross-site: a foreign or
+/// `null` `Origin`, or `Sec-Fetch-Site: cross-site`, gets 403 on every
+/// route that takes a body, and nothing is written or mailed. Our own
+/// origin, a configured CORS origin, and clients that send no `Origin` at
+/// all (regstack parity) are served.
+#[tokio::test]
+async fn an_untyped_body_from_another_site_is_refused_and_writes_nothing() {
+    let app = spawn_app_with(
+        |c| c.http.cors_allowed_origins = vec!["https://spa.example".into()],
+        false,
+    )
+    .await;
+    let send = |path: &'static str, body: String, headers: Vec<(&'static str, &'static str)>| {
+        let mut req = app.http.post(format!("{}{path}", app.api)).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap();
+            (status, body)
+        }
+    };
+    let register = |email: &str| json!({ "email": email, "password": PW }).to_string();
+    for (i, headers) in [
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+        vec![("sec-fetch-site", "cross-site")],
+        vec![
+            ("origin", "https://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let email = format!("xsite-{i}@example.com");
+        let (status, body) = send("/register", register(&email), headers.clone()).await;
+        assert_eq!(
+            (status, body["detail"].as_str()),
+            (403, Some("Cross-site request refused.")),
+            "{headers:?}"
+        );
+        let (status, _) = send(
+            "/forgot-password",
+            json!({ "email": email }).to_string(),
+            headers.clone(),
+        )
+        .await;
+        assert_eq!(status, 403, "{headers:?}");
+        let pending = app
+            .stores
+            .pending
+            .find_by_email(
+                &regstack_ports::Email::parse(&email).unwrap(),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert!(pending.is_none(), "a refused registration wrote a row");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(app.mailer.sent().is_empty(), "a refused request sent mail");
+
+    // Served: no Origin (curl, servers), our own origin, a CORS origin,
+    // and a typed body from anywhere (CORS decides what a page may read).
+    for (i, headers) in [
+        vec![],
+        vec![
+            ("origin", "http://app.test"),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        vec![
+            ("origin", "https://spa.example"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+        vec![
+            ("origin", "https://evil.example"),
+            ("content-type", "application/json"),
+        ],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let email = format!("served-{i}@example.com");
+        let (status, body) = send("/register", register(&email), headers.clone()).await;
+        assert_eq!(status, 201, "{headers:?}: {body}");
+    }
 }

@@ -7,9 +7,12 @@
 //! such as `{"$ne": null}` never reach a store. Secret fields go straight
 //! into `SecretString` and are never echoed back.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
+use regstack_core::{AuthError, Engine};
 use regstack_ports::{DisplayName, Email, NewPassword};
 use secrecy::SecretString;
 use serde_json::{json, Map, Value};
@@ -26,20 +29,62 @@ pub trait FromJsonObject: Sized {
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
-fn content_type_is_json(req: &Request) -> bool {
-    match req.headers().get(header::CONTENT_TYPE) {
-        None => true, // regstack parity: no Content-Type is parsed as JSON.
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-            })
-            .unwrap_or(false),
+/// How a request declares its body.
+enum BodyType {
+    /// `application/json` or `application/…+json`.
+    Json,
+    /// No `Content-Type` at all (regstack's clients may send none).
+    Missing,
+    /// Anything else: 415.
+    Other,
+}
+
+fn body_type(req: &Request) -> BodyType {
+    let Some(v) = req.headers().get(header::CONTENT_TYPE) else {
+        return BodyType::Missing;
+    };
+    let json = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
+    if json {
+        BodyType::Json
+    } else {
+        BodyType::Other
     }
+}
+
+/// Whether a body without a `Content-Type` comes from another site. A page
+/// elsewhere can send exactly that (`fetch` with `mode: "no-cors"`) without
+/// a CORS preflight, so such a body is read as JSON only when the browser
+/// says the request is not cross-site (DECISIONS.md §3): an `Origin` that is
+/// neither ours nor a configured CORS origin (`null` included), or
+/// `Sec-Fetch-Site: cross-site`, refuses it. Clients that send no `Origin`
+/// (curl, servers, regstack's own clients) keep regstack parity.
+fn untyped_body_is_cross_site(req: &Request) -> bool {
+    let headers = req.headers();
+    let engine = req.extensions().get::<Arc<Engine>>();
+    let own = engine.map_or("", |e| crate::cookie::origin_of(e.config().base()));
+    if !crate::cookie::is_cross_site(headers, own) {
+        return false;
+    }
+    // A CORS-allowed origin is trusted like our own.
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let allowed_origin = match (origin, engine) {
+        (Some(o), Some(e)) => e
+            .config()
+            .http
+            .cors_allowed_origins
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(o)),
+        _ => false,
+    };
+    !allowed_origin
 }
 
 fn byte_offset(src: &[u8], line: usize, column: usize) -> usize {
@@ -100,8 +145,13 @@ pub fn parse<T: FromJsonObject>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    if !content_type_is_json(&req) {
-        return Err(ApiError::UnsupportedMediaType);
+    match body_type(&req) {
+        BodyType::Json => {}
+        BodyType::Missing if untyped_body_is_cross_site(&req) => {
+            return Err(AuthError::CrossSiteRefused.into());
+        }
+        BodyType::Missing => {}
+        BodyType::Other => return Err(ApiError::UnsupportedMediaType),
     }
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
