@@ -98,22 +98,47 @@ async fn register_verify_login_me_logout_round_trip() {
     }
 }
 
+/// Pre-account hijacking, tried as a new user would meet it: the owner
+/// registers, someone else registers the same address with a password of
+/// their own, and the owner clicks the newest link in the inbox. The
+/// account must have the owner's password, never the other one; the second
+/// registration gets the very answer a first one gets, costs no password
+/// hash, and only re-sends the link.
 #[tokio::test]
-async fn registering_again_while_pending_supersedes_the_old_link() {
+async fn a_second_registration_cannot_choose_the_password_of_a_pending_account() {
     let app = spawn_app().await;
-    app.register("bob@example.com", PW).await;
-    let first = app.mailed_token("bob@example.com", 1, "/verify").await;
-    app.register("bob@example.com", PW).await;
-    let second = app.mailed_token("bob@example.com", 2, "/verify").await;
-    assert_ne!(first, second);
+    let first = app.register("bob@example.com", PW).await;
+    assert_eq!(first.status, 201);
+    app.mailed_token("bob@example.com", 1, "/verify").await;
+    let hashes = app.hasher.hashes();
+    let second = app
+        .post(
+            "/register",
+            json!({ "email": "bob@example.com", "password": "the-attackers-password", "full_name": "Mallory" }),
+        )
+        .await;
+    assert_eq!(second.status, 201, "{:?}", second.body);
+    assert_eq!(second.body["status"], first.body["status"]);
+    assert_eq!(second.body["email"], first.body["email"]);
     assert_eq!(
-        app.post("/verify", json!({ "token": first })).await.status,
-        400
+        app.hasher.hashes(),
+        hashes,
+        "a repeat registration hashes nothing"
+    );
+    let newest = app.mailed_token("bob@example.com", 2, "/verify").await;
+    let verified = app.post("/verify", json!({ "token": newest })).await;
+    assert_eq!(verified.status, 200, "{:?}", verified.body);
+    assert_eq!(
+        verified.body["full_name"], "Test User",
+        "the owner's name, not Mallory's"
     );
     assert_eq!(
-        app.post("/verify", json!({ "token": second })).await.status,
-        200
+        app.login("bob@example.com", "the-attackers-password")
+            .await
+            .status,
+        401
     );
+    assert_eq!(app.login("bob@example.com", PW).await.status, 200);
 }
 
 #[tokio::test]

@@ -648,3 +648,77 @@ async fn mail_to_one_address_is_capped_per_hour() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(app.mailer.sent_to("flood@example.com").len(), 3);
 }
+
+/// The mail quota must not turn into a lock-out: once an address's hourly
+/// quota is spent, further resends and reset requests — which anyone can
+/// send — change nothing, so the link the owner received last keeps
+/// working (before, each of them superseded that link and mailed nothing).
+#[tokio::test]
+async fn over_the_mail_quota_the_last_mailed_link_stays_valid() {
+    let app = spawn_app_with(|c| c.email.max_per_address_per_hour = 3, false).await;
+    app.register("quota@example.com", PW).await;
+    for _ in 0..2 {
+        app.post(
+            "/resend-verification",
+            json!({ "email": "quota@example.com" }),
+        )
+        .await;
+    }
+    let last = app.mailed_token("quota@example.com", 3, "/verify").await;
+    for _ in 0..5 {
+        let r = app
+            .post(
+                "/resend-verification",
+                json!({ "email": "quota@example.com" }),
+            )
+            .await;
+        assert_eq!(r.status, 202);
+        let r = app
+            .register("quota@example.com", "another-password-1")
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.mailer.sent_to("quota@example.com").len(), 3);
+    let r = app.post("/verify", json!({ "token": last })).await;
+    assert_eq!(
+        r.status, 200,
+        "the last mailed verification link still works: {:?}",
+        r.body
+    );
+
+    // The same for reset links (the quota is per address and hour).
+    app.create_user("reset-quota@example.com", PW).await;
+    for _ in 0..2 {
+        app.post(
+            "/forgot-password",
+            json!({ "email": "reset-quota@example.com" }),
+        )
+        .await;
+    }
+    let last = app
+        .mailed_token("reset-quota@example.com", 3, "/reset-password")
+        .await;
+    for _ in 0..5 {
+        let r = app
+            .post(
+                "/forgot-password",
+                json!({ "email": "reset-quota@example.com" }),
+            )
+            .await;
+        assert_eq!(r.status, 202);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.mailer.sent_to("reset-quota@example.com").len(), 3);
+    let r = app
+        .post(
+            "/reset-password",
+            json!({ "token": last, "new_password": "after-the-flood-1" }),
+        )
+        .await;
+    assert_eq!(
+        r.status, 200,
+        "the last mailed reset link still works: {:?}",
+        r.body
+    );
+}

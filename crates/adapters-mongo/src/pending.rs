@@ -37,22 +37,27 @@ impl MongoStores {
 
 #[async_trait]
 impl PendingStore for MongoStores {
-    async fn put(&self, p: PendingRegistration) -> Result<(), StoreError> {
-        // One replace-or-insert keyed by the address: the row is replaced
-        // whole, so the old token hash is gone in the same operation that
-        // stores the new one.
-        let replacement = docs::pending_doc(&p);
-        let mut tries = 0;
-        loop {
-            let result = run(self
-                .pending
-                .replace_one(doc! { "email": p.email.as_str() }, replacement.clone())
-                .upsert(true))
-            .await;
-            match result {
-                Err(StoreError::Conflict("email")) if tries < UPSERT_RETRIES => tries += 1,
-                other => return other.map(drop),
-            }
+    async fn put(&self, p: PendingRegistration) -> Result<bool, StoreError> {
+        // One replace-or-insert that matches only an expired row for the
+        // address: a live row is not matched, so the upsert tries to insert
+        // beside it and the unique index on `email` refuses — the live row
+        // stays exactly as it was. The same refusal settles two concurrent
+        // puts for a new address: one inserts, the other is told `false`.
+        let result = run(self
+            .pending
+            .replace_one(
+                doc! {
+                    "email": p.email.as_str(),
+                    "expires_at": { "$lte": to_db(p.created_at) },
+                },
+                docs::pending_doc(&p),
+            )
+            .upsert(true))
+        .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict("email")) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 

@@ -127,9 +127,14 @@ pub trait UserStore: Send + Sync {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait PendingStore: Send + Sync {
-    /// Inserts, or replaces the row for the same address (the old link
-    /// stops working).
-    async fn put(&self, pending: PendingRegistration) -> Result<(), StoreError>;
+    /// Stores a new pending registration — unless the address already has
+    /// one that is live at `pending.created_at`: then nothing changes and
+    /// the answer is `false`. A second registration must never replace the
+    /// password the account will be created with (pre-account hijacking:
+    /// the owner would verify an account whose password someone else
+    /// chose). An expired row for the address is replaced. Of concurrent
+    /// puts for one address, one stores its row.
+    async fn put(&self, pending: PendingRegistration) -> Result<bool, StoreError>;
     /// Loads the live row for an address.
     async fn find_by_email(
         &self,

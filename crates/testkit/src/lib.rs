@@ -88,7 +88,7 @@ macro_rules! __store_contract_cases {
             promote_is_single_use_under_20_parallel_attempts,
             promote_reports_a_taken_address_and_removes_the_pending_row,
             expired_pending_registration_cannot_be_promoted,
-            put_replaces_the_pending_row_and_the_old_token_dies,
+            put_never_replaces_a_live_row_but_takes_the_place_of_an_expired_one,
             replace_token_gives_only_a_live_row_a_new_link,
             // One-time tokens.
             complete_password_reset_is_single_use_under_20_parallel_attempts,

@@ -487,10 +487,17 @@ impl UserStore for MemoryStore {
 
 #[async_trait]
 impl PendingStore for MemoryStore {
-    async fn put(&self, pending: PendingRegistration) -> Result<(), StoreError> {
+    async fn put(&self, pending: PendingRegistration) -> Result<bool, StoreError> {
         let mut st = self.enter("pending.put")?;
+        if st
+            .pending
+            .get(&pending.email)
+            .is_some_and(|live| live.expires_at > pending.created_at)
+        {
+            return Ok(false);
+        }
         st.pending.insert(pending.email.clone(), pending);
-        Ok(())
+        Ok(true)
     }
 
     async fn find_by_email(

@@ -171,7 +171,7 @@ struct OffByOneExpiry {
 
 #[async_trait]
 impl PendingStore for OffByOneExpiry {
-    async fn put(&self, pending: PendingRegistration) -> Result<(), StoreError> {
+    async fn put(&self, pending: PendingRegistration) -> Result<bool, StoreError> {
         self.inner.pending.put(pending).await
     }
     async fn find_by_email(

@@ -26,9 +26,10 @@ pub(super) async fn delete_for_email_on(
 
 #[async_trait]
 impl PendingStore for SqliteStores {
-    async fn put(&self, p: PendingRegistration) -> Result<(), StoreError> {
-        // One upsert: the row for the address is replaced whole, so the old
-        // token hash is gone in the same statement that stores the new one.
+    async fn put(&self, p: PendingRegistration) -> Result<bool, StoreError> {
+        // One statement: insert, or take the place of an expired row for
+        // the address; a live row is left exactly as it is (no rows
+        // affected).
         sqlx::query(
             "INSERT INTO pending_registrations \
              (email, hashed_password, full_name, token_hash, created_at, expires_at) \
@@ -36,7 +37,8 @@ impl PendingStore for SqliteStores {
              ON CONFLICT (email) DO UPDATE SET \
              hashed_password = excluded.hashed_password, full_name = excluded.full_name, \
              token_hash = excluded.token_hash, created_at = excluded.created_at, \
-             expires_at = excluded.expires_at",
+             expires_at = excluded.expires_at \
+             WHERE pending_registrations.expires_at <= excluded.created_at",
         )
         .bind(p.email.as_str())
         .bind(p.password_hash.as_str())
@@ -46,7 +48,7 @@ impl PendingStore for SqliteStores {
         .bind(to_db(p.expires_at))
         .execute(&mut *self.write_conn().await?)
         .await
-        .map(drop)
+        .map(|done| done.rows_affected() > 0)
         .map_err(map_sqlx)
     }
 

@@ -67,6 +67,12 @@ impl Engine {
         if self.stores.users.find_by_email(new_email).await?.is_some() {
             return Ok(());
         }
+        if !self
+            .take_mail_quota(new_email, MailKind::EmailChange)
+            .await?
+        {
+            return Ok(());
+        }
         let token = self
             .issue_link_token(
                 TokenKind::EmailChange,

@@ -224,8 +224,34 @@ impl Engine {
         }
     }
 
-    /// Composes now, delivers in the background under the per-address
-    /// hourly quota. Failures are logged without the body.
+    /// Takes one mail from the address's hourly quota
+    /// (`email.max_per_address_per_hour`), before anything is superseded:
+    /// over the quota a flow must change nothing, so the link its owner
+    /// last received stays valid — otherwise a few requests an hour by
+    /// anyone would kill every link the owner gets and send none.
+    async fn take_mail_quota(&self, to: &Email, kind: MailKind) -> Result<bool, AuthError> {
+        let allowed = self
+            .stores
+            .rate_limits
+            .hit(
+                &format!("mail:{}", to.as_str()),
+                self.now(),
+                TimeDelta::hours(1),
+                self.cfg.email.max_per_address_per_hour,
+            )
+            .await?;
+        if !allowed {
+            tracing::warn!(
+                kind = kind.stem(),
+                "mail quota for this address reached: nothing sent, the last link stays valid"
+            );
+        }
+        Ok(allowed)
+    }
+
+    /// Composes now and delivers in the background; the caller has taken
+    /// the quota ([`Self::take_mail_quota`]). Failures are logged without
+    /// the body.
     fn send_mail(
         &self,
         kind: MailKind,
@@ -249,26 +275,8 @@ impl Engine {
                 return;
             }
         };
-        let limits = self.stores.rate_limits.clone();
         let mailer = self.mailer.clone();
-        let now = self.now();
-        let quota = self.cfg.email.max_per_address_per_hour;
-        let key = format!("mail:{}", to.as_str());
         let task = async move {
-            match limits.hit(&key, now, TimeDelta::hours(1), quota).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(
-                        kind = kind.stem(),
-                        "mail quota for this address reached; not sent"
-                    );
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "mail quota check failed; not sent");
-                    return;
-                }
-            }
             match tokio::time::timeout(MAIL_TIMEOUT, mailer.send(&mail)).await {
                 Ok(Ok(())) => tracing::debug!(kind = kind.stem(), "mail delivered"),
                 Ok(Err(e)) => {

@@ -29,6 +29,14 @@ impl Engine {
         if !user.is_active {
             return Ok(());
         }
+        // Over the quota the last reset link mailed stays valid: nothing
+        // is superseded.
+        if !self
+            .take_mail_quota(&user.email, MailKind::PasswordReset)
+            .await?
+        {
+            return Ok(());
+        }
         let token = self
             .issue_link_token(
                 TokenKind::PasswordReset,

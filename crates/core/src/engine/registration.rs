@@ -52,8 +52,28 @@ impl Engine {
         if self.stores.users.find_by_email(&reg.email).await?.is_some() {
             return Err(AuthError::EmailTaken);
         }
-        let hash = self.hasher.hash(reg.password.secret()).await?;
         let now = self.now();
+        if self.cfg.require_verification
+            && self
+                .stores
+                .pending
+                .find_by_email(&reg.email, now)
+                .await?
+                .is_some()
+        {
+            // A registration for the address is already pending. It keeps
+            // the password it was made with — whoever sent this one cannot
+            // choose the password of an account the owner will verify
+            // (pre-account hijacking) — and its owner gets the link again,
+            // within the mail quota. No hash is paid, and the answer is the
+            // same as for a first registration.
+            self.resend_verification(&reg.email, client).await?;
+            return Ok(Registered::Pending {
+                email: reg.email,
+                expires_at: now + secs(self.cfg.verification_token_ttl_seconds),
+            });
+        }
+        let hash = self.hasher.hash(reg.password.secret()).await?;
         let full_name = reg.full_name.map(DisplayName::into_string);
         if !self.cfg.require_verification {
             let user = self
@@ -76,9 +96,10 @@ impl Engine {
             self.emit_for(EventKind::UserRegistered, &user, client);
             return Ok(Registered::Active(user));
         }
-        let token = tokens::issue();
         let expires_at = now + secs(self.cfg.verification_token_ttl_seconds);
-        self.stores
+        let token = tokens::issue();
+        let stored = self
+            .stores
             .pending
             .put(PendingRegistration {
                 email: reg.email.clone(),
@@ -89,12 +110,21 @@ impl Engine {
                 expires_at,
             })
             .await?;
-        self.mail_verification(
-            &reg.email,
-            full_name.as_deref(),
-            token.raw.expose_secret(),
-            client,
-        );
+        if !stored {
+            // Someone else's registration for the address won the race:
+            // it keeps its password, its owner gets the link again.
+            self.resend_verification(&reg.email, client).await?;
+        } else if self
+            .take_mail_quota(&reg.email, MailKind::Verification)
+            .await?
+        {
+            self.mail_verification(
+                &reg.email,
+                full_name.as_deref(),
+                token.raw.expose_secret(),
+                client,
+            );
+        }
         Ok(Registered::Pending {
             email: reg.email,
             expires_at,
@@ -150,14 +180,22 @@ impl Engine {
         }
     }
 
-    /// `POST /resend-verification`: a new link if a registration is pending.
-    /// The caller answers the same whatever happens here.
+    /// `POST /resend-verification`: a new link if a registration is pending
+    /// and the address's mail quota allows one; over the quota nothing
+    /// changes, so the link last mailed keeps working. The caller answers
+    /// the same whatever happens here.
     pub async fn resend_verification(
         &self,
         email: &Email,
         client: &ClientContext,
     ) -> Result<(), AuthError> {
         let now = self.now();
+        let Some(pending) = self.stores.pending.find_by_email(email, now).await? else {
+            return Ok(());
+        };
+        if !self.take_mail_quota(email, MailKind::Verification).await? {
+            return Ok(());
+        }
         let token = tokens::issue();
         let expires_at = now + secs(self.cfg.verification_token_ttl_seconds);
         if self
@@ -166,15 +204,9 @@ impl Engine {
             .replace_token(email, &token.hash, expires_at, now)
             .await?
         {
-            let full_name = self
-                .stores
-                .pending
-                .find_by_email(email, now)
-                .await?
-                .and_then(|p| p.full_name);
             self.mail_verification(
                 email,
-                full_name.as_deref(),
+                pending.full_name.as_deref(),
                 token.raw.expose_secret(),
                 client,
             );

@@ -231,51 +231,95 @@ pub async fn expired_pending_registration_cannot_be_promoted(stores: Stores) {
     ));
 }
 
-/// Registering again replaces the row: the new data wins and the old
-/// link stops working.
-pub async fn put_replaces_the_pending_row_and_the_old_token_dies(stores: Stores) {
+/// `put` never replaces a live row: a second registration for a pending
+/// address changes nothing (its password must not become the account's —
+/// pre-account hijacking) and reports `false`; the first link keeps
+/// working. A row that has expired is replaced (the old link stays dead).
+/// Of 20 parallel puts for a new address exactly one stores its row.
+pub async fn put_never_replaces_a_live_row_but_takes_the_place_of_an_expired_one(stores: Stores) {
     let old_token = fixtures::token_hash();
     let mut first = fixtures::pending("twice@example.com", &old_token, at(hours(24)));
     first.full_name = Some("First".to_owned());
-    stores.pending.put(first).await.expect("put");
+    assert!(stores.pending.put(first.clone()).await.expect("put"));
 
-    let new_token = fixtures::token_hash();
-    let mut second = fixtures::pending("twice@example.com", &new_token, at(hours(25)));
+    let mut second = fixtures::pending("twice@example.com", &fixtures::token_hash(), at(hours(25)));
     second.full_name = Some("Second".to_owned());
-    second.password_hash = hash_of("second password");
+    second.password_hash = hash_of("the other person's password");
     second.created_at = at(hours(1));
-    stores.pending.put(second.clone()).await.expect("put");
-
-    assert_eq!(
-        stores
-            .pending
-            .find_by_email(&second.email, at(hours(2)))
-            .await
-            .expect("find_by_email"),
-        Some(second.clone()),
-        "the second registration replaced the first"
+    assert!(
+        !stores.pending.put(second).await.expect("put"),
+        "a live row is not replaced"
     );
     assert_eq!(
         stores
             .pending
-            .promote(&old_token, &UserId::generate(), at(hours(2)))
+            .find_by_email(&first.email, at(hours(2)))
+            .await
+            .expect("find_by_email"),
+        Some(first.clone()),
+        "the first registration is untouched"
+    );
+
+    // At its expiry exactly the first row is dead and may be replaced.
+    let new_token = fixtures::token_hash();
+    let mut third = fixtures::pending("twice@example.com", &new_token, at(hours(48)));
+    third.full_name = Some("Third".to_owned());
+    third.password_hash = hash_of("third password");
+    third.created_at = at(hours(24));
+    assert!(stores.pending.put(third.clone()).await.expect("put"));
+    assert_eq!(
+        stores
+            .pending
+            .promote(&old_token, &UserId::generate(), at(hours(25)))
             .await
             .expect("promote"),
         Promotion::InvalidToken,
-        "the old link is dead"
+        "the expired row's link stays dead"
     );
     match stores
         .pending
-        .promote(&new_token, &UserId::generate(), at(hours(2)))
+        .promote(&new_token, &UserId::generate(), at(hours(25)))
         .await
         .expect("promote")
     {
         Promotion::Promoted(user) => {
-            assert_eq!(user.full_name.as_deref(), Some("Second"));
-            assert_eq!(user.password_hash, Some(second.password_hash));
+            assert_eq!(user.full_name.as_deref(), Some("Third"));
+            assert_eq!(user.password_hash, Some(third.password_hash));
         }
         other => panic!("the new link promotes: got {other:?}"),
     }
+
+    let outcomes = race(|i| {
+        let stores = stores.clone();
+        async move {
+            let mut row =
+                fixtures::pending("crowd@example.com", &fixtures::token_hash(), at(hours(24)));
+            row.password_hash = hash_of(&format!("password {i}"));
+            let stored = stores.pending.put(row.clone()).await;
+            stored.map(|s| (s, row))
+        }
+    })
+    .await;
+    let winners: Vec<_> = all_ok("parallel puts", outcomes)
+        .into_iter()
+        .filter(|(stored, _)| *stored)
+        .map(|(_, row)| row)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one of {RACERS} parallel puts stores its row"
+    );
+    assert_eq!(
+        stores
+            .pending
+            .find_by_email(&winners[0].email, at(hours(1)))
+            .await
+            .expect("find_by_email")
+            .map(|p| p.password_hash),
+        Some(winners[0].password_hash.clone()),
+        "the row stored is the winner's"
+    );
 }
 
 /// Resend gives a live row a new token and expiry (the old link dies, the
