@@ -308,3 +308,30 @@ async fn an_untyped_body_from_another_site_is_refused_and_writes_nothing() {
         assert_eq!(status, 201, "{headers:?}: {body}");
     }
 }
+
+/// Addresses whose lower-case form differs in length or syntax ("İ" becomes
+/// "i" + U+0307) get a clean answer — 201 and an account that works, or
+/// 422 — never a row that later fails to load (a 500 on every request); and
+/// the precomposed and decomposed spellings of one address are one account.
+#[tokio::test]
+async fn unicode_addresses_are_canonical_before_they_are_checked() {
+    let app = spawn_app().await;
+    for raw in ["İnci@example.com", "\u{130}\u{130}\u{130}@example.com"] {
+        let r = app.register(raw, PW).await;
+        assert!(
+            r.status == 201 || r.status == 422,
+            "{raw}: {} {:?}",
+            r.status,
+            r.body
+        );
+        let r = app
+            .post("/resend-verification", json!({ "email": raw }))
+            .await;
+        assert!(r.status == 202 || r.status == 422, "{raw}: {}", r.status);
+    }
+    app.create_user("Zo\u{e9}@example.com", PW).await;
+    let r = app.register("ZOE\u{301}@example.com", PW).await;
+    assert_eq!(r.status, 409, "the decomposed spelling is the same account");
+    let r = app.login("zoe\u{301}@EXAMPLE.com", PW).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}

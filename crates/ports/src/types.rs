@@ -11,9 +11,16 @@ use crate::clock::Timestamp;
 #[error("{0}")]
 pub struct InvalidEmail(pub &'static str);
 
-/// An email address in canonical form: trimmed, syntactically valid,
-/// lower-cased as a whole (DECISIONS.md §1), at most 254 bytes. The one key
-/// for storage, lookup, uniqueness, lockout and rate limits.
+/// An email address in canonical form: trimmed, Unicode NFC, lower-cased as
+/// a whole (DECISIONS.md §1), and only then checked — syntactically valid,
+/// at most 254 bytes. The one key for storage, lookup, uniqueness, lockout
+/// and rate limits.
+///
+/// The order matters: lower-casing can lengthen a string or change its
+/// syntax ("İ" becomes "i" + U+0307), so a check made before it could pass
+/// an address whose stored form later fails to read back; and without NFC
+/// the precomposed and decomposed spellings of one address ("é" and
+/// "e" + U+0301) would be two accounts.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Email(String);
 
@@ -23,7 +30,10 @@ impl Email {
 
     /// Canonicalises and validates an address typed by a user.
     pub fn parse(raw: &str) -> Result<Self, InvalidEmail> {
-        let trimmed = raw.trim();
+        use unicode_normalization::UnicodeNormalization;
+        let nfc: String = raw.trim().nfc().collect();
+        let canonical: String = nfc.to_lowercase().nfc().collect();
+        let trimmed = canonical.as_str();
         if trimmed.is_empty() {
             return Err(InvalidEmail("An email address cannot be empty."));
         }
@@ -55,7 +65,7 @@ impl Email {
         if !email_address::EmailAddress::is_valid(trimmed) || trimmed.contains(' ') {
             return Err(InvalidEmail("The email address is not valid."));
         }
-        Ok(Self(trimmed.to_lowercase()))
+        Ok(Self(canonical))
     }
 
     /// Rebuilds an address read back from a store, where it was written in
@@ -424,5 +434,68 @@ impl Session {
     /// Whether tokens of this session may still be used at `now`.
     pub fn is_live(&self, now: Timestamp) -> bool {
         self.revoked_at.is_none() && self.expires_at > now && self.idle_expires_at > now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn canonical_form_is_checked_after_lower_casing() {
+        // "İ" lower-cases to "i" + U+0307: the canonical form is what must
+        // pass, so the answer is a clean refusal or an address that reads
+        // back — never a row that fails to parse later.
+        match Email::parse("İnci@example.com") {
+            Ok(e) => assert_eq!(Email::from_stored(e.as_str()).unwrap(), e),
+            Err(e) => assert!(!e.0.is_empty()),
+        }
+        // A long address whose lower-case form is longer than 254 bytes.
+        let long = format!("{}@example.com", "İ".repeat(120));
+        assert!(long.len() <= Email::MAX_LEN);
+        if let Ok(e) = Email::parse(&long) {
+            assert!(e.as_str().len() <= Email::MAX_LEN);
+        }
+    }
+
+    #[test]
+    fn precomposed_and_decomposed_spellings_are_one_address() {
+        let precomposed = Email::parse("Zo\u{e9}@example.com").unwrap();
+        let decomposed = Email::parse("ZOE\u{301}@EXAMPLE.COM").unwrap();
+        assert_eq!(precomposed, decomposed);
+        assert_eq!(precomposed.as_str(), "zo\u{e9}@example.com");
+    }
+
+    proptest! {
+        #[test]
+        fn parse_is_idempotent_and_bounded(raw in "\\PC{0,40}@?\\PC{0,20}(\\.[a-zA-Z]{2,4})?") {
+            if let Ok(e) = Email::parse(&raw) {
+                prop_assert!(e.as_str().len() <= Email::MAX_LEN);
+                prop_assert_eq!(Email::parse(e.as_str()), Ok(e.clone()));
+                prop_assert_eq!(Email::from_stored(e.as_str()), Ok(e.clone()));
+            }
+        }
+
+        #[test]
+        fn any_case_and_normal_form_of_an_address_is_the_same_address(
+            local in "[a-zA-Z\u{e0}-\u{ff}\u{130}\u{c0}-\u{de}]{1,12}",
+        ) {
+            use unicode_normalization::UnicodeNormalization;
+            let raw = format!("{local}@Example.com");
+            let nfd: String = raw.nfd().collect();
+            let upper = raw.to_uppercase();
+            let a = Email::parse(&raw);
+            prop_assert_eq!(Email::parse(&nfd), a.clone());
+            if let Ok(a) = &a {
+                // Upper-casing is not always reversible ("ß" → "SS"), but
+                // whatever it gives must canonicalise to a stable value.
+                if let Ok(u) = Email::parse(&upper) {
+                    prop_assert_eq!(Email::parse(u.as_str()), Ok(u));
+                }
+                prop_assert_eq!(Email::parse(a.as_str()), Ok(a.clone()));
+            }
+        }
     }
 }

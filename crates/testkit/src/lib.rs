@@ -80,6 +80,7 @@ macro_rules! __store_contract_cases {
             email_uniqueness_is_enforced_on_insert,
             email_uniqueness_holds_under_20_parallel_inserts,
             timestamps_round_trip_exactly,
+            unicode_addresses_round_trip_and_match_every_spelling,
             update_full_name_sets_and_clears,
             upgrade_password_hash_is_conditional,
             change_password_burns_outstanding_tokens_and_revokes_sessions,

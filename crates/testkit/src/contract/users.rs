@@ -430,3 +430,47 @@ pub async fn change_password_burns_outstanding_tokens_and_revokes_sessions(store
         None
     );
 }
+
+/// Every canonical address round-trips: stored, found by any spelling that
+/// canonicalises to it (precomposed or decomposed, any case), and read
+/// back equal — so no accepted address can become a row that fails to
+/// load.
+pub async fn unicode_addresses_round_trip_and_match_every_spelling(stores: Stores) {
+    let spellings = [
+        ("Zo\u{e9}@example.com", "ZOE\u{301}@Example.COM"),
+        (
+            "\u{3b1}\u{3b2}\u{3b3}@example.com",
+            "\u{391}\u{392}\u{393}@EXAMPLE.com",
+        ),
+        (
+            "\u{43f}\u{440}\u{438}@example.com",
+            "\u{41f}\u{420}\u{418}@example.com",
+        ),
+        (
+            "j\u{fc}rgen.m\u{fc}ller@example.com",
+            "JU\u{308}RGEN.MU\u{308}LLER@example.com",
+        ),
+    ];
+    for (stored_as, looked_up_as) in spellings {
+        let email = regstack_ports::Email::parse(stored_as).expect("a valid address");
+        assert_eq!(
+            regstack_ports::Email::parse(looked_up_as).expect("a valid address"),
+            email,
+            "{looked_up_as} is the same address as {stored_as}"
+        );
+        let user = add_user(&stores, stored_as).await;
+        assert_eq!(user.email, email);
+        let found = stores
+            .users
+            .find_by_email(&regstack_ports::Email::parse(looked_up_as).expect("valid"))
+            .await
+            .expect("find_by_email")
+            .expect("found by the other spelling");
+        assert_eq!(found.id, user.id);
+        assert_eq!(
+            get_user(&stores, &user.id).await.email,
+            email,
+            "reads back equal"
+        );
+    }
+}
