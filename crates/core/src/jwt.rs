@@ -176,6 +176,9 @@ impl JwtCodec {
         if token.len() > MAX_JWT_BYTES {
             return Err(TokenError::Invalid);
         }
+        if has_crit_header(token) {
+            return Err(TokenError::Invalid);
+        }
         let mut validation = Validation::new(self.algorithm);
         // Expiry is checked below against the injected clock, with no leeway.
         validation.validate_exp = false;
@@ -222,6 +225,24 @@ impl JwtCodec {
             issued_at,
         })
     }
+}
+
+/// Whether the token's header names critical extensions (`crit`, RFC 7515
+/// §4.1.11). We understand none, and a recipient must refuse a token whose
+/// critical extensions it does not understand — `jsonwebtoken` ignores the
+/// parameter, so it is checked here. An undecodable header is left to the
+/// signature check, which refuses it anyway.
+fn has_crit_header(token: &str) -> bool {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let Some(header) = token.split('.').next() else {
+        return false;
+    };
+    URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+        .is_some_and(|h| h.get("crit").is_some())
 }
 
 #[cfg(test)]
@@ -292,6 +313,41 @@ mod tests {
             7200,
         );
         assert_eq!(hs512.verify_access(&t, now()), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_correctly_signed_token_with_a_crit_header_is_refused() {
+        use hmac::Mac;
+        let c = codec(None);
+        let (u, s) = ids();
+        let t = c.issue_access(&u, &s, now()).unwrap();
+        let payload = t.split('.').nth(1).unwrap();
+        let sign = |header: &[u8]| {
+            let input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header));
+            let mut mac =
+                hmac::Hmac::<sha2::Sha256>::new_from_slice(c.access_key.expose_secret().as_bytes())
+                    .unwrap();
+            mac.update(input.as_bytes());
+            format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            )
+        };
+        // The same claims and key without `crit` verify: only `crit` differs.
+        let plain = sign(br#"{"alg":"HS256","typ":"JWT"}"#);
+        assert!(c.verify_access(&plain, now()).is_ok());
+        for header in [
+            &br#"{"alg":"HS256","typ":"JWT","crit":["x"]}"#[..],
+            br#"{"alg":"HS256","typ":"JWT","crit":["exp"],"exp":1}"#,
+            br#"{"alg":"HS256","crit":[]}"#,
+        ] {
+            assert_eq!(
+                c.verify_access(&sign(header), now()),
+                Err(TokenError::Invalid),
+                "{}",
+                String::from_utf8_lossy(header)
+            );
+        }
     }
 
     #[test]
