@@ -489,6 +489,9 @@ impl Config {
                 "must be between 1 and 3600",
             ));
         }
+        for origin in &self.http.cors_allowed_origins {
+            check_cors_origin(origin)?;
+        }
         if self.email.max_per_address_per_hour < 1 {
             return Err(ConfigError::new(
                 "email.max_per_address_per_hour",
@@ -531,9 +534,77 @@ impl Config {
     }
 }
 
+/// A CORS origin must be one exact origin, `scheme://host[:port]`, as a
+/// browser sends it in `Origin`. A wildcard would let any site read the
+/// API's answers with its users' credentials, and an entry with a path or a
+/// trailing slash would never match a real `Origin` and silently allow
+/// nothing.
+fn check_cors_origin(origin: &str) -> Result<(), ConfigError> {
+    let err = |why: &str| {
+        Err(ConfigError::new(
+            "http.cors_allowed_origins",
+            format!("{origin:?}: {why}"),
+        ))
+    };
+    if origin.contains('*') {
+        return err(
+            "wildcards are not allowed: list each origin that may call the API \
+             (e.g. \"https://app.example.com\")",
+        );
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return err("expected scheme://host[:port], e.g. \"https://app.example.com\"");
+    };
+    if !(scheme == "https" || scheme == "http") {
+        return err("the scheme must be http or https");
+    }
+    if rest.is_empty()
+        || rest.contains('/')
+        || rest.contains('?')
+        || rest.contains('#')
+        || !origin.is_ascii()
+        || origin.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return err(
+            "an origin is scheme://host[:port] only — no path, no trailing slash, \
+             ASCII (punycode for international names)",
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cors_origins_must_be_exact_origins() {
+        for good in ["https://app.example.com", "http://localhost:5173"] {
+            let mut c = valid();
+            c.http.cors_allowed_origins = vec![good.into()];
+            assert_eq!(c.validate(), Ok(()), "{good}");
+        }
+        for bad in [
+            "*",
+            "https://*.example.com",
+            "app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "ftp://app.example.com",
+            "https://",
+            "https://bücher.example",
+        ] {
+            let mut c = valid();
+            c.http.cors_allowed_origins = vec![bad.into()];
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.key, "http.cors_allowed_origins", "{bad}");
+            assert!(
+                e.reason.contains(bad),
+                "the message names the entry: {}",
+                e.reason
+            );
+        }
+    }
 
     fn valid() -> Config {
         Config {
