@@ -347,6 +347,8 @@ impl Fields<'_> {
             Some(None) => Some(Some(None)),
             Some(Some(s)) => match DisplayName::parse(&s) {
                 Ok(n) => Some(Some(Some(n))),
+                // The length was refused above with pydantic's own shape, so
+                // what is left is a control character.
                 Err(_) => {
                     self.push(
                         "value_error",

@@ -1,7 +1,9 @@
 //! The signed-in user's own account: profile, password change and email
 //! change (request, then the mailed link; [`crate::flows::one_time`]).
 
-use regstack_ports::{Email, EmailChangeOutcome, RevokeReason, TokenKind, User};
+use regstack_ports::{
+    DisplayName, Email, EmailChangeOutcome, NewPassword, RevokeReason, TokenKind, User,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{ClientContext, Engine, Principal};
@@ -9,7 +11,6 @@ use crate::error::{AuthError, AuthFailure};
 use crate::events::EventKind;
 use crate::mail::MailKind;
 use crate::tokens::{self, MAX_TOKEN_CHARS};
-use regstack_ports::{DisplayName, NewPassword};
 
 impl Engine {
     /// `PATCH /me`.

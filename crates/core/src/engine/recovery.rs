@@ -2,7 +2,7 @@
 //! not the address exists), `reset_password` spends it once
 //! ([`crate::flows::one_time`]) and ends every session.
 
-use regstack_ports::{Email, TokenKind};
+use regstack_ports::{Email, NewPassword, TokenKind};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{ClientContext, Engine};
@@ -10,7 +10,6 @@ use crate::error::AuthError;
 use crate::events::EventKind;
 use crate::mail::MailKind;
 use crate::tokens::{self, MAX_TOKEN_CHARS};
-use regstack_ports::NewPassword;
 
 impl Engine {
     /// `POST /forgot-password`: mails a reset link to an active account. The

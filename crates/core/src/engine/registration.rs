@@ -4,7 +4,10 @@
 //! (`PendingStore::promote`, one atomic step); the single-use rule is
 //! [`crate::flows::one_time`].
 
-use regstack_ports::{Email, NewUser, PendingRegistration, Promotion, Timestamp, User, UserId};
+use regstack_ports::{
+    DisplayName, Email, NewPassword, NewUser, PendingRegistration, Promotion, Timestamp, User,
+    UserId,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{secs, ClientContext, Engine};
@@ -12,7 +15,6 @@ use crate::error::AuthError;
 use crate::events::EventKind;
 use crate::mail::MailKind;
 use crate::tokens::{self, MAX_TOKEN_CHARS};
-use regstack_ports::{DisplayName, NewPassword};
 
 /// A new registration as received.
 #[derive(Debug)]
@@ -53,25 +55,21 @@ impl Engine {
             return Err(AuthError::EmailTaken);
         }
         let now = self.now();
-        if self.cfg.require_verification
-            && self
-                .stores
-                .pending
-                .find_by_email(&reg.email, now)
-                .await?
-                .is_some()
-        {
-            // A registration for the address is already pending. It keeps
-            // the password it was made with — whoever sent this one cannot
-            // choose the password of an account the owner will verify
-            // (pre-account hijacking) — and its owner gets the link again,
-            // within the mail quota. No hash is paid, and the answer is the
-            // same as for a first registration.
-            self.resend_verification(&reg.email, client).await?;
-            return Ok(Registered::Pending {
-                email: reg.email,
-                expires_at: now + secs(self.cfg.verification_token_ttl_seconds),
-            });
+        let expires_at = now + secs(self.cfg.verification_token_ttl_seconds);
+        if self.cfg.require_verification {
+            if let Some(pending) = self.stores.pending.find_by_email(&reg.email, now).await? {
+                // A registration for the address is already pending. It
+                // keeps the password it was made with — whoever sent this
+                // one cannot choose the password of an account the owner
+                // will verify (pre-account hijacking) — and its owner gets
+                // the link again, within the mail quota. No hash is paid,
+                // and the answer is the same as for a first registration.
+                self.relink(&pending, now, client).await?;
+                return Ok(Registered::Pending {
+                    email: reg.email,
+                    expires_at,
+                });
+            }
         }
         let hash = self.hasher.hash(reg.password.secret()).await?;
         let full_name = reg.full_name.map(DisplayName::into_string);
@@ -96,7 +94,6 @@ impl Engine {
             self.emit_for(EventKind::UserRegistered, &user, client);
             return Ok(Registered::Active(user));
         }
-        let expires_at = now + secs(self.cfg.verification_token_ttl_seconds);
         let token = tokens::issue();
         let stored = self
             .stores
@@ -190,9 +187,21 @@ impl Engine {
         client: &ClientContext,
     ) -> Result<(), AuthError> {
         let now = self.now();
-        let Some(pending) = self.stores.pending.find_by_email(email, now).await? else {
-            return Ok(());
-        };
+        match self.stores.pending.find_by_email(email, now).await? {
+            Some(pending) => self.relink(&pending, now, client).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Gives a live pending registration a new link and mails it — if the
+    /// address's mail quota allows; otherwise nothing changes.
+    async fn relink(
+        &self,
+        pending: &PendingRegistration,
+        now: Timestamp,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
+        let email = &pending.email;
         if !self.take_mail_quota(email, MailKind::Verification).await? {
             return Ok(());
         }

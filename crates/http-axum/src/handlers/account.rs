@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use regstack_core::Engine;
-use regstack_ports::Email;
+use regstack_ports::{DisplayName, Email, NewPassword};
 use secrecy::SecretString;
 
 use super::{message, ok_json, Answer, Engine_, TokenBody};
@@ -15,7 +15,6 @@ use crate::body::{Fields, FromJsonObject, JsonBody, Len};
 use crate::extract::{Client, CurrentUser};
 use crate::read_all;
 use crate::wire::UserPublic;
-use regstack_ports::{DisplayName, NewPassword};
 
 /// This capability's routes, relative to the API prefix.
 pub fn router() -> Router<Arc<Engine>> {

@@ -7,13 +7,13 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use regstack_core::Engine;
+use regstack_ports::NewPassword;
 use secrecy::SecretString;
 
 use super::{message, Answer, EmailBody, Engine_};
 use crate::body::{Fields, FromJsonObject, JsonBody, Len};
 use crate::extract::Client;
 use crate::read_all;
-use regstack_ports::NewPassword;
 
 /// This capability's routes, relative to the API prefix.
 pub fn router() -> Router<Arc<Engine>> {

@@ -7,14 +7,13 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use regstack_core::{Engine, Registered, Registration};
-use regstack_ports::Email;
+use regstack_ports::{DisplayName, Email, NewPassword};
 
 use super::{message, ok_json, Answer, EmailBody, Engine_, TokenBody};
 use crate::body::{Fields, FromJsonObject, JsonBody};
 use crate::extract::Client;
 use crate::read_all;
 use crate::wire::{iso_offset, PendingResponse, UserPublic};
-use regstack_ports::{DisplayName, NewPassword};
 
 /// This capability's routes, relative to the API prefix.
 pub fn router() -> Router<Arc<Engine>> {
