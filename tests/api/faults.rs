@@ -172,12 +172,11 @@ impl SessionStore for Stalling {
         presented: &TokenHash,
         successor: &TokenHash,
         now: Timestamp,
-        grace: chrono::TimeDelta,
         idle: chrono::TimeDelta,
     ) -> Result<Rotation, StoreError> {
         self.inner
             .sessions
-            .rotate(id, presented, successor, now, grace, idle)
+            .rotate(id, presented, successor, now, idle)
             .await
     }
     async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {

@@ -11,18 +11,10 @@
 //! presented hash *and* the session is live, and in the same step makes the
 //! successor current, records the spend, and moves `last_used_at` and the
 //! idle end. Of any number of concurrent presentations exactly one
-//! matches; a loser that reads the session next sees the rotation
-//! complete, and answers a replay with exactly the session the winner
-//! returned. When nothing matched, the document decides the rest:
-//! - the presented hash is `refresh_previous`, spent less than `grace`
-//!   ago, and the successor the caller names is `refresh_current` →
-//!   `Replayed` (that successor is necessarily unused: using it would have
-//!   moved `refresh_previous` on);
-//! - any other token of the family (older ancestors, or the previous one
-//!   after its grace) → `Reused`: the session is revoked with
-//!   `RefreshReuse`, conditionally on it still being live, so concurrent
-//!   reuses revoke — and report — once;
-//! - a dead or unknown session → `Invalid`, and nothing is written.
+//! matches; a loser reads the session once more and reports the family as
+//! it found it (`Rotation::NotLive`). Telling a replay from reuse is
+//! `core`'s rule (`flows/refresh.rs`), and a reused family is ended with
+//! the conditional `revoke`, so that of concurrent reuses one reports it.
 
 use async_trait::async_trait;
 use chrono::TimeDelta;
@@ -30,14 +22,14 @@ use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::ReturnDocument;
 use regstack_ports::{
-    NewSession, RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
-    Timestamp, TokenHash, User, UserId,
+    NewSession, RefreshFamily, RevokeReason, Rotation, Session, SessionId, SessionStart,
+    SessionStore, StoreError, Timestamp, TokenHash, User, UserId,
 };
 
 use crate::docs;
-use crate::error::run;
+use crate::error::{run, CorruptRow};
 use crate::schema::{hint, USERS};
-use crate::time::{span, to_db, ttl_date};
+use crate::time::{from_db, span, to_db, ttl_date};
 use crate::MongoStores;
 
 /// The filter of a live session at `now` ([`Session::is_live`]).
@@ -188,28 +180,26 @@ impl SessionStore for MongoStores {
         presented: &TokenHash,
         successor: &TokenHash,
         now: Timestamp,
-        grace: TimeDelta,
         idle: TimeDelta,
     ) -> Result<Rotation, StoreError> {
         let now_db = to_db(now);
         let sid = id.as_str();
         // The family as it is now (with its user, one round trip). A lost
-        // race below reads it once more: a hash that stopped being the live
-        // one never becomes it again, so the second look only classifies.
+        // race below reads it once more, to report what it holds: a hash
+        // that stopped being the live one never becomes it again.
         let mut may_rotate = true;
         let (raw, session, user) = loop {
             let Some(Loaded { raw, session, user }) = self.load(sid).await? else {
-                return Ok(Rotation::Invalid);
+                return Ok(Rotation::Unknown);
             };
             let Some(user) = user else {
-                return Ok(Rotation::Invalid);
+                return Ok(Rotation::Unknown);
             };
             let current = docs::opt_string(&raw, "refresh_current")?;
-            // A dead family answers nothing and keeps what it died of.
-            if !session.is_live(now) || current.is_none() {
-                return Ok(Rotation::Invalid);
-            }
-            if !may_rotate || current.as_deref() != Some(presented.as_str()) {
+            if !may_rotate
+                || !session.is_live(now)
+                || current.as_deref() != Some(presented.as_str())
+            {
                 break (raw, session, user);
             }
             // The live token of a live family: the one deciding write. The
@@ -246,38 +236,23 @@ impl SessionStore for MongoStores {
             // Another presentation won, or the session died: look again.
             may_rotate = false;
         };
-
-        let current = docs::opt_string(&raw, "refresh_current")?;
-        let previous = docs::opt_string(&raw, "refresh_previous")?;
-        let spent_at = docs::opt_int(&raw, "refresh_previous_spent_at")?;
-        // A retry of a lost answer: the presented token was replaced less
-        // than `grace` ago by the successor the caller names (derived from
-        // it), and that successor is still the live one, i.e. unused.
-        let in_grace = spent_at.is_some_and(|at| at.saturating_add(span(grace)) > now_db);
-        if in_grace
-            && previous.as_deref() == Some(presented.as_str())
-            && current.as_deref() == Some(successor.as_str())
-        {
-            return Ok(Rotation::Replayed { session, user });
-        }
-        // Any other token of the family: theft. Revoke it, but only while
-        // it is still live, so a reason is never overwritten and of
-        // concurrent reuses one reports it.
-        let mut filter = live(now_db);
-        filter.insert("_id", sid);
-        let revoked = run(self
-            .sessions
-            .update_one(filter, revocation(RevokeReason::RefreshReuse, now_db))
-            .hint(hint::by(hint::ID)))
-        .await?;
-        Ok(if revoked.matched_count > 0 {
-            Rotation::Reused {
-                session_id: session.id,
-                user_id: session.user_id,
-            }
-        } else {
-            Rotation::Invalid
-        })
+        // A miss: report the family as it stands; core judges it (replay
+        // or reuse), and ends a reused family with the conditional revoke.
+        let hash = |field| -> Result<Option<TokenHash>, StoreError> {
+            docs::opt_string(&raw, field)?
+                .map(|h| TokenHash::from_hex(h).ok_or(CorruptRow("refresh hash")))
+                .transpose()
+                .map_err(StoreError::from)
+        };
+        Ok(Rotation::NotLive(RefreshFamily {
+            live: hash("refresh_current")?,
+            previous: hash("refresh_previous")?,
+            rotated_at: docs::opt_int(&raw, "refresh_previous_spent_at")?
+                .map(from_db)
+                .transpose()?,
+            session,
+            user,
+        }))
     }
 
     async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {

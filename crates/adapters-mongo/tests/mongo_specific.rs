@@ -528,7 +528,7 @@ fn every_store_call(stores: &Stores, db: &Database) -> Vec<Call> {
         }),
         call("sessions.rotate", {
             let (s, sid, h) = (s.clone(), sid.clone(), hash.clone());
-            async move { s.sessions.rotate(&sid, &h, &h, now, w, w).await }
+            async move { s.sessions.rotate(&sid, &h, &h, now, w).await }
         }),
         call("sessions.list", {
             let (s, id) = (s.clone(), id.clone());

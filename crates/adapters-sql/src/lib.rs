@@ -9,13 +9,14 @@
 //! become [`StoreError`](regstack_ports::StoreError) in one place
 //! (`error::map_sqlx`).
 //!
-//! Start reading at [`sqlite`]: `connect` → `migrate` → `stores`. Each
-//! aggregate has its own file there (`users.rs`, `pending.rs`, …); the
-//! schema is `migrations/sqlite/`. [`postgres`] mirrors it file for file
-//! with its own `migrations/postgres/` (same tables, same versions); the
-//! backend-neutral pieces (error mapping, timestamp encoding) live at the
-//! crate root for both, and PostgreSQL's SQLSTATEs and constraint names
-//! are classified in `postgres/error.rs` before falling through to them.
+//! Start reading at [`sqlite`]: `connect` → `migrate` → `stores`. The stores
+//! themselves are written once for both engines, one file per aggregate
+//! under `store/` (`users.rs`, `pending.rs`, …), each statement text once
+//! beside the code that runs it; an engine ([`sqlite`], [`postgres`])
+//! supplies only what really differs — transaction and locking mechanics,
+//! a few dialect statements, URL parsing, error mapping and its migrations
+//! (`migrations/sqlite/`, `migrations/postgres/`: same tables, same
+//! versions). `backend.rs` says where that line runs and why.
 //!
 //! Invariants:
 //! - every intent-named operation (`promote`, `admit`,
@@ -35,12 +36,14 @@
 //! - no read returns a row past its `expires_at`; `now` always comes from
 //!   the caller, never from a clock here.
 
+mod backend;
 mod error;
-mod family;
 mod migrations;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+mod store;
 mod time;
 
 pub use sqlite::SqliteStores;
+pub use store::SqlStores;

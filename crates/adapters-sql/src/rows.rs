@@ -87,7 +87,7 @@ pub(crate) use token_cols;
 
 /// The typed reads the decoders need, implemented for `SqliteRow` and
 /// `PgRow` by [`impl_cells!`] with the backend's own error mapping.
-pub(crate) trait Cells {
+pub trait Cells {
     /// A non-null text column.
     fn text(&self, i: usize) -> Result<String, StoreError>;
     /// A nullable text column.
@@ -98,6 +98,8 @@ pub(crate) trait Cells {
     fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
     /// A boolean column (an INTEGER 0/1 in SQLite).
     fn flag(&self, i: usize) -> Result<bool, StoreError>;
+    /// A non-null binary column (the migration record's checksums).
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError>;
 }
 
 /// `impl Cells for $row`, every read through `sqlx::Row::try_get` and
@@ -118,6 +120,9 @@ macro_rules! impl_cells {
                 sqlx::Row::try_get(self, i).map_err($map_err)
             }
             fn flag(&self, i: usize) -> Result<bool, regstack_ports::StoreError> {
+                sqlx::Row::try_get(self, i).map_err($map_err)
+            }
+            fn bytes(&self, i: usize) -> Result<Vec<u8>, regstack_ports::StoreError> {
                 sqlx::Row::try_get(self, i).map_err($map_err)
             }
         }

@@ -205,39 +205,42 @@ pub trait LoginAttemptStore: Send + Sync {
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
-/// Outcome of [`SessionStore::rotate`].
+/// Outcome of [`SessionStore::rotate`]: the one atomic step, and on a miss
+/// what the session record holds, so that `core` (`flows/refresh.rs`), not
+/// the store, decides between a replay and reuse.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rotation {
-    /// The presented refresh token was the family's live one: it is now
-    /// spent, the successor is live, and the idle lifetime moved forward.
+    /// The presented refresh token was the live one of a live session: it
+    /// is now spent, the successor is live, and the idle lifetime moved
+    /// forward.
     Rotated {
         /// The session after the rotation.
         session: Session,
         /// Its user.
         user: User,
     },
-    /// The presented token was spent by the last rotation less than `grace`
-    /// ago and its successor is still unused (a client retrying a lost
-    /// response): nothing changed; the caller answers with that same
-    /// successor again.
-    Replayed {
-        /// The session.
-        session: Session,
-        /// Its user.
-        user: User,
-    },
-    /// A token of the family other than its live one was presented outside
-    /// the grace window, or after its successor was used: theft. The whole family is now revoked
-    /// ([`RevokeReason::RefreshReuse`]).
-    Reused {
-        /// The revoked session.
-        session_id: SessionId,
-        /// Its owner.
-        user_id: UserId,
-    },
-    /// Unknown session, or it is revoked, expired or idle too long (or this
-    /// call lost a race to revoke it for reuse).
-    Invalid,
+    /// Nothing changed: the presented token is not the live one, or the
+    /// session is no longer live. The record as it was read, after the
+    /// conditional write missed.
+    NotLive(RefreshFamily),
+    /// No such session (or its user is gone).
+    Unknown,
+}
+
+/// A session's refresh family as stored: what a missed rotation reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshFamily {
+    /// The session, with its revocation and lifetimes.
+    pub session: Session,
+    /// Its user.
+    pub user: User,
+    /// The hash of the family's live token (`None` for a session from
+    /// before refresh families).
+    pub live: Option<TokenHash>,
+    /// The hash the last rotation spent, if any.
+    pub previous: Option<TokenHash>,
+    /// When the last rotation happened, if any.
+    pub rotated_at: Option<Timestamp>,
 }
 
 /// Outcome of [`SessionStore::start`].
@@ -268,30 +271,26 @@ pub trait SessionStore: Send + Sync {
     /// change. `Err(Conflict)` if the id already exists.
     async fn start(&self, session: NewSession) -> Result<SessionStart, StoreError>;
     /// Atomically spends the refresh token `presented` of `session` and
-    /// makes `successor` the family's live token — or recognises a replay
-    /// or a reuse (see [`Rotation`]).
+    /// makes `successor` the family's live token — if `presented` is its
+    /// live token and the session is live; otherwise changes nothing and
+    /// reports the family as stored ([`Rotation::NotLive`]) for the caller
+    /// to judge.
     ///
     /// The caller has proved that `presented` was minted for `session`
-    /// (refresh tokens carry their session id under a server MAC), so a
-    /// presented token of a live session that is neither its live token nor
-    /// a replay of the one before is an older token of the family: reuse.
-    /// That is what lets a store keep only the live hash and the previous
-    /// one on the session itself, and rotate by changing that one record.
-    ///
-    /// A replay is: `presented` is the token spent by the last rotation,
-    /// less than `grace` ago, and `successor` is still the live token. Of
-    /// any number of concurrent calls with one token, at most one gets
-    /// `Rotated`; the others get `Replayed` (inside `grace`) or `Reused`,
-    /// and of concurrent reuses exactly one reports `Reused`. A rotation
-    /// sets `last_used_at = now` and `idle_expires_at = min(now + idle,
-    /// expires_at)`.
+    /// (refresh tokens carry their session id under a server MAC), which is
+    /// what lets a store keep only the live hash and the previous one on the
+    /// session itself, and rotate by changing that one record. Of any
+    /// number of concurrent calls with one token, at most one gets
+    /// `Rotated`. A rotation sets `last_used_at = now`, `rotated_at = now`
+    /// and `idle_expires_at = min(now + idle, expires_at)`. A reuse is ended
+    /// by the caller with [`revoke`](Self::revoke), whose `true` comes
+    /// exactly once.
     async fn rotate(
         &self,
         session: &SessionId,
         presented: &TokenHash,
         successor: &TokenHash,
         now: Timestamp,
-        grace: TimeDelta,
         idle: TimeDelta,
     ) -> Result<Rotation, StoreError>;
     /// The user's live sessions ([`Session::is_live`]), newest first.

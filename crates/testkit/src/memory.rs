@@ -24,9 +24,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
     Admission, Email, EmailChangeOutcome, LoginAttemptStore, NewSession, NewUser, OneTimeToken,
-    PasswordHash, PendingRegistration, PendingStore, Promotion, RateLimitStore, RevokeReason,
-    Rotation, Session, SessionId, SessionStart, SessionStore, StoreError, StoreHealth, Stores,
-    Timestamp, TokenHash, TokenKind, TokenStore, User, UserId, UserStore,
+    PasswordHash, PendingRegistration, PendingStore, Promotion, RateLimitStore, RefreshFamily,
+    RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
+    StoreHealth, Stores, Timestamp, TokenHash, TokenKind, TokenStore, User, UserId, UserStore,
 };
 
 /// A fresh, empty, independent set of in-memory stores.
@@ -721,25 +721,15 @@ impl SessionStore for MemoryStore {
         presented: &TokenHash,
         successor: &TokenHash,
         now: Timestamp,
-        grace: TimeDelta,
         idle: TimeDelta,
     ) -> Result<Rotation, StoreError> {
         // One critical section from the first read to the last write: the
         // decision "this token is the live one" and spending it cannot be
         // separated by another caller.
         let mut st = self.enter("sessions.rotate")?;
-        let Some(session) = st.sessions.get(id) else {
-            return Ok(Rotation::Invalid);
-        };
-        if !is_live(session, now) {
-            return Ok(Rotation::Invalid);
-        }
-        let user_id = session.user_id.clone();
-        let Some(family) = st.refresh.get_mut(id) else {
-            return Ok(Rotation::Invalid);
-        };
-
-        if &family.live == presented {
+        let live = st.sessions.get(id).is_some_and(|s| is_live(s, now));
+        let family = st.refresh.get_mut(id);
+        if let Some(family) = family.filter(|f| live && &f.live == presented) {
             // The family's live token: spend it, make the successor live,
             // move the idle end forward but never past the absolute end.
             family.previous = Some((std::mem::replace(&mut family.live, successor.clone()), now));
@@ -753,34 +743,21 @@ impl SessionStore for MemoryStore {
             }
             return Ok(match st.session_and_user(id) {
                 Some((session, user)) => Rotation::Rotated { session, user },
-                None => Rotation::Invalid,
+                None => Rotation::Unknown,
             });
         }
-
-        // The token the last rotation spent, inside the grace window and
-        // while its successor is still the unused live token: a client
-        // retrying a lost answer. Any other token of the family is theft.
-        let replay = family.previous.as_ref().is_some_and(|(hash, spent_at)| {
-            hash == presented
-                && &family.live == successor
-                && spent_at
-                    .checked_add_signed(grace)
-                    .is_none_or(|end| end > now)
-        });
-        if replay {
-            return Ok(match st.session_and_user(id) {
-                Some((session, user)) => Rotation::Replayed { session, user },
-                None => Rotation::Invalid,
-            });
-        }
-        if let Some(session) = st.sessions.get_mut(id) {
-            session.revoked_at = Some(now);
-            session.revoked_reason = Some(RevokeReason::RefreshReuse);
-        }
-        Ok(Rotation::Reused {
-            session_id: id.clone(),
-            user_id,
-        })
+        // A miss: report the record as it stands; the caller judges it.
+        let Some((session, user)) = st.session_and_user(id) else {
+            return Ok(Rotation::Unknown);
+        };
+        let family = st.refresh.get(id);
+        Ok(Rotation::NotLive(RefreshFamily {
+            session,
+            user,
+            live: family.map(|f| f.live.clone()),
+            previous: family.and_then(|f| f.previous.as_ref().map(|(h, _)| h.clone())),
+            rotated_at: family.and_then(|f| f.previous.as_ref().map(|(_, at)| *at)),
+        }))
     }
 
     async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {

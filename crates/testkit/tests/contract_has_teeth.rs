@@ -239,12 +239,11 @@ impl SessionStore for OverwritingRevoke {
         presented: &TokenHash,
         successor: &TokenHash,
         now: Timestamp,
-        grace: TimeDelta,
         idle: TimeDelta,
     ) -> Result<Rotation, StoreError> {
         self.inner
             .sessions
-            .rotate(id, presented, successor, now, grace, idle)
+            .rotate(id, presented, successor, now, idle)
             .await
     }
     async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
@@ -324,7 +323,6 @@ impl SessionStore for RacyRotate {
         presented: &TokenHash,
         successor: &TokenHash,
         now: Timestamp,
-        grace: TimeDelta,
         idle: TimeDelta,
     ) -> Result<Rotation, StoreError> {
         let already_spent = self
@@ -336,7 +334,7 @@ impl SessionStore for RacyRotate {
         let outcome = self
             .inner
             .sessions
-            .rotate(id, presented, successor, now, grace, idle)
+            .rotate(id, presented, successor, now, idle)
             .await?;
         if already_spent {
             return Ok(outcome);
@@ -347,7 +345,10 @@ impl SessionStore for RacyRotate {
             .insert(presented.clone());
         // What the stale read decided: "unspent, so this call rotated".
         Ok(match outcome {
-            Rotation::Replayed { session, user } => Rotation::Rotated { session, user },
+            Rotation::NotLive(f) => Rotation::Rotated {
+                session: f.session,
+                user: f.user,
+            },
             other => other,
         })
     }
@@ -401,7 +402,7 @@ fn a_read_then_write_rotation_fails_the_parallel_rotation_case() {
         ..inner
     };
     assert!(fails(
-        contract::rotate_with_20_parallel_presentations_yields_one_rotation_and_only_replays_inside_grace,
+        contract::rotate_with_20_parallel_presentations_yields_one_rotation_and_reports_it_to_the_rest,
         stores
     ));
 }
@@ -417,7 +418,7 @@ fn the_unbroken_fakes_pass_the_same_cases() {
         memory_stores()
     ));
     assert!(!fails(
-        contract::rotate_with_20_parallel_presentations_yields_one_rotation_and_only_replays_inside_grace,
+        contract::rotate_with_20_parallel_presentations_yields_one_rotation_and_reports_it_to_the_rest,
         memory_stores()
     ));
 }

@@ -62,12 +62,6 @@ pub(crate) fn map_pg(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// Whether an error is PostgreSQL refusing a write for uniqueness (which a
-/// caller may answer in its own words, inside a savepoint).
-pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
 /// Maps a migration failure.
 pub(crate) fn map_migrate(e: sqlx::migrate::MigrateError) -> StoreError {
     match e {

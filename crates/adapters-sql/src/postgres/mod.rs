@@ -35,29 +35,27 @@
 //! [`StoreError::Unavailable`] (HTTP 503) within [`ACQUIRE_TIMEOUT`], and
 //! the same pool recovers by itself once the server is back.
 
-mod attempts;
 mod error;
-mod pending;
-mod rate_limits;
-mod sessions;
-mod tokens;
 mod url;
-mod users;
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use regstack_ports::{StoreError, StoreHealth, Stores};
+use regstack_ports::{Session, StoreError, Stores, User};
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
 
 use self::error::{map_migrate, map_pg};
+use crate::backend::{impl_conn, select_user_by_id, Arg, Backend, Conn};
+use crate::rows::{self, session_cols, user_cols, USER_COLS};
+use crate::store::SqlStores;
 
-// Row decoding is shared with the other SQL backend (`crate::rows`).
+// Rows and statements are shared with the other SQL backend
+// (`crate::rows`, `crate::store`); these say how this driver reads a cell
+// and runs a statement.
 crate::rows::impl_cells!(sqlx::postgres::PgRow, error::map_pg);
+impl_conn!(PgConnection, Postgres, error::map_pg);
 
 pub use sqlx::PgPool;
 
@@ -150,84 +148,102 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 
 /// Every store over one pool, ready for the facade.
 pub fn stores(pool: PgPool) -> Stores {
-    let s = Arc::new(PostgresStores::new(pool));
-    Stores {
-        users: s.clone(),
-        pending: s.clone(),
-        tokens: s.clone(),
-        login_attempts: s.clone(),
-        sessions: s.clone(),
-        rate_limits: s.clone(),
-        health: s,
-    }
+    PostgresStores::new(pool).into_stores()
 }
 
-/// One type implementing every store trait over a PostgreSQL pool. Cheap
-/// to clone (the pool is reference-counted).
-#[derive(Clone, Debug)]
-pub struct PostgresStores {
-    pool: PgPool,
-}
+/// Every store trait over a PostgreSQL pool: the shared SQL stores
+/// ([`SqlStores`]) on this engine. Cheap to clone (the pool is
+/// reference-counted).
+pub type PostgresStores = SqlStores<PostgresBackend>;
 
 impl PostgresStores {
     /// Wraps a pool opened by [`connect`] (or configured as the caller
     /// likes; nothing here depends on connection settings).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        SqlStores {
+            backend: PostgresBackend { pool },
+        }
     }
 
     /// The underlying pool.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.backend.pool
+    }
+}
+
+/// Spends the live refresh token and reads its user in one statement (a
+/// data-modifying `WITH`): `$1` successor, `$2` now, `$3` new idle end,
+/// `$4` session id, `$5` presented hash.
+const ROTATE: &str = concat!(
+    "WITH s AS (UPDATE sessions SET prev_refresh_hash = refresh_hash, refresh_hash = $1, \
+     rotated_at = $2, last_used_at = $2, idle_expires_at = LEAST($3, expires_at) \
+     WHERE id = $4 AND refresh_hash = $5 AND revoked_at IS NULL \
+     AND expires_at > $2 AND idle_expires_at > $2 RETURNING *) SELECT ",
+    user_cols!(u),
+    ", ",
+    session_cols!(s),
+    " FROM s JOIN users AS u ON u.id = s.user_id"
+);
+
+/// The PostgreSQL engine: its pool.
+#[derive(Clone, Debug)]
+pub struct PostgresBackend {
+    pool: PgPool,
+}
+
+impl Backend for PostgresBackend {
+    type Conn = PgConnection;
+    type Tx = Transaction<'static, Postgres>;
+    type Pooled = PoolConnection<Postgres>;
+
+    const USER_FOR_WRITE: &'static str = concat!(select_user_by_id!(), " FOR NO KEY UPDATE");
+    const USER_FOR_KEY_CHANGE: &'static str = concat!(select_user_by_id!(), " FOR UPDATE");
+    // Advisory locks are per database; a hash collision between two keys
+    // only makes them wait for each other.
+    const LOCK_KEY: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))");
+    // Resolved through `search_path`, as the migrator resolves it.
+    const MIGRATIONS_TABLE_EXISTS: &'static str =
+        "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
     }
 
-    /// Starts a READ COMMITTED transaction (the server's default).
-    /// Dropping it without [`commit`] rolls back.
-    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+    /// A READ COMMITTED transaction (the server's default).
+    async fn begin(&self) -> Result<Self::Tx, StoreError> {
         self.pool.begin().await.map_err(map_pg)
     }
-}
 
-/// Ends a transaction that changed nothing (or must change nothing).
-async fn rollback(tx: Transaction<'static, Postgres>) -> Result<(), StoreError> {
-    tx.rollback().await.map_err(map_pg)
-}
-
-/// Makes a transaction's changes durable.
-async fn commit(tx: Transaction<'static, Postgres>) -> Result<(), StoreError> {
-    tx.commit().await.map_err(map_pg)
-}
-
-#[async_trait]
-impl StoreHealth for PostgresStores {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(map_pg)
+    async fn commit(tx: Self::Tx) -> Result<(), StoreError> {
+        tx.commit().await.map_err(map_pg)
     }
 
-    async fn schema_is_current(&self) -> Result<bool, StoreError> {
-        // Resolved through `search_path`, as the migrator resolves it.
-        let has_table: bool =
-            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(map_pg)?;
-        if !has_table {
-            return Ok(false);
-        }
-        let applied: HashMap<i64, Vec<u8>> =
-            sqlx::query("SELECT version, checksum FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_pg)?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(map_pg)?;
-        Ok(crate::migrations::all_applied(&MIGRATOR, &applied))
+    async fn rollback(tx: Self::Tx) -> Result<(), StoreError> {
+        tx.rollback().await.map_err(map_pg)
+    }
+
+    async fn write_conn(&self) -> Result<Self::Pooled, StoreError> {
+        self.pool.acquire().await.map_err(map_pg)
+    }
+
+    async fn read_conn(&self) -> Result<Self::Pooled, StoreError> {
+        self.pool.acquire().await.map_err(map_pg)
+    }
+
+    /// One statement and one round trip: [`ROTATE`].
+    async fn rotate_live<'a>(
+        &'a self,
+        args: &'a [Arg<'a>],
+    ) -> Result<Option<(Session, User)>, StoreError> {
+        let mut conn = self.write_conn().await?;
+        let Some(row) = conn.fetch_optional(ROTATE, args).await? else {
+            return Ok(None);
+        };
+        Ok(Some((
+            rows::session(&row, USER_COLS)?,
+            rows::user(&row, 0)?,
+        )))
     }
 }
 
@@ -250,5 +266,73 @@ mod tests {
     fn both_migrations_are_embedded_in_order() {
         let versions: Vec<i64> = super::MIGRATOR.iter().map(|m| m.version).collect();
         assert_eq!(versions, vec![1, 2, 3]);
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use sqlx::{Connection, Executor, PgConnection};
+
+    use crate::store::sessions::AUTHENTICATE;
+
+    /// The per-request check stays one indexed lookup however many users
+    /// there are (issue: "every per-request check is one indexed
+    /// lookup"): with 5,000 users and sessions analysed, the plan reads
+    /// each table through its primary key and scans neither.
+    #[tokio::test]
+    async fn authenticate_is_one_join_by_primary_keys() {
+        let Some(url) = std::env::var("TEST_PG_URL").ok().filter(|u| !u.is_empty()) else {
+            let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(
+                !in_ci,
+                "TEST_PG_URL is not set, and CI=true forbids skipping"
+            );
+            eprintln!("SKIPPED authenticate_is_one_join_by_primary_keys: TEST_PG_URL is not set");
+            return;
+        };
+        let schema = format!(
+            "t_{}_{}_plan",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default(),
+            std::process::id()
+        );
+        let mut admin = PgConnection::connect(&url).await.unwrap();
+        admin
+            .execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
+            .await
+            .unwrap();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let pool = super::connect(&format!("{url}{sep}options[search_path]={schema}"))
+            .await
+            .unwrap();
+        super::migrate(&pool).await.unwrap();
+        for seed in [
+            "INSERT INTO users (id, email, created_at, updated_at) \
+             SELECT 'u' || n, 'user' || n || '@example.com', 0, 0 \
+             FROM generate_series(1, 5000) AS n",
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
+             idle_expires_at) SELECT 's' || n, 'u' || n, 0, 0, 1, 1 \
+             FROM generate_series(1, 5000) AS n",
+            "ANALYZE users",
+            "ANALYZE sessions",
+        ] {
+            sqlx::query(seed).execute(&pool).await.unwrap();
+        }
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {AUTHENTICATE}"))
+            .bind("s2500")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("using sessions_pkey on sessions"), "{plan}");
+        assert!(plan.contains("using users_pkey on users"), "{plan}");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+        pool.close().await;
+        admin
+            .execute(format!("DROP SCHEMA \"{schema}\" CASCADE").as_str())
+            .await
+            .unwrap();
     }
 }

@@ -26,31 +26,28 @@
 //! another; single-use tokens are still spent by `DELETE … RETURNING`,
 //! whose returned row decides who won.
 
-mod attempts;
-mod pending;
-mod rate_limits;
-mod sessions;
-mod tokens;
 mod url;
-mod users;
 
-use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use regstack_ports::{StoreError, StoreHealth, Stores};
+use regstack_ports::{StoreError, Stores};
 use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::backend::{impl_conn, select_user_by_id, Backend};
 use crate::error::{map_migrate, map_sqlx};
+use crate::store::SqlStores;
 
-// Row decoding is shared with the other SQL backend (`crate::rows`).
+// Rows and statements are shared with the other SQL backend
+// (`crate::rows`, `crate::store`); these say how this driver reads a cell
+// and runs a statement.
 crate::rows::impl_cells!(sqlx::sqlite::SqliteRow, crate::error::map_sqlx);
+impl_conn!(SqliteConnection, Sqlite, crate::error::map_sqlx);
 
 pub use sqlx::SqlitePool;
 
@@ -139,22 +136,37 @@ pub async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
 
 /// Every store over one pool, ready for the facade.
 pub fn stores(pool: SqlitePool) -> Stores {
-    let s = Arc::new(SqliteStores::new(pool));
-    Stores {
-        users: s.clone(),
-        pending: s.clone(),
-        tokens: s.clone(),
-        login_attempts: s.clone(),
-        sessions: s.clone(),
-        rate_limits: s.clone(),
-        health: s,
+    SqliteStores::new(pool).into_stores()
+}
+
+/// Every store trait over a SQLite pool: the shared SQL stores
+/// ([`SqlStores`]) on this engine. Cheap to clone (the pool and the write
+/// queue are reference-counted).
+pub type SqliteStores = SqlStores<SqliteBackend>;
+
+impl SqliteStores {
+    /// Wraps a pool opened by [`connect`] (or configured the same way:
+    /// foreign keys on, a busy timeout). Give every store of one database
+    /// the same `SqliteStores` (as [`stores`] does) so they share its
+    /// write queue.
+    pub fn new(pool: SqlitePool) -> Self {
+        SqlStores {
+            backend: SqliteBackend {
+                pool,
+                gate: Arc::new(Semaphore::new(1)),
+            },
+        }
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.backend.pool
     }
 }
 
-/// One type implementing every store trait over a SQLite pool. Cheap to
-/// clone (the pool and the write gate are reference-counted).
+/// The SQLite engine: its pool and this process's write queue.
 #[derive(Clone, Debug)]
-pub struct SqliteStores {
+pub struct SqliteBackend {
     pool: SqlitePool,
     /// Queues this process's writers in arrival order before they ask
     /// SQLite for the write lock. SQLite would serialise them anyway, but
@@ -164,23 +176,7 @@ pub struct SqliteStores {
     gate: Arc<Semaphore>,
 }
 
-impl SqliteStores {
-    /// Wraps a pool opened by [`connect`] (or configured the same way:
-    /// foreign keys on, a busy timeout). Give every store of one database
-    /// the same `SqliteStores` (as [`stores`] does) so they share its
-    /// write queue.
-    pub fn new(pool: SqlitePool) -> Self {
-        Self {
-            pool,
-            gate: Arc::new(Semaphore::new(1)),
-        }
-    }
-
-    /// The underlying pool.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
+impl SqliteBackend {
     /// Waits for this process's turn to write. Taken before a pooled
     /// connection, so queued writers hold no connection readers need.
     async fn turn(&self) -> Result<OwnedSemaphorePermit, StoreError> {
@@ -190,11 +186,29 @@ impl SqliteStores {
             .await
             .map_err(|_| StoreError::unavailable(sqlx::Error::PoolClosed))
     }
+}
 
-    /// Starts a write transaction holding SQLite's write lock from the
-    /// first statement (see the module doc). Dropping it without
-    /// [`commit`] rolls back.
-    async fn write_tx(&self) -> Result<WriteTx, StoreError> {
+impl Backend for SqliteBackend {
+    type Conn = SqliteConnection;
+    type Tx = WriteTx;
+    type Pooled = Pooled;
+
+    // Inside `BEGIN IMMEDIATE` this connection is the only writer: reading
+    // the row is all the locking there is to do.
+    const USER_FOR_WRITE: &'static str = select_user_by_id!();
+    const USER_FOR_KEY_CHANGE: &'static str = select_user_by_id!();
+    // The same: a count-then-insert cannot interleave with another writer.
+    const LOCK_KEY: Option<&'static str> = None;
+    const MIGRATIONS_TABLE_EXISTS: &'static str = "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+         WHERE type = 'table' AND name = '_sqlx_migrations')";
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    /// A transaction holding SQLite's write lock from the first statement
+    /// (see the module doc), taken in this process's write queue.
+    async fn begin(&self) -> Result<WriteTx, StoreError> {
         let turn = self.turn().await?;
         let tx = self
             .pool
@@ -204,18 +218,34 @@ impl SqliteStores {
         Ok(WriteTx { tx, _turn: turn })
     }
 
-    /// A connection for one autocommit write statement, taken in turn
-    /// with the write transactions.
-    async fn write_conn(&self) -> Result<WriteConn, StoreError> {
+    async fn commit(tx: WriteTx) -> Result<(), StoreError> {
+        tx.tx.commit().await.map_err(map_sqlx)
+    }
+
+    async fn rollback(tx: WriteTx) -> Result<(), StoreError> {
+        tx.tx.rollback().await.map_err(map_sqlx)
+    }
+
+    /// Taken in turn with the write transactions.
+    async fn write_conn(&self) -> Result<Pooled, StoreError> {
         let turn = self.turn().await?;
         let conn = self.pool.acquire().await.map_err(map_sqlx)?;
-        Ok(WriteConn { conn, _turn: turn })
+        Ok(Pooled {
+            conn,
+            _turn: Some(turn),
+        })
+    }
+
+    /// Readers never wait for the write queue (WAL mode).
+    async fn read_conn(&self) -> Result<Pooled, StoreError> {
+        let conn = self.pool.acquire().await.map_err(map_sqlx)?;
+        Ok(Pooled { conn, _turn: None })
     }
 }
 
 /// A `BEGIN IMMEDIATE` transaction plus this process's write turn; both
-/// end together. Derefs to the connection, so `&mut *tx` is an executor.
-struct WriteTx {
+/// end together. Derefs to the connection.
+pub struct WriteTx {
     tx: Transaction<'static, Sqlite>,
     _turn: OwnedSemaphorePermit,
 }
@@ -233,66 +263,23 @@ impl DerefMut for WriteTx {
     }
 }
 
-/// A pooled connection plus this process's write turn.
-struct WriteConn {
+/// A pooled connection, plus this process's write turn when it is for a
+/// write.
+pub struct Pooled {
     conn: PoolConnection<Sqlite>,
-    _turn: OwnedSemaphorePermit,
+    _turn: Option<OwnedSemaphorePermit>,
 }
 
-impl Deref for WriteConn {
+impl Deref for Pooled {
     type Target = SqliteConnection;
     fn deref(&self) -> &SqliteConnection {
         &self.conn
     }
 }
 
-impl DerefMut for WriteConn {
+impl DerefMut for Pooled {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         &mut self.conn
-    }
-}
-
-/// Ends a transaction that changed nothing.
-async fn rollback(tx: WriteTx) -> Result<(), StoreError> {
-    tx.tx.rollback().await.map_err(map_sqlx)
-}
-
-/// Makes a transaction's changes durable.
-async fn commit(tx: WriteTx) -> Result<(), StoreError> {
-    tx.tx.commit().await.map_err(map_sqlx)
-}
-
-#[async_trait]
-impl StoreHealth for SqliteStores {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(map_sqlx)
-    }
-
-    async fn schema_is_current(&self) -> Result<bool, StoreError> {
-        let has_table: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master \
-             WHERE type = 'table' AND name = '_sqlx_migrations')",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_sqlx)?;
-        if !has_table {
-            return Ok(false);
-        }
-        let applied: HashMap<i64, Vec<u8>> =
-            sqlx::query("SELECT version, checksum FROM _sqlx_migrations WHERE success = 1")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_sqlx)?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(map_sqlx)?;
-        Ok(crate::migrations::all_applied(&MIGRATOR, &applied))
     }
 }
 

@@ -2,12 +2,13 @@
 //! (rotation, [`crate::flows::refresh`]), `logout`, `logout_all`, the
 //! session list and revoking one session.
 
-use regstack_ports::{RevokeReason, Rotation, Session, SessionId, User};
+use regstack_ports::{RefreshFamily, RevokeReason, Rotation, Session, SessionId, Timestamp, User};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{seconds_until, secs, ClientContext, Engine};
 use crate::error::{AuthError, AuthFailure};
 use crate::events::EventKind;
+use crate::flows::refresh::{judge, Verdict};
 
 /// The answer to `POST /refresh`.
 #[derive(Debug, Clone)]
@@ -32,6 +33,11 @@ pub struct Principal {
 }
 
 impl Engine {
+    /// `POST /refresh`: rotates the presented token — the store's one
+    /// conditional write — or, when it was not the live one, judges the
+    /// family the store read ([`judge`]): a retry inside the grace window
+    /// gets the same successor, reuse ends the family, anything else is
+    /// refused with one answer for every failure.
     pub async fn refresh(
         &self,
         presented: &SecretString,
@@ -52,27 +58,23 @@ impl Engine {
                 &presented.hash,
                 &successor.hash,
                 now,
-                secs(self.cfg.sessions.reuse_grace_seconds),
                 secs(self.cfg.sessions.refresh_idle_ttl_seconds),
             )
             .await?;
         let (session, user) = match rotation {
-            Rotation::Rotated { session, user } | Rotation::Replayed { session, user } => {
-                (session, user)
+            Rotation::Rotated { session, user } => (session, user),
+            Rotation::Unknown => return Err(AuthError::InvalidRefreshToken),
+            Rotation::NotLive(family) => {
+                let grace = secs(self.cfg.sessions.reuse_grace_seconds);
+                match judge(&family, &presented.hash, &successor.hash, now, grace) {
+                    Verdict::Replay => (family.session, family.user),
+                    Verdict::Dead => return Err(AuthError::InvalidRefreshToken),
+                    Verdict::Reuse => {
+                        self.end_reused_family(&family, client, now).await?;
+                        return Err(AuthError::InvalidRefreshToken);
+                    }
+                }
             }
-            Rotation::Reused {
-                session_id,
-                user_id,
-            } => {
-                tracing::warn!(session_id = %session_id, user_id = %user_id, "spent refresh token presented again: session revoked");
-                self.emit(EventKind::RefreshTokenReused, |e| {
-                    e.user_id = Some(user_id);
-                    e.session_id = Some(session_id);
-                    e.ip.clone_from(&client.ip);
-                });
-                return Err(AuthError::InvalidRefreshToken);
-            }
-            Rotation::Invalid => return Err(AuthError::InvalidRefreshToken),
         };
         if !user.is_active {
             return Err(AuthError::InvalidRefreshToken);
@@ -87,6 +89,32 @@ impl Engine {
             refresh_token: successor.raw,
             refresh_expires_in: seconds_until(session.idle_expires_at, now),
         })
+    }
+
+    /// Ends a family whose spent token came back: theft. The store's
+    /// conditional revoke says `true` once however many race to present
+    /// it, so the warning and the event happen once too.
+    async fn end_reused_family(
+        &self,
+        family: &RefreshFamily,
+        client: &ClientContext,
+        now: Timestamp,
+    ) -> Result<(), AuthError> {
+        let (session_id, user_id) = (&family.session.id, &family.user.id);
+        let revoked = self
+            .stores
+            .sessions
+            .revoke(session_id, RevokeReason::RefreshReuse, now)
+            .await?;
+        if revoked {
+            tracing::warn!(session_id = %session_id, user_id = %user_id, "spent refresh token presented again: session revoked");
+            self.emit(EventKind::RefreshTokenReused, |e| {
+                e.user_id = Some(user_id.clone());
+                e.session_id = Some(session_id.clone());
+                e.ip.clone_from(&client.ip);
+            });
+        }
+        Ok(())
     }
 
     /// `POST /logout-all`: ends every session of the caller. Returns how many.

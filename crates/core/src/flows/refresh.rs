@@ -7,13 +7,19 @@
 //! family: Live ──logout / logout-all / password / email change / expiry──▶ dead
 //! ```
 //!
-//! This machine is the specification of `SessionStore::rotate`, which each
-//! backend performs as one conditional write to the session record; the
-//! successor token itself is derived, not stored
+//! [`Family`] is the specification; what runs is [`judge`]. A store performs
+//! only the atomic step — `SessionStore::rotate`, one conditional write to
+//! the session record that spends the live token — and on a miss reports the
+//! record as it found it ([`RefreshFamily`]); [`judge`] decides from that
+//! record whether the presentation is a retry inside the grace window or
+//! reuse, and the runner ends a reused family with the store's conditional
+//! `revoke`. The successor token itself is derived, not stored
 //! ([`crate::refresh_token::RefreshTokens::successor`]), so a replay returns
 //! the same one. A store keeps only the live token's hash and the previous
 //! one: every token carries its session id under a server MAC, so any other
-//! token of a live family that is presented is a spent one. Invariants checked by the property tests below:
+//! token of a live family that is presented is a spent one. A property test
+//! below checks that [`judge`], reading only that record, always agrees with
+//! [`Family`]. Invariants checked by the property tests below:
 //! - a family never has more than one live token;
 //! - a spent token never yields a session outside the grace window, nor
 //!   after its successor was used;
@@ -21,7 +27,7 @@
 //! - rotation never moves the absolute end of the family.
 
 use chrono::TimeDelta;
-use regstack_ports::{RevokeReason, Timestamp};
+use regstack_ports::{RefreshFamily, RevokeReason, Timestamp, TokenHash};
 
 /// Lifetimes of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +147,43 @@ impl Family {
     }
 }
 
+/// What a presentation that the store could not rotate is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A client retrying a lost answer: answer with the same successor.
+    Replay,
+    /// Theft: revoke the family ([`RevokeReason::RefreshReuse`]).
+    Reuse,
+    /// The session is dead (it keeps what it died of), or from before
+    /// refresh families: answer 401, change nothing.
+    Dead,
+}
+
+/// Judges a missed rotation from the family record the store read:
+/// `presented` and its derived `successor` against the live and previous
+/// hashes. A replay is the token the last rotation spent, less than `grace`
+/// ago, whose successor is still the live one; any other token of a live
+/// family is an older one.
+pub fn judge(
+    family: &RefreshFamily,
+    presented: &TokenHash,
+    successor: &TokenHash,
+    now: Timestamp,
+    grace: TimeDelta,
+) -> Verdict {
+    if family.live.is_none() || !family.session.is_live(now) {
+        return Verdict::Dead;
+    }
+    let replay = family.previous.as_ref() == Some(presented)
+        && family.live.as_ref() == Some(successor)
+        && family.rotated_at.is_some_and(|at| now < at + grace);
+    if replay {
+        Verdict::Replay
+    } else {
+        Verdict::Reuse
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +298,93 @@ mod tests {
                 prop_assert!(live <= 1, "{} live tokens", live);
                 prop_assert_eq!(f.expires_at, absolute_end);
                 prop_assert!(f.idle_expires_at <= f.expires_at);
+            }
+        }
+    }
+
+    /// The hash a model token index stands for.
+    fn hash(i: usize) -> TokenHash {
+        TokenHash::from_hex(format!("{i:064x}"))
+            .unwrap_or_else(regstack_testkit::fixtures::token_hash)
+    }
+
+    /// The record a store holds for a model family: the live token, the one
+    /// the last rotation spent and when, the lifetimes and the revocation.
+    fn record(f: &Family) -> RefreshFamily {
+        let live = f.tokens.iter().position(|t| *t == Token::Live);
+        let last = live.and_then(|l| {
+            f.tokens.iter().enumerate().find_map(|(i, t)| match t {
+                Token::Spent { at, successor } if *successor == l => Some((i, *at)),
+                _ => None,
+            })
+        });
+        let user = regstack_testkit::fixtures::new_user("ann@example.com");
+        RefreshFamily {
+            session: regstack_ports::Session {
+                id: regstack_ports::SessionId::generate(),
+                user_id: user.id.clone(),
+                created_at: t0(),
+                last_used_at: t0(),
+                expires_at: f.expires_at,
+                idle_expires_at: f.idle_expires_at,
+                user_agent: None,
+                ip: None,
+                revoked_at: f.revoked.map(|_| t0()),
+                revoked_reason: f.revoked,
+            },
+            user: regstack_ports::User {
+                id: user.id,
+                email: user.email,
+                password_hash: None,
+                is_active: true,
+                is_verified: true,
+                is_superuser: false,
+                full_name: None,
+                phone_number: None,
+                is_mfa_enabled: false,
+                created_at: t0(),
+                updated_at: t0(),
+                last_login: None,
+                tokens_invalidated_after: None,
+            },
+            live: live.map(hash),
+            previous: last.map(|(i, _)| hash(i)),
+            rotated_at: last.map(|(_, at)| at),
+        }
+    }
+
+    proptest! {
+        /// What runs ([`judge`] on the stored record, after the store's
+        /// conditional write missed) agrees with the specification
+        /// ([`Family`]) on every presentation of a token that is not the
+        /// live one of a live family, whatever came before.
+        #[test]
+        fn judging_the_stored_record_agrees_with_the_family_machine(ops in prop::collection::vec(op(), 0..40)) {
+            let mut f = fresh();
+            let mut now = t0();
+            for op in ops {
+                match op {
+                    Op::Advance(s) => now += TimeDelta::seconds(s),
+                    Op::Revoke => f = f.step(FamilyEvent::Revoke(RevokeReason::Logout), now, POLICY).0,
+                    Op::Present(i) => {
+                        let stored = record(&f);
+                        let minted = i < f.tokens.len();
+                        let rotates = f.is_live(now) && f.tokens.get(i) == Some(&Token::Live);
+                        let (next, outcome) = f.step(FamilyEvent::Present(i), now, POLICY);
+                        // Tokens past the end were never minted: the MAC
+                        // keeps them from reaching the store.
+                        if minted && !rotates {
+                            let verdict = judge(&stored, &hash(i), &hash(i + 1), now, POLICY.grace);
+                            let expected = match outcome {
+                                Some(Outcome::Replayed(_)) => Verdict::Replay,
+                                Some(Outcome::Reused) => Verdict::Reuse,
+                                _ => Verdict::Dead,
+                            };
+                            prop_assert_eq!(verdict, expected, "token {} of {:?}", i, stored);
+                        }
+                        f = next;
+                    }
+                }
             }
         }
     }

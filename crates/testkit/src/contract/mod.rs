@@ -27,12 +27,14 @@
 //! - **Refresh families** (DECISIONS.md §7). `rotate` spends the family's
 //!   live token and makes the successor live; of any number of concurrent
 //!   presentations exactly one rotates. Tokens come with the session they
-//!   were minted for (the engine checks that before the store is asked). A
-//!   spent token presented again is a replay (no change) while `spent_at +
-//!   grace > now` *and* its successor is unused; otherwise it revokes the
-//!   session with [`RevokeReason::RefreshReuse`](regstack_ports::RevokeReason::RefreshReuse), exactly once however many
-//!   race to present it. A token of a dead or unknown session is just
-//!   `Invalid` (no revocation, no reason overwritten). Rotation moves
+//!   were minted for (the engine checks that before the store is asked).
+//!   Any other presentation — a spent token, a token of a dead session —
+//!   writes nothing and reports the family exactly as stored (`NotLive`:
+//!   the session, its user, the live hash, the last spent hash and when);
+//!   an unknown session is `Unknown`. Judging replay or reuse from that
+//!   report is `core`'s rule, and a reused family is ended with
+//!   `revoke(RefreshReuse)`, `true` exactly once however many race to do
+//!   it. Rotation moves
 //!   `idle_expires_at` to `min(now + idle, expires_at)`, never `expires_at`.
 //!
 //! One file per aggregate (`users.rs`, `pending.rs`, `tokens.rs`,

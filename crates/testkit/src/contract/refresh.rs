@@ -1,33 +1,48 @@
-//! Refresh-token families: rotation, replay inside grace, reuse revokes.
+//! Refresh-token families: one conditional rotation, and on a miss the
+//! family exactly as stored (telling a replay from reuse is `core`'s rule;
+//! ending a reused family is the conditional `revoke`, true once).
 
-use regstack_ports::{RevokeReason, Rotation, Session, SessionId, Stores, Timestamp, User, UserId};
+use regstack_ports::{
+    RefreshFamily, RevokeReason, Rotation, Session, SessionId, Stores, Timestamp, TokenHash, UserId,
+};
 
 use crate::fixtures::{self, at, hash_of, micro, t0};
 
 use super::support::*;
 use super::RACERS;
 
-/// Unwraps a `Replayed` answer.
-fn replayed(outcome: Rotation, what: &str) -> (Session, User) {
+/// Unwraps a missed rotation's report.
+fn missed(outcome: Rotation, what: &str) -> RefreshFamily {
     match outcome {
-        Rotation::Replayed { session, user } => (session, user),
-        other => panic!("{what}: expected Replayed, got {other:?}"),
+        Rotation::NotLive(family) => family,
+        other => panic!("{what}: expected NotLive, got {other:?}"),
     }
 }
 
-fn reused(session_id: &SessionId, user_id: &UserId) -> Rotation {
-    Rotation::Reused {
-        session_id: session_id.clone(),
-        user_id: user_id.clone(),
-    }
+/// Unwraps the report of a rotation refused because the session is dead
+/// at `now`.
+fn dead(outcome: Rotation, now: Timestamp, what: &str) -> RefreshFamily {
+    let family = missed(outcome, what);
+    assert!(
+        !family.session.is_live(now),
+        "{what}: the reported session is dead: {:?}",
+        family.session
+    );
+    family
+}
+
+/// A family's refresh facts: the live hash, the last spent one and when.
+fn facts(f: &RefreshFamily) -> (Option<&TokenHash>, Option<&TokenHash>, Option<Timestamp>) {
+    (f.live.as_ref(), f.previous.as_ref(), f.rotated_at)
 }
 
 /// `rotate` spends the family's live token and makes the successor the
 /// live one. The answer carries the session as updated (`last_used_at =
 /// now`, idle end `now + idle`, absolute end unchanged) and its user; the
-/// spent token is no longer live (presenting it again right away is a
-/// replay that changes nothing); the successor rotates in turn; a token
-/// of an unknown session is `Invalid`.
+/// spent token is no longer live: presenting it again changes nothing and
+/// reports the family (the successor live, the spent token and when it was
+/// spent); the successor rotates in turn; a token of an unknown session is
+/// `Unknown`.
 pub async fn rotate_spends_the_token_and_makes_the_successor_live(stores: Stores) {
     let user = add_user(&stores, "rotor@example.com").await;
     let (sid, r0) = start_family(&stores, &user.id, t0(), at(days(30)), at(hours(1))).await;
@@ -56,12 +71,17 @@ pub async fn rotate_spends_the_token_and_makes_the_successor_live(stores: Stores
         "the user comes with it"
     );
 
-    let (s, u) = replayed(
+    let f = missed(
         rotate(&stores, &r0, &r1, now + seconds(1)).await,
-        "the spent token presented again inside its grace",
+        "the spent token presented again",
     );
-    assert_eq!(s, expected, "a replay changes nothing");
-    assert_eq!(u.id, user.id);
+    assert_eq!(
+        facts(&f),
+        (Some(&r1.hash), Some(&r0.hash), Some(now)),
+        "the report names the live token, the spent one and when it was spent"
+    );
+    assert_eq!(f.session, expected, "a miss changes nothing");
+    assert_eq!(f.user, u, "the user comes with it");
     assert_eq!(session(&stores, &sid).await, expected);
 
     let later = at(minutes(50));
@@ -80,17 +100,18 @@ pub async fn rotate_spends_the_token_and_makes_the_successor_live(stores: Stores
     };
     assert_eq!(
         rotate(&stores, &stranger, &next(&stranger), later).await,
-        Rotation::Invalid,
+        Rotation::Unknown,
         "a token of an unknown session"
     );
     assert_live(&session(&stores, &sid).await, "and it revoked nothing");
 }
 
 /// 20 simultaneous presentations of one live token (a client retrying, a
-/// tab racing another) at one instant: exactly one `Rotated`, the other 19
-/// `Replayed` with the session as that rotation left it — no `Reused`, no
-/// `Err`, no revocation. The successor then rotates normally.
-pub async fn rotate_with_20_parallel_presentations_yields_one_rotation_and_only_replays_inside_grace(
+/// tab racing another) at one instant: exactly one `Rotated`; the other 19
+/// miss and report the family as that rotation left it (the successor
+/// live, the presented token spent at that instant) — no `Err`, no
+/// revocation. The successor then rotates normally.
+pub async fn rotate_with_20_parallel_presentations_yields_one_rotation_and_reports_it_to_the_rest(
     stores: Stores,
 ) {
     let user = add_user(&stores, "retrying@example.com").await;
@@ -103,27 +124,25 @@ pub async fn rotate_with_20_parallel_presentations_yields_one_rotation_and_only_
         let (r0, r1) = (r0.clone(), r1.clone());
         async move {
             sessions
-                .rotate(&r0.sid, &r0.hash, &r1.hash, now, grace(), idle())
+                .rotate(&r0.sid, &r0.hash, &r1.hash, now, idle())
                 .await
         }
     })
     .await;
 
     let mut rotations = Vec::new();
-    let mut replays = Vec::new();
+    let mut misses = Vec::new();
     for (i, outcome) in all_ok("rotate", results).into_iter().enumerate() {
         match outcome {
             Rotation::Rotated { session, user } => rotations.push((session, user)),
-            Rotation::Replayed { session, user } => replays.push((session, user)),
-            other => panic!(
-                "parallel rotate {i}: inside the grace window every loser is a replay, got {other:?}"
-            ),
+            Rotation::NotLive(family) => misses.push(family),
+            other => panic!("parallel rotate {i}: expected Rotated or NotLive, got {other:?}"),
         }
     }
     assert_eq!(
-        (rotations.len(), replays.len()),
+        (rotations.len(), misses.len()),
         (1, RACERS - 1),
-        "exactly one presentation rotates, the others replay (Rotated, Replayed)"
+        "exactly one presentation rotates, the others miss (Rotated, NotLive)"
     );
     let (winner, _) = &rotations[0];
     assert_eq!(
@@ -131,17 +150,15 @@ pub async fn rotate_with_20_parallel_presentations_yields_one_rotation_and_only_
         (&sid, now),
         "the rotation is of this session, at now"
     );
-    for (s, u) in &replays {
+    for f in &misses {
         assert_eq!(
-            s, winner,
-            "a replay answers with the session as the rotation left it"
+            &f.session, winner,
+            "a miss reports the session as the rotation left it"
         );
-        assert_eq!(u.id, user.id);
+        assert_eq!(facts(f), (Some(&r1.hash), Some(&r0.hash), Some(now)));
+        assert_eq!(f.user.id, user.id);
     }
-    assert_live(
-        &session(&stores, &sid).await,
-        "no replay revoked the family",
-    );
+    assert_live(&session(&stores, &sid).await, "no miss revoked the family");
 
     rotated(
         rotate(&stores, &r1, &next(&r1), now + seconds(1)).await,
@@ -149,12 +166,13 @@ pub async fn rotate_with_20_parallel_presentations_yields_one_rotation_and_only_
     );
 }
 
-/// A spent token presented once its grace has run out (`spent_at + grace
-/// <= now`; one microsecond earlier it was a replay) is theft: `Reused`,
-/// and the session is revoked with `RefreshReuse`, so its live successor
-/// dies with it. Presenting the stolen token again changes nothing more.
-/// The user's other sessions are separate families and keep working.
-pub async fn a_spent_token_outside_grace_revokes_the_whole_family(stores: Stores) {
+/// A spent token presented again, at any time — inside the grace window,
+/// at its end, ten minutes later — misses and reports the same record: the
+/// rotation's instant stays the spend's, and nothing is written. Ending
+/// the family is the caller's `revoke` (`RefreshReuse`), after which its
+/// live successor is dead too, the stolen token changes nothing more, and
+/// the user's other sessions, separate families, keep rotating.
+pub async fn a_spent_token_misses_with_the_same_report_at_any_time(stores: Stores) {
     let user = add_user(&stores, "victim@example.com").await;
     let (sid, r0) = start_family(&stores, &user.id, t0(), at(days(30)), at(days(1))).await;
     let (other_sid, other_r0) =
@@ -162,17 +180,29 @@ pub async fn a_spent_token_outside_grace_revokes_the_whole_family(stores: Stores
     let (r1, r2) = (next(&r0), next(&r0));
 
     let spent = at(hours(1));
-    rotated(rotate(&stores, &r0, &r1, spent).await, "r0 → r1");
-    replayed(
-        rotate(&stores, &r0, &r1, spent + grace() - micro()).await,
-        "one microsecond before the grace ends",
-    );
+    let (rotated_session, _) = rotated(rotate(&stores, &r0, &r1, spent).await, "r0 → r1");
+    for when in [
+        spent + grace() - micro(),
+        spent + grace(),
+        spent + minutes(10),
+    ] {
+        let f = missed(rotate(&stores, &r0, &r1, when).await, "r0 again");
+        assert_eq!(
+            facts(&f),
+            (Some(&r1.hash), Some(&r0.hash), Some(spent)),
+            "at {when}: the same record"
+        );
+        assert_eq!(f.session, rotated_session, "at {when}: nothing written");
+    }
 
-    let stolen = spent + grace();
-    assert_eq!(
-        rotate(&stores, &r0, &r1, stolen).await,
-        reused(&sid, &user.id),
-        "at spent_at + grace the spent token is reuse"
+    let stolen = spent + minutes(10);
+    assert!(
+        stores
+            .sessions
+            .revoke(&sid, RevokeReason::RefreshReuse, stolen)
+            .await
+            .expect("revoke"),
+        "the caller ends the family"
     );
     let revoked = session(&stores, &sid).await;
     assert_revoked(
@@ -181,16 +211,17 @@ pub async fn a_spent_token_outside_grace_revokes_the_whole_family(stores: Stores
         RevokeReason::RefreshReuse,
         "the family is revoked",
     );
-    assert_eq!(
+    dead(
         rotate(&stores, &r1, &r2, stolen + micro()).await,
-        Rotation::Invalid,
-        "the successor died with its family"
+        stolen + micro(),
+        "the successor died with its family",
     );
-    assert_eq!(
+    let f = dead(
         rotate(&stores, &r0, &r1, stolen + seconds(1)).await,
-        Rotation::Invalid,
-        "the stolen token again: the family is already dead"
+        stolen + seconds(1),
+        "the stolen token again: the family is already dead",
     );
+    assert_eq!(f.session, revoked, "the report says what it died of");
     assert_eq!(
         session(&stores, &sid).await,
         revoked,
@@ -207,47 +238,36 @@ pub async fn a_spent_token_outside_grace_revokes_the_whole_family(stores: Stores
     );
 }
 
-/// A spent token whose successor has already been used is reuse even
-/// inside its grace: the retry excuse only holds while the client can not
-/// have seen the successor work. (The successor itself, spent a moment ago
-/// with its own successor unused, was still a replay.)
-pub async fn a_spent_token_after_its_successor_was_used_is_reuse_even_inside_grace(stores: Stores) {
+/// An older token — spent two rotations ago, still inside its grace —
+/// misses and reports the family as it now stands: the newest successor
+/// live and the token the *last* rotation spent, so the report shows that
+/// the presented one is neither (which `core` judges reuse). Nothing is
+/// written.
+pub async fn an_older_token_is_reported_against_the_family_as_it_now_stands(stores: Stores) {
     let user = add_user(&stores, "careless@example.com").await;
     let (sid, r0) = start_family(&stores, &user.id, t0(), at(days(30)), at(days(1))).await;
-    let (r1, r2, r3) = (next(&r0), next(&r0), next(&r0));
+    let (r1, r2) = (next(&r0), next(&r0));
     let t = at(hours(1));
     rotated(rotate(&stores, &r0, &r1, t).await, "r0 → r1");
-    rotated(rotate(&stores, &r1, &r2, t + seconds(1)).await, "r1 → r2");
-    replayed(
-        rotate(&stores, &r1, &r2, t + seconds(2)).await,
-        "r1 inside its grace, its successor unused",
-    );
+    let (after, _) = rotated(rotate(&stores, &r1, &r2, t + seconds(1)).await, "r1 → r2");
 
     let now = t + seconds(2);
     assert!(now < t + grace(), "the case presents r0 inside its grace");
+    let f = missed(rotate(&stores, &r0, &r1, now).await, "r0 after r1 was used");
     assert_eq!(
-        rotate(&stores, &r0, &r1, now).await,
-        reused(&sid, &user.id),
-        "r0 inside its grace, but r1 was already used"
+        facts(&f),
+        (Some(&r2.hash), Some(&r1.hash), Some(t + seconds(1))),
+        "the family as it stands: r2 live, r1 the last spent"
     );
-    assert_revoked(
-        &session(&stores, &sid).await,
-        now,
-        RevokeReason::RefreshReuse,
-        "the family is revoked",
-    );
-    assert_eq!(
-        rotate(&stores, &r2, &r3, now + seconds(1)).await,
-        Rotation::Invalid,
-        "the live token died with its family"
-    );
+    assert_eq!(f.session, after, "nothing written");
+    assert_live(&session(&stores, &sid).await, "nothing revoked");
 }
 
-/// 20 simultaneous presentations of a stolen token two generations old:
-/// exactly one `Reused` (one theft event, one revocation), the other 19
-/// `Invalid` — never a rotation, never a replay — and the session died of
-/// `RefreshReuse` at that instant.
-pub async fn rotate_with_20_parallel_reuses_revokes_the_family_once(stores: Stores) {
+/// 20 callers at once find a stolen token two generations old (each
+/// rotation misses, none rotates) and each ends the family as `core` does,
+/// with `revoke(RefreshReuse)`: exactly one `true` (one theft event, one
+/// revocation), and the session died of `RefreshReuse` at that instant.
+pub async fn a_reused_family_is_revoked_once_among_20_racers(stores: Stores) {
     let user = add_user(&stores, "robbed@example.com").await;
     let (sid, r0) = start_family(&stores, &user.id, t0(), at(days(30)), at(days(1))).await;
     let (r1, r2) = (next(&r0), next(&r0));
@@ -260,40 +280,43 @@ pub async fn rotate_with_20_parallel_reuses_revokes_the_family_once(stores: Stor
         let sessions = sessions.clone();
         let (r0, r1) = (r0.clone(), r1.clone());
         async move {
-            sessions
-                .rotate(&r0.sid, &r0.hash, &r1.hash, now, grace(), idle())
-                .await
+            let outcome = sessions
+                .rotate(&r0.sid, &r0.hash, &r1.hash, now, idle())
+                .await?;
+            let revoked = sessions
+                .revoke(&r0.sid, RevokeReason::RefreshReuse, now)
+                .await?;
+            Ok::<_, regstack_ports::StoreError>((outcome, revoked))
         }
     })
     .await;
-    let outcomes = all_ok("rotate", results);
-    let reuses = outcomes
-        .iter()
-        .filter(|o| **o == reused(&sid, &user.id))
-        .count();
-    let invalid = outcomes.iter().filter(|o| **o == Rotation::Invalid).count();
-    assert_eq!(
-        (reuses, invalid),
-        (1, RACERS - 1),
-        "one presentation revokes, the others find the family dead: {outcomes:?}"
-    );
+    let outcomes = all_ok("rotate + revoke", results);
+    for (outcome, _) in &outcomes {
+        assert!(
+            matches!(outcome, Rotation::NotLive(_)),
+            "a stolen token never rotates: {outcome:?}"
+        );
+    }
+    let revokes = outcomes.iter().filter(|(_, revoked)| *revoked).count();
+    assert_eq!(revokes, 1, "exactly one revoke ends the family");
     assert_revoked(
         &session(&stores, &sid).await,
         now,
         RevokeReason::RefreshReuse,
         "the family is revoked",
     );
-    assert_eq!(
+    dead(
         rotate(&stores, &r2, &next(&r2), now + micro()).await,
-        Rotation::Invalid,
-        "the live token died with it"
+        now + micro(),
+        "the live token died with it",
     );
 }
 
 /// Rotation moves the idle end to `now + idle` but never past
 /// `expires_at`, and never moves `expires_at`: one microsecond before it a
-/// token still rotates, at it the live token is `Invalid` (and a spent one
-/// is not even a replay). The session is not marked revoked for it.
+/// token still rotates, at it the live token misses with the session
+/// reported dead (and so does a spent one). The session is not marked
+/// revoked for it.
 pub async fn rotation_never_extends_the_absolute_lifetime(stores: Stores) {
     let user = add_user(&stores, "mortal@example.com").await;
     let end = at(hours(2));
@@ -321,15 +344,15 @@ pub async fn rotation_never_extends_the_absolute_lifetime(stores: Stores) {
     );
     assert_eq!((s.idle_expires_at, s.expires_at), (end, end));
 
-    assert_eq!(
+    dead(
         rotate(&stores, &r[2], &r[3], end).await,
-        Rotation::Invalid,
-        "at expires_at the live token is dead"
+        end,
+        "at expires_at the live token is dead",
     );
-    assert_eq!(
+    dead(
         rotate(&stores, &r[1], &r[2], end).await,
-        Rotation::Invalid,
-        "a spent token of an ended session is not a replay"
+        end,
+        "a spent token of an ended session",
     );
     let s = session(&stores, &sid).await;
     assert_eq!(s.expires_at, end);
@@ -341,9 +364,9 @@ pub async fn rotation_never_extends_the_absolute_lifetime(stores: Stores) {
 }
 
 /// A session whose idle end has come (`idle_expires_at <= now`) is dead
-/// although its absolute end is far: its live token is `Invalid` (one
-/// microsecond earlier a token rotates), a spent token of it is `Invalid`
-/// rather than reuse, and it is neither listed nor revocable — nor marked
+/// although its absolute end is far: its live token misses with the
+/// session reported dead (one microsecond earlier a token rotates), so does
+/// a spent token of it, and it is neither listed nor revocable — nor marked
 /// revoked after the fact.
 pub async fn an_idle_session_cannot_rotate(stores: Stores) {
     let user = add_user(&stores, "idler@example.com").await;
@@ -359,10 +382,10 @@ pub async fn an_idle_session_cannot_rotate(stores: Stores) {
     let busy_end = idle_end - micro() + idle();
     assert_eq!(s.idle_expires_at, busy_end);
 
-    assert_eq!(
+    dead(
         rotate(&stores, &idle_r0, &next(&idle_r0), idle_end).await,
-        Rotation::Invalid,
-        "at idle_expires_at the live token is dead"
+        idle_end,
+        "at idle_expires_at the live token is dead",
     );
     assert_eq!(
         listed(&stores, &user.id, idle_end).await,
@@ -394,10 +417,10 @@ pub async fn an_idle_session_cannot_rotate(stores: Stores) {
         0,
         "and to revoke_all, once the other one idled out too"
     );
-    assert_eq!(
+    dead(
         rotate(&stores, &busy_r0, &busy_r1, busy_end).await,
-        Rotation::Invalid,
-        "a spent token of an idle session is not reuse"
+        busy_end,
+        "a spent token of an idle session",
     );
     for sid in [&idle_sid, &busy_sid] {
         assert_live(
@@ -408,8 +431,8 @@ pub async fn an_idle_session_cannot_rotate(stores: Stores) {
 }
 
 /// However a session was revoked — `revoke`, `revoke_all`,
-/// `change_password` — its tokens are `Invalid`; a spent token of a revoked
-/// session is `Invalid` too (not reuse) and overwrites no reason.
+/// `change_password` — its tokens miss with the session reported dead; a
+/// spent token of a revoked session too, and nothing overwrites the reason.
 pub async fn revoked_sessions_refuse_rotation(stores: Stores) {
     let alice = add_user(&stores, "alice-refresh@example.com").await;
     let bob = add_user(&stores, "bob-refresh@example.com").await;
@@ -433,15 +456,15 @@ pub async fn revoked_sessions_refuse_rotation(stores: Stores) {
         .revoke(&logged_out, RevokeReason::Logout, t)
         .await
         .expect("revoke"));
-    assert_eq!(
+    dead(
         rotate(&stores, &lo_r1, &next(&lo_r1), t).await,
-        Rotation::Invalid,
-        "after revoke, the live token"
+        t,
+        "after revoke, the live token",
     );
-    assert_eq!(
+    dead(
         rotate(&stores, &lo_r0, &lo_r1, t + minutes(1)).await,
-        Rotation::Invalid,
-        "after revoke, a spent token outside its grace"
+        t + minutes(1),
+        "after revoke, a spent token outside its grace",
     );
     assert_revoked(
         &session(&stores, &logged_out).await,
@@ -460,10 +483,10 @@ pub async fn revoked_sessions_refuse_rotation(stores: Stores) {
         2
     );
     for token in [&all1_r0, &all2_r0] {
-        assert_eq!(
+        dead(
             rotate(&stores, token, &next(token), t).await,
-            Rotation::Invalid,
-            "after revoke_all"
+            t,
+            "after revoke_all",
         );
     }
     for sid in [&all1, &all2] {
@@ -481,10 +504,10 @@ pub async fn revoked_sessions_refuse_rotation(stores: Stores) {
         .await
         .expect("change_password")
         .expect("bob exists");
-    assert_eq!(
+    dead(
         rotate(&stores, &ch_r0, &next(&ch_r0), t).await,
-        Rotation::Invalid,
-        "after change_password"
+        t,
+        "after change_password",
     );
     assert_revoked(
         &session(&stores, &changed).await,
@@ -593,10 +616,10 @@ pub async fn revoke_owned_refuses_another_users_session(stores: Stores) {
         RevokeReason::Revoked,
         "and keeps its reason",
     );
-    assert_eq!(
+    dead(
         rotate(&stores, &r0, &next(&r0), t + minutes(1)).await,
-        Rotation::Invalid,
-        "its token is dead"
+        t + minutes(1),
+        "its token is dead",
     );
 
     assert!(
@@ -619,7 +642,7 @@ pub async fn revoke_owned_refuses_another_users_session(stores: Stores) {
 }
 
 /// `delete_account` takes the user's refresh tokens along, live and spent:
-/// presenting either is `Invalid` (there is no family left to revoke).
+/// presenting either is `Unknown` (there is no family left to revoke).
 pub async fn delete_account_removes_refresh_tokens_too(stores: Stores) {
     let user = add_user(&stores, "gone-refresh@example.com").await;
     let stayer = add_user(&stores, "stays-refresh@example.com").await;
@@ -637,12 +660,12 @@ pub async fn delete_account_removes_refresh_tokens_too(stores: Stores) {
     let now = at(minutes(1)) + seconds(1);
     assert_eq!(
         rotate(&stores, &r1, &next(&r1), now).await,
-        Rotation::Invalid,
+        Rotation::Unknown,
         "the live token of a deleted account"
     );
     assert_eq!(
         rotate(&stores, &r0, &r1, now).await,
-        Rotation::Invalid,
+        Rotation::Unknown,
         "a spent token of a deleted account (inside its grace)"
     );
     assert_live(
@@ -733,13 +756,20 @@ pub async fn refresh_tokens_are_purged_with_their_session(stores: Stores) {
     for hash in [&e0, &e1, &i0, &v0] {
         assert_eq!(
             rotate(&stores, hash, &next(hash), now).await,
-            Rotation::Invalid,
+            Rotation::Unknown,
             "a purged family's token"
         );
     }
-    assert_eq!(
+    let f = missed(
         rotate(&stores, &l0, &l1, now).await,
-        reused(&live, &user.id),
-        "a spent token of a live family survives the purge and is caught as reuse"
+        "a spent token of a live family",
+    );
+    assert_eq!(
+        (&f.session.id, facts(&f)),
+        (
+            &live,
+            (Some(&l1.hash), Some(&l0.hash), Some(now - minutes(30)))
+        ),
+        "survives the purge, so a later theft is still seen as one"
     );
 }

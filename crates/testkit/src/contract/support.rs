@@ -30,7 +30,9 @@ pub(crate) fn seconds(n: i64) -> TimeDelta {
     TimeDelta::seconds(n)
 }
 
-/// The reuse grace the refresh cases rotate with (regstack-rs's default).
+/// The reuse grace (regstack-rs's default): the refresh cases present
+/// spent tokens around its end, to show the store's report does not depend
+/// on it.
 pub(crate) fn grace() -> TimeDelta {
     seconds(5)
 }
@@ -167,7 +169,7 @@ pub(crate) async fn start_family(
     started
 }
 
-/// `rotate` with the suite's [`grace`] and [`idle`].
+/// `rotate` with the suite's [`idle`].
 pub(crate) async fn rotate(
     stores: &Stores,
     presented: &Tok,
@@ -185,7 +187,6 @@ pub(crate) async fn rotate(
             &presented.hash,
             &successor.hash,
             now,
-            grace(),
             idle(),
         )
         .await

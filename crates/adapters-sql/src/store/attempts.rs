@@ -1,0 +1,111 @@
+//! [`LoginAttemptStore`] over `login_attempts`: the lockout counter.
+
+use async_trait::async_trait;
+use chrono::TimeDelta;
+use regstack_ports::{Admission, Email, LoginAttemptStore, StoreError, Timestamp};
+
+use super::{commit, SqlStores};
+use crate::backend::{Arg, Backend, Conn};
+use crate::rows::Cells;
+use crate::time::{from_db_saturating, to_db, window, window_start};
+
+/// Forgets every attempt against an address.
+pub(super) async fn clear_on(conn: &mut impl Conn, email: &str) -> Result<u64, StoreError> {
+    conn.execute(
+        "DELETE FROM login_attempts WHERE email = $1",
+        &[Arg::Text(email)],
+    )
+    .await
+}
+
+/// Serialises every count-then-insert on one key, inside a write
+/// transaction, where the engine needs it ([`Backend::LOCK_KEY`]: a
+/// transaction-scoped advisory lock on PostgreSQL, taken in a statement of
+/// its own so that the count which follows takes its snapshot after the
+/// lock is granted). The `namespace` keeps the lockout counter and the rate
+/// limits from queueing behind each other for equal keys.
+pub(super) async fn lock_key<B: Backend>(
+    conn: &mut B::Conn,
+    namespace: &str,
+    key: &str,
+) -> Result<(), StoreError> {
+    match B::LOCK_KEY {
+        Some(sql) => conn
+            .execute(sql, &[Arg::Text(namespace), Arg::Text(key)])
+            .await
+            .map(drop),
+        None => Ok(()),
+    }
+}
+
+#[async_trait]
+impl<B: Backend> LoginAttemptStore for SqlStores<B> {
+    async fn admit(
+        &self,
+        email: &Email,
+        now: Timestamp,
+        window_len: TimeDelta,
+        threshold: u32,
+    ) -> Result<Admission, StoreError> {
+        // Newest first, at most `threshold` rows (one index range scan on
+        // (email, attempted_at)): fewer means there is room; exactly
+        // `threshold` means locked, and the last of them is the attempt
+        // whose exit from the window brings the count below the threshold.
+        const RECENT: &str = "SELECT attempted_at FROM login_attempts \
+             WHERE email = $1 AND attempted_at > $2 \
+             ORDER BY attempted_at DESC LIMIT $3";
+        let now_db = to_db(now);
+        let mut tx = self.begin().await?;
+        // No other admit for this address can count until this one commits,
+        // so a parallel burst admits at most `threshold` attempts.
+        lock_key::<B>(&mut *tx, "login_attempts", email.as_str()).await?;
+        let args = [
+            Arg::Text(email.as_str()),
+            Arg::Int(window_start(now, window_len)),
+            Arg::Int(i64::from(threshold)),
+        ];
+        let recent = tx
+            .fetch_all(RECENT, &args)
+            .await?
+            .iter()
+            .map(|r| r.int(0))
+            .collect::<Result<Vec<i64>, _>>()?;
+
+        let counted = u32::try_from(recent.len()).unwrap_or(u32::MAX);
+        if counted < threshold {
+            tx.execute(
+                "INSERT INTO login_attempts (email, attempted_at) VALUES ($1, $2)",
+                &[Arg::Text(email.as_str()), Arg::Int(now_db)],
+            )
+            .await?;
+            commit::<B>(tx).await?;
+            return Ok(Admission::Admitted {
+                failures: counted + 1,
+            });
+        }
+        // Nothing was written; ending the transaction frees the lock.
+        commit::<B>(tx).await?;
+        // With a threshold of 0 nothing is ever admitted; report a full
+        // window from now.
+        let lifts_from = recent.last().copied().unwrap_or(now_db);
+        Ok(Admission::Locked {
+            retry_at: from_db_saturating(lifts_from.saturating_add(window(window_len))),
+        })
+    }
+
+    async fn clear(&self, email: &Email) -> Result<(), StoreError> {
+        clear_on(&mut *self.write_conn().await?, email.as_str())
+            .await
+            .map(drop)
+    }
+
+    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.write_conn()
+            .await?
+            .execute(
+                "DELETE FROM login_attempts WHERE attempted_at < $1",
+                &[Arg::Int(to_db(before))],
+            )
+            .await
+    }
+}

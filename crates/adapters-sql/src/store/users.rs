@@ -1,0 +1,349 @@
+//! [`UserStore`] over the `users` table, plus the account-level changes
+//! that touch sessions, tokens and counters in the same transaction.
+//!
+//! Lock order: every transaction here locks the user row before the user's
+//! tokens and sessions (see [`super`]). The token-driven operations
+//! therefore look the token's user up first, lock that user, and only then
+//! spend the token, whose `DELETE … RETURNING` decides who won.
+
+use async_trait::async_trait;
+use regstack_ports::{
+    Email, EmailChangeOutcome, NewUser, PasswordHash, RevokeReason, StoreError, Timestamp,
+    TokenHash, TokenKind, User, UserId, UserStore,
+};
+
+use super::{attempts, commit, pending, rate_limits, rollback, sessions, tokens, SqlStores};
+use crate::backend::{select_user_by_id, Arg, Backend, Conn};
+use crate::error::CorruptRow;
+use crate::rows::{self, bump_epoch, user_cols};
+use crate::time::to_db;
+
+/// How strongly [`lock_user`] locks the row.
+#[derive(Clone, Copy)]
+enum Lock {
+    /// Against other writers (PostgreSQL `FOR NO KEY UPDATE`): enough for
+    /// changes to columns no unique index or foreign key refers to.
+    Write,
+    /// Also against foreign-key checks (`FOR UPDATE`), which take a
+    /// `KEY SHARE` lock on the user row: needed to change `email`, which
+    /// has a unique index and so counts as a key column. Taken up front, so
+    /// the transaction never waits for that upgrade while holding a write
+    /// lock that the owner of a `KEY SHARE` lock (anyone inserting a row
+    /// that refers to the user) is waiting for — a deadlock the
+    /// `parallel_account_changes_of_one_user_never_deadlock` test provokes
+    /// without it.
+    KeyChange,
+}
+
+/// Loads one user by id inside a write transaction, locking its row until
+/// the transaction ends (SQLite's write lock already covers it).
+async fn lock_user<B: Backend>(
+    conn: &mut B::Conn,
+    id: &str,
+    lock: Lock,
+) -> Result<Option<User>, StoreError> {
+    let sql = match lock {
+        Lock::Write => B::USER_FOR_WRITE,
+        Lock::KeyChange => B::USER_FOR_KEY_CHANGE,
+    };
+    conn.fetch_optional(sql, &[Arg::Text(id)])
+        .await?
+        .map(|r| rows::user(&r, 0))
+        .transpose()
+}
+
+/// The common tail of every credential change, inside the transaction that
+/// holds the user's row: revoke the user's live sessions with `reason`,
+/// delete its outstanding reset and email-change tokens, and forget the
+/// sign-in attempts against `emails` (a proven owner starts with a clean
+/// counter).
+async fn invalidate_credentials(
+    conn: &mut impl Conn,
+    user: &User,
+    reason: RevokeReason,
+    now: i64,
+    emails: &[&str],
+) -> Result<(), StoreError> {
+    sessions::revoke_live_of_user(&mut *conn, user.id.as_str(), reason, now).await?;
+    tokens::delete_all_of_user(&mut *conn, user.id.as_str()).await?;
+    for email in emails {
+        attempts::clear_on(&mut *conn, email).await?;
+    }
+    Ok(())
+}
+
+/// Sets a new password hash, moves the credential epoch strictly forward
+/// ([`bump_epoch!`]) and `updated_at` to `now`, then runs
+/// [`invalidate_credentials`]. `None` if the user is gone.
+async fn set_password_on(
+    conn: &mut impl Conn,
+    id: &str,
+    new: &PasswordHash,
+    reason: RevokeReason,
+    now: i64,
+) -> Result<Option<User>, StoreError> {
+    const SET_PASSWORD: &str = concat!(
+        "UPDATE users SET hashed_password = $1, ",
+        bump_epoch!("$2"),
+        ", updated_at = $2 WHERE id = $3 RETURNING ",
+        user_cols!()
+    );
+    let args = [Arg::Text(new.as_str()), Arg::Int(now), Arg::Text(id)];
+    let Some(row) = conn.fetch_optional(SET_PASSWORD, &args).await? else {
+        return Ok(None);
+    };
+    let user = rows::user(&row, 0)?;
+    invalidate_credentials(conn, &user, reason, now, &[user.email.as_str()]).await?;
+    Ok(Some(user))
+}
+
+#[async_trait]
+impl<B: Backend> UserStore for SqlStores<B> {
+    async fn insert(&self, user: NewUser) -> Result<User, StoreError> {
+        // The unique index on `email` refuses a second writer even when both
+        // run at once (→ Conflict("email")).
+        const INSERT: &str = concat!(
+            "INSERT INTO users (id, email, hashed_password, is_active, is_verified, \
+             is_superuser, full_name, created_at, updated_at) \
+             VALUES ($1, $2, $3, TRUE, $4, $5, $6, $7, $7) RETURNING ",
+            user_cols!()
+        );
+        let args = [
+            Arg::Text(user.id.as_str()),
+            Arg::Text(user.email.as_str()),
+            Arg::OptText(user.password_hash.as_ref().map(PasswordHash::as_str)),
+            Arg::Bool(user.is_verified),
+            Arg::Bool(user.is_superuser),
+            Arg::OptText(user.full_name.as_deref()),
+            Arg::Int(to_db(user.created_at)),
+        ];
+        let row = self
+            .write_conn()
+            .await?
+            .fetch_optional(INSERT, &args)
+            .await?;
+        rows::user(&row.ok_or(CorruptRow("insert returned no row"))?, 0)
+    }
+
+    async fn get(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.read_conn()
+            .await?
+            .fetch_optional(select_user_by_id!(), &[Arg::Text(id.as_str())])
+            .await?
+            .map(|r| rows::user(&r, 0))
+            .transpose()
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        const BY_EMAIL: &str = concat!("SELECT ", user_cols!(), " FROM users WHERE email = $1");
+        self.read_conn()
+            .await?
+            .fetch_optional(BY_EMAIL, &[Arg::Text(email.as_str())])
+            .await?
+            .map(|r| rows::user(&r, 0))
+            .transpose()
+    }
+
+    async fn update_full_name(
+        &self,
+        id: &UserId,
+        full_name: Option<String>,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        const SET_NAME: &str = concat!(
+            "UPDATE users SET full_name = $1, updated_at = $2 WHERE id = $3 RETURNING ",
+            user_cols!()
+        );
+        let args = [
+            Arg::OptText(full_name.as_deref()),
+            Arg::Int(to_db(now)),
+            Arg::Text(id.as_str()),
+        ];
+        self.write_conn()
+            .await?
+            .fetch_optional(SET_NAME, &args)
+            .await?
+            .map(|r| rows::user(&r, 0))
+            .transpose()
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        id: &UserId,
+        expected: &PasswordHash,
+        new: &PasswordHash,
+    ) -> Result<bool, StoreError> {
+        // Compare-and-swap: a password change that landed since the caller
+        // read `expected` wins (the update re-checks the condition on the
+        // committed row), and this write does nothing.
+        const UPGRADE: &str =
+            "UPDATE users SET hashed_password = $1 WHERE id = $2 AND hashed_password = $3";
+        let args = [
+            Arg::Text(new.as_str()),
+            Arg::Text(id.as_str()),
+            Arg::Text(expected.as_str()),
+        ];
+        Ok(self.write_conn().await?.execute(UPGRADE, &args).await? > 0)
+    }
+
+    async fn change_password(
+        &self,
+        id: &UserId,
+        new: &PasswordHash,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let mut tx = self.begin().await?;
+        match set_password_on(&mut *tx, id.as_str(), new, reason, to_db(now)).await? {
+            Some(user) => {
+                commit::<B>(tx).await?;
+                Ok(Some(user))
+            }
+            None => {
+                rollback::<B>(tx).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn complete_password_reset(
+        &self,
+        token: &TokenHash,
+        new: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let now = to_db(now);
+        let mut tx = self.begin().await?;
+        // User row first (the lock order), then the spend.
+        let Some(owner) = tokens::owner_on(&mut *tx, TokenKind::PasswordReset, token, now).await?
+        else {
+            rollback::<B>(tx).await?;
+            return Ok(None);
+        };
+        if lock_user::<B>(&mut *tx, &owner, Lock::Write)
+            .await?
+            .is_none()
+        {
+            rollback::<B>(tx).await?;
+            return Ok(None);
+        }
+        // The returned row decides the winner: a second caller with the
+        // same token (waiting for the first to commit, on PostgreSQL) finds
+        // nothing to delete.
+        let Some(spent) = tokens::spend_on(&mut *tx, TokenKind::PasswordReset, token, now).await?
+        else {
+            rollback::<B>(tx).await?;
+            return Ok(None);
+        };
+        match set_password_on(
+            &mut *tx,
+            spent.user_id.as_str(),
+            new,
+            RevokeReason::PasswordReset,
+            now,
+        )
+        .await?
+        {
+            Some(user) => {
+                commit::<B>(tx).await?;
+                Ok(Some(user))
+            }
+            // Unreachable while the user row is locked; spend nothing if it
+            // happens anyway.
+            None => {
+                rollback::<B>(tx).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn confirm_email_change(
+        &self,
+        token: &TokenHash,
+        now: Timestamp,
+    ) -> Result<EmailChangeOutcome, StoreError> {
+        // Conditional on the address being free. Where the engine runs
+        // writers side by side, another transaction may take the address
+        // after this check (READ COMMITTED does not see it coming); the
+        // unique index does, and the update runs in a savepoint so that its
+        // refusal undoes only itself and the token stays spent.
+        const SET_EMAIL: &str = concat!(
+            "UPDATE users SET email = $1, ",
+            bump_epoch!("$2"),
+            ", updated_at = $2 \
+             WHERE id = $3 AND NOT EXISTS (SELECT 1 FROM users WHERE email = $1 AND id <> $3) \
+             RETURNING ",
+            user_cols!()
+        );
+        let now = to_db(now);
+        let mut tx = self.begin().await?;
+        let Some(owner) = tokens::owner_on(&mut *tx, TokenKind::EmailChange, token, now).await?
+        else {
+            rollback::<B>(tx).await?;
+            return Ok(EmailChangeOutcome::InvalidToken);
+        };
+        // Locked before the spend (the lock order); its current address is
+        // needed to clear that address's lockout counter below.
+        let Some(old) = lock_user::<B>(&mut *tx, &owner, Lock::KeyChange).await? else {
+            rollback::<B>(tx).await?;
+            return Ok(EmailChangeOutcome::InvalidToken);
+        };
+        let Some(spent) = tokens::spend_on(&mut *tx, TokenKind::EmailChange, token, now).await?
+        else {
+            rollback::<B>(tx).await?;
+            return Ok(EmailChangeOutcome::InvalidToken);
+        };
+        let Some(new_email) = spent.new_email else {
+            rollback::<B>(tx).await?;
+            return Err(CorruptRow("email-change token without an address").into());
+        };
+        let args = [
+            Arg::Text(new_email.as_str()),
+            Arg::Int(now),
+            Arg::Text(old.id.as_str()),
+        ];
+        let row = match tx.fetch_optional_in_savepoint(SET_EMAIL, &args).await {
+            Ok(Some(row)) => row,
+            // The address was taken meanwhile: the token stays spent.
+            Ok(None) | Err(StoreError::Conflict("email")) => {
+                commit::<B>(tx).await?;
+                return Ok(EmailChangeOutcome::EmailTaken);
+            }
+            Err(e) => return Err(e),
+        };
+        let user = rows::user(&row, 0)?;
+        invalidate_credentials(
+            &mut *tx,
+            &user,
+            RevokeReason::EmailChanged,
+            now,
+            &[old.email.as_str(), user.email.as_str()],
+        )
+        .await?;
+        commit::<B>(tx).await?;
+        Ok(EmailChangeOutcome::Changed(user))
+    }
+
+    async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        const DELETE: &str = concat!("DELETE FROM users WHERE id = $1 RETURNING ", user_cols!());
+        let mut tx = self.begin().await?;
+        // A pending registration for the address goes first: `promote`
+        // deletes the pending row before it inserts a user, so taking the
+        // same order here means the two wait for each other, never deadlock.
+        pending::delete_for_user_on(&mut *tx, id.as_str()).await?;
+        let Some(row) = tx.fetch_optional(DELETE, &[Arg::Text(id.as_str())]).await? else {
+            rollback::<B>(tx).await?;
+            return Ok(None);
+        };
+        let user = rows::user(&row, 0)?;
+        // Sessions and tokens cascade with the user; deleting them by name
+        // keeps this correct on a SQLite connection opened without foreign
+        // keys. The counters are keyed by address and always go by name.
+        sessions::delete_all_of_user(&mut *tx, user.id.as_str()).await?;
+        tokens::delete_all_of_user(&mut *tx, user.id.as_str()).await?;
+        attempts::clear_on(&mut *tx, user.email.as_str()).await?;
+        rate_limits::delete_for_email_on(&mut *tx, user.email.as_str()).await?;
+        commit::<B>(tx).await?;
+        Ok(Some(user))
+    }
+}
