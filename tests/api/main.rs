@@ -1,5 +1,6 @@
 //! Black-box tests: a real server on port 0, a fresh database per test,
-//! driven over HTTP. One binary, modules per area.
+//! driven over HTTP. One binary, modules per area; `model` drives the
+//! stores of the same backend directly, with `core`'s machines as oracle.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;
@@ -7,6 +8,7 @@ mod embedding;
 mod faults;
 mod layering;
 mod lifecycle;
+mod model;
 mod security;
 mod sessions;
 mod support;

@@ -118,7 +118,7 @@ pub async fn fresh_backend_via(host_port: &str) -> (Stores, Backend) {
     }
 }
 
-async fn fresh_backend() -> (Stores, Backend) {
+pub async fn fresh_backend() -> (Stores, Backend) {
     match std::env::var("TEST_BACKEND").as_deref().unwrap_or("sqlite") {
         "sqlite" => {
             let dir = tempfile::tempdir().unwrap();
