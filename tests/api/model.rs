@@ -21,6 +21,7 @@ use regstack_core::flows::one_time::{Effect, TokenEvent, TokenState};
 use regstack_core::flows::refresh::{
     judge, Family, FamilyEvent, Outcome, RefreshPolicy, Token, Verdict,
 };
+use regstack_core::flows::Machine;
 use regstack_ports::{
     NewSession, OneTimeToken, RevokeReason, Rotation, SessionId, SessionStart, Stores, Timestamp,
     TokenHash, TokenKind, UserId,
@@ -150,14 +151,14 @@ fn refresh_case(stores: Stores, salt: u64, ops: Vec<FamilyOp>) -> CaseFuture {
                         .expect("revoke");
                     prop_assert_eq!(revoked, model.is_live(now), "logout at {}", now);
                     model = model
-                        .step(FamilyEvent::Revoke(RevokeReason::Logout), now, POLICY)
+                        .step(FamilyEvent::Revoke(RevokeReason::Logout), now, &POLICY)
                         .0;
                 }
                 FamilyOp::Present(i) if i < model.tokens.len() => {
                     let got = present(&stores, &sid, salt, i, now).await;
                     let before = model.clone();
-                    let (next, expected) = model.step(FamilyEvent::Present(i), now, POLICY);
-                    let expected = match expected {
+                    let (next, expected) = model.step(FamilyEvent::Present(i), now, &POLICY);
+                    let expected = match expected.first() {
                         Some(Outcome::Rotated(_)) => Got::Rotated,
                         Some(Outcome::Replayed(_)) => Got::Replayed,
                         Some(Outcome::Reused) => Got::Reused,
@@ -275,7 +276,7 @@ fn reset_link_case(stores: Stores, salt: u64, ops: Vec<LinkOp>) -> CaseFuture {
                 LinkOp::Issue => {
                     issue(&stores, &user.id, hash(salt, links.len()), now).await;
                     for link in &mut links {
-                        *link = link.step(TokenEvent::Superseded, now).0;
+                        *link = link.step(TokenEvent::Superseded, now, &()).0;
                     }
                     links.push(TokenState::Issued {
                         expires_at: now + LINK_TTL,
@@ -287,10 +288,10 @@ fn reset_link_case(stores: Stores, salt: u64, ops: Vec<LinkOp>) -> CaseFuture {
                         .complete_password_reset(&hash(salt, i), &fixtures::hash_of("new"), now)
                         .await
                         .expect("complete_password_reset");
-                    let (next, effect) = links[i].step(TokenEvent::Presented, now);
+                    let (next, effects) = links[i].step(TokenEvent::Presented, now, &());
                     prop_assert_eq!(
                         used.is_some(),
-                        effect == Some(Effect::Accept),
+                        effects.first() == Some(&Effect::Accept),
                         "link {} at {} in {:?}",
                         i,
                         now,

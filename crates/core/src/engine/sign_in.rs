@@ -1,18 +1,24 @@
-//! Sign-in and the session starter: `login` runs the
-//! [`SignIn`] machine (lockout → credentials → session), `start_session`
-//! is the one place a session begins, and `require_current_password` is the
-//! re-authentication of sensitive changes, counted by the same lockout.
-//! The second factor goes between the credential check and the session.
+//! Sign-in and the session starter. `login` and `require_current_password`
+//! (the re-authentication of sensitive changes) both run the [`SignIn`]
+//! machine through [`drive`], each with its own effect handler
+//! ([`LoginEffects`], [`Reauthentication`]) that holds only the request's
+//! inputs and performs effects through the ports; what a run learns — the
+//! account read with the password, the session started — travels in the
+//! machine. `start_session` is the one place a session begins. The second
+//! factor goes between the credential check and the session.
 
-use std::collections::VecDeque;
-
-use regstack_ports::{Admission, Email, NewSession, SessionId, SessionStart, User, UserId};
+use regstack_ports::{
+    Admission, Email, HashError, NewSession, SessionId, SessionStart, Timestamp, User, UserId,
+};
 use secrecy::SecretString;
 
 use super::{seconds_until, secs, ClientContext, Engine, MAX_USER_AGENT_CHARS};
 use crate::error::AuthError;
 use crate::events::EventKind;
-use crate::flows::sign_in::{CredentialCheck, Effect, LockoutPolicy, SignIn, SignInEvent};
+use crate::flows::sign_in::{
+    CredentialCheck, Effect, LockoutPolicy, Purpose, Refusal, SignIn, SignInEvent, SignInPolicy,
+};
+use crate::flows::{drive, Effects};
 
 /// A started session and its first tokens.
 #[derive(Debug, Clone)]
@@ -31,7 +37,102 @@ pub struct SignedIn {
     pub user: User,
 }
 
+/// `/login`'s effects: the presented credentials and the client, nothing
+/// learned.
+struct LoginEffects<'a> {
+    engine: &'a Engine,
+    email: &'a Email,
+    password: &'a SecretString,
+    client: &'a ClientContext,
+    now: Timestamp,
+}
+
+impl Effects<SignIn<SignedIn>> for LoginEffects<'_> {
+    async fn perform(
+        &mut self,
+        effect: Effect,
+    ) -> Result<Option<SignInEvent<SignedIn>>, AuthError> {
+        let engine = self.engine;
+        Ok(match effect {
+            Effect::Admit(lockout) => Some(engine.admit(self.email, lockout, self.now).await?),
+            Effect::CheckPassword => Some(SignInEvent::Checked(
+                engine.check_password(self.email, self.password).await?,
+            )),
+            Effect::ClearFailures => {
+                engine.stores.login_attempts.clear(self.email).await?;
+                None
+            }
+            Effect::StartSession(user) => Some(SignInEvent::SessionStarted(
+                engine.start_session(*user, self.client).await?,
+            )),
+            Effect::Emit(kind) => {
+                engine.emit(kind, |e| {
+                    e.email = Some(self.email.clone());
+                    e.ip.clone_from(&self.client.ip);
+                });
+                None
+            }
+        })
+    }
+}
+
+/// The current-password check's effects: the signed-in account and the
+/// password presented for it.
+struct Reauthentication<'a> {
+    engine: &'a Engine,
+    user: &'a User,
+    current: &'a SecretString,
+    now: Timestamp,
+}
+
+/// Re-authentication never starts a session, so it has none to carry.
+type Reauth = SignIn<std::convert::Infallible>;
+
+impl Effects<Reauth> for Reauthentication<'_> {
+    async fn perform(
+        &mut self,
+        effect: Effect,
+    ) -> Result<Option<SignInEvent<std::convert::Infallible>>, AuthError> {
+        let engine = self.engine;
+        let email = &self.user.email;
+        Ok(match effect {
+            Effect::Admit(lockout) => Some(engine.admit(email, lockout, self.now).await?),
+            Effect::CheckPassword => Some(SignInEvent::Checked(
+                engine
+                    .check_current_password(self.user, self.current)
+                    .await?,
+            )),
+            Effect::ClearFailures => {
+                engine.stores.login_attempts.clear(email).await?;
+                None
+            }
+            Effect::StartSession(_) => {
+                return Err(AuthError::internal("re-authentication asked for a session"))
+            }
+            Effect::Emit(kind) => {
+                engine.emit(kind, |e| {
+                    e.user_id = Some(self.user.id.clone());
+                    e.email = Some(email.clone());
+                });
+                None
+            }
+        })
+    }
+}
+
 impl Engine {
+    /// The sign-in settings in force, for `purpose`.
+    fn sign_in_policy(&self, purpose: Purpose) -> SignInPolicy {
+        SignInPolicy {
+            lockout: (!self.cfg.rate_limit_disabled).then(|| LockoutPolicy {
+                threshold: self.cfg.login_lockout_threshold,
+                window: secs(self.cfg.login_lockout_window_seconds),
+            }),
+            require_verification: self.cfg.require_verification,
+            purpose,
+        }
+    }
+
     /// `POST /login`: runs the [`SignIn`] machine.
     pub async fn login(
         &self,
@@ -40,67 +141,52 @@ impl Engine {
         client: &ClientContext,
     ) -> Result<SignedIn, AuthError> {
         let now = self.now();
-        let policy = LockoutPolicy {
-            threshold: self.cfg.login_lockout_threshold,
+        let policy = self.sign_in_policy(Purpose::Session);
+        let mut effects = LoginEffects {
+            engine: self,
+            email,
+            password,
+            client,
+            now,
         };
-        let first = if self.cfg.rate_limit_disabled {
-            SignInEvent::LockoutSkipped
-        } else {
-            let window = secs(self.cfg.login_lockout_window_seconds);
-            match self
-                .stores
-                .login_attempts
-                .admit(email, now, window, policy.threshold)
-                .await?
-            {
-                Admission::Admitted { failures } => SignInEvent::Admitted { failures },
-                Admission::Locked { retry_at } => SignInEvent::LockedOut { retry_at },
-            }
-        };
-        let mut state = SignIn::Started;
-        let mut queue = VecDeque::from([first]);
-        let mut account: Option<User> = None;
-        let mut signed_in = None;
-        while let Some(event) = queue.pop_front() {
-            let (next, effects) = state.step(event, now, policy);
-            state = next;
-            for effect in effects {
-                match effect {
-                    Effect::CheckPassword => {
-                        let (check, user) = self.check_password(email, password).await?;
-                        account = user;
-                        queue.push_back(SignInEvent::Checked(check));
-                    }
-                    Effect::ClearFailures => self.stores.login_attempts.clear(email).await?,
-                    Effect::StartSession(_) => {
-                        let user = account
-                            .take()
-                            .ok_or_else(|| AuthError::internal("session without account"))?;
-                        signed_in = Some(self.start_session(user, client).await?);
-                    }
-                    Effect::Emit(kind) => self.emit(kind, |e| {
-                        e.email = Some(email.clone());
-                        e.ip.clone_from(&client.ip);
-                    }),
-                }
-            }
-        }
-        match state {
-            SignIn::Authenticated { .. } => {
-                signed_in.ok_or_else(|| AuthError::internal("authenticated without session"))
-            }
+        let end = drive(
+            SignIn::Started,
+            SignInEvent::Attempted,
+            now,
+            &policy,
+            &mut effects,
+        )
+        .await?;
+        match end {
+            SignIn::SignedIn(signed_in) => Ok(signed_in),
             SignIn::Locked { retry_after_secs } => Err(AuthError::Locked { retry_after_secs }),
             SignIn::Rejected { remaining } => Err(AuthError::InvalidCredentials { remaining }),
-            SignIn::Refused(crate::flows::sign_in::Refusal::Disabled) => {
-                Err(AuthError::AccountDisabled)
-            }
-            SignIn::Refused(crate::flows::sign_in::Refusal::Unverified) => {
-                Err(AuthError::EmailNotVerified)
-            }
-            SignIn::Started | SignIn::Admitted { .. } => {
-                Err(AuthError::internal("sign-in did not finish"))
-            }
+            SignIn::Refused(Refusal::Disabled) => Err(AuthError::AccountDisabled),
+            SignIn::Refused(Refusal::Unverified) => Err(AuthError::EmailNotVerified),
+            SignIn::Started
+            | SignIn::Admitting
+            | SignIn::Admitted { .. }
+            | SignIn::Authenticated { .. }
+            | SignIn::Confirmed => Err(AuthError::internal("sign-in did not finish")),
         }
+    }
+
+    /// Asks the lockout store to admit one attempt for `email`.
+    async fn admit<S>(
+        &self,
+        email: &Email,
+        lockout: LockoutPolicy,
+        now: Timestamp,
+    ) -> Result<SignInEvent<S>, AuthError> {
+        let admission = self
+            .stores
+            .login_attempts
+            .admit(email, now, lockout.window, lockout.threshold)
+            .await?;
+        Ok(match admission {
+            Admission::Admitted { failures } => SignInEvent::Admitted { failures },
+            Admission::Locked { retry_at } => SignInEvent::LockedOut { retry_at },
+        })
     }
 
     /// Looks the account up and checks the password, paying exactly one
@@ -109,35 +195,48 @@ impl Engine {
         &self,
         email: &Email,
         password: &SecretString,
-    ) -> Result<(CredentialCheck, Option<User>), AuthError> {
+    ) -> Result<CredentialCheck, AuthError> {
         let Some(user) = self.stores.users.find_by_email(email).await? else {
             self.hasher.verify_dummy(password).await?;
-            return Ok((CredentialCheck::NoAccount, None));
+            return Ok(CredentialCheck::NoAccount);
         };
         let Some(stored) = user.password_hash.clone() else {
             self.hasher.verify_dummy(password).await?;
-            return Ok((CredentialCheck::NoPassword, None));
+            return Ok(CredentialCheck::NoPassword);
         };
         let verification = match self.hasher.verify(password, &stored).await {
             Ok(v) => v,
-            Err(regstack_ports::HashError::Malformed) => {
+            Err(HashError::Malformed) => {
                 tracing::error!(user_id = %user.id, "stored password hash is malformed; treating as wrong password");
-                return Ok((CredentialCheck::Wrong, None));
+                return Ok(CredentialCheck::Wrong);
             }
             Err(e) => return Err(e.into()),
         };
         if !verification.matches {
-            return Ok((CredentialCheck::Wrong, None));
+            return Ok(CredentialCheck::Wrong);
         }
         if verification.needs_rehash {
             self.upgrade_hash_in_background(&user.id, stored, password.clone());
         }
-        let check = CredentialCheck::Right {
-            user_id: user.id.clone(),
-            active: user.is_active,
-            verified_or_exempt: user.is_verified || !self.cfg.require_verification,
+        Ok(CredentialCheck::Right(Box::new(user)))
+    }
+
+    /// Checks the password of a signed-in account, paying one verification
+    /// whether or not it has a password.
+    async fn check_current_password(
+        &self,
+        user: &User,
+        current: &SecretString,
+    ) -> Result<CredentialCheck, AuthError> {
+        let Some(stored) = &user.password_hash else {
+            self.hasher.verify_dummy(current).await?;
+            return Ok(CredentialCheck::NoPassword);
         };
-        Ok((check, Some(user)))
+        match self.hasher.verify(current, stored).await {
+            Ok(v) if v.matches => Ok(CredentialCheck::Right(Box::new(user.clone()))),
+            Ok(_) | Err(HashError::Malformed) => Ok(CredentialCheck::Wrong),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn upgrade_hash_in_background(
@@ -237,53 +336,46 @@ impl Engine {
         })
     }
 
-    /// `POST /refresh`: rotates the presented refresh token (one atomic
-    /// store step, specified by [`crate::flows::refresh`]). A replay inside
-    /// the grace window gets the same successor; any other reuse revokes the
-    /// family. Every failure is the same [`AuthError::InvalidRefreshToken`].
-    /// Re-authentication for sensitive changes. Costs one verification
-    /// whether or not the account has a password.
     /// The current-password check of change-password, change-email and
-    /// account deletion. A stolen session must not become a password
-    /// oracle (LK-8): every check is admitted through the account's sign-in
-    /// lockout — the same counter, threshold and window as `/login` — so
-    /// guessing here is no cheaper than there, a locked account is refused
-    /// before any hashing, and the right password clears the counter.
+    /// account deletion: the [`SignIn`] machine for
+    /// [`Purpose::Reauthentication`]. A stolen session must not become a
+    /// password oracle (LK-8): every check is admitted through the
+    /// account's sign-in lockout — the same counter, threshold and window
+    /// as `/login` — so guessing here is no cheaper than there, a locked
+    /// account is refused before any hashing, and the right password clears
+    /// the counter. Costs one verification whether or not the account has
+    /// a password.
     pub(super) async fn require_current_password(
         &self,
         user: &User,
         current: &SecretString,
     ) -> Result<(), AuthError> {
-        let counted = !self.cfg.rate_limit_disabled;
-        if counted {
-            let now = self.now();
-            let window = secs(self.cfg.login_lockout_window_seconds);
-            let admission = self
-                .stores
-                .login_attempts
-                .admit(&user.email, now, window, self.cfg.login_lockout_threshold)
-                .await?;
-            if let Admission::Locked { retry_at } = admission {
-                return Err(AuthError::Locked {
-                    retry_after_secs: crate::flows::sign_in::retry_after_secs(retry_at, now),
-                });
-            }
-        }
-        let Some(stored) = &user.password_hash else {
-            self.hasher.verify_dummy(current).await?;
-            return Err(AuthError::WrongCurrentPassword);
+        let now = self.now();
+        let policy = self.sign_in_policy(Purpose::Reauthentication);
+        let mut effects = Reauthentication {
+            engine: self,
+            user,
+            current,
+            now,
         };
-        match self.hasher.verify(current, stored).await {
-            Ok(v) if v.matches => {
-                if counted {
-                    self.stores.login_attempts.clear(&user.email).await?;
-                }
-                Ok(())
-            }
-            Ok(_) | Err(regstack_ports::HashError::Malformed) => {
-                Err(AuthError::WrongCurrentPassword)
-            }
-            Err(e) => Err(e.into()),
+        let end = drive(
+            Reauth::Started,
+            SignInEvent::Attempted,
+            now,
+            &policy,
+            &mut effects,
+        )
+        .await?;
+        match end {
+            SignIn::Confirmed => Ok(()),
+            SignIn::Locked { retry_after_secs } => Err(AuthError::Locked { retry_after_secs }),
+            SignIn::Rejected { .. } => Err(AuthError::WrongCurrentPassword),
+            SignIn::Started
+            | SignIn::Admitting
+            | SignIn::Admitted { .. }
+            | SignIn::Refused(_)
+            | SignIn::Authenticated { .. }
+            | SignIn::SignedIn(_) => Err(AuthError::internal("re-authentication did not finish")),
         }
     }
 }

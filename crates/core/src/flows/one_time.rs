@@ -11,7 +11,9 @@
 //! `UserStore::confirm_email_change`, `TokenStore::issue` for
 //! superseding). The property tests check the machine's invariants; the
 //! store contract suite checks that every backend behaves like it, under 20
-//! concurrent presentations.
+//! concurrent presentations. It implements [`Machine`] (no policy; an
+//! answer to every presentation as its effect), though no runner drives it:
+//! each backend performs the whole of it as one store step.
 //!
 //! Invariants:
 //! - a token is accepted at most once;
@@ -20,6 +22,8 @@
 //! - every refusal looks the same to the client (one message per kind).
 
 use regstack_ports::Timestamp;
+
+use super::Machine;
 
 /// Where a token stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,20 +59,30 @@ pub enum Effect {
     Refuse,
 }
 
-impl TokenState {
-    /// Advances the machine. Pure.
-    pub fn step(self, event: TokenEvent, now: Timestamp) -> (TokenState, Option<Effect>) {
+impl Machine for TokenState {
+    type Event = TokenEvent;
+    type Effect = Effect;
+    type Policy = ();
+
+    /// Advances the machine. Pure. A presentation always gets an answer,
+    /// whatever the state.
+    fn step(self, event: TokenEvent, now: Timestamp, _: &()) -> (TokenState, Vec<Effect>) {
         match (self, event) {
             (TokenState::Issued { expires_at }, TokenEvent::Presented) if now >= expires_at => {
-                (TokenState::Expired, Some(Effect::Refuse))
+                (TokenState::Expired, vec![Effect::Refuse])
             }
             (TokenState::Issued { .. }, TokenEvent::Presented) => {
-                (TokenState::Consumed, Some(Effect::Accept))
+                (TokenState::Consumed, vec![Effect::Accept])
             }
-            (TokenState::Issued { .. }, TokenEvent::Superseded) => (TokenState::Superseded, None),
-            (done, TokenEvent::Presented) => (done, Some(Effect::Refuse)),
-            (done, TokenEvent::Superseded) => (done, None),
+            (TokenState::Issued { .. }, TokenEvent::Superseded) => (TokenState::Superseded, vec![]),
+            (done, TokenEvent::Presented) => (done, vec![Effect::Refuse]),
+            (done, TokenEvent::Superseded) => (done, vec![]),
         }
+    }
+
+    /// Every state but `Issued`: a token never comes back.
+    fn is_terminal(&self) -> bool {
+        !matches!(self, TokenState::Issued { .. })
     }
 }
 
@@ -88,13 +102,13 @@ mod tests {
         let issued = TokenState::Issued { expires_at: exp };
         assert_eq!(
             issued
-                .step(TokenEvent::Presented, exp - TimeDelta::microseconds(1))
+                .step(TokenEvent::Presented, exp - TimeDelta::microseconds(1), &())
                 .1,
-            Some(Effect::Accept)
+            vec![Effect::Accept]
         );
         assert_eq!(
-            issued.step(TokenEvent::Presented, exp).1,
-            Some(Effect::Refuse)
+            issued.step(TokenEvent::Presented, exp, &()).1,
+            vec![Effect::Refuse]
         );
     }
 
@@ -113,8 +127,9 @@ mod tests {
                 elapsed += advance;
                 let now = t0() + TimeDelta::seconds(elapsed);
                 let ev = if present { TokenEvent::Presented } else { TokenEvent::Superseded };
-                let (next, eff) = s.step(ev, now);
-                if eff == Some(Effect::Accept) {
+                let (next, eff) = s.step(ev, now, &());
+                prop_assert!(eff.len() <= 1);
+                if eff.contains(&Effect::Accept) {
                     accepted += 1;
                     prop_assert!(now < exp);
                     prop_assert!(!superseded);

@@ -17,9 +17,11 @@
 //! ([`crate::refresh_token::RefreshTokens::successor`]), so a replay returns
 //! the same one. A store keeps only the live token's hash and the previous
 //! one: every token carries its session id under a server MAC, so any other
-//! token of a live family that is presented is a spent one. A property test
-//! below checks that [`judge`], reading only that record, always agrees with
-//! [`Family`]. Invariants checked by the property tests below:
+//! token of a live family that is presented is a spent one. [`Family`]
+//! implements [`Machine`] with the answer to a presentation ([`Outcome`])
+//! as its effect; a property test below checks that [`judge`], reading only
+//! the stored record, always agrees with it. Invariants checked by the
+//! property tests below:
 //! - a family never has more than one live token;
 //! - a spent token never yields a session outside the grace window, nor
 //!   after its successor was used;
@@ -28,6 +30,8 @@
 
 use chrono::TimeDelta;
 use regstack_ports::{RefreshFamily, RevokeReason, Timestamp, TokenHash};
+
+use super::Machine;
 
 /// Lifetimes of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,47 +107,59 @@ impl Family {
     pub fn is_live(&self, now: Timestamp) -> bool {
         self.revoked.is_none() && now < self.expires_at && now < self.idle_expires_at
     }
+}
+
+impl Machine for Family {
+    type Event = FamilyEvent;
+    type Effect = Outcome;
+    type Policy = RefreshPolicy;
 
     /// Advances the family. Pure: `now` is a parameter.
-    pub fn step(
+    fn step(
         mut self,
         event: FamilyEvent,
         now: Timestamp,
-        policy: RefreshPolicy,
-    ) -> (Family, Option<Outcome>) {
+        policy: &RefreshPolicy,
+    ) -> (Family, Vec<Outcome>) {
         match event {
             FamilyEvent::Revoke(reason) => {
                 if self.revoked.is_none() {
                     self.revoked = Some(reason);
                 }
-                (self, None)
+                (self, vec![])
             }
             FamilyEvent::Present(i) => {
                 if !self.is_live(now) {
-                    return (self, Some(Outcome::Invalid));
+                    return (self, vec![Outcome::Invalid]);
                 }
                 match self.tokens.get(i).copied() {
-                    None => (self, Some(Outcome::Invalid)),
+                    None => (self, vec![Outcome::Invalid]),
                     Some(Token::Live) => {
                         let successor = self.tokens.len();
                         self.tokens[i] = Token::Spent { at: now, successor };
                         self.tokens.push(Token::Live);
                         self.idle_expires_at = (now + policy.idle).min(self.expires_at);
-                        (self, Some(Outcome::Rotated(successor)))
+                        (self, vec![Outcome::Rotated(successor)])
                     }
                     Some(Token::Spent { at, successor }) => {
                         let successor_unused =
                             matches!(self.tokens.get(successor), Some(Token::Live));
                         if now < at + policy.grace && successor_unused {
-                            (self, Some(Outcome::Replayed(successor)))
+                            (self, vec![Outcome::Replayed(successor)])
                         } else {
                             self.revoked = Some(RevokeReason::RefreshReuse);
-                            (self, Some(Outcome::Reused))
+                            (self, vec![Outcome::Reused])
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Revoked: no token of it works again. (An expired family is dead
+    /// too, but that depends on `now`: [`Family::is_live`].)
+    fn is_terminal(&self) -> bool {
+        self.revoked.is_some()
     }
 }
 
@@ -204,43 +220,43 @@ mod tests {
 
     #[test]
     fn a_retry_inside_grace_gets_the_same_successor_and_later_reuse_kills_the_family() {
-        let (f, o) = fresh().step(FamilyEvent::Present(0), t0(), POLICY);
-        assert_eq!(o, Some(Outcome::Rotated(1)));
+        let (f, o) = fresh().step(FamilyEvent::Present(0), t0(), &POLICY);
+        assert_eq!(o, vec![Outcome::Rotated(1)]);
         let (f, o) = f.step(
             FamilyEvent::Present(0),
             t0() + TimeDelta::seconds(4),
-            POLICY,
+            &POLICY,
         );
-        assert_eq!(o, Some(Outcome::Replayed(1)));
+        assert_eq!(o, vec![Outcome::Replayed(1)]);
         let (f, o) = f.step(
             FamilyEvent::Present(0),
             t0() + TimeDelta::seconds(5),
-            POLICY,
+            &POLICY,
         );
-        assert_eq!(o, Some(Outcome::Reused));
+        assert_eq!(o, vec![Outcome::Reused]);
         let (_, o) = f.step(
             FamilyEvent::Present(1),
             t0() + TimeDelta::seconds(6),
-            POLICY,
+            &POLICY,
         );
-        assert_eq!(o, Some(Outcome::Invalid));
+        assert_eq!(o, vec![Outcome::Invalid]);
     }
 
     #[test]
     fn replaying_after_the_successor_was_used_is_theft_even_inside_grace() {
-        let (f, _) = fresh().step(FamilyEvent::Present(0), t0(), POLICY);
+        let (f, _) = fresh().step(FamilyEvent::Present(0), t0(), &POLICY);
         let (f, o) = f.step(
             FamilyEvent::Present(1),
             t0() + TimeDelta::seconds(1),
-            POLICY,
+            &POLICY,
         );
-        assert_eq!(o, Some(Outcome::Rotated(2)));
+        assert_eq!(o, vec![Outcome::Rotated(2)]);
         let (f, o) = f.step(
             FamilyEvent::Present(0),
             t0() + TimeDelta::seconds(2),
-            POLICY,
+            &POLICY,
         );
-        assert_eq!(o, Some(Outcome::Reused));
+        assert_eq!(o, vec![Outcome::Reused]);
         assert_eq!(f.revoked, Some(RevokeReason::RefreshReuse));
     }
 
@@ -268,10 +284,12 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Advance(s) => now += TimeDelta::seconds(s),
-                    Op::Revoke => f = f.step(FamilyEvent::Revoke(RevokeReason::Logout), now, POLICY).0,
+                    Op::Revoke => f = f.step(FamilyEvent::Revoke(RevokeReason::Logout), now, &POLICY).0,
                     Op::Present(i) => {
                         let before = f.clone();
-                        let (next, outcome) = f.step(FamilyEvent::Present(i), now, POLICY);
+                        let (next, outcomes) = f.step(FamilyEvent::Present(i), now, &POLICY);
+                        prop_assert!(outcomes.len() <= 1);
+                        let outcome = outcomes.first().copied();
                         match outcome {
                             Some(Outcome::Rotated(_)) => {
                                 prop_assert!(before.is_live(now));
@@ -365,12 +383,13 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Advance(s) => now += TimeDelta::seconds(s),
-                    Op::Revoke => f = f.step(FamilyEvent::Revoke(RevokeReason::Logout), now, POLICY).0,
+                    Op::Revoke => f = f.step(FamilyEvent::Revoke(RevokeReason::Logout), now, &POLICY).0,
                     Op::Present(i) => {
                         let stored = record(&f);
                         let minted = i < f.tokens.len();
                         let rotates = f.is_live(now) && f.tokens.get(i) == Some(&Token::Live);
-                        let (next, outcome) = f.step(FamilyEvent::Present(i), now, POLICY);
+                        let (next, outcomes) = f.step(FamilyEvent::Present(i), now, &POLICY);
+                        let outcome = outcomes.first().copied();
                         // Tokens past the end were never minted: the MAC
                         // keeps them from reaching the store.
                         if minted && !rotates {

@@ -1,35 +1,83 @@
-//! Password sign-in.
+//! Password sign-in, and the re-authentication of sensitive changes.
 //!
 //! ```text
-//! Started ──LockoutSkipped / Admitted{failures}──▶ Admitted ──Checked(ok)──▶ Authenticated
-//!    │                                                │
-//!    └──LockedOut──▶ Locked                           ├──Checked(no account / no password / wrong)──▶ Rejected
-//!                                                     └──Checked(right, but disabled / unverified)──▶ Refused
+//! Started ──Attempted──▶ Admitting ──Admitted{failures}──▶ Admitted ──Checked(right)──▶ Authenticated ──SessionStarted──▶ SignedIn
+//!    │       (Admit)        │                              ▲  │                           (StartSession)
+//!    │                      └──LockedOut──▶ Locked         │  ├──Checked(no account / no password / wrong)──▶ Rejected
+//!    └──Attempted, lockout off (rate_limit_disabled)───────┘  ├──Checked(right, but disabled / unverified)──▶ Refused
+//!                                                             └──Checked(right), re-authentication──▶ Confirmed
 //! ```
 //!
+//! One machine serves two purposes ([`Purpose`]): `/login`, which ends in a
+//! session, and the current-password check of password change, email
+//! change and account deletion, which ends in `Confirmed` and never starts
+//! one. Both go through the same lockout (LK-8): the same counter, so
+//! guessing a password through a stolen session is no cheaper than through
+//! `/login`.
+//!
+//! Everything a run learns travels in the machine: the account read with
+//! the password comes in with `Checked(Right)` and goes out in
+//! `StartSession`, whose record carries the credential epoch the store's
+//! conditional start compares (`NewSession::credential_epoch`); the
+//! started session comes back in `SessionStarted` and ends in `SignedIn`.
+//! (A start that finds the epoch moved fails the run with the session
+//! starter's "wrong credentials" answer.)
+//!
 //! Invariants (checked by the property tests below):
-//! - no `StartSession` without an admission followed by a correct password
-//!   on an active, (when required) verified account;
+//! - no `StartSession` without an admission (or lockout off) followed by a
+//!   correct password on an active, (when required) verified account — and
+//!   then for exactly the account that password was checked against;
+//! - re-authentication never starts a session;
 //! - a locked attempt never checks a password (lockout is decided before
 //!   any hashing);
-//! - at most one password check per sign-in;
-//! - every admitted attempt that does not end in a session stays counted
-//!   (disabled and unverified accounts included: EN-3);
+//! - at most one admission and one password check per run;
+//! - every admitted attempt that does not end in `Authenticated` or
+//!   `Confirmed` stays counted (disabled and unverified accounts included:
+//!   EN-3);
 //! - unknown accounts and password-less accounts cost the same one check as
 //!   a wrong password (the runner pays a dummy verify).
 //!
-//! The second factor will sit between `Admitted` and `Authenticated`
-//! (`SecondFactorPending`), so that no sign-in path can skip it.
+//! The second factor will sit between the password check and
+//! `Authenticated` (`SecondFactorPending`, where a login run rests until
+//! the code arrives), so that no sign-in path can skip it.
 
-use regstack_ports::{Timestamp, UserId};
+use chrono::TimeDelta;
+use regstack_ports::{Timestamp, User, UserId};
 
+use super::Machine;
 use crate::events::EventKind;
 
-/// Lockout settings the machine needs.
+/// The lockout the machine runs an attempt through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
     /// Failures allowed in the window.
     pub threshold: u32,
+    /// How far back failures count.
+    pub window: TimeDelta,
+}
+
+/// What a sign-in run is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `/login`: ends in a session.
+    Session,
+    /// The current-password check of a caller already signed in. It proves
+    /// the password only: the account checks (active, verified) were made
+    /// when the session started and are repeated by every request's
+    /// `authenticate`, and no session starts. A refused lockout fires no
+    /// `login_locked` event: nobody tried to sign in.
+    Reauthentication,
+}
+
+/// The settings a sign-in reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignInPolicy {
+    /// `None` when lockout is off (`rate_limit_disabled`).
+    pub lockout: Option<LockoutPolicy>,
+    /// Whether an unverified address is refused (`require_verification`).
+    pub require_verification: bool,
+    /// What the run is for.
+    pub purpose: Purpose,
 }
 
 /// Why a correct password still does not sign in.
@@ -41,11 +89,14 @@ pub enum Refusal {
     Unverified,
 }
 
-/// Where a sign-in stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SignIn {
+/// Where a sign-in stands. `S` is what a started session gives the caller
+/// (the engine's tokens); the machine only carries it to the end.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignIn<S> {
     /// Credentials received, nothing decided.
     Started,
+    /// Waiting for the lockout store's answer.
+    Admitting,
     /// May check the password. `counted` is false when lockout is off.
     Admitted {
         /// Attempts in the window including this one.
@@ -66,18 +117,22 @@ pub enum SignIn {
     },
     /// Right password, but the account may not sign in.
     Refused(Refusal),
-    /// Signed in: a session must start.
+    /// Every factor checked: a session is starting.
     Authenticated {
         /// Who.
         user_id: UserId,
     },
+    /// Signed in.
+    SignedIn(S),
+    /// Re-authentication passed.
+    Confirmed,
 }
 
 /// What the runner observed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SignInEvent {
-    /// Lockout is switched off (`rate_limit_disabled`).
-    LockoutSkipped,
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignInEvent<S> {
+    /// Credentials were presented.
+    Attempted,
     /// The lockout store recorded this attempt.
     Admitted {
         /// Attempts in the window including this one.
@@ -90,10 +145,12 @@ pub enum SignInEvent {
     },
     /// The password check finished.
     Checked(CredentialCheck),
+    /// The session started.
+    SessionStarted(S),
 }
 
 /// The result of looking the account up and checking the password.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CredentialCheck {
     /// No account for the address (a dummy verify was paid).
     NoAccount,
@@ -101,97 +158,128 @@ pub enum CredentialCheck {
     NoPassword,
     /// The password does not match.
     Wrong,
-    /// The password matches.
-    Right {
-        /// Account id.
-        user_id: UserId,
-        /// Not disabled.
-        active: bool,
-        /// Verified, or verification not required.
-        verified_or_exempt: bool,
-    },
+    /// The password matches this account, as read together with the hash
+    /// that was verified (so its `tokens_invalidated_after` is the
+    /// credential epoch a session must be bound to).
+    Right(Box<User>),
 }
 
 /// What the runner must do next.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Look the account up and verify the password (or pay a dummy verify).
+    /// Ask the lockout store to admit this attempt (reports `Admitted` or
+    /// `LockedOut`).
+    Admit(LockoutPolicy),
+    /// Look the account up and verify the password, or pay a dummy verify
+    /// (reports `Checked`).
     CheckPassword,
     /// Forget the lockout attempts of this address.
     ClearFailures,
-    /// Start a session for this user (the one function every sign-in path
-    /// ends in).
-    StartSession(UserId),
+    /// Start a session for this account — the record the password was
+    /// checked against; its `tokens_invalidated_after` is the credential
+    /// epoch the store's conditional start compares (reports
+    /// `SessionStarted`). Every sign-in path ends in this effect.
+    StartSession(Box<User>),
     /// Fire an event.
     Emit(EventKind),
 }
 
-impl SignIn {
-    /// Whether the machine has reached an answer.
-    pub fn is_terminal(&self) -> bool {
-        !matches!(self, Self::Started | Self::Admitted { .. })
+impl<S> Machine for SignIn<S> {
+    type Event = SignInEvent<S>;
+    type Effect = Effect;
+    type Policy = SignInPolicy;
+
+    fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Locked { .. }
+                | Self::Rejected { .. }
+                | Self::Refused(_)
+                | Self::SignedIn(_)
+                | Self::Confirmed
+        )
     }
 
     /// Advances the machine. Pure: no clock, no store. Terminal states and
     /// out-of-order events leave the state unchanged and do nothing.
-    pub fn step(
+    fn step(
         self,
-        event: SignInEvent,
+        event: SignInEvent<S>,
         now: Timestamp,
-        policy: LockoutPolicy,
-    ) -> (SignIn, Vec<Effect>) {
+        policy: &SignInPolicy,
+    ) -> (Self, Vec<Effect>) {
         use SignInEvent as E;
+        let session = policy.purpose == Purpose::Session;
         match (self, event) {
-            (SignIn::Started, E::LockoutSkipped) => (
-                SignIn::Admitted {
-                    failures: 0,
-                    counted: false,
-                },
-                vec![Effect::CheckPassword],
-            ),
-            (SignIn::Started, E::Admitted { failures }) => (
+            (SignIn::Started, E::Attempted) => match policy.lockout {
+                Some(lockout) => (SignIn::Admitting, vec![Effect::Admit(lockout)]),
+                None => (
+                    SignIn::Admitted {
+                        failures: 0,
+                        counted: false,
+                    },
+                    vec![Effect::CheckPassword],
+                ),
+            },
+            (SignIn::Admitting, E::Admitted { failures }) => (
                 SignIn::Admitted {
                     failures,
                     counted: true,
                 },
                 vec![Effect::CheckPassword],
             ),
-            (SignIn::Started, E::LockedOut { retry_at }) => {
-                let secs = retry_after_secs(retry_at, now);
-                (
-                    SignIn::Locked {
-                        retry_after_secs: secs,
-                    },
-                    vec![Effect::Emit(EventKind::LoginLocked)],
-                )
+            (SignIn::Admitting, E::LockedOut { retry_at }) => {
+                let locked = SignIn::Locked {
+                    retry_after_secs: retry_after_secs(retry_at, now),
+                };
+                let effects = if session {
+                    vec![Effect::Emit(EventKind::LoginLocked)]
+                } else {
+                    vec![]
+                };
+                (locked, effects)
             }
             (SignIn::Admitted { failures, counted }, E::Checked(check)) => match check {
                 CredentialCheck::NoAccount
                 | CredentialCheck::NoPassword
                 | CredentialCheck::Wrong => {
+                    let threshold = policy.lockout.map_or(0, |l| l.threshold);
                     let remaining = counted
-                        .then(|| policy.threshold.saturating_sub(failures))
+                        .then(|| threshold.saturating_sub(failures))
                         .filter(|r| *r > 0);
                     (SignIn::Rejected { remaining }, vec![])
                 }
-                CredentialCheck::Right { active: false, .. } => {
+                CredentialCheck::Right(_) if !session => {
+                    let effects = if counted {
+                        vec![Effect::ClearFailures]
+                    } else {
+                        vec![]
+                    };
+                    (SignIn::Confirmed, effects)
+                }
+                CredentialCheck::Right(user) if !user.is_active => {
                     (SignIn::Refused(Refusal::Disabled), vec![])
                 }
-                CredentialCheck::Right {
-                    verified_or_exempt: false,
-                    ..
-                } => (SignIn::Refused(Refusal::Unverified), vec![]),
-                CredentialCheck::Right { user_id, .. } => {
+                CredentialCheck::Right(user)
+                    if policy.require_verification && !user.is_verified =>
+                {
+                    (SignIn::Refused(Refusal::Unverified), vec![])
+                }
+                CredentialCheck::Right(user) => {
                     let mut effects = Vec::with_capacity(2);
                     if counted {
                         effects.push(Effect::ClearFailures);
                     }
-                    // `StartSession` fires `user_logged_in` itself, whichever
-                    // sign-in path reaches it.
-                    effects.push(Effect::StartSession(user_id.clone()));
+                    let user_id = user.id.clone();
+                    // The runner's session starter fires `user_logged_in`
+                    // itself, whichever sign-in path reaches it.
+                    effects.push(Effect::StartSession(user));
                     (SignIn::Authenticated { user_id }, effects)
                 }
             },
+            (SignIn::Authenticated { .. }, E::SessionStarted(signed_in)) => {
+                (SignIn::SignedIn(signed_in), vec![])
+            }
             (state, _) => (state, vec![]),
         }
     }
@@ -210,103 +298,296 @@ pub fn retry_after_secs(retry_at: Timestamp, now: Timestamp) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{DateTime, TimeDelta};
+    use chrono::DateTime;
     use proptest::prelude::*;
+    use regstack_ports::Email;
 
     fn now() -> Timestamp {
         DateTime::UNIX_EPOCH + TimeDelta::days(20_000)
     }
-    const P: LockoutPolicy = LockoutPolicy { threshold: 5 };
+    const LOCKOUT: LockoutPolicy = LockoutPolicy {
+        threshold: 5,
+        window: TimeDelta::minutes(15),
+    };
+    const P: SignInPolicy = SignInPolicy {
+        lockout: Some(LOCKOUT),
+        require_verification: true,
+        purpose: Purpose::Session,
+    };
+    const REAUTH: SignInPolicy = SignInPolicy {
+        purpose: Purpose::Reauthentication,
+        ..P
+    };
+
+    /// The session a test run "starts".
+    type Run = SignIn<u8>;
+
+    fn user(active: bool, verified: bool) -> Box<User> {
+        Box::new(User {
+            id: UserId::generate(),
+            email: Email::parse("a@example.com").unwrap(),
+            password_hash: None,
+            is_active: active,
+            is_verified: verified,
+            is_superuser: false,
+            full_name: None,
+            phone_number: None,
+            is_mfa_enabled: false,
+            created_at: now(),
+            updated_at: now(),
+            last_login: None,
+            tokens_invalidated_after: Some(now() - TimeDelta::days(1)),
+        })
+    }
+
+    /// Steps `events` from `Started`, collecting every effect.
+    fn run(events: Vec<SignInEvent<u8>>, policy: &SignInPolicy) -> (Run, Vec<Effect>) {
+        let mut state = Run::Started;
+        let mut all = vec![];
+        for ev in events {
+            let (next, effects) = state.step(ev, now(), policy);
+            state = next;
+            all.extend(effects);
+        }
+        (state, all)
+    }
 
     #[test]
     fn remaining_attempts_count_down_like_regstack() {
         for (failures, expect) in [(1, Some(4)), (4, Some(1)), (5, None)] {
-            let (s, _) = SignIn::Started.step(SignInEvent::Admitted { failures }, now(), P);
-            let (s, _) = s.step(SignInEvent::Checked(CredentialCheck::Wrong), now(), P);
+            let (s, _) = run(
+                vec![
+                    SignInEvent::Attempted,
+                    SignInEvent::Admitted { failures },
+                    SignInEvent::Checked(CredentialCheck::Wrong),
+                ],
+                &P,
+            );
             assert_eq!(s, SignIn::Rejected { remaining: expect });
         }
     }
 
     #[test]
+    fn an_attempt_asks_the_lockout_store_first_unless_lockout_is_off() {
+        let (s, e) = Run::Started.step(SignInEvent::Attempted, now(), &P);
+        assert_eq!(s, SignIn::Admitting);
+        assert_eq!(e, vec![Effect::Admit(LOCKOUT)]);
+        let off = SignInPolicy { lockout: None, ..P };
+        let (s, e) = Run::Started.step(SignInEvent::Attempted, now(), &off);
+        assert_eq!(
+            s,
+            SignIn::Admitted {
+                failures: 0,
+                counted: false
+            }
+        );
+        assert_eq!(e, vec![Effect::CheckPassword]);
+    }
+
+    #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
         let at = now() + TimeDelta::milliseconds(899_001);
-        let (s, e) = SignIn::Started.step(SignInEvent::LockedOut { retry_at: at }, now(), P);
+        let (s, e) = run(
+            vec![
+                SignInEvent::Attempted,
+                SignInEvent::LockedOut { retry_at: at },
+            ],
+            &P,
+        );
         assert_eq!(
             s,
             SignIn::Locked {
                 retry_after_secs: 900
             }
         );
-        assert_eq!(e, vec![Effect::Emit(EventKind::LoginLocked)]);
+        assert_eq!(
+            e,
+            vec![Effect::Admit(LOCKOUT), Effect::Emit(EventKind::LoginLocked)]
+        );
     }
 
     #[test]
     fn a_disabled_account_with_the_right_password_is_refused_and_stays_counted() {
-        let (s, _) = SignIn::Started.step(SignInEvent::Admitted { failures: 1 }, now(), P);
-        let right = CredentialCheck::Right {
-            user_id: UserId::generate(),
-            active: false,
-            verified_or_exempt: true,
-        };
-        let (s, e) = s.step(SignInEvent::Checked(right), now(), P);
+        let (s, e) = run(
+            vec![
+                SignInEvent::Attempted,
+                SignInEvent::Admitted { failures: 1 },
+                SignInEvent::Checked(CredentialCheck::Right(user(false, true))),
+            ],
+            &P,
+        );
         assert_eq!(s, SignIn::Refused(Refusal::Disabled));
         assert!(!e.contains(&Effect::ClearFailures));
     }
 
-    fn arb_event() -> impl Strategy<Value = SignInEvent> {
-        let uid = UserId::generate();
+    #[test]
+    fn the_session_starts_from_the_account_the_password_was_checked_against() {
+        let account = user(true, true);
+        let (s, e) = run(
+            vec![
+                SignInEvent::Attempted,
+                SignInEvent::Admitted { failures: 1 },
+                SignInEvent::Checked(CredentialCheck::Right(account.clone())),
+            ],
+            &P,
+        );
+        assert_eq!(
+            s,
+            SignIn::Authenticated {
+                user_id: account.id.clone()
+            }
+        );
+        assert_eq!(
+            e.last(),
+            Some(&Effect::StartSession(account.clone())),
+            "the record, and so its credential epoch, travels unchanged"
+        );
+        let (s, _) = s.step(SignInEvent::SessionStarted(7), now(), &P);
+        assert_eq!(s, SignIn::SignedIn(7));
+        assert!(s.is_terminal());
+    }
+
+    #[test]
+    fn re_authentication_confirms_without_a_session_and_locks_out_silently() {
+        let (s, e) = run(
+            vec![
+                SignInEvent::Attempted,
+                SignInEvent::Admitted { failures: 2 },
+                SignInEvent::Checked(CredentialCheck::Right(user(true, false))),
+            ],
+            &REAUTH,
+        );
+        assert_eq!(s, SignIn::Confirmed);
+        assert_eq!(
+            e,
+            vec![
+                Effect::Admit(LOCKOUT),
+                Effect::CheckPassword,
+                Effect::ClearFailures
+            ]
+        );
+        let (s, e) = run(
+            vec![
+                SignInEvent::Attempted,
+                SignInEvent::LockedOut { retry_at: now() },
+            ],
+            &REAUTH,
+        );
+        assert_eq!(
+            s,
+            SignIn::Locked {
+                retry_after_secs: 1
+            }
+        );
+        assert_eq!(e, vec![Effect::Admit(LOCKOUT)]);
+    }
+
+    fn arb_event() -> impl Strategy<Value = SignInEvent<u8>> {
         prop_oneof![
-            Just(SignInEvent::LockoutSkipped),
-            (1u32..8).prop_map(|failures| SignInEvent::Admitted { failures }),
-            (0i64..2000).prop_map(|s| SignInEvent::LockedOut {
+            3 => Just(SignInEvent::Attempted),
+            2 => (1u32..8).prop_map(|failures| SignInEvent::Admitted { failures }),
+            1 => (0i64..2000).prop_map(|s| SignInEvent::LockedOut {
                 retry_at: now() + TimeDelta::seconds(s)
             }),
-            Just(SignInEvent::Checked(CredentialCheck::NoAccount)),
-            Just(SignInEvent::Checked(CredentialCheck::NoPassword)),
-            Just(SignInEvent::Checked(CredentialCheck::Wrong)),
-            (any::<bool>(), any::<bool>()).prop_map(move |(active, verified_or_exempt)| {
-                SignInEvent::Checked(CredentialCheck::Right {
-                    user_id: uid.clone(),
-                    active,
-                    verified_or_exempt,
-                })
+            1 => Just(SignInEvent::Checked(CredentialCheck::NoAccount)),
+            1 => Just(SignInEvent::Checked(CredentialCheck::NoPassword)),
+            1 => Just(SignInEvent::Checked(CredentialCheck::Wrong)),
+            3 => (any::<bool>(), any::<bool>()).prop_map(|(active, verified)| {
+                SignInEvent::Checked(CredentialCheck::Right(user(active, verified)))
             }),
+            1 => any::<u8>().prop_map(SignInEvent::SessionStarted),
         ]
+    }
+
+    fn arb_policy() -> impl Strategy<Value = SignInPolicy> {
+        (
+            prop::option::of(1u32..8),
+            any::<bool>(),
+            prop_oneof![Just(Purpose::Session), Just(Purpose::Reauthentication)],
+        )
+            .prop_map(|(threshold, require_verification, purpose)| SignInPolicy {
+                lockout: threshold.map(|threshold| LockoutPolicy {
+                    threshold,
+                    window: TimeDelta::minutes(15),
+                }),
+                require_verification,
+                purpose,
+            })
     }
 
     proptest! {
         #[test]
-        fn no_session_without_admission_and_a_fully_valid_password(events in prop::collection::vec(arb_event(), 0..12)) {
-            let mut state = SignIn::Started;
+        fn no_session_without_admission_and_a_fully_valid_password(
+            policy in arb_policy(),
+            events in prop::collection::vec(arb_event(), 0..12),
+        ) {
+            let mut state = Run::Started;
             let mut admitted = false;
-            let mut checks = 0;
-            let mut sessions = 0;
+            let (mut admits, mut checks, mut sessions) = (0, 0, 0);
             let mut last_check = None;
             for ev in events {
-                let before_terminal = state.is_terminal();
-                let was_locked = matches!(state, SignIn::Locked { .. });
-                if matches!((&state, &ev), (SignIn::Started, SignInEvent::Admitted { .. } | SignInEvent::LockoutSkipped)) {
+                let before = state.clone();
+                if matches!((&state, &ev), (SignIn::Admitting, SignInEvent::Admitted { .. }))
+                    || matches!((&state, &ev, policy.lockout), (SignIn::Started, SignInEvent::Attempted, None))
+                {
                     admitted = true;
                 }
                 if let (SignIn::Admitted { .. }, SignInEvent::Checked(c)) = (&state, &ev) {
                     last_check = Some(c.clone());
                 }
-                let (next, effects) = state.step(ev, now(), P);
+                let was_locked = matches!(state, SignIn::Locked { .. });
+                let (next, effects) = state.step(ev, now(), &policy);
                 for e in &effects {
                     match e {
-                        Effect::CheckPassword => { checks += 1; prop_assert!(!was_locked); }
-                        Effect::StartSession(_) => {
-                            sessions += 1;
-                            prop_assert!(admitted);
-                            let ok = matches!(last_check, Some(CredentialCheck::Right { active: true, verified_or_exempt: true, .. }));
-                            prop_assert!(ok);
+                        Effect::Admit(l) => {
+                            admits += 1;
+                            prop_assert_eq!(Some(*l), policy.lockout);
                         }
-                        _ => {}
+                        Effect::CheckPassword => {
+                            checks += 1;
+                            prop_assert!(!was_locked);
+                            prop_assert!(admitted);
+                        }
+                        Effect::StartSession(u) => {
+                            sessions += 1;
+                            prop_assert_eq!(policy.purpose, Purpose::Session);
+                            prop_assert!(admitted);
+                            let Some(CredentialCheck::Right(checked)) = &last_check else {
+                                return Err(TestCaseError::fail("session without a right password"));
+                            };
+                            prop_assert_eq!(checked, u);
+                            prop_assert!(u.is_active);
+                            prop_assert!(u.is_verified || !policy.require_verification);
+                        }
+                        Effect::ClearFailures => {
+                            prop_assert!(policy.lockout.is_some());
+                            prop_assert!(matches!(last_check, Some(CredentialCheck::Right(_))));
+                            let cleared_on_success = matches!(next, SignIn::Authenticated { .. } | SignIn::Confirmed);
+                            prop_assert!(cleared_on_success);
+                        }
+                        Effect::Emit(kind) => {
+                            prop_assert_eq!(*kind, EventKind::LoginLocked);
+                            prop_assert_eq!(policy.purpose, Purpose::Session);
+                            let locked = matches!(next, SignIn::Locked { .. });
+                            prop_assert!(locked);
+                        }
                     }
                 }
-                if before_terminal { prop_assert!(effects.is_empty()); }
+                if before.is_terminal() {
+                    prop_assert!(effects.is_empty());
+                    prop_assert_eq!(&next, &before);
+                }
+                if matches!(next, SignIn::SignedIn(_)) && !before.is_terminal() {
+                    let from_authenticated = matches!(before, SignIn::Authenticated { .. });
+                    prop_assert!(from_authenticated);
+                }
+                if next == SignIn::Confirmed && before != SignIn::Confirmed {
+                    prop_assert_eq!(policy.purpose, Purpose::Reauthentication);
+                    prop_assert!(matches!(last_check, Some(CredentialCheck::Right(_))));
+                }
                 state = next;
             }
+            prop_assert!(admits <= 1);
             prop_assert!(checks <= 1);
             prop_assert!(sessions <= 1);
             if matches!(state, SignIn::Locked { .. }) { prop_assert_eq!(checks, 0); }
