@@ -193,7 +193,7 @@ async fn resend_verification_is_uniform_and_mails_only_pending_addresses() {
 
 #[tokio::test]
 async fn without_required_verification_register_returns_the_user() {
-    let app = spawn_app_with(|c| c.require_verification = false, false).await;
+    let app = spawn_app_with(|c| c.config.require_verification = false, false).await;
     let r = app.register("erin@example.com", PW).await;
     assert_eq!(r.status, 201);
     assert_eq!(r.body["email"], "erin@example.com");
@@ -203,7 +203,7 @@ async fn without_required_verification_register_returns_the_user() {
 
 #[tokio::test]
 async fn closed_registration_is_403_and_creates_nothing() {
-    let app = spawn_app_with(|c| c.allow_registration = false, false).await;
+    let app = spawn_app_with(|c| c.config.allow_registration = false, false).await;
     let r = app.register("frank@example.com", PW).await;
     assert_eq!(
         (r.status.as_u16(), r.detail()),
@@ -534,8 +534,8 @@ async fn forgot_and_reset_password_through_the_mailed_link() {
 async fn disabled_features_answer_404_like_regstack() {
     let app = spawn_app_with(
         |c| {
-            c.enable_password_reset = false;
-            c.enable_account_deletion = false;
+            c.config.enable_password_reset = false;
+            c.config.enable_account_deletion = false;
         },
         false,
     )
@@ -566,7 +566,7 @@ async fn disabled_features_answer_404_like_regstack() {
 #[tokio::test]
 async fn links_follow_the_configured_url_templates() {
     let app = spawn_app_with(
-        |c| c.verify_url_template = Some("{base_url}/#/verify/{token}".into()),
+        |c| c.config.verify_url_template = Some("{base_url}/#/verify/{token}".into()),
         false,
     )
     .await;
@@ -606,8 +606,8 @@ async fn template_directories_override_the_built_in_mail() {
     let path = dir.path().display().to_string();
     let app = spawn_app_with(
         move |c| {
-            c.app_name = "Acme".into();
-            c.extra_template_dirs = vec![path];
+            c.config.app_name = "Acme".into();
+            c.config.extra_template_dirs = vec![path];
         },
         false,
     )

@@ -13,7 +13,7 @@ use crate::support::*;
 
 #[tokio::test]
 async fn unknown_email_wrong_password_and_passwordless_account_look_the_same() {
-    let app = spawn_app_with(|c| c.rate_limit_disabled = true, false).await;
+    let app = spawn_app_with(|c| c.config.rate_limit_disabled = true, false).await;
     app.create_user("known@example.com", PW).await;
     // An account without a password (as OAuth-only accounts will be).
     app.stores
@@ -634,7 +634,7 @@ async fn a_slow_or_failing_mailer_never_delays_or_fails_the_request() {
 
 #[tokio::test]
 async fn mail_to_one_address_is_capped_per_hour() {
-    let app = spawn_app_with(|c| c.email.max_per_address_per_hour = 3, false).await;
+    let app = spawn_app_with(|c| c.config.email.max_per_address_per_hour = 3, false).await;
     app.register("flood@example.com", PW).await;
     for _ in 0..6 {
         let r = app
@@ -655,7 +655,7 @@ async fn mail_to_one_address_is_capped_per_hour() {
 /// working (before, each of them superseded that link and mailed nothing).
 #[tokio::test]
 async fn over_the_mail_quota_the_last_mailed_link_stays_valid() {
-    let app = spawn_app_with(|c| c.email.max_per_address_per_hour = 3, false).await;
+    let app = spawn_app_with(|c| c.config.email.max_per_address_per_hour = 3, false).await;
     app.register("quota@example.com", PW).await;
     for _ in 0..2 {
         app.post(

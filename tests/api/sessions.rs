@@ -467,8 +467,8 @@ async fn users_list_and_revoke_only_their_own_sessions() {
 async fn sessions_end_when_idle_and_at_their_absolute_lifetime() {
     let app = spawn_app_with(
         |c| {
-            c.sessions.refresh_idle_ttl_seconds = 3600;
-            c.sessions.refresh_absolute_ttl_seconds = 3 * 3600;
+            c.config.sessions.refresh_idle_ttl_seconds = 3600;
+            c.config.sessions.refresh_absolute_ttl_seconds = 3 * 3600;
         },
         true,
     )
@@ -533,7 +533,7 @@ async fn without_cookie_mode_no_route_reads_cookies() {
 
 #[tokio::test]
 async fn cookie_mode_keeps_the_refresh_token_out_of_reach_of_scripts_and_other_sites() {
-    let app = spawn_app_with(|c| c.sessions.refresh_cookie = true, false).await;
+    let app = spawn_app_with(|c| c.config.sessions.refresh_cookie = true, false).await;
     app.create_user("cookie@example.com", PW).await;
     let r = app
         .http

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use regstack::{Config, Event, EventKind, RegStack};
+use regstack::{Config, Event, EventKind, RegStack, Settings};
 use regstack_core::password::Argon2Hasher;
 use regstack_ports::{Clock, Stores};
 use regstack_testkit::{CountingHasher, FixedClock, RecordingMailer};
@@ -195,11 +195,17 @@ pub fn test_config() -> Config {
     c
 }
 
+/// The test configuration with every other part at its default; tests
+/// tweak the policy (`s.config`) or the HTTP layer (`s.http`).
+pub fn test_settings() -> Settings {
+    Settings::from(test_config())
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}, false).await
 }
 
-pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), fixed_clock: bool) -> TestApp {
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings), fixed_clock: bool) -> TestApp {
     let (stores, backend) = fresh_backend().await;
     spawn_app_on(stores, backend, tweak, fixed_clock).await
 }
@@ -209,14 +215,14 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), fixed_clock: bool) 
 pub async fn spawn_app_on(
     stores: Stores,
     backend: Backend,
-    tweak: impl FnOnce(&mut Config),
+    tweak: impl FnOnce(&mut Settings),
     fixed_clock: bool,
 ) -> TestApp {
-    let mut cfg = test_config();
+    let mut cfg = test_settings();
     tweak(&mut cfg);
     let mailer = RecordingMailer::new();
     let hasher = Arc::new(CountingHasher::new(Arc::new(
-        Argon2Hasher::new(&cfg.password).unwrap(),
+        Argon2Hasher::new(&cfg.config.password).unwrap(),
     )));
     let clock = fixed_clock.then(|| Arc::new(FixedClock::new(regstack_testkit::fixtures::t0())));
     let mut b = RegStack::builder(cfg)

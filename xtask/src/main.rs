@@ -1,8 +1,9 @@
-//! Developer workflow: `cargo xtask ci | tidy | bench | migrate | services up|down`.
+//! Developer workflow: `cargo xtask ci | tidy | deny | bench | migrate | services up|down`.
 //!
 //! `services up` starts the real databases the tests use (and prints their
 //! `TEST_*_URL` variables); `ci` is what `.ci/run` runs on a clean clone: formatting, lints, the
-//! layering and documentation checks (`tidy`, `cargo doc` with warnings denied), the benchmark's smoke, and every test
+//! layering and documentation checks (`tidy`, `cargo doc` with warnings denied), the
+//! dependency policy (`cargo deny`, installed on first use), the benchmark's smoke, and every test
 //! with nextest (one shared build; the SMTP tests install their Python SMTP
 //! sink on first use). `bench` is the load benchmark (`xtask/src/bench.rs`).
 
@@ -100,6 +101,57 @@ fn has_nextest() -> bool {
         .unwrap_or(false)
 }
 
+/// The cargo-deny release CI installs when it is missing: pinned, so a new
+/// release cannot change what passes, and one that builds with our Rust
+/// (1.95; cargo-deny 0.20.2 needs 1.88).
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
+fn has_cargo_deny() -> bool {
+    Command::new(cargo())
+        .args(["deny", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Licences, banned or duplicate crates and sources, per `deny.toml`
+/// (DECISIONS.md §16). Only `licenses bans sources`: the `advisories` check
+/// needs the RustSec database, which is fetched from GitHub, and this
+/// machine (like CI) cannot reach GitHub. A clean machine has only rustup's
+/// toolchain and cargo-nextest, so cargo-deny is built from crates.io the
+/// first time (a few minutes on 2 cores; later runs reuse it).
+fn deny() -> Result<()> {
+    let c = cargo();
+    if !has_cargo_deny() {
+        run(
+            &c,
+            &[
+                "install",
+                "cargo-deny",
+                "--version",
+                CARGO_DENY_VERSION,
+                "--locked",
+                "-j2",
+            ],
+        )?;
+    }
+    // Duplicate versions are warnings; their inclusion graphs would run to
+    // thousands of lines, so they are hidden (run without the flag to see
+    // them).
+    run(
+        &c,
+        &[
+            "deny",
+            "--locked",
+            "check",
+            "--hide-inclusion-graph",
+            "licenses",
+            "bans",
+            "sources",
+        ],
+    )
+}
+
 /// Every `.rs` file under `dir`, recursively.
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir)? {
@@ -168,6 +220,7 @@ fn ci() -> Result<()> {
         ],
     )?;
     tidy()?;
+    deny()?;
     // Broken intra-doc links and malformed docs fail the run.
     run_env(
         &c,
@@ -207,6 +260,7 @@ fn main() -> Result<()> {
     {
         ["ci"] => ci(),
         ["tidy"] => tidy(),
+        ["deny"] => deny(),
         ["bench", rest @ ..] => bench::bench(rest),
         ["migrate", rest @ ..] => {
             let mut a = vec!["run", "-p", "regstack", "--", "migrate"];
@@ -220,6 +274,6 @@ fn main() -> Result<()> {
             Ok(())
         }
         ["services", "down"] => services_down(),
-        _ => bail!("usage: cargo xtask ci | tidy | bench [--smoke] | migrate [--config FILE] | services up|down"),
+        _ => bail!("usage: cargo xtask ci | tidy | deny | bench [--smoke] | migrate [--config FILE] | services up|down"),
     }
 }

@@ -11,9 +11,10 @@
 //! - [`SmtpMailer`] sends it through an SMTP relay with lettre (STARTTLS,
 //!   implicit TLS, or plain for a relay on the same host).
 //!
-//! Depends on `regstack-ports` only, never on `core` or `http-axum`: the
-//! sender address, relay and credentials are this crate's own
-//! configuration ([`SmtpSettings`]), handed in by the server.
+//! Depends on `regstack-ports` only, never on `core` or `http-axum`: which
+//! transport to use, the relay and its credentials are this crate's own
+//! configuration ([`MailTransport`], [`SmtpSettings`]), handed in by the
+//! server together with the sender (which is the engine's policy).
 //!
 //! Invariants:
 //! - no mail body, password or other credential reaches a log, an error
@@ -30,6 +31,8 @@
 
 pub mod console;
 pub mod smtp;
+pub mod transport;
 
 pub use console::ConsoleMailer;
 pub use smtp::{SmtpConfigError, SmtpMailer, SmtpSecurity, SmtpSettings};
+pub use transport::MailTransport;

@@ -1,9 +1,12 @@
 //! The SMTP transport: lettre's `AsyncSmtpTransport` on Tokio with rustls.
 //!
-//! [`SmtpSettings`] is checked once, in [`SmtpMailer::new`]: a sender that
-//! does not parse, half a credential pair or a password about to cross the
-//! network in clear text is a start-up error ([`SmtpConfigError`]), not a
-//! failure on the first registration.
+//! [`SmtpSettings`] (the relay: where, how secured, which credentials, how
+//! long) and the sender are checked once, in [`SmtpMailer::new`]: a sender
+//! that does not parse, half a credential pair or a password about to cross
+//! the network in clear text is a start-up error ([`SmtpConfigError`]), not
+//! a failure on the first registration. The sender is not part of the
+//! settings: it is the engine's policy (`email.from_address`,
+//! `email.from_name`), handed in beside them.
 //!
 //! Each [`Mailer::send`] builds a `multipart/alternative` message (text,
 //! then HTML), opens a fresh connection, and is bounded twice: lettre's
@@ -61,8 +64,11 @@ impl SmtpSecurity {
     }
 }
 
-/// Where and how to send mail. Fields are public so a server can fill them
-/// from its configuration; [`SmtpSettings::new`] gives regstack's defaults.
+/// Where and how to send mail: the relay half of the server's `[email]`
+/// keys (`smtp_host`, `smtp_port`, `smtp_security`, `smtp_username`,
+/// `smtp_password`, `smtp_timeout_seconds`). Fields are public so a server
+/// can fill them from its configuration; [`SmtpSettings::new`] gives
+/// regstack's defaults.
 #[derive(Clone)]
 pub struct SmtpSettings {
     /// Relay host name (also the name its TLS certificate must carry).
@@ -75,8 +81,6 @@ pub struct SmtpSettings {
     pub username: Option<String>,
     /// AUTH password. Never printed: `Debug` shows `[redacted]`.
     pub password: Option<SecretString>,
-    /// The `From:` mailbox, `"Name <user@example.com>"` or a bare address.
-    pub from: String,
     /// The budget for one whole send (connect, TLS, AUTH, the message, each
     /// SMTP reply). Must be above zero.
     pub timeout: Duration,
@@ -91,14 +95,13 @@ impl SmtpSettings {
 
     /// regstack's defaults: port 587 with STARTTLS, no credentials,
     /// [`Self::DEFAULT_TIMEOUT`], certificates verified.
-    pub fn new(host: impl Into<String>, from: impl Into<String>) -> Self {
+    pub fn new(host: impl Into<String>) -> Self {
         Self {
             host: host.into(),
             port: SmtpSecurity::StartTls.default_port(),
             security: SmtpSecurity::StartTls,
             username: None,
             password: None,
-            from: from.into(),
             timeout: Self::DEFAULT_TIMEOUT,
             accept_invalid_certs: false,
         }
@@ -113,7 +116,6 @@ impl fmt::Debug for SmtpSettings {
             .field("security", &self.security)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "[redacted]"))
-            .field("from", &self.from)
             .field("timeout", &self.timeout)
             .field("accept_invalid_certs", &self.accept_invalid_certs)
             .finish()
@@ -133,7 +135,7 @@ pub enum SmtpConfigError {
     /// `timeout` is zero: every send would fail at once.
     #[error("SMTP timeout must be greater than zero")]
     ZeroTimeout,
-    /// `from` is not a mailbox.
+    /// The sender is not a mailbox.
     #[error(
         "invalid sender address {from:?}: {reason} \
          (expected \"Name <user@example.com>\" or \"user@example.com\")"
@@ -176,16 +178,17 @@ pub struct SmtpMailer {
 }
 
 impl SmtpMailer {
-    /// Checks `settings` and prepares the transport. Opens no connection:
-    /// an unreachable relay shows on the first send, not here.
-    pub fn new(settings: SmtpSettings) -> Result<Self, SmtpConfigError> {
+    /// Checks `settings` and the sender `from` (the `From:` mailbox,
+    /// `"Name <user@example.com>"` or a bare address) and prepares the
+    /// transport. Opens no connection: an unreachable relay shows on the
+    /// first send, not here.
+    pub fn new(settings: SmtpSettings, from: &str) -> Result<Self, SmtpConfigError> {
         let SmtpSettings {
             host,
             port,
             security,
             username,
             password,
-            from,
             timeout,
             accept_invalid_certs,
         } = settings;
@@ -200,7 +203,7 @@ impl SmtpMailer {
         if timeout.is_zero() {
             return Err(SmtpConfigError::ZeroTimeout);
         }
-        let from = parse_from(&from)?;
+        let from = parse_from(from)?;
 
         let credentials = match (username, password) {
             (None, None) => None,
@@ -404,13 +407,15 @@ fn is_loopback(host: &str) -> bool {
 mod tests {
     use super::*;
 
+    const FROM: &str = "RegStack <noreply@example.com>";
+
     fn settings() -> SmtpSettings {
-        SmtpSettings::new("smtp.example.com", "RegStack <noreply@example.com>")
+        SmtpSettings::new("smtp.example.com")
     }
 
     #[test]
     fn a_display_name_and_address_parse_as_the_sender() {
-        let mailer = SmtpMailer::new(settings()).unwrap();
+        let mailer = SmtpMailer::new(settings(), FROM).unwrap();
         assert_eq!(mailer.from().email.to_string(), "noreply@example.com");
         assert_eq!(mailer.from().name.as_deref(), Some("RegStack"));
     }
@@ -418,11 +423,7 @@ mod tests {
     #[test]
     fn a_malformed_sender_is_a_clear_configuration_error() {
         for bad in ["", "RegStack", "RegStack <noreply>", "a@b\r\nBcc: x@y.z"] {
-            let err = SmtpMailer::new(SmtpSettings {
-                from: bad.into(),
-                ..settings()
-            })
-            .unwrap_err();
+            let err = SmtpMailer::new(settings(), bad).unwrap_err();
             assert!(
                 matches!(err, SmtpConfigError::InvalidFrom { .. }),
                 "{bad:?} gave {err:?}"
@@ -433,16 +434,22 @@ mod tests {
 
     #[test]
     fn half_a_credential_pair_is_refused() {
-        let err = SmtpMailer::new(SmtpSettings {
-            username: Some("u".into()),
-            ..settings()
-        })
+        let err = SmtpMailer::new(
+            SmtpSettings {
+                username: Some("u".into()),
+                ..settings()
+            },
+            FROM,
+        )
         .unwrap_err();
         assert_eq!(err, SmtpConfigError::IncompleteCredentials);
-        let err = SmtpMailer::new(SmtpSettings {
-            password: Some("p".into()),
-            ..settings()
-        })
+        let err = SmtpMailer::new(
+            SmtpSettings {
+                password: Some("p".into()),
+                ..settings()
+            },
+            FROM,
+        )
         .unwrap_err();
         assert_eq!(err, SmtpConfigError::IncompleteCredentials);
     }
@@ -456,11 +463,11 @@ mod tests {
             password: Some("hunter2".into()),
             ..settings()
         };
-        let err = SmtpMailer::new(with_creds("smtp.example.com")).unwrap_err();
+        let err = SmtpMailer::new(with_creds("smtp.example.com"), FROM).unwrap_err();
         assert!(matches!(err, SmtpConfigError::CredentialsWithoutTls { .. }));
         assert!(!err.to_string().contains("hunter2"));
         for host in ["localhost", "127.0.0.1", "::1", "[::1]"] {
-            assert!(SmtpMailer::new(with_creds(host)).is_ok(), "{host}");
+            assert!(SmtpMailer::new(with_creds(host), FROM).is_ok(), "{host}");
         }
     }
 
@@ -471,7 +478,7 @@ mod tests {
             ..settings()
         };
         assert_eq!(
-            SmtpMailer::new(zero_timeout).unwrap_err(),
+            SmtpMailer::new(zero_timeout, FROM).unwrap_err(),
             SmtpConfigError::ZeroTimeout
         );
         let zero_port = SmtpSettings {
@@ -479,7 +486,7 @@ mod tests {
             ..settings()
         };
         assert_eq!(
-            SmtpMailer::new(zero_port).unwrap_err(),
+            SmtpMailer::new(zero_port, FROM).unwrap_err(),
             SmtpConfigError::ZeroPort
         );
         let no_host = SmtpSettings {
@@ -487,23 +494,26 @@ mod tests {
             ..settings()
         };
         assert_eq!(
-            SmtpMailer::new(no_host).unwrap_err(),
+            SmtpMailer::new(no_host, FROM).unwrap_err(),
             SmtpConfigError::MissingHost
         );
     }
 
     #[test]
     fn a_mailer_built_and_dropped_outside_a_runtime_does_not_panic() {
-        drop(SmtpMailer::new(settings()).unwrap());
+        drop(SmtpMailer::new(settings(), FROM).unwrap());
     }
 
     #[test]
     fn debug_of_the_mailer_shows_no_credentials() {
-        let mailer = SmtpMailer::new(SmtpSettings {
-            username: Some("mailuser".into()),
-            password: Some("hunter2-secret".into()),
-            ..settings()
-        })
+        let mailer = SmtpMailer::new(
+            SmtpSettings {
+                username: Some("mailuser".into()),
+                password: Some("hunter2-secret".into()),
+                ..settings()
+            },
+            FROM,
+        )
         .unwrap();
         let debug = format!("{mailer:?}");
         assert!(!debug.contains("hunter2-secret"), "{debug}");

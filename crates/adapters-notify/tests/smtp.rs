@@ -34,7 +34,7 @@ fn settings(sink_port: u16, security: SmtpSecurity) -> SmtpSettings {
         port: sink_port,
         security,
         timeout: Duration::from_secs(10),
-        ..SmtpSettings::new("127.0.0.1", FROM)
+        ..SmtpSettings::new("127.0.0.1")
     }
 }
 
@@ -48,7 +48,7 @@ fn with_auth(settings: SmtpSettings, password: &str) -> SmtpSettings {
 }
 
 async fn send(settings: SmtpSettings, mail: &OutgoingMail) -> Result<(), NotifyError> {
-    SmtpMailer::new(settings).unwrap().send(mail).await
+    SmtpMailer::new(settings, FROM).unwrap().send(mail).await
 }
 
 fn delivered_one(sink: &SmtpSink, sent: &OutgoingMail) {
@@ -213,10 +213,10 @@ async fn one_mailer_sends_several_mails() {
     let Some(sink) = start_or_skip("several_mails", options) else {
         return;
     };
-    let mailer = SmtpMailer::new(with_auth(
-        settings(sink.port, SmtpSecurity::StartTls),
-        PASSWORD,
-    ))
+    let mailer = SmtpMailer::new(
+        with_auth(settings(sink.port, SmtpSecurity::StartTls), PASSWORD),
+        FROM,
+    )
     .unwrap();
     for _ in 0..3 {
         mailer.send(&mail()).await.unwrap();
@@ -304,7 +304,7 @@ fn debug_of_the_settings_redacts_the_password() {
     assert!(!debug.contains(PASSWORD), "{debug}");
     assert!(debug.contains("[redacted]"), "{debug}");
     assert!(debug.contains(USER), "{debug}");
-    let mailer = SmtpMailer::new(settings).unwrap();
+    let mailer = SmtpMailer::new(settings, FROM).unwrap();
     assert!(!format!("{mailer:?}").contains(PASSWORD));
 }
 
@@ -316,7 +316,7 @@ fn a_mailer_that_outlives_its_runtime_drops_without_panicking() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let mailer = SmtpMailer::new(settings(port, SmtpSecurity::Plain)).unwrap();
+    let mailer = SmtpMailer::new(settings(port, SmtpSecurity::Plain), FROM).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,4 +1,14 @@
-//! The settings a regstack instance runs with.
+//! The policy a regstack instance decides with: token lifetimes and keys,
+//! lockout, links and templates, the mail sender and per-address quota,
+//! password hashing, sessions.
+//!
+//! Only what core's flows read lives here. Transport settings belong to the
+//! ring that uses them: the database URL to the server
+//! (`regstack::DatabaseSettings`), SMTP and the console's `log_bodies` to
+//! `regstack-adapters-notify` (`MailTransport`), body limit, CORS and the
+//! request deadline to `regstack-http-axum` (`HttpSettings`). The server
+//! reads `regstack.toml` and `REGSTACK_*` in one file-level shape and splits
+//! it into these parts.
 //!
 //! Key names and defaults are regstack 0.9.3's where regstack has the
 //! setting (DECISIONS.md §5), so a regstack `regstack.toml` loads unchanged.
@@ -45,107 +55,25 @@ pub enum JwtAlgorithm {
     HS512,
 }
 
-/// Which mail transport to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum EmailBackend {
-    /// Log mail instead of sending it (development).
-    #[default]
-    Console,
-    /// Send through an SMTP relay.
-    Smtp,
-}
-
-/// How to secure the SMTP connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpSecurity {
-    /// Upgrade a plain connection with STARTTLS (port 587).
-    Starttls,
-    /// TLS from the first byte (port 465).
-    Tls,
-    /// No TLS at all: only for a relay on the same host.
-    Plain,
-}
-
-/// `[email]`: outgoing mail.
-#[derive(Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EmailConfig {
-    /// Transport.
-    pub backend: EmailBackend,
+/// `[email]`, the policy half: who mail comes from and how much of it one
+/// address may receive. How it is delivered (`backend`, `smtp_*`,
+/// `log_bodies`) is the notify adapter's `MailTransport`.
+#[derive(Debug, Clone)]
+pub struct EmailPolicy {
     /// Sender address.
     pub from_address: String,
     /// Sender display name; `app_name` when unset (regstack).
     pub from_name: Option<String>,
-    /// SMTP relay host.
-    pub smtp_host: Option<String>,
-    /// SMTP relay port.
-    pub smtp_port: u16,
-    /// regstack's switch: STARTTLS on (true) or plain (false). Overridden by
-    /// `smtp_security` when that is set.
-    pub smtp_starttls: bool,
-    /// `starttls`, `tls` or `plain`; takes precedence over `smtp_starttls`.
-    pub smtp_security: Option<SmtpSecurity>,
-    /// SMTP user.
-    pub smtp_username: Option<String>,
-    /// SMTP password.
-    pub smtp_password: Option<SecretString>,
-    /// Seconds before an SMTP exchange is abandoned.
-    pub smtp_timeout_seconds: u64,
-    /// Console transport only: log the text body (it holds live links).
-    /// `None` means "not set": on in zero-config development mode, off
-    /// otherwise (DECISIONS.md §6).
-    pub log_bodies: Option<bool>,
     /// At most this many mails to one address per hour (DECISIONS.md §20).
     pub max_per_address_per_hour: u32,
 }
 
-impl Default for EmailConfig {
+impl Default for EmailPolicy {
     fn default() -> Self {
         Self {
-            backend: EmailBackend::Console,
             from_address: "noreply@example.com".into(),
             from_name: None,
-            smtp_host: None,
-            smtp_port: 587,
-            smtp_starttls: true,
-            smtp_security: None,
-            smtp_username: None,
-            smtp_password: None,
-            smtp_timeout_seconds: 10,
-            log_bodies: None,
             max_per_address_per_hour: 5,
-        }
-    }
-}
-
-impl std::fmt::Debug for EmailConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmailConfig")
-            .field("backend", &self.backend)
-            .field("from_address", &self.from_address)
-            .field("from_name", &self.from_name)
-            .field("smtp_host", &self.smtp_host)
-            .field("smtp_port", &self.smtp_port)
-            .field("smtp_security", &self.effective_smtp_security())
-            .field("smtp_username", &self.smtp_username)
-            .field(
-                "smtp_password",
-                &self.smtp_password.as_ref().map(|_| "[redacted]"),
-            )
-            .field("log_bodies", &self.log_bodies)
-            .finish_non_exhaustive()
-    }
-}
-
-impl EmailConfig {
-    /// The security mode after applying regstack's `smtp_starttls` switch.
-    pub fn effective_smtp_security(&self) -> SmtpSecurity {
-        match self.smtp_security {
-            Some(s) => s,
-            None if self.smtp_starttls => SmtpSecurity::Starttls,
-            None => SmtpSecurity::Plain,
         }
     }
 }
@@ -176,32 +104,6 @@ impl Default for PasswordConfig {
     }
 }
 
-/// `[http]`: transport limits.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Largest request body accepted; larger gets 413.
-    pub body_limit_bytes: usize,
-    /// Origins allowed by CORS; empty sends no CORS headers at all.
-    pub cors_allowed_origins: Vec<String>,
-    /// A request without an answer after this long gets 503 with
-    /// `Retry-After` instead of waiting on: a database that accepts
-    /// connections but stops answering must not hold clients (and their
-    /// connections to us) forever. Sign-ins queued behind the hashing bound
-    /// count too, so this also sheds a flood.
-    pub request_timeout_seconds: u64,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            body_limit_bytes: 65536,
-            cors_allowed_origins: Vec::new(),
-            request_timeout_seconds: 30,
-        }
-    }
-}
-
 /// `[sessions]`: refresh-token families (DECISIONS.md §5, §7, §8).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -228,9 +130,10 @@ impl Default for SessionsConfig {
     }
 }
 
-/// Every setting of a regstack instance.
-#[derive(Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// Every policy setting of a regstack instance: what the engine decides
+/// with. Build it in code (`Config { jwt_secret, ..Config::default() }`) or
+/// let the server read it from `regstack.toml`.
+#[derive(Clone)]
 pub struct Config {
     /// Product name shown in mail.
     pub app_name: String,
@@ -239,12 +142,6 @@ pub struct Config {
     pub base_url: String,
     /// Take the client IP from `Forwarded` / `X-Forwarded-For`.
     pub behind_proxy: bool,
-    /// Storage location; the scheme picks the backend (`sqlite:`,
-    /// `postgres:`/`postgresql:`, `mongodb:`; regstack's
-    /// `sqlite+aiosqlite:` and `postgresql+asyncpg:` spellings too).
-    pub database_url: SecretString,
-    /// MongoDB database used when the URL names none (regstack's key).
-    pub mongodb_database: String,
     /// Key material for every token the service signs. At least 32 bytes.
     pub jwt_secret: SecretString,
     /// Signing algorithm for access tokens.
@@ -287,12 +184,10 @@ pub struct Config {
     pub email_change_url_template: Option<String>,
     /// Directories whose templates override the built-in ones.
     pub extra_template_dirs: Vec<String>,
-    /// Mail.
-    pub email: EmailConfig,
+    /// Mail sender and quota.
+    pub email: EmailPolicy,
     /// Hashing.
     pub password: PasswordConfig,
-    /// Transport limits.
-    pub http: HttpConfig,
     /// Sessions and refresh tokens.
     pub sessions: SessionsConfig,
 }
@@ -303,8 +198,6 @@ impl Default for Config {
             app_name: "RegStack".into(),
             base_url: "http://localhost:8000".into(),
             behind_proxy: false,
-            database_url: SecretString::from("sqlite:./regstack.db"),
-            mongodb_database: "regstack".into(),
             jwt_secret: SecretString::from(""),
             jwt_algorithm: JwtAlgorithm::HS256,
             jwt_ttl_seconds: 7200,
@@ -326,9 +219,8 @@ impl Default for Config {
             password_reset_url_template: None,
             email_change_url_template: None,
             extra_template_dirs: Vec::new(),
-            email: EmailConfig::default(),
+            email: EmailPolicy::default(),
             password: PasswordConfig::default(),
-            http: HttpConfig::default(),
             sessions: SessionsConfig::default(),
         }
     }
@@ -339,7 +231,6 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("app_name", &self.app_name)
             .field("base_url", &self.base_url)
-            .field("database_url", &"[redacted]")
             .field("jwt_secret", &"[redacted]")
             .field("jwt_algorithm", &self.jwt_algorithm)
             .field("jwt_ttl_seconds", &self.jwt_ttl_seconds)
@@ -477,31 +368,10 @@ impl Config {
                 "must be at most 60: past that a replay is theft, not a retry",
             ));
         }
-        if self.http.body_limit_bytes < 1024 {
-            return Err(ConfigError::new(
-                "http.body_limit_bytes",
-                "must be at least 1024",
-            ));
-        }
-        if !(1..=3600).contains(&self.http.request_timeout_seconds) {
-            return Err(ConfigError::new(
-                "http.request_timeout_seconds",
-                "must be between 1 and 3600",
-            ));
-        }
-        for origin in &self.http.cors_allowed_origins {
-            check_cors_origin(origin)?;
-        }
         if self.email.max_per_address_per_hour < 1 {
             return Err(ConfigError::new(
                 "email.max_per_address_per_hour",
                 "must be at least 1",
-            ));
-        }
-        if self.email.backend == EmailBackend::Smtp && self.email.smtp_host.is_none() {
-            return Err(ConfigError::new(
-                "email.smtp_host",
-                "is required when email.backend = \"smtp\"",
             ));
         }
         if regstack_ports::Email::parse(&self.email.from_address).is_err() {
@@ -534,77 +404,9 @@ impl Config {
     }
 }
 
-/// A CORS origin must be one exact origin, `scheme://host[:port]`, as a
-/// browser sends it in `Origin`. A wildcard would let any site read the
-/// API's answers with its users' credentials, and an entry with a path or a
-/// trailing slash would never match a real `Origin` and silently allow
-/// nothing.
-fn check_cors_origin(origin: &str) -> Result<(), ConfigError> {
-    let err = |why: &str| {
-        Err(ConfigError::new(
-            "http.cors_allowed_origins",
-            format!("{origin:?}: {why}"),
-        ))
-    };
-    if origin.contains('*') {
-        return err(
-            "wildcards are not allowed: list each origin that may call the API \
-             (e.g. \"https://app.example.com\")",
-        );
-    }
-    let Some((scheme, rest)) = origin.split_once("://") else {
-        return err("expected scheme://host[:port], e.g. \"https://app.example.com\"");
-    };
-    if !(scheme == "https" || scheme == "http") {
-        return err("the scheme must be http or https");
-    }
-    if rest.is_empty()
-        || rest.contains('/')
-        || rest.contains('?')
-        || rest.contains('#')
-        || !origin.is_ascii()
-        || origin.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return err(
-            "an origin is scheme://host[:port] only — no path, no trailing slash, \
-             ASCII (punycode for international names)",
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cors_origins_must_be_exact_origins() {
-        for good in ["https://app.example.com", "http://localhost:5173"] {
-            let mut c = valid();
-            c.http.cors_allowed_origins = vec![good.into()];
-            assert_eq!(c.validate(), Ok(()), "{good}");
-        }
-        for bad in [
-            "*",
-            "https://*.example.com",
-            "app.example.com",
-            "https://app.example.com/",
-            "https://app.example.com/path",
-            "ftp://app.example.com",
-            "https://",
-            "https://bücher.example",
-        ] {
-            let mut c = valid();
-            c.http.cors_allowed_origins = vec![bad.into()];
-            let e = c.validate().unwrap_err();
-            assert_eq!(e.key, "http.cors_allowed_origins", "{bad}");
-            assert!(
-                e.reason.contains(bad),
-                "the message names the entry: {}",
-                e.reason
-            );
-        }
-    }
 
     fn valid() -> Config {
         Config {
@@ -640,22 +442,28 @@ mod tests {
 
     #[test]
     fn debug_output_hides_secrets() {
-        let mut c = valid();
-        c.email.smtp_password = Some(SecretString::from("hunter2-smtp"));
-        c.database_url = SecretString::from("postgres://u:dbpass@h/db");
-        let shown = format!("{c:?}");
+        let shown = format!("{:?}", valid());
         assert!(!shown.contains("xxxxxxxx"));
-        assert!(!shown.contains("hunter2-smtp"));
-        assert!(!shown.contains("dbpass"));
     }
 
     #[test]
-    fn regstack_smtp_switch_maps_to_a_security_mode() {
-        let mut e = EmailConfig::default();
-        assert_eq!(e.effective_smtp_security(), SmtpSecurity::Starttls);
-        e.smtp_starttls = false;
-        assert_eq!(e.effective_smtp_security(), SmtpSecurity::Plain);
-        e.smtp_security = Some(SmtpSecurity::Tls);
-        assert_eq!(e.effective_smtp_security(), SmtpSecurity::Tls);
+    fn the_mail_policy_is_checked_here_naming_its_keys() {
+        let mut c = valid();
+        c.email.max_per_address_per_hour = 0;
+        assert_eq!(
+            c.validate().unwrap_err().key,
+            "email.max_per_address_per_hour"
+        );
+        let mut c = valid();
+        c.email.from_address = "not an address".into();
+        assert_eq!(c.validate().unwrap_err().key, "email.from_address");
+    }
+
+    #[test]
+    fn the_sender_is_the_display_name_or_app_name_and_the_address() {
+        let mut c = valid();
+        assert_eq!(c.from_header(), "RegStack <noreply@example.com>");
+        c.email.from_name = Some("Acme Accounts".into());
+        assert_eq!(c.from_header(), "Acme Accounts <noreply@example.com>");
     }
 }

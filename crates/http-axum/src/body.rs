@@ -18,6 +18,7 @@ use secrecy::SecretString;
 use serde_json::{json, Map, Value};
 
 use crate::error::{validation_entry, ApiError};
+use crate::settings::HttpSettings;
 
 /// A request model read from a JSON object.
 pub trait FromJsonObject: Sized {
@@ -75,13 +76,9 @@ fn untyped_body_is_cross_site(req: &Request) -> bool {
     }
     // A CORS-allowed origin is trusted like our own.
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let allowed_origin = match (origin, engine) {
-        (Some(o), Some(e)) => e
-            .config()
-            .http
-            .cors_allowed_origins
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(o)),
+    let http = req.extensions().get::<Arc<HttpSettings>>();
+    let allowed_origin = match (origin, http) {
+        (Some(o), Some(h)) => h.allows_origin(o),
         _ => false,
     };
     !allowed_origin

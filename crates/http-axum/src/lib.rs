@@ -6,7 +6,8 @@
 //! never touches a store or a mailer directly. Start at [`router`], then
 //! `handlers/` (one module per capability, one short function per route), `body.rs` (how a request
 //! body becomes a validated model, with regstack's 422 shapes) and
-//! `error.rs` (the status table).
+//! `error.rs` (the status table). The router's own settings (body limit,
+//! CORS, request deadline) are [`HttpSettings`], in `settings.rs`.
 //!
 //! Invariants:
 //! - every response is JSON, including 404, 405, 413, 415, 422 and panics;
@@ -19,6 +20,7 @@ pub mod cookie;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod settings;
 pub mod wire;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use extract::{CurrentUser, TrustProxy};
+pub use settings::HttpSettings;
 
 /// Answers unknown routes with regstack's JSON 404.
 pub async fn not_found() -> Response {
@@ -100,16 +103,20 @@ pub fn auth_layer(engine: Arc<Engine>) -> Extension<Arc<Engine>> {
 }
 
 /// The regstack API mounted at `api_prefix`, with its own 404/405 answers,
-/// body limit, security headers, panic guard, request tracing and (when
-/// configured) CORS. Merge it into a host's router as is.
-pub fn router(engine: Arc<Engine>) -> Router {
+/// `http`'s body limit and request deadline, security headers, panic guard,
+/// request tracing and (when `http` names origins) CORS. Merge it into a
+/// host's router as is. `http` should have passed
+/// [`HttpSettings::validate`]; a CORS entry that is not a header value is
+/// skipped.
+pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
     let cfg = engine.config().clone();
-    let limit = Duration::from_secs(cfg.http.request_timeout_seconds);
+    let limit = Duration::from_secs(http.request_timeout_seconds);
     let api = handlers::routes()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(cfg.http.body_limit_bytes))
+        .layer(DefaultBodyLimit::max(http.body_limit_bytes))
         .layer(Extension(engine.clone()))
+        .layer(Extension(Arc::new(http.clone())))
         .layer(Extension(TrustProxy(cfg.behind_proxy)))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             deadline(limit, request, next)
@@ -117,9 +124,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(engine);
     let mut app = Router::new().nest(&cfg.api_prefix, api);
     app = with_common_layers(app);
-    if !cfg.http.cors_allowed_origins.is_empty() {
-        let origins: Vec<HeaderValue> = cfg
-            .http
+    if !http.cors_allowed_origins.is_empty() {
+        let origins: Vec<HeaderValue> = http
             .cors_allowed_origins
             .iter()
             .filter_map(|o| HeaderValue::from_str(o).ok())

@@ -1,6 +1,6 @@
 //! A host app embedding regstack: `cargo run -p regstack --example host`.
 use axum::{routing::get, Router};
-use regstack::{Config, CurrentUser, RegStack};
+use regstack::{Config, CurrentUser, MailTransport, RegStack};
 
 const DEV_SECRET: &str = "dev-only-secret-set-APP_JWT_SECRET-in-production";
 
@@ -19,14 +19,17 @@ async fn maybe(me: Option<CurrentUser>) -> String {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let secret = std::env::var("APP_JWT_SECRET").unwrap_or_else(|_| DEV_SECRET.into());
-    let mut config = Config {
+    let config = Config {
         jwt_secret: secret.into(),
-        database_url: "sqlite:./host-example.db".into(),
         base_url: "http://127.0.0.1:3000".into(),
         ..Config::default()
     };
-    config.email.log_bodies = Some(true); // development: mailed links appear in the log
-    let rs = RegStack::builder(config).build().await?;
+    let rs = RegStack::builder(config)
+        .database_url("sqlite:./host-example.db")
+        // development: mailed links appear in the log
+        .mail_transport(MailTransport::Console { log_bodies: true })
+        .build()
+        .await?;
     let app = Router::new()
         .route("/private", get(private))
         .route("/maybe", get(maybe))

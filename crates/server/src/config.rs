@@ -1,18 +1,36 @@
-//! Loading `regstack.toml` and `REGSTACK_*` variables into a validated
-//! [`Config`], with regstack's key names (DECISIONS.md §4–§6).
+//! Loading `regstack.toml` and `REGSTACK_*` variables (DECISIONS.md §4–§6)
+//! into [`FileConfig`], the file-level shape with regstack's key names,
+//! and splitting it into the [`Settings`] parts each ring reads.
 //!
 //! Order, lowest first: built-in defaults, the TOML file (`--config`, else
 //! `$REGSTACK_CONFIG`, else `./regstack.toml` when present), then
 //! environment variables (`REGSTACK_EMAIL__SMTP_HOST` → `email.smtp_host`).
 //! A key regstack 0.9.3 knows but we do not implement yet is accepted with
 //! a warning; a key neither knows stops start-up naming the key.
+//!
+//! [`FileConfig`] lists every key itself rather than flattening the parts
+//! into one struct: serde's `deny_unknown_fields` does not work through
+//! `#[serde(flatten)]`, and the unknown-key error should list every key of
+//! the table it is in. Whole tables that belong to one part (`[password]`,
+//! `[sessions]`: core's; `[http]`: the HTTP layer's) are that part's type;
+//! `[email]` is split between core's sender and quota and the notify
+//! adapter's transport. Defaults come from the parts, so they are defined
+//! once.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::providers::{Format, Toml};
 use figment::value::{Dict, Value};
 use figment::Figment;
+use regstack_adapters_notify::{MailTransport, SmtpSecurity, SmtpSettings};
+use regstack_core::config::{EmailPolicy, JwtAlgorithm, PasswordConfig, SessionsConfig};
 use regstack_core::{Config, ConfigError};
+use regstack_http_axum::HttpSettings;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::settings::{DatabaseSettings, Settings};
 
 /// Top-level keys regstack 0.9.3 defines that this build does not
 /// implement yet: accepted, warned about, ignored.
@@ -64,11 +82,413 @@ const REGSTACK_ONLY_EMAIL_KEYS: &[&str] = &[
     "ses_secret_access_key",
 ];
 
+/// `email.backend`: which mail transport to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailBackend {
+    /// Log mail instead of sending it (development).
+    #[default]
+    Console,
+    /// Send through an SMTP relay.
+    Smtp,
+}
+
+/// `email.smtp_security`: how to secure the SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurityKey {
+    /// Upgrade a plain connection with STARTTLS (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS at all: only for a relay on the same host.
+    Plain,
+}
+
+/// `[email]` as written: core's sender and quota ([`EmailPolicy`]) and the
+/// notify adapter's transport ([`MailTransport`]) in one table.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailSection {
+    /// Transport.
+    pub backend: EmailBackend,
+    /// Sender address (policy).
+    pub from_address: String,
+    /// Sender display name; `app_name` when unset (policy).
+    pub from_name: Option<String>,
+    /// SMTP relay host; required with `backend = "smtp"`.
+    pub smtp_host: Option<String>,
+    /// SMTP relay port.
+    pub smtp_port: u16,
+    /// regstack's switch: STARTTLS on (true) or plain (false). Overridden by
+    /// `smtp_security` when that is set.
+    pub smtp_starttls: bool,
+    /// `starttls`, `tls` or `plain`; takes precedence over `smtp_starttls`.
+    pub smtp_security: Option<SmtpSecurityKey>,
+    /// SMTP user.
+    pub smtp_username: Option<String>,
+    /// SMTP password.
+    pub smtp_password: Option<SecretString>,
+    /// Seconds before an SMTP exchange is abandoned.
+    pub smtp_timeout_seconds: u64,
+    /// Console transport only: log the text body (it holds live links).
+    /// `None` means "not set": on in zero-config development mode, off
+    /// otherwise (DECISIONS.md §6).
+    pub log_bodies: Option<bool>,
+    /// At most this many mails to one address per hour (policy,
+    /// DECISIONS.md §20).
+    pub max_per_address_per_hour: u32,
+}
+
+impl Default for EmailSection {
+    fn default() -> Self {
+        let EmailPolicy {
+            from_address,
+            from_name,
+            max_per_address_per_hour,
+        } = EmailPolicy::default();
+        let smtp = SmtpSettings::new("");
+        Self {
+            backend: EmailBackend::Console,
+            from_address,
+            from_name,
+            smtp_host: None,
+            smtp_port: smtp.port,
+            smtp_starttls: smtp.security == SmtpSecurity::StartTls,
+            smtp_security: None,
+            smtp_username: None,
+            smtp_password: None,
+            smtp_timeout_seconds: smtp.timeout.as_secs(),
+            log_bodies: None,
+            max_per_address_per_hour,
+        }
+    }
+}
+
+impl std::fmt::Debug for EmailSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailSection")
+            .field("backend", &self.backend)
+            .field("from_address", &self.from_address)
+            .field("from_name", &self.from_name)
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_security", &self.effective_smtp_security())
+            .field("smtp_username", &self.smtp_username)
+            .field(
+                "smtp_password",
+                &self.smtp_password.as_ref().map(|_| "[redacted]"),
+            )
+            .field("log_bodies", &self.log_bodies)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmailSection {
+    /// The security mode after applying regstack's `smtp_starttls` switch.
+    pub fn effective_smtp_security(&self) -> SmtpSecurity {
+        match self.smtp_security {
+            Some(SmtpSecurityKey::Starttls) => SmtpSecurity::StartTls,
+            Some(SmtpSecurityKey::Tls) => SmtpSecurity::Tls,
+            Some(SmtpSecurityKey::Plain) => SmtpSecurity::Plain,
+            None if self.smtp_starttls => SmtpSecurity::StartTls,
+            None => SmtpSecurity::Plain,
+        }
+    }
+
+    /// Core's half and the adapter's half. An SMTP backend without a host
+    /// is refused here, naming `email.smtp_host`; the rest of the SMTP
+    /// settings are checked by the adapter when the mailer is built.
+    pub fn split(self) -> Result<(EmailPolicy, MailTransport), ConfigError> {
+        let security = self.effective_smtp_security();
+        let Self {
+            backend,
+            from_address,
+            from_name,
+            smtp_host,
+            smtp_port,
+            smtp_starttls: _,
+            smtp_security: _,
+            smtp_username,
+            smtp_password,
+            smtp_timeout_seconds,
+            log_bodies,
+            max_per_address_per_hour,
+        } = self;
+        let transport = match backend {
+            EmailBackend::Console => MailTransport::Console {
+                log_bodies: log_bodies.unwrap_or(false),
+            },
+            EmailBackend::Smtp => {
+                let Some(host) = smtp_host else {
+                    return Err(ConfigError::new(
+                        "email.smtp_host",
+                        "is required when email.backend = \"smtp\"",
+                    ));
+                };
+                MailTransport::Smtp(SmtpSettings {
+                    port: smtp_port,
+                    security,
+                    username: smtp_username,
+                    password: smtp_password,
+                    // regstack read 0 as "at once"; a send needs some time.
+                    timeout: Duration::from_secs(smtp_timeout_seconds.max(1)),
+                    ..SmtpSettings::new(host)
+                })
+            }
+        };
+        let policy = EmailPolicy {
+            from_address,
+            from_name,
+            max_per_address_per_hour,
+        };
+        Ok((policy, transport))
+    }
+}
+
+/// `regstack.toml` and `REGSTACK_*` as read: every key regstack-rs
+/// implements, with regstack's names and defaults. [`FileConfig::split`]
+/// turns it into the [`Settings`] parts.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// Product name shown in mail.
+    pub app_name: String,
+    /// Public origin of the service; every mailed link is built from it.
+    pub base_url: String,
+    /// Take the client IP from `Forwarded` / `X-Forwarded-For`.
+    pub behind_proxy: bool,
+    /// Storage location (server: [`DatabaseSettings::url`]).
+    pub database_url: SecretString,
+    /// MongoDB database used when the URL names none (server).
+    pub mongodb_database: String,
+    /// Key material for every token the service signs. At least 32 bytes.
+    pub jwt_secret: SecretString,
+    /// Signing algorithm for access tokens.
+    pub jwt_algorithm: JwtAlgorithm,
+    /// Access-token lifetime.
+    pub jwt_ttl_seconds: u64,
+    /// When set, tokens carry and must present this `aud`.
+    pub jwt_audience: Option<String>,
+    /// Registration waits for the address to be proven.
+    pub require_verification: bool,
+    /// Registration is open.
+    pub allow_registration: bool,
+    /// The forgot/reset routes exist.
+    pub enable_password_reset: bool,
+    /// `DELETE /account` exists.
+    pub enable_account_deletion: bool,
+    /// Verification link lifetime.
+    pub verification_token_ttl_seconds: u64,
+    /// Reset link lifetime.
+    pub password_reset_token_ttl_seconds: u64,
+    /// Email-change link lifetime.
+    pub email_change_token_ttl_seconds: u64,
+    /// Turns off the login lockout and the route limits.
+    pub rate_limit_disabled: bool,
+    /// Failed sign-ins allowed per address within the window.
+    pub login_lockout_threshold: u32,
+    /// Sliding window of the lockout.
+    pub login_lockout_window_seconds: u64,
+    /// Mount point of the JSON API.
+    pub api_prefix: String,
+    /// Mount point of the account pages (a later issue).
+    pub ui_prefix: String,
+    /// Path prefix for the links in mail.
+    pub email_link_prefix: Option<String>,
+    /// Full URL template of the verification link (`{base_url}`, `{token}`).
+    pub verify_url_template: Option<String>,
+    /// Full URL template of the reset link.
+    pub password_reset_url_template: Option<String>,
+    /// Full URL template of the email-change link.
+    pub email_change_url_template: Option<String>,
+    /// Directories whose templates override the built-in ones.
+    pub extra_template_dirs: Vec<String>,
+    /// `[email]`: sender, quota (core) and transport (notify adapter).
+    pub email: EmailSection,
+    /// `[password]`: hashing (core).
+    pub password: PasswordConfig,
+    /// `[http]`: body limit, CORS, request deadline (HTTP layer).
+    pub http: HttpSettings,
+    /// `[sessions]`: refresh-token families (core).
+    pub sessions: SessionsConfig,
+}
+
+impl Default for FileConfig {
+    /// Each key's default is its part's: listing every field here (no
+    /// `..`) makes a key added to core's `Config` fail to compile until the
+    /// file has it too.
+    fn default() -> Self {
+        let Config {
+            app_name,
+            base_url,
+            behind_proxy,
+            jwt_secret,
+            jwt_algorithm,
+            jwt_ttl_seconds,
+            jwt_audience,
+            require_verification,
+            allow_registration,
+            enable_password_reset,
+            enable_account_deletion,
+            verification_token_ttl_seconds,
+            password_reset_token_ttl_seconds,
+            email_change_token_ttl_seconds,
+            rate_limit_disabled,
+            login_lockout_threshold,
+            login_lockout_window_seconds,
+            api_prefix,
+            ui_prefix,
+            email_link_prefix,
+            verify_url_template,
+            password_reset_url_template,
+            email_change_url_template,
+            extra_template_dirs,
+            email: _,
+            password,
+            sessions,
+        } = Config::default();
+        let DatabaseSettings {
+            url: database_url,
+            mongodb_database,
+        } = DatabaseSettings::default();
+        Self {
+            app_name,
+            base_url,
+            behind_proxy,
+            database_url,
+            mongodb_database,
+            jwt_secret,
+            jwt_algorithm,
+            jwt_ttl_seconds,
+            jwt_audience,
+            require_verification,
+            allow_registration,
+            enable_password_reset,
+            enable_account_deletion,
+            verification_token_ttl_seconds,
+            password_reset_token_ttl_seconds,
+            email_change_token_ttl_seconds,
+            rate_limit_disabled,
+            login_lockout_threshold,
+            login_lockout_window_seconds,
+            api_prefix,
+            ui_prefix,
+            email_link_prefix,
+            verify_url_template,
+            password_reset_url_template,
+            email_change_url_template,
+            extra_template_dirs,
+            email: EmailSection::default(),
+            password,
+            http: HttpSettings::default(),
+            sessions,
+        }
+    }
+}
+
+impl std::fmt::Debug for FileConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileConfig")
+            .field("app_name", &self.app_name)
+            .field("base_url", &self.base_url)
+            .field("database_url", &"[redacted]")
+            .field("jwt_secret", &"[redacted]")
+            .field("jwt_algorithm", &self.jwt_algorithm)
+            .field("jwt_ttl_seconds", &self.jwt_ttl_seconds)
+            .field("api_prefix", &self.api_prefix)
+            .field("email", &self.email)
+            .field("password", &self.password)
+            .field("http", &self.http)
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileConfig {
+    /// The parts: core's policy, the database, the mail transport, the HTTP
+    /// settings. Fails only on what no part could hold (an SMTP backend
+    /// without a host); [`Settings::validate`] checks the values.
+    pub fn split(self) -> Result<Settings, ConfigError> {
+        let Self {
+            app_name,
+            base_url,
+            behind_proxy,
+            database_url,
+            mongodb_database,
+            jwt_secret,
+            jwt_algorithm,
+            jwt_ttl_seconds,
+            jwt_audience,
+            require_verification,
+            allow_registration,
+            enable_password_reset,
+            enable_account_deletion,
+            verification_token_ttl_seconds,
+            password_reset_token_ttl_seconds,
+            email_change_token_ttl_seconds,
+            rate_limit_disabled,
+            login_lockout_threshold,
+            login_lockout_window_seconds,
+            api_prefix,
+            ui_prefix,
+            email_link_prefix,
+            verify_url_template,
+            password_reset_url_template,
+            email_change_url_template,
+            extra_template_dirs,
+            email,
+            password,
+            http,
+            sessions,
+        } = self;
+        let (email, mail) = email.split()?;
+        Ok(Settings {
+            config: Config {
+                app_name,
+                base_url,
+                behind_proxy,
+                jwt_secret,
+                jwt_algorithm,
+                jwt_ttl_seconds,
+                jwt_audience,
+                require_verification,
+                allow_registration,
+                enable_password_reset,
+                enable_account_deletion,
+                verification_token_ttl_seconds,
+                password_reset_token_ttl_seconds,
+                email_change_token_ttl_seconds,
+                rate_limit_disabled,
+                login_lockout_threshold,
+                login_lockout_window_seconds,
+                api_prefix,
+                ui_prefix,
+                email_link_prefix,
+                verify_url_template,
+                password_reset_url_template,
+                email_change_url_template,
+                extra_template_dirs,
+                email,
+                password,
+                sessions,
+            },
+            database: DatabaseSettings {
+                url: database_url,
+                mongodb_database,
+            },
+            mail,
+            http,
+        })
+    }
+}
+
 /// A configuration ready to run, and how it came about.
 #[derive(Debug)]
 pub struct Loaded {
-    /// The settings (not yet validated: the facade validates).
-    pub config: Config,
+    /// The keys as read (not yet split or validated: see
+    /// [`FileConfig::split`], [`Settings::validate`]).
+    pub config: FileConfig,
     /// No file and no `REGSTACK_*` variable: the zero-config development
     /// mode (generated secret, mail bodies logged).
     pub development_mode: bool,
@@ -177,8 +597,9 @@ fn env_dict(env: &[(String, String)]) -> Dict {
     root
 }
 
-/// Turns raw key/values into a [`Config`], applying the unknown-key rules.
-pub fn from_dict(mut dict: Dict) -> Result<(Config, Vec<String>), ConfigError> {
+/// Turns raw key/values into a [`FileConfig`], applying the unknown-key
+/// rules.
+pub fn from_dict(mut dict: Dict) -> Result<(FileConfig, Vec<String>), ConfigError> {
     let mut warnings = Vec::new();
     if let Some(v) = dict.remove("transport") {
         // regstack allows only "bearer"; a host asking for cookies must not
@@ -210,7 +631,7 @@ pub fn from_dict(mut dict: Dict) -> Result<(Config, Vec<String>), ConfigError> {
             }
         }
     }
-    let config: Config = Figment::from(figment::providers::Serialized::defaults(dict))
+    let config: FileConfig = Figment::from(figment::providers::Serialized::defaults(dict))
         .extract_lossy()
         .map_err(|e| {
             let key = e.path.join(".");
@@ -347,5 +768,268 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    fn split(toml_src: &str) -> Settings {
+        from_dict(dict(toml_src)).unwrap().0.split().unwrap()
+    }
+
+    #[test]
+    fn the_file_defaults_are_each_parts_defaults() {
+        let s = FileConfig::default().split().unwrap();
+        let core = Config::default();
+        assert_eq!(s.config.app_name, core.app_name);
+        assert_eq!(s.config.jwt_ttl_seconds, 7200);
+        assert_eq!(s.config.login_lockout_threshold, 5);
+        assert_eq!(s.config.login_lockout_window_seconds, 900);
+        assert_eq!(s.config.email.max_per_address_per_hour, 5);
+        assert_eq!(s.config.email.from_address, "noreply@example.com");
+        assert_eq!(s.config.password.argon2_memory_kib, 65536);
+        assert_eq!(s.config.sessions.reuse_grace_seconds, 5);
+        use secrecy::ExposeSecret;
+        assert_eq!(s.database.url.expose_secret(), "sqlite:./regstack.db");
+        assert_eq!(s.database.mongodb_database, "regstack");
+        assert!(matches!(
+            s.mail,
+            MailTransport::Console { log_bodies: false }
+        ));
+        assert_eq!(s.http, HttpSettings::default());
+        assert_eq!(s.http.body_limit_bytes, 65536);
+        assert_eq!(s.http.request_timeout_seconds, 30);
+        // An empty table is the same as no table.
+        let empty = from_dict(dict("[email]\n[http]\n[password]\n[sessions]\n"))
+            .unwrap()
+            .0;
+        assert_eq!(format!("{empty:?}"), format!("{:?}", FileConfig::default()));
+    }
+
+    #[test]
+    fn every_key_lands_in_the_part_that_uses_it() {
+        let s = split(
+            r#"
+app_name = "Acme"
+base_url = "https://acme.example"
+behind_proxy = true
+database_url = "postgres://u:pw@db/acme"
+mongodb_database = "acme"
+jwt_secret = "0123456789abcdef0123456789abcdef"
+jwt_algorithm = "HS512"
+jwt_ttl_seconds = 600
+jwt_audience = "acme-api"
+require_verification = false
+allow_registration = false
+enable_password_reset = false
+enable_account_deletion = false
+verification_token_ttl_seconds = 120
+password_reset_token_ttl_seconds = 180
+email_change_token_ttl_seconds = 240
+rate_limit_disabled = true
+login_lockout_threshold = 7
+login_lockout_window_seconds = 60
+api_prefix = "/auth"
+ui_prefix = "/me"
+email_link_prefix = "/links"
+verify_url_template = "{base_url}/v/{token}"
+password_reset_url_template = "{base_url}/r/{token}"
+email_change_url_template = "{base_url}/c/{token}"
+extra_template_dirs = ["/etc/acme/templates"]
+
+[email]
+backend = "smtp"
+from_address = "accounts@acme.example"
+from_name = "Acme"
+smtp_host = "smtp.acme.example"
+smtp_port = 465
+smtp_starttls = false
+smtp_security = "tls"
+smtp_username = "acme"
+smtp_password = "smtp-pw"
+smtp_timeout_seconds = 7
+log_bodies = true
+max_per_address_per_hour = 9
+
+[password]
+argon2_memory_kib = 19456
+argon2_iterations = 2
+argon2_parallelism = 1
+max_concurrent_hashes = 3
+
+[http]
+body_limit_bytes = 2048
+cors_allowed_origins = ["https://spa.acme.example"]
+request_timeout_seconds = 12
+
+[sessions]
+refresh_idle_ttl_seconds = 3600
+refresh_absolute_ttl_seconds = 7200
+reuse_grace_seconds = 2
+refresh_cookie = true
+"#,
+        );
+        use secrecy::ExposeSecret;
+        let c = &s.config;
+        assert_eq!(c.app_name, "Acme");
+        assert_eq!(c.base_url, "https://acme.example");
+        assert!(c.behind_proxy);
+        assert_eq!(
+            c.jwt_secret.expose_secret(),
+            "0123456789abcdef0123456789abcdef"
+        );
+        assert_eq!(c.jwt_algorithm, JwtAlgorithm::HS512);
+        assert_eq!(c.jwt_ttl_seconds, 600);
+        assert_eq!(c.jwt_audience.as_deref(), Some("acme-api"));
+        assert!(!c.require_verification);
+        assert!(!c.allow_registration);
+        assert!(!c.enable_password_reset);
+        assert!(!c.enable_account_deletion);
+        assert_eq!(c.verification_token_ttl_seconds, 120);
+        assert_eq!(c.password_reset_token_ttl_seconds, 180);
+        assert_eq!(c.email_change_token_ttl_seconds, 240);
+        assert!(c.rate_limit_disabled);
+        assert_eq!(c.login_lockout_threshold, 7);
+        assert_eq!(c.login_lockout_window_seconds, 60);
+        assert_eq!(c.api_prefix, "/auth");
+        assert_eq!(c.ui_prefix, "/me");
+        assert_eq!(c.email_link_prefix.as_deref(), Some("/links"));
+        assert_eq!(
+            c.verify_url_template.as_deref(),
+            Some("{base_url}/v/{token}")
+        );
+        assert_eq!(
+            c.password_reset_url_template.as_deref(),
+            Some("{base_url}/r/{token}")
+        );
+        assert_eq!(
+            c.email_change_url_template.as_deref(),
+            Some("{base_url}/c/{token}")
+        );
+        assert_eq!(
+            c.extra_template_dirs,
+            vec!["/etc/acme/templates".to_owned()]
+        );
+        assert_eq!(c.email.from_address, "accounts@acme.example");
+        assert_eq!(c.email.from_name.as_deref(), Some("Acme"));
+        assert_eq!(c.email.max_per_address_per_hour, 9);
+        assert_eq!(c.password.argon2_memory_kib, 19456);
+        assert_eq!(c.password.argon2_iterations, 2);
+        assert_eq!(c.password.argon2_parallelism, 1);
+        assert_eq!(c.password.max_concurrent_hashes, Some(3));
+        assert_eq!(c.sessions.refresh_idle_ttl_seconds, 3600);
+        assert_eq!(c.sessions.refresh_absolute_ttl_seconds, 7200);
+        assert_eq!(c.sessions.reuse_grace_seconds, 2);
+        assert!(c.sessions.refresh_cookie);
+
+        assert_eq!(s.database.url.expose_secret(), "postgres://u:pw@db/acme");
+        assert_eq!(s.database.mongodb_database, "acme");
+
+        let MailTransport::Smtp(smtp) = &s.mail else {
+            panic!("{:?}", s.mail)
+        };
+        assert_eq!(smtp.host, "smtp.acme.example");
+        assert_eq!(smtp.port, 465);
+        assert_eq!(smtp.security, SmtpSecurity::Tls);
+        assert_eq!(smtp.username.as_deref(), Some("acme"));
+        assert_eq!(
+            smtp.password.as_ref().map(|p| p.expose_secret().to_owned()),
+            Some("smtp-pw".to_owned())
+        );
+        assert_eq!(smtp.timeout, Duration::from_secs(7));
+        assert!(!smtp.accept_invalid_certs);
+
+        assert_eq!(s.http.body_limit_bytes, 2048);
+        assert_eq!(
+            s.http.cors_allowed_origins,
+            vec!["https://spa.acme.example".to_owned()]
+        );
+        assert_eq!(s.http.request_timeout_seconds, 12);
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_console_logs_bodies_only_when_asked() {
+        let on = split("[email]\nlog_bodies = true\n");
+        assert!(matches!(
+            on.mail,
+            MailTransport::Console { log_bodies: true }
+        ));
+        let unset = split("[email]\nfrom_address = \"a@b.example\"\n");
+        assert!(matches!(
+            unset.mail,
+            MailTransport::Console { log_bodies: false }
+        ));
+    }
+
+    #[test]
+    fn an_smtp_backend_without_a_host_names_email_smtp_host() {
+        let err = from_dict(dict("[email]\nbackend = \"smtp\"\n"))
+            .unwrap()
+            .0
+            .split()
+            .unwrap_err();
+        assert_eq!(err.key, "email.smtp_host");
+    }
+
+    #[test]
+    fn regstack_smtp_switch_maps_to_a_security_mode() {
+        let mut e = EmailSection::default();
+        assert_eq!(e.effective_smtp_security(), SmtpSecurity::StartTls);
+        e.smtp_starttls = false;
+        assert_eq!(e.effective_smtp_security(), SmtpSecurity::Plain);
+        e.smtp_security = Some(SmtpSecurityKey::Tls);
+        assert_eq!(e.effective_smtp_security(), SmtpSecurity::Tls);
+        // A zero timeout still leaves a send some time, as before.
+        e.backend = EmailBackend::Smtp;
+        e.smtp_host = Some("smtp.example.com".into());
+        e.smtp_timeout_seconds = 0;
+        let (_, MailTransport::Smtp(smtp)) = e.split().unwrap() else {
+            panic!("smtp expected")
+        };
+        assert_eq!(smtp.timeout, Duration::from_secs(1));
+        assert_eq!(smtp.port, 587);
+    }
+
+    #[test]
+    fn an_unknown_key_in_any_table_fails_naming_it_and_listing_the_table() {
+        for (src, key) in [
+            ("[http]\nbody_limit = 1", "body_limit"),
+            ("[password]\nargon2_memory = 1", "argon2_memory"),
+            ("[sessions]\nrefresh_ttl = 1", "refresh_ttl"),
+            ("[email]\nsmtp_hots = \"x\"", "smtp_hots"),
+            ("database_ur = \"sqlite:x.db\"", "database_ur"),
+        ] {
+            let err = from_dict(dict(src)).unwrap_err().to_string();
+            assert!(err.contains(key), "{src}: {err}");
+        }
+        // The list of keys in the message covers the whole table, both
+        // halves of `[email]` alike.
+        let err = from_dict(dict("[email]\nsmtp_hots = \"x\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("smtp_host") && err.contains("from_address"),
+            "{err}"
+        );
+        let err = from_dict(dict("app_nam = \"x\"")).unwrap_err().to_string();
+        assert!(
+            err.contains("database_url") && err.contains("jwt_secret"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let (c, _) = from_dict(dict(
+            "jwt_secret = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"\n\
+             database_url = \"postgres://u:dbpass@h/db\"\n\
+             [email]\nsmtp_password = \"hunter2-smtp\"\n",
+        ))
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("xxxxxxxx"));
+        assert!(!shown.contains("hunter2-smtp"));
+        assert!(!shown.contains("dbpass"));
+        let parts = format!("{:?}", c.split().unwrap());
+        assert!(!parts.contains("xxxxxxxx"));
+        assert!(!parts.contains("dbpass"));
     }
 }

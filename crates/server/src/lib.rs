@@ -3,9 +3,12 @@
 //! [`CurrentUser`]. Also the `regstack` binary's wiring.
 //!
 //! This is the only crate that knows every ring of the hexagon: it turns
-//! configuration into adapters (SQLite stores, console or SMTP mail), hands
-//! them to `core`'s engine through the ports, and puts the HTTP layer in
-//! front. Hosts may pass their own stores, mailer, clock or hasher instead.
+//! [`Settings`] — core's policy [`Config`], the [`DatabaseSettings`], the
+//! notify adapter's [`MailTransport`], the HTTP layer's [`HttpSettings`] —
+//! into adapters (stores, console or SMTP mail), hands them to `core`'s
+//! engine through the ports, and puts the HTTP layer in front. Hosts may
+//! pass their own stores, mailer, clock or hasher instead. `config.rs` reads
+//! `regstack.toml` and `REGSTACK_*` and splits them into those parts.
 //!
 //! ```no_run
 //! # async fn host() -> Result<(), Box<dyn std::error::Error>> {
@@ -13,6 +16,7 @@
 //! use regstack::{Config, CurrentUser, RegStack};
 //!
 //! let rs = RegStack::builder(Config { jwt_secret: "…at least 32 bytes of secret…".into(), ..Config::default() })
+//!     .database_url("sqlite:./app.db")
 //!     .build()
 //!     .await?;
 //! let app = Router::new()
@@ -23,6 +27,7 @@
 //! ```
 
 pub mod config;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,16 +38,17 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use regstack_adapters_notify::{ConsoleMailer, SmtpMailer, SmtpSettings};
-use regstack_core::config::{EmailBackend, SmtpSecurity};
+use regstack_adapters_notify::SmtpConfigError;
 use regstack_core::password::Argon2Hasher;
-use regstack_core::{Deps, Engine, EngineError, EventBus};
+use regstack_core::{ConfigError, Deps, Engine, EngineError, EventBus};
 use regstack_ports::{Clock, Mailer, PasswordHasher, Stores, SystemClock};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+pub use regstack_adapters_notify::{MailTransport, SmtpSecurity, SmtpSettings};
 pub use regstack_core::{Config, Event, EventKind};
-pub use regstack_http_axum::CurrentUser;
+pub use regstack_http_axum::{CurrentUser, HttpSettings};
+pub use settings::{DatabaseSettings, Settings};
 
 /// Building a [`RegStack`] failed; the message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +58,7 @@ pub enum BuildError {
     Engine(#[from] EngineError),
     /// A configuration value (also database URL and mail settings).
     #[error(transparent)]
-    Config(#[from] regstack_core::ConfigError),
+    Config(#[from] ConfigError),
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
     Database(#[from] regstack_ports::StoreError),
@@ -117,9 +123,9 @@ pub fn parse_database_url(url: &str) -> Result<Backend, regstack_core::ConfigErr
 }
 
 /// Assembles a [`RegStack`]; every part has a default built from the
-/// configuration.
+/// settings.
 pub struct RegStackBuilder {
-    config: Config,
+    settings: Settings,
     stores: Option<Stores>,
     mailer: Option<Arc<dyn Mailer>>,
     clock: Option<Arc<dyn Clock>>,
@@ -128,6 +134,29 @@ pub struct RegStackBuilder {
 }
 
 impl RegStackBuilder {
+    /// Store accounts here (default `sqlite:./regstack.db`); ignored when
+    /// [`stores`](Self::stores) are given.
+    pub fn database(mut self, database: DatabaseSettings) -> Self {
+        self.settings.database = database;
+        self
+    }
+    /// Store accounts at `url` (`sqlite:…`, `postgres://…`, `mongodb://…`).
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.settings.database.url = url.into().into();
+        self
+    }
+    /// Deliver mail this way (default: the console, bodies not logged);
+    /// ignored when a [`mailer`](Self::mailer) is given.
+    pub fn mail_transport(mut self, transport: MailTransport) -> Self {
+        self.settings.mail = transport;
+        self
+    }
+    /// Body limit, CORS origins and request deadline of
+    /// [`RegStack::router`] (default [`HttpSettings::default`]).
+    pub fn http(mut self, http: HttpSettings) -> Self {
+        self.settings.http = http;
+        self
+    }
     /// Use these stores instead of opening `database_url` (a host's own
     /// pool: `regstack_adapters_sql::sqlite::stores(pool)`).
     pub fn stores(mut self, stores: Stores) -> Self {
@@ -156,29 +185,32 @@ impl RegStackBuilder {
         self
     }
 
-    /// Opens storage (migrating it), builds the mailer and the engine.
+    /// Checks every part of the settings, builds the mailer, opens storage
+    /// (migrating it) and builds the engine. A bad setting, SMTP included,
+    /// fails before the database is touched.
     pub async fn build(self) -> Result<RegStack, BuildError> {
-        let config = self.config;
-        config.validate()?;
-        let stores = match self.stores {
-            Some(s) => s,
-            None => {
-                open_stores(
-                    config.database_url.expose_secret(),
-                    &config.mongodb_database,
-                )
-                .await?
-            }
-        };
+        self.settings.validate()?;
+        let Settings {
+            config,
+            database,
+            mail,
+            http,
+        } = self.settings;
         let mailer = match self.mailer {
             Some(m) => m,
-            None => build_mailer(&config)?,
+            None => mail
+                .mailer(&config.from_header())
+                .map_err(smtp_config_error)?,
+        };
+        let stores = match self.stores {
+            Some(s) => s,
+            None => open_stores(database.url.expose_secret(), &database.mongodb_database).await?,
         };
         let hasher: Arc<dyn PasswordHasher> = match self.hasher {
             Some(h) => h,
             None => Arc::new(
                 Argon2Hasher::new(&config.password)
-                    .map_err(|e| regstack_core::ConfigError::new("password", e.to_string()))?,
+                    .map_err(|e| ConfigError::new("password", e.to_string()))?,
             ),
         };
         let template_overrides = read_template_overrides(&config.extra_template_dirs)?;
@@ -195,6 +227,7 @@ impl RegStackBuilder {
         )?;
         Ok(RegStack {
             engine: Arc::new(engine),
+            http: Arc::new(http),
         })
     }
 }
@@ -221,30 +254,18 @@ pub async fn open_stores(url: &str, mongo_db: &str) -> Result<Stores, BuildError
     }
 }
 
-fn build_mailer(config: &Config) -> Result<Arc<dyn Mailer>, BuildError> {
-    let email = &config.email;
-    match email.backend {
-        EmailBackend::Console => Ok(Arc::new(ConsoleMailer::new(
-            config.from_header(),
-            email.log_bodies.unwrap_or(false),
-        ))),
-        EmailBackend::Smtp => {
-            let host = email.smtp_host.clone().unwrap_or_default();
-            let mut s = SmtpSettings::new(host, config.from_header());
-            s.port = email.smtp_port;
-            s.security = match email.effective_smtp_security() {
-                SmtpSecurity::Starttls => regstack_adapters_notify::SmtpSecurity::StartTls,
-                SmtpSecurity::Tls => regstack_adapters_notify::SmtpSecurity::Tls,
-                SmtpSecurity::Plain => regstack_adapters_notify::SmtpSecurity::Plain,
-            };
-            s.username.clone_from(&email.smtp_username);
-            s.password.clone_from(&email.smtp_password);
-            s.timeout = Duration::from_secs(email.smtp_timeout_seconds.max(1));
-            let mailer = SmtpMailer::new(s)
-                .map_err(|e| regstack_core::ConfigError::new("email", e.to_string()))?;
-            Ok(Arc::new(mailer))
-        }
-    }
+/// The adapter's refusal of the SMTP settings or the sender, named by the
+/// `regstack.toml` key an operator would change.
+fn smtp_config_error(e: SmtpConfigError) -> ConfigError {
+    let key = match e {
+        SmtpConfigError::MissingHost => "email.smtp_host",
+        SmtpConfigError::ZeroPort => "email.smtp_port",
+        SmtpConfigError::ZeroTimeout => "email.smtp_timeout_seconds",
+        SmtpConfigError::IncompleteCredentials => "email.smtp_username",
+        SmtpConfigError::CredentialsWithoutTls { .. } => "email.smtp_security",
+        SmtpConfigError::InvalidFrom { .. } | SmtpConfigError::Tls(_) => "email",
+    };
+    ConfigError::new(key, e.to_string())
 }
 
 fn read_template_overrides(dirs: &[String]) -> Result<HashMap<String, String>, BuildError> {
@@ -279,21 +300,25 @@ fn read_template_overrides(dirs: &[String]) -> Result<HashMap<String, String>, B
 #[derive(Clone)]
 pub struct RegStack {
     engine: Arc<Engine>,
+    http: Arc<HttpSettings>,
 }
 
 impl std::fmt::Debug for RegStack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegStack")
             .field("engine", &self.engine)
+            .field("http", &self.http)
             .finish()
     }
 }
 
 impl RegStack {
-    /// Starts assembling an instance from a configuration.
-    pub fn builder(config: Config) -> RegStackBuilder {
+    /// Starts assembling an instance from its settings: a bare policy
+    /// [`Config`] (every other part at its default, changed with the
+    /// builder's methods) or whole [`Settings`] (as the binary reads them).
+    pub fn builder(settings: impl Into<Settings>) -> RegStackBuilder {
         RegStackBuilder {
-            config,
+            settings: settings.into(),
             stores: None,
             mailer: None,
             clock: None,
@@ -304,7 +329,7 @@ impl RegStack {
 
     /// The JSON API at `api_prefix`; merge it into your router.
     pub fn router(&self) -> Router {
-        regstack_http_axum::router(self.engine.clone())
+        regstack_http_axum::router(self.engine.clone(), &self.http)
     }
 
     /// Makes [`CurrentUser`] work on your own routes.
@@ -374,6 +399,59 @@ impl RegStack {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn valid() -> Config {
+        Config {
+            jwt_secret: "x".repeat(32).into(),
+            ..Config::default()
+        }
+    }
+
+    fn config_key(r: Result<RegStack, BuildError>) -> String {
+        match r {
+            Err(BuildError::Config(e)) => e.key,
+            Err(other) => panic!("not a configuration error: {other}"),
+            Ok(_) => panic!("built"),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_part_is_checked_before_the_database_is_touched() {
+        // Each of these would open `sqlite:./regstack.db` if it got that far.
+        let http = HttpSettings {
+            request_timeout_seconds: 0,
+            ..HttpSettings::default()
+        };
+        let r = RegStack::builder(valid()).http(http).build().await;
+        assert_eq!(config_key(r), "http.request_timeout_seconds");
+        let r = RegStack::builder(valid())
+            .database_url("mysql://db/x")
+            .build()
+            .await;
+        assert_eq!(config_key(r), "database_url");
+        let r = RegStack::builder(valid())
+            .mail_transport(MailTransport::Smtp(SmtpSettings::new(" ")))
+            .build()
+            .await;
+        assert_eq!(config_key(r), "email.smtp_host");
+        let r = RegStack::builder(Config::default()).build().await;
+        assert_eq!(config_key(r), "jwt_secret");
+    }
+
+    #[test]
+    fn smtp_refusals_name_the_key_to_change() {
+        let key = |e| smtp_config_error(e).key;
+        assert_eq!(key(SmtpConfigError::MissingHost), "email.smtp_host");
+        assert_eq!(key(SmtpConfigError::ZeroPort), "email.smtp_port");
+        assert_eq!(
+            key(SmtpConfigError::IncompleteCredentials),
+            "email.smtp_username"
+        );
+        assert_eq!(
+            key(SmtpConfigError::CredentialsWithoutTls { host: "h".into() }),
+            "email.smtp_security"
+        );
+    }
 
     #[test]
     fn database_urls_pick_the_backend_and_file() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use regstack::config::{development_secret, load, secret_path};
-use regstack::{parse_database_url, Backend, RegStack};
+use regstack::{parse_database_url, Backend, MailTransport, RegStack, Settings};
 use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Parser)]
@@ -61,7 +61,7 @@ fn init_logging() {
 }
 
 struct Prepared {
-    config: regstack::Config,
+    settings: Settings,
     development_mode: bool,
     secret_note: Option<String>,
 }
@@ -104,9 +104,10 @@ fn prepare(
             }
         ));
     }
-    config.validate()?;
+    let settings = config.split()?;
+    settings.validate()?;
     Ok(Prepared {
-        config,
+        settings,
         development_mode: loaded.development_mode,
         secret_note,
     })
@@ -143,22 +144,14 @@ async fn serve(host: String, port: u16, config_path: Option<PathBuf>) -> anyhow:
     };
     let local_url = format!("http://{shown_host}:{}", addr.port());
     let p = prepare(config_path.as_deref(), Some(local_url.clone()))?;
-    let database = p.config.database_url.expose_secret().to_owned();
-    let mail = match p.config.email.backend {
-        regstack_core::config::EmailBackend::Console if p.config.email.log_bodies == Some(true) => {
-            "console (bodies logged)".to_owned()
-        }
-        regstack_core::config::EmailBackend::Console => "console".to_owned(),
-        regstack_core::config::EmailBackend::Smtp => {
-            format!(
-                "smtp {}:{}",
-                p.config.email.smtp_host.as_deref().unwrap_or(""),
-                p.config.email.smtp_port
-            )
-        }
+    let database = p.settings.database.url.expose_secret().to_owned();
+    let mail = match &p.settings.mail {
+        MailTransport::Console { log_bodies: true } => "console (bodies logged)".to_owned(),
+        MailTransport::Console { log_bodies: false } => "console".to_owned(),
+        MailTransport::Smtp(smtp) => format!("smtp {}:{}", smtp.host, smtp.port),
     };
-    let api = format!("{local_url}{}", p.config.api_prefix);
-    let rs = RegStack::builder(p.config).build().await?;
+    let api = format!("{local_url}{}", p.settings.config.api_prefix);
+    let rs = RegStack::builder(p.settings).build().await?;
     let housekeeping = rs.spawn_housekeeping(Duration::from_secs(300));
     let app = rs.router().merge(regstack_http_axum::with_common_layers(
         rs.health_router().fallback(regstack_http_axum::not_found),
@@ -222,17 +215,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { host, port, config } => serve(host, port, config).await,
         Command::Migrate { config } => {
             let p = prepare(config.as_deref(), None)?;
-            regstack::open_stores(
-                p.config.database_url.expose_secret(),
-                &p.config.mongodb_database,
-            )
-            .await?;
+            let database = &p.settings.database;
+            regstack::open_stores(database.url.expose_secret(), &database.mongodb_database).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::Purge { config } => {
             let p = prepare(config.as_deref(), None)?;
-            let rs = RegStack::builder(p.config).build().await?;
+            let rs = RegStack::builder(p.settings).build().await?;
             let report = rs.engine().purge_expired().await?;
             println!("{report:?}");
             Ok(())

@@ -1,0 +1,180 @@
+//! `[http]`: the HTTP layer's own settings — body limit, CORS origins and
+//! the per-request deadline — and their validation.
+//!
+//! They live here, next to [`router`](crate::router) which applies them,
+//! rather than in `core`'s policy `Config`: the engine decides nothing with
+//! them. The server reads them from `regstack.toml`'s `[http]` table (this
+//! type is that table: same keys, same defaults) and hands them to the
+//! router; a host building in code passes [`HttpSettings::default`] or its
+//! own.
+
+use regstack_core::ConfigError;
+use serde::Deserialize;
+
+/// `[http]`: transport limits and CORS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Largest request body accepted; larger gets 413.
+    pub body_limit_bytes: usize,
+    /// Origins allowed by CORS; empty sends no CORS headers at all.
+    pub cors_allowed_origins: Vec<String>,
+    /// A request without an answer after this long gets 503 with
+    /// `Retry-After` instead of waiting on: a database that accepts
+    /// connections but stops answering must not hold clients (and their
+    /// connections to us) forever. Sign-ins queued behind the hashing bound
+    /// count too, so this also sheds a flood.
+    pub request_timeout_seconds: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 65536,
+            cors_allowed_origins: Vec::new(),
+            request_timeout_seconds: 30,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// Checks every value before the service starts; the error names the
+    /// key as written in `regstack.toml` (`http.…`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.body_limit_bytes < 1024 {
+            return Err(ConfigError::new(
+                "http.body_limit_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if !(1..=3600).contains(&self.request_timeout_seconds) {
+            return Err(ConfigError::new(
+                "http.request_timeout_seconds",
+                "must be between 1 and 3600",
+            ));
+        }
+        for origin in &self.cors_allowed_origins {
+            check_cors_origin(origin)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `origin` (a request's `Origin`) is one of the CORS origins.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.cors_allowed_origins
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// A CORS origin must be one exact origin, `scheme://host[:port]`, as a
+/// browser sends it in `Origin`. A wildcard would let any site read the
+/// API's answers with its users' credentials, and an entry with a path or a
+/// trailing slash would never match a real `Origin` and silently allow
+/// nothing.
+fn check_cors_origin(origin: &str) -> Result<(), ConfigError> {
+    let err = |why: &str| {
+        Err(ConfigError::new(
+            "http.cors_allowed_origins",
+            format!("{origin:?}: {why}"),
+        ))
+    };
+    if origin.contains('*') {
+        return err(
+            "wildcards are not allowed: list each origin that may call the API \
+             (e.g. \"https://app.example.com\")",
+        );
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return err("expected scheme://host[:port], e.g. \"https://app.example.com\"");
+    };
+    if !(scheme == "https" || scheme == "http") {
+        return err("the scheme must be http or https");
+    }
+    if rest.is_empty()
+        || rest.contains('/')
+        || rest.contains('?')
+        || rest.contains('#')
+        || !origin.is_ascii()
+        || origin.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return err(
+            "an origin is scheme://host[:port] only — no path, no trailing slash, \
+             ASCII (punycode for international names)",
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(HttpSettings::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn cors_origins_must_be_exact_origins() {
+        for good in ["https://app.example.com", "http://localhost:5173"] {
+            let h = HttpSettings {
+                cors_allowed_origins: vec![good.into()],
+                ..HttpSettings::default()
+            };
+            assert_eq!(h.validate(), Ok(()), "{good}");
+        }
+        for bad in [
+            "*",
+            "https://*.example.com",
+            "app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "ftp://app.example.com",
+            "https://",
+            "https://bücher.example",
+        ] {
+            let h = HttpSettings {
+                cors_allowed_origins: vec![bad.into()],
+                ..HttpSettings::default()
+            };
+            let e = h.validate().unwrap_err();
+            assert_eq!(e.key, "http.cors_allowed_origins", "{bad}");
+            assert!(
+                e.reason.contains(bad),
+                "the message names the entry: {}",
+                e.reason
+            );
+        }
+    }
+
+    #[test]
+    fn a_tiny_body_limit_or_an_unbounded_deadline_names_its_key() {
+        let h = HttpSettings {
+            body_limit_bytes: 1023,
+            ..HttpSettings::default()
+        };
+        assert_eq!(h.validate().unwrap_err().key, "http.body_limit_bytes");
+        for seconds in [0, 3601] {
+            let h = HttpSettings {
+                request_timeout_seconds: seconds,
+                ..HttpSettings::default()
+            };
+            assert_eq!(
+                h.validate().unwrap_err().key,
+                "http.request_timeout_seconds",
+                "{seconds}"
+            );
+        }
+    }
+
+    #[test]
+    fn allowed_origins_match_without_regard_to_case() {
+        let h = HttpSettings {
+            cors_allowed_origins: vec!["https://SPA.example".into()],
+            ..HttpSettings::default()
+        };
+        assert!(h.allows_origin("https://spa.example"));
+        assert!(!h.allows_origin("https://evil.example"));
+    }
+}

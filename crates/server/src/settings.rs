@@ -1,0 +1,141 @@
+//! [`Settings`]: everything a regstack instance is built from, in the parts
+//! each ring reads — `core`'s policy [`Config`], the storage location
+//! ([`DatabaseSettings`], this crate's), the mail transport
+//! ([`MailTransport`], the notify adapter's) and the HTTP layer's
+//! [`HttpSettings`].
+//!
+//! Each part validates itself, next to the code that uses it; this module
+//! only holds them together. The binary gets them by splitting the
+//! file-level shape of `regstack.toml` ([`crate::config::FileConfig`]); a
+//! host builds them in code, usually starting from a `Config`
+//! (`Settings::from(config)` takes every other part's defaults).
+
+use regstack_adapters_notify::MailTransport;
+use regstack_core::{Config, ConfigError};
+use regstack_http_axum::HttpSettings;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::parse_database_url;
+
+/// Where accounts are stored: the server's own settings (`database_url`,
+/// `mongodb_database` in `regstack.toml`).
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    /// Storage location; the scheme picks the backend (`sqlite:`,
+    /// `postgres:`/`postgresql:`, `mongodb:`; regstack's
+    /// `sqlite+aiosqlite:` and `postgresql+asyncpg:` spellings too). A
+    /// secret: it may carry a password.
+    pub url: SecretString,
+    /// MongoDB database used when the URL names none (regstack's key).
+    pub mongodb_database: String,
+}
+
+impl Default for DatabaseSettings {
+    /// `sqlite:./regstack.db`, MongoDB database `regstack` (regstack's).
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("sqlite:./regstack.db"),
+            mongodb_database: "regstack".into(),
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// Settings for `url`, with the default MongoDB database name.
+    pub fn from_url(url: impl Into<String>) -> Self {
+        Self {
+            url: SecretString::from(url.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Checks that `database_url` names a backend this build has.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        parse_database_url(self.url.expose_secret()).map(|_| ())
+    }
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &"[redacted]")
+            .field("mongodb_database", &self.mongodb_database)
+            .finish()
+    }
+}
+
+/// Everything [`RegStack::builder`](crate::RegStack::builder) needs, by
+/// part. `RegStack::builder(config)` takes a bare [`Config`] too: it becomes
+/// `Settings::from(config)`.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// What the engine decides with (core).
+    pub config: Config,
+    /// Where accounts are stored.
+    pub database: DatabaseSettings,
+    /// How mail leaves; the sender is `config.email`'s.
+    pub mail: MailTransport,
+    /// Body limit, CORS, request deadline.
+    pub http: HttpSettings,
+}
+
+impl From<Config> for Settings {
+    fn from(config: Config) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+}
+
+impl Settings {
+    /// Checks every part; the error names the key as written in
+    /// `regstack.toml`. (SMTP settings are checked when the mailer is
+    /// built, by the adapter.)
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.config.validate()?;
+        self.database.validate()?;
+        self.http.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_is_never_shown() {
+        let d = DatabaseSettings::from_url("postgres://u:dbpass@h/db");
+        assert!(!format!("{d:?}").contains("dbpass"));
+    }
+
+    #[test]
+    fn the_database_part_names_its_key() {
+        assert_eq!(DatabaseSettings::default().validate(), Ok(()));
+        assert_eq!(
+            DatabaseSettings::from_url("mysql://x")
+                .validate()
+                .unwrap_err()
+                .key,
+            "database_url"
+        );
+    }
+
+    #[test]
+    fn every_part_is_validated() {
+        let valid = Settings::from(Config {
+            jwt_secret: "x".repeat(32).into(),
+            ..Config::default()
+        });
+        assert_eq!(valid.validate(), Ok(()));
+        let mut s = valid.clone();
+        s.http.body_limit_bytes = 10;
+        assert_eq!(s.validate().unwrap_err().key, "http.body_limit_bytes");
+        let mut s = valid.clone();
+        s.database = DatabaseSettings::from_url("ftp://x");
+        assert_eq!(s.validate().unwrap_err().key, "database_url");
+        let mut s = valid;
+        s.config.jwt_secret = "short".into();
+        assert_eq!(s.validate().unwrap_err().key, "jwt_secret");
+    }
+}
