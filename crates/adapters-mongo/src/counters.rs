@@ -207,8 +207,23 @@ fn regex_literal(s: &str) -> String {
 }
 
 impl MongoStores {
-    /// Forgets every attempt against an address.
+    /// Forgets every attempt against an address (a sign-in or a
+    /// credential change proved the owner). The window is emptied, not
+    /// deleted: a concurrent `admit` between finding no document and
+    /// creating it could otherwise lose it again and again to a stream of
+    /// successful sign-ins; an empty window is removed by `purge` (only if
+    /// still empty) or by the TTL monitor.
     pub(crate) async fn clear_attempts(&self, email: &str) -> Result<(), StoreError> {
+        run(self
+            .login_attempts
+            .update_one(doc! { "_id": email }, doc! { "$set": { "at": [] } }))
+        .await
+        .map(drop)
+    }
+
+    /// Deletes an address's window (account deletion: nothing of the
+    /// account stays behind).
+    pub(crate) async fn delete_attempts(&self, email: &str) -> Result<(), StoreError> {
         run(self.login_attempts.delete_one(doc! { "_id": email }))
             .await
             .map(drop)

@@ -364,7 +364,7 @@ impl UserStore for MongoStores {
         // rows keyed by an address someone could register anew.)
         self.delete_sessions_of_user(user.id.as_str()).await?;
         self.delete_tokens_of_user(user.id.as_str()).await?;
-        self.clear_attempts(user.email.as_str()).await?;
+        self.delete_attempts(user.email.as_str()).await?;
         self.delete_pending_for_email(user.email.as_str()).await?;
         self.delete_rate_limits_for_email(user.email.as_str())
             .await?;
