@@ -5,6 +5,7 @@
 //! the in-memory stores fail every operation instead.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
@@ -12,10 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::support::*;
-use regstack_ports::{
-    NewSession, RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
-    Stores, Timestamp, TokenHash, User, UserId,
-};
+use regstack_ports::{Session, SessionId, SessionStore, StoreError, Stores, User};
+use regstack_testkit::forward::{forwarding, SessionStoreForward};
 
 /// Forwards a local port to the database; `cut` closes the port and every
 /// open connection, `restore` listens again on the same port.
@@ -158,67 +157,19 @@ async fn a_stopped_database_gives_503_and_the_server_recovers_by_itself() {
 /// that accepts connections and then goes silent.
 struct Stalling {
     inner: Stores,
-    stalled: Arc<std::sync::atomic::AtomicBool>,
+    stalled: Arc<AtomicBool>,
 }
 
 #[async_trait::async_trait]
-impl SessionStore for Stalling {
-    async fn start(&self, s: NewSession) -> Result<SessionStart, StoreError> {
-        self.inner.sessions.start(s).await
-    }
-    async fn rotate(
-        &self,
-        id: &SessionId,
-        presented: &TokenHash,
-        successor: &TokenHash,
-        now: Timestamp,
-        grace: chrono::TimeDelta,
-        idle: chrono::TimeDelta,
-    ) -> Result<Rotation, StoreError> {
-        self.inner
-            .sessions
-            .rotate(id, presented, successor, now, grace, idle)
-            .await
-    }
-    async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
-        self.inner.sessions.list(user, now).await
-    }
-    async fn revoke_owned(
-        &self,
-        id: &SessionId,
-        owner: &UserId,
-        reason: RevokeReason,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.inner
-            .sessions
-            .revoke_owned(id, owner, reason, now)
-            .await
+impl SessionStoreForward for Stalling {
+    fn sessions(&self) -> &dyn SessionStore {
+        &*self.inner.sessions
     }
     async fn authenticate(&self, id: &SessionId) -> Result<Option<(Session, User)>, StoreError> {
-        if self.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.stalled.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
-        self.inner.sessions.authenticate(id).await
-    }
-    async fn revoke(
-        &self,
-        id: &SessionId,
-        reason: RevokeReason,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.inner.sessions.revoke(id, reason, now).await
-    }
-    async fn revoke_all(
-        &self,
-        user: &UserId,
-        reason: RevokeReason,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        self.inner.sessions.revoke_all(user, reason, now).await
-    }
-    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.inner.sessions.purge_expired(before).await
+        self.sessions().authenticate(id).await
     }
 }
 
@@ -230,9 +181,9 @@ impl SessionStore for Stalling {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silent_database_gives_503_after_the_request_timeout() {
     let inner = regstack_testkit::memory_stores();
-    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stalled = Arc::new(AtomicBool::new(false));
     let stores = Stores {
-        sessions: Arc::new(Stalling {
+        sessions: forwarding(Stalling {
             inner: inner.clone(),
             stalled: stalled.clone(),
         }),
@@ -248,7 +199,7 @@ async fn a_silent_database_gives_503_after_the_request_timeout() {
     app.create_user("silent@example.com", PW).await;
     let token = app.access_token("silent@example.com", PW).await;
 
-    stalled.store(true, std::sync::atomic::Ordering::SeqCst);
+    stalled.store(true, Ordering::SeqCst);
     let started = std::time::Instant::now();
     let r = app.me(&token).await;
     let took = started.elapsed();
@@ -270,6 +221,6 @@ async fn a_silent_database_gives_503_after_the_request_timeout() {
         "the server itself answers"
     );
 
-    stalled.store(false, std::sync::atomic::Ordering::SeqCst);
+    stalled.store(false, Ordering::SeqCst);
     assert_eq!(app.me(&token).await.status, 200);
 }

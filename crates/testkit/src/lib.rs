@@ -24,10 +24,13 @@
 //!   proven by counting (DECISIONS.md §13), so the hasher counts and the
 //!   mailer records rather than anything measuring wall time.
 //! - [`fixtures`]: fixed instants and ready-made rows for tests.
+//! - [`forward`]: delegating wrappers for the store ports, so a test that
+//!   breaks or observes one method writes only that method.
 
 pub mod clock;
 pub mod contract;
 pub mod fixtures;
+pub mod forward;
 pub mod hasher;
 pub mod mailer;
 pub mod memory;
