@@ -4,70 +4,15 @@
 //! and database is cut and restored; on the SQLite run (no server to stop)
 //! the in-memory stores fail every operation instead.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 use crate::support::*;
 use regstack_ports::{Session, SessionId, SessionStore, StoreError, Stores, User};
 use regstack_testkit::forward::{forwarding, SessionStoreForward};
-
-/// Forwards a local port to the database; `cut` closes the port and every
-/// open connection, `restore` listens again on the same port.
-struct Proxy {
-    addr: SocketAddr,
-    target: String,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let p = Proxy {
-            addr: listener.local_addr().unwrap(),
-            target,
-            tasks: Arc::default(),
-        };
-        p.serve(listener);
-        p
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        let (target, tasks) = (self.target.clone(), self.tasks.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                let pipe = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                tasks.lock().unwrap().push(pipe);
-            }
-        });
-        self.tasks.lock().unwrap().push(accept);
-    }
-
-    fn cut(&self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
-            t.abort();
-        }
-    }
-
-    async fn restore(&self) {
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            }
-        };
-        self.serve(listener);
-    }
-}
+use regstack_testkit::CutoffProxy;
 
 fn host_port(url: &str) -> String {
     let rest = &url[url.find("://").unwrap() + 3..];
@@ -118,13 +63,13 @@ async fn a_stopped_database_gives_503_and_the_server_recovers_by_itself() {
                 "TEST_MONGO_URL"
             };
             let real = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
-            let proxy = Proxy::start(host_port(&real)).await;
-            let (stores, handle) = fresh_backend_via(&proxy.addr.to_string()).await;
+            let proxy = CutoffProxy::start(host_port(&real)).await;
+            let (stores, handle) = fresh_backend_via(&proxy.addr().to_string()).await;
             let app = spawn_app_on(stores, handle, |_| {}, false).await;
             app.create_user("down@example.com", PW).await;
             let token = app.access_token("down@example.com", PW).await;
 
-            proxy.cut();
+            proxy.cut().await;
             assert_503_generic(&app, &token).await;
             // The server itself stays up.
             assert_eq!(
