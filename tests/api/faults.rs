@@ -4,71 +4,15 @@
 //! and database is cut and restored; on the SQLite run (no server to stop)
 //! the in-memory stores fail every operation instead.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 use crate::support::*;
-use regstack_ports::{
-    NewSession, RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
-    Stores, Timestamp, TokenHash, User, UserId,
-};
-
-/// Forwards a local port to the database; `cut` closes the port and every
-/// open connection, `restore` listens again on the same port.
-struct Proxy {
-    addr: SocketAddr,
-    target: String,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let p = Proxy {
-            addr: listener.local_addr().unwrap(),
-            target,
-            tasks: Arc::default(),
-        };
-        p.serve(listener);
-        p
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        let (target, tasks) = (self.target.clone(), self.tasks.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                let pipe = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                tasks.lock().unwrap().push(pipe);
-            }
-        });
-        self.tasks.lock().unwrap().push(accept);
-    }
-
-    fn cut(&self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
-            t.abort();
-        }
-    }
-
-    async fn restore(&self) {
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            }
-        };
-        self.serve(listener);
-    }
-}
+use regstack_ports::{Session, SessionId, SessionStore, StoreError, Stores, User};
+use regstack_testkit::forward::{forwarding, SessionStoreForward};
+use regstack_testkit::CutoffProxy;
 
 fn host_port(url: &str) -> String {
     let rest = &url[url.find("://").unwrap() + 3..];
@@ -119,13 +63,13 @@ async fn a_stopped_database_gives_503_and_the_server_recovers_by_itself() {
                 "TEST_MONGO_URL"
             };
             let real = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
-            let proxy = Proxy::start(host_port(&real)).await;
-            let (stores, handle) = fresh_backend_via(&proxy.addr.to_string()).await;
+            let proxy = CutoffProxy::start(host_port(&real)).await;
+            let (stores, handle) = fresh_backend_via(&proxy.addr().to_string()).await;
             let app = spawn_app_on(stores, handle, |_| {}, false).await;
             app.create_user("down@example.com", PW).await;
             let token = app.access_token("down@example.com", PW).await;
 
-            proxy.cut();
+            proxy.cut().await;
             assert_503_generic(&app, &token).await;
             // The server itself stays up.
             assert_eq!(
@@ -158,66 +102,19 @@ async fn a_stopped_database_gives_503_and_the_server_recovers_by_itself() {
 /// that accepts connections and then goes silent.
 struct Stalling {
     inner: Stores,
-    stalled: Arc<std::sync::atomic::AtomicBool>,
+    stalled: Arc<AtomicBool>,
 }
 
 #[async_trait::async_trait]
-impl SessionStore for Stalling {
-    async fn start(&self, s: NewSession) -> Result<SessionStart, StoreError> {
-        self.inner.sessions.start(s).await
-    }
-    async fn rotate(
-        &self,
-        id: &SessionId,
-        presented: &TokenHash,
-        successor: &TokenHash,
-        now: Timestamp,
-        idle: chrono::TimeDelta,
-    ) -> Result<Rotation, StoreError> {
-        self.inner
-            .sessions
-            .rotate(id, presented, successor, now, idle)
-            .await
-    }
-    async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
-        self.inner.sessions.list(user, now).await
-    }
-    async fn revoke_owned(
-        &self,
-        id: &SessionId,
-        owner: &UserId,
-        reason: RevokeReason,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.inner
-            .sessions
-            .revoke_owned(id, owner, reason, now)
-            .await
+impl SessionStoreForward for Stalling {
+    fn sessions(&self) -> &dyn SessionStore {
+        &*self.inner.sessions
     }
     async fn authenticate(&self, id: &SessionId) -> Result<Option<(Session, User)>, StoreError> {
-        if self.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.stalled.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
-        self.inner.sessions.authenticate(id).await
-    }
-    async fn revoke(
-        &self,
-        id: &SessionId,
-        reason: RevokeReason,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.inner.sessions.revoke(id, reason, now).await
-    }
-    async fn revoke_all(
-        &self,
-        user: &UserId,
-        reason: RevokeReason,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        self.inner.sessions.revoke_all(user, reason, now).await
-    }
-    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.inner.sessions.purge_expired(before).await
+        self.sessions().authenticate(id).await
     }
 }
 
@@ -229,9 +126,9 @@ impl SessionStore for Stalling {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silent_database_gives_503_after_the_request_timeout() {
     let inner = regstack_testkit::memory_stores();
-    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stalled = Arc::new(AtomicBool::new(false));
     let stores = Stores {
-        sessions: Arc::new(Stalling {
+        sessions: forwarding(Stalling {
             inner: inner.clone(),
             stalled: stalled.clone(),
         }),
@@ -247,7 +144,7 @@ async fn a_silent_database_gives_503_after_the_request_timeout() {
     app.create_user("silent@example.com", PW).await;
     let token = app.access_token("silent@example.com", PW).await;
 
-    stalled.store(true, std::sync::atomic::Ordering::SeqCst);
+    stalled.store(true, Ordering::SeqCst);
     let started = std::time::Instant::now();
     let r = app.me(&token).await;
     let took = started.elapsed();
@@ -269,6 +166,6 @@ async fn a_silent_database_gives_503_after_the_request_timeout() {
         "the server itself answers"
     );
 
-    stalled.store(false, std::sync::atomic::Ordering::SeqCst);
+    stalled.store(false, Ordering::SeqCst);
     assert_eq!(app.me(&token).await.status, 200);
 }

@@ -13,7 +13,6 @@ mod common;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
@@ -21,8 +20,8 @@ use mongodb::bson::{doc, Bson, Document};
 use regstack_adapters_mongo::{self as mongo, Database, MongoStores};
 use regstack_ports::*;
 use regstack_testkit::fixtures::{self, at, t0};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::task::JoinHandle;
+use regstack_testkit::CutoffProxy;
+use tokio::net::TcpListener;
 
 /// The test server, or `None` after saying why the test did nothing.
 /// Under `CI=true` a missing server fails the test instead.
@@ -625,81 +624,6 @@ async fn with_the_database_unreachable_every_store_call_is_unavailable_within_5_
     );
 }
 
-/// A TCP proxy in front of the test server that the test can close (the
-/// listener goes away and every proxied connection is cut) and open again
-/// on the same port — the database "stopping" and "starting" under a
-/// client that keeps running.
-struct Proxy {
-    addr: SocketAddr,
-    upstream: SocketAddr,
-    running: Mutex<Option<Running>>,
-}
-
-/// The tasks of an open proxy: the accept loop and one per connection.
-struct Running {
-    accept: JoinHandle<()>,
-    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Arc<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = Arc::new(Proxy {
-            addr: listener.local_addr().unwrap(),
-            upstream,
-            running: Mutex::new(None),
-        });
-        proxy.serve(listener);
-        proxy
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let upstream = self.upstream;
-        let accept = tokio::spawn({
-            let conns = conns.clone();
-            async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
-                    let pipe = tokio::spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
-                    });
-                    conns.lock().unwrap().push(pipe);
-                }
-            }
-        });
-        *self.running.lock().unwrap() = Some(Running { accept, conns });
-    }
-
-    /// Stops listening and cuts every open connection.
-    fn close(&self) {
-        if let Some(Running { accept, conns }) = self.running.lock().unwrap().take() {
-            accept.abort();
-            for c in conns.lock().unwrap().drain(..) {
-                c.abort();
-            }
-        }
-    }
-
-    /// Listens again on the same port.
-    async fn open(&self) {
-        // The aborted accept task drops its listener asynchronously; retry
-        // the bind briefly until the port is free.
-        for _ in 0..100 {
-            let socket = TcpSocket::new_v4().unwrap();
-            socket.set_reuseaddr(true).unwrap();
-            if socket.bind(self.addr).is_ok() {
-                self.serve(socket.listen(128).unwrap());
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("could not listen on {} again", self.addr);
-    }
-}
-
 /// `host:port` of a plain single-host `mongodb://` URL.
 fn upstream_of(url: &str) -> SocketAddr {
     let rest = url
@@ -719,11 +643,11 @@ async fn the_same_client_answers_unavailable_while_the_database_is_down_and_reco
     let Some(url) = server("the_same_client_recovers") else {
         return;
     };
-    let proxy = Proxy::start(upstream_of(&url)).await;
+    let proxy = CutoffProxy::start(upstream_of(&url)).await;
     // `directConnection`: SecantusDB announces itself as a one-node replica
     // set under its own address; without this the driver would discover
     // that address and go around the proxy.
-    let proxied = format!("mongodb://{}/?directConnection=true", proxy.addr);
+    let proxied = format!("mongodb://{}/?directConnection=true", proxy.addr());
     let db = mongo::connect(&proxied, &common::fresh_name())
         .await
         .unwrap();
@@ -738,7 +662,7 @@ async fn the_same_client_answers_unavailable_while_the_database_is_down_and_reco
         .expect("insert while up");
     stores.health.ping().await.expect("ping while up");
 
-    proxy.close();
+    proxy.cut().await;
     for attempt in ["get", "insert", "ping"] {
         let t = Instant::now();
         let result = match attempt {
@@ -759,7 +683,7 @@ async fn the_same_client_answers_unavailable_while_the_database_is_down_and_reco
         eprintln!("{attempt} while down: Unavailable after {took:?}");
     }
 
-    proxy.open().await;
+    proxy.restore().await;
     let reopened = Instant::now();
     let deadline = reopened + Duration::from_secs(30);
     let found = loop {
@@ -790,5 +714,5 @@ async fn the_same_client_answers_unavailable_while_the_database_is_down_and_reco
             .map(|u| u.id),
         Some(after.id)
     );
-    proxy.close();
+    proxy.cut().await;
 }

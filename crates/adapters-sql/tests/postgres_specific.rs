@@ -7,8 +7,8 @@
 //!
 //! Tests that need a server read `TEST_PG_URL`
 //! (`scripts/services/postgres.sh up`); without it they print SKIPPED, and
-//! under `CI=true` fail. "The server is stopped" is played by a TCP proxy
-//! in this file that can close its port and every connection through it,
+//! under `CI=true` fail. "The server is stopped" is played by testkit's
+//! `CutoffProxy`, which can close its port and every connection through it,
 //! and open them again, so one server serves every test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -16,17 +16,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::TimeDelta;
 use regstack_adapters_sql::postgres::{self, PgPool, PoolSettings, PostgresStores};
 use regstack_ports::*;
 use regstack_testkit::fixtures::{self, at, t0};
+use regstack_testkit::CutoffProxy;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 // ---------------------------------------------------------------------------
 // Harness
@@ -100,73 +100,6 @@ async fn upstream_of(url: &str) -> SocketAddr {
         .unwrap()
         .next()
         .unwrap()
-}
-
-/// A TCP forwarder to the database that can "stop the server": `down`
-/// closes its port (new connections are refused) and cuts every connection
-/// through it; `up` opens the same port again.
-struct Proxy {
-    addr: SocketAddr,
-    upstream: SocketAddr,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Self {
-        let listener = Self::bind("127.0.0.1:0".parse().unwrap());
-        let proxy = Self {
-            addr: listener.local_addr().unwrap(),
-            upstream,
-            tasks: Arc::default(),
-        };
-        proxy.serve(listener);
-        proxy
-    }
-
-    fn bind(addr: SocketAddr) -> TcpListener {
-        // SO_REUSEADDR, so the port can be taken again right after `down`.
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.set_reuseaddr(true).unwrap();
-        socket.bind(addr).unwrap();
-        socket.listen(128).unwrap()
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        let tasks = self.tasks.clone();
-        let upstream = self.upstream;
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let conn = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                tasks.lock().unwrap().push(conn);
-            }
-        });
-        self.tasks.lock().unwrap().insert(0, accept);
-    }
-
-    /// Closes the port and every connection; returns once they are closed.
-    async fn down(&self) {
-        // The accept loop is first in the list: once it has stopped, no
-        // connection task can be added behind our back.
-        loop {
-            let batch: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap());
-            if batch.is_empty() {
-                break;
-            }
-            for task in batch {
-                task.abort();
-                let _ = task.await;
-            }
-        }
-    }
-
-    async fn up(&self) {
-        let listener = Self::bind(self.addr);
-        self.serve(listener);
-    }
 }
 
 /// Every method of every store, called once with plausible arguments, each
@@ -725,10 +658,10 @@ async fn a_stopped_server_is_unavailable_and_the_same_pool_recovers_when_it_retu
     postgres::migrate(&postgres::connect(&url).await.unwrap())
         .await
         .unwrap();
-    let proxy = Proxy::start(upstream_of(&url).await).await;
+    let proxy = CutoffProxy::start(upstream_of(&url).await).await;
     let timeout = Duration::from_secs(2);
     let pool = postgres::connect_with(
-        &via(&url, proxy.addr),
+        &via(&url, proxy.addr()),
         PoolSettings {
             max_connections: 4,
             acquire_timeout: timeout,
@@ -752,7 +685,7 @@ async fn a_stopped_server_is_unavailable_and_the_same_pool_recovers_when_it_retu
     stores.health.ping().await.unwrap();
 
     // Down: every open connection is cut and new ones are refused.
-    proxy.down().await;
+    proxy.cut().await;
     assert_every_call_unavailable(&stores, timeout + SLACK).await;
     let started = Instant::now();
     match stores.sessions.authenticate(&new.id).await {
@@ -762,7 +695,7 @@ async fn a_stopped_server_is_unavailable_and_the_same_pool_recovers_when_it_retu
     assert!(started.elapsed() <= timeout + SLACK);
 
     // Back: the same pool serves again, with the data intact.
-    proxy.up().await;
+    proxy.restore().await;
     stores.health.ping().await.unwrap();
     let (session, back) = stores
         .sessions

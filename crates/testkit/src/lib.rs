@@ -24,18 +24,25 @@
 //!   proven by counting (DECISIONS.md §13), so the hasher counts and the
 //!   mailer records rather than anything measuring wall time.
 //! - [`fixtures`]: fixed instants and ready-made rows for tests.
+//! - [`forward`]: delegating wrappers for the store ports, so a test that
+//!   breaks or observes one method writes only that method.
+//! - [`CutoffProxy`]: a TCP proxy in front of a real database that a test
+//!   cuts off and restores, the database stopping and starting.
 
 pub mod clock;
 pub mod contract;
 pub mod fixtures;
+pub mod forward;
 pub mod hasher;
 pub mod mailer;
 pub mod memory;
+pub mod proxy;
 
 pub use clock::FixedClock;
 pub use hasher::{CountingHasher, FakeHasher};
 pub use mailer::RecordingMailer;
 pub use memory::{memory_stores, memory_stores_with_faults, FaultInjector, InjectedFault};
+pub use proxy::CutoffProxy;
 
 /// Expands to one `#[test]` per case of the store contract suite, each
 /// calling the same-named function in [`contract`] with a fresh set of

@@ -1,20 +1,23 @@
 //! The contract suite must fail a store that breaks the contract, or its
 //! passes mean nothing. Each test here wraps the in-memory stores with one
 //! realistic defect and checks that the case written against that defect
-//! panics.
+//! panics. The wrappers override only the defective method; every other
+//! one goes to the real fake through `regstack_testkit::forward`.
 
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::TimeDelta;
 use regstack_ports::{
-    Email, EmailChangeOutcome, NewSession, NewUser, OneTimeToken, PasswordHash,
-    PendingRegistration, PendingStore, Promotion, RevokeReason, Rotation, Session, SessionId,
-    SessionStart, SessionStore, StoreError, Stores, Timestamp, TokenHash, TokenKind, TokenStore,
-    User, UserId, UserStore,
+    Email, OneTimeToken, PasswordHash, PendingRegistration, PendingStore, Promotion, RevokeReason,
+    Rotation, SessionId, SessionStore, StoreError, Stores, Timestamp, TokenHash, TokenKind,
+    TokenStore, User, UserId, UserStore,
+};
+use regstack_testkit::forward::{
+    forwarding, PendingStoreForward, SessionStoreForward, TokenStoreForward, UserStoreForward,
 };
 use regstack_testkit::{contract, memory_stores};
 
@@ -36,43 +39,9 @@ struct RacyReset {
 }
 
 #[async_trait]
-impl UserStore for RacyReset {
-    async fn insert(&self, user: NewUser) -> Result<User, StoreError> {
-        self.inner.users.insert(user).await
-    }
-    async fn get(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        self.inner.users.get(id).await
-    }
-    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
-        self.inner.users.find_by_email(email).await
-    }
-    async fn update_full_name(
-        &self,
-        id: &UserId,
-        full_name: Option<String>,
-        now: Timestamp,
-    ) -> Result<Option<User>, StoreError> {
-        self.inner.users.update_full_name(id, full_name, now).await
-    }
-    async fn upgrade_password_hash(
-        &self,
-        id: &UserId,
-        expected: &PasswordHash,
-        new: &PasswordHash,
-    ) -> Result<bool, StoreError> {
-        self.inner
-            .users
-            .upgrade_password_hash(id, expected, new)
-            .await
-    }
-    async fn change_password(
-        &self,
-        id: &UserId,
-        new: &PasswordHash,
-        reason: RevokeReason,
-        now: Timestamp,
-    ) -> Result<Option<User>, StoreError> {
-        self.inner.users.change_password(id, new, reason, now).await
+impl UserStoreForward for RacyReset {
+    fn users(&self) -> &dyn UserStore {
+        &*self.inner.users
     }
     async fn complete_password_reset(
         &self,
@@ -89,20 +58,9 @@ impl UserStore for RacyReset {
             return Ok(None);
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
-        self.inner
-            .users
+        self.users()
             .change_password(&t.user_id, new, RevokeReason::PasswordReset, now)
             .await
-    }
-    async fn confirm_email_change(
-        &self,
-        token: &TokenHash,
-        now: Timestamp,
-    ) -> Result<EmailChangeOutcome, StoreError> {
-        self.inner.users.confirm_email_change(token, now).await
-    }
-    async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        self.inner.users.delete_account(id).await
     }
 }
 
@@ -110,7 +68,7 @@ impl UserStore for RacyReset {
 fn a_read_then_write_reset_fails_the_race_case() {
     let inner = memory_stores();
     let stores = Stores {
-        users: Arc::new(RacyReset {
+        users: forwarding(RacyReset {
             inner: inner.clone(),
         }),
         ..inner
@@ -127,9 +85,9 @@ struct KindBlind {
 }
 
 #[async_trait]
-impl TokenStore for KindBlind {
-    async fn issue(&self, token: OneTimeToken) -> Result<(), StoreError> {
-        self.inner.tokens.issue(token).await
+impl TokenStoreForward for KindBlind {
+    fn tokens(&self) -> &dyn TokenStore {
+        &*self.inner.tokens
     }
     async fn peek(
         &self,
@@ -138,14 +96,11 @@ impl TokenStore for KindBlind {
         now: Timestamp,
     ) -> Result<Option<OneTimeToken>, StoreError> {
         for kind in [TokenKind::PasswordReset, TokenKind::EmailChange] {
-            if let Some(t) = self.inner.tokens.peek(kind, hash, now).await? {
+            if let Some(t) = self.tokens().peek(kind, hash, now).await? {
                 return Ok(Some(t));
             }
         }
         Ok(None)
-    }
-    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        self.inner.tokens.purge_expired(now).await
     }
 }
 
@@ -153,7 +108,7 @@ impl TokenStore for KindBlind {
 fn a_kind_blind_token_lookup_fails_the_kind_binding_case() {
     let inner = memory_stores();
     let stores = Stores {
-        tokens: Arc::new(KindBlind {
+        tokens: forwarding(KindBlind {
             inner: inner.clone(),
         }),
         ..inner
@@ -170,9 +125,9 @@ struct OffByOneExpiry {
 }
 
 #[async_trait]
-impl PendingStore for OffByOneExpiry {
-    async fn put(&self, pending: PendingRegistration) -> Result<bool, StoreError> {
-        self.inner.pending.put(pending).await
+impl PendingStoreForward for OffByOneExpiry {
+    fn pending(&self) -> &dyn PendingStore {
+        &*self.inner.pending
     }
     async fn find_by_email(
         &self,
@@ -180,19 +135,7 @@ impl PendingStore for OffByOneExpiry {
         now: Timestamp,
     ) -> Result<Option<PendingRegistration>, StoreError> {
         let earlier = now - TimeDelta::microseconds(1);
-        self.inner.pending.find_by_email(email, earlier).await
-    }
-    async fn replace_token(
-        &self,
-        email: &Email,
-        token: &TokenHash,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.inner
-            .pending
-            .replace_token(email, token, expires_at, now)
-            .await
+        self.pending().find_by_email(email, earlier).await
     }
     async fn promote(
         &self,
@@ -201,10 +144,7 @@ impl PendingStore for OffByOneExpiry {
         now: Timestamp,
     ) -> Result<Promotion, StoreError> {
         let earlier = now - TimeDelta::microseconds(1);
-        self.inner.pending.promote(token, id, earlier).await
-    }
-    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        self.inner.pending.purge_expired(now).await
+        self.pending().promote(token, id, earlier).await
     }
 }
 
@@ -212,7 +152,7 @@ impl PendingStore for OffByOneExpiry {
 fn an_off_by_one_expiry_fails_the_expiry_case() {
     let inner = memory_stores();
     let stores = Stores {
-        pending: Arc::new(OffByOneExpiry {
+        pending: forwarding(OffByOneExpiry {
             inner: inner.clone(),
         }),
         ..inner
@@ -229,40 +169,9 @@ struct OverwritingRevoke {
 }
 
 #[async_trait]
-impl SessionStore for OverwritingRevoke {
-    async fn start(&self, session: NewSession) -> Result<SessionStart, StoreError> {
-        self.inner.sessions.start(session).await
-    }
-    async fn rotate(
-        &self,
-        id: &SessionId,
-        presented: &TokenHash,
-        successor: &TokenHash,
-        now: Timestamp,
-        idle: TimeDelta,
-    ) -> Result<Rotation, StoreError> {
-        self.inner
-            .sessions
-            .rotate(id, presented, successor, now, idle)
-            .await
-    }
-    async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
-        self.inner.sessions.list(user, now).await
-    }
-    async fn revoke_owned(
-        &self,
-        id: &SessionId,
-        owner: &UserId,
-        reason: RevokeReason,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.inner
-            .sessions
-            .revoke_owned(id, owner, reason, now)
-            .await
-    }
-    async fn authenticate(&self, id: &SessionId) -> Result<Option<(Session, User)>, StoreError> {
-        self.inner.sessions.authenticate(id).await
+impl SessionStoreForward for OverwritingRevoke {
+    fn sessions(&self) -> &dyn SessionStore {
+        &*self.inner.sessions
     }
     async fn revoke(
         &self,
@@ -272,19 +181,8 @@ impl SessionStore for OverwritingRevoke {
     ) -> Result<bool, StoreError> {
         // Pretends every call succeeded, as `UPDATE … WHERE id = ?` without
         // the liveness condition would.
-        let _ = self.inner.sessions.revoke(id, reason, now).await?;
-        Ok(self.inner.sessions.authenticate(id).await?.is_some())
-    }
-    async fn revoke_all(
-        &self,
-        user: &UserId,
-        reason: RevokeReason,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        self.inner.sessions.revoke_all(user, reason, now).await
-    }
-    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.inner.sessions.purge_expired(before).await
+        let _ = self.sessions().revoke(id, reason, now).await?;
+        Ok(self.sessions().authenticate(id).await?.is_some())
     }
 }
 
@@ -292,7 +190,7 @@ impl SessionStore for OverwritingRevoke {
 fn a_revoke_without_a_liveness_check_fails_the_idempotence_case() {
     let inner = memory_stores();
     let stores = Stores {
-        sessions: Arc::new(OverwritingRevoke {
+        sessions: forwarding(OverwritingRevoke {
             inner: inner.clone(),
         }),
         ..inner
@@ -313,9 +211,9 @@ struct RacyRotate {
 }
 
 #[async_trait]
-impl SessionStore for RacyRotate {
-    async fn start(&self, session: NewSession) -> Result<SessionStart, StoreError> {
-        self.inner.sessions.start(session).await
+impl SessionStoreForward for RacyRotate {
+    fn sessions(&self) -> &dyn SessionStore {
+        &*self.inner.sessions
     }
     async fn rotate(
         &self,
@@ -332,8 +230,7 @@ impl SessionStore for RacyRotate {
             .contains(presented);
         tokio::time::sleep(Duration::from_millis(20)).await;
         let outcome = self
-            .inner
-            .sessions
+            .sessions()
             .rotate(id, presented, successor, now, idle)
             .await?;
         if already_spent {
@@ -352,50 +249,13 @@ impl SessionStore for RacyRotate {
             other => other,
         })
     }
-    async fn list(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
-        self.inner.sessions.list(user, now).await
-    }
-    async fn revoke_owned(
-        &self,
-        id: &SessionId,
-        owner: &UserId,
-        reason: RevokeReason,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.inner
-            .sessions
-            .revoke_owned(id, owner, reason, now)
-            .await
-    }
-    async fn authenticate(&self, id: &SessionId) -> Result<Option<(Session, User)>, StoreError> {
-        self.inner.sessions.authenticate(id).await
-    }
-    async fn revoke(
-        &self,
-        id: &SessionId,
-        reason: RevokeReason,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.inner.sessions.revoke(id, reason, now).await
-    }
-    async fn revoke_all(
-        &self,
-        user: &UserId,
-        reason: RevokeReason,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        self.inner.sessions.revoke_all(user, reason, now).await
-    }
-    async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.inner.sessions.purge_expired(before).await
-    }
 }
 
 #[test]
 fn a_read_then_write_rotation_fails_the_parallel_rotation_case() {
     let inner = memory_stores();
     let stores = Stores {
-        sessions: Arc::new(RacyRotate {
+        sessions: forwarding(RacyRotate {
             inner: inner.clone(),
             spent: Mutex::default(),
         }),
