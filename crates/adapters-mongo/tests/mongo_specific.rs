@@ -10,15 +10,14 @@
 
 mod common;
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use mongodb::bson::{doc, Bson, Document};
 use regstack_adapters_mongo::{self as mongo, Database, MongoStores};
 use regstack_ports::*;
+use regstack_testkit::calls::{self, StoreCall};
 use regstack_testkit::fixtures::{self, at, t0};
 use regstack_testkit::CutoffProxy;
 use tokio::net::TcpListener;
@@ -406,178 +405,14 @@ async fn per_request_lookups_read_an_index_not_the_collection() {
 // ---------------------------------------------------------------------------
 // Faults
 
-type Call = Pin<Box<dyn Future<Output = (&'static str, Result<(), StoreError>)> + Send>>;
-
-/// One call of every store method (and `migrate`), each reduced to its
-/// error.
-fn every_store_call(stores: &Stores, db: &Database) -> Vec<Call> {
-    fn call<T, F>(name: &'static str, f: F) -> Call
-    where
-        F: Future<Output = Result<T, StoreError>> + Send + 'static,
-    {
-        Box::pin(async move { (name, f.await.map(drop)) })
-    }
-    let s = stores.clone();
-    let user = fixtures::new_user("down@example.com");
-    let id = user.id.clone();
-    let email = user.email.clone();
-    let hash = fixtures::token_hash();
-    let sid = SessionId::generate();
-    let now = t0();
-    let w = TimeDelta::minutes(15);
-    let pw = fixtures::password_hash();
+/// One call of every store method ([`calls::every_store_call`], the one
+/// list) and of `migrate`, each reduced to its error.
+fn every_store_call(stores: &Stores, db: &Database) -> Vec<StoreCall> {
     let db = db.clone();
-    vec![
-        call("migrate", async move { mongo::migrate(&db).await }),
-        call("users.insert", {
-            let s = s.clone();
-            async move { s.users.insert(user).await }
-        }),
-        call("users.get", {
-            let (s, id) = (s.clone(), id.clone());
-            async move { s.users.get(&id).await }
-        }),
-        call("users.find_by_email", {
-            let (s, e) = (s.clone(), email.clone());
-            async move { s.users.find_by_email(&e).await }
-        }),
-        call("users.update_full_name", {
-            let (s, id) = (s.clone(), id.clone());
-            async move { s.users.update_full_name(&id, None, now).await }
-        }),
-        call("users.upgrade_password_hash", {
-            let (s, id, pw) = (s.clone(), id.clone(), pw.clone());
-            async move { s.users.upgrade_password_hash(&id, &pw, &pw).await }
-        }),
-        call("users.change_password", {
-            let (s, id, pw) = (s.clone(), id.clone(), pw.clone());
-            async move {
-                s.users
-                    .change_password(&id, &pw, RevokeReason::PasswordChanged, now)
-                    .await
-            }
-        }),
-        call("users.complete_password_reset", {
-            let (s, h, pw) = (s.clone(), hash.clone(), pw.clone());
-            async move { s.users.complete_password_reset(&h, &pw, now).await }
-        }),
-        call("users.confirm_email_change", {
-            let (s, h) = (s.clone(), hash.clone());
-            async move { s.users.confirm_email_change(&h, now).await }
-        }),
-        call("users.delete_account", {
-            let (s, id) = (s.clone(), id.clone());
-            async move { s.users.delete_account(&id).await }
-        }),
-        call("pending.put", {
-            let (s, h) = (s.clone(), hash.clone());
-            async move {
-                s.pending
-                    .put(fixtures::pending("down@example.com", &h, now))
-                    .await
-            }
-        }),
-        call("pending.find_by_email", {
-            let (s, e) = (s.clone(), email.clone());
-            async move { s.pending.find_by_email(&e, now).await }
-        }),
-        call("pending.replace_token", {
-            let (s, e, h) = (s.clone(), email.clone(), hash.clone());
-            async move { s.pending.replace_token(&e, &h, now, now).await }
-        }),
-        call("pending.promote", {
-            let (s, h, id) = (s.clone(), hash.clone(), id.clone());
-            async move { s.pending.promote(&h, &id, now).await }
-        }),
-        call("pending.purge_expired", {
-            let s = s.clone();
-            async move { s.pending.purge_expired(now).await }
-        }),
-        call("tokens.issue", {
-            let (s, id) = (s.clone(), id.clone());
-            async move { s.tokens.issue(fixtures::reset_token(&id, now)).await }
-        }),
-        call("tokens.peek", {
-            let (s, h) = (s.clone(), hash.clone());
-            async move { s.tokens.peek(TokenKind::PasswordReset, &h, now).await }
-        }),
-        call("tokens.purge_expired", {
-            let s = s.clone();
-            async move { s.tokens.purge_expired(now).await }
-        }),
-        call("login_attempts.admit", {
-            let (s, e) = (s.clone(), email.clone());
-            async move { s.login_attempts.admit(&e, now, w, 5).await }
-        }),
-        call("login_attempts.clear", {
-            let (s, e) = (s.clone(), email.clone());
-            async move { s.login_attempts.clear(&e).await }
-        }),
-        call("login_attempts.purge_expired", {
-            let s = s.clone();
-            async move { s.login_attempts.purge_expired(now).await }
-        }),
-        call("sessions.start", {
-            let (s, id) = (s.clone(), id.clone());
-            async move {
-                s.sessions
-                    .start(fixtures::new_session(&id, now, now + w))
-                    .await
-            }
-        }),
-        call("sessions.rotate", {
-            let (s, sid, h) = (s.clone(), sid.clone(), hash.clone());
-            async move { s.sessions.rotate(&sid, &h, &h, now, w).await }
-        }),
-        call("sessions.list", {
-            let (s, id) = (s.clone(), id.clone());
-            async move { s.sessions.list(&id, now).await }
-        }),
-        call("sessions.revoke_owned", {
-            let (s, sid, id) = (s.clone(), sid.clone(), id.clone());
-            async move {
-                s.sessions
-                    .revoke_owned(&sid, &id, RevokeReason::Revoked, now)
-                    .await
-            }
-        }),
-        call("sessions.authenticate", {
-            let (s, sid) = (s.clone(), sid.clone());
-            async move { s.sessions.authenticate(&sid).await }
-        }),
-        call("sessions.revoke", {
-            let (s, sid) = (s.clone(), sid.clone());
-            async move { s.sessions.revoke(&sid, RevokeReason::Logout, now).await }
-        }),
-        call("sessions.revoke_all", {
-            let (s, id) = (s.clone(), id.clone());
-            async move {
-                s.sessions
-                    .revoke_all(&id, RevokeReason::LogoutAll, now)
-                    .await
-            }
-        }),
-        call("sessions.purge_expired", {
-            let s = s.clone();
-            async move { s.sessions.purge_expired(now).await }
-        }),
-        call("rate_limits.hit", {
-            let s = s.clone();
-            async move { s.rate_limits.hit("mail:down@example.com", now, w, 5).await }
-        }),
-        call("rate_limits.purge_expired", {
-            let s = s.clone();
-            async move { s.rate_limits.purge_expired(now).await }
-        }),
-        call("health.ping", {
-            let s = s.clone();
-            async move { s.health.ping().await }
-        }),
-        call("health.schema_is_current", {
-            let s = s.clone();
-            async move { s.health.schema_is_current().await }
-        }),
-    ]
+    let migrate: StoreCall = Box::pin(async move { ("migrate", mongo::migrate(&db).await) });
+    let mut all = vec![migrate];
+    all.extend(calls::every_store_call(stores));
+    all
 }
 
 /// A loopback port nothing listens on (bound, then released).

@@ -16,14 +16,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::TimeDelta;
 use regstack_adapters_sql::postgres::{self, PgPool, PoolSettings, PostgresStores};
 use regstack_ports::*;
 use regstack_testkit::fixtures::{self, at, t0};
-use regstack_testkit::CutoffProxy;
+use regstack_testkit::memory::OPERATIONS;
+use regstack_testkit::{calls, CutoffProxy};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::task::JoinSet;
@@ -102,63 +102,19 @@ async fn upstream_of(url: &str) -> SocketAddr {
         .unwrap()
 }
 
-/// Every method of every store, called once with plausible arguments, each
-/// in its own task: `(name, outcome, how long it took)`.
+/// Every method of every store ([`calls::every_store_call`], the one
+/// list), each in its own task: `(name, outcome, how long it took)`.
 fn every_store_call(stores: &Stores) -> JoinSet<(&'static str, Result<(), StoreError>, Duration)> {
     let mut set = JoinSet::new();
-    macro_rules! calls {
-        ($($name:literal => |$s:ident| $call:expr;)*) => {$({
-            let $s = stores.clone();
-            set.spawn(async move {
-                let started = Instant::now();
-                let outcome = $call.await.map(drop);
-                ($name, outcome, started.elapsed())
-            });
-        })*};
-    }
-    let uid = || UserId::generate();
-    let email = || fixtures::email("outage@example.com");
-    let hash = fixtures::token_hash;
-    let pw = fixtures::password_hash;
-    calls! {
-        "users.insert" => |s| s.users.insert(fixtures::new_user("outage@example.com"));
-        "users.get" => |s| s.users.get(&uid());
-        "users.find_by_email" => |s| s.users.find_by_email(&email());
-        "users.update_full_name" => |s| s.users.update_full_name(&uid(), None, t0());
-        "users.upgrade_password_hash" => |s| s.users.upgrade_password_hash(&uid(), &pw(), &pw());
-        "users.change_password" => |s| s.users.change_password(&uid(), &pw(), RevokeReason::PasswordChanged, t0());
-        "users.complete_password_reset" => |s| s.users.complete_password_reset(&hash(), &pw(), t0());
-        "users.confirm_email_change" => |s| s.users.confirm_email_change(&hash(), t0());
-        "users.delete_account" => |s| s.users.delete_account(&uid());
-        "pending.put" => |s| s.pending.put(fixtures::pending("outage@example.com", &hash(), at(TimeDelta::hours(1))));
-        "pending.find_by_email" => |s| s.pending.find_by_email(&email(), t0());
-        "pending.replace_token" => |s| s.pending.replace_token(&email(), &hash(), at(TimeDelta::hours(1)), t0());
-        "pending.promote" => |s| s.pending.promote(&hash(), &uid(), t0());
-        "pending.purge_expired" => |s| s.pending.purge_expired(t0());
-        "tokens.issue" => |s| s.tokens.issue(fixtures::reset_token(&uid(), at(TimeDelta::hours(1))));
-        "tokens.peek" => |s| s.tokens.peek(TokenKind::PasswordReset, &hash(), t0());
-        "tokens.purge_expired" => |s| s.tokens.purge_expired(t0());
-        "login_attempts.admit" => |s| s.login_attempts.admit(&email(), t0(), TimeDelta::minutes(15), 5);
-        "login_attempts.clear" => |s| s.login_attempts.clear(&email());
-        "login_attempts.purge_expired" => |s| s.login_attempts.purge_expired(t0());
-        "sessions.start" => |s| s.sessions.start(fixtures::new_session(&uid(), t0(), at(TimeDelta::days(1))));
-        "sessions.rotate" => |s| s.sessions.rotate(&SessionId::generate(), &hash(), &hash(), t0(), TimeDelta::hours(1));
-        "sessions.list" => |s| s.sessions.list(&uid(), t0());
-        "sessions.revoke_owned" => |s| s.sessions.revoke_owned(&SessionId::generate(), &uid(), RevokeReason::Revoked, t0());
-        "sessions.authenticate" => |s| s.sessions.authenticate(&SessionId::generate());
-        "sessions.revoke" => |s| s.sessions.revoke(&SessionId::generate(), RevokeReason::Logout, t0());
-        "sessions.revoke_all" => |s| s.sessions.revoke_all(&uid(), RevokeReason::LogoutAll, t0());
-        "sessions.purge_expired" => |s| s.sessions.purge_expired(t0());
-        "rate_limits.hit" => |s| s.rate_limits.hit("mail:outage@example.com", t0(), TimeDelta::hours(1), 5);
-        "rate_limits.purge_expired" => |s| s.rate_limits.purge_expired(t0());
-        "health.ping" => |s| s.health.ping();
-        "health.schema_is_current" => |s| s.health.schema_is_current();
+    for call in calls::every_store_call(stores) {
+        set.spawn(async move {
+            let started = Instant::now();
+            let (name, outcome) = call.await;
+            (name, outcome, started.elapsed())
+        });
     }
     set
 }
-
-/// How many store methods [`every_store_call`] calls.
-const STORE_METHODS: usize = 32;
 
 /// Runs [`every_store_call`] and asserts each call failed with
 /// `Unavailable` within `limit`.
@@ -174,7 +130,7 @@ async fn assert_every_call_unavailable(stores: &Stores, limit: Duration) {
             other => wrong.push(format!("{name}: {other:?} after {took:?}")),
         }
     }
-    assert_eq!(seen, STORE_METHODS);
+    assert_eq!(seen, OPERATIONS.len());
     assert!(
         wrong.is_empty(),
         "every call must be Unavailable within {limit:?}; these were not:\n{}",
@@ -580,27 +536,6 @@ async fn regstacks_and_libpqs_url_spellings_connect() {
     }
 }
 
-#[tokio::test]
-async fn a_taken_address_is_a_conflict_naming_email() {
-    let Some(url) = pg_url("a_taken_address_is_a_conflict_naming_email") else {
-        return;
-    };
-    let (_, stores) = migrated(&url).await;
-    stores
-        .users
-        .insert(fixtures::new_user("taken@example.com"))
-        .await
-        .unwrap();
-    match stores
-        .users
-        .insert(fixtures::new_user("taken@example.com"))
-        .await
-    {
-        Err(StoreError::Conflict("email")) => {}
-        other => panic!("expected Conflict(\"email\"), got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_server_makes_every_store_call_unavailable_within_seconds() {
     // A port nothing listens on: bound, read, closed.
@@ -732,157 +667,3 @@ async fn a_stopped_server_is_unavailable_and_the_same_pool_recovers_when_it_retu
 
 // ---------------------------------------------------------------------------
 // Concurrency beyond the contract's single-token races
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_email_changes_to_one_address_leave_exactly_one_owner() {
-    let Some(url) = pg_url("concurrent_email_changes_to_one_address_leave_exactly_one_owner")
-    else {
-        return;
-    };
-    let (_, stores) = migrated(&url).await;
-    // Twenty users, each holding a live token to move to the same address:
-    // READ COMMITTED cannot see the others coming, the unique index can.
-    let mut tokens = Vec::new();
-    for n in 0..20 {
-        let user = stores
-            .users
-            .insert(fixtures::new_user(&format!("mover{n}@example.com")))
-            .await
-            .unwrap();
-        let token =
-            fixtures::email_change_token(&user.id, "wanted@example.com", at(TimeDelta::hours(1)));
-        stores.tokens.issue(token.clone()).await.unwrap();
-        tokens.push(token.hash);
-    }
-    let barrier = Arc::new(tokio::sync::Barrier::new(tokens.len()));
-    let mut set = JoinSet::new();
-    for hash in tokens {
-        let stores = stores.clone();
-        let barrier = barrier.clone();
-        set.spawn(async move {
-            barrier.wait().await;
-            stores
-                .users
-                .confirm_email_change(&hash, at(TimeDelta::minutes(1)))
-                .await
-        });
-    }
-    let mut changed = 0;
-    let mut taken = 0;
-    while let Some(outcome) = set.join_next().await {
-        match outcome.unwrap().unwrap() {
-            EmailChangeOutcome::Changed(_) => changed += 1,
-            EmailChangeOutcome::EmailTaken => taken += 1,
-            EmailChangeOutcome::InvalidToken => panic!("every token was live"),
-        }
-    }
-    assert_eq!((changed, taken), (1, 19));
-    assert!(stores
-        .users
-        .find_by_email(&fixtures::email("wanted@example.com"))
-        .await
-        .unwrap()
-        .is_some());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn parallel_account_changes_of_one_user_never_deadlock() {
-    let Some(url) = pg_url("parallel_account_changes_of_one_user_never_deadlock") else {
-        return;
-    };
-    let (_, stores) = migrated(&url).await;
-    // Every credential-changing operation on one user at once, repeatedly:
-    // they take the user row first, so they queue instead of deadlocking
-    // (a deadlock would surface as Unavailable after deadlock_timeout).
-    for round in 0..20 {
-        let user = stores
-            .users
-            .insert(fixtures::new_user(&format!("busy{round}@example.com")))
-            .await
-            .unwrap();
-        let reset = fixtures::reset_token(&user.id, at(TimeDelta::hours(1)));
-        stores.tokens.issue(reset.clone()).await.unwrap();
-        let change = fixtures::email_change_token(
-            &user.id,
-            &format!("busy{round}.new@example.com"),
-            at(TimeDelta::hours(1)),
-        );
-        stores.tokens.issue(change.clone()).await.unwrap();
-        let session = fixtures::new_session(&user.id, t0(), at(TimeDelta::days(1)));
-        assert_eq!(
-            stores.sessions.start(session.clone()).await.unwrap(),
-            regstack_ports::SessionStart::Started
-        );
-
-        let now = at(TimeDelta::minutes(1));
-        let mut set: JoinSet<Result<(), StoreError>> = JoinSet::new();
-        let s = stores.clone();
-        let hash = reset.hash.clone();
-        set.spawn(async move {
-            s.users
-                .complete_password_reset(&hash, &fixtures::hash_of("a"), now)
-                .await
-                .map(drop)
-        });
-        let s = stores.clone();
-        let hash = change.hash.clone();
-        set.spawn(async move { s.users.confirm_email_change(&hash, now).await.map(drop) });
-        let s = stores.clone();
-        let id = user.id.clone();
-        set.spawn(async move {
-            s.users
-                .change_password(
-                    &id,
-                    &fixtures::hash_of("b"),
-                    RevokeReason::PasswordChanged,
-                    now,
-                )
-                .await
-                .map(drop)
-        });
-        let s = stores.clone();
-        let id = user.id.clone();
-        set.spawn(async move {
-            s.tokens
-                .issue(fixtures::reset_token(&id, at(TimeDelta::hours(1))))
-                .await
-                .or_else(|e| match e {
-                    // The account may be gone already (foreign key).
-                    StoreError::Backend(_) => Ok(()),
-                    e => Err(e),
-                })
-        });
-        let s = stores.clone();
-        let (sid, refresh) = (session.id.clone(), session.refresh_hash.clone());
-        set.spawn(async move {
-            s.sessions
-                .rotate(
-                    &sid,
-                    &refresh,
-                    &fixtures::token_hash(),
-                    now,
-                    TimeDelta::hours(1),
-                )
-                .await
-                .map(drop)
-        });
-        let s = stores.clone();
-        let id = user.id.clone();
-        set.spawn(async move {
-            s.sessions
-                .start(fixtures::new_session(&id, now, at(TimeDelta::days(1))))
-                .await
-                // The account may be gone already: `Stale`, never a
-                // foreign-key error.
-                .map(drop)
-        });
-        let s = stores.clone();
-        let id = user.id.clone();
-        set.spawn(async move { s.users.delete_account(&id).await.map(drop) });
-        while let Some(outcome) = set.join_next().await {
-            outcome
-                .unwrap()
-                .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
-        }
-    }
-}

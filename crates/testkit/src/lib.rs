@@ -28,7 +28,10 @@
 //!   breaks or observes one method writes only that method.
 //! - [`CutoffProxy`]: a TCP proxy in front of a real database that a test
 //!   cuts off and restores, the database stopping and starting.
+//! - [`calls::every_store_call`]: one call of every store method, the one
+//!   list the outage tests of every backend run.
 
+pub mod calls;
 pub mod clock;
 pub mod contract;
 pub mod fixtures;
@@ -139,6 +142,13 @@ macro_rules! __store_contract_cases {
             // Housekeeping.
             purge_expired_removes_only_dead_rows,
             health_ping_and_schema,
+            // Many writers at once, across aggregates.
+            parallel_sign_ins_of_many_users_never_error,
+            parallel_promotes_of_many_tokens_all_succeed,
+            parallel_session_starts_for_one_user_all_succeed,
+            parallel_email_changes_to_one_address_leave_exactly_one_owner,
+            parallel_account_changes_of_one_user_never_fail,
+            extreme_instants_round_trip_through_users_and_sessions,
         );
     };
 }

@@ -1,0 +1,76 @@
+//! One call of every store method: the single list behind the outage
+//! tests ("every call is `Unavailable` within seconds" on PostgreSQL and
+//! MongoDB) and the fake's fault names ([`OPERATIONS`]).
+//!
+//! Each call uses plausible arguments (fresh ids, a fixed instant) and is
+//! reduced to its error; the caller decides how to run them (joined,
+//! spawned, timed). `tests/store_calls.rs` holds the list to the ports: it
+//! names exactly [`OPERATIONS`], in order, and failing one operation of the
+//! in-memory stores fails exactly the call of that name — so a method added
+//! to a port, which the fake must name to compile its fault check, cannot
+//! be left out here.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::TimeDelta;
+use regstack_ports::{RevokeReason, SessionId, StoreError, Stores, TokenKind, UserId};
+
+use crate::fixtures::{self, at, t0};
+#[cfg(doc)]
+use crate::memory::OPERATIONS;
+
+/// A store call, named as in [`OPERATIONS`], reduced to its error.
+pub type StoreCall = Pin<Box<dyn Future<Output = (&'static str, Result<(), StoreError>)> + Send>>;
+
+/// Every method of every store, once, in [`OPERATIONS`] order.
+pub fn every_store_call(stores: &Stores) -> Vec<StoreCall> {
+    let mut calls: Vec<StoreCall> = Vec::new();
+    macro_rules! calls {
+        ($($name:literal => |$s:ident| $call:expr;)*) => {$({
+            let $s = stores.clone();
+            calls.push(Box::pin(async move { ($name, $call.await.map(drop)) }));
+        })*};
+    }
+    let uid = UserId::generate;
+    let sid = SessionId::generate;
+    let email = || fixtures::email("outage@example.com");
+    let hash = fixtures::token_hash;
+    let pw = fixtures::password_hash;
+    let later = || at(TimeDelta::hours(1));
+    calls! {
+        "users.insert" => |s| s.users.insert(fixtures::new_user("outage@example.com"));
+        "users.get" => |s| s.users.get(&uid());
+        "users.find_by_email" => |s| s.users.find_by_email(&email());
+        "users.update_full_name" => |s| s.users.update_full_name(&uid(), None, t0());
+        "users.upgrade_password_hash" => |s| s.users.upgrade_password_hash(&uid(), &pw(), &pw());
+        "users.change_password" => |s| s.users.change_password(&uid(), &pw(), RevokeReason::PasswordChanged, t0());
+        "users.complete_password_reset" => |s| s.users.complete_password_reset(&hash(), &pw(), t0());
+        "users.confirm_email_change" => |s| s.users.confirm_email_change(&hash(), t0());
+        "users.delete_account" => |s| s.users.delete_account(&uid());
+        "pending.put" => |s| s.pending.put(fixtures::pending("outage@example.com", &hash(), later()));
+        "pending.find_by_email" => |s| s.pending.find_by_email(&email(), t0());
+        "pending.replace_token" => |s| s.pending.replace_token(&email(), &hash(), later(), t0());
+        "pending.promote" => |s| s.pending.promote(&hash(), &uid(), t0());
+        "pending.purge_expired" => |s| s.pending.purge_expired(t0());
+        "tokens.issue" => |s| s.tokens.issue(fixtures::reset_token(&uid(), later()));
+        "tokens.peek" => |s| s.tokens.peek(TokenKind::PasswordReset, &hash(), t0());
+        "tokens.purge_expired" => |s| s.tokens.purge_expired(t0());
+        "login_attempts.admit" => |s| s.login_attempts.admit(&email(), t0(), TimeDelta::minutes(15), 5);
+        "login_attempts.clear" => |s| s.login_attempts.clear(&email());
+        "login_attempts.purge_expired" => |s| s.login_attempts.purge_expired(t0());
+        "sessions.start" => |s| s.sessions.start(fixtures::new_session(&uid(), t0(), at(TimeDelta::days(1))));
+        "sessions.rotate" => |s| s.sessions.rotate(&sid(), &hash(), &hash(), t0(), TimeDelta::hours(1));
+        "sessions.list" => |s| s.sessions.list(&uid(), t0());
+        "sessions.revoke_owned" => |s| s.sessions.revoke_owned(&sid(), &uid(), RevokeReason::Revoked, t0());
+        "sessions.authenticate" => |s| s.sessions.authenticate(&sid());
+        "sessions.revoke" => |s| s.sessions.revoke(&sid(), RevokeReason::Logout, t0());
+        "sessions.revoke_all" => |s| s.sessions.revoke_all(&uid(), RevokeReason::LogoutAll, t0());
+        "sessions.purge_expired" => |s| s.sessions.purge_expired(t0());
+        "rate_limits.hit" => |s| s.rate_limits.hit("mail:outage@example.com", t0(), TimeDelta::hours(1), 5);
+        "rate_limits.purge_expired" => |s| s.rate_limits.purge_expired(t0());
+        "health.ping" => |s| s.health.ping();
+        "health.schema_is_current" => |s| s.health.schema_is_current();
+    }
+    calls
+}
