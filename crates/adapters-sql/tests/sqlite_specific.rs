@@ -399,12 +399,27 @@ async fn a_tampered_migration_record_makes_the_schema_not_current() {
 }
 
 #[tokio::test]
-async fn file_databases_run_in_wal_mode_with_a_busy_timeout_and_foreign_keys() {
+async fn file_databases_run_in_wal_mode_with_durable_commits_a_busy_timeout_and_foreign_keys() {
     let (pool, _, _) = file_db().await;
     assert_eq!(pragma(&pool, "journal_mode").await, "wal");
     assert!(pragma(&pool, "busy_timeout").await.parse::<i64>().unwrap() >= 5000);
-    assert_eq!(pragma(&pool, "synchronous").await, "1"); // NORMAL
+    // FULL: a power loss cannot undo a committed revocation.
+    assert_eq!(pragma(&pool, "synchronous").await, "2");
     assert_eq!(pragma(&pool, "foreign_keys").await, "1");
+}
+
+#[tokio::test]
+async fn the_url_can_trade_durability_for_speed_but_names_it_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fast.db");
+    let pool = sqlite::connect(&format!("sqlite:{}?synchronous=normal", db.display()))
+        .await
+        .unwrap();
+    assert_eq!(pragma(&pool, "synchronous").await, "1"); // NORMAL
+    let err = sqlite::connect(&format!("sqlite:{}?synchronous=off", db.display()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
 }
 
 #[tokio::test]

@@ -4,8 +4,12 @@
 //! error (regstack answers 500 "database is locked" under 16 concurrent
 //! sign-ins), so:
 //! - the file runs in WAL mode (readers never block the writer or each
-//!   other) with `synchronous=NORMAL` and a `busy_timeout`, so a writer
-//!   that finds the lock taken waits instead of failing;
+//!   other) with a `busy_timeout`, so a writer that finds the lock taken
+//!   waits instead of failing;
+//! - commits are durable: `synchronous=FULL` by default, because in WAL
+//!   mode `NORMAL` lets a power loss undo the last commits — a revocation,
+//!   a password change, a spent link. `?synchronous=normal` on the URL opts
+//!   out (the benchmark measures what it costs);
 //! - every multi-statement write runs in `BEGIN IMMEDIATE`, which takes the
 //!   write lock up front. A deferred transaction that reads first and
 //!   writes later can fail with `SQLITE_BUSY` *without* waiting (its read
@@ -84,11 +88,16 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// regstack's SQLAlchemy spelling `sqlite+aiosqlite:///./regstack.db`
 /// (`////` for an absolute path) and `sqlite::memory:`. Creates the file if
 /// it is missing (not its directory). Every connection runs with WAL,
-/// `synchronous=NORMAL`, `busy_timeout` = [`BUSY_TIMEOUT`] and foreign keys
-/// on. An in-memory database lives in a single connection that the pool
+/// `synchronous=FULL` (`?synchronous=normal` on the URL trades durability
+/// across power loss for faster commits), `busy_timeout` =
+/// [`BUSY_TIMEOUT`] and foreign keys on. An in-memory database lives in a single connection that the pool
 /// never closes, so it is not lost between requests.
 pub async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
     let target = url::parse(url).map_err(StoreError::backend)?;
+    let synchronous = match url::durability(url).map_err(StoreError::backend)? {
+        url::Durability::Full => SqliteSynchronous::Full,
+        url::Durability::Normal => SqliteSynchronous::Normal,
+    };
     let (options, pool) = match target {
         url::Target::Memory => {
             let options = "sqlite::memory:"
@@ -119,7 +128,7 @@ pub async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
         }
     };
     let options = options
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(synchronous)
         .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true);
     pool.acquire_timeout(ACQUIRE_TIMEOUT)
