@@ -646,33 +646,6 @@ async fn bench(cfg: Cfg, opts: &Opts) -> Result<Report> {
         Err(e) => fatal.push(format!("ours (SQLite): {e:#}")),
     }
 
-    // What durable commits cost: the write scenarios again on a database
-    // opened with `?synchronous=normal` (which a power loss can roll back;
-    // ours defaults to FULL). Shown beside ours, judged by nothing.
-    if !cfg.smoke {
-        let writes: Vec<String> = ["login-ok", "register", "refresh"]
-            .into_iter()
-            .filter(|k| cfg.only.is_empty() || cfg.only.iter().any(|o| o == k))
-            .map(str::to_owned)
-            .collect();
-        if !writes.is_empty() {
-            let normal = Cfg {
-                only: writes,
-                ..cfg.clone()
-            };
-            let dir = fresh_dir(&cfg, "ours-sqlite-normal")?;
-            let url = format!(
-                "sqlite:{}?synchronous=normal",
-                dir.join("bench.db").display()
-            );
-            let name = "ours (SQLite, synchronous=NORMAL)";
-            match run_ours(&normal, name, &dir, &url).await {
-                Ok(r) => runs.push(r),
-                Err(e) => skipped.push((name.to_owned(), format!("could not run: {e:#}"))),
-            }
-        }
-    }
-
     // The floor again right after our SQLite run, so the two measurements
     // bracket the login scenarios (a shared VM's speed drifts over
     // minutes). Other work on the machine can only make a floor look

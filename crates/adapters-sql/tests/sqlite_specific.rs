@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Component, Path};
+use std::str::FromStr;
 
 use chrono::{DateTime, TimeDelta};
 use regstack_adapters_sql::sqlite::{self, SqlitePool};
@@ -399,27 +400,67 @@ async fn a_tampered_migration_record_makes_the_schema_not_current() {
 }
 
 #[tokio::test]
-async fn file_databases_run_in_wal_mode_with_durable_commits_a_busy_timeout_and_foreign_keys() {
+async fn file_databases_run_in_wal_mode_with_a_busy_timeout_and_foreign_keys() {
     let (pool, _, _) = file_db().await;
     assert_eq!(pragma(&pool, "journal_mode").await, "wal");
     assert!(pragma(&pool, "busy_timeout").await.parse::<i64>().unwrap() >= 5000);
-    // FULL: a power loss cannot undo a committed revocation.
-    assert_eq!(pragma(&pool, "synchronous").await, "2");
     assert_eq!(pragma(&pool, "foreign_keys").await, "1");
 }
 
+/// The writes that carry a security decision commit with
+/// `synchronous=FULL` (a power loss cannot undo them); a rotation, a
+/// lockout count or a new session with `NORMAL`. Seen on the connection
+/// each write used: the pool has one connection here, so `PRAGMA
+/// synchronous` afterwards reads what the last write set.
 #[tokio::test]
-async fn the_url_can_trade_durability_for_speed_but_names_it_exactly() {
+async fn security_decisions_commit_durably_and_the_rest_do_not_wait_for_the_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("fast.db");
-    let pool = sqlite::connect(&format!("sqlite:{}?synchronous=normal", db.display()))
+    let url = format!("sqlite:{}", dir.path().join("one.db").display());
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+        .unwrap()
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
         .await
         .unwrap();
-    assert_eq!(pragma(&pool, "synchronous").await, "1"); // NORMAL
-    let err = sqlite::connect(&format!("sqlite:{}?synchronous=off", db.display()))
+    sqlite::migrate(&pool).await.unwrap();
+    let stores = sqlite::stores(pool.clone());
+    let user = stores
+        .users
+        .insert(new_user("durable@example.com", now()))
         .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+        .unwrap();
+    assert_eq!(pragma(&pool, "synchronous").await, "1", "insert: NORMAL");
+    let session = session_for(&user.id, now());
+    assert_eq!(
+        stores.sessions.start(session.clone()).await.unwrap(),
+        SessionStart::Started
+    );
+    assert_eq!(pragma(&pool, "synchronous").await, "1", "start: NORMAL");
+    stores
+        .sessions
+        .revoke(&session.id, RevokeReason::Logout, now())
+        .await
+        .unwrap();
+    assert_eq!(pragma(&pool, "synchronous").await, "2", "revoke: FULL");
+    stores
+        .login_attempts
+        .admit(&user.email, now(), TimeDelta::minutes(15), 5)
+        .await
+        .unwrap();
+    assert_eq!(pragma(&pool, "synchronous").await, "1", "admit: NORMAL");
+    stores
+        .users
+        .change_password(&user.id, &phc("new"), RevokeReason::PasswordChanged, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        pragma(&pool, "synchronous").await,
+        "2",
+        "change_password: FULL"
+    );
 }
 
 #[tokio::test]

@@ -47,7 +47,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use self::error::{map_migrate, map_pg};
-use crate::backend::{impl_conn, select_user_by_id, Arg, Backend, Conn};
+use crate::backend::{impl_conn, select_user_by_id, Arg, Backend, Commit, Conn};
 use crate::rows::{self, session_cols, user_cols, USER_COLS};
 use crate::store::SqlStores;
 
@@ -210,8 +210,9 @@ impl Backend for PostgresBackend {
         &MIGRATOR
     }
 
-    /// A READ COMMITTED transaction (the server's default).
-    async fn begin(&self) -> Result<Self::Tx, StoreError> {
+    /// A READ COMMITTED transaction (the server's default); every commit
+    /// is durable (`synchronous_commit = on`, the server's default).
+    async fn begin(&self, _: Commit) -> Result<Self::Tx, StoreError> {
         self.pool.begin().await.map_err(map_pg)
     }
 
@@ -223,7 +224,7 @@ impl Backend for PostgresBackend {
         tx.rollback().await.map_err(map_pg)
     }
 
-    async fn write_conn(&self) -> Result<Self::Pooled, StoreError> {
+    async fn write_conn(&self, _: Commit) -> Result<Self::Pooled, StoreError> {
         self.pool.acquire().await.map_err(map_pg)
     }
 
@@ -236,7 +237,7 @@ impl Backend for PostgresBackend {
         &'a self,
         args: &'a [Arg<'a>],
     ) -> Result<Option<(Session, User)>, StoreError> {
-        let mut conn = self.write_conn().await?;
+        let mut conn = self.write_conn(Commit::Relaxed).await?;
         let Some(row) = conn.fetch_optional(ROTATE, args).await? else {
             return Ok(None);
         };

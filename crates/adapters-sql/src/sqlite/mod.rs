@@ -6,10 +6,15 @@
 //! - the file runs in WAL mode (readers never block the writer or each
 //!   other) with a `busy_timeout`, so a writer that finds the lock taken
 //!   waits instead of failing;
-//! - commits are durable: `synchronous=FULL` by default, because in WAL
-//!   mode `NORMAL` lets a power loss undo the last commits — a revocation,
-//!   a password change, a spent link. `?synchronous=normal` on the URL opts
-//!   out (the benchmark measures what it costs);
+//! - the commits that carry a security decision are durable: in WAL mode
+//!   `synchronous=NORMAL` lets a power loss undo the last commits, so a
+//!   revocation, a credential change, a spent or superseded link or a
+//!   deletion sets `synchronous=FULL` on its connection first (a sync of
+//!   the log, which also makes every earlier commit durable); a lockout
+//!   count, a rotation or a new session commits with `NORMAL`
+//!   ([`Commit`](crate::backend::Commit)). Measured here: about 2.6 ms a
+//!   durable commit against 26 µs, so making every commit durable would
+//!   cap refresh rotations at a few hundred a second;
 //! - every multi-statement write runs in `BEGIN IMMEDIATE`, which takes the
 //!   write lock up front. A deferred transaction that reads first and
 //!   writes later can fail with `SQLITE_BUSY` *without* waiting (its read
@@ -43,7 +48,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::backend::{impl_conn, select_user_by_id, Backend};
+use crate::backend::{impl_conn, select_user_by_id, Backend, Commit};
 use crate::error::{map_migrate, map_sqlx};
 use crate::store::SqlStores;
 
@@ -88,16 +93,11 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// regstack's SQLAlchemy spelling `sqlite+aiosqlite:///./regstack.db`
 /// (`////` for an absolute path) and `sqlite::memory:`. Creates the file if
 /// it is missing (not its directory). Every connection runs with WAL,
-/// `synchronous=FULL` (`?synchronous=normal` on the URL trades durability
-/// across power loss for faster commits), `busy_timeout` =
-/// [`BUSY_TIMEOUT`] and foreign keys on. An in-memory database lives in a single connection that the pool
+/// durable commits for the writes that carry a security decision (see the
+/// module doc), `busy_timeout` = [`BUSY_TIMEOUT`] and foreign keys on. An in-memory database lives in a single connection that the pool
 /// never closes, so it is not lost between requests.
 pub async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
     let target = url::parse(url).map_err(StoreError::backend)?;
-    let synchronous = match url::durability(url).map_err(StoreError::backend)? {
-        url::Durability::Full => SqliteSynchronous::Full,
-        url::Durability::Normal => SqliteSynchronous::Normal,
-    };
     let (options, pool) = match target {
         url::Target::Memory => {
             let options = "sqlite::memory:"
@@ -128,7 +128,7 @@ pub async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
         }
     };
     let options = options
-        .synchronous(synchronous)
+        .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true);
     pool.acquire_timeout(ACQUIRE_TIMEOUT)
@@ -186,6 +186,22 @@ pub struct SqliteBackend {
 }
 
 impl SqliteBackend {
+    /// A pooled connection whose next commit is as durable as `commit`
+    /// (`synchronous` is per connection and cannot change inside a
+    /// transaction, so it is set on every write, before it starts).
+    async fn durable_as(&self, commit: Commit) -> Result<PoolConnection<Sqlite>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(map_sqlx)?;
+        let pragma = match commit {
+            Commit::Durable => "PRAGMA synchronous = FULL",
+            Commit::Relaxed => "PRAGMA synchronous = NORMAL",
+        };
+        sqlx::query(pragma)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(conn)
+    }
+
     /// Waits for this process's turn to write. Taken before a pooled
     /// connection, so queued writers hold no connection readers need.
     async fn turn(&self) -> Result<OwnedSemaphorePermit, StoreError> {
@@ -217,11 +233,10 @@ impl Backend for SqliteBackend {
 
     /// A transaction holding SQLite's write lock from the first statement
     /// (see the module doc), taken in this process's write queue.
-    async fn begin(&self) -> Result<WriteTx, StoreError> {
+    async fn begin(&self, commit: Commit) -> Result<WriteTx, StoreError> {
         let turn = self.turn().await?;
-        let tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+        let conn = self.durable_as(commit).await?;
+        let tx = Transaction::begin(conn, Some("BEGIN IMMEDIATE".into()))
             .await
             .map_err(map_sqlx)?;
         Ok(WriteTx { tx, _turn: turn })
@@ -236,9 +251,9 @@ impl Backend for SqliteBackend {
     }
 
     /// Taken in turn with the write transactions.
-    async fn write_conn(&self) -> Result<Pooled, StoreError> {
+    async fn write_conn(&self, commit: Commit) -> Result<Pooled, StoreError> {
         let turn = self.turn().await?;
-        let conn = self.pool.acquire().await.map_err(map_sqlx)?;
+        let conn = self.durable_as(commit).await?;
         Ok(Pooled {
             conn,
             _turn: Some(turn),

@@ -22,43 +22,9 @@ pub(crate) enum Target {
     File(PathBuf),
 }
 
-/// How hard a commit waits for the disk (SQLite's `synchronous`), from the
-/// URL's `?synchronous=` parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Durability {
-    /// `FULL` (the default): a commit is on disk before it is reported, so
-    /// a power loss cannot undo a committed revocation, password change or
-    /// spent link.
-    Full,
-    /// `NORMAL`: in WAL mode a power loss (not a crash of this process) can
-    /// undo the last commits; faster writes. Opt-in only.
-    Normal,
-}
-
-/// The `synchronous` query parameter of a `sqlite` URL (`full`, the
-/// default, or `normal`, any case); anything else is refused rather than
-/// silently ignored, since it decides what survives a power loss.
-pub(crate) fn durability(url: &str) -> Result<Durability, BadUrl> {
-    let Some((_, query)) = url.trim().split_once('?') else {
-        return Ok(Durability::Full);
-    };
-    let mut found = Durability::Full;
-    for pair in query.split('&') {
-        if let Some(value) = pair.strip_prefix("synchronous=") {
-            found = match value.to_ascii_lowercase().as_str() {
-                "full" => Durability::Full,
-                "normal" => Durability::Normal,
-                _ => return Err(BadUrl("`synchronous` must be `full` or `normal`")),
-            };
-        }
-    }
-    Ok(found)
-}
-
-/// Parses a `sqlite:` or `sqlite+driver:` URL. Other query parameters
+/// Parses a `sqlite:` or `sqlite+driver:` URL. Query parameters
 /// (`?mode=…`, SQLAlchemy's `?check_same_thread=…`) are ignored: the pool
-/// sets every option it needs itself; `synchronous` is read by
-/// [`durability`].
+/// sets every option it needs itself.
 pub(crate) fn parse(url: &str) -> Result<Target, BadUrl> {
     let url = url.trim();
     let url = url.split_once('?').map_or(url, |(base, _)| base);
@@ -167,28 +133,6 @@ mod tests {
             Ok(Target::Memory)
         ));
         assert!(same(parse("sqlite+aiosqlite://"), Ok(Target::Memory)));
-    }
-
-    #[test]
-    fn durability_is_full_unless_the_url_asks_for_normal() {
-        assert_eq!(durability("sqlite:x.db").ok(), Some(Durability::Full));
-        assert_eq!(
-            durability("sqlite:x.db?mode=rwc").ok(),
-            Some(Durability::Full)
-        );
-        assert_eq!(
-            durability("sqlite:x.db?synchronous=FULL").ok(),
-            Some(Durability::Full)
-        );
-        assert_eq!(
-            durability("sqlite:x.db?mode=rwc&synchronous=normal").ok(),
-            Some(Durability::Normal)
-        );
-        assert!(durability("sqlite:x.db?synchronous=off").is_err());
-        assert!(same(
-            parse("sqlite:x.db?synchronous=normal"),
-            file("x.db")
-        ));
     }
 
     #[test]

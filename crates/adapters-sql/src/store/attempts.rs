@@ -5,7 +5,7 @@ use chrono::TimeDelta;
 use regstack_ports::{Admission, Email, LoginAttemptStore, StoreError, Timestamp};
 
 use super::{commit, SqlStores};
-use crate::backend::{Arg, Backend, Conn};
+use crate::backend::{Arg, Backend, Commit, Conn};
 use crate::rows::Cells;
 use crate::time::{from_db_saturating, to_db, window, window_start};
 
@@ -55,7 +55,7 @@ impl<B: Backend> LoginAttemptStore for SqlStores<B> {
              WHERE email = $1 AND attempted_at > $2 \
              ORDER BY attempted_at DESC LIMIT $3";
         let now_db = to_db(now);
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Commit::Relaxed).await?;
         // No other admit for this address can count until this one commits,
         // so a parallel burst admits at most `threshold` attempts.
         lock_key::<B>(&mut *tx, "login_attempts", email.as_str()).await?;
@@ -94,13 +94,16 @@ impl<B: Backend> LoginAttemptStore for SqlStores<B> {
     }
 
     async fn clear(&self, email: &Email) -> Result<(), StoreError> {
-        clear_on(&mut *self.write_conn().await?, email.as_str())
-            .await
-            .map(drop)
+        clear_on(
+            &mut *self.write_conn(Commit::Relaxed).await?,
+            email.as_str(),
+        )
+        .await
+        .map(drop)
     }
 
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.write_conn()
+        self.write_conn(Commit::Relaxed)
             .await?
             .execute(
                 "DELETE FROM login_attempts WHERE attempted_at < $1",

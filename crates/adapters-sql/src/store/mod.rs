@@ -26,7 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use regstack_ports::{StoreError, StoreHealth, Stores};
 
-use crate::backend::{Backend, Conn};
+use crate::backend::{Backend, Commit, Conn};
 use crate::rows::Cells;
 
 /// One type implementing every store trait over one engine's pool. Cheap to
@@ -55,14 +55,18 @@ impl<B: Backend + Clone> SqlStores<B> {
     }
 }
 
-/// Transaction helpers, so the stores read `self.begin()` / `commit(tx)`.
+/// Transaction helpers, so the stores read `self.begin(Commit::…)` /
+/// `commit(tx)`. Every write names how durable its commit must be
+/// ([`Commit`]): a revocation, a credential change or a single-use spend
+/// must survive a power loss; a lockout count, a rotation or a new session
+/// may be lost with it.
 impl<B: Backend> SqlStores<B> {
-    async fn begin(&self) -> Result<B::Tx, StoreError> {
-        self.backend.begin().await
+    async fn begin(&self, commit: Commit) -> Result<B::Tx, StoreError> {
+        self.backend.begin(commit).await
     }
 
-    async fn write_conn(&self) -> Result<B::Pooled, StoreError> {
-        self.backend.write_conn().await
+    async fn write_conn(&self, commit: Commit) -> Result<B::Pooled, StoreError> {
+        self.backend.write_conn(commit).await
     }
 
     async fn read_conn(&self) -> Result<B::Pooled, StoreError> {

@@ -6,7 +6,7 @@ use regstack_ports::{
 };
 
 use super::{commit, rollback, SqlStores};
-use crate::backend::{Arg, Backend, Conn};
+use crate::backend::{Arg, Backend, Commit, Conn};
 use crate::rows::{self, pending_cols, user_cols};
 use crate::time::to_db;
 
@@ -47,7 +47,12 @@ impl<B: Backend> PendingStore for SqlStores<B> {
             Arg::Int(to_db(p.created_at)),
             Arg::Int(to_db(p.expires_at)),
         ];
-        Ok(self.write_conn().await?.execute(PUT, &args).await? > 0)
+        Ok(self
+            .write_conn(Commit::Relaxed)
+            .await?
+            .execute(PUT, &args)
+            .await?
+            > 0)
     }
 
     async fn find_by_email(
@@ -86,7 +91,12 @@ impl<B: Backend> PendingStore for SqlStores<B> {
             Arg::Text(email.as_str()),
             Arg::Int(to_db(now)),
         ];
-        Ok(self.write_conn().await?.execute(REPLACE, &args).await? > 0)
+        Ok(self
+            .write_conn(Commit::Relaxed)
+            .await?
+            .execute(REPLACE, &args)
+            .await?
+            > 0)
     }
 
     async fn promote(
@@ -110,7 +120,7 @@ impl<B: Backend> PendingStore for SqlStores<B> {
             user_cols!()
         );
         let now = to_db(now);
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Commit::Durable).await?;
         // The returned row decides the winner: a second caller with the
         // same token (waiting for the first to commit, on PostgreSQL) finds
         // nothing to delete.
@@ -137,7 +147,7 @@ impl<B: Backend> PendingStore for SqlStores<B> {
     }
 
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        self.write_conn()
+        self.write_conn(Commit::Relaxed)
             .await?
             .execute(
                 "DELETE FROM pending_registrations WHERE expires_at <= $1",

@@ -6,7 +6,7 @@ use regstack_ports::{RateLimitStore, StoreError, Timestamp};
 
 use super::attempts::lock_key;
 use super::{commit, SqlStores};
-use crate::backend::{Arg, Backend, Conn};
+use crate::backend::{Arg, Backend, Commit, Conn};
 use crate::rows::Cells;
 use crate::time::{to_db, window_start};
 
@@ -37,7 +37,7 @@ impl<B: Backend> RateLimitStore for SqlStores<B> {
         // The count stops at `limit` rows: one bounded index range scan.
         const COUNT: &str = "SELECT count(*) FROM (SELECT 1 FROM rate_limit_hits \
              WHERE key = $1 AND hit_at > $2 LIMIT $3) AS recent";
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Commit::Relaxed).await?;
         // As in `admit`: the count and the insert are one step.
         lock_key::<B>(&mut *tx, "rate_limit_hits", key).await?;
         let args = [
@@ -62,7 +62,7 @@ impl<B: Backend> RateLimitStore for SqlStores<B> {
     }
 
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
-        self.write_conn()
+        self.write_conn(Commit::Relaxed)
             .await?
             .execute(
                 "DELETE FROM rate_limit_hits WHERE hit_at < $1",

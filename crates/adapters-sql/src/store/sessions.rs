@@ -27,7 +27,7 @@ use regstack_ports::{
 };
 
 use super::{commit, rollback, SqlStores};
-use crate::backend::{Arg, Backend, Conn};
+use crate::backend::{Arg, Backend, Commit, Conn};
 use crate::error::CorruptRow;
 use crate::rows::{self, session_cols, user_cols, Cells, USER_COLS};
 use crate::time::{from_db_opt, to_db, window};
@@ -114,7 +114,7 @@ impl<B: Backend> SessionStore for SqlStores<B> {
              ip, refresh_hash) \
              VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)";
         let created = to_db(s.created_at);
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Commit::Relaxed).await?;
         let stamp = [
             Arg::Int(created),
             Arg::Text(s.user_id.as_str()),
@@ -230,7 +230,7 @@ impl<B: Backend> SessionStore for SqlStores<B> {
             Arg::Text(owner.as_str()),
         ];
         Ok(self
-            .write_conn()
+            .write_conn(Commit::Durable)
             .await?
             .execute(REVOKE_OWNED, &args)
             .await?
@@ -256,7 +256,13 @@ impl<B: Backend> SessionStore for SqlStores<B> {
         reason: RevokeReason,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        revoke_on(&mut *self.write_conn().await?, id, reason, to_db(now)).await
+        revoke_on(
+            &mut *self.write_conn(Commit::Durable).await?,
+            id,
+            reason,
+            to_db(now),
+        )
+        .await
     }
 
     async fn revoke_all(
@@ -266,7 +272,7 @@ impl<B: Backend> SessionStore for SqlStores<B> {
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         revoke_live_of_user(
-            &mut *self.write_conn().await?,
+            &mut *self.write_conn(Commit::Durable).await?,
             user.as_str(),
             reason,
             to_db(now),
@@ -277,7 +283,7 @@ impl<B: Backend> SessionStore for SqlStores<B> {
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
         // A session has ended when it expired, idled out or was revoked;
         // its refresh family goes with the row.
-        self.write_conn()
+        self.write_conn(Commit::Relaxed)
             .await?
             .execute(
                 "DELETE FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1 \

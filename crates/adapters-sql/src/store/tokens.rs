@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use regstack_ports::{OneTimeToken, StoreError, Timestamp, TokenHash, TokenKind, TokenStore};
 
 use super::{commit, SqlStores};
-use crate::backend::{Arg, Backend, Conn};
+use crate::backend::{Arg, Backend, Commit, Conn};
 use crate::rows::{self, token_cols, Cells};
 use crate::time::to_db;
 
@@ -75,7 +75,7 @@ impl<B: Backend> TokenStore for SqlStores<B> {
              (token_hash, kind, user_id, new_email, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)";
         let user = [Arg::Text(token.user_id.as_str())];
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Commit::Durable).await?;
         // The user row first (the lock order): an issue and a reset or
         // account deletion of the same user queue on it instead of each
         // holding token rows the other needs. A missing user is left to the
@@ -124,7 +124,7 @@ impl<B: Backend> TokenStore for SqlStores<B> {
     }
 
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        self.write_conn()
+        self.write_conn(Commit::Relaxed)
             .await?
             .execute(
                 "DELETE FROM one_time_tokens WHERE expires_at <= $1",

@@ -13,7 +13,7 @@ use regstack_ports::{
 };
 
 use super::{attempts, commit, pending, rate_limits, rollback, sessions, tokens, SqlStores};
-use crate::backend::{select_user_by_id, Arg, Backend, Conn};
+use crate::backend::{select_user_by_id, Arg, Backend, Commit, Conn};
 use crate::error::CorruptRow;
 use crate::rows::{self, bump_epoch, user_cols};
 use crate::time::to_db;
@@ -118,7 +118,7 @@ impl<B: Backend> UserStore for SqlStores<B> {
             Arg::Int(to_db(user.created_at)),
         ];
         let row = self
-            .write_conn()
+            .write_conn(Commit::Relaxed)
             .await?
             .fetch_optional(INSERT, &args)
             .await?;
@@ -159,7 +159,7 @@ impl<B: Backend> UserStore for SqlStores<B> {
             Arg::Int(to_db(now)),
             Arg::Text(id.as_str()),
         ];
-        self.write_conn()
+        self.write_conn(Commit::Relaxed)
             .await?
             .fetch_optional(SET_NAME, &args)
             .await?
@@ -183,7 +183,12 @@ impl<B: Backend> UserStore for SqlStores<B> {
             Arg::Text(id.as_str()),
             Arg::Text(expected.as_str()),
         ];
-        Ok(self.write_conn().await?.execute(UPGRADE, &args).await? > 0)
+        Ok(self
+            .write_conn(Commit::Relaxed)
+            .await?
+            .execute(UPGRADE, &args)
+            .await?
+            > 0)
     }
 
     async fn change_password(
@@ -193,7 +198,7 @@ impl<B: Backend> UserStore for SqlStores<B> {
         reason: RevokeReason,
         now: Timestamp,
     ) -> Result<Option<User>, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Commit::Durable).await?;
         match set_password_on(&mut *tx, id.as_str(), new, reason, to_db(now)).await? {
             Some(user) => {
                 commit::<B>(tx).await?;
@@ -213,7 +218,7 @@ impl<B: Backend> UserStore for SqlStores<B> {
         now: Timestamp,
     ) -> Result<Option<User>, StoreError> {
         let now = to_db(now);
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Commit::Durable).await?;
         // User row first (the lock order), then the spend.
         let Some(owner) = tokens::owner_on(&mut *tx, TokenKind::PasswordReset, token, now).await?
         else {
@@ -276,7 +281,7 @@ impl<B: Backend> UserStore for SqlStores<B> {
             user_cols!()
         );
         let now = to_db(now);
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Commit::Durable).await?;
         let Some(owner) = tokens::owner_on(&mut *tx, TokenKind::EmailChange, token, now).await?
         else {
             rollback::<B>(tx).await?;
@@ -326,7 +331,7 @@ impl<B: Backend> UserStore for SqlStores<B> {
 
     async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         const DELETE: &str = concat!("DELETE FROM users WHERE id = $1 RETURNING ", user_cols!());
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin(Commit::Durable).await?;
         // A pending registration for the address goes first: `promote`
         // deletes the pending row before it inserts a user, so taking the
         // same order here means the two wait for each other, never deadlock.
