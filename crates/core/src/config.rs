@@ -140,8 +140,6 @@ pub struct Config {
     /// Public origin of the service; every link in mail is built from it,
     /// never from a request's `Host` header.
     pub base_url: String,
-    /// Take the client IP from `Forwarded` / `X-Forwarded-For`.
-    pub behind_proxy: bool,
     /// Key material for every token the service signs. At least 32 bytes.
     pub jwt_secret: SecretString,
     /// Signing algorithm for access tokens.
@@ -170,8 +168,6 @@ pub struct Config {
     pub login_lockout_threshold: u32,
     /// Sliding window of the lockout.
     pub login_lockout_window_seconds: u64,
-    /// Mount point of the JSON API.
-    pub api_prefix: String,
     /// Mount point of the account pages (a later issue).
     pub ui_prefix: String,
     /// Path prefix for the links in mail; see [`Config::link_prefix`].
@@ -197,7 +193,6 @@ impl Default for Config {
         Self {
             app_name: "RegStack".into(),
             base_url: "http://localhost:8000".into(),
-            behind_proxy: false,
             jwt_secret: SecretString::from(""),
             jwt_algorithm: JwtAlgorithm::HS256,
             jwt_ttl_seconds: 7200,
@@ -212,7 +207,6 @@ impl Default for Config {
             rate_limit_disabled: false,
             login_lockout_threshold: 5,
             login_lockout_window_seconds: 900,
-            api_prefix: "/api/auth".into(),
             ui_prefix: "/account".into(),
             email_link_prefix: None,
             verify_url_template: None,
@@ -234,7 +228,6 @@ impl std::fmt::Debug for Config {
             .field("jwt_secret", &"[redacted]")
             .field("jwt_algorithm", &self.jwt_algorithm)
             .field("jwt_ttl_seconds", &self.jwt_ttl_seconds)
-            .field("api_prefix", &self.api_prefix)
             .field("email", &self.email)
             .field("password", &self.password)
             .finish_non_exhaustive()
@@ -283,17 +276,7 @@ impl Config {
                 "must be an absolute http(s) URL such as https://app.example.com",
             ));
         }
-        for (key, prefix) in [
-            ("api_prefix", &self.api_prefix),
-            ("ui_prefix", &self.ui_prefix),
-        ] {
-            if !prefix.starts_with('/') || prefix.ends_with('/') && prefix.len() > 1 {
-                return Err(ConfigError::new(
-                    key,
-                    "must start with `/` and not end with `/` (e.g. /api/auth)",
-                ));
-            }
-        }
+        check_prefix("ui_prefix", &self.ui_prefix)?;
         for (key, ttl) in [
             (
                 "verification_token_ttl_seconds",
@@ -402,6 +385,19 @@ impl Config {
         let name = self.email.from_name.as_deref().unwrap_or(&self.app_name);
         format!("{name} <{}>", self.email.from_address)
     }
+}
+
+/// A mount point as the routers take it: starts with `/`, no trailing `/`
+/// (`/` alone is the root). Shared with the HTTP layer, which checks
+/// `api_prefix` with it.
+pub fn check_prefix(key: &str, prefix: &str) -> Result<(), ConfigError> {
+    if !prefix.starts_with('/') || prefix.ends_with('/') && prefix.len() > 1 {
+        return Err(ConfigError::new(
+            key,
+            "must start with `/` and not end with `/` (e.g. /api/auth)",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

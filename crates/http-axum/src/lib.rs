@@ -109,7 +109,6 @@ pub fn auth_layer(engine: Arc<Engine>) -> Extension<Arc<Engine>> {
 /// [`HttpSettings::validate`]; a CORS entry that is not a header value is
 /// skipped.
 pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
-    let cfg = engine.config().clone();
     let limit = Duration::from_secs(http.request_timeout_seconds);
     let api = handlers::routes()
         .fallback(not_found)
@@ -117,12 +116,12 @@ pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
         .layer(DefaultBodyLimit::max(http.body_limit_bytes))
         .layer(Extension(engine.clone()))
         .layer(Extension(Arc::new(http.clone())))
-        .layer(Extension(TrustProxy(cfg.behind_proxy)))
+        .layer(Extension(TrustProxy(http.behind_proxy)))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             deadline(limit, request, next)
         }))
         .with_state(engine);
-    let mut app = Router::new().nest(&cfg.api_prefix, api);
+    let mut app = Router::new().nest(&http.api_prefix, api);
     app = with_common_layers(app);
     if !http.cors_allowed_origins.is_empty() {
         let origins: Vec<HeaderValue> = http

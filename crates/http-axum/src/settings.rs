@@ -1,5 +1,6 @@
-//! `[http]`: the HTTP layer's own settings — body limit, CORS origins and
-//! the per-request deadline — and their validation.
+//! The HTTP layer's own settings — where the API is mounted, whether to
+//! trust a proxy's client-IP headers, and `[http]`: body limit, CORS
+//! origins, the per-request deadline — and their validation.
 //!
 //! They live here, next to [`router`](crate::router) which applies them,
 //! rather than in `core`'s policy `Config`: the engine decides nothing with
@@ -11,10 +12,20 @@
 use regstack_core::ConfigError;
 use serde::Deserialize;
 
-/// `[http]`: transport limits and CORS.
+/// `[http]`: transport limits and CORS; plus two top-level keys of
+/// `regstack.toml` that only the HTTP layer reads (`api_prefix`,
+/// `behind_proxy`: regstack's names and places, so they are not part of the
+/// `[http]` table — the server fills them in).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
+    /// Mount point of the JSON API (top-level `api_prefix`).
+    #[serde(skip)]
+    pub api_prefix: String,
+    /// Take the client IP from `Forwarded` / `X-Forwarded-For` (top-level
+    /// `behind_proxy`); otherwise the socket address.
+    #[serde(skip)]
+    pub behind_proxy: bool,
     /// Largest request body accepted; larger gets 413.
     pub body_limit_bytes: usize,
     /// Origins allowed by CORS; empty sends no CORS headers at all.
@@ -30,6 +41,8 @@ pub struct HttpSettings {
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
+            api_prefix: "/api/auth".into(),
+            behind_proxy: false,
             body_limit_bytes: 65536,
             cors_allowed_origins: Vec::new(),
             request_timeout_seconds: 30,
@@ -41,6 +54,7 @@ impl HttpSettings {
     /// Checks every value before the service starts; the error names the
     /// key as written in `regstack.toml` (`http.…`).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        regstack_core::config::check_prefix("api_prefix", &self.api_prefix)?;
         if self.body_limit_bytes < 1024 {
             return Err(ConfigError::new(
                 "http.body_limit_bytes",
@@ -166,6 +180,33 @@ mod tests {
                 "{seconds}"
             );
         }
+    }
+
+    #[test]
+    fn the_api_prefix_is_a_mount_point() {
+        for bad in ["api/auth", "/api/auth/", ""] {
+            let h = HttpSettings {
+                api_prefix: bad.into(),
+                ..HttpSettings::default()
+            };
+            let err = h.validate().expect_err(bad);
+            assert_eq!(err.key, "api_prefix", "{bad:?}");
+        }
+        for good in ["/", "/auth", "/api/v2/auth"] {
+            let h = HttpSettings {
+                api_prefix: good.into(),
+                ..HttpSettings::default()
+            };
+            assert_eq!(h.validate(), Ok(()), "{good:?}");
+        }
+    }
+
+    /// `api_prefix` and `behind_proxy` are top-level keys (regstack's
+    /// places): inside `[http]` they are unknown keys.
+    #[test]
+    fn the_top_level_keys_are_not_http_table_keys() {
+        let parsed: Result<HttpSettings, _> = serde_json::from_str(r#"{"behind_proxy": true}"#);
+        assert!(parsed.is_err());
     }
 
     #[test]

@@ -322,7 +322,6 @@ impl Default for FileConfig {
         let Config {
             app_name,
             base_url,
-            behind_proxy,
             jwt_secret,
             jwt_algorithm,
             jwt_ttl_seconds,
@@ -337,7 +336,6 @@ impl Default for FileConfig {
             rate_limit_disabled,
             login_lockout_threshold,
             login_lockout_window_seconds,
-            api_prefix,
             ui_prefix,
             email_link_prefix,
             verify_url_template,
@@ -348,6 +346,11 @@ impl Default for FileConfig {
             password,
             sessions,
         } = Config::default();
+        let HttpSettings {
+            api_prefix,
+            behind_proxy,
+            ..
+        } = HttpSettings::default();
         let DatabaseSettings {
             url: database_url,
             mongodb_database,
@@ -447,7 +450,6 @@ impl FileConfig {
             config: Config {
                 app_name,
                 base_url,
-                behind_proxy,
                 jwt_secret,
                 jwt_algorithm,
                 jwt_ttl_seconds,
@@ -462,7 +464,6 @@ impl FileConfig {
                 rate_limit_disabled,
                 login_lockout_threshold,
                 login_lockout_window_seconds,
-                api_prefix,
                 ui_prefix,
                 email_link_prefix,
                 verify_url_template,
@@ -478,7 +479,13 @@ impl FileConfig {
                 mongodb_database,
             },
             mail,
-            http,
+            // Two top-level keys (regstack's places) that only the HTTP
+            // layer reads.
+            http: HttpSettings {
+                api_prefix,
+                behind_proxy,
+                ..http
+            },
         })
     }
 }
@@ -870,7 +877,7 @@ refresh_cookie = true
         let c = &s.config;
         assert_eq!(c.app_name, "Acme");
         assert_eq!(c.base_url, "https://acme.example");
-        assert!(c.behind_proxy);
+        assert!(s.http.behind_proxy);
         assert_eq!(
             c.jwt_secret.expose_secret(),
             "0123456789abcdef0123456789abcdef"
@@ -888,7 +895,7 @@ refresh_cookie = true
         assert!(c.rate_limit_disabled);
         assert_eq!(c.login_lockout_threshold, 7);
         assert_eq!(c.login_lockout_window_seconds, 60);
-        assert_eq!(c.api_prefix, "/auth");
+        assert_eq!(s.http.api_prefix, "/auth");
         assert_eq!(c.ui_prefix, "/me");
         assert_eq!(c.email_link_prefix.as_deref(), Some("/links"));
         assert_eq!(

@@ -150,7 +150,7 @@ async fn serve(host: String, port: u16, config_path: Option<PathBuf>) -> anyhow:
         MailTransport::Console { log_bodies: false } => "console".to_owned(),
         MailTransport::Smtp(smtp) => format!("smtp {}:{}", smtp.host, smtp.port),
     };
-    let api = format!("{local_url}{}", p.settings.config.api_prefix);
+    let api = format!("{local_url}{}", p.settings.http.api_prefix);
     let rs = RegStack::builder(p.settings).build().await?;
     let housekeeping = rs.spawn_housekeeping(Duration::from_secs(300));
     let app = rs.router().merge(regstack_http_axum::with_common_layers(

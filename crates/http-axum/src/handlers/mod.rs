@@ -22,6 +22,9 @@ use crate::wire::{MessageResponse, TokenResponse};
 use secrecy::ExposeSecret;
 
 pub(crate) type Engine_ = State<Arc<Engine>>;
+/// The router's [`HttpSettings`](crate::HttpSettings) (the API's mount
+/// point names the refresh cookie's path).
+pub(crate) type Http = axum::Extension<Arc<crate::HttpSettings>>;
 pub(crate) type Answer = Result<axum::response::Response, ApiError>;
 
 pub(crate) fn ok_json<T: serde::Serialize>(status: StatusCode, body: T) -> Answer {
@@ -78,6 +81,7 @@ impl FromJsonObject for EmailBody {
 /// into the `HttpOnly` cookie and not into the JSON.
 pub(crate) fn token_answer(
     e: &Engine,
+    http: &crate::HttpSettings,
     access_token: String,
     expires_in: u64,
     refresh: &SecretString,
@@ -94,7 +98,11 @@ pub(crate) fn token_answer(
     };
     let mut response = (StatusCode::OK, Json(body)).into_response();
     if in_cookie {
-        if let Some(c) = cookie::set(&cfg.api_prefix, refresh.expose_secret(), refresh_expires_in) {
+        if let Some(c) = cookie::set(
+            &http.api_prefix,
+            refresh.expose_secret(),
+            refresh_expires_in,
+        ) {
             response.headers_mut().append(header::SET_COOKIE, c);
         }
     }

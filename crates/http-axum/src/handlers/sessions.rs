@@ -11,7 +11,7 @@ use regstack_core::Engine;
 use regstack_ports::SessionId;
 use secrecy::SecretString;
 
-use super::{message, ok_json, token_answer, Answer, Engine_};
+use super::{message, ok_json, token_answer, Answer, Engine_, Http};
 use crate::body::{Fields, FromJsonObject, Len, OptionalJsonBody};
 use crate::cookie;
 use crate::extract::{Client, CurrentUser};
@@ -43,6 +43,7 @@ impl FromJsonObject for RefreshRequest {
 /// refresh token; every failure is one 401.
 pub async fn refresh(
     State(e): Engine_,
+    axum::Extension(http): Http,
     Client(c): Client,
     headers: HeaderMap,
     OptionalJsonBody(b): OptionalJsonBody<RefreshRequest>,
@@ -61,6 +62,7 @@ pub async fn refresh(
     let r = e.refresh(&presented, &c).await?;
     token_answer(
         &e,
+        &http,
         r.access_token,
         r.expires_in,
         &r.refresh_token,
@@ -68,10 +70,13 @@ pub async fn refresh(
     )
 }
 
-fn clearing_cookie(e: &Engine, mut response: axum::response::Response) -> Answer {
-    let cfg = e.config();
-    if cfg.sessions.refresh_cookie {
-        if let Some(c) = cookie::clear(&cfg.api_prefix) {
+fn clearing_cookie(
+    e: &Engine,
+    http: &crate::HttpSettings,
+    mut response: axum::response::Response,
+) -> Answer {
+    if e.config().sessions.refresh_cookie {
+        if let Some(c) = cookie::clear(&http.api_prefix) {
             response.headers_mut().append(header::SET_COOKIE, c);
         }
     }
@@ -79,19 +84,29 @@ fn clearing_cookie(e: &Engine, mut response: axum::response::Response) -> Answer
 }
 
 /// `POST /logout` → 200; the session (and its refresh tokens) ends.
-pub async fn logout(State(e): Engine_, Client(c): Client, user: CurrentUser) -> Answer {
+pub async fn logout(
+    State(e): Engine_,
+    axum::Extension(http): Http,
+    Client(c): Client,
+    user: CurrentUser,
+) -> Answer {
     e.logout(&user, &c).await?;
-    clearing_cookie(&e, message(StatusCode::OK, "Logged out.")?)
+    clearing_cookie(&e, &http, message(StatusCode::OK, "Logged out.")?)
 }
 
 /// `POST /logout-all` → 200 with the number of sessions ended.
-pub async fn logout_all(State(e): Engine_, Client(c): Client, user: CurrentUser) -> Answer {
+pub async fn logout_all(
+    State(e): Engine_,
+    axum::Extension(http): Http,
+    Client(c): Client,
+    user: CurrentUser,
+) -> Answer {
     let n = e.logout_all(&user, &c).await?;
     let body = LogoutAllResponse {
         message: format!("Signed out of {n} session(s)."),
         revoked: n,
     };
-    clearing_cookie(&e, (StatusCode::OK, Json(body)).into_response())
+    clearing_cookie(&e, &http, (StatusCode::OK, Json(body)).into_response())
 }
 
 /// `GET /sessions` → the caller's live sessions.

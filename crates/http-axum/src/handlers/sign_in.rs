@@ -9,7 +9,7 @@ use regstack_core::Engine;
 use regstack_ports::Email;
 use secrecy::SecretString;
 
-use super::{token_answer, Answer, Engine_};
+use super::{token_answer, Answer, Engine_, Http};
 use crate::body::{Fields, FromJsonObject, JsonBody, Len};
 use crate::extract::Client;
 use crate::read_all;
@@ -37,12 +37,14 @@ impl FromJsonObject for LoginRequest {
 /// `POST /login` → 200 `TokenResponse` (+ refresh fields).
 pub async fn login(
     State(e): Engine_,
+    axum::Extension(http): Http,
     Client(c): Client,
     JsonBody(b): JsonBody<LoginRequest>,
 ) -> Answer {
     let s = e.login(&b.email, &b.password, &c).await?;
     token_answer(
         &e,
+        &http,
         s.access_token,
         s.expires_in,
         &s.refresh_token,
