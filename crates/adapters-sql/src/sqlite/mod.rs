@@ -12,7 +12,7 @@
 //!   deletion sets `synchronous=FULL` on its connection first (a sync of
 //!   the log, which also makes every earlier commit durable); a lockout
 //!   count, a rotation or a new session commits with `NORMAL`
-//!   ([`Commit`](crate::backend::Commit)). Measured here: about 2.6 ms a
+//!   (`backend::Commit`). Measured here: about 2.6 ms a
 //!   durable commit against 26 µs, so making every commit durable would
 //!   cap refresh rotations at a few hundred a second;
 //! - every multi-statement write runs in `BEGIN IMMEDIATE`, which takes the
