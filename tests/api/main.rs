@@ -12,3 +12,4 @@ mod model;
 mod security;
 mod sessions;
 mod support;
+mod timing;

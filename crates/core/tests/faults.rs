@@ -310,3 +310,30 @@ async fn a_failing_session_check_refuses_instead_of_letting_through() {
     r.faults.heal();
     assert!(r.engine.authenticate(Some(&s.access_token)).await.is_ok());
 }
+
+/// `forgot_password` touches no store before it answers (issue 19: the
+/// answer must not depend on the address, not even in time): with every
+/// store failing it still answers, for an account and for an unknown
+/// address alike; the failures are the background job's, logged. Once the
+/// store heals a new request mails a link.
+#[tokio::test]
+async fn forgot_password_answers_without_touching_a_store_and_a_retry_mails() {
+    let r = rig();
+    let c = ClientContext::default();
+    registered_and_verified(&r, "h@example.com").await;
+    r.faults.fail_always("*");
+    for addr in ["h@example.com", "nobody@example.com"] {
+        r.engine.forgot_password(&email(addr), &c).await.unwrap();
+    }
+    r.faults.heal();
+    r.engine
+        .forgot_password(&email("h@example.com"), &c)
+        .await
+        .unwrap();
+    let mails = r
+        .mailer
+        .wait_for("h@example.com", 2, Duration::from_secs(5))
+        .await;
+    assert!(mails[1].text.contains("/reset-password?token="));
+    assert!(r.mailer.sent_to("nobody@example.com").is_empty());
+}

@@ -2,8 +2,9 @@
 //! flow sent (its recipient, its link) rather than on which calls were made.
 //!
 //! Mail leaves off the request path, so a test that just got its HTTP answer
-//! may not see the mail yet: [`RecordingMailer::wait_for`] polls until it
-//! arrives. Failure and delay can be switched on to prove that an SMTP
+//! may not see the mail yet (a flow may even do its store work after the
+//! answer, as `forgot_password` does): [`RecordingMailer::wait_for`] waits
+//! until it arrives, woken by each delivery rather than polling. Failure and delay can be switched on to prove that an SMTP
 //! outage never loses the user's work (DECISIONS.md §21) and that a slow
 //! transport never delays the response.
 
@@ -25,6 +26,8 @@ struct Inner {
     sent: Mutex<Vec<OutgoingMail>>,
     control: Mutex<Control>,
     failed: AtomicUsize,
+    /// Woken after every recorded delivery.
+    delivered: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -93,17 +96,22 @@ impl RecordingMailer {
     pub async fn wait_for(&self, to: &str, count: usize, timeout: Duration) -> Vec<OutgoingMail> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            // Registered before looking, so a delivery between the look and
+            // the wait still wakes this waiter.
+            let delivered = self.inner.delivered.notified();
+            tokio::pin!(delivered);
+            delivered.as_mut().enable();
             let got = self.sent_to(to);
             if got.len() >= count {
                 return got;
             }
-            if tokio::time::Instant::now() >= deadline {
-                panic!(
-                    "waited {timeout:?} for {count} mail(s) to {to}, got {}",
-                    got.len()
-                );
+            if tokio::time::timeout_at(deadline, delivered).await.is_err() {
+                let got = self.sent_to(to).len();
+                if got >= count {
+                    continue;
+                }
+                panic!("waited {timeout:?} for {count} mail(s) to {to}, got {got}");
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -171,6 +179,7 @@ impl Mailer for RecordingMailer {
             ));
         }
         lock(&self.inner.sent).push(mail.clone());
+        self.inner.delivered.notify_waiters();
         Ok(())
     }
 }

@@ -4,8 +4,10 @@
 //! runner takes `now` from the Clock once per request, calls the ports in
 //! order, and turns outcomes into [`AuthError`]s. Mail leaves the request
 //! path: it is composed here and delivered by a background task, so a slow
-//! or failing relay never delays or fails the request (DECISIONS.md §21),
-//! and the answer for an unknown address takes as long as for a known one.
+//! or failing relay never delays or fails the request (DECISIONS.md §21).
+//! Where the answer must not depend on whether an address has an account
+//! (`forgot_password`), everything address-dependent leaves the request
+//! path too, as one job of the engine's `background` queue.
 //!
 //! [`Engine`] is a facade: this file holds its dependencies and the helpers
 //! every capability shares (events, link tokens, mail); each capability's
@@ -31,7 +33,8 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use regstack_ports::{
-    Clock, Email, Mailer, OneTimeToken, PasswordHasher, Stores, Timestamp, TokenKind, User, UserId,
+    Clock, Email, Mailer, OneTimeToken, OutgoingMail, PasswordHasher, Stores, Timestamp, TokenKind,
+    User, UserId,
 };
 use secrecy::SecretString;
 
@@ -42,8 +45,10 @@ use crate::jwt::JwtCodec;
 use crate::mail::{Composer, MailContext, MailKind, TemplateError};
 use crate::refresh_token::RefreshTokens;
 use crate::tokens;
+use background::Background;
 
 mod account;
+mod background;
 mod deletion;
 mod housekeeping;
 mod recovery;
@@ -99,17 +104,20 @@ pub enum EngineError {
     Template(#[from] TemplateError),
 }
 
-/// Runs every account flow. Cheap to share behind an `Arc`.
+/// Runs every account flow. Cheap to clone — every part is shared — so a
+/// runner can hand a clone to a background job.
+#[derive(Clone)]
 pub struct Engine {
-    cfg: Config,
+    cfg: Arc<Config>,
     stores: Stores,
     hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
     mailer: Arc<dyn Mailer>,
-    composer: Composer,
-    jwt: JwtCodec,
-    refresh_tokens: RefreshTokens,
+    composer: Arc<Composer>,
+    jwt: Arc<JwtCodec>,
+    refresh_tokens: Arc<RefreshTokens>,
     events: EventBus,
+    background: Arc<Background>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -142,15 +150,16 @@ impl Engine {
         );
         let refresh_tokens = RefreshTokens::new(&cfg.jwt_secret);
         Ok(Self {
-            refresh_tokens,
-            cfg,
+            refresh_tokens: Arc::new(refresh_tokens),
+            cfg: Arc::new(cfg),
             stores: deps.stores,
             hasher: deps.hasher,
             clock: deps.clock,
             mailer: deps.mailer,
-            composer,
-            jwt,
+            composer: Arc::new(composer),
+            jwt: Arc::new(jwt),
             events: deps.events,
+            background: Arc::default(),
         })
     }
 
@@ -249,6 +258,37 @@ impl Engine {
         Ok(allowed)
     }
 
+    /// Composes a mail; `None` (logged) if a template fails.
+    fn compose_mail(
+        &self,
+        kind: MailKind,
+        to: &Email,
+        full_name: Option<&str>,
+        url: &str,
+        ttl_seconds: u64,
+    ) -> Option<OutgoingMail> {
+        let context = MailContext {
+            to,
+            full_name,
+            url,
+            ttl_seconds,
+        };
+        self.composer
+            .compose(kind, &context)
+            .inspect_err(|e| tracing::error!(error = %e, kind = kind.stem(), "mail not composed"))
+            .ok()
+    }
+
+    /// Hands a composed mail to the mailer under [`MAIL_TIMEOUT`] and waits
+    /// for the outcome. Failures are logged without the body.
+    async fn deliver(&self, kind: MailKind, mail: OutgoingMail) {
+        match tokio::time::timeout(MAIL_TIMEOUT, self.mailer.send(&mail)).await {
+            Ok(Ok(())) => tracing::debug!(kind = kind.stem(), "mail delivered"),
+            Ok(Err(e)) => tracing::error!(kind = kind.stem(), error = %e, "mail delivery failed"),
+            Err(_) => tracing::error!(kind = kind.stem(), "mail delivery timed out"),
+        }
+    }
+
     /// Composes now and delivers in the background; the caller has taken
     /// the quota ([`Self::take_mail_quota`]). Failures are logged without
     /// the body.
@@ -260,34 +300,13 @@ impl Engine {
         url: &str,
         ttl_seconds: u64,
     ) {
-        let mail = match self.composer.compose(
-            kind,
-            &MailContext {
-                to,
-                full_name,
-                url,
-                ttl_seconds,
-            },
-        ) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, kind = kind.stem(), "mail not composed");
-                return;
-            }
+        let Some(mail) = self.compose_mail(kind, to, full_name, url, ttl_seconds) else {
+            return;
         };
-        let mailer = self.mailer.clone();
-        let task = async move {
-            match tokio::time::timeout(MAIL_TIMEOUT, mailer.send(&mail)).await {
-                Ok(Ok(())) => tracing::debug!(kind = kind.stem(), "mail delivered"),
-                Ok(Err(e)) => {
-                    tracing::error!(kind = kind.stem(), error = %e, "mail delivery failed")
-                }
-                Err(_) => tracing::error!(kind = kind.stem(), "mail delivery timed out"),
-            }
-        };
+        let engine = self.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn(task);
+                rt.spawn(async move { engine.deliver(kind, mail).await });
             }
             Err(_) => tracing::error!("no async runtime: mail not sent"),
         }

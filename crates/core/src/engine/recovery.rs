@@ -1,5 +1,6 @@
-//! Recovery: `forgot_password` mails a reset link (same answer whether or
-//! not the address exists), `reset_password` spends it once
+//! Recovery: `forgot_password` mails a reset link (same answer, in the
+//! same time, whether or not the address exists: the mailing runs as a
+//! background job), `reset_password` spends it once
 //! ([`crate::flows::one_time`]) and ends every session.
 
 use regstack_ports::{Email, NewPassword, TokenKind};
@@ -12,8 +13,13 @@ use crate::mail::MailKind;
 use crate::tokens::{self, MAX_TOKEN_CHARS};
 
 impl Engine {
-    /// `POST /forgot-password`: mails a reset link to an active account. The
-    /// caller answers the same whatever happens here.
+    /// `POST /forgot-password`: mails a reset link to an active account.
+    ///
+    /// The answer must not tell whether the address has an account, not
+    /// even by its timing (issue 19), so this does the same for every
+    /// address: it queues `mail_reset_link` as a background job and
+    /// returns. Jobs for one address run in the order they were queued
+    /// (`background.rs`), so the link mailed last is the one that works.
     pub async fn forgot_password(
         &self,
         email: &Email,
@@ -22,6 +28,22 @@ impl Engine {
         if !self.cfg.enable_password_reset {
             return Err(AuthError::PasswordResetDisabled);
         }
+        let engine = self.clone();
+        let (to, ip) = (email.clone(), client.ip.clone());
+        self.background
+            .spawn(
+                format!("reset:{}", email.as_str()),
+                "password reset request",
+                async move { engine.mail_reset_link(&to, ip).await },
+            )
+            .await;
+        Ok(())
+    }
+
+    /// The address-dependent part of [`Self::forgot_password`], off the
+    /// request path: an active account gets a fresh reset link (superseding
+    /// its older ones), within the mail quota.
+    async fn mail_reset_link(&self, email: &Email, ip: Option<String>) -> Result<(), AuthError> {
         let Some(user) = self.stores.users.find_by_email(email).await? else {
             return Ok(());
         };
@@ -50,7 +72,7 @@ impl Engine {
             "/reset-password",
             raw,
         );
-        self.send_mail(
+        let mail = self.compose_mail(
             MailKind::PasswordReset,
             &user.email,
             user.full_name.as_deref(),
@@ -61,8 +83,13 @@ impl Engine {
             e.user_id = Some(user.id.clone());
             e.email = Some(user.email.clone());
             e.url_without_token = Some(tokens::redact_url(&url, raw));
-            e.ip.clone_from(&client.ip);
+            e.ip = ip;
         });
+        // Delivered within the job, so the next job for this address
+        // starts after this mail went out and mails arrive in link order.
+        if let Some(mail) = mail {
+            self.deliver(MailKind::PasswordReset, mail).await;
+        }
         Ok(())
     }
 
