@@ -270,6 +270,8 @@ pub struct FileConfig {
     pub jwt_ttl_seconds: u64,
     /// When set, tokens carry and must present this `aud`.
     pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on an access token's `iat` (0–60 s).
+    pub jwt_iat_leeway_seconds: u64,
     /// Registration waits for the address to be proven.
     pub require_verification: bool,
     /// Registration is open.
@@ -327,6 +329,7 @@ impl Default for FileConfig {
             jwt_algorithm,
             jwt_ttl_seconds,
             jwt_audience,
+            jwt_iat_leeway_seconds,
             require_verification,
             allow_registration,
             enable_password_reset,
@@ -362,6 +365,7 @@ impl Default for FileConfig {
             jwt_algorithm,
             jwt_ttl_seconds,
             jwt_audience,
+            jwt_iat_leeway_seconds,
             require_verification,
             allow_registration,
             enable_password_reset,
@@ -420,6 +424,7 @@ impl FileConfig {
             jwt_algorithm,
             jwt_ttl_seconds,
             jwt_audience,
+            jwt_iat_leeway_seconds,
             require_verification,
             allow_registration,
             enable_password_reset,
@@ -452,6 +457,7 @@ impl FileConfig {
                 jwt_algorithm,
                 jwt_ttl_seconds,
                 jwt_audience,
+                jwt_iat_leeway_seconds,
                 require_verification,
                 allow_registration,
                 enable_password_reset,
@@ -780,6 +786,7 @@ mod tests {
         let core = Config::default();
         assert_eq!(s.config.app_name, core.app_name);
         assert_eq!(s.config.jwt_ttl_seconds, 7200);
+        assert_eq!(s.config.jwt_iat_leeway_seconds, 5);
         assert_eq!(s.config.login_lockout_threshold, 5);
         assert_eq!(s.config.login_lockout_window_seconds, 900);
         assert_eq!(s.config.email.max_per_address_per_hour, 5);
@@ -816,6 +823,7 @@ jwt_secret = "0123456789abcdef0123456789abcdef"
 jwt_algorithm = "HS512"
 jwt_ttl_seconds = 600
 jwt_audience = "acme-api"
+jwt_iat_leeway_seconds = 2
 require_verification = false
 allow_registration = false
 enable_password_reset = false
@@ -878,6 +886,7 @@ refresh_cookie = true
         assert_eq!(c.jwt_algorithm, JwtAlgorithm::HS512);
         assert_eq!(c.jwt_ttl_seconds, 600);
         assert_eq!(c.jwt_audience.as_deref(), Some("acme-api"));
+        assert_eq!(c.jwt_iat_leeway_seconds, 2);
         assert!(!c.require_verification);
         assert!(!c.allow_registration);
         assert!(!c.enable_password_reset);
