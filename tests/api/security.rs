@@ -722,3 +722,30 @@ async fn over_the_mail_quota_the_last_mailed_link_stays_valid() {
         r.body
     );
 }
+
+/// Instances that share a secret disagree a little about the time: a token
+/// one of them signed "in the future" of another's clock is accepted within
+/// `jwt_iat_leeway_seconds` (default 5) and not a microsecond beyond.
+#[tokio::test]
+async fn a_token_from_a_clock_slightly_ahead_is_accepted_within_the_iat_leeway() {
+    let app = spawn_app_with(|_| {}, true).await;
+    let clock = app.clock.clone().unwrap();
+    app.create_user("skew@example.com", PW).await;
+    let access = app.access_token("skew@example.com", PW).await;
+    clock.advance(-TimeDelta::seconds(5));
+    assert_eq!(app.me(&access).await.status, 200);
+    clock.advance(-TimeDelta::microseconds(1));
+    let r = app.me(&access).await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (401, "Invalid or expired token.")
+    );
+
+    let strict = spawn_app_with(|s| s.config.jwt_iat_leeway_seconds = 0, true).await;
+    let clock = strict.clock.clone().unwrap();
+    strict.create_user("strict@example.com", PW).await;
+    let access = strict.access_token("strict@example.com", PW).await;
+    assert_eq!(strict.me(&access).await.status, 200);
+    clock.advance(-TimeDelta::microseconds(1));
+    assert_eq!(strict.me(&access).await.status, 401);
+}

@@ -22,6 +22,11 @@ use serde::Deserialize;
 /// key needs at least as much entropy as the hash output).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
+/// The largest `jwt_iat_leeway_seconds` accepted. The leeway exists for
+/// clocks that disagree by a few seconds; a minute is already generous,
+/// and more would let a token minted by a badly wrong clock live on.
+pub const MAX_JWT_IAT_LEEWAY_SECONDS: u64 = 60;
+
 /// A configuration value that cannot be used. The message names the key so
 /// an operator can fix it without reading code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -148,6 +153,10 @@ pub struct Config {
     pub jwt_ttl_seconds: u64,
     /// When set, tokens carry and must present this `aud`.
     pub jwt_audience: Option<String>,
+    /// How far in the future an access token's `iat` may lie and still be
+    /// accepted: the clock skew tolerated between instances that share
+    /// `jwt_secret` (0–60, default 5). `exp` has no leeway.
+    pub jwt_iat_leeway_seconds: u64,
     /// Registration waits for the address to be proven.
     pub require_verification: bool,
     /// Registration is open.
@@ -197,6 +206,7 @@ impl Default for Config {
             jwt_algorithm: JwtAlgorithm::HS256,
             jwt_ttl_seconds: 7200,
             jwt_audience: None,
+            jwt_iat_leeway_seconds: 5,
             require_verification: true,
             allow_registration: true,
             enable_password_reset: true,
@@ -256,6 +266,14 @@ impl Config {
             return Err(ConfigError::new(
                 "jwt_ttl_seconds",
                 "must be between 60 and 2592000",
+            ));
+        }
+        if self.jwt_iat_leeway_seconds > MAX_JWT_IAT_LEEWAY_SECONDS {
+            return Err(ConfigError::new(
+                "jwt_iat_leeway_seconds",
+                format!(
+                    "must be between 0 and {MAX_JWT_IAT_LEEWAY_SECONDS}: it only absorbs clock skew between instances"
+                ),
             ));
         }
         if let Some(aud) = &self.jwt_audience {
@@ -423,6 +441,18 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "jwt_secret");
+    }
+
+    #[test]
+    fn the_iat_leeway_is_five_seconds_and_at_most_sixty() {
+        assert_eq!(Config::default().jwt_iat_leeway_seconds, 5);
+        let mut c = valid();
+        for ok in [0, 60] {
+            c.jwt_iat_leeway_seconds = ok;
+            assert_eq!(c.validate(), Ok(()), "{ok}");
+        }
+        c.jwt_iat_leeway_seconds = 61;
+        assert_eq!(c.validate().unwrap_err().key, "jwt_iat_leeway_seconds");
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //! HMAC-SHA256 over a purpose label, and carries a `purpose` claim: a token
 //! minted for one purpose cannot verify under another's key (RFC 8725
 //! §3.11–3.12). The algorithm is pinned by configuration; `exp` is checked
-//! against the injected clock with zero leeway; `aud` is required exactly
-//! when configured and refused when not.
+//! against the injected clock with zero leeway; `iat` may lie in the future
+//! by at most `jwt_iat_leeway_seconds` (clock skew between instances that
+//! share the secret: one signs, another verifies a moment later by a clock
+//! a little behind), never more; `aud` is required exactly when configured
+//! and refused when not.
 
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -94,6 +97,8 @@ pub struct JwtCodec {
     access_key: SecretString,
     audience: Option<String>,
     ttl_seconds: u64,
+    /// How far `iat` may lie beyond `now`, in microseconds.
+    iat_leeway_micros: i64,
 }
 
 impl std::fmt::Debug for JwtCodec {
@@ -137,7 +142,19 @@ impl JwtCodec {
             access_key: derive_key(secret, Purpose::Access),
             audience,
             ttl_seconds,
+            iat_leeway_micros: 0,
         }
+    }
+
+    /// Accepts tokens whose `iat` lies up to `seconds` after `now`
+    /// (`jwt_iat_leeway_seconds`, checked by
+    /// [`Config::validate`](crate::config::Config::validate)); without it,
+    /// none. Only `iat`: `exp` and `nbf` keep zero leeway.
+    pub fn with_iat_leeway(mut self, seconds: u64) -> Self {
+        self.iat_leeway_micros = i64::try_from(seconds)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
+        self
     }
 
     /// Access-token lifetime in seconds.
@@ -214,7 +231,7 @@ impl JwtCodec {
         }
         let iat_us = (c.iat * 1e6).round() as i64;
         let now_us = now.timestamp_micros();
-        if !c.iat.is_finite() || iat_us > now_us {
+        if !c.iat.is_finite() || iat_us > now_us.saturating_add(self.iat_leeway_micros) {
             return Err(TokenError::Expired);
         }
         let issued_at =
@@ -293,6 +310,67 @@ mod tests {
         let (u, s) = ids();
         let t = c.issue_access(&u, &s, now() + TimeDelta::hours(1)).unwrap();
         assert_eq!(c.verify_access(&t, now()), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn iat_may_lie_ahead_by_the_leeway_and_not_a_microsecond_more() {
+        let c = codec(None).with_iat_leeway(5);
+        let (u, s) = ids();
+        // Another instance, its clock 5 s ahead, signed it just now.
+        let at_leeway = c
+            .issue_access(&u, &s, now() + TimeDelta::seconds(5))
+            .unwrap();
+        let v = c.verify_access(&at_leeway, now()).unwrap();
+        assert_eq!(v.issued_at, now() + TimeDelta::seconds(5));
+        for beyond in [
+            TimeDelta::seconds(5) + TimeDelta::microseconds(1),
+            TimeDelta::seconds(6),
+            TimeDelta::hours(1),
+        ] {
+            let t = c.issue_access(&u, &s, now() + beyond).unwrap();
+            assert_eq!(
+                c.verify_access(&t, now()),
+                Err(TokenError::Expired),
+                "iat {beyond} ahead"
+            );
+        }
+        // Zero leeway (the default of a bare codec): one microsecond is
+        // too far.
+        let strict = codec(None);
+        let t = strict
+            .issue_access(&u, &s, now() + TimeDelta::microseconds(1))
+            .unwrap();
+        assert_eq!(strict.verify_access(&t, now()), Err(TokenError::Expired));
+        assert!(strict
+            .verify_access(&t, now() + TimeDelta::microseconds(1))
+            .is_ok());
+    }
+
+    #[test]
+    fn the_iat_leeway_does_not_stretch_exp() {
+        let c = codec(None).with_iat_leeway(60);
+        let (u, s) = ids();
+        let t = c.issue_access(&u, &s, now()).unwrap();
+        assert!(c
+            .verify_access(&t, now() + TimeDelta::seconds(7199))
+            .is_ok());
+        for late in [7200, 7201, 7260] {
+            assert_eq!(
+                c.verify_access(&t, now() + TimeDelta::seconds(late)),
+                Err(TokenError::Expired),
+                "{late} s after issue"
+            );
+        }
+        // A token signed ahead within the leeway still expires by its own
+        // `exp`, with no leeway either.
+        let ahead = c
+            .issue_access(&u, &s, now() + TimeDelta::seconds(30))
+            .unwrap();
+        assert!(c.verify_access(&ahead, now()).is_ok());
+        assert_eq!(
+            c.verify_access(&ahead, now() + TimeDelta::seconds(7230)),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]

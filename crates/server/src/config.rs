@@ -6,7 +6,9 @@
 //! `$REGSTACK_CONFIG`, else `./regstack.toml` when present), then
 //! environment variables (`REGSTACK_EMAIL__SMTP_HOST` → `email.smtp_host`).
 //! A key regstack 0.9.3 knows but we do not implement yet is accepted with
-//! a warning; a key neither knows stops start-up naming the key.
+//! a warning — unless it promises a protection we do not give yet
+//! (`enable_sms_2fa = true`, a per-IP `*_rate_limit`): that stops start-up
+//! naming the key, as does a key neither knows.
 //!
 //! [`FileConfig`] lists every key itself rather than flattening the parts
 //! into one struct: serde's `deny_unknown_fields` does not work through
@@ -33,8 +35,12 @@ use serde::Deserialize;
 use crate::settings::{DatabaseSettings, Settings};
 
 /// Top-level keys regstack 0.9.3 defines that this build does not
-/// implement yet: accepted, warned about, ignored.
+/// implement yet and whose presence promises no protection: accepted,
+/// warned about, ignored (DECISIONS.md §4). Keys that do promise one are
+/// [`UNSUPPORTED_SECURITY_SWITCHES`] and [`UNSUPPORTED_RATE_LIMITS`].
 const REGSTACK_ONLY_KEYS: &[&str] = &[
+    // Where regstack keeps its data. A wrong name finds no data; it exposes
+    // none (our names are regstack's defaults, DECISIONS.md §9).
     "user_collection",
     "pending_collection",
     "blacklist_collection",
@@ -42,14 +48,52 @@ const REGSTACK_ONLY_KEYS: &[&str] = &[
     "mfa_code_collection",
     "oauth_identity_collection",
     "oauth_state_collection",
+    // Tuning of SMS codes and the MFA step. Without `enable_sms_2fa` (which
+    // stops start-up when on) there is no code to tune, so these promise
+    // nothing on their own.
     "sms_code_length",
     "sms_code_ttl_seconds",
     "sms_code_max_attempts",
     "mfa_pending_token_ttl_seconds",
+    // Features that add routes. Without them the routes are absent: a
+    // missing capability, never a missing protection.
     "enable_admin_router",
     "enable_ui_router",
-    "enable_sms_2fa",
     "enable_oauth",
+    // SMS gateway and OAuth providers. `[oauth]`'s
+    // `enforce_mfa_on_oauth_signin` and `auto_link_verified_emails` govern
+    // OAuth sign-ins, which this build does not have.
+    "sms",
+    "oauth",
+    // Looks of the account pages (a later issue).
+    "brand_logo_url",
+    "brand_tagline",
+    "extra_static_dirs",
+    "static_prefix",
+    "theme_css_url",
+];
+
+/// regstack 0.9.3 switches that turn on a protection this build does not
+/// have yet. On, they would make an operator believe the protection is
+/// there, so start-up stops naming the key (security review R7: no dead
+/// security configuration). Off (`false`, also `"false"`, `"0"`, `"no"`,
+/// `"off"` from a variable) they promise nothing and only warn.
+const UNSUPPORTED_SECURITY_SWITCHES: &[(&str, &str)] = &[(
+    "enable_sms_2fa",
+    "SMS second factors are not supported yet: this version would sign users in \
+     with their password alone. Remove the key or set it to false",
+)];
+
+/// regstack 0.9.3's per-IP route limits (slowapi strings such as
+/// `"5/minute"`), which this build does not enforce yet (security.md LK-5;
+/// what it does enforce is the per-address lockout and mail quota). A limit
+/// is a promise that a route cannot be hammered, so a set one stops
+/// start-up naming the key. That includes the limits of routes this build
+/// does not have yet (MFA confirm, OAuth exchange, phone): those routes may
+/// arrive before route limits do, and must not arrive with their limits
+/// silently dropped. An empty string, or `rate_limit_disabled = true`
+/// (which turns route limits off in regstack too), promises nothing: warn.
+const UNSUPPORTED_RATE_LIMITS: &[&str] = &[
     "login_rate_limit",
     "login_mfa_confirm_rate_limit",
     "register_rate_limit",
@@ -65,13 +109,6 @@ const REGSTACK_ONLY_KEYS: &[&str] = &[
     "phone_start_rate_limit",
     "phone_confirm_rate_limit",
     "phone_disable_rate_limit",
-    "sms",
-    "oauth",
-    "brand_logo_url",
-    "brand_tagline",
-    "extra_static_dirs",
-    "static_prefix",
-    "theme_css_url",
 ];
 
 /// `[email]` keys regstack defines for its SES backend.
@@ -270,6 +307,8 @@ pub struct FileConfig {
     pub jwt_ttl_seconds: u64,
     /// When set, tokens carry and must present this `aud`.
     pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on an access token's `iat` (0–60 s).
+    pub jwt_iat_leeway_seconds: u64,
     /// Registration waits for the address to be proven.
     pub require_verification: bool,
     /// Registration is open.
@@ -326,6 +365,7 @@ impl Default for FileConfig {
             jwt_algorithm,
             jwt_ttl_seconds,
             jwt_audience,
+            jwt_iat_leeway_seconds,
             require_verification,
             allow_registration,
             enable_password_reset,
@@ -365,6 +405,7 @@ impl Default for FileConfig {
             jwt_algorithm,
             jwt_ttl_seconds,
             jwt_audience,
+            jwt_iat_leeway_seconds,
             require_verification,
             allow_registration,
             enable_password_reset,
@@ -423,6 +464,7 @@ impl FileConfig {
             jwt_algorithm,
             jwt_ttl_seconds,
             jwt_audience,
+            jwt_iat_leeway_seconds,
             require_verification,
             allow_registration,
             enable_password_reset,
@@ -454,6 +496,7 @@ impl FileConfig {
                 jwt_algorithm,
                 jwt_ttl_seconds,
                 jwt_audience,
+                jwt_iat_leeway_seconds,
                 require_verification,
                 allow_registration,
                 enable_password_reset,
@@ -618,7 +661,12 @@ pub fn from_dict(mut dict: Dict) -> Result<(FileConfig, Vec<String>), ConfigErro
             ));
         }
     }
-    for key in REGSTACK_ONLY_KEYS {
+    refuse_unsupported_protections(&dict)?;
+    let ignored = REGSTACK_ONLY_KEYS
+        .iter()
+        .chain(UNSUPPORTED_SECURITY_SWITCHES.iter().map(|(key, _)| key))
+        .chain(UNSUPPORTED_RATE_LIMITS);
+    for key in ignored {
         if dict.remove(*key).is_some() {
             warnings.push(format!("`{key}` is a regstack setting this version accepts but does not support yet; it is ignored"));
         }
@@ -650,6 +698,45 @@ pub fn from_dict(mut dict: Dict) -> Result<(FileConfig, Vec<String>), ConfigErro
             ConfigError::new(key, e.kind.to_string())
         })?;
     Ok((config, warnings))
+}
+
+/// Stops start-up on a regstack key that promises a protection this build
+/// does not give yet ([`UNSUPPORTED_SECURITY_SWITCHES`],
+/// [`UNSUPPORTED_RATE_LIMITS`]); the same keys set to their "off" value
+/// pass, to be warned about with the rest.
+fn refuse_unsupported_protections(dict: &Dict) -> Result<(), ConfigError> {
+    for (key, why) in UNSUPPORTED_SECURITY_SWITCHES {
+        if let Some(value) = dict.get(*key) {
+            // Anything but a clear "off" counts as on: a value we cannot
+            // read must not pass as a protection turned off.
+            if value.to_bool_lossy() != Some(false) {
+                return Err(ConfigError::new(*key, *why));
+            }
+        }
+    }
+    let limits_off = dict
+        .get("rate_limit_disabled")
+        .and_then(Value::to_bool_lossy)
+        .unwrap_or(false);
+    if !limits_off {
+        for key in UNSUPPORTED_RATE_LIMITS {
+            let set = match dict.get(*key) {
+                None => false,
+                Some(Value::String(_, limit)) => !limit.trim().is_empty(),
+                Some(_) => true,
+            };
+            if set {
+                return Err(ConfigError::new(
+                    *key,
+                    "per-IP route limits are not supported yet: this version would serve the \
+                     route without the limit. Remove the key (what this version enforces is \
+                     the per-address sign-in lockout, login_lockout_*, and the per-address \
+                     mail quota, email.max_per_address_per_hour)",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where the development secret lives: beside the SQLite file.
@@ -710,6 +797,110 @@ mod tests {
         assert!(err.reason.contains("app_nam"), "{err}");
         let err = from_dict(dict("[email]\nsmtp_hots = \"x\"")).unwrap_err();
         assert!(err.to_string().contains("smtp_hots"), "{err}");
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Dict {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        env_dict(&pairs)
+    }
+
+    #[track_caller]
+    fn refused(d: Dict, key: &str) {
+        let err = from_dict(d).unwrap_err();
+        assert_eq!(err.key, key, "{err}");
+        let shown = err.to_string();
+        assert!(
+            shown.contains(key) && shown.contains("not supported yet"),
+            "{shown}"
+        );
+    }
+
+    #[track_caller]
+    fn warned(d: Dict, key: &str) {
+        let (_, warnings) = from_dict(d).unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains(&format!("`{key}`"))),
+            "no warning naming {key}: {warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_regstack_security_key_we_lack_stops_start_up_from_the_file_or_the_environment() {
+        refused(dict("enable_sms_2fa = true"), "enable_sms_2fa");
+        refused(
+            env(&[("REGSTACK_ENABLE_SMS_2FA", "true")]),
+            "enable_sms_2fa",
+        );
+        refused(env(&[("REGSTACK_ENABLE_SMS_2FA", "1")]), "enable_sms_2fa");
+        // A value that is not clearly "off" is not taken for off.
+        refused(dict("enable_sms_2fa = \"maybe\""), "enable_sms_2fa");
+        for key in UNSUPPORTED_RATE_LIMITS {
+            refused(dict(&format!("{key} = \"5/minute\"")), key);
+            let var = format!("REGSTACK_{}", key.to_uppercase());
+            refused(env(&[(var.as_str(), "5/minute;20/hour")]), key);
+        }
+        // Route limits are refused even beside the per-address lockout.
+        refused(
+            dict("login_lockout_threshold = 3\nlogin_rate_limit = \"5/minute\""),
+            "login_rate_limit",
+        );
+    }
+
+    #[test]
+    fn a_regstack_security_key_set_to_off_promises_nothing_and_only_warns() {
+        warned(dict("enable_sms_2fa = false"), "enable_sms_2fa");
+        for off in ["false", "0", "off", "no"] {
+            warned(env(&[("REGSTACK_ENABLE_SMS_2FA", off)]), "enable_sms_2fa");
+        }
+        warned(dict("login_rate_limit = \"\""), "login_rate_limit");
+        warned(
+            env(&[("REGSTACK_LOGIN_RATE_LIMIT", " ")]),
+            "login_rate_limit",
+        );
+        // Limits switched off by rate_limit_disabled promise nothing either.
+        let (c, _) = from_dict(dict(
+            "rate_limit_disabled = true\nlogin_rate_limit = \"5/minute\"",
+        ))
+        .unwrap();
+        assert!(c.rate_limit_disabled);
+        warned(
+            env(&[
+                ("REGSTACK_RATE_LIMIT_DISABLED", "true"),
+                ("REGSTACK_REGISTER_RATE_LIMIT", "5/minute"),
+            ]),
+            "register_rate_limit",
+        );
+        refused(
+            env(&[
+                ("REGSTACK_RATE_LIMIT_DISABLED", "false"),
+                ("REGSTACK_REGISTER_RATE_LIMIT", "5/minute"),
+            ]),
+            "register_rate_limit",
+        );
+    }
+
+    #[test]
+    fn regstack_keys_that_promise_no_protection_only_warn() {
+        for key in REGSTACK_ONLY_KEYS {
+            let value = match *key {
+                "sms" => "{ backend = \"twilio\" }",
+                "oauth" => "{ enforce_mfa_on_oauth_signin = true }",
+                "enable_admin_router" | "enable_ui_router" | "enable_oauth" => "true",
+                k if k.starts_with("sms_") || k.ends_with("_seconds") => "6",
+                "extra_static_dirs" => "[\"/srv/static\"]",
+                _ => "\"x\"",
+            };
+            warned(dict(&format!("{key} = {value}")), key);
+            let var = format!("REGSTACK_{}", key.to_uppercase());
+            warned(env(&[(var.as_str(), "x")]), key);
+        }
+        warned(
+            env(&[("REGSTACK_OAUTH__ENFORCE_MFA_ON_OAUTH_SIGNIN", "true")]),
+            "oauth",
+        );
     }
 
     #[test]
@@ -787,6 +978,7 @@ mod tests {
         let core = Config::default();
         assert_eq!(s.config.app_name, core.app_name);
         assert_eq!(s.config.jwt_ttl_seconds, 7200);
+        assert_eq!(s.config.jwt_iat_leeway_seconds, 5);
         assert_eq!(s.config.login_lockout_threshold, 5);
         assert_eq!(s.config.login_lockout_window_seconds, 900);
         assert_eq!(s.config.email.max_per_address_per_hour, 5);
@@ -823,6 +1015,7 @@ jwt_secret = "0123456789abcdef0123456789abcdef"
 jwt_algorithm = "HS512"
 jwt_ttl_seconds = 600
 jwt_audience = "acme-api"
+jwt_iat_leeway_seconds = 2
 require_verification = false
 allow_registration = false
 enable_password_reset = false
@@ -885,6 +1078,7 @@ refresh_cookie = true
         assert_eq!(c.jwt_algorithm, JwtAlgorithm::HS512);
         assert_eq!(c.jwt_ttl_seconds, 600);
         assert_eq!(c.jwt_audience.as_deref(), Some("acme-api"));
+        assert_eq!(c.jwt_iat_leeway_seconds, 2);
         assert!(!c.require_verification);
         assert!(!c.allow_registration);
         assert!(!c.enable_password_reset);

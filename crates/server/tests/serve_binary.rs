@@ -520,3 +520,38 @@ async fn an_unknown_key_in_regstack_toml_stops_start_up_naming_it() {
         proc.fail("the refusal does not name `app_nam`");
     }
 }
+
+#[tokio::test]
+async fn a_regstack_security_key_we_lack_stops_start_up_naming_it() {
+    // From a variable…
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut proc = Proc::spawn(
+        dir.path(),
+        &[
+            ("REGSTACK_JWT_SECRET", &"k".repeat(40)),
+            ("REGSTACK_ENABLE_SMS_2FA", "true"),
+        ],
+    );
+    let status = proc.wait_exit(REFUSE_TIMEOUT).await;
+    if status.success() || !proc.log.text().contains("enable_sms_2fa") {
+        proc.fail("enable_sms_2fa = true did not stop start-up naming the key");
+    }
+    if !proc.log.text().contains("not supported yet") {
+        proc.fail("the refusal does not say the key is not supported yet");
+    }
+    // …and from the file.
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("regstack.toml"),
+        format!(
+            "jwt_secret = \"{}\"\nlogin_rate_limit = \"5/minute\"\n",
+            "k".repeat(40)
+        ),
+    )
+    .expect("write regstack.toml");
+    let mut proc = Proc::spawn(dir.path(), &[]);
+    let status = proc.wait_exit(REFUSE_TIMEOUT).await;
+    if status.success() || !proc.log.text().contains("login_rate_limit") {
+        proc.fail("login_rate_limit did not stop start-up naming the key");
+    }
+}

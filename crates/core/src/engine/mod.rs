@@ -147,7 +147,8 @@ impl Engine {
             cfg.jwt_algorithm,
             cfg.jwt_audience.clone(),
             cfg.jwt_ttl_seconds,
-        );
+        )
+        .with_iat_leeway(cfg.jwt_iat_leeway_seconds);
         let refresh_tokens = RefreshTokens::new(&cfg.jwt_secret);
         Ok(Self {
             refresh_tokens: Arc::new(refresh_tokens),
