@@ -293,9 +293,41 @@ async fn a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows()
         .await
         .unwrap();
     }
+    // A lockout row as versions 1 to 3 wrote it: no bucket column.
+    let who = email("before@example.com");
+    sqlx::query("INSERT INTO login_attempts (email, attempted_at) VALUES (?1, ?2)")
+        .bind(who.as_str())
+        .bind(now().timestamp_micros())
+        .execute(&pool)
+        .await
+        .unwrap();
 
     sqlite::migrate(&pool).await.unwrap();
     assert!(stores.health.schema_is_current().await.unwrap());
+    let window = TimeDelta::hours(1);
+    assert_eq!(
+        stores
+            .login_attempts
+            .admit(&LockoutKey::address(who.clone()), now(), window, 5)
+            .await
+            .unwrap(),
+        Admission::Admitted { failures: 2 },
+        "the attempt made before the upgrade counts in the address's bucket"
+    );
+    assert_eq!(
+        stores
+            .login_attempts
+            .admit(
+                &LockoutKey::device(who.clone(), DeviceId::generate()),
+                now(),
+                window,
+                5
+            )
+            .await
+            .unwrap(),
+        Admission::Admitted { failures: 1 },
+        "and in no device's"
+    );
 
     assert_eq!(
         stores.users.get(&user.id).await.unwrap(),
@@ -542,7 +574,7 @@ async fn thirty_two_concurrent_admits_never_error_and_admit_exactly_the_threshol
             stores
                 .login_attempts
                 .admit(
-                    &email("burst@example.com"),
+                    &LockoutKey::address(email("burst@example.com")),
                     now(),
                     TimeDelta::seconds(900),
                     5,
@@ -588,14 +620,22 @@ async fn concurrent_sign_ins_for_many_users_never_error() {
         set.spawn(async move {
             let a = stores
                 .login_attempts
-                .admit(&user.email, now(), TimeDelta::seconds(900), 5)
+                .admit(
+                    &LockoutKey::address(user.email.clone()),
+                    now(),
+                    TimeDelta::seconds(900),
+                    5,
+                )
                 .await?;
             assert_eq!(a, Admission::Admitted { failures: 1 });
             assert_eq!(
                 stores.sessions.start(session_for(&user.id, now())).await?,
                 regstack_ports::SessionStart::Started
             );
-            stores.login_attempts.clear(&user.email).await?;
+            stores
+                .login_attempts
+                .clear(&LockoutKey::address(user.email.clone()))
+                .await?;
             let hit = stores
                 .rate_limits
                 .hit(
@@ -780,7 +820,12 @@ async fn deleting_an_account_removes_every_row_keyed_by_it() {
     for addr in ["a_b@example.com", neighbour] {
         stores
             .login_attempts
-            .admit(&email(addr), now(), TimeDelta::seconds(900), 5)
+            .admit(
+                &LockoutKey::address(email(addr)),
+                now(),
+                TimeDelta::seconds(900),
+                5,
+            )
             .await
             .unwrap();
         assert!(stores
@@ -837,7 +882,12 @@ async fn the_lock_lifts_when_the_attempt_that_filled_the_window_leaves_it() {
     for s in 0..3 {
         let a = stores
             .login_attempts
-            .admit(&who, now() + TimeDelta::seconds(s * 10), window, 3)
+            .admit(
+                &LockoutKey::address(who.clone()),
+                now() + TimeDelta::seconds(s * 10),
+                window,
+                3,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -852,7 +902,7 @@ async fn the_lock_lifts_when_the_attempt_that_filled_the_window_leaves_it() {
     assert_eq!(
         stores
             .login_attempts
-            .admit(&who, at, window, 3)
+            .admit(&LockoutKey::address(who.clone()), at, window, 3)
             .await
             .unwrap(),
         Admission::Locked {
@@ -862,7 +912,7 @@ async fn the_lock_lifts_when_the_attempt_that_filled_the_window_leaves_it() {
     assert_eq!(
         stores
             .login_attempts
-            .admit(&who, now() + window, window, 3)
+            .admit(&LockoutKey::address(who.clone()), now() + window, window, 3)
             .await
             .unwrap(),
         Admission::Admitted { failures: 3 }

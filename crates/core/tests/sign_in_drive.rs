@@ -13,8 +13,9 @@ use proptest::prelude::*;
 use regstack_core::{AuthError, ClientContext, Config, Deps, Engine, EventBus, Principal};
 use regstack_ports::hashing::MockPasswordHasher;
 use regstack_ports::{
-    Admission, Email, HashError, MockLoginAttemptStore, MockSessionStore, MockUserStore,
-    NewSession, PasswordHash, Session, SessionId, SessionStart, Stores, User, UserId, Verification,
+    Admission, Email, HashError, LockoutKey, MockLoginAttemptStore, MockSessionStore,
+    MockUserStore, NewSession, PasswordHash, Session, SessionId, SessionStart, Stores, User,
+    UserId, Verification,
 };
 use regstack_testkit::{fixtures::t0, memory_stores, FixedClock, RecordingMailer};
 use secrecy::SecretString;
@@ -153,8 +154,8 @@ fn engine(w: &World, user: Option<User>, seen: &Arc<Mutex<Seen>>) -> Engine {
     let s = seen.clone();
     attempts
         .expect_admit()
-        .returning(move |e, now, window, threshold| {
-            assert_eq!(*e, email());
+        .returning(move |key, now, window, threshold| {
+            assert_eq!(*key, LockoutKey::address(email()));
             assert_eq!(now, t0());
             assert_eq!(window, TimeDelta::seconds(900));
             assert_eq!(threshold, THRESHOLD);
@@ -162,8 +163,8 @@ fn engine(w: &World, user: Option<User>, seen: &Arc<Mutex<Seen>>) -> Engine {
             Ok(admission)
         });
     let s = seen.clone();
-    attempts.expect_clear().returning(move |e| {
-        assert_eq!(*e, email());
+    attempts.expect_clear().returning(move |key| {
+        assert_eq!(*key, LockoutKey::address(email()));
         s.lock().unwrap().clears += 1;
         Ok(())
     });

@@ -8,7 +8,8 @@
 //! factor goes between the credential check and the session.
 
 use regstack_ports::{
-    Admission, Email, HashError, NewSession, SessionId, SessionStart, Timestamp, User, UserId,
+    Admission, Email, HashError, LockoutKey, NewSession, SessionId, SessionStart, Timestamp, User,
+    UserId,
 };
 use secrecy::SecretString;
 
@@ -54,12 +55,16 @@ impl Effects<SignIn<SignedIn>> for LoginEffects<'_> {
     ) -> Result<Option<SignInEvent<SignedIn>>, AuthError> {
         let engine = self.engine;
         Ok(match effect {
-            Effect::Admit(lockout) => Some(engine.admit(self.email, lockout, self.now).await?),
+            Effect::Admit(lockout) => {
+                let key = LockoutKey::address(self.email.clone());
+                Some(engine.admit(&key, lockout, self.now).await?)
+            }
             Effect::CheckPassword => Some(SignInEvent::Checked(
                 engine.check_password(self.email, self.password).await?,
             )),
             Effect::ClearFailures => {
-                engine.stores.login_attempts.clear(self.email).await?;
+                let key = LockoutKey::address(self.email.clone());
+                engine.stores.login_attempts.clear(&key).await?;
                 None
             }
             Effect::StartSession(user) => Some(SignInEvent::SessionStarted(
@@ -96,14 +101,18 @@ impl Effects<Reauth> for Reauthentication<'_> {
         let engine = self.engine;
         let email = &self.user.email;
         Ok(match effect {
-            Effect::Admit(lockout) => Some(engine.admit(email, lockout, self.now).await?),
+            Effect::Admit(lockout) => {
+                let key = LockoutKey::address(email.clone());
+                Some(engine.admit(&key, lockout, self.now).await?)
+            }
             Effect::CheckPassword => Some(SignInEvent::Checked(
                 engine
                     .check_current_password(self.user, self.current)
                     .await?,
             )),
             Effect::ClearFailures => {
-                engine.stores.login_attempts.clear(email).await?;
+                let key = LockoutKey::address(email.clone());
+                engine.stores.login_attempts.clear(&key).await?;
                 None
             }
             Effect::StartSession(_) => {
@@ -171,17 +180,17 @@ impl Engine {
         }
     }
 
-    /// Asks the lockout store to admit one attempt for `email`.
+    /// Asks the lockout store to admit one attempt into `key`'s bucket.
     async fn admit<S>(
         &self,
-        email: &Email,
+        key: &LockoutKey,
         lockout: LockoutPolicy,
         now: Timestamp,
     ) -> Result<SignInEvent<S>, AuthError> {
         let admission = self
             .stores
             .login_attempts
-            .admit(email, now, lockout.window, lockout.threshold)
+            .admit(key, now, lockout.window, lockout.threshold)
             .await?;
         Ok(match admission {
             Admission::Admitted { failures } => SignInEvent::Admitted { failures },
