@@ -36,6 +36,7 @@ use regstack_ports::{
 use secrecy::SecretString;
 
 use crate::config::{Config, ConfigError};
+use crate::device_cookie::DeviceCookies;
 use crate::error::AuthError;
 use crate::events::{Event, EventBus, EventKind};
 use crate::jwt::JwtCodec;
@@ -61,14 +62,19 @@ const MAX_USER_AGENT_CHARS: usize = 256;
 /// How long a mail delivery may take before it is abandoned.
 const MAIL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Who is calling, as far as the transport knows. Recorded on sessions and
-/// events; never used for decisions that need trust.
+/// Who is calling, as far as the transport knows. The IP and user agent
+/// are recorded on sessions and events and never used for decisions that
+/// need trust; the device cookie is trusted only once its MAC verifies
+/// for the address signing in ([`crate::device_cookie`]).
 #[derive(Debug, Clone, Default)]
 pub struct ClientContext {
     /// Client IP (socket, or proxy header when `behind_proxy`).
     pub ip: Option<String>,
     /// `User-Agent` header.
     pub user_agent: Option<String>,
+    /// The device cookie the client presented to a sign-in, as it came
+    /// (`/login` reads it; other routes leave it `None`).
+    pub device_cookie: Option<SecretString>,
 }
 
 /// What the engine needs from the outside world.
@@ -109,6 +115,7 @@ pub struct Engine {
     composer: Composer,
     jwt: JwtCodec,
     refresh_tokens: RefreshTokens,
+    device_cookies: DeviceCookies,
     events: EventBus,
 }
 
@@ -141,8 +148,10 @@ impl Engine {
             cfg.jwt_ttl_seconds,
         );
         let refresh_tokens = RefreshTokens::new(&cfg.jwt_secret);
+        let device_cookies = DeviceCookies::new(&cfg.jwt_secret);
         Ok(Self {
             refresh_tokens,
+            device_cookies,
             cfg,
             stores: deps.stores,
             hasher: deps.hasher,
