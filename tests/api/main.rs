@@ -8,6 +8,7 @@ mod embedding;
 mod faults;
 mod layering;
 mod lifecycle;
+mod lockout;
 mod model;
 mod security;
 mod sessions;

@@ -1,9 +1,14 @@
 //! Sliding windows without transactions: [`LoginAttemptStore`] over
 //! `login_attempts` and [`RateLimitStore`] over `rate_limit_hits`.
 //!
-//! **One document per key** (`_id` = the address, or the rate-limit key)
-//! holds the instants of the attempts it admitted, as an array `at` of
-//! `Int64` microseconds. `admit` and `hit` are each decided by **one**
+//! **One document per key** (`_id` = the lockout bucket, or the rate-limit
+//! key) holds the instants of the attempts it admitted, as an array `at`
+//! of `Int64` microseconds. A lockout bucket ([`LockoutKey`]) is `_id` =
+//! the address for the address's own, `<address> <device id>` for one
+//! trusted device's (a space is in no address and no id, so no two buckets
+//! share an `_id`); each lockout document also names its address in
+//! `email` (indexed), so that one indexed update or delete reaches every
+//! bucket of an address. `admit` and `hit` are each decided by **one**
 //! `findOneAndUpdate` on that document with an aggregation-pipeline update
 //! that, on the server and in one step:
 //!
@@ -48,7 +53,9 @@ use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::ReturnDocument;
 use mongodb::Collection;
-use regstack_ports::{Admission, Email, LoginAttemptStore, RateLimitStore, StoreError, Timestamp};
+use regstack_ports::{
+    Admission, LockoutKey, LoginAttemptStore, RateLimitStore, StoreError, Timestamp,
+};
 
 use crate::docs;
 use crate::error::{run, CorruptRow, Inconsistent};
@@ -68,10 +75,12 @@ struct Outcome {
 }
 
 /// Atomically records `now` under `key` if fewer than `limit` entries lie
-/// within `window` before `now` (module doc).
+/// within `window` before `now` (module doc). `born_with` are the fields a
+/// new document for `key` is created with.
 async fn append_if_room(
     coll: &Collection<Document>,
     key: &str,
+    born_with: &Document,
     now: Timestamp,
     window: TimeDelta,
     limit: u32,
@@ -108,7 +117,7 @@ async fn append_if_room(
             Some(after) => break after,
             None if tries < UPSERT_RETRIES => {
                 tries += 1;
-                ensure_exists(coll, key).await?;
+                ensure_exists(coll, key, born_with).await?;
             }
             None => {
                 return Err(StoreError::backend(Inconsistent(
@@ -130,15 +139,19 @@ async fn append_if_room(
     })
 }
 
-/// Creates the empty window document for `key` unless it exists. Idempotent
-/// (`$setOnInsert` changes nothing in an existing document), and a
-/// concurrent creation that wins the race is as good as this one.
-async fn ensure_exists(coll: &Collection<Document>, key: &str) -> Result<(), StoreError> {
+/// Creates the empty window document for `key`, with the fields
+/// `born_with`, unless it exists. Idempotent (`$setOnInsert` changes
+/// nothing in an existing document), and a concurrent creation that wins
+/// the race is as good as this one.
+async fn ensure_exists(
+    coll: &Collection<Document>,
+    key: &str,
+    born_with: &Document,
+) -> Result<(), StoreError> {
+    let mut fields = born_with.clone();
+    fields.insert("at", Bson::Array(Vec::new()));
     let created = run(coll
-        .update_one(
-            doc! { "_id": key },
-            doc! { "$setOnInsert": { "at": Bson::Array(Vec::new()) } },
-        )
+        .update_one(doc! { "_id": key }, doc! { "$setOnInsert": fields })
         .upsert(true))
     .await;
     match created {
@@ -206,27 +219,57 @@ fn regex_literal(s: &str) -> String {
     out
 }
 
+/// Empties the window with `_id` = `id`, keeping the document
+/// ([`MongoStores::clear_attempts`] says why).
+async fn empty_window(coll: &Collection<Document>, id: &str) -> Result<(), StoreError> {
+    run(coll.update_one(doc! { "_id": id }, doc! { "$set": { "at": [] } }))
+        .await
+        .map(drop)
+}
+
+/// The `_id` of a lockout bucket's document (module doc).
+fn bucket_id(key: &LockoutKey) -> String {
+    match key.device_id() {
+        None => key.email().as_str().to_owned(),
+        Some(device) => format!("{} {device}", key.email()),
+    }
+}
+
 impl MongoStores {
-    /// Forgets every attempt against an address (a sign-in or a
-    /// credential change proved the owner). The window is emptied, not
+    /// Forgets every attempt against an address, in every bucket (a
+    /// credential change proved the owner). Windows are emptied, not
     /// deleted: a concurrent `admit` between finding no document and
     /// creating it could otherwise lose it again and again to a stream of
     /// successful sign-ins; an empty window is removed by `purge` (only if
-    /// still empty) or by the TTL monitor.
+    /// still empty) or by the TTL monitor. The buckets are the documents
+    /// naming the address in `email` (one indexed update), and the
+    /// address's own by `_id`, which a document from before device buckets
+    /// has no `email` for. Each step is idempotent, so a retry after a
+    /// failure between them finishes the job.
     pub(crate) async fn clear_attempts(&self, email: &str) -> Result<(), StoreError> {
         run(self
             .login_attempts
-            .update_one(doc! { "_id": email }, doc! { "$set": { "at": [] } }))
-        .await
-        .map(drop)
+            .update_many(doc! { "email": email }, doc! { "$set": { "at": [] } })
+            .hint(hint::by(hint::ATTEMPTS_EMAIL)))
+        .await?;
+        empty_window(&self.login_attempts, email).await
     }
 
-    /// Deletes an address's window (account deletion: nothing of the
-    /// account stays behind).
+    /// Deletes every window of an address, its devices' too (account
+    /// deletion: nothing of the account stays behind), in the same two
+    /// idempotent steps as [`clear_attempts`](Self::clear_attempts).
     pub(crate) async fn delete_attempts(&self, email: &str) -> Result<(), StoreError> {
-        run(self.login_attempts.delete_one(doc! { "_id": email }))
-            .await
-            .map(drop)
+        run(self
+            .login_attempts
+            .delete_many(doc! { "email": email })
+            .hint(hint::by(hint::ATTEMPTS_EMAIL)))
+        .await?;
+        run(self
+            .login_attempts
+            .delete_one(doc! { "_id": email })
+            .hint(hint::by(hint::ID)))
+        .await
+        .map(drop)
     }
 
     /// Deletes the counters keyed by an address (`<anything>:<email>`).
@@ -250,13 +293,21 @@ impl MongoStores {
 impl LoginAttemptStore for MongoStores {
     async fn admit(
         &self,
-        email: &Email,
+        key: &LockoutKey,
         now: Timestamp,
         window: TimeDelta,
         threshold: u32,
     ) -> Result<Admission, StoreError> {
-        let outcome =
-            append_if_room(&self.login_attempts, email.as_str(), now, window, threshold).await?;
+        let born_with = doc! { "email": key.email().as_str() };
+        let outcome = append_if_room(
+            &self.login_attempts,
+            &bucket_id(key),
+            &born_with,
+            now,
+            window,
+            threshold,
+        )
+        .await?;
         if outcome.admitted {
             return Ok(Admission::Admitted {
                 failures: u32::try_from(outcome.seen)
@@ -278,8 +329,8 @@ impl LoginAttemptStore for MongoStores {
         })
     }
 
-    async fn clear(&self, email: &Email) -> Result<(), StoreError> {
-        self.clear_attempts(email.as_str()).await
+    async fn clear(&self, key: &LockoutKey) -> Result<(), StoreError> {
+        empty_window(&self.login_attempts, &bucket_id(key)).await
     }
 
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {
@@ -296,9 +347,11 @@ impl RateLimitStore for MongoStores {
         window: TimeDelta,
         limit: u32,
     ) -> Result<bool, StoreError> {
-        Ok(append_if_room(&self.rate_limits, key, now, window, limit)
-            .await?
-            .admitted)
+        Ok(
+            append_if_room(&self.rate_limits, key, &Document::new(), now, window, limit)
+                .await?
+                .admitted,
+        )
     }
 
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {

@@ -17,7 +17,8 @@
 //! | `sessions` | `_id` | the session id: the per-request `authenticate` |
 //! | `sessions` | `user_id_created_at` | `list` (newest first), `revoke_all`, credential changes |
 //! | `sessions` | `ends_at` | `purge_expired` (the earliest of expiry, idle end, revocation) |
-//! | `login_attempts` | `_id` (the address) | the lockout window of one address |
+//! | `login_attempts` | `_id` (the bucket: address, or address and device) | the lockout window of one bucket |
+//! | `login_attempts` | `email` | forgetting every bucket of an address (credential changes, deletion) |
 //! | `login_attempts` | `at` (multikey) | `purge_expired` |
 //! | `rate_limit_hits` | `_id` (the key) | the window of one counter |
 //! | `rate_limit_hits` | `at` (multikey) | `purge_expired` |
@@ -49,7 +50,8 @@ pub(crate) const SESSIONS: &str = "sessions";
 /// Where schema version 1 kept every refresh token hash; dropped by
 /// [`migrate`] since refresh tokens carry their session id.
 const LEGACY_REFRESH_TOKENS: &str = "refresh_tokens";
-/// One document per address: its lockout window.
+/// One document per lockout bucket (an address's own, or one of its
+/// trusted devices'): its window.
 pub(crate) const LOGIN_ATTEMPTS: &str = "login_attempts";
 /// One document per key: its rate-limit window.
 pub(crate) const RATE_LIMITS: &str = "rate_limit_hits";
@@ -78,6 +80,8 @@ pub(crate) mod hint {
     pub(crate) const USER_SESSIONS: &str = "user_id_created_at";
     /// `one_time_tokens.user_id_kind`.
     pub(crate) const USER_TOKENS: &str = "user_id_kind";
+    /// `login_attempts.email`.
+    pub(crate) const ATTEMPTS_EMAIL: &str = "email";
 
     /// The hint naming `index`.
     pub(crate) fn by(index: &str) -> Hint {
@@ -88,7 +92,7 @@ pub(crate) mod hint {
 /// The version [`migrate`] records. Raise it whenever the index list
 /// changes, so `schema_is_current` reports a database that needs
 /// `regstack migrate`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long after its exact end a document may linger before the TTL
 /// monitor reaps it. A day covers clock skew between the application and
@@ -149,6 +153,7 @@ fn specs() -> Vec<Spec> {
         ),
         index(SESSIONS, "ends_at", doc! { "ends_at": 1 }),
         ttl(SESSIONS),
+        index(LOGIN_ATTEMPTS, "email", doc! { "email": 1 }),
         index(LOGIN_ATTEMPTS, "at", doc! { "at": 1 }),
         ttl(LOGIN_ATTEMPTS),
         index(RATE_LIMITS, "at", doc! { "at": 1 }),

@@ -164,6 +164,82 @@ async fn migrating_a_version_1_database_drops_the_refresh_token_collection() {
         .expect("and migrating again is fine");
 }
 
+/// A lockout window written before device buckets (schema version 2) has
+/// no `email` field: it still counts in the address's bucket, and the
+/// credential changes and deletion, which forget every bucket of the
+/// address, still reach it by `_id` — as they reach the device buckets by
+/// `email`.
+#[tokio::test]
+async fn a_lockout_window_from_before_device_buckets_is_still_forgotten() {
+    if server("a_lockout_window_from_before_device_buckets_is_still_forgotten").is_none() {
+        return;
+    }
+    let db = common::fresh_db().await.unwrap();
+    let stores = mongo::stores(db.clone());
+    let attempts = db.collection::<Document>("login_attempts");
+    let window = TimeDelta::hours(1);
+    let now = at(TimeDelta::minutes(5));
+    for deleting in [false, true] {
+        let user = stores
+            .users
+            .insert(fixtures::new_user(&format!("old-{deleting}@example.com")))
+            .await
+            .unwrap();
+        let address = LockoutKey::address(user.email.clone());
+        let device = LockoutKey::device(user.email.clone(), DeviceId::generate());
+        attempts
+            .insert_one(doc! { "_id": user.email.as_str(), "at": [t0().timestamp_micros()] })
+            .await
+            .unwrap();
+        let admit = |key: LockoutKey| {
+            let stores = stores.clone();
+            async move {
+                stores
+                    .login_attempts
+                    .admit(&key, now, window, 5)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            admit(address.clone()).await,
+            Admission::Admitted { failures: 2 },
+            "the old window counts in the address's bucket"
+        );
+        assert_eq!(
+            admit(device.clone()).await,
+            Admission::Admitted { failures: 1 }
+        );
+
+        if deleting {
+            stores.users.delete_account(&user.id).await.unwrap();
+            for id in [
+                user.email.to_string(),
+                format!("{} {}", user.email, device.device_id().unwrap()),
+            ] {
+                assert_eq!(
+                    attempts.find_one(doc! { "_id": &id }).await.unwrap(),
+                    None,
+                    "{id}: deletion leaves no window behind"
+                );
+            }
+        } else {
+            stores
+                .users
+                .change_password(
+                    &user.id,
+                    &fixtures::hash_of("new"),
+                    RevokeReason::PasswordChanged,
+                    now,
+                )
+                .await
+                .unwrap();
+            assert_eq!(admit(address).await, Admission::Admitted { failures: 1 });
+            assert_eq!(admit(device).await, Admission::Admitted { failures: 1 });
+        }
+    }
+}
+
 /// Small helper: BSON numbers of either width as `i64`.
 trait LenientInt {
     fn as_i64_lenient(&self) -> Option<i64>;

@@ -168,7 +168,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(applied, [1, 2, 3], "each migration recorded once");
+    assert_eq!(applied, [1, 2, 3, 4], "each migration recorded once");
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
          AND tablename NOT LIKE '\\_%' ORDER BY tablename",
@@ -379,9 +379,11 @@ async fn a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows()
     stores.pending.put(pending.clone()).await.unwrap();
     let window = TimeDelta::hours(1);
     let who = fixtures::email("before@example.com");
-    stores
-        .login_attempts
-        .admit(&who, t0(), window, 5)
+    // A lockout row as versions 1 to 3 wrote it: no bucket column.
+    sqlx::query("INSERT INTO login_attempts (email, attempted_at) VALUES ($1, $2)")
+        .bind(who.as_str())
+        .bind(t0().timestamp_micros())
+        .execute(&pool)
         .await
         .unwrap();
     assert!(stores
@@ -457,11 +459,25 @@ async fn a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows()
     assert_eq!(
         stores
             .login_attempts
-            .admit(&who, t0(), window, 5)
+            .admit(&LockoutKey::address(who.clone()), t0(), window, 5)
             .await
             .unwrap(),
         Admission::Admitted { failures: 2 },
-        "the attempt made before the upgrade still counts"
+        "the attempt made before the upgrade still counts, in the address's bucket"
+    );
+    assert_eq!(
+        stores
+            .login_attempts
+            .admit(
+                &LockoutKey::device(who.clone(), DeviceId::generate()),
+                t0(),
+                window,
+                5
+            )
+            .await
+            .unwrap(),
+        Admission::Admitted { failures: 1 },
+        "and in no device's"
     );
     assert!(stores
         .rate_limits
@@ -657,7 +673,12 @@ async fn a_stopped_server_is_unavailable_and_the_same_pool_recovers_when_it_retu
     assert_eq!(
         stores
             .login_attempts
-            .admit(&user.email, t0(), TimeDelta::minutes(15), 5)
+            .admit(
+                &LockoutKey::address(user.email.clone()),
+                t0(),
+                TimeDelta::minutes(15),
+                5
+            )
             .await
             .unwrap(),
         Admission::Admitted { failures: 1 },

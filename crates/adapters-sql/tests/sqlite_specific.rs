@@ -292,9 +292,41 @@ async fn a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows()
         .await
         .unwrap();
     }
+    // A lockout row as versions 1 to 3 wrote it: no bucket column.
+    let who = email("before@example.com");
+    sqlx::query("INSERT INTO login_attempts (email, attempted_at) VALUES (?1, ?2)")
+        .bind(who.as_str())
+        .bind(now().timestamp_micros())
+        .execute(&pool)
+        .await
+        .unwrap();
 
     sqlite::migrate(&pool).await.unwrap();
     assert!(stores.health.schema_is_current().await.unwrap());
+    let window = TimeDelta::hours(1);
+    assert_eq!(
+        stores
+            .login_attempts
+            .admit(&LockoutKey::address(who.clone()), now(), window, 5)
+            .await
+            .unwrap(),
+        Admission::Admitted { failures: 2 },
+        "the attempt made before the upgrade counts in the address's bucket"
+    );
+    assert_eq!(
+        stores
+            .login_attempts
+            .admit(
+                &LockoutKey::device(who.clone(), DeviceId::generate()),
+                now(),
+                window,
+                5
+            )
+            .await
+            .unwrap(),
+        Admission::Admitted { failures: 1 },
+        "and in no device's"
+    );
 
     assert_eq!(
         stores.users.get(&user.id).await.unwrap(),
@@ -447,7 +479,12 @@ async fn security_decisions_commit_durably_and_the_rest_do_not_wait_for_the_disk
     assert_eq!(pragma(&pool, "synchronous").await, "2", "revoke: FULL");
     stores
         .login_attempts
-        .admit(&user.email, now(), TimeDelta::minutes(15), 5)
+        .admit(
+            &LockoutKey::address(user.email.clone()),
+            now(),
+            TimeDelta::minutes(15),
+            5,
+        )
         .await
         .unwrap();
     assert_eq!(pragma(&pool, "synchronous").await, "1", "admit: NORMAL");
@@ -556,7 +593,12 @@ async fn deleting_an_account_removes_every_row_keyed_by_it() {
     for addr in ["a_b@example.com", neighbour] {
         stores
             .login_attempts
-            .admit(&email(addr), now(), TimeDelta::seconds(900), 5)
+            .admit(
+                &LockoutKey::address(email(addr)),
+                now(),
+                TimeDelta::seconds(900),
+                5,
+            )
             .await
             .unwrap();
         assert!(stores

@@ -32,6 +32,9 @@ pub enum Purpose {
     /// The key that tags refresh tokens with their session (never signs a
     /// JWT).
     RefreshTag,
+    /// The key that binds a device cookie to its address (never signs a
+    /// JWT).
+    DeviceCookie,
 }
 
 impl Purpose {
@@ -40,6 +43,7 @@ impl Purpose {
             Self::Access => "access",
             Self::RefreshSuccessor => "refresh-successor",
             Self::RefreshTag => "refresh-tag",
+            Self::DeviceCookie => "device-cookie",
         }
     }
 }

@@ -20,6 +20,7 @@
 //!   (one body for unknown email, wrong and missing password).
 
 pub mod config;
+pub mod device_cookie;
 pub mod engine;
 pub mod error;
 pub mod events;

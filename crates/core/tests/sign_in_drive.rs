@@ -3,23 +3,64 @@
 //! account and the hasher say, a session starts only after an admission
 //! and a right password on an account that may sign in — for exactly that
 //! account and the credential epoch read with its password — and every
-//! answer is the one the sign-in rules give.
+//! answer is the one the sign-in rules give. The client may present a
+//! device cookie (its own for the address, another address's, a forged
+//! one): only its own moves the attempt into that device's lockout bucket.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};
 
 use chrono::TimeDelta;
 use proptest::prelude::*;
+use regstack_core::device_cookie::DeviceCookies;
 use regstack_core::{AuthError, ClientContext, Config, Deps, Engine, EventBus, Principal};
 use regstack_ports::hashing::MockPasswordHasher;
 use regstack_ports::{
-    Admission, Email, HashError, MockLoginAttemptStore, MockSessionStore, MockUserStore,
-    NewSession, PasswordHash, Session, SessionId, SessionStart, Stores, User, UserId, Verification,
+    Admission, DeviceId, Email, HashError, LockoutKey, MockLoginAttemptStore, MockSessionStore,
+    MockUserStore, NewSession, PasswordHash, Session, SessionId, SessionStart, Stores, User,
+    UserId, Verification,
 };
 use regstack_testkit::{fixtures::t0, memory_stores, FixedClock, RecordingMailer};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 const THRESHOLD: u32 = 5;
+const SECRET: &str = "drive-test-secret-drive-test-secret-0001";
+
+/// The device cookie the client presents.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cookie {
+    /// None at all.
+    Absent,
+    /// One this server minted for the address signing in.
+    Own,
+    /// One this server minted for another address.
+    OtherAddress,
+    /// One this server never minted.
+    Forged,
+}
+
+fn device_cookies() -> DeviceCookies {
+    DeviceCookies::new(&SecretString::from(SECRET))
+}
+
+/// The raw cookie for `c`, and the device it names when it is the
+/// address's own.
+fn present(c: Cookie) -> (Option<SecretString>, Option<DeviceId>) {
+    let keys = device_cookies();
+    let raw = match c {
+        Cookie::Absent => return (None, None),
+        Cookie::Own => keys.mint(&email()),
+        Cookie::OtherAddress => keys.mint(&Email::parse("other@example.com").unwrap()),
+        Cookie::Forged => {
+            let own = keys.mint(&email()).expose_secret().to_owned();
+            let flipped = if own.ends_with('A') { 'B' } else { 'A' };
+            SecretString::from(format!("{}{flipped}", &own[..own.len() - 1]))
+        }
+    };
+    let device = keys.recognize(raw.expose_secret(), &email());
+    assert_eq!(device.is_some(), c == Cookie::Own, "{c:?}");
+    (Some(raw), device)
+}
 
 /// What the lockout store answers.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +88,8 @@ struct World {
     verify: Verify,
     /// What `SessionStore::start` answers.
     stale: bool,
+    /// The device cookie presented.
+    cookie: Cookie,
 }
 
 #[derive(Debug, Clone)]
@@ -82,22 +125,38 @@ fn world() -> impl Strategy<Value = World> {
         2 => Just(Verify::Wrong),
         1 => Just(Verify::Malformed),
     ];
+    let cookie = prop_oneof![
+        Just(Cookie::Absent),
+        Just(Cookie::Own),
+        Just(Cookie::OtherAddress),
+        Just(Cookie::Forged),
+    ];
     (
-        any::<bool>(),
-        any::<bool>(),
+        (any::<bool>(), any::<bool>()),
         admit,
         account,
         verify,
         prop::bool::weighted(0.2),
+        cookie,
     )
         .prop_map(
-            |(rate_limit_disabled, require_verification, admit, account, verify, stale)| World {
-                rate_limit_disabled,
-                require_verification,
+            |(
+                (rate_limit_disabled, require_verification),
                 admit,
                 account,
                 verify,
                 stale,
+                cookie,
+            )| {
+                World {
+                    rate_limit_disabled,
+                    require_verification,
+                    admit,
+                    account,
+                    verify,
+                    stale,
+                    cookie,
+                }
             },
         )
 }
@@ -131,8 +190,9 @@ fn user_of(a: &Account) -> User {
 /// What the mocks saw.
 #[derive(Default)]
 struct Seen {
-    admits: usize,
-    clears: usize,
+    /// The buckets admitted into, and cleared, in order.
+    admits: Vec<LockoutKey>,
+    clears: Vec<LockoutKey>,
     lookups: usize,
     verifies: usize,
     dummy_verifies: usize,
@@ -153,18 +213,18 @@ fn engine(w: &World, user: Option<User>, seen: &Arc<Mutex<Seen>>) -> Engine {
     let s = seen.clone();
     attempts
         .expect_admit()
-        .returning(move |e, now, window, threshold| {
-            assert_eq!(*e, email());
+        .returning(move |key, now, window, threshold| {
+            assert_eq!(*key.email(), email());
             assert_eq!(now, t0());
             assert_eq!(window, TimeDelta::seconds(900));
             assert_eq!(threshold, THRESHOLD);
-            s.lock().unwrap().admits += 1;
+            s.lock().unwrap().admits.push(key.clone());
             Ok(admission)
         });
     let s = seen.clone();
-    attempts.expect_clear().returning(move |e| {
-        assert_eq!(*e, email());
-        s.lock().unwrap().clears += 1;
+    attempts.expect_clear().returning(move |key| {
+        assert_eq!(*key.email(), email());
+        s.lock().unwrap().clears.push(key.clone());
         Ok(())
     });
 
@@ -224,7 +284,7 @@ fn engine(w: &World, user: Option<User>, seen: &Arc<Mutex<Seen>>) -> Engine {
         ..fakes
     };
     let cfg = Config {
-        jwt_secret: "drive-test-secret-drive-test-secret-0001".into(),
+        jwt_secret: SECRET.into(),
         rate_limit_disabled: w.rate_limit_disabled,
         require_verification: w.require_verification,
         login_lockout_threshold: THRESHOLD,
@@ -299,13 +359,22 @@ proptest! {
         let user = w.account.as_ref().map(user_of);
         let seen = Arc::new(Mutex::new(Seen::default()));
         let engine = engine(&w, user.clone(), &seen);
-        let client = ClientContext::default();
+        let (device_cookie, device) = present(w.cookie);
+        let client = ClientContext { device_cookie, ..ClientContext::default() };
         let result = block_on(engine.login(&email(), &SecretString::from("pw"), &client));
         let seen = seen.lock().unwrap();
         let counted = !w.rate_limit_disabled;
 
-        // The lockout is asked once, before anything else, when it is on.
-        prop_assert_eq!(seen.admits, usize::from(counted));
+        // The lockout is asked once, before anything else, when it is on:
+        // in the presented device's bucket if the cookie is the address's
+        // own, in the address's bucket for anything else.
+        let address = LockoutKey::address(email());
+        let bucket = match &device {
+            Some(d) => LockoutKey::device(email(), d.clone()),
+            None => address.clone(),
+        };
+        let expected_admits = if counted { vec![bucket.clone()] } else { vec![] };
+        prop_assert_eq!(&seen.admits, &expected_admits);
         let locked = counted && matches!(w.admit, Admit::Locked(_));
         // A locked attempt never looks the account up nor hashes.
         if locked {
@@ -330,13 +399,25 @@ proptest! {
             prop_assert_eq!(&start.user_id, &u.id);
             prop_assert_eq!(start.credential_epoch, u.tokens_invalidated_after);
         }
-        // Failures are cleared only for a sign-in that reached the session.
-        prop_assert_eq!(seen.clears, usize::from(counted && !seen.starts.is_empty()));
+        // Failures are cleared only for a sign-in that reached the session:
+        // in the bucket admitted and the address's.
+        let expected_clears = match (counted && !seen.starts.is_empty(), &device) {
+            (false, _) => vec![],
+            (true, Some(_)) => vec![bucket.clone(), address.clone()],
+            (true, None) => vec![address.clone()],
+        };
+        prop_assert_eq!(&seen.clears, &expected_clears);
 
         let got = match &result {
             Ok(s) => {
                 prop_assert_eq!(&s.user.id, &user.as_ref().unwrap().id);
                 prop_assert_eq!(Some(&s.session_id), seen.starts.first().map(|n| &n.id));
+                // A success trusts the device with a new cookie for the
+                // address, naming a new device.
+                let cookie = s.device_cookie.as_ref().expect("a device cookie");
+                let named = device_cookies().recognize(cookie.expose_secret(), &email());
+                prop_assert!(named.is_some());
+                prop_assert_ne!(named, device);
                 Expected::SignedIn
             }
             Err(AuthError::Locked { retry_after_secs }) => Expected::Locked(*retry_after_secs),
@@ -374,13 +455,18 @@ proptest! {
             },
         };
         // Deletion is the caller whose next step is one store call: it
-        // happens exactly when the check passes.
-        let result = block_on(engine.delete_account(&principal, &SecretString::from("pw"), &ClientContext::default()));
+        // happens exactly when the check passes. A device cookie, even the
+        // address's own, does not move the check out of the address's
+        // bucket.
+        let client = ClientContext { device_cookie: present(w.cookie).0, ..ClientContext::default() };
+        let result = block_on(engine.delete_account(&principal, &SecretString::from("pw"), &client));
         let seen = seen.lock().unwrap();
         let counted = !w.rate_limit_disabled;
         let locked = counted && matches!(w.admit, Admit::Locked(_));
+        let address = LockoutKey::address(email());
 
-        prop_assert_eq!(seen.admits, usize::from(counted));
+        let expected_admits = if counted { vec![address.clone()] } else { vec![] };
+        prop_assert_eq!(&seen.admits, &expected_admits);
         prop_assert!(seen.starts.is_empty());
         prop_assert_eq!(seen.lookups, 0);
         if locked {
@@ -389,7 +475,8 @@ proptest! {
             prop_assert_eq!(seen.verifies + seen.dummy_verifies, 1);
         }
         let right = !locked && account.has_password && w.verify == Verify::Right;
-        prop_assert_eq!(seen.clears, usize::from(counted && right));
+        let expected_clears = if counted && right { vec![address] } else { vec![] };
+        prop_assert_eq!(&seen.clears, &expected_clears);
         prop_assert_eq!(seen.deletions, usize::from(right));
         match result {
             Ok(()) => prop_assert!(right),

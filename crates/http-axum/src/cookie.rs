@@ -1,17 +1,34 @@
-//! Cookie transport for the refresh token (`sessions.refresh_cookie`,
-//! DECISIONS.md §8). Off by default; when off, nothing here is called and
-//! no route reads a cookie.
+//! Cookies: the refresh token's and the device cookie.
 //!
+//! **Refresh token** (`sessions.refresh_cookie`, DECISIONS.md §8). Off by
+//! default; when off, nothing here is called for it and no route reads it.
 //! The cookie is `__Secure-regstack_refresh; HttpOnly; Secure;
 //! SameSite=Strict; Path={prefix}/refresh`: scripts cannot read it, it
 //! travels only to the refresh route, and only on same-site requests. The
 //! refresh route additionally refuses requests whose `Origin` is not the
 //! service's own or whose `Sec-Fetch-Site` says `cross-site` (CSRF).
+//!
+//! **Device cookie** (security.md LK-4, `regstack_core::device_cookie`).
+//! Always on: every successful `/login` sets `__Host-regstack_device;
+//! HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=` one year, and
+//! `/login` reads it back so that a browser that signed in before counts
+//! in its own lockout bucket. `__Host-` makes browsers refuse it unless it
+//! is `Secure`, host-only (no `Domain`) and `Path=/`, so a sibling
+//! subdomain cannot plant one; the value means nothing to the client and
+//! is checked by its MAC. Clients that never send it (scripts, apps) are
+//! answered exactly as before; the JSON body never changes.
 
 use axum::http::{header, HeaderMap, HeaderValue};
 
-/// The cookie's name.
+/// The refresh cookie's name.
 pub const REFRESH_COOKIE: &str = "__Secure-regstack_refresh";
+
+/// The device cookie's name.
+pub const DEVICE_COOKIE: &str = "__Host-regstack_device";
+
+/// How long a browser keeps the device cookie: a year (renewed by every
+/// sign-in), so that the owner's usual browsers stay recognised.
+pub const DEVICE_COOKIE_MAX_AGE: u64 = 365 * 24 * 60 * 60;
 
 fn cookie(prefix: &str, value: &str, max_age: u64) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
@@ -30,17 +47,36 @@ pub fn clear(prefix: &str) -> Option<HeaderValue> {
     cookie(prefix, "", 0)
 }
 
-/// The refresh token from the request's cookies.
-pub fn read(headers: &HeaderMap) -> Option<String> {
+/// `Set-Cookie` carrying a device cookie.
+pub fn set_device(value: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{DEVICE_COOKIE}={value}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={DEVICE_COOKIE_MAX_AGE}"
+    ))
+    .ok()
+}
+
+/// The first non-empty cookie called `name` in the request.
+fn read_named(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == REFRESH_COOKIE && !value.is_empty()).then(|| value.to_owned())
+            let (n, value) = pair.trim().split_once('=')?;
+            (n == name && !value.is_empty()).then(|| value.to_owned())
         })
+}
+
+/// The refresh token from the request's cookies.
+pub fn read(headers: &HeaderMap) -> Option<String> {
+    read_named(headers, REFRESH_COOKIE)
+}
+
+/// The device cookie from the request's cookies, as sent (the engine
+/// checks it).
+pub fn read_device(headers: &HeaderMap) -> Option<String> {
+    read_named(headers, DEVICE_COOKIE)
 }
 
 /// `scheme://host[:port]` of a URL.
@@ -81,12 +117,28 @@ mod tests {
     }
 
     #[test]
+    fn the_device_cookie_is_host_only_locked_down_and_long_lived() {
+        let c = set_device("dev.tag").unwrap();
+        assert_eq!(
+            c.to_str().unwrap(),
+            "__Host-regstack_device=dev.tag; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=31536000"
+        );
+    }
+
+    #[test]
     fn cookies_are_found_among_others() {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
             HeaderValue::from_static("a=1; __Secure-regstack_refresh=xyz; b=2"),
         );
+        assert_eq!(read(&h).as_deref(), Some("xyz"));
+        assert_eq!(read_device(&h), None);
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-regstack_device=; __Host-regstack_device=d.t"),
+        );
+        assert_eq!(read_device(&h).as_deref(), Some("d.t"));
         assert_eq!(read(&h).as_deref(), Some("xyz"));
     }
 

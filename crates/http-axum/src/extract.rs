@@ -127,7 +127,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        Ok(Client(ClientContext { ip, user_agent }))
+        Ok(Client(ClientContext {
+            ip,
+            user_agent,
+            device_cookie: None,
+        }))
     }
 }
 

@@ -99,8 +99,9 @@ pub trait UserStore: Send + Sync {
     ) -> Result<Option<User>, StoreError>;
     /// Atomically: spends the live reset token with this hash, then does
     /// everything [`change_password`](Self::change_password) does with
-    /// [`RevokeReason::PasswordReset`] and clears the lockout counter of the
-    /// user's address. `None` if no live token matches.
+    /// [`RevokeReason::PasswordReset`] and forgets every lockout bucket of
+    /// the user's address — its own and each device's ([`LockoutKey`]).
+    /// `None` if no live token matches.
     async fn complete_password_reset(
         &self,
         token: &TokenHash,
@@ -118,8 +119,8 @@ pub trait UserStore: Send + Sync {
         now: Timestamp,
     ) -> Result<EmailChangeOutcome, StoreError>;
     /// Removes the user and every row that belongs to it: sessions, tokens,
-    /// login attempts and rate-limit hits keyed by its address. Returns the
-    /// removed user.
+    /// login attempts in every bucket of its address (its devices' too) and
+    /// rate-limit hits keyed by its address. Returns the removed user.
     async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError>;
 }
 
@@ -182,26 +183,76 @@ pub trait TokenStore: Send + Sync {
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
 
-/// The `login_attempts` table / collection: the lockout counter.
+/// Which lockout window an attempt counts in (security.md LK-4).
+///
+/// An address's own bucket is shared by every client that shows no trusted
+/// device: anyone who knows the address can fill it, and then such clients
+/// are refused. A device that signed in to the address before (its device
+/// cookie proves it) counts in a bucket of its own, so strangers' failures
+/// never lock the owner's browser out — and its own failures lock only it.
+/// Buckets are independent of each other: admitting into one never reads
+/// or changes another. [`LoginAttemptStore::clear`] forgets one bucket;
+/// the credential changes and deletion of [`UserStore`] forget every bucket
+/// of the address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LockoutKey {
+    email: Email,
+    device: Option<DeviceId>,
+}
+
+impl LockoutKey {
+    /// The address's own bucket.
+    pub fn address(email: Email) -> Self {
+        Self {
+            email,
+            device: None,
+        }
+    }
+
+    /// The bucket of one trusted device of the address.
+    pub fn device(email: Email, device: DeviceId) -> Self {
+        Self {
+            email,
+            device: Some(device),
+        }
+    }
+
+    /// The address every bucket of this key belongs to.
+    pub fn email(&self) -> &Email {
+        &self.email
+    }
+
+    /// The device, for a device's bucket; `None` for the address's own.
+    pub fn device_id(&self) -> Option<&DeviceId> {
+        self.device.as_ref()
+    }
+}
+
+/// The `login_attempts` table / collection: the lockout counter, one
+/// sliding window per [`LockoutKey`].
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait LoginAttemptStore: Send + Sync {
-    /// Atomically: if fewer than `threshold` attempts for `email` lie within
-    /// `window` before `now`, records one more and admits it; otherwise
-    /// records nothing and reports when the lock lifts. Every admitted
-    /// attempt counts as a failure until [`clear`](Self::clear) says
-    /// otherwise, so a parallel burst can never verify more than `threshold`
-    /// passwords.
+    /// Atomically: if fewer than `threshold` attempts in `key`'s bucket lie
+    /// within `window` before `now`, records one more there and admits it;
+    /// otherwise records nothing and reports when the lock lifts. Every
+    /// admitted attempt counts as a failure until [`clear`](Self::clear)
+    /// says otherwise, so a parallel burst can never verify more than
+    /// `threshold` passwords in one bucket. Other buckets — the address's
+    /// own, other devices' — are neither read nor changed.
     async fn admit(
         &self,
-        email: &Email,
+        key: &LockoutKey,
         now: Timestamp,
         window: TimeDelta,
         threshold: u32,
     ) -> Result<Admission, StoreError>;
-    /// Forgets every attempt for the address (successful sign-in, reset).
-    async fn clear(&self, email: &Email) -> Result<(), StoreError>;
-    /// Deletes attempts older than `before`. Returns how many.
+    /// Forgets every attempt in `key`'s bucket (a successful sign-in), and
+    /// only there: clearing the address's own bucket leaves its devices'
+    /// buckets as they are, and the other way round.
+    async fn clear(&self, key: &LockoutKey) -> Result<(), StoreError>;
+    /// Deletes attempts older than `before`, in every bucket. Returns how
+    /// many.
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 

@@ -141,6 +141,14 @@ opaque_id!(
     /// Identifies one sign-in session; access tokens carry it as `sid`.
     SessionId
 );
+opaque_id!(
+    /// Names a device that signed in to an account before: the nonce of
+    /// its device cookie, which `core` hands out on a successful sign-in
+    /// and recognises only under its MAC (security.md LK-4). Not a secret
+    /// on its own — without the MAC it proves nothing — but no more
+    /// predictable than any other id here.
+    DeviceId
+);
 
 /// The SHA-256 of a one-time token, as 64 lower-case hex digits. Stores see
 /// only this; the raw token exists in the mail and in the user's hands.

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use chrono::TimeDelta;
-use regstack_ports::{RevokeReason, SessionId, StoreError, Stores, TokenKind, UserId};
+use regstack_ports::{LockoutKey, RevokeReason, SessionId, StoreError, Stores, TokenKind, UserId};
 
 use crate::fixtures::{self, at, t0};
 #[cfg(doc)]
@@ -56,8 +56,8 @@ pub fn every_store_call(stores: &Stores) -> Vec<StoreCall> {
         "tokens.issue" => |s| s.tokens.issue(fixtures::reset_token(&uid(), later()));
         "tokens.peek" => |s| s.tokens.peek(TokenKind::PasswordReset, &hash(), t0());
         "tokens.purge_expired" => |s| s.tokens.purge_expired(t0());
-        "login_attempts.admit" => |s| s.login_attempts.admit(&email(), t0(), TimeDelta::minutes(15), 5);
-        "login_attempts.clear" => |s| s.login_attempts.clear(&email());
+        "login_attempts.admit" => |s| s.login_attempts.admit(&LockoutKey::address(email()), t0(), TimeDelta::minutes(15), 5);
+        "login_attempts.clear" => |s| s.login_attempts.clear(&LockoutKey::address(email()));
         "login_attempts.purge_expired" => |s| s.login_attempts.purge_expired(t0());
         "sessions.start" => |s| s.sessions.start(fixtures::new_session(&uid(), t0(), at(TimeDelta::days(1))));
         "sessions.rotate" => |s| s.sessions.rotate(&sid(), &hash(), &hash(), t0(), TimeDelta::hours(1));

@@ -71,10 +71,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::TimeDelta;
 use regstack_ports::{
-    Admission, Email, EmailChangeOutcome, LoginAttemptStore, NewSession, NewUser, OneTimeToken,
-    PasswordHash, PendingRegistration, PendingStore, Promotion, RateLimitStore, RevokeReason,
-    Rotation, Session, SessionId, SessionStart, SessionStore, StoreError, StoreHealth, Timestamp,
-    TokenHash, TokenKind, TokenStore, User, UserId, UserStore,
+    Admission, Email, EmailChangeOutcome, LockoutKey, LoginAttemptStore, NewSession, NewUser,
+    OneTimeToken, PasswordHash, PendingRegistration, PendingStore, Promotion, RateLimitStore,
+    RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
+    StoreHealth, Timestamp, TokenHash, TokenKind, TokenStore, User, UserId, UserStore,
 };
 
 /// A wrapper `F` seen as the store ports whose `…Forward` traits it
@@ -187,8 +187,8 @@ forward! {
     /// [`LoginAttemptStore`], one method at a time: implement
     /// [`login_attempts`](Self::login_attempts) and the methods to change.
     LoginAttemptStoreForward for LoginAttemptStore via login_attempts {
-        fn admit(email: &Email, now: Timestamp, window: TimeDelta, threshold: u32) -> Admission;
-        fn clear(email: &Email) -> ();
+        fn admit(key: &LockoutKey, now: Timestamp, window: TimeDelta, threshold: u32) -> Admission;
+        fn clear(key: &LockoutKey) -> ();
         fn purge_expired(before: Timestamp) -> u64;
     }
 }

@@ -115,6 +115,9 @@ macro_rules! __store_contract_cases {
             admit_window_slides,
             locked_retry_at_is_when_the_oldest_attempt_leaves_the_window,
             clear_forgets_attempts,
+            admit_on_a_device_bucket_never_admits_more_than_the_threshold_under_20_parallel_attempts,
+            device_buckets_count_apart_from_the_address_bucket,
+            forgetting_an_address_forgets_its_device_buckets,
             // Sessions.
             sessions_start_and_authenticate_in_one_lookup,
             a_session_starts_only_on_the_credential_epoch_it_checked,

@@ -23,10 +23,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
-    Admission, Email, EmailChangeOutcome, LoginAttemptStore, NewSession, NewUser, OneTimeToken,
-    PasswordHash, PendingRegistration, PendingStore, Promotion, RateLimitStore, RefreshFamily,
-    RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
-    StoreHealth, Stores, Timestamp, TokenHash, TokenKind, TokenStore, User, UserId, UserStore,
+    Admission, Email, EmailChangeOutcome, LockoutKey, LoginAttemptStore, NewSession, NewUser,
+    OneTimeToken, PasswordHash, PendingRegistration, PendingStore, Promotion, RateLimitStore,
+    RefreshFamily, RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore,
+    StoreError, StoreHealth, Stores, Timestamp, TokenHash, TokenKind, TokenStore, User, UserId,
+    UserStore,
 };
 
 /// A fresh, empty, independent set of in-memory stores.
@@ -217,7 +218,8 @@ struct State {
     user_by_email: HashMap<Email, UserId>,
     pending: HashMap<Email, PendingRegistration>,
     tokens: HashMap<TokenHash, OneTimeToken>,
-    attempts: HashMap<Email, Vec<Timestamp>>,
+    /// One window per lockout bucket (an address's own, or one device's).
+    attempts: HashMap<LockoutKey, Vec<Timestamp>>,
     sessions: HashMap<SessionId, Session>,
     refresh: HashMap<SessionId, Family>,
     hits: HashMap<String, Vec<Timestamp>>,
@@ -244,6 +246,12 @@ fn is_live(session: &Session, now: Timestamp) -> bool {
 }
 
 impl State {
+    /// Forgets every lockout bucket of an address: its own and each
+    /// device's.
+    fn forget_attempts(&mut self, email: &Email) {
+        self.attempts.retain(|key, _| key.email() != email);
+    }
+
     fn user_id_by_email(&self, email: &Email) -> Option<&UserId> {
         self.user_by_email.get(email)
     }
@@ -422,7 +430,7 @@ impl UserStore for MemoryStore {
             // Whoever can read the mailbox has proven themselves; a lockout
             // left over from the attacker who prompted the reset must not
             // lock the owner out of the new password.
-            st.attempts.remove(&user.email);
+            st.forget_attempts(&user.email);
         }
         Ok(user)
     }
@@ -474,7 +482,7 @@ impl UserStore for MemoryStore {
         st.sessions.retain(|_, s| &s.user_id != id);
         st.drop_orphaned_refresh_tokens();
         st.tokens.retain(|_, t| &t.user_id != id);
-        st.attempts.remove(&user.email);
+        st.forget_attempts(&user.email);
         st.pending.remove(&user.email);
         // Rate-limit keys are `{purpose}:{email}`. Matching the whole
         // `:{email}` suffix (not a pattern) keeps `bob@x.org` from taking
@@ -626,14 +634,14 @@ impl TokenStore for MemoryStore {
 impl LoginAttemptStore for MemoryStore {
     async fn admit(
         &self,
-        email: &Email,
+        key: &LockoutKey,
         now: Timestamp,
         window: TimeDelta,
         threshold: u32,
     ) -> Result<Admission, StoreError> {
         let mut st = self.enter("login_attempts.admit")?;
         let start = window_start(now, window);
-        let attempts = st.attempts.entry(email.clone()).or_default();
+        let attempts = st.attempts.entry(key.clone()).or_default();
         let mut counted: Vec<Timestamp> = attempts.iter().copied().filter(|&t| t > start).collect();
         let threshold = threshold as usize;
         if counted.len() < threshold {
@@ -654,9 +662,9 @@ impl LoginAttemptStore for MemoryStore {
         Ok(Admission::Locked { retry_at })
     }
 
-    async fn clear(&self, email: &Email) -> Result<(), StoreError> {
+    async fn clear(&self, key: &LockoutKey) -> Result<(), StoreError> {
         let mut st = self.enter("login_attempts.clear")?;
-        st.attempts.remove(email);
+        st.attempts.remove(key);
         Ok(())
     }
 

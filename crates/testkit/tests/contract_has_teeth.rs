@@ -12,12 +12,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::TimeDelta;
 use regstack_ports::{
-    Email, OneTimeToken, PasswordHash, PendingRegistration, PendingStore, Promotion, RevokeReason,
-    Rotation, SessionId, SessionStore, StoreError, Stores, Timestamp, TokenHash, TokenKind,
-    TokenStore, User, UserId, UserStore,
+    Admission, Email, LockoutKey, LoginAttemptStore, OneTimeToken, PasswordHash,
+    PendingRegistration, PendingStore, Promotion, RevokeReason, Rotation, SessionId, SessionStore,
+    StoreError, Stores, Timestamp, TokenHash, TokenKind, TokenStore, User, UserId, UserStore,
 };
 use regstack_testkit::forward::{
-    forwarding, PendingStoreForward, SessionStoreForward, TokenStoreForward, UserStoreForward,
+    forwarding, LoginAttemptStoreForward, PendingStoreForward, SessionStoreForward,
+    TokenStoreForward, UserStoreForward,
 };
 use regstack_testkit::{contract, memory_stores};
 
@@ -267,6 +268,58 @@ fn a_read_then_write_rotation_fails_the_parallel_rotation_case() {
     ));
 }
 
+/// A lockout counter that knows addresses only: every device's attempts
+/// land in the address's bucket, so strangers lock the owner's device out
+/// again (LK-4).
+struct AddressOnlyLockout {
+    inner: Stores,
+}
+
+#[async_trait]
+impl LoginAttemptStoreForward for AddressOnlyLockout {
+    fn login_attempts(&self) -> &dyn LoginAttemptStore {
+        &*self.inner.login_attempts
+    }
+    async fn admit(
+        &self,
+        key: &LockoutKey,
+        now: Timestamp,
+        window: TimeDelta,
+        threshold: u32,
+    ) -> Result<Admission, StoreError> {
+        let address = LockoutKey::address(key.email().clone());
+        self.login_attempts()
+            .admit(&address, now, window, threshold)
+            .await
+    }
+    async fn clear(&self, key: &LockoutKey) -> Result<(), StoreError> {
+        let address = LockoutKey::address(key.email().clone());
+        self.login_attempts().clear(&address).await
+    }
+}
+
+fn address_only_lockout() -> Stores {
+    let inner = memory_stores();
+    Stores {
+        login_attempts: forwarding(AddressOnlyLockout {
+            inner: inner.clone(),
+        }),
+        ..inner
+    }
+}
+
+#[test]
+fn a_lockout_without_device_buckets_fails_the_device_bucket_cases() {
+    assert!(fails(
+        contract::device_buckets_count_apart_from_the_address_bucket,
+        address_only_lockout()
+    ));
+    assert!(fails(
+        contract::admit_on_a_device_bucket_never_admits_more_than_the_threshold_under_20_parallel_attempts,
+        address_only_lockout()
+    ));
+}
+
 #[test]
 fn the_unbroken_fakes_pass_the_same_cases() {
     assert!(!fails(
@@ -279,6 +332,14 @@ fn the_unbroken_fakes_pass_the_same_cases() {
     ));
     assert!(!fails(
         contract::rotate_with_20_parallel_presentations_yields_one_rotation_and_reports_it_to_the_rest,
+        memory_stores()
+    ));
+    assert!(!fails(
+        contract::device_buckets_count_apart_from_the_address_bucket,
+        memory_stores()
+    ));
+    assert!(!fails(
+        contract::admit_on_a_device_bucket_never_admits_more_than_the_threshold_under_20_parallel_attempts,
         memory_stores()
     ));
 }

@@ -264,9 +264,9 @@ mod tests {
     }
 
     #[test]
-    fn both_migrations_are_embedded_in_order() {
+    fn every_migration_is_embedded_in_order() {
         let versions: Vec<i64> = super::MIGRATOR.iter().map(|m| m.version).collect();
-        assert_eq!(versions, vec![1, 2, 3]);
+        assert_eq!(versions, vec![1, 2, 3, 4]);
     }
 }
 

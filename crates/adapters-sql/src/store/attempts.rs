@@ -1,15 +1,31 @@
 //! [`LoginAttemptStore`] over `login_attempts`: the lockout counter.
+//!
+//! A row is one admitted attempt in one bucket ([`LockoutKey`]): `email`
+//! is the address, `device` the trusted device's id, or `''` for the
+//! address's own bucket (migration 0004; every row from before it is the
+//! address's). Both are plain equality columns of one index,
+//! `(email, device, attempted_at)`: an admit reads one range of it, and
+//! forgetting every bucket of an address is `email = $1`, its leading
+//! column. (A device key packed into `email` would need a prefix match to
+//! find an address's devices, which PostgreSQL's index serves only under
+//! the C collation.)
 
 use async_trait::async_trait;
 use chrono::TimeDelta;
-use regstack_ports::{Admission, Email, LoginAttemptStore, StoreError, Timestamp};
+use regstack_ports::{Admission, LockoutKey, LoginAttemptStore, StoreError, Timestamp};
 
 use super::{commit, SqlStores};
 use crate::backend::{Arg, Backend, Commit, Conn};
 use crate::rows::Cells;
 use crate::time::{from_db_saturating, to_db, window, window_start};
 
-/// Forgets every attempt against an address.
+/// The `device` column of a bucket: the device's id, or `''` for the
+/// address's own (ids are never empty).
+fn device_of(key: &LockoutKey) -> &str {
+    key.device_id().map_or("", |d| d.as_str())
+}
+
+/// Forgets every attempt against an address, in every bucket.
 pub(super) async fn clear_on(conn: &mut impl Conn, email: &str) -> Result<u64, StoreError> {
     conn.execute(
         "DELETE FROM login_attempts WHERE email = $1",
@@ -42,25 +58,34 @@ pub(super) async fn lock_key<B: Backend>(
 impl<B: Backend> LoginAttemptStore for SqlStores<B> {
     async fn admit(
         &self,
-        email: &Email,
+        key: &LockoutKey,
         now: Timestamp,
         window_len: TimeDelta,
         threshold: u32,
     ) -> Result<Admission, StoreError> {
         // Newest first, at most `threshold` rows (one index range scan on
-        // (email, attempted_at)): fewer means there is room; exactly
-        // `threshold` means locked, and the last of them is the attempt
-        // whose exit from the window brings the count below the threshold.
+        // (email, device, attempted_at)): fewer means there is room;
+        // exactly `threshold` means locked, and the last of them is the
+        // attempt whose exit from the window brings the count below the
+        // threshold.
         const RECENT: &str = "SELECT attempted_at FROM login_attempts \
-             WHERE email = $1 AND attempted_at > $2 \
-             ORDER BY attempted_at DESC LIMIT $3";
+             WHERE email = $1 AND device = $2 AND attempted_at > $3 \
+             ORDER BY attempted_at DESC LIMIT $4";
+        let (email, device) = (key.email().as_str(), device_of(key));
         let now_db = to_db(now);
         let mut tx = self.begin(Commit::Relaxed).await?;
-        // No other admit for this address can count until this one commits,
-        // so a parallel burst admits at most `threshold` attempts.
-        lock_key::<B>(&mut *tx, "login_attempts", email.as_str()).await?;
+        // No other admit for this bucket can count until this one commits,
+        // so a parallel burst admits at most `threshold` attempts. Each
+        // bucket has a lock of its own (a space is in no address and no
+        // device id), so a device is never queued behind strangers.
+        let lock = match key.device_id() {
+            None => email.to_owned(),
+            Some(d) => format!("{email} {d}"),
+        };
+        lock_key::<B>(&mut *tx, "login_attempts", &lock).await?;
         let args = [
-            Arg::Text(email.as_str()),
+            Arg::Text(email),
+            Arg::Text(device),
             Arg::Int(window_start(now, window_len)),
             Arg::Int(i64::from(threshold)),
         ];
@@ -74,8 +99,8 @@ impl<B: Backend> LoginAttemptStore for SqlStores<B> {
         let counted = u32::try_from(recent.len()).unwrap_or(u32::MAX);
         if counted < threshold {
             tx.execute(
-                "INSERT INTO login_attempts (email, attempted_at) VALUES ($1, $2)",
-                &[Arg::Text(email.as_str()), Arg::Int(now_db)],
+                "INSERT INTO login_attempts (email, device, attempted_at) VALUES ($1, $2, $3)",
+                &[Arg::Text(email), Arg::Text(device), Arg::Int(now_db)],
             )
             .await?;
             commit::<B>(tx).await?;
@@ -93,13 +118,15 @@ impl<B: Backend> LoginAttemptStore for SqlStores<B> {
         })
     }
 
-    async fn clear(&self, email: &Email) -> Result<(), StoreError> {
-        clear_on(
-            &mut *self.write_conn(Commit::Relaxed).await?,
-            email.as_str(),
-        )
-        .await
-        .map(drop)
+    async fn clear(&self, key: &LockoutKey) -> Result<(), StoreError> {
+        self.write_conn(Commit::Relaxed)
+            .await?
+            .execute(
+                "DELETE FROM login_attempts WHERE email = $1 AND device = $2",
+                &[Arg::Text(key.email().as_str()), Arg::Text(device_of(key))],
+            )
+            .await
+            .map(drop)
     }
 
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {

@@ -39,6 +39,7 @@ use regstack_ports::{
 use secrecy::SecretString;
 
 use crate::config::{Config, ConfigError};
+use crate::device_cookie::DeviceCookies;
 use crate::error::AuthError;
 use crate::events::{Event, EventBus, EventKind};
 use crate::jwt::JwtCodec;
@@ -66,14 +67,19 @@ const MAX_USER_AGENT_CHARS: usize = 256;
 /// How long a mail delivery may take before it is abandoned.
 const MAIL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Who is calling, as far as the transport knows. Recorded on sessions and
-/// events; never used for decisions that need trust.
+/// Who is calling, as far as the transport knows. The IP and user agent
+/// are recorded on sessions and events and never used for decisions that
+/// need trust; the device cookie is trusted only once its MAC verifies
+/// for the address signing in ([`crate::device_cookie`]).
 #[derive(Debug, Clone, Default)]
 pub struct ClientContext {
     /// Client IP (socket, or proxy header when `behind_proxy`).
     pub ip: Option<String>,
     /// `User-Agent` header.
     pub user_agent: Option<String>,
+    /// The device cookie the client presented to a sign-in, as it came
+    /// (`/login` reads it; other routes leave it `None`).
+    pub device_cookie: Option<SecretString>,
 }
 
 /// What the engine needs from the outside world.
@@ -116,6 +122,7 @@ pub struct Engine {
     composer: Arc<Composer>,
     jwt: Arc<JwtCodec>,
     refresh_tokens: Arc<RefreshTokens>,
+    device_cookies: Arc<DeviceCookies>,
     events: EventBus,
     background: Arc<Background>,
 }
@@ -150,8 +157,10 @@ impl Engine {
         )
         .with_iat_leeway(cfg.jwt_iat_leeway_seconds);
         let refresh_tokens = RefreshTokens::new(&cfg.jwt_secret);
+        let device_cookies = DeviceCookies::new(&cfg.jwt_secret);
         Ok(Self {
             refresh_tokens: Arc::new(refresh_tokens),
+            device_cookies: Arc::new(device_cookies),
             cfg: Arc::new(cfg),
             stores: deps.stores,
             hasher: deps.hasher,

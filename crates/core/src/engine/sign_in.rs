@@ -6,17 +6,26 @@
 //! account read with the password, the session started — travels in the
 //! machine. `start_session` is the one place a session begins. The second
 //! factor goes between the credential check and the session.
+//!
+//! Device cookies (security.md LK-4, [`crate::device_cookie`]): `login`
+//! recognises the cookie the client presented ([`ClientContext`]'s
+//! `device_cookie`) for the presented address before the run — a parse,
+//! like the body's — and the machine decides which lockout bucket that
+//! means; a run that ends in `SignedIn` hands the client a new cookie for
+//! the address ([`SignedIn::device_cookie`]).
 
 use regstack_ports::{
-    Admission, Email, HashError, NewSession, SessionId, SessionStart, Timestamp, User, UserId,
+    Admission, DeviceId, Email, HashError, LockoutKey, NewSession, SessionId, SessionStart,
+    Timestamp, User, UserId,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{seconds_until, secs, ClientContext, Engine, MAX_USER_AGENT_CHARS};
 use crate::error::AuthError;
 use crate::events::EventKind;
 use crate::flows::sign_in::{
-    CredentialCheck, Effect, LockoutPolicy, Purpose, Refusal, SignIn, SignInEvent, SignInPolicy,
+    Bucket, CredentialCheck, Effect, LockoutPolicy, Purpose, Refusal, SignIn, SignInEvent,
+    SignInPolicy,
 };
 use crate::flows::{drive, Effects};
 
@@ -35,6 +44,11 @@ pub struct SignedIn {
     pub session_id: SessionId,
     /// The user signed in.
     pub user: User,
+    /// A new device cookie for the address, which the client presents to
+    /// later sign-ins so that they count in this device's own lockout
+    /// bucket (LK-4). Set by a password sign-in (`login`); `None` from
+    /// [`Engine::start_session`] itself.
+    pub device_cookie: Option<SecretString>,
 }
 
 /// `/login`'s effects: the presented credentials and the client, nothing
@@ -54,12 +68,16 @@ impl Effects<SignIn<SignedIn>> for LoginEffects<'_> {
     ) -> Result<Option<SignInEvent<SignedIn>>, AuthError> {
         let engine = self.engine;
         Ok(match effect {
-            Effect::Admit(lockout) => Some(engine.admit(self.email, lockout, self.now).await?),
+            Effect::Admit(bucket, lockout) => {
+                let key = lockout_key(self.email, bucket);
+                Some(engine.admit(&key, lockout, self.now).await?)
+            }
             Effect::CheckPassword => Some(SignInEvent::Checked(
                 engine.check_password(self.email, self.password).await?,
             )),
-            Effect::ClearFailures => {
-                engine.stores.login_attempts.clear(self.email).await?;
+            Effect::ClearFailures(bucket) => {
+                let key = lockout_key(self.email, bucket);
+                engine.stores.login_attempts.clear(&key).await?;
                 None
             }
             Effect::StartSession(user) => Some(SignInEvent::SessionStarted(
@@ -73,6 +91,14 @@ impl Effects<SignIn<SignedIn>> for LoginEffects<'_> {
                 None
             }
         })
+    }
+}
+
+/// The store's key for `bucket` of `email`.
+fn lockout_key(email: &Email, bucket: Bucket) -> LockoutKey {
+    match bucket {
+        Bucket::Address => LockoutKey::address(email.clone()),
+        Bucket::Device(device) => LockoutKey::device(email.clone(), device),
     }
 }
 
@@ -96,14 +122,18 @@ impl Effects<Reauth> for Reauthentication<'_> {
         let engine = self.engine;
         let email = &self.user.email;
         Ok(match effect {
-            Effect::Admit(lockout) => Some(engine.admit(email, lockout, self.now).await?),
+            Effect::Admit(bucket, lockout) => {
+                let key = lockout_key(email, bucket);
+                Some(engine.admit(&key, lockout, self.now).await?)
+            }
             Effect::CheckPassword => Some(SignInEvent::Checked(
                 engine
                     .check_current_password(self.user, self.current)
                     .await?,
             )),
-            Effect::ClearFailures => {
-                engine.stores.login_attempts.clear(email).await?;
+            Effect::ClearFailures(bucket) => {
+                let key = lockout_key(email, bucket);
+                engine.stores.login_attempts.clear(&key).await?;
                 None
             }
             Effect::StartSession(_) => {
@@ -133,7 +163,9 @@ impl Engine {
         }
     }
 
-    /// `POST /login`: runs the [`SignIn`] machine.
+    /// `POST /login`: runs the [`SignIn`] machine. A device cookie the
+    /// client presents for `email` puts the attempt in that device's
+    /// lockout bucket; a success answers with a new cookie for `email`.
     pub async fn login(
         &self,
         email: &Email,
@@ -142,6 +174,7 @@ impl Engine {
     ) -> Result<SignedIn, AuthError> {
         let now = self.now();
         let policy = self.sign_in_policy(Purpose::Session);
+        let device = self.recognize_device(email, client);
         let mut effects = LoginEffects {
             engine: self,
             email,
@@ -151,37 +184,51 @@ impl Engine {
         };
         let end = drive(
             SignIn::Started,
-            SignInEvent::Attempted,
+            SignInEvent::Attempted { device },
             now,
             &policy,
             &mut effects,
         )
         .await?;
         match end {
-            SignIn::SignedIn(signed_in) => Ok(signed_in),
+            // The password was right for `email` from this client: from now
+            // on it is a device of the address (a new id every time, so a
+            // copy of an older cookie does not share the new bucket).
+            SignIn::SignedIn(signed_in) => Ok(SignedIn {
+                device_cookie: Some(self.device_cookies.mint(email)),
+                ..signed_in
+            }),
             SignIn::Locked { retry_after_secs } => Err(AuthError::Locked { retry_after_secs }),
             SignIn::Rejected { remaining } => Err(AuthError::InvalidCredentials { remaining }),
             SignIn::Refused(Refusal::Disabled) => Err(AuthError::AccountDisabled),
             SignIn::Refused(Refusal::Unverified) => Err(AuthError::EmailNotVerified),
             SignIn::Started
-            | SignIn::Admitting
+            | SignIn::Admitting { .. }
             | SignIn::Admitted { .. }
             | SignIn::Authenticated { .. }
             | SignIn::Confirmed => Err(AuthError::internal("sign-in did not finish")),
         }
     }
 
-    /// Asks the lockout store to admit one attempt for `email`.
+    /// The device the client's device cookie names, if it was minted here
+    /// for `email`. Anything else — no cookie, another address's, a forged
+    /// or malformed one — is no device: the attempt counts as untrusted.
+    fn recognize_device(&self, email: &Email, client: &ClientContext) -> Option<DeviceId> {
+        let raw = client.device_cookie.as_ref()?;
+        self.device_cookies.recognize(raw.expose_secret(), email)
+    }
+
+    /// Asks the lockout store to admit one attempt into `key`'s bucket.
     async fn admit<S>(
         &self,
-        email: &Email,
+        key: &LockoutKey,
         lockout: LockoutPolicy,
         now: Timestamp,
     ) -> Result<SignInEvent<S>, AuthError> {
         let admission = self
             .stores
             .login_attempts
-            .admit(email, now, lockout.window, lockout.threshold)
+            .admit(key, now, lockout.window, lockout.threshold)
             .await?;
         Ok(match admission {
             Admission::Admitted { failures } => SignInEvent::Admitted { failures },
@@ -333,6 +380,7 @@ impl Engine {
             refresh_expires_in: seconds_until(idle_expires_at, now),
             session_id,
             user,
+            device_cookie: None,
         })
     }
 
@@ -358,9 +406,11 @@ impl Engine {
             current,
             now,
         };
+        // The current-password check counts in the address's bucket: its
+        // caller holds a session, not a device cookie checked here.
         let end = drive(
             Reauth::Started,
-            SignInEvent::Attempted,
+            SignInEvent::Attempted { device: None },
             now,
             &policy,
             &mut effects,
@@ -371,7 +421,7 @@ impl Engine {
             SignIn::Locked { retry_after_secs } => Err(AuthError::Locked { retry_after_secs }),
             SignIn::Rejected { .. } => Err(AuthError::WrongCurrentPassword),
             SignIn::Started
-            | SignIn::Admitting
+            | SignIn::Admitting { .. }
             | SignIn::Admitted { .. }
             | SignIn::Refused(_)
             | SignIn::Authenticated { .. }

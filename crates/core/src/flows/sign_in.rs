@@ -1,12 +1,24 @@
 //! Password sign-in, and the re-authentication of sensitive changes.
 //!
 //! ```text
-//! Started ──Attempted──▶ Admitting ──Admitted{failures}──▶ Admitted ──Checked(right)──▶ Authenticated ──SessionStarted──▶ SignedIn
-//!    │       (Admit)        │                              ▲  │                           (StartSession)
-//!    │                      └──LockedOut──▶ Locked         │  ├──Checked(no account / no password / wrong)──▶ Rejected
-//!    └──Attempted, lockout off (rate_limit_disabled)───────┘  ├──Checked(right, but disabled / unverified)──▶ Refused
-//!                                                             └──Checked(right), re-authentication──▶ Confirmed
+//! Started ──Attempted{device}──▶ Admitting{bucket} ──Admitted{failures}──▶ Admitted ──Checked(right)──▶ Authenticated ──SessionStarted──▶ SignedIn
+//!    │       (Admit(bucket))        │                                      ▲  │                           (StartSession)
+//!    │                              └──LockedOut──▶ Locked                 │  ├──Checked(no account / no password / wrong)──▶ Rejected
+//!    └──Attempted, lockout off (rate_limit_disabled)───────────────────────┘  ├──Checked(right, but disabled / unverified)──▶ Refused
+//!                                                                             └──Checked(right), re-authentication──▶ Confirmed
 //! ```
+//!
+//! **Which lockout bucket** (security.md LK-4) is decided here, from what
+//! the attempt came with: a client whose device cookie the runner
+//! recognised for this address (`Attempted { device: Some(_) }`) is
+//! admitted against that device's own bucket ([`Bucket::Device`]) and
+//! nothing else, so the address-wide lockout that strangers can trigger
+//! never refuses the owner's browser, and that browser's own failures lock
+//! only it (a stolen cookie cannot guess for ever either). Every other
+//! attempt counts in the address's bucket, exactly as before device cookies
+//! existed. A right password clears the bucket the attempt was admitted in
+//! and, as before, the address's. (`/login` mints a new device cookie when
+//! a run ends in `SignedIn`: see `engine::sign_in`.)
 //!
 //! One machine serves two purposes ([`Purpose`]): `/login`, which ends in a
 //! session, and the current-password check of password change, email
@@ -27,6 +39,9 @@
 //! - no `StartSession` without an admission (or lockout off) followed by a
 //!   correct password on an active, (when required) verified account — and
 //!   then for exactly the account that password was checked against;
+//! - an attempt from a recognised device is admitted against that device's
+//!   bucket, any other against the address's; failures are cleared only in
+//!   the bucket admitted and the address's;
 //! - re-authentication never starts a session;
 //! - a locked attempt never checks a password (lockout is decided before
 //!   any hashing);
@@ -42,7 +57,7 @@
 //! the code arrives), so that no sign-in path can skip it.
 
 use chrono::TimeDelta;
-use regstack_ports::{Timestamp, User, UserId};
+use regstack_ports::{DeviceId, Timestamp, User, UserId};
 
 use super::Machine;
 use crate::events::EventKind;
@@ -54,6 +69,17 @@ pub struct LockoutPolicy {
     pub threshold: u32,
     /// How far back failures count.
     pub window: TimeDelta,
+}
+
+/// Which lockout window an attempt counts in (the runner turns it into a
+/// `LockoutKey` with the presented address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bucket {
+    /// The address's own, shared by every client without a recognised
+    /// device cookie.
+    Address,
+    /// One device that signed in to the address before.
+    Device(DeviceId),
 }
 
 /// What a sign-in run is for.
@@ -95,14 +121,18 @@ pub enum Refusal {
 pub enum SignIn<S> {
     /// Credentials received, nothing decided.
     Started,
-    /// Waiting for the lockout store's answer.
-    Admitting,
-    /// May check the password. `counted` is false when lockout is off.
+    /// Waiting for the lockout store's answer about `bucket`.
+    Admitting {
+        /// Where the attempt is being counted.
+        bucket: Bucket,
+    },
+    /// May check the password.
     Admitted {
-        /// Attempts in the window including this one.
+        /// Attempts in the bucket's window including this one.
         failures: u32,
-        /// Whether this attempt was recorded by the lockout store.
-        counted: bool,
+        /// The bucket the lockout store recorded this attempt in; `None`
+        /// when lockout is off.
+        counted: Option<Bucket>,
     },
     /// Refused before any hashing.
     Locked {
@@ -132,7 +162,12 @@ pub enum SignIn<S> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SignInEvent<S> {
     /// Credentials were presented.
-    Attempted,
+    Attempted {
+        /// The device the client's device cookie names, if the runner
+        /// recognised it for the presented address; `None` for no cookie
+        /// and for one that is forged, malformed or another address's.
+        device: Option<DeviceId>,
+    },
     /// The lockout store recorded this attempt.
     Admitted {
         /// Attempts in the window including this one.
@@ -167,14 +202,14 @@ pub enum CredentialCheck {
 /// What the runner must do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Ask the lockout store to admit this attempt (reports `Admitted` or
-    /// `LockedOut`).
-    Admit(LockoutPolicy),
+    /// Ask the lockout store to admit this attempt into `Bucket` (reports
+    /// `Admitted` or `LockedOut`).
+    Admit(Bucket, LockoutPolicy),
     /// Look the account up and verify the password, or pay a dummy verify
     /// (reports `Checked`).
     CheckPassword,
-    /// Forget the lockout attempts of this address.
-    ClearFailures,
+    /// Forget the lockout attempts in this bucket of the address.
+    ClearFailures(Bucket),
     /// Start a session for this account — the record the password was
     /// checked against; its `tokens_invalidated_after` is the credential
     /// epoch the store's conditional start compares (reports
@@ -211,24 +246,32 @@ impl<S> Machine for SignIn<S> {
         use SignInEvent as E;
         let session = policy.purpose == Purpose::Session;
         match (self, event) {
-            (SignIn::Started, E::Attempted) => match policy.lockout {
-                Some(lockout) => (SignIn::Admitting, vec![Effect::Admit(lockout)]),
+            (SignIn::Started, E::Attempted { device }) => match policy.lockout {
+                Some(lockout) => {
+                    let bucket = device.map_or(Bucket::Address, Bucket::Device);
+                    (
+                        SignIn::Admitting {
+                            bucket: bucket.clone(),
+                        },
+                        vec![Effect::Admit(bucket, lockout)],
+                    )
+                }
                 None => (
                     SignIn::Admitted {
                         failures: 0,
-                        counted: false,
+                        counted: None,
                     },
                     vec![Effect::CheckPassword],
                 ),
             },
-            (SignIn::Admitting, E::Admitted { failures }) => (
+            (SignIn::Admitting { bucket }, E::Admitted { failures }) => (
                 SignIn::Admitted {
                     failures,
-                    counted: true,
+                    counted: Some(bucket),
                 },
                 vec![Effect::CheckPassword],
             ),
-            (SignIn::Admitting, E::LockedOut { retry_at }) => {
+            (SignIn::Admitting { .. }, E::LockedOut { retry_at }) => {
                 let locked = SignIn::Locked {
                     retry_after_secs: retry_after_secs(retry_at, now),
                 };
@@ -245,18 +288,12 @@ impl<S> Machine for SignIn<S> {
                 | CredentialCheck::Wrong => {
                     let threshold = policy.lockout.map_or(0, |l| l.threshold);
                     let remaining = counted
+                        .is_some()
                         .then(|| threshold.saturating_sub(failures))
                         .filter(|r| *r > 0);
                     (SignIn::Rejected { remaining }, vec![])
                 }
-                CredentialCheck::Right(_) if !session => {
-                    let effects = if counted {
-                        vec![Effect::ClearFailures]
-                    } else {
-                        vec![]
-                    };
-                    (SignIn::Confirmed, effects)
-                }
+                CredentialCheck::Right(_) if !session => (SignIn::Confirmed, clear(counted)),
                 CredentialCheck::Right(user) if !user.is_active => {
                     (SignIn::Refused(Refusal::Disabled), vec![])
                 }
@@ -266,10 +303,7 @@ impl<S> Machine for SignIn<S> {
                     (SignIn::Refused(Refusal::Unverified), vec![])
                 }
                 CredentialCheck::Right(user) => {
-                    let mut effects = Vec::with_capacity(2);
-                    if counted {
-                        effects.push(Effect::ClearFailures);
-                    }
+                    let mut effects = clear(counted);
                     let user_id = user.id.clone();
                     // The runner's session starter fires `user_logged_in`
                     // itself, whichever sign-in path reaches it.
@@ -282,6 +316,21 @@ impl<S> Machine for SignIn<S> {
             }
             (state, _) => (state, vec![]),
         }
+    }
+}
+
+/// What a right password clears: the bucket the attempt was admitted in
+/// and, as before device buckets, the address's own (the owner has proven
+/// the password, so the clients without a cookie start over too). Nothing
+/// when lockout is off.
+fn clear(counted: Option<Bucket>) -> Vec<Effect> {
+    match counted {
+        None => vec![],
+        Some(Bucket::Address) => vec![Effect::ClearFailures(Bucket::Address)],
+        Some(device) => vec![
+            Effect::ClearFailures(device),
+            Effect::ClearFailures(Bucket::Address),
+        ],
     }
 }
 
@@ -357,7 +406,7 @@ mod tests {
         for (failures, expect) in [(1, Some(4)), (4, Some(1)), (5, None)] {
             let (s, _) = run(
                 vec![
-                    SignInEvent::Attempted,
+                    SignInEvent::Attempted { device: None },
                     SignInEvent::Admitted { failures },
                     SignInEvent::Checked(CredentialCheck::Wrong),
                 ],
@@ -369,19 +418,126 @@ mod tests {
 
     #[test]
     fn an_attempt_asks_the_lockout_store_first_unless_lockout_is_off() {
-        let (s, e) = Run::Started.step(SignInEvent::Attempted, now(), &P);
-        assert_eq!(s, SignIn::Admitting);
-        assert_eq!(e, vec![Effect::Admit(LOCKOUT)]);
+        let (s, e) = Run::Started.step(SignInEvent::Attempted { device: None }, now(), &P);
+        assert_eq!(
+            s,
+            SignIn::Admitting {
+                bucket: Bucket::Address
+            }
+        );
+        assert_eq!(e, vec![Effect::Admit(Bucket::Address, LOCKOUT)]);
         let off = SignInPolicy { lockout: None, ..P };
-        let (s, e) = Run::Started.step(SignInEvent::Attempted, now(), &off);
+        let (s, e) = Run::Started.step(SignInEvent::Attempted { device: None }, now(), &off);
         assert_eq!(
             s,
             SignIn::Admitted {
                 failures: 0,
-                counted: false
+                counted: None
             }
         );
         assert_eq!(e, vec![Effect::CheckPassword]);
+    }
+
+    #[test]
+    fn a_recognised_device_counts_in_its_own_bucket_only() {
+        let device = devices()[0].clone();
+        let mine = Bucket::Device(device.clone());
+        let attempt = SignInEvent::Attempted {
+            device: Some(device),
+        };
+        let (s, e) = Run::Started.step(attempt.clone(), now(), &P);
+        assert_eq!(
+            s,
+            SignIn::Admitting {
+                bucket: mine.clone()
+            }
+        );
+        assert_eq!(
+            e,
+            vec![Effect::Admit(mine.clone(), LOCKOUT)],
+            "the address's bucket is not asked: strangers' failures cannot refuse it"
+        );
+        // Its own failures count down its own budget, and lock it alone.
+        let (s, _) = run(
+            vec![
+                attempt.clone(),
+                SignInEvent::Admitted { failures: 4 },
+                SignInEvent::Checked(CredentialCheck::Wrong),
+            ],
+            &P,
+        );
+        assert_eq!(s, SignIn::Rejected { remaining: Some(1) });
+        let (s, e) = run(
+            vec![
+                attempt.clone(),
+                SignInEvent::LockedOut {
+                    retry_at: now() + TimeDelta::seconds(30),
+                },
+            ],
+            &P,
+        );
+        assert_eq!(
+            s,
+            SignIn::Locked {
+                retry_after_secs: 30
+            }
+        );
+        assert_eq!(
+            e,
+            vec![
+                Effect::Admit(mine.clone(), LOCKOUT),
+                Effect::Emit(EventKind::LoginLocked)
+            ]
+        );
+        // Lockout off: no bucket at all.
+        let off = SignInPolicy { lockout: None, ..P };
+        let (_, e) = Run::Started.step(attempt, now(), &off);
+        assert_eq!(e, vec![Effect::CheckPassword]);
+    }
+
+    #[test]
+    fn a_right_password_clears_the_bucket_admitted_and_the_addresss() {
+        let device = devices()[1].clone();
+        let account = user(true, true);
+        let (s, e) = run(
+            vec![
+                SignInEvent::Attempted {
+                    device: Some(device.clone()),
+                },
+                SignInEvent::Admitted { failures: 3 },
+                SignInEvent::Checked(CredentialCheck::Right(account.clone())),
+            ],
+            &P,
+        );
+        assert!(matches!(s, SignIn::Authenticated { .. }));
+        assert_eq!(
+            e,
+            vec![
+                Effect::Admit(Bucket::Device(device.clone()), LOCKOUT),
+                Effect::CheckPassword,
+                Effect::ClearFailures(Bucket::Device(device)),
+                Effect::ClearFailures(Bucket::Address),
+                Effect::StartSession(account.clone()),
+            ]
+        );
+        let (_, e) = run(
+            vec![
+                SignInEvent::Attempted { device: None },
+                SignInEvent::Admitted { failures: 1 },
+                SignInEvent::Checked(CredentialCheck::Right(account.clone())),
+            ],
+            &P,
+        );
+        assert_eq!(
+            e,
+            vec![
+                Effect::Admit(Bucket::Address, LOCKOUT),
+                Effect::CheckPassword,
+                Effect::ClearFailures(Bucket::Address),
+                Effect::StartSession(account),
+            ],
+            "without a device, only the address's bucket, as before"
+        );
     }
 
     #[test]
@@ -389,7 +545,7 @@ mod tests {
         let at = now() + TimeDelta::milliseconds(899_001);
         let (s, e) = run(
             vec![
-                SignInEvent::Attempted,
+                SignInEvent::Attempted { device: None },
                 SignInEvent::LockedOut { retry_at: at },
             ],
             &P,
@@ -402,7 +558,10 @@ mod tests {
         );
         assert_eq!(
             e,
-            vec![Effect::Admit(LOCKOUT), Effect::Emit(EventKind::LoginLocked)]
+            vec![
+                Effect::Admit(Bucket::Address, LOCKOUT),
+                Effect::Emit(EventKind::LoginLocked)
+            ]
         );
     }
 
@@ -410,14 +569,14 @@ mod tests {
     fn a_disabled_account_with_the_right_password_is_refused_and_stays_counted() {
         let (s, e) = run(
             vec![
-                SignInEvent::Attempted,
+                SignInEvent::Attempted { device: None },
                 SignInEvent::Admitted { failures: 1 },
                 SignInEvent::Checked(CredentialCheck::Right(user(false, true))),
             ],
             &P,
         );
         assert_eq!(s, SignIn::Refused(Refusal::Disabled));
-        assert!(!e.contains(&Effect::ClearFailures));
+        assert!(!e.iter().any(|e| matches!(e, Effect::ClearFailures(_))));
     }
 
     #[test]
@@ -425,7 +584,7 @@ mod tests {
         let account = user(true, true);
         let (s, e) = run(
             vec![
-                SignInEvent::Attempted,
+                SignInEvent::Attempted { device: None },
                 SignInEvent::Admitted { failures: 1 },
                 SignInEvent::Checked(CredentialCheck::Right(account.clone())),
             ],
@@ -451,7 +610,7 @@ mod tests {
     fn re_authentication_confirms_without_a_session_and_locks_out_silently() {
         let (s, e) = run(
             vec![
-                SignInEvent::Attempted,
+                SignInEvent::Attempted { device: None },
                 SignInEvent::Admitted { failures: 2 },
                 SignInEvent::Checked(CredentialCheck::Right(user(true, false))),
             ],
@@ -461,14 +620,14 @@ mod tests {
         assert_eq!(
             e,
             vec![
-                Effect::Admit(LOCKOUT),
+                Effect::Admit(Bucket::Address, LOCKOUT),
                 Effect::CheckPassword,
-                Effect::ClearFailures
+                Effect::ClearFailures(Bucket::Address)
             ]
         );
         let (s, e) = run(
             vec![
-                SignInEvent::Attempted,
+                SignInEvent::Attempted { device: None },
                 SignInEvent::LockedOut { retry_at: now() },
             ],
             &REAUTH,
@@ -479,12 +638,22 @@ mod tests {
                 retry_after_secs: 1
             }
         );
-        assert_eq!(e, vec![Effect::Admit(LOCKOUT)]);
+        assert_eq!(e, vec![Effect::Admit(Bucket::Address, LOCKOUT)]);
+    }
+
+    /// A few devices, so that runs repeat them.
+    fn devices() -> [DeviceId; 3] {
+        [
+            DeviceId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+            DeviceId::parse("fedcba9876543210fedcba9876543210").unwrap(),
+            DeviceId::parse("00000000000000000000000000000000").unwrap(),
+        ]
     }
 
     fn arb_event() -> impl Strategy<Value = SignInEvent<u8>> {
         prop_oneof![
-            3 => Just(SignInEvent::Attempted),
+            3 => prop::option::of(0usize..3)
+                .prop_map(|d| SignInEvent::Attempted { device: d.map(|i| devices()[i].clone()) }),
             2 => (1u32..8).prop_map(|failures| SignInEvent::Admitted { failures }),
             1 => (0i64..2000).prop_map(|s| SignInEvent::LockedOut {
                 retry_at: now() + TimeDelta::seconds(s)
@@ -525,12 +694,19 @@ mod tests {
             let mut admitted = false;
             let (mut admits, mut checks, mut sessions) = (0, 0, 0);
             let mut last_check = None;
+            // The device the run's attempt came with, and the bucket the
+            // lockout store was asked about.
+            let mut attempted_from: Option<Option<DeviceId>> = None;
+            let mut asked: Option<Bucket> = None;
             for ev in events {
                 let before = state.clone();
-                if matches!((&state, &ev), (SignIn::Admitting, SignInEvent::Admitted { .. }))
-                    || matches!((&state, &ev, policy.lockout), (SignIn::Started, SignInEvent::Attempted, None))
+                if matches!((&state, &ev), (SignIn::Admitting { .. }, SignInEvent::Admitted { .. }))
+                    || matches!((&state, &ev, policy.lockout), (SignIn::Started, SignInEvent::Attempted { .. }, None))
                 {
                     admitted = true;
+                }
+                if let (SignIn::Started, SignInEvent::Attempted { device }) = (&state, &ev) {
+                    attempted_from = Some(device.clone());
                 }
                 if let (SignIn::Admitted { .. }, SignInEvent::Checked(c)) = (&state, &ev) {
                     last_check = Some(c.clone());
@@ -539,9 +715,17 @@ mod tests {
                 let (next, effects) = state.step(ev, now(), &policy);
                 for e in &effects {
                     match e {
-                        Effect::Admit(l) => {
+                        Effect::Admit(bucket, l) => {
                             admits += 1;
                             prop_assert_eq!(Some(*l), policy.lockout);
+                            // A recognised device counts in its own bucket,
+                            // every other attempt in the address's.
+                            let expected = match attempted_from.clone().flatten() {
+                                Some(d) => Bucket::Device(d),
+                                None => Bucket::Address,
+                            };
+                            prop_assert_eq!(bucket, &expected);
+                            asked = Some(bucket.clone());
                         }
                         Effect::CheckPassword => {
                             checks += 1;
@@ -559,8 +743,12 @@ mod tests {
                             prop_assert!(u.is_active);
                             prop_assert!(u.is_verified || !policy.require_verification);
                         }
-                        Effect::ClearFailures => {
+                        Effect::ClearFailures(bucket) => {
                             prop_assert!(policy.lockout.is_some());
+                            // Only the bucket admitted, and the address's.
+                            prop_assert!(
+                                *bucket == Bucket::Address || Some(bucket) == asked.as_ref()
+                            );
                             prop_assert!(matches!(last_check, Some(CredentialCheck::Right(_))));
                             let cleared_on_success = matches!(next, SignIn::Authenticated { .. } | SignIn::Confirmed);
                             prop_assert!(cleared_on_success);

@@ -6,8 +6,8 @@
 
 use chrono::TimeDelta;
 use regstack_ports::{
-    Admission, EmailChangeOutcome, Promotion, RevokeReason, SessionStart, StoreError, Stores,
-    Timestamp, UserId,
+    Admission, EmailChangeOutcome, LockoutKey, Promotion, RevokeReason, SessionStart, StoreError,
+    Stores, Timestamp, UserId,
 };
 
 use crate::fixtures::{self, at, t0};
@@ -27,15 +27,16 @@ pub async fn parallel_sign_ins_of_many_users_never_error(stores: Stores) {
     let results = race(|i| {
         let (stores, user) = (stores.clone(), users[i].clone());
         async move {
+            let bucket = LockoutKey::address(user.email.clone());
             let admitted = stores
                 .login_attempts
-                .admit(&user.email, now, minutes(15), 5)
+                .admit(&bucket, now, minutes(15), 5)
                 .await?;
             let started = stores
                 .sessions
                 .start(fixtures::new_session(&user.id, now, at(days(1))))
                 .await?;
-            stores.login_attempts.clear(&user.email).await?;
+            stores.login_attempts.clear(&bucket).await?;
             let hit = stores
                 .rate_limits
                 .hit(&format!("mail:{}", user.email), now, hours(1), 5)

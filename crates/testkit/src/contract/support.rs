@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
-    Admission, Email, NewSession, OneTimeToken, RevokeReason, Rotation, Session, SessionId,
-    SessionStart, StoreError, Stores, Timestamp, TokenHash, User, UserId,
+    Admission, DeviceId, Email, LockoutKey, NewSession, OneTimeToken, RevokeReason, Rotation,
+    Session, SessionId, SessionStart, StoreError, Stores, Timestamp, TokenHash, User, UserId,
 };
 
 use crate::fixtures::{self};
@@ -244,6 +244,7 @@ pub(crate) async fn peek(
         .expect("tokens.peek")
 }
 
+/// Admits into the address's own lockout bucket.
 pub(crate) async fn admit(
     stores: &Stores,
     who: &Email,
@@ -251,11 +252,43 @@ pub(crate) async fn admit(
     window: TimeDelta,
     threshold: u32,
 ) -> Admission {
+    admit_in(
+        stores,
+        &LockoutKey::address(who.clone()),
+        now,
+        window,
+        threshold,
+    )
+    .await
+}
+
+/// Admits into `key`'s lockout bucket.
+pub(crate) async fn admit_in(
+    stores: &Stores,
+    key: &LockoutKey,
+    now: Timestamp,
+    window: TimeDelta,
+    threshold: u32,
+) -> Admission {
     stores
         .login_attempts
-        .admit(who, now, window, threshold)
+        .admit(key, now, window, threshold)
         .await
         .expect("login_attempts.admit")
+}
+
+/// The bucket of one trusted device of `who`.
+pub(crate) fn device_key(who: &Email, device: &DeviceId) -> LockoutKey {
+    LockoutKey::device(who.clone(), device.clone())
+}
+
+/// Forgets `key`'s lockout bucket.
+pub(crate) async fn clear(stores: &Stores, key: &LockoutKey) {
+    stores
+        .login_attempts
+        .clear(key)
+        .await
+        .expect("login_attempts.clear");
 }
 
 pub(crate) async fn hit(
