@@ -212,3 +212,38 @@ async fn logs_never_contain_a_password_or_token() {
         assert!(!logs.contains(&s), "secret found in logs: {s}");
     }
 }
+
+/// `rate_limit_disabled = true` is valid (the benchmark runs with it) but
+/// leaves sign-ins unthrottled: start-up says so, once, at WARN.
+#[tokio::test]
+async fn turning_the_lockout_off_logs_a_start_up_warning_saying_what_is_off() {
+    async fn start_up_log(rate_limit_disabled: bool) -> String {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        // This thread's subscriber only: the test's runtime runs the
+        // start-up on this thread, and no other test's logs mix in.
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        let _app = spawn_app_with(
+            |s| s.config.rate_limit_disabled = rate_limit_disabled,
+            false,
+        )
+        .await;
+        drop(guard);
+        let bytes = capture.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+    let off = start_up_log(true).await;
+    let warnings: Vec<&str> = off
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("rate_limit_disabled"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{off}");
+    assert!(warnings[0].contains("lockout is OFF"), "{off}");
+    let on = start_up_log(false).await;
+    assert!(!on.contains("rate_limit_disabled"), "{on}");
+}

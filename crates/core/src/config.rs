@@ -384,6 +384,24 @@ impl Config {
         Ok(())
     }
 
+    /// Valid settings that switch a protection off, one sentence each
+    /// saying what is off: the engine logs them as warnings when it starts,
+    /// so an instance never runs unprotected without saying so.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.rate_limit_disabled {
+            out.push(
+                "rate_limit_disabled = true: the sign-in lockout is OFF — any number of \
+                 password guesses per address, at login and at the current-password checks \
+                 (change-password, change-email, delete-account); login_lockout_threshold and \
+                 login_lockout_window_seconds are ignored. Meant for benchmarks and tests, not \
+                 production"
+                    .to_owned(),
+            );
+        }
+        out
+    }
+
     /// `base_url` without a trailing slash.
     pub fn base(&self) -> &str {
         self.base_url.trim().trim_end_matches('/')
@@ -453,6 +471,19 @@ mod tests {
         }
         c.jwt_iat_leeway_seconds = 61;
         assert_eq!(c.validate().unwrap_err().key, "jwt_iat_leeway_seconds");
+    }
+
+    #[test]
+    fn turning_the_lockout_off_is_a_warning_that_says_what_is_off() {
+        assert_eq!(valid().warnings(), Vec::<String>::new());
+        let mut c = valid();
+        c.rate_limit_disabled = true;
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("rate_limit_disabled") && w[0].contains("lockout is OFF"),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -562,12 +562,13 @@ pub enum LoadError {
         /// Parser or I/O message.
         reason: String,
     },
-    /// Writing the development secret failed.
+    /// The development secret could not be used or written (see
+    /// [`crate::development`]).
     #[error("development secret {path}: {reason}")]
     Secret {
         /// Path.
         path: PathBuf,
-        /// I/O message.
+        /// What is wrong with the file, and what to do.
         reason: String,
     },
 }
@@ -737,44 +738,6 @@ fn refuse_unsupported_protections(dict: &Dict) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-/// Where the development secret lives: beside the SQLite file.
-pub fn secret_path(database_file: &Path) -> PathBuf {
-    database_file.with_file_name(".regstack-secret")
-}
-
-/// Reads the development secret, generating it (0600) on first use.
-pub fn development_secret(path: &Path) -> Result<String, LoadError> {
-    let fail = |e: std::io::Error| LoadError::Secret {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    if let Ok(existing) = std::fs::read_to_string(path) {
-        let s = existing.trim().to_owned();
-        if s.len() >= regstack_core::config::MIN_JWT_SECRET_BYTES {
-            return Ok(s);
-        }
-    }
-    use base64::Engine as _;
-    use rand::RngCore;
-    let mut bytes = [0u8; 48];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    use std::io::Write;
-    let mut f = opts.open(path).map_err(fail)?;
-    f.write_all(secret.as_bytes()).map_err(fail)?;
-    Ok(secret)
 }
 
 #[cfg(test)]
@@ -948,24 +911,6 @@ mod tests {
             "transport"
         );
         assert!(from_dict(dict("transport = \"bearer\"")).is_ok());
-    }
-
-    #[test]
-    fn the_development_secret_is_generated_once_with_mode_0600() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = secret_path(&dir.path().join("regstack.db"));
-        let a = development_secret(&path).unwrap();
-        let b = development_secret(&path).unwrap();
-        assert_eq!(a, b);
-        assert!(a.len() >= 32);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
-        }
     }
 
     fn split(toml_src: &str) -> Settings {

@@ -8,7 +8,9 @@
 //! into adapters (stores, console or SMTP mail), hands them to `core`'s
 //! engine through the ports, and puts the HTTP layer in front. Hosts may
 //! pass their own stores, mailer, clock or hasher instead. `config.rs` reads
-//! `regstack.toml` and `REGSTACK_*` and splits them into those parts.
+//! `regstack.toml` and `REGSTACK_*` and splits them into those parts;
+//! `development.rs` guards the binary's zero-config development mode (its
+//! generated secret file, loopback only unless `serve --dev`).
 //!
 //! ```no_run
 //! # async fn host() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,6 +29,7 @@
 //! ```
 
 pub mod config;
+pub mod development;
 pub mod settings;
 
 use std::collections::HashMap;

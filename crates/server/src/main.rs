@@ -1,14 +1,15 @@
 //! The `regstack` binary: `serve`, `migrate`, `purge`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use regstack::config::{development_secret, load, secret_path};
+use regstack::config::load;
+use regstack::development::{development_secret, exposure, secret_path, SecretOrigin};
 use regstack::{parse_database_url, Backend, MailTransport, RegStack, Settings};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,11 @@ enum Command {
         /// Configuration file (else $REGSTACK_CONFIG, else ./regstack.toml).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Allow the zero-config development mode (no configuration at all:
+        /// mail bodies with live links in the log, a generated secret) on a
+        /// --host that is not loopback. Only on a network you trust.
+        #[arg(long)]
+        dev: bool,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -66,9 +72,17 @@ struct Prepared {
     secret_note: Option<String>,
 }
 
+/// Where `serve` listens, for the development-mode check: the address it
+/// bound and whether `--dev` was given.
+struct Listening {
+    ip: IpAddr,
+    dev: bool,
+}
+
 fn prepare(
     config_path: Option<&std::path::Path>,
     base_url_hint: Option<String>,
+    listening: Option<Listening>,
 ) -> anyhow::Result<Prepared> {
     let loaded = load(config_path)?;
     for w in &loaded.warnings {
@@ -77,7 +91,11 @@ fn prepare(
     let mut config = loaded.config;
     let mut secret_note = None;
     if loaded.development_mode {
-        // Zero-config development mode (DECISIONS.md §6).
+        // Zero-config development mode (DECISIONS.md §6), which must not
+        // face a network unasked: decided before the secret file is made.
+        if let Some(l) = &listening {
+            exposure(l.ip, l.dev).map_err(anyhow::Error::msg)?;
+        }
         if config.email.log_bodies.is_none() {
             config.email.log_bodies = Some(true);
         }
@@ -92,17 +110,20 @@ fn prepare(
         }
         .unwrap_or_else(|| PathBuf::from("regstack.db"));
         let path = secret_path(&file);
-        let existed = path.exists();
-        config.jwt_secret = SecretString::from(development_secret(&path)?);
+        let secret = development_secret(&path)?;
+        config.jwt_secret = secret.secret;
         secret_note = Some(format!(
             "{} ({})",
             path.display(),
-            if existed {
-                "kept from an earlier run"
-            } else {
-                "generated now, mode 0600"
+            match secret.origin {
+                SecretOrigin::Kept => "kept from an earlier run",
+                SecretOrigin::Generated => "generated now, mode 0600",
+                SecretOrigin::Replaced =>
+                    "the file held too short a secret: replaced by a new one, mode 0600",
             }
         ));
+    } else if listening.is_some_and(|l| l.dev) {
+        tracing::warn!("--dev has no effect: configuration is present, so development mode is off");
     }
     let settings = config.split()?;
     settings.validate()?;
@@ -132,7 +153,12 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-async fn serve(host: String, port: u16, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(
+    host: String,
+    port: u16,
+    config_path: Option<PathBuf>,
+    dev: bool,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
         .with_context(|| format!("cannot listen on {host}:{port}"))?;
@@ -143,7 +169,12 @@ async fn serve(host: String, port: u16, config_path: Option<PathBuf>) -> anyhow:
         addr.ip().to_string()
     };
     let local_url = format!("http://{shown_host}:{}", addr.port());
-    let p = prepare(config_path.as_deref(), Some(local_url.clone()))?;
+    let listening = Listening { ip: addr.ip(), dev };
+    let p = prepare(
+        config_path.as_deref(),
+        Some(local_url.clone()),
+        Some(listening),
+    )?;
     let database = p.settings.database.url.expose_secret().to_owned();
     let mail = match &p.settings.mail {
         MailTransport::Console { log_bodies: true } => "console (bodies logged)".to_owned(),
@@ -211,17 +242,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         host: "127.0.0.1".into(),
         port: 8000,
         config: None,
+        dev: false,
     }) {
-        Command::Serve { host, port, config } => serve(host, port, config).await,
+        Command::Serve {
+            host,
+            port,
+            config,
+            dev,
+        } => serve(host, port, config, dev).await,
         Command::Migrate { config } => {
-            let p = prepare(config.as_deref(), None)?;
+            let p = prepare(config.as_deref(), None, None)?;
             let database = &p.settings.database;
             regstack::open_stores(database.url.expose_secret(), &database.mongodb_database).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::Purge { config } => {
-            let p = prepare(config.as_deref(), None)?;
+            let p = prepare(config.as_deref(), None, None)?;
             let rs = RegStack::builder(p.settings).build().await?;
             let report = rs.engine().purge_expired().await?;
             println!("{report:?}");

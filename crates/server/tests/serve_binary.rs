@@ -78,11 +78,16 @@ struct Proc {
 }
 
 impl Proc {
-    /// Starts the binary in `dir` with no `REGSTACK_*` variable and no
-    /// `RUST_LOG` inherited, plus `env`.
+    /// Starts `regstack serve --port 0` in `dir` with no `REGSTACK_*`
+    /// variable and no `RUST_LOG` inherited, plus `env`.
     fn spawn(dir: &Path, env: &[(&str, &str)]) -> Proc {
+        Proc::spawn_args(dir, &["serve", "--port", "0"], env)
+    }
+
+    /// [`Proc::spawn`] with other arguments.
+    fn spawn_args(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--port", "0"])
+        cmd.args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -148,7 +153,13 @@ impl Proc {
 
     /// Waits for the banner; returns the base URL it names.
     async fn listening_url(&mut self) -> String {
-        let prefix = format!("regstack {VERSION} listening on http://127.0.0.1:");
+        let port = self.listening_port("127.0.0.1").await;
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// Waits for the banner naming `host`; returns its port.
+    async fn listening_port(&mut self, host: &str) -> u16 {
+        let prefix = format!("regstack {VERSION} listening on http://{host}:");
         let port = self
             .wait_for("the `listening on` banner", START_TIMEOUT, |log| {
                 log.lines()
@@ -156,7 +167,7 @@ impl Proc {
             })
             .await;
         match port.trim().parse::<u16>() {
-            Ok(p) if p != 0 => format!("http://127.0.0.1:{p}"),
+            Ok(p) if p != 0 => p,
             _ => self.fail(&format!("banner names no usable port: {port:?}")),
         }
     }
@@ -554,4 +565,53 @@ async fn a_regstack_security_key_we_lack_stops_start_up_naming_it() {
     if status.success() || !proc.log.text().contains("login_rate_limit") {
         proc.fail("login_rate_limit did not stop start-up naming the key");
     }
+}
+
+#[tokio::test]
+async fn development_mode_on_a_non_loopback_host_needs_dev() {
+    let args = ["serve", "--host", "0.0.0.0", "--port", "0"];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut proc = Proc::spawn_args(dir.path(), &args, &[]);
+    let status = proc.wait_exit(REFUSE_TIMEOUT).await;
+    if status.success() {
+        proc.fail("development mode served on 0.0.0.0 without --dev");
+    }
+    let out = proc.log.text();
+    for needed in [
+        "0.0.0.0",
+        "development mode",
+        "--dev",
+        "jwt_secret",
+        "127.0.0.1",
+    ] {
+        if !out.contains(needed) {
+            proc.fail(&format!("the refusal does not mention {needed}"));
+        }
+    }
+    assert!(
+        !dir.path().join(".regstack-secret").exists(),
+        "a secret was generated for a server that refused to start"
+    );
+
+    // With --dev it serves, on every interface.
+    let mut proc = Proc::spawn_args(dir.path(), &[&args[..], &["--dev"]].concat(), &[]);
+    let port = proc.listening_port("0.0.0.0").await;
+    let api = Api::new(&format!("http://127.0.0.1:{port}"));
+    let health = api.call(Method::GET, "/healthz", None, None).await;
+    expect(&proc, "GET /healthz with --dev", &health, 200);
+    proc.terminate().await;
+
+    // Configured, it is no development mode: no --dev needed.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite:{}", dir.path().join("configured.db").display());
+    let mut proc = Proc::spawn_args(
+        dir.path(),
+        &args,
+        &[
+            ("REGSTACK_JWT_SECRET", &"k".repeat(40)),
+            ("REGSTACK_DATABASE_URL", &db),
+        ],
+    );
+    proc.listening_port("0.0.0.0").await;
+    proc.terminate().await;
 }

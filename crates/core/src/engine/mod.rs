@@ -145,9 +145,13 @@ fn seconds_until(t: Timestamp, now: Timestamp) -> u64 {
 }
 
 impl Engine {
-    /// Validates the configuration and wires the engine.
+    /// Validates the configuration, logs its warnings
+    /// ([`Config::warnings`]: protections it turns off) and wires the engine.
     pub fn new(cfg: Config, deps: Deps) -> Result<Self, EngineError> {
         cfg.validate()?;
+        for warning in cfg.warnings() {
+            tracing::warn!("{warning}");
+        }
         let composer = Composer::new(&cfg.app_name, deps.template_overrides)?;
         let jwt = JwtCodec::new(
             &cfg.jwt_secret,
