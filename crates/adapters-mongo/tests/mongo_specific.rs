@@ -1,7 +1,8 @@
 //! What only the MongoDB backend must prove: migration is idempotent and
-//! creates every index, the per-request lookups use an index, a stopped
-//! database answers `Unavailable` quickly, and the same client recovers by
-//! itself once the database is back.
+//! creates every index, the per-request lookups use an index, deleting an
+//! account leaves no document of it in any collection, a stopped database
+//! answers `Unavailable` quickly, and the same client recovers by itself
+//! once the database is back.
 //!
 //! The tests that need a server read `TEST_MONGO_URL`
 //! (`scripts/services/mongo.sh up`); without it they print SKIPPED, and
@@ -476,6 +477,167 @@ async fn per_request_lookups_read_an_index_not_the_collection() {
         .unwrap()
         .unwrap();
     assert_eq!((s.id, u.id), (session.id, user.id));
+}
+
+// ---------------------------------------------------------------------------
+// Account deletion
+
+/// The collections that hold documents of users: every collection
+/// `migrate` makes but the schema record. A new one fails the deletion
+/// test until [`documents_keyed_by`] counts it.
+const USER_COLLECTIONS: [&str; 6] = [
+    "login_attempts",
+    "one_time_tokens",
+    "pending_registrations",
+    "rate_limit_hits",
+    "sessions",
+    "users",
+];
+
+/// How many documents of each of [`USER_COLLECTIONS`] name `user` — by
+/// its id or its address — read from the collections themselves.
+async fn documents_keyed_by(db: &Database, user: &User) -> Vec<(&'static str, u64)> {
+    use futures::TryStreamExt;
+    let (id, email) = (user.id.as_str(), user.email.as_str());
+    let mut counts = Vec::new();
+    for name in USER_COLLECTIONS {
+        let coll: mongodb::Collection<Document> = db.collection(name);
+        let filter = match name {
+            "users" => doc! { "$or": [{ "_id": id }, { "email": email }] },
+            "pending_registrations" => doc! { "email": email },
+            "one_time_tokens" | "sessions" => doc! { "user_id": id },
+            "login_attempts" => doc! { "_id": email },
+            // Counters are keyed `<purpose>:<address>`: the suffix is
+            // compared in Rust, literally (a regex would take `.` for a
+            // wildcard).
+            "rate_limit_hits" => {
+                let suffix = format!(":{email}");
+                let all: Vec<Document> = coll
+                    .find(doc! {})
+                    .await
+                    .unwrap()
+                    .try_collect()
+                    .await
+                    .unwrap();
+                let n = all
+                    .iter()
+                    .filter(|d| d.get_str("_id").is_ok_and(|k| k.ends_with(&suffix)))
+                    .count();
+                counts.push((name, n as u64));
+                continue;
+            }
+            other => panic!("no filter for the collection {other}"),
+        };
+        counts.push((name, coll.count_documents(filter).await.unwrap()));
+    }
+    counts
+}
+
+/// `delete_account` leaves no document keyed by the user's id or address
+/// in any collection, counted in the collections themselves (the contract
+/// suite sees only what the ports answer), and takes nothing of a
+/// neighbour whose address differs only where a regex or `LIKE` has a
+/// wildcard (`.`, `_`), nor a counter whose key merely ends in the address
+/// without the `:` before it.
+#[tokio::test]
+async fn deleting_an_account_removes_every_document_keyed_by_it() {
+    if server("deleting_an_account_removes_every_document_keyed_by_it").is_none() {
+        return;
+    }
+    let db = common::fresh_db().await.unwrap();
+    let stores = mongo::stores(db.clone());
+    let mut collections = db.list_collection_names().await.unwrap();
+    collections.retain(|c| c != "regstack_meta");
+    collections.sort_unstable();
+    assert_eq!(collections, USER_COLLECTIONS, "every collection is scanned");
+
+    let user = stores
+        .users
+        .insert(fixtures::new_user("a_b.c@example.com"))
+        .await
+        .unwrap();
+    let neighbour = stores
+        .users
+        .insert(fixtures::new_user("axbxc@example.com"))
+        .await
+        .unwrap();
+    let window = TimeDelta::hours(1);
+    for who in [&user, &neighbour] {
+        let session = fixtures::new_session(&who.id, t0(), at(TimeDelta::days(1)));
+        assert_eq!(
+            stores.sessions.start(session).await.unwrap(),
+            SessionStart::Started
+        );
+        stores
+            .tokens
+            .issue(fixtures::reset_token(&who.id, at(window)))
+            .await
+            .unwrap();
+        stores
+            .tokens
+            .issue(fixtures::email_change_token(
+                &who.id,
+                &format!("new.{}", who.email),
+                at(window),
+            ))
+            .await
+            .unwrap();
+        stores
+            .login_attempts
+            .admit(&who.email, t0(), window, 5)
+            .await
+            .unwrap();
+        assert!(stores
+            .rate_limits
+            .hit(&format!("mail:{}", who.email), t0(), window, 5)
+            .await
+            .unwrap());
+        // A pending row for a held address: a registration that lost the
+        // race, or one from before the address was taken.
+        assert!(stores
+            .pending
+            .put(fixtures::pending(
+                who.email.as_str(),
+                &fixtures::token_hash(),
+                at(window)
+            ))
+            .await
+            .unwrap());
+    }
+    assert!(stores
+        .rate_limits
+        .hit("mail:xa_b.c@example.com", t0(), window, 5)
+        .await
+        .unwrap());
+    let before = documents_keyed_by(&db, &user).await;
+    assert!(
+        before.iter().all(|(_, n)| *n > 0),
+        "every collection holds a document of the user before: {before:?}"
+    );
+    let neighbours = documents_keyed_by(&db, &neighbour).await;
+
+    let removed = stores.users.delete_account(&user.id).await.unwrap();
+    assert_eq!(removed.map(|u| u.id), Some(user.id.clone()));
+
+    assert_eq!(
+        documents_keyed_by(&db, &user).await,
+        USER_COLLECTIONS.map(|c| (c, 0)),
+        "no document of the deleted user is left"
+    );
+    assert_eq!(
+        documents_keyed_by(&db, &neighbour).await,
+        neighbours,
+        "the neighbour keeps every document"
+    );
+    let hits: mongodb::Collection<Document> = db.collection("rate_limit_hits");
+    assert_eq!(
+        hits.count_documents(doc! { "_id": "mail:xa_b.c@example.com" })
+            .await
+            .unwrap(),
+        1,
+        "a key that ends in the address without the ':' stays"
+    );
+    assert_eq!(stores.users.delete_account(&user.id).await.unwrap(), None);
 }
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! What only the PostgreSQL backend must prove, beyond the contract suite:
 //! migrations (from nothing, twice, and from the previous version with rows
-//! in place), URL spellings, and faults — a stopped or unreachable server
+//! in place), that deleting an account leaves no row of it in any table,
+//! URL spellings, and faults — a stopped or unreachable server
 //! makes every store call `StoreError::Unavailable` (HTTP 503) within
 //! seconds, never `Backend` and never a hang, and the same pool serves
 //! again once the server is back.
@@ -532,6 +533,152 @@ async fn a_tampered_migration_record_makes_the_schema_not_current() {
         .await
         .unwrap();
     assert!(!stores.health.schema_is_current().await.unwrap());
+}
+
+// ---------------------------------------------------------------------------
+// Account deletion
+
+/// The tables a row of a user can be in, and how a row names the user
+/// (`$1` its id, `$2` its address): every table of the schema but the
+/// migration record. A new table fails the test below until it is added.
+const KEYED_BY_USER: [(&str, &str); 6] = [
+    ("users", "id = $1 OR email = $2"),
+    ("pending_registrations", "email = $2"),
+    ("one_time_tokens", "user_id = $1"),
+    ("sessions", "user_id = $1"),
+    ("login_attempts", "email = $2"),
+    // Counters are keyed `<purpose>:<address>`; `right` compares
+    // literally, where `LIKE` would take `_` for a wildcard.
+    ("rate_limit_hits", "right(key, length($2) + 1) = ':' || $2"),
+];
+
+/// How many rows of each table name `user`, read from the tables.
+async fn rows_keyed_by(pool: &PgPool, user: &User) -> Vec<(&'static str, i64)> {
+    let mut counts = Vec::new();
+    for (table, keyed) in KEYED_BY_USER {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE {keyed}"))
+            .bind(user.id.as_str())
+            .bind(user.email.as_str())
+            .fetch_one(pool)
+            .await
+            .unwrap_or_else(|e| panic!("count {table}: {e}"));
+        counts.push((table, n));
+    }
+    counts
+}
+
+/// `delete_account` leaves no row keyed by the user's id or address in
+/// any table, counted in the tables themselves (the contract suite sees
+/// only what the ports answer), and takes nothing of a neighbour whose
+/// address differs only where `LIKE` has a wildcard (`_`), nor a counter
+/// whose key merely ends in the address without the `:` before it.
+#[tokio::test]
+async fn deleting_an_account_removes_every_row_keyed_by_it() {
+    let Some(url) = pg_url("deleting_an_account_removes_every_row_keyed_by_it") else {
+        return;
+    };
+    let (pool, stores) = migrated(&url).await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations' \
+         ORDER BY table_name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut scanned: Vec<&str> = KEYED_BY_USER.iter().map(|(t, _)| *t).collect();
+    scanned.sort_unstable();
+    assert_eq!(tables, scanned, "every table is scanned");
+
+    let user = stores
+        .users
+        .insert(fixtures::new_user("a_b@example.com"))
+        .await
+        .unwrap();
+    let neighbour = stores
+        .users
+        .insert(fixtures::new_user("axb@example.com"))
+        .await
+        .unwrap();
+    let window = TimeDelta::hours(1);
+    for who in [&user, &neighbour] {
+        let session = fixtures::new_session(&who.id, t0(), at(TimeDelta::days(1)));
+        assert_eq!(
+            stores.sessions.start(session).await.unwrap(),
+            SessionStart::Started
+        );
+        stores
+            .tokens
+            .issue(fixtures::reset_token(&who.id, at(window)))
+            .await
+            .unwrap();
+        stores
+            .tokens
+            .issue(fixtures::email_change_token(
+                &who.id,
+                &format!("new.{}", who.email),
+                at(window),
+            ))
+            .await
+            .unwrap();
+        stores
+            .login_attempts
+            .admit(&who.email, t0(), window, 5)
+            .await
+            .unwrap();
+        assert!(stores
+            .rate_limits
+            .hit(&format!("mail:{}", who.email), t0(), window, 5)
+            .await
+            .unwrap());
+        // A pending row for a held address: a registration that lost the
+        // race, or one from before the address was taken.
+        assert!(stores
+            .pending
+            .put(fixtures::pending(
+                who.email.as_str(),
+                &fixtures::token_hash(),
+                at(window)
+            ))
+            .await
+            .unwrap());
+    }
+    assert!(stores
+        .rate_limits
+        .hit("mail:xa_b@example.com", t0(), window, 5)
+        .await
+        .unwrap());
+    let before = rows_keyed_by(&pool, &user).await;
+    assert!(
+        before.iter().all(|(_, n)| *n > 0),
+        "every table holds a row of the user before: {before:?}"
+    );
+    let neighbours = rows_keyed_by(&pool, &neighbour).await;
+
+    let removed = stores.users.delete_account(&user.id).await.unwrap();
+    assert_eq!(removed.map(|u| u.id), Some(user.id.clone()));
+
+    assert_eq!(
+        rows_keyed_by(&pool, &user).await,
+        KEYED_BY_USER.map(|(t, _)| (t, 0)),
+        "no row of the deleted user is left"
+    );
+    assert_eq!(
+        rows_keyed_by(&pool, &neighbour).await,
+        neighbours,
+        "the neighbour keeps every row"
+    );
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rate_limit_hits WHERE key = 'mail:xa_b@example.com'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        kept, 1,
+        "a key that ends in the address without the ':' stays"
+    );
+    assert_eq!(stores.users.delete_account(&user.id).await.unwrap(), None);
 }
 
 // ---------------------------------------------------------------------------
