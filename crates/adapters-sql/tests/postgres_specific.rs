@@ -623,7 +623,7 @@ async fn deleting_an_account_removes_every_row_keyed_by_it() {
             .unwrap();
         stores
             .login_attempts
-            .admit(&who.email, t0(), window, 5)
+            .admit(&LockoutKey::address(who.email.clone()), t0(), window, 5)
             .await
             .unwrap();
         assert!(stores
