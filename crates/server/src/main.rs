@@ -1,4 +1,8 @@
 //! The `regstack` binary: `serve`, `migrate`, `purge`.
+//!
+//! With no configuration at all, `serve` runs the zero-config development
+//! mode, on a loopback address only unless `--dev` is given (the guards are
+//! in `regstack::development`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
