@@ -751,3 +751,46 @@ async fn a_token_from_a_clock_slightly_ahead_is_accepted_within_the_iat_leeway()
     clock.advance(-TimeDelta::microseconds(1));
     assert_eq!(strict.me(&access).await.status, 401);
 }
+
+/// HSTS is the operator's call (only they know the host is HTTPS-only): no
+/// header by default; with `http.hsts` every response carries it, errors
+/// and unknown routes included.
+#[tokio::test]
+async fn strict_transport_security_is_sent_only_when_configured() {
+    let app = spawn_app().await;
+    for r in [
+        app.call(Method::GET, "/me", None, None).await,
+        app.call(Method::GET, "/no-such-route", None, None).await,
+    ] {
+        assert_eq!(r.headers.get("strict-transport-security"), None);
+    }
+
+    let app = spawn_app_with(
+        |s| {
+            s.http.hsts = true;
+            s.http.hsts_max_age_seconds = 600;
+        },
+        false,
+    )
+    .await;
+    app.create_user("hsts@example.com", PW).await;
+    let ok = app.login("hsts@example.com", PW).await;
+    assert_eq!(ok.status, 200);
+    for r in [
+        ok,
+        app.call(Method::GET, "/me", None, None).await,
+        app.login("hsts@example.com", "wrong-password-9").await,
+        app.call(Method::GET, "/no-such-route", None, None).await,
+        app.call(Method::PUT, "/login", None, None).await,
+    ] {
+        assert_eq!(
+            r.headers
+                .get("strict-transport-security")
+                .map(|v| v.to_str().unwrap()),
+            Some("max-age=600"),
+            "{} {:?}",
+            r.status,
+            r.body
+        );
+    }
+}

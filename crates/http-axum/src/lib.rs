@@ -7,7 +7,7 @@
 //! `handlers/` (one module per capability, one short function per route), `body.rs` (how a request
 //! body becomes a validated model, with regstack's 422 shapes) and
 //! `error.rs` (the status table). The router's own settings (body limit,
-//! CORS, request deadline) are [`HttpSettings`], in `settings.rs`.
+//! CORS, request deadline, HSTS) are [`HttpSettings`], in `settings.rs`.
 //!
 //! Invariants:
 //! - every response is JSON, including 404, 405, 413, 415, 422 and panics;
@@ -103,8 +103,9 @@ pub fn auth_layer(engine: Arc<Engine>) -> Extension<Arc<Engine>> {
 }
 
 /// The regstack API mounted at `api_prefix`, with its own 404/405 answers,
-/// `http`'s body limit and request deadline, security headers, panic guard,
-/// request tracing and (when `http` names origins) CORS. Merge it into a
+/// `http`'s body limit and request deadline, security headers (HSTS when
+/// `http.hsts`), panic guard, request tracing and (when `http` names
+/// origins) CORS. Merge it into a
 /// host's router as is. `http` should have passed
 /// [`HttpSettings::validate`]; a CORS entry that is not a header value is
 /// skipped.
@@ -122,7 +123,7 @@ pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
         }))
         .with_state(engine);
     let mut app = Router::new().nest(&http.api_prefix, api);
-    app = with_common_layers(app);
+    app = with_hsts(with_common_layers(app), http);
     if !http.cors_allowed_origins.is_empty() {
         let origins: Vec<HeaderValue> = http
             .cors_allowed_origins
@@ -138,6 +139,30 @@ pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
         );
     }
     app
+}
+
+/// Adds `Strict-Transport-Security` to every response of `router` when
+/// `http.hsts` is on (a header a handler set itself is kept); otherwise
+/// returns `router` as it is. [`router`] applies it; the server adds it to
+/// its health routes too.
+pub fn with_hsts(router: Router, http: &HttpSettings) -> Router {
+    let Some(value) = http
+        .hsts_header()
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    else {
+        return router;
+    };
+    router.layer(middleware::from_fn(move |request: Request, next: Next| {
+        let value = value.clone();
+        async move {
+            let mut response = next.run(request).await;
+            response
+                .headers_mut()
+                .entry(header::STRICT_TRANSPORT_SECURITY)
+                .or_insert(value);
+            response
+        }
+    }))
 }
 
 /// Response headers, panic guard, failure logging and request spans shared

@@ -1,6 +1,6 @@
 //! The HTTP layer's own settings — where the API is mounted, whether to
 //! trust a proxy's client-IP headers, and `[http]`: body limit, CORS
-//! origins, the per-request deadline — and their validation.
+//! origins, the per-request deadline and HSTS — and their validation.
 //!
 //! They live here, next to [`router`](crate::router) which applies them,
 //! rather than in `core`'s policy `Config`: the engine decides nothing with
@@ -36,6 +36,17 @@ pub struct HttpSettings {
     /// connections to us) forever. Sign-ins queued behind the hashing bound
     /// count too, so this also sheds a flood.
     pub request_timeout_seconds: u64,
+    /// Send `Strict-Transport-Security: max-age=…` on every response, so
+    /// browsers use only HTTPS for this host from then on (security.md
+    /// SE-11). Off by default: the server itself speaks plain HTTP, and
+    /// only the operator knows that it is reached over HTTPS alone (behind
+    /// a TLS-terminating proxy); a browser that got the header cannot reach
+    /// the host over HTTP until `max-age` has passed.
+    pub hsts: bool,
+    /// The header's `max-age` in seconds (default 31536000, one year);
+    /// only sent with `hsts = true`. 0 tells browsers to forget an earlier
+    /// header.
+    pub hsts_max_age_seconds: u64,
 }
 
 impl Default for HttpSettings {
@@ -46,6 +57,8 @@ impl Default for HttpSettings {
             body_limit_bytes: 65536,
             cors_allowed_origins: Vec::new(),
             request_timeout_seconds: 30,
+            hsts: false,
+            hsts_max_age_seconds: 31_536_000,
         }
     }
 }
@@ -71,6 +84,12 @@ impl HttpSettings {
             check_cors_origin(origin)?;
         }
         Ok(())
+    }
+
+    /// The `Strict-Transport-Security` value to send, if any.
+    pub fn hsts_header(&self) -> Option<String> {
+        self.hsts
+            .then(|| format!("max-age={}", self.hsts_max_age_seconds))
     }
 
     /// Whether `origin` (a request's `Origin`) is one of the CORS origins.
@@ -207,6 +226,17 @@ mod tests {
     fn the_top_level_keys_are_not_http_table_keys() {
         let parsed: Result<HttpSettings, _> = serde_json::from_str(r#"{"behind_proxy": true}"#);
         assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn hsts_is_off_by_default_and_names_its_max_age_when_on() {
+        let mut h = HttpSettings::default();
+        assert_eq!(h.hsts_header(), None);
+        h.hsts = true;
+        assert_eq!(h.hsts_header().as_deref(), Some("max-age=31536000"));
+        h.hsts_max_age_seconds = 0;
+        assert_eq!(h.hsts_header().as_deref(), Some("max-age=0"));
+        assert_eq!(h.validate(), Ok(()));
     }
 
     #[test]

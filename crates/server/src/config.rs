@@ -347,7 +347,7 @@ pub struct FileConfig {
     pub email: EmailSection,
     /// `[password]`: hashing (core).
     pub password: PasswordConfig,
-    /// `[http]`: body limit, CORS, request deadline (HTTP layer).
+    /// `[http]`: body limit, CORS, request deadline, HSTS (HTTP layer).
     pub http: HttpSettings,
     /// `[sessions]`: refresh-token families (core).
     pub sessions: SessionsConfig,
@@ -940,6 +940,8 @@ mod tests {
         assert_eq!(s.http, HttpSettings::default());
         assert_eq!(s.http.body_limit_bytes, 65536);
         assert_eq!(s.http.request_timeout_seconds, 30);
+        assert!(!s.http.hsts);
+        assert_eq!(s.http.hsts_max_age_seconds, 31_536_000);
         // An empty table is the same as no table.
         let empty = from_dict(dict("[email]\n[http]\n[password]\n[sessions]\n"))
             .unwrap()
@@ -1003,6 +1005,8 @@ max_concurrent_hashes = 3
 body_limit_bytes = 2048
 cors_allowed_origins = ["https://spa.acme.example"]
 request_timeout_seconds = 12
+hsts = true
+hsts_max_age_seconds = 600
 
 [sessions]
 refresh_idle_ttl_seconds = 3600
@@ -1088,6 +1092,8 @@ refresh_cookie = true
             vec!["https://spa.acme.example".to_owned()]
         );
         assert_eq!(s.http.request_timeout_seconds, 12);
+        assert!(s.http.hsts);
+        assert_eq!(s.http.hsts_max_age_seconds, 600);
         assert_eq!(s.validate(), Ok(()));
     }
 
@@ -1138,6 +1144,7 @@ refresh_cookie = true
     fn an_unknown_key_in_any_table_fails_naming_it_and_listing_the_table() {
         for (src, key) in [
             ("[http]\nbody_limit = 1", "body_limit"),
+            ("[http]\nhsts_max_age = 1", "hsts_max_age"),
             ("[password]\nargon2_memory = 1", "argon2_memory"),
             ("[sessions]\nrefresh_ttl = 1", "refresh_ttl"),
             ("[email]\nsmtp_hots = \"x\"", "smtp_hots"),

@@ -154,7 +154,7 @@ impl RegStackBuilder {
         self.settings.mail = transport;
         self
     }
-    /// Body limit, CORS origins and request deadline of
+    /// Body limit, CORS origins, request deadline and HSTS of
     /// [`RegStack::router`] (default [`HttpSettings::default`]).
     pub fn http(mut self, http: HttpSettings) -> Self {
         self.settings.http = http;

@@ -1,4 +1,8 @@
 //! The `regstack` binary: `serve`, `migrate`, `purge`.
+//!
+//! With no configuration at all, `serve` runs the zero-config development
+//! mode, on a loopback address only unless `--dev` is given (the guards are
+//! in `regstack::development`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -182,11 +186,15 @@ async fn serve(
         MailTransport::Smtp(smtp) => format!("smtp {}:{}", smtp.host, smtp.port),
     };
     let api = format!("{local_url}{}", p.settings.http.api_prefix);
+    let http = p.settings.http.clone();
     let rs = RegStack::builder(p.settings).build().await?;
     let housekeeping = rs.spawn_housekeeping(Duration::from_secs(300));
-    let app = rs.router().merge(regstack_http_axum::with_common_layers(
+    let health = regstack_http_axum::with_common_layers(
         rs.health_router().fallback(regstack_http_axum::not_found),
-    ));
+    );
+    let app = rs
+        .router()
+        .merge(regstack_http_axum::with_hsts(health, &http));
 
     println!(
         "regstack {} listening on {local_url}",

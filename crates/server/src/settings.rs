@@ -75,7 +75,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// How mail leaves; the sender is `config.email`'s.
     pub mail: MailTransport,
-    /// Body limit, CORS, request deadline.
+    /// Body limit, CORS, request deadline, HSTS.
     pub http: HttpSettings,
 }
 

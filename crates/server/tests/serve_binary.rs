@@ -601,7 +601,8 @@ async fn development_mode_on_a_non_loopback_host_needs_dev() {
     expect(&proc, "GET /healthz with --dev", &health, 200);
     proc.terminate().await;
 
-    // Configured, it is no development mode: no --dev needed.
+    // Configured, it is no development mode: no --dev needed. (With
+    // `http.hsts` from a variable, the health routes carry the header too.)
     let dir = tempfile::tempdir().expect("temp dir");
     let db = format!("sqlite:{}", dir.path().join("configured.db").display());
     let mut proc = Proc::spawn_args(
@@ -610,8 +611,22 @@ async fn development_mode_on_a_non_loopback_host_needs_dev() {
         &[
             ("REGSTACK_JWT_SECRET", &"k".repeat(40)),
             ("REGSTACK_DATABASE_URL", &db),
+            ("REGSTACK_HTTP__HSTS", "true"),
         ],
     );
-    proc.listening_port("0.0.0.0").await;
+    let port = proc.listening_port("0.0.0.0").await;
+    let api = Api::new(&format!("http://127.0.0.1:{port}"));
+    for path in ["/healthz", "/api/auth/me"] {
+        let resp = api
+            .http
+            .get(format!("{}{path}", api.base))
+            .send()
+            .await
+            .expect("GET");
+        let hsts = resp.headers().get("strict-transport-security").cloned();
+        if hsts.as_ref().map(|v| v.as_bytes()) != Some(&b"max-age=31536000"[..]) {
+            proc.fail(&format!("{path}: Strict-Transport-Security is {hsts:?}"));
+        }
+    }
     proc.terminate().await;
 }
