@@ -2,6 +2,7 @@
 //! file, with a recording mailer and a counting hasher, driven by reqwest.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -417,6 +418,40 @@ impl TestApp {
             }
         }
         out
+    }
+}
+
+/// Holds each of the first `n` calls that pass it until all `n` have
+/// arrived, then lets them go at once; later calls pass straight through.
+/// Put in front of a store method (a `regstack_testkit::forward` wrapper),
+/// it makes the calls of a parallel burst reach the store together, so
+/// that the store — not the order in which the requests happened to get
+/// there — has to keep them apart. A held call gives up after 10 s;
+/// [`Gate::arrived`] tells the test how many came.
+pub struct Gate {
+    n: usize,
+    barrier: tokio::sync::Barrier,
+    arrived: AtomicUsize,
+}
+
+impl Gate {
+    pub fn new(n: usize) -> Self {
+        Self {
+            n,
+            barrier: tokio::sync::Barrier::new(n),
+            arrived: AtomicUsize::new(0),
+        }
+    }
+
+    pub async fn pass(&self) {
+        if self.arrived.fetch_add(1, Ordering::SeqCst) < self.n {
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.barrier.wait()).await;
+        }
+    }
+
+    /// How many calls have passed (or are waiting).
+    pub fn arrived(&self) -> usize {
+        self.arrived.load(Ordering::SeqCst)
     }
 }
 
