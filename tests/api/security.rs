@@ -2,10 +2,14 @@
 //! under a parallel burst), single-use tokens under 20 parallel uses,
 //! expiry, purpose binding, secrets at rest and in logs.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use chrono::TimeDelta;
 use futures::future::join_all;
+use regstack_ports::{PasswordHash, StoreError, Stores, Timestamp, TokenHash, User, UserStore};
+use regstack_testkit::forward::{forwarding, UserStoreForward};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -329,20 +333,113 @@ async fn a_verification_token_used_20_times_in_parallel_succeeds_once() {
     );
 }
 
+/// The real user store, with the first 20 `complete_password_reset`
+/// calls held at a [`Gate`] until all have come, and its successes counted.
+struct GatheredResets {
+    inner: Stores,
+    gate: Gate,
+    spent: AtomicUsize,
+}
+
+#[async_trait]
+impl UserStoreForward for GatheredResets {
+    fn users(&self) -> &dyn UserStore {
+        &*self.inner.users
+    }
+    async fn complete_password_reset(
+        &self,
+        token: &TokenHash,
+        new: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        self.gate.pass().await;
+        let done = self
+            .users()
+            .complete_password_reset(token, new, now)
+            .await?;
+        if done.is_some() {
+            self.spent.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(done)
+    }
+}
+
+/// 20 presentations of one reset link at once, each with a new password
+/// of its own, all past the engine's check of the link and arriving at the
+/// store's atomic spend together (a gate holds them until all 20 are
+/// there, so even behind SQLite's single writer the store — not an early
+/// winner's commit before the others looked — refuses 19): exactly one
+/// request succeeds, the store spent the link once, and the account's
+/// password is that winner's — not the old one, not any other racer's.
+/// The contract case `complete_password_reset_is_single_use_under_20_parallel_attempts`
+/// holds every store to the same; `contract_has_teeth.rs` shows it fails a
+/// read-then-write reset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reset_token_used_20_times_in_parallel_succeeds_once() {
-    let app = Arc::new(spawn_app().await);
+    let (inner, backend) = fresh_backend().await;
+    let gathered = forwarding(GatheredResets {
+        inner: inner.clone(),
+        gate: Gate::new(20),
+        spent: AtomicUsize::new(0),
+    });
+    let stores = Stores {
+        users: gathered.clone(),
+        ..inner
+    };
+    // No lockout: the losers' passwords are tried below.
+    let app = Arc::new(
+        spawn_app_on(
+            stores,
+            backend,
+            |s| s.config.rate_limit_disabled = true,
+            false,
+        )
+        .await,
+    );
     app.create_user("rpar@example.com", PW).await;
     app.post("/forgot-password", json!({ "email": "rpar@example.com" }))
         .await;
     let token = app
         .mailed_token("rpar@example.com", 2, "/reset-password")
         .await;
-    let body = json!({ "token": token, "new_password": "parallel-password-1" });
-    exactly_one_success(
-        &twenty_in_parallel(&app, "/reset-password", body).await,
-        400,
+    let password = |i: usize| format!("parallel-password-{i}");
+    let tasks = (0..20).map(|i| {
+        let app = app.clone();
+        let body = json!({ "token": token, "new_password": password(i) });
+        tokio::spawn(async move { app.post("/reset-password", body).await.status })
+    });
+    let statuses: Vec<StatusCode> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    exactly_one_success(&statuses, 400);
+    assert_eq!(
+        gathered.0.gate.arrived(),
+        20,
+        "all 20 passed the link check and reached the store's spend"
     );
+    assert_eq!(gathered.0.spent.load(Ordering::SeqCst), 1, "spent once");
+
+    let winner = statuses.iter().position(StatusCode::is_success).unwrap();
+    assert_eq!(
+        app.login("rpar@example.com", &password(winner))
+            .await
+            .status,
+        200,
+        "the winner's password is the account's"
+    );
+    for candidate in (0..20)
+        .filter(|&i| i != winner)
+        .map(password)
+        .chain([PW.to_owned()])
+    {
+        assert_eq!(
+            app.login("rpar@example.com", &candidate).await.status,
+            401,
+            "{candidate} is not the account's password"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
