@@ -535,43 +535,144 @@ async fn tokens_die_at_their_expiry() {
     );
 }
 
+/// The five kinds of token the server hands out, each taken in one place.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Purpose {
+    VerifyLink,
+    ResetLink,
+    EmailChangeLink,
+    AccessToken,
+    RefreshToken,
+}
+
+impl Purpose {
+    const ALL: [Self; 5] = [
+        Self::VerifyLink,
+        Self::ResetLink,
+        Self::EmailChangeLink,
+        Self::AccessToken,
+        Self::RefreshToken,
+    ];
+
+    /// Presents `token` where a token of this purpose is taken: status and
+    /// detail of the answer.
+    async fn present(self, app: &TestApp, token: &str) -> (u16, String) {
+        let r = match self {
+            Self::VerifyLink => app.post("/verify", json!({ "token": token })).await,
+            Self::ResetLink => {
+                app.post(
+                    "/reset-password",
+                    json!({ "token": token, "new_password": "purpose-password-2" }),
+                )
+                .await
+            }
+            Self::EmailChangeLink => {
+                app.post("/confirm-email-change", json!({ "token": token }))
+                    .await
+            }
+            Self::AccessToken => app.me(token).await,
+            Self::RefreshToken => {
+                app.post("/refresh", json!({ "refresh_token": token }))
+                    .await
+            }
+        };
+        (r.status.as_u16(), r.detail().to_owned())
+    }
+
+    /// What this place answers a token that is not one of its own.
+    fn refusal(self) -> (u16, String) {
+        let (status, detail) = match self {
+            Self::VerifyLink => (
+                400,
+                "Verification link is invalid or has expired. Request a new one.",
+            ),
+            Self::ResetLink => (
+                400,
+                "Reset link is invalid or has expired. Request a new one.",
+            ),
+            Self::EmailChangeLink => (
+                400,
+                "Email-change link is invalid or has expired. Request a new one.",
+            ),
+            Self::AccessToken => (401, "Invalid or expired token."),
+            Self::RefreshToken => (401, "Invalid or expired refresh token."),
+        };
+        (status, detail.to_owned())
+    }
+}
+
+/// Every pair of purposes: each of the five tokens (verify, reset and
+/// email-change links, access and refresh tokens) presented where each of
+/// the other four is taken is refused exactly as a token never issued
+/// would be, and changes nothing — afterwards each still works where it
+/// belongs, so the refusals were for the purpose alone. Each link comes
+/// from an account of its own, so using one at the end touches no other.
 #[tokio::test]
 async fn a_token_of_one_purpose_is_useless_for_another() {
+    use Purpose::*;
     let app = spawn_app().await;
-    app.create_user("purpose@example.com", PW).await;
-    let access = app.access_token("purpose@example.com", PW).await;
+    app.register("purpose-verify@example.com", PW).await;
+    let verify = app
+        .mailed_token("purpose-verify@example.com", 1, "/verify")
+        .await;
+    app.create_user("purpose-reset@example.com", PW).await;
     app.post(
         "/forgot-password",
-        json!({ "email": "purpose@example.com" }),
+        json!({ "email": "purpose-reset@example.com" }),
     )
     .await;
     let reset = app
-        .mailed_token("purpose@example.com", 2, "/reset-password")
+        .mailed_token("purpose-reset@example.com", 2, "/reset-password")
         .await;
-    assert_eq!(
-        app.post(
-            "/reset-password",
-            json!({ "token": access, "new_password": "new-password-1" })
+    app.create_user("purpose-change@example.com", PW).await;
+    let r = app
+        .post_auth(
+            "/change-email",
+            &app.access_token("purpose-change@example.com", PW).await,
+            json!({ "new_email": "purpose-changed@example.com", "current_password": PW }),
         )
-        .await
-        .status,
-        400
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let change = app
+        .mailed_token("purpose-changed@example.com", 1, "/confirm-email-change")
+        .await;
+    app.create_user("purpose-session@example.com", PW).await;
+    let r = app.login("purpose-session@example.com", PW).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let access = r.body["access_token"].as_str().unwrap().to_owned();
+    let refresh = r.body["refresh_token"].as_str().unwrap().to_owned();
+
+    let tokens = [
+        (VerifyLink, verify),
+        (ResetLink, reset),
+        (EmailChangeLink, change),
+        (AccessToken, access),
+        (RefreshToken, refresh),
+    ];
+    let mut wrong = Vec::new();
+    for (made_for, token) in &tokens {
+        for taken_as in Purpose::ALL {
+            if taken_as == *made_for {
+                continue;
+            }
+            let got = taken_as.present(&app, token).await;
+            if got != taken_as.refusal() {
+                wrong.push(format!("{made_for:?} taken as {taken_as:?}: {got:?}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "tokens accepted (or answered unlike an unknown token) for another purpose: {wrong:#?}"
     );
-    assert_eq!(
-        app.post("/confirm-email-change", json!({ "token": reset }))
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        app.post("/verify", json!({ "token": reset })).await.status,
-        400
-    );
-    let r = app.me(&reset).await;
-    assert_eq!(
-        (r.status.as_u16(), r.detail()),
-        (401, "Invalid or expired token.")
-    );
+    for (made_for, token) in &tokens {
+        let (status, detail) = made_for.present(&app, token).await;
+        assert_eq!(
+            status, 200,
+            "the {made_for:?} still works where it belongs: {detail}"
+        );
+    }
+
     let r = app.me("garbage").await;
     assert_eq!(
         (r.status.as_u16(), r.detail()),
