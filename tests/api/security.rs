@@ -2,10 +2,14 @@
 //! under a parallel burst), single-use tokens under 20 parallel uses,
 //! expiry, purpose binding, secrets at rest and in logs.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use chrono::TimeDelta;
 use futures::future::join_all;
+use regstack_ports::{PasswordHash, StoreError, Stores, Timestamp, TokenHash, User, UserStore};
+use regstack_testkit::forward::{forwarding, UserStoreForward};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -331,20 +335,113 @@ async fn a_verification_token_used_20_times_in_parallel_succeeds_once() {
     );
 }
 
+/// The real user store, with the first 20 `complete_password_reset`
+/// calls held at a [`Gate`] until all have come, and its successes counted.
+struct GatheredResets {
+    inner: Stores,
+    gate: Gate,
+    spent: AtomicUsize,
+}
+
+#[async_trait]
+impl UserStoreForward for GatheredResets {
+    fn users(&self) -> &dyn UserStore {
+        &*self.inner.users
+    }
+    async fn complete_password_reset(
+        &self,
+        token: &TokenHash,
+        new: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        self.gate.pass().await;
+        let done = self
+            .users()
+            .complete_password_reset(token, new, now)
+            .await?;
+        if done.is_some() {
+            self.spent.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(done)
+    }
+}
+
+/// 20 presentations of one reset link at once, each with a new password
+/// of its own, all past the engine's check of the link and arriving at the
+/// store's atomic spend together (a gate holds them until all 20 are
+/// there, so even behind SQLite's single writer the store — not an early
+/// winner's commit before the others looked — refuses 19): exactly one
+/// request succeeds, the store spent the link once, and the account's
+/// password is that winner's — not the old one, not any other racer's.
+/// The contract case `complete_password_reset_is_single_use_under_20_parallel_attempts`
+/// holds every store to the same; `contract_has_teeth.rs` shows it fails a
+/// read-then-write reset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reset_token_used_20_times_in_parallel_succeeds_once() {
-    let app = Arc::new(spawn_app().await);
+    let (inner, backend) = fresh_backend().await;
+    let gathered = forwarding(GatheredResets {
+        inner: inner.clone(),
+        gate: Gate::new(20),
+        spent: AtomicUsize::new(0),
+    });
+    let stores = Stores {
+        users: gathered.clone(),
+        ..inner
+    };
+    // No lockout: the losers' passwords are tried below.
+    let app = Arc::new(
+        spawn_app_on(
+            stores,
+            backend,
+            |s| s.config.rate_limit_disabled = true,
+            false,
+        )
+        .await,
+    );
     app.create_user("rpar@example.com", PW).await;
     app.post("/forgot-password", json!({ "email": "rpar@example.com" }))
         .await;
     let token = app
         .mailed_token("rpar@example.com", 2, "/reset-password")
         .await;
-    let body = json!({ "token": token, "new_password": "parallel-password-1" });
-    exactly_one_success(
-        &twenty_in_parallel(&app, "/reset-password", body).await,
-        400,
+    let password = |i: usize| format!("parallel-password-{i}");
+    let tasks = (0..20).map(|i| {
+        let app = app.clone();
+        let body = json!({ "token": token, "new_password": password(i) });
+        tokio::spawn(async move { app.post("/reset-password", body).await.status })
+    });
+    let statuses: Vec<StatusCode> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    exactly_one_success(&statuses, 400);
+    assert_eq!(
+        gathered.0.gate.arrived(),
+        20,
+        "all 20 passed the link check and reached the store's spend"
     );
+    assert_eq!(gathered.0.spent.load(Ordering::SeqCst), 1, "spent once");
+
+    let winner = statuses.iter().position(StatusCode::is_success).unwrap();
+    assert_eq!(
+        app.login("rpar@example.com", &password(winner))
+            .await
+            .status,
+        200,
+        "the winner's password is the account's"
+    );
+    for candidate in (0..20)
+        .filter(|&i| i != winner)
+        .map(password)
+        .chain([PW.to_owned()])
+    {
+        assert_eq!(
+            app.login("rpar@example.com", &candidate).await.status,
+            401,
+            "{candidate} is not the account's password"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -440,43 +537,144 @@ async fn tokens_die_at_their_expiry() {
     );
 }
 
+/// The five kinds of token the server hands out, each taken in one place.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Purpose {
+    VerifyLink,
+    ResetLink,
+    EmailChangeLink,
+    AccessToken,
+    RefreshToken,
+}
+
+impl Purpose {
+    const ALL: [Self; 5] = [
+        Self::VerifyLink,
+        Self::ResetLink,
+        Self::EmailChangeLink,
+        Self::AccessToken,
+        Self::RefreshToken,
+    ];
+
+    /// Presents `token` where a token of this purpose is taken: status and
+    /// detail of the answer.
+    async fn present(self, app: &TestApp, token: &str) -> (u16, String) {
+        let r = match self {
+            Self::VerifyLink => app.post("/verify", json!({ "token": token })).await,
+            Self::ResetLink => {
+                app.post(
+                    "/reset-password",
+                    json!({ "token": token, "new_password": "purpose-password-2" }),
+                )
+                .await
+            }
+            Self::EmailChangeLink => {
+                app.post("/confirm-email-change", json!({ "token": token }))
+                    .await
+            }
+            Self::AccessToken => app.me(token).await,
+            Self::RefreshToken => {
+                app.post("/refresh", json!({ "refresh_token": token }))
+                    .await
+            }
+        };
+        (r.status.as_u16(), r.detail().to_owned())
+    }
+
+    /// What this place answers a token that is not one of its own.
+    fn refusal(self) -> (u16, String) {
+        let (status, detail) = match self {
+            Self::VerifyLink => (
+                400,
+                "Verification link is invalid or has expired. Request a new one.",
+            ),
+            Self::ResetLink => (
+                400,
+                "Reset link is invalid or has expired. Request a new one.",
+            ),
+            Self::EmailChangeLink => (
+                400,
+                "Email-change link is invalid or has expired. Request a new one.",
+            ),
+            Self::AccessToken => (401, "Invalid or expired token."),
+            Self::RefreshToken => (401, "Invalid or expired refresh token."),
+        };
+        (status, detail.to_owned())
+    }
+}
+
+/// Every pair of purposes: each of the five tokens (verify, reset and
+/// email-change links, access and refresh tokens) presented where each of
+/// the other four is taken is refused exactly as a token never issued
+/// would be, and changes nothing — afterwards each still works where it
+/// belongs, so the refusals were for the purpose alone. Each link comes
+/// from an account of its own, so using one at the end touches no other.
 #[tokio::test]
 async fn a_token_of_one_purpose_is_useless_for_another() {
+    use Purpose::*;
     let app = spawn_app().await;
-    app.create_user("purpose@example.com", PW).await;
-    let access = app.access_token("purpose@example.com", PW).await;
+    app.register("purpose-verify@example.com", PW).await;
+    let verify = app
+        .mailed_token("purpose-verify@example.com", 1, "/verify")
+        .await;
+    app.create_user("purpose-reset@example.com", PW).await;
     app.post(
         "/forgot-password",
-        json!({ "email": "purpose@example.com" }),
+        json!({ "email": "purpose-reset@example.com" }),
     )
     .await;
     let reset = app
-        .mailed_token("purpose@example.com", 2, "/reset-password")
+        .mailed_token("purpose-reset@example.com", 2, "/reset-password")
         .await;
-    assert_eq!(
-        app.post(
-            "/reset-password",
-            json!({ "token": access, "new_password": "new-password-1" })
+    app.create_user("purpose-change@example.com", PW).await;
+    let r = app
+        .post_auth(
+            "/change-email",
+            &app.access_token("purpose-change@example.com", PW).await,
+            json!({ "new_email": "purpose-changed@example.com", "current_password": PW }),
         )
-        .await
-        .status,
-        400
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let change = app
+        .mailed_token("purpose-changed@example.com", 1, "/confirm-email-change")
+        .await;
+    app.create_user("purpose-session@example.com", PW).await;
+    let r = app.login("purpose-session@example.com", PW).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let access = r.body["access_token"].as_str().unwrap().to_owned();
+    let refresh = r.body["refresh_token"].as_str().unwrap().to_owned();
+
+    let tokens = [
+        (VerifyLink, verify),
+        (ResetLink, reset),
+        (EmailChangeLink, change),
+        (AccessToken, access),
+        (RefreshToken, refresh),
+    ];
+    let mut wrong = Vec::new();
+    for (made_for, token) in &tokens {
+        for taken_as in Purpose::ALL {
+            if taken_as == *made_for {
+                continue;
+            }
+            let got = taken_as.present(&app, token).await;
+            if got != taken_as.refusal() {
+                wrong.push(format!("{made_for:?} taken as {taken_as:?}: {got:?}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "tokens accepted (or answered unlike an unknown token) for another purpose: {wrong:#?}"
     );
-    assert_eq!(
-        app.post("/confirm-email-change", json!({ "token": reset }))
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        app.post("/verify", json!({ "token": reset })).await.status,
-        400
-    );
-    let r = app.me(&reset).await;
-    assert_eq!(
-        (r.status.as_u16(), r.detail()),
-        (401, "Invalid or expired token.")
-    );
+    for (made_for, token) in &tokens {
+        let (status, detail) = made_for.present(&app, token).await;
+        assert_eq!(
+            status, 200,
+            "the {made_for:?} still works where it belongs: {detail}"
+        );
+    }
+
     let r = app.me("garbage").await;
     assert_eq!(
         (r.status.as_u16(), r.detail()),

@@ -1,10 +1,13 @@
 //! Sessions: rotating refresh tokens with reuse detection, revocation on
 //! every trigger, the session list, lifetimes, and the cookie transport.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use chrono::TimeDelta;
 use futures::future::join_all;
+use regstack_ports::{Rotation, SessionId, SessionStore, StoreError, Stores, Timestamp, TokenHash};
+use regstack_testkit::forward::{forwarding, SessionStoreForward};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -171,9 +174,62 @@ async fn a_token_three_generations_old_is_still_caught_as_reuse() {
     assert!(app.event_names().contains(&"refresh_token_reused"));
 }
 
+/// The real session store, recording every `rotate` it is asked and what
+/// it answered; the first 20 calls wait at a [`Gate`] until all have come.
+struct RecordedRotations {
+    inner: Stores,
+    gate: Gate,
+    answers: Mutex<Vec<(TokenHash, TokenHash, Rotation)>>,
+}
+
+#[async_trait]
+impl SessionStoreForward for RecordedRotations {
+    fn sessions(&self) -> &dyn SessionStore {
+        &*self.inner.sessions
+    }
+    async fn rotate(
+        &self,
+        session: &SessionId,
+        presented: &TokenHash,
+        successor: &TokenHash,
+        now: Timestamp,
+        idle: TimeDelta,
+    ) -> Result<Rotation, StoreError> {
+        self.gate.pass().await;
+        let answer = self
+            .sessions()
+            .rotate(session, presented, successor, now, idle)
+            .await?;
+        self.answers
+            .lock()
+            .unwrap()
+            .push((presented.clone(), successor.clone(), answer.clone()));
+        Ok(answer)
+    }
+}
+
+/// 20 presentations of one refresh token at one instant, all reaching the
+/// store's `rotate` together: the store rotates the family exactly once —
+/// one `Rotated`, and 19 misses that report the family as that rotation
+/// left it (the successor live, the presented token its spent one) — and
+/// every client gets 200 with that same successor, the misses being
+/// replays inside the grace window. The successor then rotates once more.
+/// The successor is derived from the presented token, so a store that
+/// rotated one token many times would hand out the same token as one that
+/// rotated once: only the store's own answers can tell, hence the count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_parallel_refreshes_never_fork_the_family() {
-    let app = Arc::new(spawn_app().await);
+async fn twenty_parallel_refreshes_rotate_once_and_never_fork_the_family() {
+    let (inner, backend) = fresh_backend().await;
+    let recorded = forwarding(RecordedRotations {
+        inner: inner.clone(),
+        gate: Gate::new(20),
+        answers: Mutex::default(),
+    });
+    let stores = Stores {
+        sessions: recorded.clone(),
+        ..inner
+    };
+    let app = Arc::new(spawn_app_on(stores, backend, |_| {}, true).await);
     app.create_user("fork@example.com", PW).await;
     let p = sign_in(&app, "fork@example.com").await;
     let tasks = (0..20).map(|_| {
@@ -185,21 +241,49 @@ async fn twenty_parallel_refreshes_never_fork_the_family() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    let successors: std::collections::HashSet<String> = replies
+    assert_eq!(
+        recorded.0.gate.arrived(),
+        20,
+        "every refresh reached rotate"
+    );
+    let handed_out: std::collections::HashSet<&str> = replies
         .iter()
-        .filter(|r| r.status == 200)
-        .map(|r| r.body["refresh_token"].as_str().unwrap().to_owned())
+        .map(|r| {
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            r.body["refresh_token"].as_str().unwrap()
+        })
         .collect();
-    assert!(successors.len() <= 1, "the family forked: {successors:?}");
-    assert!(replies
-        .iter()
-        .all(|r| [200, 401].contains(&r.status.as_u16())));
-    // Within the default 5 s grace the winners are the rotation and replays of it.
-    let successor = successors
-        .into_iter()
-        .next()
-        .expect("at least one refresh succeeds");
-    assert_eq!(refresh(&app, &successor).await.status, 200);
+    assert_eq!(handed_out.len(), 1, "one successor for all: {handed_out:?}");
+
+    let answers = recorded.0.answers.lock().unwrap().clone();
+    let (presented, successor) = (&answers[0].0, &answers[0].1);
+    let mut rotations = 0;
+    for (p, s, answer) in &answers {
+        assert_eq!((p, s), (presented, successor), "one token, one successor");
+        match answer {
+            Rotation::Rotated { .. } => rotations += 1,
+            Rotation::NotLive(family) => assert_eq!(
+                (family.live.as_ref(), family.previous.as_ref()),
+                (Some(successor), Some(presented)),
+                "a miss reports the family the one rotation left"
+            ),
+            Rotation::Unknown => panic!("the session is known"),
+        }
+    }
+    assert_eq!(
+        (rotations, answers.len()),
+        (1, 20),
+        "the store rotated the family exactly once among 20 presentations"
+    );
+
+    let next = handed_out.into_iter().next().unwrap().to_owned();
+    assert_eq!(refresh(&app, &next).await.status, 200);
+    let answers = recorded.0.answers.lock().unwrap();
+    assert!(
+        matches!(answers.last(), Some((p, _, Rotation::Rotated { .. })) if p == successor),
+        "the successor rotates: {:?}",
+        answers.last()
+    );
 }
 
 /// A sign-in that proved the old password must not keep a session once a

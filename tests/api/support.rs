@@ -2,6 +2,7 @@
 //! file, with a recording mailer and a counting hasher, driven by reqwest.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -417,6 +418,175 @@ impl TestApp {
             }
         }
         out
+    }
+}
+
+/// Holds each of the first `n` calls that pass it until all `n` have
+/// arrived, then lets them go at once; later calls pass straight through.
+/// Put in front of a store method (a `regstack_testkit::forward` wrapper),
+/// it makes the calls of a parallel burst reach the store together, so
+/// that the store — not the order in which the requests happened to get
+/// there — has to keep them apart. A held call gives up after 10 s;
+/// [`Gate::arrived`] tells the test how many came.
+pub struct Gate {
+    n: usize,
+    barrier: tokio::sync::Barrier,
+    arrived: AtomicUsize,
+}
+
+impl Gate {
+    pub fn new(n: usize) -> Self {
+        Self {
+            n,
+            barrier: tokio::sync::Barrier::new(n),
+            arrived: AtomicUsize::new(0),
+        }
+    }
+
+    pub async fn pass(&self) {
+        if self.arrived.fetch_add(1, Ordering::SeqCst) < self.n {
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.barrier.wait()).await;
+        }
+    }
+
+    /// How many calls have passed (or are waiting).
+    pub fn arrived(&self) -> usize {
+        self.arrived.load(Ordering::SeqCst)
+    }
+}
+
+/// The tables (MongoDB: collections) a row of a user can be in: every
+/// one the schema has but the migration or schema-version record.
+pub const USER_TABLES: [&str; 6] = [
+    "login_attempts",
+    "one_time_tokens",
+    "pending_registrations",
+    "rate_limit_hits",
+    "sessions",
+    "users",
+];
+
+/// Counts the rows of each of [`USER_TABLES`] keyed by the user `$id` or
+/// its address `$email`, on a sqlx pool of either engine, and returns them
+/// with the names of the database's tables (`$tables`: a query listing
+/// them). Counters are keyed `<purpose>:<address>`: their keys are read
+/// and the suffix compared here, literally.
+macro_rules! sql_rows_keyed_by {
+    ($pool:expr, $tables:expr, $id:expr, $email:expr) => {{
+        let pool = $pool;
+        let tables: Vec<String> = sqlx::query_scalar($tables).fetch_all(pool).await.unwrap();
+        let mut counts = Vec::new();
+        for table in USER_TABLES {
+            let n: i64 = match table {
+                "users" => {
+                    sqlx::query_scalar("SELECT count(*) FROM users WHERE id = $1 OR email = $2")
+                        .bind($id)
+                        .bind($email)
+                        .fetch_one(pool)
+                        .await
+                        .unwrap()
+                }
+                "rate_limit_hits" => {
+                    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM rate_limit_hits")
+                        .fetch_all(pool)
+                        .await
+                        .unwrap();
+                    let suffix = format!(":{}", $email);
+                    keys.iter().filter(|k| k.ends_with(&suffix)).count() as i64
+                }
+                _ => {
+                    let (column, value) = match table {
+                        "pending_registrations" | "login_attempts" => ("email", $email),
+                        _ => ("user_id", $id),
+                    };
+                    let sql = format!("SELECT count(*) FROM {table} WHERE {column} = $1");
+                    sqlx::query_scalar(&sql)
+                        .bind(value)
+                        .fetch_one(pool)
+                        .await
+                        .unwrap()
+                }
+            };
+            counts.push((table, n));
+        }
+        (tables, counts)
+    }};
+}
+
+impl TestApp {
+    /// How many rows of each of [`USER_TABLES`] name a user — by its id
+    /// or its address — counted in the database of the backend under test
+    /// itself, not asked of the stores. Fails if the database has a table
+    /// (collection) that is not in the list, so a new one cannot escape
+    /// the scan.
+    pub async fn rows_keyed_by(&self, id: &str, email: &str) -> Vec<(&'static str, i64)> {
+        let (mut tables, counts) = match &self.backend {
+            Backend::Memory => panic!("the in-memory fakes have no tables to count"),
+            Backend::Sqlite(dir) => {
+                let url = format!(
+                    "sqlite:{}?mode=ro",
+                    dir.path().join("regstack.db").display()
+                );
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                let found = sql_rows_keyed_by!(
+                    &pool,
+                    "SELECT name FROM sqlite_master WHERE type = 'table' \
+                     AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
+                    id,
+                    email
+                );
+                pool.close().await;
+                found
+            }
+            Backend::Postgres(pool) => sql_rows_keyed_by!(
+                pool,
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations'",
+                id,
+                email
+            ),
+            Backend::Mongo(db) => {
+                use futures::TryStreamExt;
+                use mongodb::bson::{doc, Document};
+                let mut tables = db.list_collection_names().await.unwrap();
+                tables.retain(|c| c != "regstack_meta");
+                let mut counts = Vec::new();
+                for name in USER_TABLES {
+                    let coll = db.collection::<Document>(name);
+                    let filter = match name {
+                        "users" => doc! { "$or": [{ "_id": id }, { "email": email }] },
+                        "pending_registrations" => doc! { "email": email },
+                        "login_attempts" => doc! { "_id": email },
+                        "rate_limit_hits" => {
+                            let suffix = format!(":{email}");
+                            let all: Vec<Document> = coll
+                                .find(doc! {})
+                                .await
+                                .unwrap()
+                                .try_collect()
+                                .await
+                                .unwrap();
+                            let n = all
+                                .iter()
+                                .filter(|d| d.get_str("_id").is_ok_and(|k| k.ends_with(&suffix)))
+                                .count();
+                            counts.push((name, n as i64));
+                            continue;
+                        }
+                        _ => doc! { "user_id": id },
+                    };
+                    let n = coll.count_documents(filter).await.unwrap();
+                    counts.push((name, i64::try_from(n).unwrap()));
+                }
+                (tables, counts)
+            }
+        };
+        tables.sort_unstable();
+        assert_eq!(
+            tables, USER_TABLES,
+            "the database has exactly the tables the scan reads"
+        );
+        counts
     }
 }
 

@@ -1,6 +1,7 @@
 //! What only the MongoDB backend must prove: migration is idempotent and
 //! creates every index, the per-request lookups use an index, deleting an
-//! account leaves no document of it in any collection, a stopped database
+//! account leaves no document of it in any collection, the server's TTL
+//! monitor reaps what ended longer ago than the grace, a stopped database
 //! answers `Unavailable` quickly, and the same client recovers by itself
 //! once the database is back.
 //!
@@ -638,6 +639,178 @@ async fn deleting_an_account_removes_every_document_keyed_by_it() {
         "a key that ends in the address without the ':' stays"
     );
     assert_eq!(stores.users.delete_account(&user.id).await.unwrap(), None);
+}
+
+// ---------------------------------------------------------------------------
+// TTL reaping
+
+/// How long [`the_servers_ttl_monitor_reaps_what_ended_longer_ago_than_the_grace`]
+/// waits for the monitor: it sweeps every 60 s, and one sweep of a shared
+/// test server holding a thousand databases takes more than a minute itself.
+const TTL_MONITOR_PATIENCE: Duration = Duration::from_secs(8 * 60);
+
+/// The server's own TTL monitor deletes, through the `expire_at_ttl`
+/// indexes `migrate` creates, every document that ended longer ago than
+/// [`TTL_GRACE`](mongo::TTL_GRACE), in each of the five collections whose
+/// documents end; it keeps one that ended within the grace and one still
+/// alive; and before any reaping, reads already refuse what ended (expiry
+/// never waits for the monitor).
+///
+/// Which of the two this proves: **the server's monitor, not
+/// `purge_expired`** — nothing here calls a purge. SecantusDB has a TTL
+/// monitor: like mongod's `ttlMonitor`, its storage layer sweeps every
+/// collection with a TTL index every 60 s (`ttl_sweep_seconds`, 60 by
+/// default; read in secantusdb 0.7.0b3, and a probe saw a document reaped
+/// 50 s after it was written), so the test waits for a sweep of the real
+/// thing, on SecantusDB and MongoDB alike, up to [`TTL_MONITOR_PATIENCE`];
+/// on a server of its own that takes about a minute. Unlike every other
+/// test, its database keeps the monitor running, and its instants come
+/// from the wall clock, which the monitor compares `expire_at` with: days
+/// of margin either side of the grace cover any skew between this machine
+/// and the server. The lockout and rate-limit windows have no read that
+/// writes nothing; that their expired entries no longer count is the
+/// contract suite's (`admit_window_slides`,
+/// `rate_limit_window_slides_and_keys_are_independent`).
+#[tokio::test]
+async fn the_servers_ttl_monitor_reaps_what_ended_longer_ago_than_the_grace() {
+    if server("the_servers_ttl_monitor_reaps_what_ended_longer_ago_than_the_grace").is_none() {
+        return;
+    }
+    let db = common::empty_db().await.unwrap();
+    mongo::migrate(&db).await.unwrap();
+    let stores = mongo::stores(db.clone());
+    let now = chrono::Utc::now();
+    let window = TimeDelta::minutes(15);
+    let ages = [
+        ("long-dead", now - TimeDelta::days(3)),
+        ("lately-dead", now - TimeDelta::hours(1)),
+        ("alive", now + TimeDelta::hours(1)),
+    ];
+
+    // One document of each age in every collection whose documents end,
+    // each ending at its age's instant; found again by these filters.
+    let mut written: Vec<(&str, &str, Document)> = Vec::new();
+    for (age, end) in ages {
+        let addr = format!("{age}@example.com");
+        let pending = fixtures::token_hash();
+        assert!(stores
+            .pending
+            .put(fixtures::pending(&addr, &pending, end))
+            .await
+            .unwrap());
+        let user = stores
+            .users
+            .insert(fixtures::new_user(&format!("{age}-user@example.com")))
+            .await
+            .unwrap();
+        let reset = fixtures::reset_token(&user.id, end);
+        stores.tokens.issue(reset.clone()).await.unwrap();
+        let session = fixtures::new_session(&user.id, end - TimeDelta::days(1), end);
+        assert_eq!(
+            stores.sessions.start(session.clone()).await.unwrap(),
+            SessionStart::Started
+        );
+        // A window's document ends when its newest entry leaves the window.
+        stores
+            .login_attempts
+            .admit(&fixtures::email(&addr), end - window, window, 5)
+            .await
+            .unwrap();
+        let key = format!("mail:{addr}");
+        assert!(stores
+            .rate_limits
+            .hit(&key, end - window, window, 5)
+            .await
+            .unwrap());
+
+        let alive = age == "alive";
+        assert_eq!(
+            stores
+                .pending
+                .find_by_email(&fixtures::email(&addr), now)
+                .await
+                .unwrap()
+                .is_some(),
+            alive,
+            "{age} pending registration is read as {}",
+            if alive { "live" } else { "gone" }
+        );
+        assert_eq!(
+            stores
+                .tokens
+                .peek(reset.kind, &reset.hash, now)
+                .await
+                .unwrap()
+                .is_some(),
+            alive,
+            "{age} token"
+        );
+        assert_eq!(
+            stores.sessions.list(&user.id, now).await.unwrap().len(),
+            usize::from(alive),
+            "{age} session"
+        );
+
+        written.push(("pending_registrations", age, doc! { "email": &addr }));
+        written.push((
+            "one_time_tokens",
+            age,
+            doc! { "token_hash": reset.hash.as_str() },
+        ));
+        written.push(("sessions", age, doc! { "_id": session.id.as_str() }));
+        written.push(("login_attempts", age, doc! { "_id": &addr }));
+        written.push(("rate_limit_hits", age, doc! { "_id": &key }));
+    }
+    let present = |collection: &str, filter: &Document| {
+        let coll: mongodb::Collection<Document> = db.collection(collection);
+        let filter = filter.clone();
+        async move { coll.count_documents(filter).await.unwrap() }
+    };
+    for (collection, age, filter) in &written {
+        assert_eq!(
+            present(collection, filter).await,
+            1,
+            "the {age} document of {collection} was written"
+        );
+    }
+
+    let started = Instant::now();
+    loop {
+        let mut left = Vec::new();
+        for (collection, age, filter) in &written {
+            if *age == "long-dead" && present(collection, filter).await > 0 {
+                left.push(*collection);
+            }
+        }
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < TTL_MONITOR_PATIENCE,
+            "after {:?} the TTL monitor has not reaped the long-dead documents of {left:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    eprintln!(
+        "the TTL monitor reaped the long-dead documents within {:?}",
+        started.elapsed()
+    );
+    for (collection, age, filter) in &written {
+        if *age != "long-dead" {
+            assert_eq!(
+                present(collection, filter).await,
+                1,
+                "the {age} document of {collection} is kept"
+            );
+        }
+    }
+    let users: mongodb::Collection<Document> = db.collection("users");
+    assert_eq!(
+        users.count_documents(doc! {}).await.unwrap(),
+        3,
+        "users do not expire"
+    );
 }
 
 // ---------------------------------------------------------------------------
