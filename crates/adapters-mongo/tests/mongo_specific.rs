@@ -713,7 +713,12 @@ async fn the_servers_ttl_monitor_reaps_what_ended_longer_ago_than_the_grace() {
         // A window's document ends when its newest entry leaves the window.
         stores
             .login_attempts
-            .admit(&fixtures::email(&addr), end - window, window, 5)
+            .admit(
+                &LockoutKey::address(fixtures::email(&addr)),
+                end - window,
+                window,
+                5,
+            )
             .await
             .unwrap();
         let key = format!("mail:{addr}");
