@@ -186,19 +186,25 @@ macro_rules! select_user_by_id {
 }
 pub(crate) use select_user_by_id;
 
-/// Spends the live refresh token, the stored step of a rotation written
-/// for engines without data-modifying `WITH` (the default of
-/// [`Backend::rotate_live`]): `$1` successor, `$2` now, `$3` new idle end,
-/// `$4` session id, `$5` presented hash. The idle end moves forward, never
-/// past the absolute end.
-pub(crate) const ROTATE_SESSION: &str = concat!(
-    "UPDATE sessions SET prev_refresh_hash = refresh_hash, refresh_hash = $1, \
-     rotated_at = $2, last_used_at = $2, \
-     idle_expires_at = CASE WHEN $3 < expires_at THEN $3 ELSE expires_at END \
-     WHERE id = $4 AND refresh_hash = $5 AND revoked_at IS NULL \
-     AND expires_at > $2 AND idle_expires_at > $2 RETURNING ",
-    session_cols!()
-);
+/// The stored step of a rotation, without its `RETURNING`: spends the live
+/// refresh token. `$1` successor, `$2` now, `$3` new idle end, `$4` session
+/// id, `$5` presented hash. The idle end moves forward, never past the
+/// absolute end. Written once for [`ROTATE_SESSION`] and PostgreSQL's
+/// one-statement form.
+macro_rules! rotate_update {
+    () => {
+        "UPDATE sessions SET prev_refresh_hash = refresh_hash, refresh_hash = $1, \
+         rotated_at = $2, last_used_at = $2, \
+         idle_expires_at = CASE WHEN $3 < expires_at THEN $3 ELSE expires_at END \
+         WHERE id = $4 AND refresh_hash = $5 AND revoked_at IS NULL \
+         AND expires_at > $2 AND idle_expires_at > $2"
+    };
+}
+pub(crate) use rotate_update;
+
+/// [`rotate_update!`] returning the session, for engines without
+/// data-modifying `WITH` (the default of [`Backend::rotate_live`]).
+pub(crate) const ROTATE_SESSION: &str = concat!(rotate_update!(), " RETURNING ", session_cols!());
 
 /// How durable a write's commit must be. PostgreSQL makes every commit
 /// durable (`synchronous_commit = on`, its default); SQLite in WAL mode

@@ -47,7 +47,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use self::error::{map_migrate, map_pg};
-use crate::backend::{impl_conn, select_user_by_id, Arg, Backend, Commit, Conn};
+use crate::backend::{impl_conn, rotate_update, select_user_by_id, Arg, Backend, Commit, Conn};
 use crate::rows::{self, session_cols, user_cols, USER_COLS};
 use crate::store::SqlStores;
 
@@ -175,10 +175,9 @@ impl PostgresStores {
 /// data-modifying `WITH`): `$1` successor, `$2` now, `$3` new idle end,
 /// `$4` session id, `$5` presented hash.
 const ROTATE: &str = concat!(
-    "WITH s AS (UPDATE sessions SET prev_refresh_hash = refresh_hash, refresh_hash = $1, \
-     rotated_at = $2, last_used_at = $2, idle_expires_at = LEAST($3, expires_at) \
-     WHERE id = $4 AND refresh_hash = $5 AND revoked_at IS NULL \
-     AND expires_at > $2 AND idle_expires_at > $2 RETURNING *) SELECT ",
+    "WITH s AS (",
+    rotate_update!(),
+    " RETURNING *) SELECT ",
     user_cols!(u),
     ", ",
     session_cols!(s),
