@@ -1,10 +1,14 @@
 //! Driver errors → [`StoreError`], in one function, so that `core` and the
 //! HTTP layer never see driver types and every store maps errors the same
-//! way; plus [`run`], the one way an operation is awaited here.
+//! way; plus [`run`], the one way an operation is awaited here, and
+//! [`insert_once`], an insert that a driver retry cannot turn into a
+//! conflict with itself.
 
 use std::future::IntoFuture;
 
+use mongodb::bson::Document;
 use mongodb::error::{Error, ErrorKind, WriteFailure};
+use mongodb::Collection;
 use regstack_ports::StoreError;
 
 use crate::OPERATION_TIMEOUT;
@@ -129,6 +133,31 @@ fn conflict_rule(message: &str) -> &'static str {
             _ => "unique",
         },
         _ => "unique",
+    }
+}
+
+/// Inserts a document whose `_id` the caller made (fresh, so no one else
+/// has it), treating a retried insert whose first attempt landed as done.
+///
+/// The driver retries a write whose answer was lost (a connection cut, a
+/// pool cleared after a timeout); when the first attempt had been applied,
+/// the retry can come back as a duplicate-key refusal of the very document
+/// it wrote (seen on SecantusDB under load). So a [`StoreError::Conflict`]
+/// is checked against `mine` — a filter naming the `_id` and what only this
+/// insert wrote — and counts as success if that document is there. A real
+/// conflict (another document holds the key) stays a conflict.
+pub(crate) async fn insert_once(
+    coll: &Collection<Document>,
+    document: Document,
+    mine: Document,
+) -> Result<(), StoreError> {
+    match run(coll.insert_one(document)).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict(rule)) => match run(coll.find_one(mine)).await? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Conflict(rule)),
+        },
+        Err(e) => Err(e),
     }
 }
 

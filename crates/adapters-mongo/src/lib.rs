@@ -23,7 +23,8 @@
 //!   touch other documents run after the deciding one, ordered so that a
 //!   crash between two of them leaves nothing a user could exploit, and an
 //!   error between them is compensated where it can be (each file says
-//!   how);
+//!   how). A started sequence always runs to its end, even when its caller
+//!   stops waiting (`detached.rs`);
 //! - never read-then-write in Rust unless the write is itself conditional
 //!   on what was read;
 //! - timestamps are stored exactly: `Int64` microseconds since the Unix
@@ -38,6 +39,7 @@
 //!   rules.
 
 mod counters;
+mod detached;
 mod docs;
 mod error;
 mod pending;

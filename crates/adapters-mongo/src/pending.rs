@@ -7,6 +7,8 @@
 //! pending row is put back as it was, so the link works again. Only a
 //! process crash between the two steps loses the registration (the link
 //! reads as used; the address is still free, so registering again works).
+//! A caller that stops waiting (the request deadline) does not stop it:
+//! the sequence runs in a task of its own (`detached.rs`).
 
 use async_trait::async_trait;
 use mongodb::bson::doc;
@@ -15,8 +17,9 @@ use regstack_ports::{
     UserId,
 };
 
+use crate::detached::to_completion;
 use crate::docs;
-use crate::error::run;
+use crate::error::{insert_once, run};
 use crate::schema::hint;
 use crate::time::{to_db, ttl_date};
 use crate::MongoStores;
@@ -27,6 +30,66 @@ use crate::MongoStores;
 pub(crate) const UPSERT_RETRIES: usize = 3;
 
 impl MongoStores {
+    /// [`PendingStore::promote`]'s two steps (module doc).
+    async fn promote_steps(
+        &self,
+        token: &TokenHash,
+        id: &UserId,
+        now: Timestamp,
+    ) -> Result<Promotion, StoreError> {
+        // The decision: of any number of callers with this link, one gets
+        // the document; the others find nothing to delete.
+        let taken = run(self
+            .pending
+            .find_one_and_delete(doc! {
+                "token_hash": token.as_str(),
+                "expires_at": { "$gt": to_db(now) },
+            })
+            .hint(hint::by(hint::TOKEN_HASH)))
+        .await?;
+        let Some(row) = taken else {
+            return Ok(Promotion::InvalidToken);
+        };
+        let pending = docs::pending(&row)?;
+        let user = User {
+            id: id.clone(),
+            email: pending.email,
+            password_hash: Some(pending.password_hash),
+            is_active: true,
+            is_verified: true,
+            is_superuser: false,
+            full_name: pending.full_name,
+            phone_number: None,
+            is_mfa_enabled: false,
+            created_at: now,
+            updated_at: now,
+            last_login: None,
+            tokens_invalidated_after: None,
+        };
+        // A retried insert is not a duplicate of itself (`insert_once`):
+        // the user is ours if it has this id.
+        let mine = doc! { "_id": id.as_str() };
+        match insert_once(&self.users, docs::user_doc(&user), mine).await {
+            Ok(_) => Ok(Promotion::Promoted(user)),
+            // The address became an account meanwhile; the pending row
+            // stays deleted.
+            Err(StoreError::Conflict("email")) => Ok(Promotion::EmailTaken),
+            Err(e) => {
+                // Compensation: put the row back as it was (same `_id`,
+                // same token), so the link works again. If a newer
+                // registration for the address arrived meanwhile, the
+                // unique index keeps the newer one and this is dropped.
+                if let Err(restore) = run(self.pending.insert_one(row)).await {
+                    tracing::warn!(
+                        error = %restore,
+                        "could not restore a pending registration after a failed promotion"
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Deletes the pending registration for an address (account deletion).
     pub(crate) async fn delete_pending_for_email(&self, email: &str) -> Result<u64, StoreError> {
         Ok(run(self.pending.delete_many(doc! { "email": email }))
@@ -109,54 +172,8 @@ impl PendingStore for MongoStores {
         id: &UserId,
         now: Timestamp,
     ) -> Result<Promotion, StoreError> {
-        // The decision: of any number of callers with this link, one gets
-        // the document; the others find nothing to delete.
-        let taken = run(self
-            .pending
-            .find_one_and_delete(doc! {
-                "token_hash": token.as_str(),
-                "expires_at": { "$gt": to_db(now) },
-            })
-            .hint(hint::by(hint::TOKEN_HASH)))
-        .await?;
-        let Some(row) = taken else {
-            return Ok(Promotion::InvalidToken);
-        };
-        let pending = docs::pending(&row)?;
-        let user = User {
-            id: id.clone(),
-            email: pending.email,
-            password_hash: Some(pending.password_hash),
-            is_active: true,
-            is_verified: true,
-            is_superuser: false,
-            full_name: pending.full_name,
-            phone_number: None,
-            is_mfa_enabled: false,
-            created_at: now,
-            updated_at: now,
-            last_login: None,
-            tokens_invalidated_after: None,
-        };
-        match run(self.users.insert_one(docs::user_doc(&user))).await {
-            Ok(_) => Ok(Promotion::Promoted(user)),
-            // The address became an account meanwhile; the pending row
-            // stays deleted.
-            Err(StoreError::Conflict("email")) => Ok(Promotion::EmailTaken),
-            Err(e) => {
-                // Compensation: put the row back as it was (same `_id`,
-                // same token), so the link works again. If a newer
-                // registration for the address arrived meanwhile, the
-                // unique index keeps the newer one and this is dropped.
-                if let Err(restore) = run(self.pending.insert_one(row)).await {
-                    tracing::warn!(
-                        error = %restore,
-                        "could not restore a pending registration after a failed promotion"
-                    );
-                }
-                Err(e)
-            }
-        }
+        let (this, token, id) = (self.clone(), token.clone(), id.clone());
+        to_completion(async move { this.promote_steps(&token, &id, now).await }).await
     }
 
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -26,8 +26,9 @@ use regstack_ports::{
     SessionStore, StoreError, Timestamp, TokenHash, User, UserId,
 };
 
+use crate::detached::to_completion;
 use crate::docs;
-use crate::error::{run, CorruptRow};
+use crate::error::{insert_once, run, CorruptRow};
 use crate::schema::{hint, USERS};
 use crate::time::{from_db, span, to_db, ttl_date};
 use crate::MongoStores;
@@ -61,6 +62,68 @@ struct Loaded {
 }
 
 impl MongoStores {
+    /// [`SessionStore::start`]'s steps: insert, stamp, and delete again on
+    /// a missed stamp. Run to the end by [`to_completion`], so a caller
+    /// that stops waiting never leaves a session without its stamp — one
+    /// the epoch check never saw.
+    async fn start_steps(&self, s: NewSession) -> Result<SessionStart, StoreError> {
+        let created = to_db(s.created_at);
+        let expires_at = to_db(s.expires_at);
+        let idle_expires_at = to_db(s.idle_expires_at);
+        let ends_at = expires_at.min(idle_expires_at);
+        // The session, its first refresh token inside it: a duplicate id
+        // is refused with nothing written. Then the `last_login` stamp,
+        // conditional on the credential epoch the sign-in read. A credential
+        // change moves the epoch first and revokes the user's sessions
+        // after (`users.rs`), so either this stamp sees the new epoch — and
+        // the session goes again before any token of it was handed out — or
+        // the session already existed when the revocation ran. The same
+        // holds against account deletion, which deletes the user and then
+        // sweeps its sessions (`users.rs`): the stamp misses a deleted user.
+        let session = doc! {
+            "_id": s.id.as_str(),
+            "user_id": s.user_id.as_str(),
+            "created_at": created,
+            "last_used_at": created,
+            "expires_at": expires_at,
+            "idle_expires_at": idle_expires_at,
+            "ends_at": ends_at,
+            "expire_at": ttl_date(ends_at),
+            "user_agent": s.user_agent.as_deref(),
+            "ip": s.ip.as_deref(),
+            "revoked_at": Bson::Null,
+            "revoked_reason": Bson::Null,
+            "refresh_current": s.refresh_hash.as_str(),
+            "refresh_previous": Bson::Null,
+            "refresh_previous_spent_at": Bson::Null,
+        };
+        // A retried insert is not a duplicate of itself: the document is
+        // ours if it holds this start's refresh hash (a real duplicate id
+        // holds another one and stays a Conflict).
+        let mine = doc! {
+            "_id": s.id.as_str(),
+            "refresh_current": s.refresh_hash.as_str(),
+            "created_at": created,
+        };
+        insert_once(&self.sessions, session, mine).await?;
+        let stamped = run(self
+            .users
+            .update_one(
+                doc! {
+                    "_id": s.user_id.as_str(),
+                    "tokens_invalidated_after": s.credential_epoch.map(to_db),
+                },
+                doc! { "$set": { "last_login": created } },
+            )
+            .hint(hint::by(hint::ID)))
+        .await?;
+        if stamped.matched_count == 0 {
+            run(self.sessions.delete_one(doc! { "_id": s.id.as_str() })).await?;
+            return Ok(SessionStart::Stale);
+        }
+        Ok(SessionStart::Started)
+    }
+
     /// The per-request lookup: the session by `_id` and its user by `_id`,
     /// joined on the server in one round trip (`$lookup` on the users'
     /// primary key).
@@ -127,51 +190,8 @@ impl MongoStores {
 #[async_trait]
 impl SessionStore for MongoStores {
     async fn start(&self, s: NewSession) -> Result<SessionStart, StoreError> {
-        let created = to_db(s.created_at);
-        let expires_at = to_db(s.expires_at);
-        let idle_expires_at = to_db(s.idle_expires_at);
-        let ends_at = expires_at.min(idle_expires_at);
-        // The session, its first refresh token inside it: a duplicate id
-        // is refused with nothing written. Then the `last_login` stamp,
-        // conditional on the credential epoch the sign-in read. A credential
-        // change moves the epoch first and revokes the user's sessions
-        // after (`users.rs`), so either this stamp sees the new epoch — and
-        // the session goes again before any token of it was handed out — or
-        // the session already existed when the revocation ran.
-        run(self.sessions.insert_one(doc! {
-            "_id": s.id.as_str(),
-            "user_id": s.user_id.as_str(),
-            "created_at": created,
-            "last_used_at": created,
-            "expires_at": expires_at,
-            "idle_expires_at": idle_expires_at,
-            "ends_at": ends_at,
-            "expire_at": ttl_date(ends_at),
-            "user_agent": s.user_agent.as_deref(),
-            "ip": s.ip.as_deref(),
-            "revoked_at": Bson::Null,
-            "revoked_reason": Bson::Null,
-            "refresh_current": s.refresh_hash.as_str(),
-            "refresh_previous": Bson::Null,
-            "refresh_previous_spent_at": Bson::Null,
-        }))
-        .await?;
-        let stamped = run(self
-            .users
-            .update_one(
-                doc! {
-                    "_id": s.user_id.as_str(),
-                    "tokens_invalidated_after": s.credential_epoch.map(to_db),
-                },
-                doc! { "$set": { "last_login": created } },
-            )
-            .hint(hint::by(hint::ID)))
-        .await?;
-        if stamped.matched_count == 0 {
-            run(self.sessions.delete_one(doc! { "_id": s.id.as_str() })).await?;
-            return Ok(SessionStart::Stale);
-        }
-        Ok(SessionStart::Started)
+        let this = self.clone();
+        to_completion(async move { this.start_steps(s).await }).await
     }
 
     async fn rotate(

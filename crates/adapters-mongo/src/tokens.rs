@@ -1,14 +1,21 @@
 //! [`TokenStore`] over `one_time_tokens`, plus the clean-up step the
 //! [`UserStore`](regstack_ports::UserStore) sequences share. Spending
 //! happens in `users.rs` (`findOneAndDelete`).
+//!
+//! `issue` is three steps — insert, delete the user's older tokens of the
+//! kind, check that the user still exists (and take the new token back if
+//! not) — run to the end in a task of their own (`detached.rs`), so a
+//! caller that stops waiting cannot leave the older link live beside the
+//! new one, or a token for a deleted user.
 
 use async_trait::async_trait;
 use mongodb::bson::doc;
 use mongodb::bson::oid::ObjectId;
 use regstack_ports::{OneTimeToken, StoreError, Timestamp, TokenHash, TokenKind, TokenStore};
 
+use crate::detached::to_completion;
 use crate::docs;
-use crate::error::run;
+use crate::error::{insert_once, run};
 use crate::schema::hint;
 use crate::time::to_db;
 use crate::MongoStores;
@@ -20,11 +27,9 @@ impl MongoStores {
             .await?
             .deleted_count)
     }
-}
 
-#[async_trait]
-impl TokenStore for MongoStores {
-    async fn issue(&self, token: OneTimeToken) -> Result<(), StoreError> {
+    /// [`TokenStore::issue`]'s steps (module doc).
+    async fn issue_steps(&self, token: OneTimeToken) -> Result<(), StoreError> {
         // A newer link supersedes the older ones of the same kind. Insert
         // first, then delete the user's tokens of that kind that are
         // *older than this one* — by `_id`, an ObjectId the driver makes
@@ -41,7 +46,9 @@ impl TokenStore for MongoStores {
         let id = ObjectId::new();
         let mut document = docs::token_doc(&token);
         document.insert("_id", id);
-        run(self.tokens.insert_one(document)).await?;
+        // A retried insert is not a duplicate of itself (`insert_once`):
+        // the `_id` is ours, so finding it means the insert landed.
+        insert_once(&self.tokens, document, doc! { "_id": id }).await?;
         run(self
             .tokens
             .delete_many(doc! {
@@ -51,7 +58,27 @@ impl TokenStore for MongoStores {
             })
             .hint(hint::by(hint::USER_TOKENS)))
         .await?;
+        // Account deletion deletes the user, then sweeps its tokens
+        // (`users.rs`). A token inserted after that sweep finds the user
+        // gone here and goes again: nothing of a deleted user stays, and
+        // the issue reads as if the deletion had come after it.
+        let user = run(self
+            .users
+            .find_one(doc! { "_id": token.user_id.as_str() })
+            .projection(doc! { "_id": 1 }))
+        .await?;
+        if user.is_none() {
+            run(self.tokens.delete_one(doc! { "_id": id })).await?;
+        }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl TokenStore for MongoStores {
+    async fn issue(&self, token: OneTimeToken) -> Result<(), StoreError> {
+        let this = self.clone();
+        to_completion(async move { this.issue_steps(token).await }).await
     }
 
     async fn peek(

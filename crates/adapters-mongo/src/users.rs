@@ -22,6 +22,14 @@
 //!   put back (the same document, so the same link) before the error is
 //!   returned, and the user can simply try again. Only a process crash in
 //!   that window leaves the link spent; the user then asks for a new one.
+//! - Each sequence runs to its end once started, even if the caller stops
+//!   waiting (the request deadline drops its future): it runs in a task of
+//!   its own ([`to_completion`]).
+//! - Account deletion removes what belongs to the user, then the user, then
+//!   sweeps sessions, tokens and sign-in attempts once more: a sign-in or a
+//!   link issued for the user while the deletion ran either wrote before
+//!   that sweep (and is swept) or finds the user gone (and takes back what
+//!   it wrote: `sessions.rs`, `start`; `tokens.rs`, `issue`).
 
 use async_trait::async_trait;
 use mongodb::bson::{doc, Document};
@@ -31,6 +39,7 @@ use regstack_ports::{
     TokenHash, TokenKind, User, UserId, UserStore,
 };
 
+use crate::detached::to_completion;
 use crate::docs;
 use crate::error::{run, CorruptRow};
 use crate::schema::hint;
@@ -244,6 +253,46 @@ impl UserStore for MongoStores {
         reason: RevokeReason,
         now: Timestamp,
     ) -> Result<Option<User>, StoreError> {
+        let (this, id, new) = (self.clone(), id.clone(), new.clone());
+        to_completion(async move { this.change_password_steps(&id, &new, reason, now).await }).await
+    }
+
+    async fn complete_password_reset(
+        &self,
+        token: &TokenHash,
+        new: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let (this, token, new) = (self.clone(), token.clone(), new.clone());
+        to_completion(async move { this.complete_password_reset_steps(&token, &new, now).await })
+            .await
+    }
+
+    async fn confirm_email_change(
+        &self,
+        token: &TokenHash,
+        now: Timestamp,
+    ) -> Result<EmailChangeOutcome, StoreError> {
+        let (this, token) = (self.clone(), token.clone());
+        to_completion(async move { this.confirm_email_change_steps(&token, now).await }).await
+    }
+
+    async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        let (this, id) = (self.clone(), id.clone());
+        to_completion(async move { this.delete_account_steps(&id).await }).await
+    }
+}
+
+/// The multi-step sequences behind [`UserStore`], each run by its trait
+/// method through [`to_completion`].
+impl MongoStores {
+    async fn change_password_steps(
+        &self,
+        id: &UserId,
+        new: &PasswordHash,
+        reason: RevokeReason,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
         let Some(user) = self.user_by_id(id.as_str()).await? else {
             return Ok(None);
         };
@@ -254,7 +303,7 @@ impl UserStore for MongoStores {
         self.set_password(id, new, reason, now).await
     }
 
-    async fn complete_password_reset(
+    async fn complete_password_reset_steps(
         &self,
         token: &TokenHash,
         new: &PasswordHash,
@@ -283,7 +332,7 @@ impl UserStore for MongoStores {
         .await
     }
 
-    async fn confirm_email_change(
+    async fn confirm_email_change_steps(
         &self,
         token: &TokenHash,
         now: Timestamp,
@@ -354,7 +403,7 @@ impl UserStore for MongoStores {
         .await
     }
 
-    async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+    async fn delete_account_steps(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         let Some(user) = self.user_by_id(id.as_str()).await? else {
             return Ok(None);
         };
@@ -368,11 +417,18 @@ impl UserStore for MongoStores {
         self.delete_pending_for_email(user.email.as_str()).await?;
         self.delete_rate_limits_for_email(user.email.as_str())
             .await?;
-        run(self
+        let removed = run(self
             .users
             .find_one_and_delete(doc! { "_id": user.id.as_str() }))
         .await?
         .map(|d| docs::user(&d).map_err(StoreError::from))
-        .transpose()
+        .transpose()?;
+        // The sweep after: a sign-in or a link issue that raced this
+        // deletion wrote before now (and goes here) or finds the user gone
+        // and takes back what it wrote (module doc).
+        self.delete_sessions_of_user(user.id.as_str()).await?;
+        self.delete_tokens_of_user(user.id.as_str()).await?;
+        self.clear_attempts(user.email.as_str()).await?;
+        Ok(removed)
     }
 }

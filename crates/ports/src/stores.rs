@@ -120,7 +120,11 @@ pub trait UserStore: Send + Sync {
     ) -> Result<EmailChangeOutcome, StoreError>;
     /// Removes the user and every row that belongs to it: sessions, tokens,
     /// login attempts in every bucket of its address (its devices' too) and
-    /// rate-limit hits keyed by its address. Returns the removed user.
+    /// rate-limit hits keyed by its address. Returns the removed user. A
+    /// [`SessionStore::start`] or [`TokenStore::issue`] for the user racing
+    /// the deletion leaves nothing behind: it lands before and is removed
+    /// with the rest, or finds the user gone (`SessionStart::Stale`; an issue
+    /// that stores nothing).
     async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError>;
 }
 
@@ -168,7 +172,10 @@ pub trait PendingStore: Send + Sync {
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     /// Stores a token and, in the same step, deletes the user's earlier
-    /// tokens of the same kind (a newer link supersedes older ones).
+    /// tokens of the same kind (a newer link supersedes older ones). If the
+    /// user is gone (an account deletion won a race), nothing is stored
+    /// and the answer is still `Ok`: as if the deletion had come after the
+    /// issue and taken the token along. Never an error for that race.
     async fn issue(&self, token: OneTimeToken) -> Result<(), StoreError>;
     /// Reads a live token without spending it. Used to refuse a dead link
     /// before paying for a password hash; spending happens in the atomic

@@ -139,6 +139,7 @@ macro_rules! __store_contract_cases {
             refresh_tokens_are_purged_with_their_session,
             // Account deletion.
             delete_account_removes_every_row_of_the_user,
+            deletion_racing_sign_ins_and_link_issues_leaves_nothing,
             // Rate limits.
             rate_limit_hit_never_exceeds_the_limit_under_20_parallel_hits,
             rate_limit_window_slides_and_keys_are_independent,

@@ -597,6 +597,10 @@ impl PendingStore for MemoryStore {
 impl TokenStore for MemoryStore {
     async fn issue(&self, token: OneTimeToken) -> Result<(), StoreError> {
         let mut st = self.enter("tokens.issue")?;
+        // A user deleted before this issue gets nothing (the port's rule).
+        if !st.users.contains_key(&token.user_id) {
+            return Ok(());
+        }
         let supersedes = |t: &OneTimeToken| t.user_id == token.user_id && t.kind == token.kind;
         // A hash is a primary key. Colliding with a row this call is about
         // to supersede is fine; with anyone else's, it is refused.

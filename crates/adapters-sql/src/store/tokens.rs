@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use regstack_ports::{OneTimeToken, StoreError, Timestamp, TokenHash, TokenKind, TokenStore};
 
-use super::{commit, SqlStores};
+use super::{commit, rollback, SqlStores};
 use crate::backend::{Arg, Backend, Commit, Conn};
 use crate::rows::{self, token_cols, Cells};
 use crate::time::to_db;
@@ -78,9 +78,13 @@ impl<B: Backend> TokenStore for SqlStores<B> {
         let mut tx = self.begin(Commit::Durable).await?;
         // The user row first (the lock order): an issue and a reset or
         // account deletion of the same user queue on it instead of each
-        // holding token rows the other needs. A missing user is left to the
-        // foreign key below.
-        tx.fetch_optional(B::USER_FOR_WRITE, &user).await?;
+        // holding token rows the other needs. A user deleted meanwhile (the
+        // deletion committed first) gets nothing — as if the deletion had
+        // come after the issue and taken the token along — rather than a
+        // foreign-key violation.
+        if tx.fetch_optional(B::USER_FOR_WRITE, &user).await?.is_none() {
+            return rollback::<B>(tx).await;
+        }
         // A newer link supersedes the older ones of the same kind.
         tx.execute(
             "DELETE FROM one_time_tokens WHERE user_id = $1 AND kind = $2",

@@ -1,10 +1,14 @@
-//! Account deletion: every row of the user goes.
+//! Account deletion: every row of the user goes, including what a sign-in
+//! or a link issue racing the deletion wrote.
 
-use regstack_ports::{Promotion, RevokeReason, Rotation, Stores, UserId};
+use regstack_ports::{
+    NewSession, Promotion, RevokeReason, Rotation, SessionStart, StoreError, Stores, UserId,
+};
 
 use crate::fixtures::{self, at, t0};
 
 use super::support::*;
+use super::RACERS;
 
 /// `delete_account` removes the user and everything of it — sessions,
 /// tokens, lockout attempts, rate-limit hits keyed `…:{email}`, a pending
@@ -181,4 +185,94 @@ pub async fn delete_account_removes_every_row_of_the_user(stores: Stores) {
         .insert(fixtures::new_user("del_me@example.com"))
         .await
         .expect("the address is free again");
+}
+
+/// What one racer of [`deletion_racing_sign_ins_and_link_issues_leaves_nothing`]
+/// did.
+enum Raced {
+    Deleted(Result<bool, StoreError>),
+    Started(Result<SessionStart, StoreError>),
+    Issued(Result<(), StoreError>),
+}
+
+/// Sign-ins and link issues racing the deletion of their user leave
+/// nothing of it, and none of them fails: 20 racers, one deleting the
+/// user, the others alternately starting a session for it (with the epoch
+/// the sign-in read) and issuing it a reset link. Every start answers
+/// `Started` (it came first; the deletion removes the session) or `Stale`
+/// (the user was gone), every issue `Ok` — never an error such as a
+/// foreign-key violation — and afterwards no session or token of the user
+/// exists. Several rounds, a fresh user each, so the deletion lands at
+/// different points among the others.
+pub async fn deletion_racing_sign_ins_and_link_issues_leaves_nothing(stores: Stores) {
+    const ROUNDS: usize = 5;
+    for round in 0..ROUNDS {
+        let user = add_user(&stores, &format!("deleted{round}@example.com")).await;
+        let epoch = user.tokens_invalidated_after;
+        let deleter = (round * 7 + RACERS / 2) % RACERS;
+        let sessions: Vec<NewSession> = (0..RACERS)
+            .map(|_| NewSession {
+                credential_epoch: epoch,
+                ..fixtures::new_session(&user.id, t0(), at(days(1)))
+            })
+            .collect();
+        let tokens: Vec<_> = (0..RACERS)
+            .map(|_| fixtures::reset_token(&user.id, at(hours(2))))
+            .collect();
+        let outcomes = race(|i| {
+            let stores = stores.clone();
+            let id = user.id.clone();
+            let session = sessions[i].clone();
+            let token = tokens[i].clone();
+            async move {
+                if i == deleter {
+                    Raced::Deleted(stores.users.delete_account(&id).await.map(|u| u.is_some()))
+                } else if i % 2 == 0 {
+                    Raced::Started(stores.sessions.start(session).await)
+                } else {
+                    Raced::Issued(stores.tokens.issue(token).await)
+                }
+            }
+        })
+        .await;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Raced::Deleted(r) => assert!(
+                    r.as_ref().is_ok_and(|existed| *existed),
+                    "round {round}: the deletion found the user: {r:?}"
+                ),
+                Raced::Started(r) => assert!(
+                    r.is_ok(),
+                    "round {round}, racer {i}: a start racing the deletion must answer \
+                     Started or Stale, not {r:?}"
+                ),
+                Raced::Issued(r) => assert!(
+                    r.is_ok(),
+                    "round {round}, racer {i}: an issue racing the deletion must answer Ok, \
+                     not {r:?}"
+                ),
+            }
+        }
+        let now = at(minutes(1));
+        assert_eq!(stores.users.get(&user.id).await.expect("get"), None);
+        for s in &sessions {
+            assert_eq!(
+                stores
+                    .sessions
+                    .authenticate(&s.id)
+                    .await
+                    .expect("authenticate"),
+                None,
+                "round {round}: a session started during the deletion survived it"
+            );
+        }
+        assert_eq!(listed(&stores, &user.id, now).await, vec![]);
+        for t in &tokens {
+            assert_eq!(
+                peek(&stores, t, now).await,
+                None,
+                "round {round}: a link issued during the deletion survived it"
+            );
+        }
+    }
 }
