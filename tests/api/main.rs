@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod embedding;
+mod enumeration;
 mod faults;
 mod layering;
 mod lifecycle;

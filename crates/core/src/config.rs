@@ -161,6 +161,11 @@ pub struct Config {
     pub require_verification: bool,
     /// Registration is open.
     pub allow_registration: bool,
+    /// Registering a taken address answers exactly like registering a new
+    /// one (201, pending verification) and mails the address's owner a
+    /// notice instead of answering 409 (security.md EN-5). Off by default:
+    /// regstack's clients expect the 409. Needs `require_verification`.
+    pub uniform_registration: bool,
     /// The forgot/reset routes exist.
     pub enable_password_reset: bool,
     /// `DELETE /account` exists.
@@ -209,6 +214,7 @@ impl Default for Config {
             jwt_iat_leeway_seconds: 5,
             require_verification: true,
             allow_registration: true,
+            uniform_registration: false,
             enable_password_reset: true,
             enable_account_deletion: true,
             verification_token_ttl_seconds: 86_400,
@@ -260,6 +266,14 @@ impl Config {
                     "must be at least {MIN_JWT_SECRET_BYTES} bytes (got {}); generate one with `openssl rand -base64 48`",
                     secret.len()
                 ),
+            ));
+        }
+        if self.uniform_registration && !self.require_verification {
+            // Without verification a registration answers with the new
+            // account itself, which a taken address cannot imitate.
+            return Err(ConfigError::new(
+                "uniform_registration",
+                "needs require_verification = true: without verification the answer is the created account, which cannot be imitated for a taken address",
             ));
         }
         if !(60..=60 * 60 * 24 * 30).contains(&self.jwt_ttl_seconds) {
@@ -459,6 +473,16 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "jwt_secret");
+    }
+
+    #[test]
+    fn uniform_registration_is_off_by_default_and_needs_verification() {
+        assert!(!Config::default().uniform_registration);
+        let mut c = valid();
+        c.uniform_registration = true;
+        assert_eq!(c.validate(), Ok(()));
+        c.require_verification = false;
+        assert_eq!(c.validate().unwrap_err().key, "uniform_registration");
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub enum EventKind {
     UserDeleted,
     /// A sign-in was refused because the address is locked out.
     LoginLocked,
+    /// A sign-in or a current-password check failed; the event's `reason`
+    /// says which way (never the password). A run of these across many
+    /// addresses from few IPs is what credential stuffing looks like.
+    LoginFailed,
     /// A session (refresh family) started.
     SessionStarted,
     /// One session was ended by its owner.
@@ -52,7 +56,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, for exhaustive checks.
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 17] = [
         Self::UserRegistered,
         Self::VerificationRequested,
         Self::UserVerified,
@@ -65,6 +69,7 @@ impl EventKind {
         Self::EmailChanged,
         Self::UserDeleted,
         Self::LoginLocked,
+        Self::LoginFailed,
         Self::SessionStarted,
         Self::SessionRevoked,
         Self::SessionsRevokedAll,
@@ -86,6 +91,7 @@ impl EventKind {
             Self::EmailChanged => "email_changed",
             Self::UserDeleted => "user_deleted",
             Self::LoginLocked => "login_locked",
+            Self::LoginFailed => "login_failed",
             Self::SessionStarted => "session_started",
             Self::SessionRevoked => "session_revoked",
             Self::SessionsRevokedAll => "sessions_revoked_all",
@@ -118,6 +124,11 @@ pub struct Event {
     pub url_without_token: Option<String>,
     /// Client IP, when known.
     pub ip: Option<String>,
+    /// Why a sign-in failed, for `login_failed` (`no_account`,
+    /// `no_password`, `wrong_password`, `disabled`, `unverified`,
+    /// `wrong_current_password`): for operators only — the client gets one
+    /// answer for the first three.
+    pub reason: Option<&'static str>,
 }
 
 impl Event {
@@ -132,6 +143,7 @@ impl Event {
             session_id: None,
             url_without_token: None,
             ip: None,
+            reason: None,
         }
     }
 }
@@ -190,6 +202,8 @@ impl EventBus {
             target: "regstack::events",
             event = event.kind.name(),
             user_id = event.user_id.as_ref().map(|u| u.as_str()),
+            reason = event.reason,
+            ip = event.ip.as_deref(),
             "event"
         );
         let handlers: Vec<Handler> = {

@@ -21,6 +21,10 @@ pub enum MailKind {
     PasswordReset,
     /// Confirm a new address.
     EmailChange,
+    /// Tell an address's owner that someone tried to register it again
+    /// (`uniform_registration`, EN-5). Its link carries no token: it leads
+    /// to the forgot-password page.
+    AccountExists,
 }
 
 impl MailKind {
@@ -30,11 +34,12 @@ impl MailKind {
             Self::Verification => "verification",
             Self::PasswordReset => "password_reset",
             Self::EmailChange => "email_change",
+            Self::AccountExists => "account_exists",
         }
     }
 }
 
-const BUILTIN: [(&str, &str); 9] = [
+const BUILTIN: [(&str, &str); 12] = [
     (
         "verification.subject.txt",
         include_str!("../templates/verification.subject.txt"),
@@ -70,6 +75,18 @@ const BUILTIN: [(&str, &str); 9] = [
     (
         "email_change.html",
         include_str!("../templates/email_change.html"),
+    ),
+    (
+        "account_exists.subject.txt",
+        include_str!("../templates/account_exists.subject.txt"),
+    ),
+    (
+        "account_exists.txt",
+        include_str!("../templates/account_exists.txt"),
+    ),
+    (
+        "account_exists.html",
+        include_str!("../templates/account_exists.html"),
     ),
 ];
 
@@ -154,6 +171,7 @@ impl Composer {
             MailKind::Verification,
             MailKind::PasswordReset,
             MailKind::EmailChange,
+            MailKind::AccountExists,
         ] {
             composer.compose(
                 kind,

@@ -313,6 +313,9 @@ pub struct FileConfig {
     pub require_verification: bool,
     /// Registration is open.
     pub allow_registration: bool,
+    /// A taken address gets the same answer as a new one, and its owner a
+    /// notice (EN-5); off: regstack's 409.
+    pub uniform_registration: bool,
     /// The forgot/reset routes exist.
     pub enable_password_reset: bool,
     /// `DELETE /account` exists.
@@ -368,6 +371,7 @@ impl Default for FileConfig {
             jwt_iat_leeway_seconds,
             require_verification,
             allow_registration,
+            uniform_registration,
             enable_password_reset,
             enable_account_deletion,
             verification_token_ttl_seconds,
@@ -408,6 +412,7 @@ impl Default for FileConfig {
             jwt_iat_leeway_seconds,
             require_verification,
             allow_registration,
+            uniform_registration,
             enable_password_reset,
             enable_account_deletion,
             verification_token_ttl_seconds,
@@ -467,6 +472,7 @@ impl FileConfig {
             jwt_iat_leeway_seconds,
             require_verification,
             allow_registration,
+            uniform_registration,
             enable_password_reset,
             enable_account_deletion,
             verification_token_ttl_seconds,
@@ -499,6 +505,7 @@ impl FileConfig {
                 jwt_iat_leeway_seconds,
                 require_verification,
                 allow_registration,
+                uniform_registration,
                 enable_password_reset,
                 enable_account_deletion,
                 verification_token_ttl_seconds,

@@ -51,11 +51,19 @@ impl Engine {
         if !self.cfg.allow_registration {
             return Err(AuthError::RegistrationClosed);
         }
-        if self.stores.users.find_by_email(&reg.email).await?.is_some() {
-            return Err(AuthError::EmailTaken);
-        }
+        let taken = self.stores.users.find_by_email(&reg.email).await?.is_some();
         let now = self.now();
         let expires_at = now + secs(self.cfg.verification_token_ttl_seconds);
+        if taken {
+            if !self.cfg.uniform_registration {
+                return Err(AuthError::EmailTaken);
+            }
+            self.notify_owner_of_registration(&reg, client).await?;
+            return Ok(Registered::Pending {
+                email: reg.email,
+                expires_at,
+            });
+        }
         if self.cfg.require_verification {
             if let Some(pending) = self.stores.pending.find_by_email(&reg.email, now).await? {
                 // A registration for the address is already pending. It
@@ -126,6 +134,62 @@ impl Engine {
             email: reg.email,
             expires_at,
         })
+    }
+
+    /// `uniform_registration` (EN-5): a registration for a taken address
+    /// pays the hash a new registration pays — so the answer comes after
+    /// the same work — and queues a notice to the owner, within the
+    /// address's mail quota. No token, no pending row: nothing the sender
+    /// could use, and the account is untouched.
+    async fn notify_owner_of_registration(
+        &self,
+        reg: &Registration,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
+        self.hasher.hash(reg.password.secret()).await?;
+        tracing::info!(
+            ip = client.ip.as_deref(),
+            "registration for a registered address answered like a new one; the owner is told"
+        );
+        let engine = self.clone();
+        let to = reg.email.clone();
+        self.background
+            .spawn(
+                format!("register:{}", to.as_str()),
+                "notice of a registration for a registered address",
+                async move { engine.mail_account_exists(&to).await },
+            )
+            .await;
+        Ok(())
+    }
+
+    /// The notice of [`Self::notify_owner_of_registration`], off the
+    /// request path.
+    async fn mail_account_exists(&self, email: &Email) -> Result<(), AuthError> {
+        let Some(user) = self.stores.users.find_by_email(email).await? else {
+            return Ok(());
+        };
+        if !self
+            .take_mail_quota(&user.email, MailKind::AccountExists)
+            .await?
+        {
+            return Ok(());
+        }
+        let url = format!(
+            "{}{}/forgot-password",
+            self.cfg.base(),
+            self.cfg.link_prefix()
+        );
+        if let Some(mail) = self.compose_mail(
+            MailKind::AccountExists,
+            &user.email,
+            user.full_name.as_deref(),
+            &url,
+            0,
+        ) {
+            self.deliver(MailKind::AccountExists, mail).await;
+        }
+        Ok(())
     }
 
     fn mail_verification(

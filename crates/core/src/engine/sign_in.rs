@@ -90,6 +90,14 @@ impl Effects<SignIn<SignedIn>> for LoginEffects<'_> {
                 });
                 None
             }
+            Effect::Failed(failure) => {
+                engine.emit(EventKind::LoginFailed, |e| {
+                    e.email = Some(self.email.clone());
+                    e.ip.clone_from(&self.client.ip);
+                    e.reason = Some(failure.name());
+                });
+                None
+            }
         })
     }
 }
@@ -143,6 +151,16 @@ impl Effects<Reauth> for Reauthentication<'_> {
                 engine.emit(kind, |e| {
                     e.user_id = Some(self.user.id.clone());
                     e.email = Some(email.clone());
+                });
+                None
+            }
+            // Whatever the check found, the caller hears "wrong current
+            // password"; the operator too.
+            Effect::Failed(_) => {
+                engine.emit(EventKind::LoginFailed, |e| {
+                    e.user_id = Some(self.user.id.clone());
+                    e.email = Some(email.clone());
+                    e.reason = Some("wrong_current_password");
                 });
                 None
             }

@@ -50,7 +50,10 @@
 //!   `Confirmed` stays counted (disabled and unverified accounts included:
 //!   EN-3);
 //! - unknown accounts and password-less accounts cost the same one check as
-//!   a wrong password (the runner pays a dummy verify).
+//!   a wrong password (the runner pays a dummy verify);
+//! - every run that ends `Rejected` or `Refused` reports why, once
+//!   ([`Effect::Failed`]: the `login_failed` event and its INFO line), so
+//!   operators see a credential-stuffing run that clients cannot tell apart.
 //!
 //! The second factor will sit between the password check and
 //! `Authenticated` (`SecondFactorPending`, where a login run rests until
@@ -199,6 +202,37 @@ pub enum CredentialCheck {
     Right(Box<User>),
 }
 
+/// Why an attempt failed, as operators see it (the `login_failed` event
+/// and its log line). The client gets one answer for the first three
+/// (EN-1); the distinction is what lets an operator tell credential
+/// stuffing (many unknown addresses) from guessing at one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No account for the address.
+    NoAccount,
+    /// The account has no password (OAuth-only).
+    NoPassword,
+    /// The password did not match.
+    WrongPassword,
+    /// Right password, account disabled.
+    Disabled,
+    /// Right password, address not verified.
+    Unverified,
+}
+
+impl Failure {
+    /// The `reason` the event and log line carry.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NoAccount => "no_account",
+            Self::NoPassword => "no_password",
+            Self::WrongPassword => "wrong_password",
+            Self::Disabled => "disabled",
+            Self::Unverified => "unverified",
+        }
+    }
+}
+
 /// What the runner must do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -217,6 +251,8 @@ pub enum Effect {
     StartSession(Box<User>),
     /// Fire an event.
     Emit(EventKind),
+    /// Report a failed attempt (the `login_failed` event and an INFO line).
+    Failed(Failure),
 }
 
 impl<S> Machine for SignIn<S> {
@@ -291,16 +327,28 @@ impl<S> Machine for SignIn<S> {
                         .is_some()
                         .then(|| threshold.saturating_sub(failures))
                         .filter(|r| *r > 0);
-                    (SignIn::Rejected { remaining }, vec![])
+                    let failure = match check {
+                        CredentialCheck::NoAccount => Failure::NoAccount,
+                        CredentialCheck::NoPassword => Failure::NoPassword,
+                        _ => Failure::WrongPassword,
+                    };
+                    (
+                        SignIn::Rejected { remaining },
+                        vec![Effect::Failed(failure)],
+                    )
                 }
                 CredentialCheck::Right(_) if !session => (SignIn::Confirmed, clear(counted)),
-                CredentialCheck::Right(user) if !user.is_active => {
-                    (SignIn::Refused(Refusal::Disabled), vec![])
-                }
+                CredentialCheck::Right(user) if !user.is_active => (
+                    SignIn::Refused(Refusal::Disabled),
+                    vec![Effect::Failed(Failure::Disabled)],
+                ),
                 CredentialCheck::Right(user)
                     if policy.require_verification && !user.is_verified =>
                 {
-                    (SignIn::Refused(Refusal::Unverified), vec![])
+                    (
+                        SignIn::Refused(Refusal::Unverified),
+                        vec![Effect::Failed(Failure::Unverified)],
+                    )
                 }
                 CredentialCheck::Right(user) => {
                     let mut effects = clear(counted);
@@ -692,7 +740,7 @@ mod tests {
         ) {
             let mut state = Run::Started;
             let mut admitted = false;
-            let (mut admits, mut checks, mut sessions) = (0, 0, 0);
+            let (mut admits, mut checks, mut sessions, mut failed) = (0, 0, 0, 0);
             let mut last_check = None;
             // The device the run's attempt came with, and the bucket the
             // lockout store was asked about.
@@ -753,6 +801,20 @@ mod tests {
                             let cleared_on_success = matches!(next, SignIn::Authenticated { .. } | SignIn::Confirmed);
                             prop_assert!(cleared_on_success);
                         }
+                        Effect::Failed(failure) => {
+                            failed += 1;
+                            // Exactly the attempts that end refused after
+                            // a password check, for the reason checked.
+                            let expected = match (&last_check, &next) {
+                                (Some(CredentialCheck::NoAccount), SignIn::Rejected { .. }) => Failure::NoAccount,
+                                (Some(CredentialCheck::NoPassword), SignIn::Rejected { .. }) => Failure::NoPassword,
+                                (Some(CredentialCheck::Wrong), SignIn::Rejected { .. }) => Failure::WrongPassword,
+                                (Some(CredentialCheck::Right(_)), SignIn::Refused(Refusal::Disabled)) => Failure::Disabled,
+                                (Some(CredentialCheck::Right(_)), SignIn::Refused(Refusal::Unverified)) => Failure::Unverified,
+                                _ => return Err(TestCaseError::fail("a failure reported without a failed check")),
+                            };
+                            prop_assert_eq!(*failure, expected);
+                        }
                         Effect::Emit(kind) => {
                             prop_assert_eq!(*kind, EventKind::LoginLocked);
                             prop_assert_eq!(policy.purpose, Purpose::Session);
@@ -778,6 +840,9 @@ mod tests {
             prop_assert!(admits <= 1);
             prop_assert!(checks <= 1);
             prop_assert!(sessions <= 1);
+            prop_assert!(failed <= 1);
+            // Every run refused after its password check reported why.
+            if matches!(state, SignIn::Rejected { .. } | SignIn::Refused(_)) { prop_assert_eq!(failed, 1); }
             if matches!(state, SignIn::Locked { .. }) { prop_assert_eq!(checks, 0); }
         }
     }
