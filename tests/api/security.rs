@@ -992,3 +992,49 @@ async fn strict_transport_security_is_sent_only_when_configured() {
         );
     }
 }
+
+/// JW-5: rotating `jwt_secret` through `jwt_previous_secrets` keeps every
+/// session — access and refresh tokens minted under the old secret work on
+/// an instance that signs with the new one — until the old secret is
+/// dropped, and then only tokens of the new secret work.
+#[tokio::test]
+async fn rotating_the_jwt_secret_keeps_sessions_until_the_old_secret_is_dropped() {
+    let old_secret = test_config().jwt_secret;
+    let new_secret: secrecy::SecretString = "the-next-secret-the-next-secret-0123456789".into();
+    let before = spawn_app().await;
+    before.create_user("rotate@example.com", PW).await;
+    let r = before.login("rotate@example.com", PW).await;
+    let old_access = r.body["access_token"].as_str().unwrap().to_owned();
+    let old_refresh = r.body["refresh_token"].as_str().unwrap().to_owned();
+
+    let on = |secret: secrecy::SecretString, previous: Vec<secrecy::SecretString>| {
+        spawn_app_on(
+            before.stores.clone(),
+            Backend::Memory,
+            move |s| {
+                s.config.jwt_secret = secret;
+                s.config.jwt_previous_secrets = previous;
+            },
+            false,
+        )
+    };
+    let rotated = on(new_secret.clone(), vec![old_secret.clone()]).await;
+    assert_eq!(rotated.me(&old_access).await.status, 200);
+    let r = rotated
+        .post("/refresh", json!({ "refresh_token": old_refresh }))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let new_access = r.body["access_token"].as_str().unwrap().to_owned();
+    let new_refresh = r.body["refresh_token"].as_str().unwrap().to_owned();
+    // An instance not rotated yet that already accepts the new secret.
+    let rolling = on(old_secret, vec![new_secret.clone()]).await;
+    assert_eq!(rolling.me(&new_access).await.status, 200);
+
+    let dropped = on(new_secret, vec![]).await;
+    assert_eq!(dropped.me(&old_access).await.status, 401);
+    assert_eq!(dropped.me(&new_access).await.status, 200);
+    let r = dropped
+        .post("/refresh", json!({ "refresh_token": new_refresh }))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}

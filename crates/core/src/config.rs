@@ -147,6 +147,13 @@ pub struct Config {
     pub base_url: String,
     /// Key material for every token the service signs. At least 32 bytes.
     pub jwt_secret: SecretString,
+    /// Secrets whose tokens, refresh tokens and device cookies are still
+    /// accepted but never made (JW-5). Rotating `jwt_secret`: first add the
+    /// new secret here on every instance, then swap it with the old one
+    /// (which moves here), and drop the old one once its last token has
+    /// expired (the refresh tokens' absolute lifetime; device cookies then
+    /// count as none and only fall back to the address's lockout bucket).
+    pub jwt_previous_secrets: Vec<SecretString>,
     /// Signing algorithm for access tokens.
     pub jwt_algorithm: JwtAlgorithm,
     /// Access-token lifetime.
@@ -208,6 +215,7 @@ impl Default for Config {
             app_name: "RegStack".into(),
             base_url: "http://localhost:8000".into(),
             jwt_secret: SecretString::from(""),
+            jwt_previous_secrets: Vec::new(),
             jwt_algorithm: JwtAlgorithm::HS256,
             jwt_ttl_seconds: 7200,
             jwt_audience: None,
@@ -267,6 +275,20 @@ impl Config {
                     secret.len()
                 ),
             ));
+        }
+        for previous in &self.jwt_previous_secrets {
+            if previous.expose_secret().len() < MIN_JWT_SECRET_BYTES {
+                return Err(ConfigError::new(
+                    "jwt_previous_secrets",
+                    format!("every secret must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+                ));
+            }
+            if previous.expose_secret() == secret {
+                return Err(ConfigError::new(
+                    "jwt_previous_secrets",
+                    "holds the current jwt_secret; list only secrets being rotated in or out",
+                ));
+            }
         }
         if self.uniform_registration && !self.require_verification {
             // Without verification a registration answers with the new
@@ -473,6 +495,18 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "jwt_secret");
+    }
+
+    #[test]
+    fn previous_secrets_must_be_long_and_not_the_current_one() {
+        let mut c = valid();
+        c.jwt_previous_secrets = vec![SecretString::from("p".repeat(32))];
+        assert_eq!(c.validate(), Ok(()));
+        c.jwt_previous_secrets
+            .push(SecretString::from("p".repeat(31)));
+        assert_eq!(c.validate().unwrap_err().key, "jwt_previous_secrets");
+        c.jwt_previous_secrets = vec![c.jwt_secret.clone()];
+        assert_eq!(c.validate().unwrap_err().key, "jwt_previous_secrets");
     }
 
     #[test]

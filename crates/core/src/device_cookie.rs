@@ -47,6 +47,8 @@ pub const DEVICE_COOKIE_CHARS: usize = ID_CHARS + 1 + TAG_CHARS;
 #[derive(Clone)]
 pub struct DeviceCookies {
     tag: Hmac<Sha256>,
+    /// Keys of `jwt_previous_secrets`: recognise, never mint.
+    previous: Vec<Hmac<Sha256>>,
 }
 
 impl std::fmt::Debug for DeviceCookies {
@@ -58,11 +60,25 @@ impl std::fmt::Debug for DeviceCookies {
 impl DeviceCookies {
     /// Derives the key from the configured `jwt_secret`.
     pub fn new(jwt_secret: &SecretString) -> Self {
+        Self {
+            tag: Self::key(jwt_secret),
+            previous: Vec::new(),
+        }
+    }
+
+    /// Also recognises cookies minted under these secrets
+    /// (`jwt_previous_secrets`), so rotating the secret does not put every
+    /// owner's browser back into the address's lockout bucket.
+    pub fn with_previous_secrets(mut self, secrets: &[SecretString]) -> Self {
+        self.previous = secrets.iter().map(Self::key).collect();
+        self
+    }
+
+    fn key(jwt_secret: &SecretString) -> Hmac<Sha256> {
         let key = derive_key(jwt_secret, Purpose::DeviceCookie);
         // HMAC takes keys of any length: `new_from_slice` cannot fail.
-        let tag = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes())
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        Self { tag }
+        Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"))
     }
 
     /// A new device cookie for `email`: a fresh device id and its tag.
@@ -89,10 +105,13 @@ impl DeviceCookies {
         }
         let device = DeviceId::parse(id)?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        let mut mac = self.tag.clone();
-        mac.update(Self::message(&device, email).as_bytes());
-        mac.verify_truncated_left(&tag).ok()?;
-        Some(device)
+        let message = Self::message(&device, email);
+        let tagged_by = |key: &Hmac<Sha256>| {
+            let mut mac = key.clone();
+            mac.update(message.as_bytes());
+            mac.verify_truncated_left(&tag).is_ok()
+        };
+        (tagged_by(&self.tag) || self.previous.iter().any(tagged_by)).then_some(device)
     }
 
     fn tag_of(&self, device: &DeviceId, email: &Email) -> Vec<u8> {
@@ -118,6 +137,25 @@ mod tests {
 
     fn email(s: &str) -> Email {
         Email::parse(s).unwrap()
+    }
+
+    #[test]
+    fn cookies_of_a_previous_secret_are_recognised_and_new_ones_use_the_current() {
+        let (old, new) = (
+            SecretString::from("k1-".repeat(8)),
+            SecretString::from("k2-".repeat(8)),
+        );
+        let owner = email("owner@example.com");
+        let before = DeviceCookies::new(&old).mint(&owner);
+        let rotated = DeviceCookies::new(&new).with_previous_secrets(std::slice::from_ref(&old));
+        assert!(rotated.recognize(before.expose_secret(), &owner).is_some());
+        let after = rotated.mint(&owner);
+        assert!(DeviceCookies::new(&new)
+            .recognize(after.expose_secret(), &owner)
+            .is_some());
+        assert!(DeviceCookies::new(&new)
+            .recognize(before.expose_secret(), &owner)
+            .is_none());
     }
 
     #[test]

@@ -9,6 +9,15 @@
 //! share the secret: one signs, another verifies a moment later by a clock
 //! a little behind), never more; `aud` is required exactly when configured
 //! and refused when not.
+//!
+//! **Key rotation** (security.md JW-5): every token names its key in the
+//! header's `kid` (a fingerprint of the derived key, never the key), and
+//! verification picks the key by `kid` from a keyring — the current
+//! `jwt_secret`'s, then each of `jwt_previous_secrets`'. An unknown `kid`
+//! is refused before any signature check; a token without one (minted
+//! before tokens carried it) is checked against the current key only.
+//! Header parameters that point at keys elsewhere (`jku`, `jwk`, `x5u`,
+//! `x5c`) are never followed: a token carrying one is refused.
 
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -98,7 +107,12 @@ pub enum TokenError {
 /// Signs and verifies regstack's JWTs.
 pub struct JwtCodec {
     algorithm: Algorithm,
+    /// Signs every new token.
     access_key: SecretString,
+    /// `kid` of [`Self::access_key`].
+    kid: String,
+    /// Keys of `jwt_previous_secrets` by `kid`: verify only, never sign.
+    previous: Vec<(String, SecretString)>,
     audience: Option<String>,
     ttl_seconds: u64,
     /// How far `iat` may lie beyond `now`, in microseconds.
@@ -127,6 +141,16 @@ pub fn derive_key(secret: &SecretString, purpose: Purpose) -> SecretString {
     SecretString::from(hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The `kid` naming a derived key: the first 64 bits of its SHA-256 under a
+/// label, in hex. Distinguishes keys; reveals nothing about them.
+fn key_id(key: &SecretString) -> String {
+    use sha2::Digest;
+    let mut digest = Sha256::new();
+    digest.update(b"regstack-rs/kid/v1/");
+    digest.update(key.expose_secret().as_bytes());
+    hex::encode(&digest.finalize()[..8])
+}
+
 impl JwtCodec {
     /// Builds a codec. `secret` must already have passed
     /// [`Config::validate`](crate::config::Config::validate).
@@ -141,13 +165,29 @@ impl JwtCodec {
             JwtAlgorithm::HS384 => Algorithm::HS384,
             JwtAlgorithm::HS512 => Algorithm::HS512,
         };
+        let access_key = derive_key(secret, Purpose::Access);
         Self {
             algorithm,
-            access_key: derive_key(secret, Purpose::Access),
+            kid: key_id(&access_key),
+            access_key,
+            previous: Vec::new(),
             audience,
             ttl_seconds,
             iat_leeway_micros: 0,
         }
+    }
+
+    /// Also accepts tokens signed under these secrets
+    /// (`jwt_previous_secrets`): a rotated-out secret keeps its tokens
+    /// valid until they expire, and a secret about to be rolled out can be
+    /// accepted everywhere before any instance signs with it.
+    pub fn with_previous_secrets(mut self, secrets: &[SecretString]) -> Self {
+        self.previous = secrets
+            .iter()
+            .map(|s| derive_key(s, Purpose::Access))
+            .map(|k| (key_id(&k), k))
+            .collect();
+        self
     }
 
     /// Accepts tokens whose `iat` lies up to `seconds` after `now`
@@ -184,8 +224,12 @@ impl JwtCodec {
             aud: self.audience.clone(),
             nbf: None,
         };
+        let header = Header {
+            kid: Some(self.kid.clone()),
+            ..Header::new(self.algorithm)
+        };
         encode(
-            &Header::new(self.algorithm),
+            &header,
             &claims,
             &EncodingKey::from_secret(self.access_key.expose_secret().as_bytes()),
         )
@@ -197,9 +241,15 @@ impl JwtCodec {
         if token.len() > MAX_JWT_BYTES {
             return Err(TokenError::Invalid);
         }
-        if has_crit_header(token) {
-            return Err(TokenError::Invalid);
-        }
+        let key = match header_kid(token) {
+            HeaderCheck::Refused => return Err(TokenError::Invalid),
+            HeaderCheck::Kid(None) => &self.access_key,
+            HeaderCheck::Kid(Some(kid)) if kid == self.kid => &self.access_key,
+            HeaderCheck::Kid(Some(kid)) => match self.previous.iter().find(|(id, _)| *id == kid) {
+                Some((_, key)) => key,
+                None => return Err(TokenError::Invalid),
+            },
+        };
         let mut validation = Validation::new(self.algorithm);
         // Expiry is checked below against the injected clock, with no leeway.
         validation.validate_exp = false;
@@ -215,7 +265,7 @@ impl JwtCodec {
         }
         let data = decode::<AccessClaims>(
             token,
-            &DecodingKey::from_secret(self.access_key.expose_secret().as_bytes()),
+            &DecodingKey::from_secret(key.expose_secret().as_bytes()),
             &validation,
         )
         .map_err(|_| TokenError::Invalid)?;
@@ -248,22 +298,45 @@ impl JwtCodec {
     }
 }
 
-/// Whether the token's header names critical extensions (`crit`, RFC 7515
-/// §4.1.11). We understand none, and a recipient must refuse a token whose
-/// critical extensions it does not understand — `jsonwebtoken` ignores the
-/// parameter, so it is checked here. An undecodable header is left to the
-/// signature check, which refuses it anyway.
-fn has_crit_header(token: &str) -> bool {
+/// What a token's header allows before its signature is checked.
+enum HeaderCheck {
+    /// A parameter we must not accept.
+    Refused,
+    /// The key the token names, if it names one.
+    Kid(Option<String>),
+}
+
+/// Header parameters refused outright: critical extensions (`crit`, RFC
+/// 7515 §4.1.11 — we understand none, and a recipient must refuse what it
+/// does not understand; `jsonwebtoken` ignores the parameter) and pointers
+/// to keys held elsewhere (RFC 8725 §3.10: never fetched, never trusted).
+const REFUSED_HEADER_PARAMETERS: [&str; 5] = ["crit", "jku", "jwk", "x5u", "x5c"];
+
+/// Reads the header's `kid` and refuses [`REFUSED_HEADER_PARAMETERS`]. An
+/// undecodable header is left to the signature check, which refuses it
+/// anyway; a `kid` that is not a string names no key we have.
+fn header_kid(token: &str) -> HeaderCheck {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
-    let Some(header) = token.split('.').next() else {
-        return false;
+    let header = token
+        .split('.')
+        .next()
+        .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+        .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok());
+    let Some(header) = header else {
+        return HeaderCheck::Kid(None);
     };
-    URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()
-        .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
-        .is_some_and(|h| h.get("crit").is_some())
+    if REFUSED_HEADER_PARAMETERS
+        .iter()
+        .any(|p| header.get(p).is_some())
+    {
+        return HeaderCheck::Refused;
+    }
+    match header.get("kid") {
+        None => HeaderCheck::Kid(None),
+        Some(serde_json::Value::String(kid)) => HeaderCheck::Kid(Some(kid.clone())),
+        Some(_) => HeaderCheck::Refused,
+    }
 }
 
 #[cfg(test)]
@@ -428,6 +501,121 @@ mod tests {
                 Err(TokenError::Invalid),
                 "{}",
                 String::from_utf8_lossy(header)
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_name_their_key_and_a_rotated_out_secret_verifies_until_dropped() {
+        let old = SecretString::from("o".repeat(40));
+        let new = SecretString::from("n".repeat(40));
+        let build = |secret: &SecretString, previous: &[SecretString]| {
+            JwtCodec::new(secret, JwtAlgorithm::HS256, None, 7200).with_previous_secrets(previous)
+        };
+        let (u, s) = ids();
+        let before = build(&old, &[]).issue_access(&u, &s, now()).unwrap();
+        let header = jsonwebtoken::decode_header(&before).unwrap();
+        let kid = header.kid.expect("every token names its key");
+        assert_eq!(kid.len(), 16);
+        assert!(
+            !kid.contains(&"o".repeat(8)),
+            "the kid is no part of the key"
+        );
+
+        // Rotated: the new secret signs, the old one still verifies.
+        let rotated = build(&new, std::slice::from_ref(&old));
+        assert!(rotated.verify_access(&before, now()).is_ok());
+        let after = rotated.issue_access(&u, &s, now()).unwrap();
+        assert_ne!(jsonwebtoken::decode_header(&after).unwrap().kid, Some(kid));
+        assert!(rotated.verify_access(&after, now()).is_ok());
+        // Before the roll-out, the next secret can be accepted everywhere.
+        assert!(build(&old, std::slice::from_ref(&new))
+            .verify_access(&after, now())
+            .is_ok());
+        // Dropped: the old secret's tokens die.
+        assert_eq!(
+            build(&new, &[]).verify_access(&before, now()),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn an_unknown_kid_and_pointers_to_foreign_keys_are_refused() {
+        use hmac::Mac;
+        let c = codec(None);
+        let (u, s) = ids();
+        let t = c.issue_access(&u, &s, now()).unwrap();
+        let payload = t.split('.').nth(1).unwrap();
+        let sign = |header: &str| {
+            let input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header));
+            let mut mac =
+                hmac::Hmac::<sha2::Sha256>::new_from_slice(c.access_key.expose_secret().as_bytes())
+                    .unwrap();
+            mac.update(input.as_bytes());
+            format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            )
+        };
+        // Signed with the right key throughout: only the header differs.
+        let kid = &c.kid;
+        assert!(c
+            .verify_access(&sign(&format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#)), now())
+            .is_ok());
+        // Without a kid (tokens from before kids): the current key.
+        assert!(c.verify_access(&sign(r#"{"alg":"HS256"}"#), now()).is_ok());
+        for header in [
+            r#"{"alg":"HS256","kid":"0000000000000000"}"#.to_owned(),
+            r#"{"alg":"HS256","kid":7}"#.to_owned(),
+            format!(r#"{{"alg":"HS256","kid":"{kid}","jku":"https://evil.test/keys"}}"#),
+            format!(r#"{{"alg":"HS256","kid":"{kid}","x5u":"https://evil.test/cert"}}"#),
+            format!(r#"{{"alg":"HS256","kid":"{kid}","jwk":{{"kty":"oct","k":"AAAA"}}}}"#),
+            format!(r#"{{"alg":"HS256","kid":"{kid}","x5c":["MIIB"]}}"#),
+        ] {
+            assert_eq!(
+                c.verify_access(&sign(&header), now()),
+                Err(TokenError::Invalid),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_required_claim_is_required() {
+        use hmac::Mac;
+        let c = codec(None);
+        let (u, s) = ids();
+        let full = serde_json::json!({
+            "sub": u.to_string(),
+            "sid": s.to_string(),
+            "jti": "j",
+            "purpose": "access",
+            "iat": now().timestamp() as f64,
+            "exp": now().timestamp() + 60,
+        });
+        let sign = |claims: &serde_json::Value| {
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","kid":"{}"}}"#, c.kid)),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let mut mac =
+                hmac::Hmac::<sha2::Sha256>::new_from_slice(c.access_key.expose_secret().as_bytes())
+                    .unwrap();
+            mac.update(input.as_bytes());
+            format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            )
+        };
+        assert!(c.verify_access(&sign(&full), now()).is_ok());
+        for claim in ["sub", "sid", "jti", "purpose", "iat", "exp"] {
+            let mut partial = full.clone();
+            partial.as_object_mut().unwrap().remove(claim);
+            assert_eq!(
+                c.verify_access(&sign(&partial), now()),
+                Err(TokenError::Invalid),
+                "a token without `{claim}` verified"
             );
         }
     }

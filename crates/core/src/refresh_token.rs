@@ -15,7 +15,10 @@
 //!   a forged token (or a session id read from a log) cannot trigger.
 //!
 //! Both keys are derived from `jwt_secret` with their own purpose labels
-//! ([`crate::jwt::derive_key`]).
+//! ([`crate::jwt::derive_key`]). Tags made under one of
+//! `jwt_previous_secrets` still verify, so rotating the secret does not sign
+//! everyone out at their next refresh; new tokens are always tagged and
+//! derived with the current secret's keys.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -62,6 +65,8 @@ pub struct PresentedRefresh<'a> {
 pub struct RefreshTokens {
     successor: Hmac<Sha256>,
     tag: Hmac<Sha256>,
+    /// Tag keys of `jwt_previous_secrets`: check, never tag.
+    previous_tags: Vec<Hmac<Sha256>>,
 }
 
 impl std::fmt::Debug for RefreshTokens {
@@ -83,7 +88,18 @@ impl RefreshTokens {
         Self {
             successor: keyed(jwt_secret, Purpose::RefreshSuccessor),
             tag: keyed(jwt_secret, Purpose::RefreshTag),
+            previous_tags: Vec::new(),
         }
+    }
+
+    /// Also accepts tokens tagged under these secrets
+    /// (`jwt_previous_secrets`).
+    pub fn with_previous_secrets(mut self, secrets: &[SecretString]) -> Self {
+        self.previous_tags = secrets
+            .iter()
+            .map(|s| keyed(s, Purpose::RefreshTag))
+            .collect();
+        self
     }
 
     /// The first token of a new session: a random secret.
@@ -114,10 +130,15 @@ impl RefreshTokens {
         }
         let session = SessionId::parse(sid)?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        let mut mac = self.tag.clone();
-        mac.update(body.as_bytes());
-        // Constant time; compares the leftmost TAG_BYTES of the MAC.
-        mac.verify_truncated_left(&tag).ok()?;
+        let tagged_by = |key: &Hmac<Sha256>| {
+            let mut mac = key.clone();
+            mac.update(body.as_bytes());
+            // Constant time; compares the leftmost TAG_BYTES of the MAC.
+            mac.verify_truncated_left(&tag).is_ok()
+        };
+        if !(tagged_by(&self.tag) || self.previous_tags.iter().any(tagged_by)) {
+            return None;
+        }
         Some(PresentedRefresh {
             session,
             hash: tokens::hash_raw(raw),
@@ -144,6 +165,27 @@ mod tests {
 
     fn keys(secret: &str) -> RefreshTokens {
         RefreshTokens::new(&SecretString::from(secret.repeat(8)))
+    }
+
+    #[test]
+    fn tokens_of_a_previous_secret_parse_and_successors_use_the_current() {
+        let (old, new) = (
+            SecretString::from("k1-".repeat(8)),
+            SecretString::from("k2-".repeat(8)),
+        );
+        let sid = SessionId::generate();
+        let before = RefreshTokens::new(&old).mint(&sid);
+        let rotated = RefreshTokens::new(&new).with_previous_secrets(std::slice::from_ref(&old));
+        let presented = rotated.parse(before.raw.expose_secret()).unwrap();
+        assert_eq!(presented.session, sid);
+        let successor = rotated.successor(&presented);
+        // Tagged with the current key: valid once the old secret is gone.
+        assert!(RefreshTokens::new(&new)
+            .parse(successor.raw.expose_secret())
+            .is_some());
+        assert!(RefreshTokens::new(&new)
+            .parse(before.raw.expose_secret())
+            .is_none());
     }
 
     #[test]

@@ -301,6 +301,8 @@ pub struct FileConfig {
     pub mongodb_database: String,
     /// Key material for every token the service signs. At least 32 bytes.
     pub jwt_secret: SecretString,
+    /// Secrets still accepted, never used to sign: rotation (JW-5).
+    pub jwt_previous_secrets: Vec<SecretString>,
     /// Signing algorithm for access tokens.
     pub jwt_algorithm: JwtAlgorithm,
     /// Access-token lifetime.
@@ -365,6 +367,7 @@ impl Default for FileConfig {
             app_name,
             base_url,
             jwt_secret,
+            jwt_previous_secrets,
             jwt_algorithm,
             jwt_ttl_seconds,
             jwt_audience,
@@ -406,6 +409,7 @@ impl Default for FileConfig {
             database_url,
             mongodb_database,
             jwt_secret,
+            jwt_previous_secrets,
             jwt_algorithm,
             jwt_ttl_seconds,
             jwt_audience,
@@ -466,6 +470,7 @@ impl FileConfig {
             database_url,
             mongodb_database,
             jwt_secret,
+            jwt_previous_secrets,
             jwt_algorithm,
             jwt_ttl_seconds,
             jwt_audience,
@@ -499,6 +504,7 @@ impl FileConfig {
                 app_name,
                 base_url,
                 jwt_secret,
+                jwt_previous_secrets,
                 jwt_algorithm,
                 jwt_ttl_seconds,
                 jwt_audience,

@@ -159,9 +159,12 @@ impl Engine {
             cfg.jwt_audience.clone(),
             cfg.jwt_ttl_seconds,
         )
-        .with_iat_leeway(cfg.jwt_iat_leeway_seconds);
-        let refresh_tokens = RefreshTokens::new(&cfg.jwt_secret);
-        let device_cookies = DeviceCookies::new(&cfg.jwt_secret);
+        .with_iat_leeway(cfg.jwt_iat_leeway_seconds)
+        .with_previous_secrets(&cfg.jwt_previous_secrets);
+        let refresh_tokens =
+            RefreshTokens::new(&cfg.jwt_secret).with_previous_secrets(&cfg.jwt_previous_secrets);
+        let device_cookies =
+            DeviceCookies::new(&cfg.jwt_secret).with_previous_secrets(&cfg.jwt_previous_secrets);
         Ok(Self {
             refresh_tokens: Arc::new(refresh_tokens),
             device_cookies: Arc::new(device_cookies),
