@@ -1038,3 +1038,24 @@ async fn rotating_the_jwt_secret_keeps_sessions_until_the_old_secret_is_dropped(
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
+
+/// PW-5: a password typed with combining accents (NFD, as some platforms
+/// and password managers produce it) and the same password with
+/// precomposed letters (NFC) are one password, both ways round.
+#[tokio::test]
+async fn a_password_signs_in_in_any_unicode_normal_form() {
+    let app = spawn_app().await;
+    let (nfc, nfd) = (
+        "Cr\u{e8}me br\u{fb}l\u{e9}e 42",
+        "Cre\u{300}me bru\u{302}le\u{301}e 42",
+    );
+    app.create_user("nfd@example.com", nfd).await;
+    app.create_user("nfc@example.com", nfc).await;
+    for (email, typed) in [("nfd@example.com", nfc), ("nfc@example.com", nfd)] {
+        assert_eq!(app.login(email, typed).await.status, 200, "{email}");
+    }
+    assert_eq!(
+        app.login("nfc@example.com", "Creme brulee 42").await.status,
+        401
+    );
+}

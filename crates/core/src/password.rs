@@ -10,6 +10,19 @@
 //! argon2-cffi hashes included), and `needs_rehash` reports hashes made with
 //! weaker parameters than configured so the flow can upgrade them.
 //!
+//! **Unicode** (security.md PW-5, NIST SP 800-63B §5.1.1.2): a password is
+//! hashed in its NFKC form, so "é" typed as one code point or as "e" plus a
+//! combining accent — which keyboards, platforms and password managers
+//! produce differently — is one password. regstack hashed the raw UTF-8, so
+//! verification falls back to the raw form when it differs from the NFKC
+//! one and the NFKC form did not match; a match that way asks for a rehash,
+//! which stores the NFKC form. The fallback costs a second derivation only
+//! for passwords NFKC changes, and then for every account alike (the dummy
+//! verification of unknown addresses included), so it tells nothing about
+//! whether an account exists. (A regstack server sharing the database would
+//! no longer verify such an upgraded hash; ASCII passwords, which NFKC
+//! leaves alone, are unaffected.)
+//!
 //! Each running hash needs `argon2_memory_kib` of working memory. Allocating
 //! and freeing it per call costs a page fault per 4 KiB every time, and
 //! below glibc's 32 MiB mmap ceiling (the OWASP floor is 19 MiB) the freed
@@ -29,6 +42,7 @@ use password_hash::{Output, ParamsString, PasswordHash as Phc, Salt, SaltString}
 use regstack_ports::{HashError, PasswordHash, PasswordHasher, Verification};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OnceCell, Semaphore};
+use unicode_normalization::UnicodeNormalization;
 
 use crate::config::PasswordConfig;
 
@@ -95,6 +109,19 @@ fn derive(
         })
     })
     .map_err(|e| HashError::Failed(e.to_string()))
+}
+
+/// The form a password is hashed in: NFKC. `None` when that is the
+/// password as typed (every ASCII password), so no second form exists to
+/// try.
+fn normalised(password: &str) -> Option<SecretString> {
+    if unicode_normalization::is_nfkc_quick(password.chars())
+        == unicode_normalization::IsNormalized::Yes
+    {
+        return None;
+    }
+    let nfkc: String = password.nfkc().collect();
+    (nfkc != password).then(|| SecretString::from(nfkc))
 }
 
 /// Argon2id with configured parameters and a concurrency bound.
@@ -220,11 +247,15 @@ impl PasswordHasher for Argon2Hasher {
             let salt = SaltString::encode_b64(&crate::tokens::random_bytes::<16>())
                 .map_err(|e| HashError::Failed(e.to_string()))?;
             let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+            let nfkc = normalised(password.expose_secret());
             let output = derive(
                 &pool,
                 &argon,
                 &params,
-                password.expose_secret().as_bytes(),
+                nfkc.as_ref()
+                    .unwrap_or(&password)
+                    .expose_secret()
+                    .as_bytes(),
                 salt.as_salt(),
             )?;
             let phc = Phc {
@@ -252,7 +283,7 @@ impl PasswordHasher for Argon2Hasher {
         let password = password.clone();
         let stored = hash.as_str().to_owned();
         let pool = self.pool.clone();
-        let matches = self
+        let (matches, unnormalised) = self
             .bounded(move || {
                 let phc = Phc::new(&stored).map_err(|_| HashError::Malformed)?;
                 // Variant, version and parameters come from the PHC string
@@ -273,22 +304,34 @@ impl PasswordHasher for Argon2Hasher {
                 let argon = Argon2::new(algorithm, version, params.clone());
                 // Argon2 refuses only inputs outside its limits (a salt
                 // shorter than 8 bytes, say): a stored hash no password
-                // can match, not a server failure.
-                let computed = derive(
-                    &pool,
-                    &argon,
-                    &params,
-                    password.expose_secret().as_bytes(),
-                    salt,
-                )
-                .map_err(|_| HashError::Malformed)?;
-                // `Output` compares in constant time.
-                Ok::<bool, HashError>(computed == expected)
+                // can match, not a server failure. `Output` compares in
+                // constant time.
+                let matches_form = |form: &SecretString| {
+                    derive(
+                        &pool,
+                        &argon,
+                        &params,
+                        form.expose_secret().as_bytes(),
+                        salt,
+                    )
+                    .map(|computed| computed == expected)
+                    .map_err(|_| HashError::Malformed)
+                };
+                let Some(nfkc) = normalised(password.expose_secret()) else {
+                    return Ok::<_, HashError>((matches_form(&password)?, false));
+                };
+                if matches_form(&nfkc)? {
+                    return Ok((true, false));
+                }
+                // A hash of the form as typed (regstack's, or ours before
+                // normalisation).
+                let legacy = matches_form(&password)?;
+                Ok((legacy, legacy))
             })
             .await??;
         Ok(Verification {
             matches,
-            needs_rehash: matches && needs_rehash,
+            needs_rehash: matches && (needs_rehash || unnormalised),
         })
     }
 
@@ -346,6 +389,98 @@ mod tests {
             .await
             .unwrap();
         assert!(!bad.matches);
+    }
+
+    /// "Crème brûlée" with precomposed letters (NFC) and with combining
+    /// accents (NFD), and with the "ﬀ" ligature NFKC spells "ff".
+    const NFC: &str = "Cr\u{e8}me br\u{fb}l\u{e9}e 42";
+    const NFD: &str = "Cre\u{300}me bru\u{302}le\u{301}e 42";
+
+    /// Made by argon2-cffi (regstack 0.9.3's hasher) for [`NFD`] as typed.
+    const REGSTACK_NFD_HASH: &str = include_str!("../tests/fixtures/regstack_argon2_nfd.phc");
+
+    #[tokio::test]
+    async fn a_regstack_hash_of_a_non_ascii_password_verifies_and_is_renewed_in_normal_form() {
+        let h = Argon2Hasher::new(&PasswordConfig::default()).unwrap();
+        let stored = PasswordHash::new(REGSTACK_NFD_HASH.trim().to_owned());
+        let v = h.verify(&SecretString::from(NFD), &stored).await.unwrap();
+        assert_eq!(
+            v,
+            Verification {
+                matches: true,
+                needs_rehash: true
+            }
+        );
+        let v = h
+            .verify(&SecretString::from("Creme brulee 42"), &stored)
+            .await
+            .unwrap();
+        assert!(!v.matches);
+    }
+
+    #[tokio::test]
+    async fn every_unicode_form_of_a_password_is_the_same_password() {
+        let h = Argon2Hasher::new(&floor()).unwrap();
+        assert_ne!(NFC, NFD);
+        for (set, typed) in [(NFC, NFD), (NFD, NFC), ("e\u{fb00}ort-1234", "effort-1234")] {
+            let hash = h.hash(&SecretString::from(set)).await.unwrap();
+            let v = h.verify(&SecretString::from(typed), &hash).await.unwrap();
+            assert_eq!(
+                v,
+                Verification {
+                    matches: true,
+                    needs_rehash: false
+                },
+                "set {set:?}, typed {typed:?}"
+            );
+            let wrong = format!("{typed}x");
+            assert!(
+                !h.verify(&SecretString::from(wrong), &hash)
+                    .await
+                    .unwrap()
+                    .matches
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hash_of_the_password_as_typed_verifies_and_asks_for_the_normal_form() {
+        use password_hash::PasswordHasher as _;
+        let h = Argon2Hasher::new(&floor()).unwrap();
+        // As regstack hashed: the raw UTF-8 of what was typed.
+        let salt = SaltString::encode_b64(b"sixteen-byte-slt").unwrap();
+        let argon = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(19456, 2, 1, None).unwrap(),
+        );
+        let legacy = PasswordHash::new(
+            argon
+                .hash_password(NFD.as_bytes(), &salt)
+                .unwrap()
+                .to_string(),
+        );
+        let v = h.verify(&SecretString::from(NFD), &legacy).await.unwrap();
+        assert_eq!(
+            v,
+            Verification {
+                matches: true,
+                needs_rehash: true
+            }
+        );
+        // The rehash is of the normal form, which every spelling then meets.
+        let upgraded = h.hash(&SecretString::from(NFD)).await.unwrap();
+        let phc = Phc::new(upgraded.as_str()).unwrap();
+        let nfc_raw = argon
+            .hash_password(NFC.as_bytes(), phc.salt.unwrap())
+            .unwrap();
+        assert_eq!(nfc_raw.hash, phc.hash, "hashed in NFKC (here equal to NFC)");
+        assert!(
+            !h.verify(&SecretString::from("Creme brulee 42"), &legacy)
+                .await
+                .unwrap()
+                .matches
+        );
     }
 
     #[tokio::test]
