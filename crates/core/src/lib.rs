@@ -1,5 +1,6 @@
 //! The decisions of regstack-rs: account flows as state machines, lockout
-//! and token policy, JWT, password hashing, mail composition, events.
+//! and token policy, JWT, password hashing, mail composition, events, and
+//! the building blocks of second factors (TOTP, backup and SMS codes).
 //!
 //! This ring sits between `ports` (which it depends on) and the adapters
 //! and HTTP layer (which depend on it). It performs no I/O of its own: it
@@ -24,6 +25,7 @@ pub mod device_cookie;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod factors;
 pub mod flows;
 pub mod jwt;
 pub mod mail;
