@@ -1059,3 +1059,124 @@ async fn a_password_signs_in_in_any_unicode_normal_form() {
         401
     );
 }
+
+/// SE-11 (the JSON API's part; the page headers come with the pages): every
+/// class of answer — success, client error, refusal, lockout, unknown route
+/// — carries `nosniff`, `Referrer-Policy: no-referrer` and
+/// `Cache-Control: no-store`, and says it is JSON.
+#[tokio::test]
+async fn every_class_of_answer_carries_the_security_headers() {
+    let app = spawn_app_with(|s| s.config.login_lockout_threshold = 1, false).await;
+    app.create_user("headers@example.com", PW).await;
+    let token = app.access_token("headers@example.com", PW).await;
+    let mut answers = vec![
+        (
+            "register 201",
+            app.register("new-headers@example.com", PW).await,
+        ),
+        ("me 200", app.me(&token).await),
+        ("me 401", app.me("not-a-token").await),
+        (
+            "login 401",
+            app.login("headers@example.com", "wrong-password-1").await,
+        ),
+        ("login 429", app.login("headers@example.com", PW).await),
+        ("login 422", app.post("/login", json!({ "email": 7 })).await),
+        (
+            "unknown 404",
+            app.call(Method::GET, "/nope", None, None).await,
+        ),
+        (
+            "method 405",
+            app.call(Method::GET, "/login", None, None).await,
+        ),
+    ];
+    let r = app
+        .http
+        .post(format!("{}/login", app.api))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    answers.push((
+        "login 415",
+        Reply {
+            status: r.status(),
+            headers: r.headers().clone(),
+            body: serde_json::Value::Null,
+        },
+    ));
+    for (what, r) in &answers {
+        let expected = what.rsplit(' ').next().unwrap();
+        assert_eq!(r.status.as_str(), expected, "{what}: {:?}", r.body);
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "no-referrer"),
+            ("cache-control", "no-store"),
+        ] {
+            assert_eq!(
+                r.headers.get(name).map(|v| v.to_str().unwrap()),
+                Some(value),
+                "{what}: {name}"
+            );
+        }
+        let content_type = r.headers["content-type"].to_str().unwrap();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{what}: {content_type}"
+        );
+    }
+}
+
+/// PW-10 and PW-5 end to end: regstack hashed a non-ASCII password as
+/// typed. Signing in with that spelling works, and the sign-in renews the
+/// stored hash in normal form, after which every spelling works.
+#[tokio::test]
+async fn a_sign_in_renews_a_regstack_hash_of_a_non_ascii_password_in_normal_form() {
+    let app = spawn_app().await;
+    let (nfc, nfd) = (
+        "Cr\u{e8}me br\u{fb}l\u{e9}e 42",
+        "Cre\u{300}me bru\u{302}le\u{301}e 42",
+    );
+    let phc = include_str!("../../crates/core/tests/fixtures/regstack_argon2_nfd.phc")
+        .trim()
+        .to_owned();
+    let email = regstack_ports::Email::parse("renew@example.com").unwrap();
+    let id = regstack_ports::UserId::generate();
+    app.stores
+        .users
+        .insert(regstack_ports::NewUser {
+            id: id.clone(),
+            email: email.clone(),
+            password_hash: Some(regstack_ports::PasswordHash::new(phc.clone())),
+            full_name: None,
+            is_verified: true,
+            is_superuser: false,
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    // regstack's hash knows only the spelling it was given.
+    assert_eq!(app.login("renew@example.com", nfc).await.status, 401);
+    assert_eq!(app.login("renew@example.com", nfd).await.status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let renewed = loop {
+        let stored = app.stores.users.get(&id).await.unwrap().unwrap();
+        let hash = stored.password_hash.unwrap();
+        if hash.as_str() != phc {
+            break hash;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hash was never renewed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // With the server's parameters, and in normal form: both spellings work.
+    assert!(renewed
+        .as_str()
+        .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    assert_eq!(app.login("renew@example.com", nfc).await.status, 200);
+    assert_eq!(app.login("renew@example.com", nfd).await.status, 200);
+}

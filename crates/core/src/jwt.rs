@@ -621,6 +621,56 @@ mod tests {
     }
 
     #[test]
+    fn a_not_before_in_the_future_is_refused_without_leeway() {
+        use hmac::Mac;
+        let c = codec(None);
+        let (u, s) = ids();
+        let sign = |nbf: i64| {
+            let claims = serde_json::json!({
+                "sub": u.to_string(), "sid": s.to_string(), "jti": "j", "purpose": "access",
+                "iat": now().timestamp() as f64, "exp": now().timestamp() + 60, "nbf": nbf,
+            });
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256"}"#),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let mut mac =
+                hmac::Hmac::<sha2::Sha256>::new_from_slice(c.access_key.expose_secret().as_bytes())
+                    .unwrap();
+            mac.update(input.as_bytes());
+            format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            )
+        };
+        assert!(c.verify_access(&sign(now().timestamp()), now()).is_ok());
+        assert_eq!(
+            c.verify_access(&sign(now().timestamp() + 1), now()),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn an_asymmetrically_signed_token_is_refused() {
+        // An RS256 header over our claims: the configured HMAC algorithm
+        // is the only one accepted, whatever the token says.
+        let c = codec(None);
+        let (u, s) = ids();
+        let t = c.issue_access(&u, &s, now()).unwrap();
+        let payload = t.split('.').nth(1).unwrap();
+        for alg in ["RS256", "ES256", "PS256", "EdDSA", "HS512"] {
+            let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
+            let forged = format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode([7u8; 256]));
+            assert_eq!(
+                c.verify_access(&forged, now()),
+                Err(TokenError::Invalid),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
     fn alg_none_is_refused() {
         let c = codec(None);
         let (u, s) = ids();
