@@ -23,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{seconds_until, secs, ClientContext, Engine, MAX_USER_AGENT_CHARS};
 use crate::error::AuthError;
 use crate::events::EventKind;
+use crate::flows::gate::Cleared;
 use crate::flows::sign_in::{
     Bucket, CredentialCheck, Effect, LockoutPolicy, Purpose, Refusal, SignIn, SignInEvent,
     SignInPolicy,
@@ -80,8 +81,8 @@ impl Effects<SignIn<SignedIn>> for LoginEffects<'_> {
                 engine.stores.login_attempts.clear(&key).await?;
                 None
             }
-            Effect::StartSession(user) => Some(SignInEvent::SessionStarted(
-                engine.start_session(*user, self.client).await?,
+            Effect::StartSession(cleared) => Some(SignInEvent::SessionStarted(
+                engine.start_session(cleared, self.client).await?,
             )),
             Effect::Emit(kind) => {
                 engine.emit(kind, |e| {
@@ -220,6 +221,15 @@ impl Engine {
             SignIn::Rejected { remaining } => Err(AuthError::InvalidCredentials { remaining }),
             SignIn::Refused(Refusal::Disabled) => Err(AuthError::AccountDisabled),
             SignIn::Refused(Refusal::Unverified) => Err(AuthError::EmailNotVerified),
+            // Refused rather than signed in: the challenge that checks the
+            // second factor is not wired to the API yet (issue 12), and an
+            // account that has one must never get a session without it.
+            SignIn::SecondFactorRequired { user_id } => {
+                tracing::warn!(user_id = %user_id, "sign-in refused: the account has a second factor this server cannot check yet");
+                Err(AuthError::internal(
+                    "second-factor challenges are not available yet",
+                ))
+            }
             SignIn::Started
             | SignIn::Admitting { .. }
             | SignIn::Admitted { .. }
@@ -329,21 +339,23 @@ impl Engine {
         }
     }
 
-    /// Starts a session for a user whose every required factor has been
-    /// checked. Every sign-in path ends here (password now; MFA and OAuth in
-    /// later issues), so session rules live in one place.
+    /// Starts a session for an account the MFA gate cleared: every sign-in
+    /// path ends here, and only with a [`Cleared`], which only the gate's
+    /// machines can make ([`crate::flows::gate`]) — so no path, present or
+    /// future, reaches a session around a required second factor.
     ///
-    /// `user` must be the record as read together with the credential that
-    /// was checked: the session is bound to its credential epoch
+    /// The cleared record is the one read together with the credential
+    /// that was checked: the session is bound to its credential epoch
     /// (`tokens_invalidated_after`), and the store refuses to start it if a
     /// password change, reset or email change has moved the epoch since.
     /// Such a sign-in is answered as wrong credentials — the password it
     /// proved is no longer the account's.
     pub async fn start_session(
         &self,
-        user: User,
+        cleared: Cleared,
         client: &ClientContext,
     ) -> Result<SignedIn, AuthError> {
+        let user = cleared.into_user();
         let now = self.now();
         let session_id = SessionId::generate();
         let user_agent = client.user_agent.as_ref().map(|ua| {
@@ -442,6 +454,7 @@ impl Engine {
             | SignIn::Admitting { .. }
             | SignIn::Admitted { .. }
             | SignIn::Refused(_)
+            | SignIn::SecondFactorRequired { .. }
             | SignIn::Authenticated { .. }
             | SignIn::SignedIn(_) => Err(AuthError::internal("re-authentication did not finish")),
         }

@@ -6,6 +6,7 @@
 //! place and driven by property tests; the runner only moves data and
 //! keeps no state beside the machine.
 
+pub mod gate;
 pub mod machine;
 pub mod one_time;
 pub mod refresh;

@@ -62,6 +62,7 @@
 use chrono::TimeDelta;
 use regstack_ports::{DeviceId, Timestamp, User, UserId};
 
+use super::gate::{Cleared, FirstFactor, Missing};
 use super::Machine;
 use crate::events::EventKind;
 
@@ -150,6 +151,13 @@ pub enum SignIn<S> {
     },
     /// Right password, but the account may not sign in.
     Refused(Refusal),
+    /// The password was right and the account has a second factor: no
+    /// session until it is checked (the challenge is the gate's,
+    /// [`super::gate`]).
+    SecondFactorRequired {
+        /// Who.
+        user_id: UserId,
+    },
     /// Every factor checked: a session is starting.
     Authenticated {
         /// Who.
@@ -244,11 +252,12 @@ pub enum Effect {
     CheckPassword,
     /// Forget the lockout attempts in this bucket of the address.
     ClearFailures(Bucket),
-    /// Start a session for this account — the record the password was
-    /// checked against; its `tokens_invalidated_after` is the credential
-    /// epoch the store's conditional start compares (reports
-    /// `SessionStarted`). Every sign-in path ends in this effect.
-    StartSession(Box<User>),
+    /// Start a session for this account — cleared by the gate
+    /// ([`Cleared`]) from the record the password was checked against; its
+    /// `tokens_invalidated_after` is the credential epoch the store's
+    /// conditional start compares (reports `SessionStarted`). Every sign-in
+    /// path ends in this effect.
+    StartSession(Cleared),
     /// Fire an event.
     Emit(EventKind),
     /// Report a failed attempt (the `login_failed` event and an INFO line).
@@ -266,6 +275,7 @@ impl<S> Machine for SignIn<S> {
             Self::Locked { .. }
                 | Self::Rejected { .. }
                 | Self::Refused(_)
+                | Self::SecondFactorRequired { .. }
                 | Self::SignedIn(_)
                 | Self::Confirmed
         )
@@ -353,10 +363,18 @@ impl<S> Machine for SignIn<S> {
                 CredentialCheck::Right(user) => {
                     let mut effects = clear(counted);
                     let user_id = user.id.clone();
-                    // The runner's session starter fires `user_logged_in`
-                    // itself, whichever sign-in path reaches it.
-                    effects.push(Effect::StartSession(user));
-                    (SignIn::Authenticated { user_id }, effects)
+                    match Cleared::check(user, FirstFactor::Password, None) {
+                        Ok(cleared) => {
+                            // The runner's session starter fires
+                            // `user_logged_in` itself, whichever sign-in
+                            // path reaches it.
+                            effects.push(Effect::StartSession(cleared));
+                            (SignIn::Authenticated { user_id }, effects)
+                        }
+                        Err(Missing::SecondFactor) => {
+                            (SignIn::SecondFactorRequired { user_id }, effects)
+                        }
+                    }
                 }
             },
             (SignIn::Authenticated { .. }, E::SessionStarted(signed_in)) => {
@@ -435,6 +453,33 @@ mod tests {
             last_login: None,
             tokens_invalidated_after: Some(now() - TimeDelta::days(1)),
         })
+    }
+
+    /// What the gate makes of a password sign-in of `account`.
+    fn cleared(account: &User) -> Cleared {
+        Cleared::check(Box::new(account.clone()), FirstFactor::Password, None).unwrap()
+    }
+
+    #[test]
+    fn a_right_password_for_an_account_with_a_second_factor_starts_no_session() {
+        let mut account = user(true, true);
+        account.is_mfa_enabled = true;
+        let (s, e) = run(
+            vec![
+                SignInEvent::Attempted { device: None },
+                SignInEvent::Admitted { failures: 1 },
+                SignInEvent::Checked(CredentialCheck::Right(account.clone())),
+            ],
+            &P,
+        );
+        assert_eq!(
+            s,
+            SignIn::SecondFactorRequired {
+                user_id: account.id.clone()
+            }
+        );
+        assert!(s.is_terminal());
+        assert!(!e.iter().any(|e| matches!(e, Effect::StartSession(_))));
     }
 
     /// Steps `events` from `Started`, collecting every effect.
@@ -565,7 +610,7 @@ mod tests {
                 Effect::CheckPassword,
                 Effect::ClearFailures(Bucket::Device(device)),
                 Effect::ClearFailures(Bucket::Address),
-                Effect::StartSession(account.clone()),
+                Effect::StartSession(cleared(&account)),
             ]
         );
         let (_, e) = run(
@@ -582,7 +627,7 @@ mod tests {
                 Effect::Admit(Bucket::Address, LOCKOUT),
                 Effect::CheckPassword,
                 Effect::ClearFailures(Bucket::Address),
-                Effect::StartSession(account),
+                Effect::StartSession(cleared(&account)),
             ],
             "without a device, only the address's bucket, as before"
         );
@@ -646,7 +691,7 @@ mod tests {
         );
         assert_eq!(
             e.last(),
-            Some(&Effect::StartSession(account.clone())),
+            Some(&Effect::StartSession(cleared(&account))),
             "the record, and so its credential epoch, travels unchanged"
         );
         let (s, _) = s.step(SignInEvent::SessionStarted(7), now(), &P);
@@ -709,8 +754,10 @@ mod tests {
             1 => Just(SignInEvent::Checked(CredentialCheck::NoAccount)),
             1 => Just(SignInEvent::Checked(CredentialCheck::NoPassword)),
             1 => Just(SignInEvent::Checked(CredentialCheck::Wrong)),
-            3 => (any::<bool>(), any::<bool>()).prop_map(|(active, verified)| {
-                SignInEvent::Checked(CredentialCheck::Right(user(active, verified)))
+            3 => (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(active, verified, mfa)| {
+                let mut u = user(active, verified);
+                u.is_mfa_enabled = mfa;
+                SignInEvent::Checked(CredentialCheck::Right(u))
             }),
             1 => any::<u8>().prop_map(SignInEvent::SessionStarted),
         ]
@@ -780,16 +827,21 @@ mod tests {
                             prop_assert!(!was_locked);
                             prop_assert!(admitted);
                         }
-                        Effect::StartSession(u) => {
+                        Effect::StartSession(cleared) => {
                             sessions += 1;
                             prop_assert_eq!(policy.purpose, Purpose::Session);
                             prop_assert!(admitted);
                             let Some(CredentialCheck::Right(checked)) = &last_check else {
                                 return Err(TestCaseError::fail("session without a right password"));
                             };
-                            prop_assert_eq!(checked, u);
+                            let u = cleared.user();
+                            prop_assert_eq!(&**checked, u);
                             prop_assert!(u.is_active);
                             prop_assert!(u.is_verified || !policy.require_verification);
+                            // The password alone never clears an account
+                            // with a second factor.
+                            prop_assert!(!u.is_mfa_enabled);
+                            prop_assert_eq!(cleared.second_factor(), None);
                         }
                         Effect::ClearFailures(bucket) => {
                             prop_assert!(policy.lockout.is_some());
@@ -798,7 +850,7 @@ mod tests {
                                 *bucket == Bucket::Address || Some(bucket) == asked.as_ref()
                             );
                             prop_assert!(matches!(last_check, Some(CredentialCheck::Right(_))));
-                            let cleared_on_success = matches!(next, SignIn::Authenticated { .. } | SignIn::Confirmed);
+            let cleared_on_success = matches!(next, SignIn::Authenticated { .. } | SignIn::SecondFactorRequired { .. } | SignIn::Confirmed);
                             prop_assert!(cleared_on_success);
                         }
                         Effect::Failed(failure) => {
