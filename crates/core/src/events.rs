@@ -52,11 +52,15 @@ pub enum EventKind {
     SessionsRevokedAll,
     /// A spent refresh token was presented again: its family was revoked.
     RefreshTokenReused,
+    /// A wrong second-factor code was presented.
+    MfaChallengeFailed,
+    /// A second-factor challenge used its last attempt and is gone.
+    MfaChallengeExhausted,
 }
 
 impl EventKind {
     /// Every kind, for exhaustive checks.
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 19] = [
         Self::UserRegistered,
         Self::VerificationRequested,
         Self::UserVerified,
@@ -74,6 +78,8 @@ impl EventKind {
         Self::SessionRevoked,
         Self::SessionsRevokedAll,
         Self::RefreshTokenReused,
+        Self::MfaChallengeFailed,
+        Self::MfaChallengeExhausted,
     ];
 
     /// The wire name hosts subscribe by.
@@ -96,6 +102,8 @@ impl EventKind {
             Self::SessionRevoked => "session_revoked",
             Self::SessionsRevokedAll => "sessions_revoked_all",
             Self::RefreshTokenReused => "refresh_token_reused",
+            Self::MfaChallengeFailed => "mfa_challenge_failed",
+            Self::MfaChallengeExhausted => "mfa_challenge_exhausted",
         }
     }
 

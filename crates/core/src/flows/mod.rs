@@ -8,6 +8,7 @@
 
 pub mod gate;
 pub mod machine;
+pub mod mfa;
 pub mod one_time;
 pub mod refresh;
 pub mod sign_in;
