@@ -145,7 +145,9 @@ async fn wrong_credentials_are_a_notify_error_naming_authentication() {
     )
     .await
     .unwrap_err();
-    let NotifyError::Delivery(msg) = err;
+    let NotifyError::Delivery(msg) = &err else {
+        panic!("a delivery failure expected, got {err:?}")
+    };
     eprintln!("delivery error: {msg}");
     assert!(msg.contains("authentication refused"), "{msg}");
     assert!(msg.contains("535"), "{msg}");
@@ -164,7 +166,9 @@ async fn a_self_signed_certificate_is_refused_unless_allowed() {
     let err = send(settings(sink.port, SmtpSecurity::StartTls), &mail())
         .await
         .unwrap_err();
-    let NotifyError::Delivery(msg) = err;
+    let NotifyError::Delivery(msg) = &err else {
+        panic!("a delivery failure expected, got {err:?}")
+    };
     eprintln!("delivery error: {msg}");
     assert!(msg.contains("TLS handshake failed"), "{msg}");
     assert!(msg.contains("certificate"), "{msg}");
@@ -185,7 +189,9 @@ async fn starttls_is_required_when_configured() {
     )
     .await
     .unwrap_err();
-    let NotifyError::Delivery(msg) = err;
+    let NotifyError::Delivery(msg) = &err else {
+        panic!("a delivery failure expected, got {err:?}")
+    };
     eprintln!("delivery error: {msg}");
     assert!(!msg.contains(PASSWORD), "{msg}");
     assert!(sink.messages().is_empty());
@@ -257,7 +263,9 @@ async fn a_black_holed_relay_fails_within_the_timeout() {
             elapsed < timeout + Duration::from_secs(1),
             "{security:?} took {elapsed:?}"
         );
-        let NotifyError::Delivery(msg) = err;
+        let NotifyError::Delivery(msg) = &err else {
+            panic!("a delivery failure expected, got {err:?}")
+        };
         eprintln!("delivery error: {msg}");
         assert!(msg.contains("timed out"), "{msg}");
     }
@@ -273,7 +281,9 @@ async fn a_refused_connection_is_a_notify_error() {
     let err = send(settings(port, SmtpSecurity::Plain), &mail())
         .await
         .unwrap_err();
-    let NotifyError::Delivery(msg) = err;
+    let NotifyError::Delivery(msg) = &err else {
+        panic!("a delivery failure expected, got {err:?}")
+    };
     eprintln!("delivery error: {msg}");
     assert!(msg.contains("connection or TLS handshake failed"), "{msg}");
 }
@@ -290,7 +300,9 @@ async fn a_line_break_in_the_subject_is_refused_before_connecting() {
         let err = send(settings(9, SmtpSecurity::Plain), &bad)
             .await
             .unwrap_err();
-        let NotifyError::Delivery(msg) = err;
+        let NotifyError::Delivery(msg) = &err else {
+            panic!("a delivery failure expected, got {err:?}")
+        };
         eprintln!("delivery error: {msg}");
         assert!(msg.contains("subject"), "{msg}");
         assert!(!msg.contains(TOKEN), "{msg}");

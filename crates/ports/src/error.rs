@@ -40,11 +40,48 @@ pub enum HashError {
     Failed(String),
 }
 
-/// A message could not be delivered.
+/// A message (mail or SMS) could not be delivered.
+///
+/// Two variants because a caller acts differently on each: a message the
+/// provider refused and would refuse again must not be retried (and, for
+/// an invalid number, means asking the user for another one), while
+/// anything else may go through later, unchanged. Neither variant's text
+/// ever contains the body or a credential.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    /// The transport refused or failed; the message says which step, never
-    /// the body.
+    /// Not delivered this time, and the same message may go through later:
+    /// the connection or TLS failed, the send timed out, the provider
+    /// failed (5xx), throttled us (HTTP 429, AWS `Throttling`), or refused
+    /// our credentials or account (fixed by the operator, not by changing
+    /// the message). A transport that cannot tell a refusal from a failure
+    /// reports here too: SMTP relays usually accept a mail and bounce it
+    /// later, so the SMTP transport reports everything here. The text
+    /// names the step and the provider's short reason.
     #[error("delivery failed: {0}")]
     Delivery(String),
+    /// The provider refused this message and would refuse it again
+    /// unchanged, so retrying is pointless. Usually the recipient is at
+    /// fault (Twilio 21211 "not a valid phone number", SNS
+    /// `InvalidParameter`); sometimes the sender's set-up (Twilio 21606, an
+    /// SES `MessageRejected` for an unverified identity). `code` is the
+    /// provider's own (Twilio's number, AWS's error code) so that a caller
+    /// which tells the user "this number is wrong" can match the codes it
+    /// knows rather than parse `reason`.
+    #[error("{provider} refused the message ({code}): {reason}")]
+    Rejected {
+        /// Which service refused (`"twilio"`, `"sns"`, `"ses"`).
+        provider: &'static str,
+        /// The provider's error code.
+        code: String,
+        /// The provider's short explanation (never the body).
+        reason: String,
+    },
+}
+
+impl NotifyError {
+    /// Whether sending the same message again is certain to fail. A caller
+    /// that retries or queues messages checks this first.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Rejected { .. })
+    }
 }

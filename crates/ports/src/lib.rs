@@ -11,8 +11,8 @@
 //! - values that passed validation have their own types ([`Email`],
 //!   [`UserId`], [`TokenHash`]); a raw `String` never crosses a port where
 //!   one of those is meant;
-//! - a secret never derives `Debug`: password hashes, raw tokens and mail
-//!   bodies print as `[redacted]`;
+//! - a secret never derives `Debug`: password hashes, raw tokens, mail
+//!   bodies and SMS bodies print as `[redacted]` or not at all;
 //! - time enters only as a parameter (`now: Timestamp`) or through
 //!   [`Clock`]; no store reads the system clock to decide expiry.
 #![warn(missing_docs)]
@@ -28,7 +28,7 @@ pub mod types;
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{HashError, NotifyError, StoreError};
 pub use hashing::{PasswordHasher, Verification};
-pub use notify::{Mailer, OutgoingMail};
+pub use notify::{Mailer, OutgoingMail, OutgoingSms, SmsSender};
 pub use rules::*;
 pub use stores::*;
 pub use types::*;

@@ -1,4 +1,5 @@
-//! Outbound notifications: what `core` hands to a transport.
+//! Outbound notifications: what `core` hands to a transport, mail
+//! ([`Mailer`]) or text messages ([`SmsSender`]).
 
 use async_trait::async_trait;
 
@@ -36,4 +37,38 @@ pub trait Mailer: Send + Sync {
     /// Sends one message. Must not log the body unless the transport was
     /// explicitly configured to (the console transport's `log_bodies`).
     async fn send(&self, mail: &OutgoingMail) -> Result<(), NotifyError>;
+}
+
+/// A composed text message. The body carries a live one-time code, so
+/// `Debug` shows only the recipient.
+#[derive(Clone)]
+pub struct OutgoingSms {
+    /// Recipient in E.164 form (`+15551234567`). Transports pass it on as
+    /// is: checking the form is the caller's, before a number is stored.
+    pub to: String,
+    /// The text (already rendered).
+    pub body: String,
+}
+
+impl std::fmt::Debug for OutgoingSms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingSms")
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Delivers text messages (SMS second factors, phone confirmation). The
+/// sender number belongs to the transport's configuration, as a mailer's
+/// sender does.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait SmsSender: Send + Sync {
+    /// Sends one message, once: no retries, so a caller that shows the user
+    /// "code sent" knows at most one code went out. A refusal of the number
+    /// itself is [`NotifyError::Rejected`]; anything that may pass later is
+    /// [`NotifyError::Delivery`]. Must not log the body unless the
+    /// transport was explicitly configured to (the null transport's
+    /// `log_bodies`).
+    async fn send(&self, sms: &OutgoingSms) -> Result<(), NotifyError>;
 }

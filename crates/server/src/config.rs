@@ -25,7 +25,7 @@ use std::time::Duration;
 use figment::providers::{Format, Toml};
 use figment::value::{Dict, Value};
 use figment::Figment;
-use regstack_adapters_notify::{MailTransport, SmtpSecurity, SmtpSettings};
+use regstack_adapters_notify::{MailTransport, SesSettings, SmtpSecurity, SmtpSettings};
 use regstack_core::config::{EmailPolicy, JwtAlgorithm, PasswordConfig, SessionsConfig};
 use regstack_core::{Config, ConfigError};
 use regstack_http_axum::HttpSettings;
@@ -111,14 +111,6 @@ const UNSUPPORTED_RATE_LIMITS: &[&str] = &[
     "phone_disable_rate_limit",
 ];
 
-/// `[email]` keys regstack defines for its SES backend.
-const REGSTACK_ONLY_EMAIL_KEYS: &[&str] = &[
-    "ses_region",
-    "ses_profile",
-    "ses_access_key_id",
-    "ses_secret_access_key",
-];
-
 /// `email.backend`: which mail transport to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -128,6 +120,8 @@ pub enum EmailBackend {
     Console,
     /// Send through an SMTP relay.
     Smtp,
+    /// Send through AWS SES.
+    Ses,
 }
 
 /// `email.smtp_security`: how to secure the SMTP connection.
@@ -168,6 +162,14 @@ pub struct EmailSection {
     pub smtp_password: Option<SecretString>,
     /// Seconds before an SMTP exchange is abandoned.
     pub smtp_timeout_seconds: u64,
+    /// AWS region of SES (`backend = "ses"`).
+    pub ses_region: String,
+    /// Profile whose static keys SES uses; not with the explicit keys.
+    pub ses_profile: Option<String>,
+    /// Explicit AWS access key id; set together with the secret.
+    pub ses_access_key_id: Option<SecretString>,
+    /// Explicit AWS secret access key.
+    pub ses_secret_access_key: Option<SecretString>,
     /// Console transport only: log the text body (it holds live links).
     /// `None` means "not set": on in zero-config development mode, off
     /// otherwise (DECISIONS.md §6).
@@ -196,6 +198,10 @@ impl Default for EmailSection {
             smtp_username: None,
             smtp_password: None,
             smtp_timeout_seconds: smtp.timeout.as_secs(),
+            ses_region: SesSettings::DEFAULT_REGION.to_owned(),
+            ses_profile: None,
+            ses_access_key_id: None,
+            ses_secret_access_key: None,
             log_bodies: None,
             max_per_address_per_hour,
         }
@@ -216,6 +222,16 @@ impl std::fmt::Debug for EmailSection {
                 "smtp_password",
                 &self.smtp_password.as_ref().map(|_| "[redacted]"),
             )
+            .field("ses_region", &self.ses_region)
+            .field("ses_profile", &self.ses_profile)
+            .field(
+                "ses_access_key_id",
+                &self.ses_access_key_id.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "ses_secret_access_key",
+                &self.ses_secret_access_key.as_ref().map(|_| "[redacted]"),
+            )
             .field("log_bodies", &self.log_bodies)
             .finish_non_exhaustive()
     }
@@ -234,8 +250,10 @@ impl EmailSection {
     }
 
     /// Core's half and the adapter's half. An SMTP backend without a host
-    /// is refused here, naming `email.smtp_host`; the rest of the SMTP
-    /// settings are checked by the adapter when the mailer is built.
+    /// is refused here, naming `email.smtp_host`, and so are SES keys that
+    /// contradict each other (half a key pair, a profile with keys); the
+    /// rest is checked by the adapter when the mailer is built (SES
+    /// credentials are resolved then too).
     pub fn split(self) -> Result<(EmailPolicy, MailTransport), ConfigError> {
         let security = self.effective_smtp_security();
         let Self {
@@ -249,9 +267,21 @@ impl EmailSection {
             smtp_username,
             smtp_password,
             smtp_timeout_seconds,
+            ses_region,
+            ses_profile,
+            ses_access_key_id,
+            ses_secret_access_key,
             log_bodies,
             max_per_address_per_hour,
         } = self;
+        // Checked whatever the backend, as regstack's validator does: a
+        // contradiction is a mistake even while the keys are unused.
+        let ses_credentials = SesSettings::credentials_from_keys(
+            ses_profile,
+            ses_access_key_id,
+            ses_secret_access_key,
+        )
+        .map_err(|e| ConfigError::new(e.key, e.reason))?;
         let transport = match backend {
             EmailBackend::Console => MailTransport::Console {
                 log_bodies: log_bodies.unwrap_or(false),
@@ -273,6 +303,11 @@ impl EmailSection {
                     ..SmtpSettings::new(host)
                 })
             }
+            EmailBackend::Ses => MailTransport::Ses(SesSettings {
+                region: ses_region,
+                credentials: ses_credentials,
+                ..SesSettings::new()
+            }),
         };
         let policy = EmailPolicy {
             from_address,
@@ -685,21 +720,6 @@ pub fn from_dict(mut dict: Dict) -> Result<(FileConfig, Vec<String>), ConfigErro
             warnings.push(format!("`{key}` is a regstack setting this version accepts but does not support yet; it is ignored"));
         }
     }
-    if let Some(Value::Dict(_, email)) = dict.get_mut("email") {
-        if let Some(Value::String(_, backend)) = email.get("backend") {
-            if backend == "ses" {
-                return Err(ConfigError::new(
-                    "email.backend",
-                    "\"ses\" is not supported yet; use \"smtp\" or \"console\"",
-                ));
-            }
-        }
-        for key in REGSTACK_ONLY_EMAIL_KEYS {
-            if email.remove(*key).is_some() {
-                warnings.push(format!("`email.{key}` is a regstack setting this version accepts but does not support yet; it is ignored"));
-            }
-        }
-    }
     let config: FileConfig = Figment::from(figment::providers::Serialized::defaults(dict))
         .extract_lossy()
         .map_err(|e| {
@@ -764,11 +784,13 @@ mod tests {
     #[test]
     fn regstack_keys_we_lack_warn_and_unknown_keys_fail_naming_the_key() {
         let (c, w) = from_dict(dict(
-            "app_name = \"Acme\"\nenable_oauth = true\n[email]\nses_region = \"x\"\n",
+            "app_name = \"Acme\"\nenable_oauth = true\n[email]\nses_region = \"us-east-1\"\n",
         ))
         .unwrap();
         assert_eq!(c.app_name, "Acme");
-        assert_eq!(w.len(), 2);
+        // `enable_oauth` warns; `email.ses_region` is a key we implement.
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(c.email.ses_region, "us-east-1");
         let err = from_dict(dict("app_nam = \"Acme\"")).unwrap_err();
         assert!(err.reason.contains("app_nam"), "{err}");
         let err = from_dict(dict("[email]\nsmtp_hots = \"x\"")).unwrap_err();
@@ -1132,6 +1154,64 @@ refresh_cookie = true
             .split()
             .unwrap_err();
         assert_eq!(err.key, "email.smtp_host");
+    }
+
+    #[test]
+    fn regstacks_ses_keys_become_the_ses_transport() {
+        use regstack_adapters_notify::AwsCredentials;
+        use secrecy::ExposeSecret;
+        let s = split(
+            "[email]\nbackend = \"ses\"\nses_region = \"us-east-1\"\n\
+             ses_access_key_id = \"AKIDEXAMPLE\"\nses_secret_access_key = \"ses-secret\"\n",
+        );
+        let MailTransport::Ses(ses) = &s.mail else {
+            panic!("{:?}", s.mail)
+        };
+        assert_eq!(ses.region, "us-east-1");
+        let AwsCredentials::Static {
+            access_key_id,
+            secret_access_key,
+            session_token: None,
+        } = &ses.credentials
+        else {
+            panic!("{:?}", ses.credentials)
+        };
+        assert_eq!(access_key_id.expose_secret(), "AKIDEXAMPLE");
+        assert_eq!(secret_access_key.expose_secret(), "ses-secret");
+        assert!(!format!("{s:?}").contains("ses-secret"));
+
+        // regstack's defaults: eu-west-1, the default credential chain.
+        let s = split("[email]\nbackend = \"ses\"\n");
+        let MailTransport::Ses(ses) = &s.mail else {
+            panic!("{:?}", s.mail)
+        };
+        assert_eq!(ses.region, "eu-west-1");
+        assert!(matches!(ses.credentials, AwsCredentials::Default));
+        let s = split("[email]\nbackend = \"ses\"\nses_profile = \"mail\"\n");
+        let MailTransport::Ses(ses) = &s.mail else {
+            panic!("{:?}", s.mail)
+        };
+        assert!(matches!(&ses.credentials, AwsCredentials::Profile(p) if p == "mail"));
+    }
+
+    #[test]
+    fn contradictory_ses_keys_name_the_key_as_regstack_does() {
+        let split_err = |src: &str| from_dict(dict(src)).unwrap().0.split().unwrap_err();
+        let err = split_err("[email]\nbackend = \"ses\"\nses_access_key_id = \"AKIDEXAMPLE\"\n");
+        assert_eq!(err.key, "email.ses_access_key_id");
+        let err = split_err(
+            "[email]\nbackend = \"ses\"\nses_profile = \"p\"\n\
+             ses_access_key_id = \"AKIDEXAMPLE\"\nses_secret_access_key = \"s3cret\"\n",
+        );
+        assert_eq!(err.key, "email.ses_profile");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        // regstack checks the pair whatever the backend; so do we.
+        let err = split_err("[email]\nses_secret_access_key = \"s3cret\"\n");
+        assert_eq!(err.key, "email.ses_access_key_id");
+        assert!(matches!(
+            split("[email]\nses_region = \"us-east-1\"\n").mail,
+            MailTransport::Console { .. }
+        ));
     }
 
     #[test]

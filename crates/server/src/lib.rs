@@ -5,7 +5,7 @@
 //! This is the only crate that knows every ring of the hexagon: it turns
 //! [`Settings`] — core's policy [`Config`], the [`DatabaseSettings`], the
 //! notify adapter's [`MailTransport`], the HTTP layer's [`HttpSettings`] —
-//! into adapters (stores, console or SMTP mail), hands them to `core`'s
+//! into adapters (stores, console, SMTP or SES mail), hands them to `core`'s
 //! engine through the ports, and puts the HTTP layer in front. Hosts may
 //! pass their own stores, mailer, clock or hasher instead. `config.rs` reads
 //! `regstack.toml` and `REGSTACK_*` and splits them into those parts;
@@ -41,14 +41,16 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use regstack_adapters_notify::SmtpConfigError;
+use regstack_adapters_notify::{MailConfigError, SmtpConfigError};
 use regstack_core::password::Argon2Hasher;
 use regstack_core::{ConfigError, Deps, Engine, EngineError, EventBus};
 use regstack_ports::{Clock, Mailer, PasswordHasher, Stores, SystemClock};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-pub use regstack_adapters_notify::{MailTransport, SmtpSecurity, SmtpSettings};
+pub use regstack_adapters_notify::{
+    AwsCredentials, MailTransport, SesSettings, SmtpSecurity, SmtpSettings,
+};
 pub use regstack_core::{Config, Event, EventKind};
 pub use regstack_http_axum::{CurrentUser, HttpSettings};
 pub use settings::{DatabaseSettings, Settings};
@@ -189,7 +191,7 @@ impl RegStackBuilder {
     }
 
     /// Checks every part of the settings, builds the mailer, opens storage
-    /// (migrating it) and builds the engine. A bad setting, SMTP included,
+    /// (migrating it) and builds the engine. A bad setting, SMTP or SES included,
     /// fails before the database is touched.
     pub async fn build(self) -> Result<RegStack, BuildError> {
         self.settings.validate()?;
@@ -203,7 +205,7 @@ impl RegStackBuilder {
             Some(m) => m,
             None => mail
                 .mailer(&config.from_header())
-                .map_err(smtp_config_error)?,
+                .map_err(mail_config_error)?,
         };
         let stores = match self.stores {
             Some(s) => s,
@@ -257,9 +259,13 @@ pub async fn open_stores(url: &str, mongo_db: &str) -> Result<Stores, BuildError
     }
 }
 
-/// The adapter's refusal of the SMTP settings or the sender, named by the
-/// `regstack.toml` key an operator would change.
-fn smtp_config_error(e: SmtpConfigError) -> ConfigError {
+/// The adapter's refusal of the mail settings or the sender, named by the
+/// `regstack.toml` key an operator would change (SES names its own).
+fn mail_config_error(e: MailConfigError) -> ConfigError {
+    let e = match e {
+        MailConfigError::Smtp(e) => e,
+        MailConfigError::Ses(e) => return ConfigError::new(e.key, e.reason),
+    };
     let key = match e {
         SmtpConfigError::MissingHost => "email.smtp_host",
         SmtpConfigError::ZeroPort => "email.smtp_port",
@@ -437,13 +443,21 @@ mod tests {
             .build()
             .await;
         assert_eq!(config_key(r), "email.smtp_host");
+        let r = RegStack::builder(valid())
+            .mail_transport(MailTransport::Ses(SesSettings {
+                credentials: AwsCredentials::Profile("regstack-no-such-profile".into()),
+                ..SesSettings::new()
+            }))
+            .build()
+            .await;
+        assert_eq!(config_key(r), "email.ses_profile");
         let r = RegStack::builder(Config::default()).build().await;
         assert_eq!(config_key(r), "jwt_secret");
     }
 
     #[test]
     fn smtp_refusals_name_the_key_to_change() {
-        let key = |e| smtp_config_error(e).key;
+        let key = |e| mail_config_error(MailConfigError::Smtp(e)).key;
         assert_eq!(key(SmtpConfigError::MissingHost), "email.smtp_host");
         assert_eq!(key(SmtpConfigError::ZeroPort), "email.smtp_port");
         assert_eq!(

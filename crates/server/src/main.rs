@@ -184,6 +184,7 @@ async fn serve(
         MailTransport::Console { log_bodies: true } => "console (bodies logged)".to_owned(),
         MailTransport::Console { log_bodies: false } => "console".to_owned(),
         MailTransport::Smtp(smtp) => format!("smtp {}:{}", smtp.host, smtp.port),
+        MailTransport::Ses(ses) => format!("ses {}", ses.region),
     };
     let api = format!("{local_url}{}", p.settings.http.api_prefix);
     let http = p.settings.http.clone();

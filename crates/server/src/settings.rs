@@ -90,7 +90,7 @@ impl From<Config> for Settings {
 
 impl Settings {
     /// Checks every part; the error names the key as written in
-    /// `regstack.toml`. (SMTP settings are checked when the mailer is
+    /// `regstack.toml`. (SMTP and SES settings are checked when the mailer is
     /// built, by the adapter.)
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.config.validate()?;
