@@ -135,6 +135,32 @@ impl Default for SessionsConfig {
     }
 }
 
+/// The second-factor step: regstack's top-level keys of the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MfaPolicy {
+    /// Digits of an SMS code (6–9; regstack's default 6).
+    pub sms_code_length: usize,
+    /// How long an SMS code lives.
+    pub sms_code_ttl_seconds: u64,
+    /// Wrong codes a challenge allows before it is gone (1–10): SMS and
+    /// TOTP alike, and the setup of a factor.
+    pub sms_code_max_attempts: u32,
+    /// How long a pending second-factor step (`mfa_pending_token`, a
+    /// factor's setup) lives.
+    pub mfa_pending_token_ttl_seconds: u64,
+}
+
+impl Default for MfaPolicy {
+    fn default() -> Self {
+        Self {
+            sms_code_length: 6,
+            sms_code_ttl_seconds: 300,
+            sms_code_max_attempts: 5,
+            mfa_pending_token_ttl_seconds: 600,
+        }
+    }
+}
+
 /// Every policy setting of a regstack instance: what the engine decides
 /// with. Build it in code (`Config { jwt_secret, ..Config::default() }`) or
 /// let the server read it from `regstack.toml`.
@@ -207,6 +233,8 @@ pub struct Config {
     pub password: PasswordConfig,
     /// Sessions and refresh tokens.
     pub sessions: SessionsConfig,
+    /// The second-factor step.
+    pub mfa: MfaPolicy,
 }
 
 impl Default for Config {
@@ -240,6 +268,7 @@ impl Default for Config {
             email: EmailPolicy::default(),
             password: PasswordConfig::default(),
             sessions: SessionsConfig::default(),
+            mfa: MfaPolicy::default(),
         }
     }
 }
@@ -288,6 +317,30 @@ impl Config {
                     "jwt_previous_secrets",
                     "holds the current jwt_secret; list only secrets being rotated in or out",
                 ));
+            }
+        }
+        let mfa = &self.mfa;
+        if !(6..=9).contains(&mfa.sms_code_length) {
+            return Err(ConfigError::new(
+                "sms_code_length",
+                "must be between 6 and 9",
+            ));
+        }
+        if !(1..=10).contains(&mfa.sms_code_max_attempts) {
+            return Err(ConfigError::new(
+                "sms_code_max_attempts",
+                "must be between 1 and 10",
+            ));
+        }
+        for (key, value) in [
+            ("sms_code_ttl_seconds", mfa.sms_code_ttl_seconds),
+            (
+                "mfa_pending_token_ttl_seconds",
+                mfa.mfa_pending_token_ttl_seconds,
+            ),
+        ] {
+            if !(60..=3600).contains(&value) {
+                return Err(ConfigError::new(key, "must be between 60 and 3600"));
             }
         }
         if self.uniform_registration && !self.require_verification {
@@ -507,6 +560,36 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().key, "jwt_previous_secrets");
         c.jwt_previous_secrets = vec![c.jwt_secret.clone()];
         assert_eq!(c.validate().unwrap_err().key, "jwt_previous_secrets");
+    }
+
+    #[test]
+    fn second_factor_settings_have_regstacks_defaults_and_bounds() {
+        let c = valid();
+        assert_eq!(c.mfa, MfaPolicy::default());
+        assert_eq!(
+            (
+                c.mfa.sms_code_length,
+                c.mfa.sms_code_ttl_seconds,
+                c.mfa.sms_code_max_attempts,
+                c.mfa.mfa_pending_token_ttl_seconds
+            ),
+            (6, 300, 5, 600)
+        );
+        let bad = |f: fn(&mut MfaPolicy)| {
+            let mut c = valid();
+            f(&mut c.mfa);
+            c.validate().unwrap_err().key
+        };
+        assert_eq!(bad(|m| m.sms_code_length = 5), "sms_code_length");
+        assert_eq!(
+            bad(|m| m.sms_code_max_attempts = 0),
+            "sms_code_max_attempts"
+        );
+        assert_eq!(bad(|m| m.sms_code_ttl_seconds = 10), "sms_code_ttl_seconds");
+        assert_eq!(
+            bad(|m| m.mfa_pending_token_ttl_seconds = 86_400),
+            "mfa_pending_token_ttl_seconds"
+        );
     }
 
     #[test]

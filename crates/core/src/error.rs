@@ -83,6 +83,25 @@ pub enum AuthError {
     /// 403: a cookie-authenticated request from another site.
     #[error("cross-site request refused")]
     CrossSiteRefused,
+    /// 400: the pending sign-in challenge is unknown, expired, used up or
+    /// no longer leads anywhere (the password changed meanwhile).
+    #[error("invalid second-factor challenge")]
+    MfaChallengeInvalid,
+    /// 400: a wrong second-factor code; the challenge lives on.
+    #[error("wrong second-factor code")]
+    WrongMfaCode {
+        /// Attempts left.
+        remaining: u32,
+    },
+    /// 400: the pending setup of a factor is unknown, expired or used up.
+    #[error("invalid second-factor setup")]
+    MfaSetupInvalid,
+    /// 400: the account has no authenticator to remove.
+    #[error("TOTP is not enabled")]
+    TotpNotEnabled,
+    /// 400: backup codes belong to a second factor the account lacks.
+    #[error("no second factor")]
+    NoSecondFactor,
     /// 401: see [`AuthFailure`].
     #[error("not authenticated: {0:?}")]
     Unauthenticated(AuthFailure),

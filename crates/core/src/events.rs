@@ -56,11 +56,18 @@ pub enum EventKind {
     MfaChallengeFailed,
     /// A second-factor challenge used its last attempt and is gone.
     MfaChallengeExhausted,
+    /// A second-factor challenge was opened (a sign-in whose password was
+    /// right).
+    MfaChallengeStarted,
+    /// A second factor was added to the account.
+    MfaFactorEnabled,
+    /// A second factor was removed from the account.
+    MfaFactorDisabled,
 }
 
 impl EventKind {
     /// Every kind, for exhaustive checks.
-    pub const ALL: [EventKind; 19] = [
+    pub const ALL: [EventKind; 22] = [
         Self::UserRegistered,
         Self::VerificationRequested,
         Self::UserVerified,
@@ -80,6 +87,9 @@ impl EventKind {
         Self::RefreshTokenReused,
         Self::MfaChallengeFailed,
         Self::MfaChallengeExhausted,
+        Self::MfaChallengeStarted,
+        Self::MfaFactorEnabled,
+        Self::MfaFactorDisabled,
     ];
 
     /// The wire name hosts subscribe by.
@@ -104,6 +114,9 @@ impl EventKind {
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::MfaChallengeFailed => "mfa_challenge_failed",
             Self::MfaChallengeExhausted => "mfa_challenge_exhausted",
+            Self::MfaChallengeStarted => "mfa_challenge_started",
+            Self::MfaFactorEnabled => "mfa_factor_enabled",
+            Self::MfaFactorDisabled => "mfa_factor_disabled",
         }
     }
 

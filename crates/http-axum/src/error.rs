@@ -191,6 +191,22 @@ impl IntoResponse for ApiError {
                 ),
                 A::SessionNotFound => detail(StatusCode::NOT_FOUND, "Session not found."),
                 A::CrossSiteRefused => detail(StatusCode::FORBIDDEN, "Cross-site request refused."),
+                A::MfaChallengeInvalid => detail(
+                    StatusCode::BAD_REQUEST,
+                    "Sign-in session is invalid or has expired. Start over from sign-in.",
+                ),
+                A::WrongMfaCode { remaining } => detail(
+                    StatusCode::BAD_REQUEST,
+                    format!("Wrong code; {remaining} attempts remaining."),
+                ),
+                A::MfaSetupInvalid => detail(
+                    StatusCode::BAD_REQUEST,
+                    "Setup session is invalid or has expired. Start again.",
+                ),
+                A::TotpNotEnabled => detail(StatusCode::BAD_REQUEST, "TOTP is not enabled."),
+                A::NoSecondFactor => {
+                    detail(StatusCode::BAD_REQUEST, "Enable a second factor first.")
+                }
                 A::Unauthenticated(f) => match f {
                     AuthFailure::Missing => bearer_challenge(detail(
                         StatusCode::UNAUTHORIZED,
@@ -255,7 +271,7 @@ mod tests {
     }
 
     /// How many rows [`row`] has.
-    const ROWS: usize = 34;
+    const ROWS: usize = 39;
 
     /// The wire answer every error must get: its row number, status and
     /// body. Exhaustive on purpose — no `_` arm — so a new variant of
@@ -332,6 +348,23 @@ mod tests {
                 A::InvalidRefreshToken => (22, 401, d("Invalid or expired refresh token.")),
                 A::SessionNotFound => (23, 404, d("Session not found.")),
                 A::CrossSiteRefused => (24, 403, d("Cross-site request refused.")),
+                A::MfaChallengeInvalid => (
+                    34,
+                    400,
+                    d("Sign-in session is invalid or has expired. Start over from sign-in."),
+                ),
+                A::WrongMfaCode { remaining } => (
+                    35,
+                    400,
+                    d(&format!("Wrong code; {remaining} attempts remaining.")),
+                ),
+                A::MfaSetupInvalid => (
+                    36,
+                    400,
+                    d("Setup session is invalid or has expired. Start again."),
+                ),
+                A::TotpNotEnabled => (37, 400, d("TOTP is not enabled.")),
+                A::NoSecondFactor => (38, 400, d("Enable a second factor first.")),
                 A::Unauthenticated(f) => match f {
                     AuthFailure::Missing => (25, 401, d("Authentication required.")),
                     AuthFailure::Invalid => (26, 401, d("Invalid or expired token.")),
@@ -380,6 +413,11 @@ mod tests {
             AuthError::InvalidRefreshToken,
             AuthError::SessionNotFound,
             AuthError::CrossSiteRefused,
+            AuthError::MfaChallengeInvalid,
+            AuthError::WrongMfaCode { remaining: 4 },
+            AuthError::MfaSetupInvalid,
+            AuthError::TotpNotEnabled,
+            AuthError::NoSecondFactor,
             AuthError::Unauthenticated(AuthFailure::Missing),
             AuthError::Unauthenticated(AuthFailure::Invalid),
             AuthError::Unauthenticated(AuthFailure::Revoked),

@@ -26,7 +26,7 @@ use figment::providers::{Format, Toml};
 use figment::value::{Dict, Value};
 use figment::Figment;
 use regstack_adapters_notify::{MailTransport, SesSettings, SmtpSecurity, SmtpSettings};
-use regstack_core::config::{EmailPolicy, JwtAlgorithm, PasswordConfig, SessionsConfig};
+use regstack_core::config::{EmailPolicy, JwtAlgorithm, MfaPolicy, PasswordConfig, SessionsConfig};
 use regstack_core::{Config, ConfigError};
 use regstack_http_axum::HttpSettings;
 use secrecy::SecretString;
@@ -48,13 +48,6 @@ const REGSTACK_ONLY_KEYS: &[&str] = &[
     "mfa_code_collection",
     "oauth_identity_collection",
     "oauth_state_collection",
-    // Tuning of SMS codes and the MFA step. Without `enable_sms_2fa` (which
-    // stops start-up when on) there is no code to tune, so these promise
-    // nothing on their own.
-    "sms_code_length",
-    "sms_code_ttl_seconds",
-    "sms_code_max_attempts",
-    "mfa_pending_token_ttl_seconds",
     // Features that add routes. Without them the routes are absent: a
     // missing capability, never a missing protection.
     "enable_admin_router",
@@ -391,6 +384,14 @@ pub struct FileConfig {
     pub http: HttpSettings,
     /// `[sessions]`: refresh-token families (core).
     pub sessions: SessionsConfig,
+    /// Digits of an SMS code (core's [`MfaPolicy`]).
+    pub sms_code_length: usize,
+    /// SMS code lifetime.
+    pub sms_code_ttl_seconds: u64,
+    /// Wrong codes a second-factor challenge allows.
+    pub sms_code_max_attempts: u32,
+    /// Lifetime of a pending second-factor step.
+    pub mfa_pending_token_ttl_seconds: u64,
 }
 
 impl Default for FileConfig {
@@ -427,6 +428,13 @@ impl Default for FileConfig {
             email: _,
             password,
             sessions,
+            mfa:
+                MfaPolicy {
+                    sms_code_length,
+                    sms_code_ttl_seconds,
+                    sms_code_max_attempts,
+                    mfa_pending_token_ttl_seconds,
+                },
         } = Config::default();
         let HttpSettings {
             api_prefix,
@@ -471,6 +479,10 @@ impl Default for FileConfig {
             password,
             http: HttpSettings::default(),
             sessions,
+            sms_code_length,
+            sms_code_ttl_seconds,
+            sms_code_max_attempts,
+            mfa_pending_token_ttl_seconds,
         }
     }
 }
@@ -532,6 +544,10 @@ impl FileConfig {
             password,
             http,
             sessions,
+            sms_code_length,
+            sms_code_ttl_seconds,
+            sms_code_max_attempts,
+            mfa_pending_token_ttl_seconds,
         } = self;
         let (email, mail) = email.split()?;
         Ok(Settings {
@@ -564,6 +580,12 @@ impl FileConfig {
                 email,
                 password,
                 sessions,
+                mfa: MfaPolicy {
+                    sms_code_length,
+                    sms_code_ttl_seconds,
+                    sms_code_max_attempts,
+                    mfa_pending_token_ttl_seconds,
+                },
             },
             database: DatabaseSettings {
                 url: database_url,
@@ -1231,6 +1253,29 @@ refresh_cookie = true
         };
         assert_eq!(smtp.timeout, Duration::from_secs(1));
         assert_eq!(smtp.port, 587);
+    }
+
+    #[test]
+    fn regstacks_second_factor_keys_reach_the_policy_without_a_warning() {
+        let (c, warnings) = from_dict(dict(
+            "sms_code_length = 8
+sms_code_ttl_seconds = 120
+             sms_code_max_attempts = 3
+mfa_pending_token_ttl_seconds = 900
+",
+        ))
+        .unwrap();
+        assert_eq!(warnings, Vec::<String>::new());
+        let mfa = c.split().unwrap().config.mfa;
+        assert_eq!(
+            mfa,
+            MfaPolicy {
+                sms_code_length: 8,
+                sms_code_ttl_seconds: 120,
+                sms_code_max_attempts: 3,
+                mfa_pending_token_ttl_seconds: 900,
+            }
+        );
     }
 
     #[test]
