@@ -443,6 +443,34 @@ async fn delete_account_needs_the_password_and_removes_every_row() {
         .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
     app.login("jack@example.com", "wrong-password").await;
+    // Second factors have no routes yet: their rows are written through
+    // the stores — a TOTP factor with backup codes, and a challenge —
+    // keeping the one live session, `t`'s.
+    let user_id = regstack_ports::UserId::parse(&id).unwrap();
+    let now = chrono::Utc::now();
+    let live = app.stores.sessions.list(&user_id, now).await.unwrap();
+    assert_eq!(live.len(), 1, "only `t`'s session is live");
+    assert!(app
+        .stores
+        .mfa
+        .enable_totp(&user_id, "sealed", &[token_hash(1)], Some(&live[0].id), now)
+        .await
+        .unwrap());
+    app.stores
+        .mfa
+        .open_challenge(regstack_ports::MfaChallenge {
+            id: token_hash(2),
+            user_id: user_id.clone(),
+            kind: regstack_ports::ChallengeKind::SignIn,
+            code_hash: None,
+            payload: None,
+            attempts_left: 5,
+            credential_epoch: None,
+            created_at: now,
+            expires_at: now + chrono::TimeDelta::minutes(5),
+        })
+        .await
+        .unwrap();
     let before = app.rows_keyed_by(&id, "jack@example.com").await;
     assert!(
         before.iter().all(|(_, n)| *n > 0),
@@ -664,4 +692,9 @@ async fn template_directories_override_the_built_in_mail() {
     );
     // Templates not overridden keep the built-in text.
     assert!(mail[0].html.contains("Acme"));
+}
+
+/// A token hash made of one repeated digit, for rows a test writes.
+fn token_hash(n: u8) -> regstack_ports::TokenHash {
+    regstack_ports::TokenHash::from_hex(format!("{n:064x}")).unwrap()
 }

@@ -457,8 +457,11 @@ impl Gate {
 
 /// The tables (MongoDB: collections) a row of a user can be in: every
 /// one the schema has but the migration or schema-version record.
-pub const USER_TABLES: [&str; 6] = [
+pub const USER_TABLES: [&str; 9] = [
     "login_attempts",
+    "mfa_backup_codes",
+    "mfa_codes",
+    "mfa_totp",
     "one_time_tokens",
     "pending_registrations",
     "rate_limit_hits",
@@ -557,6 +560,7 @@ impl TestApp {
                         "users" => doc! { "$or": [{ "_id": id }, { "email": email }] },
                         "pending_registrations" => doc! { "email": email },
                         "login_attempts" => doc! { "_id": email },
+                        "mfa_totp" | "mfa_backup_codes" => doc! { "_id": id },
                         "rate_limit_hits" => {
                             let suffix = format!(":{email}");
                             let all: Vec<Document> = coll

@@ -10,8 +10,8 @@
 
 use mongodb::bson::{doc, Bson, Document};
 use regstack_ports::{
-    Email, OneTimeToken, PasswordHash, PendingRegistration, RevokeReason, Session, SessionId,
-    Timestamp, TokenHash, TokenKind, User, UserId,
+    ChallengeKind, Email, MfaChallenge, OneTimeToken, PasswordHash, PendingRegistration,
+    RevokeReason, Session, SessionId, Timestamp, TokenHash, TokenKind, User, UserId,
 };
 
 use crate::error::CorruptRow;
@@ -129,6 +129,7 @@ pub(crate) fn user_doc(u: &User) -> Document {
         "updated_at": to_db(u.updated_at),
         "last_login": opt_micros(u.last_login),
         "tokens_invalidated_after": opt_micros(u.tokens_invalidated_after),
+        "must_change_password": u.must_change_password,
     }
 }
 
@@ -148,6 +149,12 @@ pub(crate) fn user(d: &Document) -> Result<User, CorruptRow> {
         updated_at: instant(d, "updated_at")?,
         last_login: opt_instant(d, "last_login")?,
         tokens_invalidated_after: opt_instant(d, "tokens_invalidated_after")?,
+        // Written since schema version 4; a user from before has none and
+        // was never asked to change its password.
+        must_change_password: match value(d, "must_change_password") {
+            None => false,
+            Some(_) => boolean(d, "must_change_password")?,
+        },
     })
 }
 
@@ -230,5 +237,45 @@ pub(crate) fn session(d: &Document) -> Result<Session, CorruptRow> {
         ip: opt_string(d, "ip")?,
         revoked_at: opt_instant(d, "revoked_at")?,
         revoked_reason: opt_string(d, "revoked_reason")?.map(|r| RevokeReason::parse(&r)),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Second-factor challenges
+
+/// The `mfa_codes` document of a challenge (the caller adds the field that
+/// orders superseding, `opened`).
+pub(crate) fn challenge_doc(c: &MfaChallenge) -> Document {
+    let expires_at = to_db(c.expires_at);
+    doc! {
+        "_id": c.id.as_str(),
+        "user_id": c.user_id.as_str(),
+        "kind": c.kind.as_str(),
+        "code_hash": c.code_hash.as_ref().map(TokenHash::as_str),
+        "payload": c.payload.as_deref(),
+        "attempts_left": i64::from(c.attempts_left),
+        "credential_epoch": opt_micros(c.credential_epoch),
+        "created_at": to_db(c.created_at),
+        "expires_at": expires_at,
+        "expire_at": ttl_date(expires_at),
+    }
+}
+
+/// Reads an `mfa_codes` document.
+pub(crate) fn challenge(d: &Document) -> Result<MfaChallenge, CorruptRow> {
+    Ok(MfaChallenge {
+        id: token_hash(d, "_id")?,
+        user_id: user_id(d, "user_id")?,
+        kind: ChallengeKind::parse(string(d, "kind")?).ok_or(CorruptRow("kind"))?,
+        code_hash: match value(d, "code_hash") {
+            None => None,
+            Some(_) => Some(token_hash(d, "code_hash")?),
+        },
+        payload: opt_string(d, "payload")?,
+        attempts_left: u32::try_from(int(d, "attempts_left")?)
+            .map_err(|_| CorruptRow("attempts_left"))?,
+        credential_epoch: opt_instant(d, "credential_epoch")?,
+        created_at: instant(d, "created_at")?,
+        expires_at: instant(d, "expires_at")?,
     })
 }

@@ -130,6 +130,7 @@ fn conflict_rule(message: &str) -> &'static str {
         Some("_id_") => match collection {
             Some(crate::schema::USERS) => "user id",
             Some(crate::schema::SESSIONS) => "session id",
+            Some(crate::schema::MFA_CODES) => "challenge id",
             _ => "unique",
         },
         _ => "unique",

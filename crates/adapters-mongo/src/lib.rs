@@ -11,8 +11,8 @@
 //!
 //! Start reading here: [`connect`] → [`migrate`] → [`stores`]. The index
 //! list is `schema.rs`; each aggregate has its own file (`users.rs`,
-//! `pending.rs`, `tokens.rs`, `sessions.rs`, `counters.rs` for the lockout
-//! and rate-limit windows); `docs.rs` turns documents into domain records.
+//! `pending.rs`, `tokens.rs`, `sessions.rs`, `mfa.rs`, `counters.rs` for the
+//! lockout and rate-limit windows); `docs.rs` turns documents into domain records.
 //!
 //! Invariants:
 //! - **no multi-document transactions** (DECISIONS.md §10: a standalone
@@ -42,6 +42,7 @@ mod counters;
 mod detached;
 mod docs;
 mod error;
+mod mfa;
 mod pending;
 mod schema;
 mod sessions;
@@ -109,6 +110,7 @@ pub fn stores(db: Database) -> Stores {
         login_attempts: s.clone(),
         sessions: s.clone(),
         rate_limits: s.clone(),
+        mfa: s.clone(),
         health: s,
     }
 }
@@ -124,6 +126,9 @@ pub struct MongoStores {
     sessions: Collection<Document>,
     login_attempts: Collection<Document>,
     rate_limits: Collection<Document>,
+    mfa_codes: Collection<Document>,
+    mfa_totp: Collection<Document>,
+    mfa_backup_codes: Collection<Document>,
     meta: Collection<Document>,
 }
 
@@ -137,6 +142,9 @@ impl MongoStores {
             sessions: db.collection(schema::SESSIONS),
             login_attempts: db.collection(schema::LOGIN_ATTEMPTS),
             rate_limits: db.collection(schema::RATE_LIMITS),
+            mfa_codes: db.collection(schema::MFA_CODES),
+            mfa_totp: db.collection(schema::MFA_TOTP),
+            mfa_backup_codes: db.collection(schema::MFA_BACKUP_CODES),
             meta: db.collection(schema::META),
             db,
         }

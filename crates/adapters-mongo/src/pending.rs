@@ -61,6 +61,7 @@ impl MongoStores {
             full_name: pending.full_name,
             phone_number: None,
             is_mfa_enabled: false,
+            must_change_password: false,
             created_at: now,
             updated_at: now,
             last_login: None,

@@ -22,6 +22,11 @@
 //! | `login_attempts` | `at` (multikey) | `purge_expired` |
 //! | `rate_limit_hits` | `_id` (the key) | the window of one counter |
 //! | `rate_limit_hits` | `at` (multikey) | `purge_expired` |
+//! | `mfa_codes` | `_id` (the pending token's hash) | count an attempt, finish once |
+//! | `mfa_codes` | `user_id_kind` | a new challenge supersedes the user's older one of its kind |
+//! | `mfa_codes` | `expires_at` | `purge_expired` |
+//! | `mfa_totp` | `_id` (the user id) | the factor and its last accepted step |
+//! | `mfa_backup_codes` | `_id` (the user id) | the user's unspent codes, one array |
 //!
 //! Every collection whose documents expire also has `expire_at_ttl`, a TTL
 //! index on the BSON date `expire_at` (the exact end, rounded up to the
@@ -55,6 +60,17 @@ const LEGACY_REFRESH_TOKENS: &str = "refresh_tokens";
 pub(crate) const LOGIN_ATTEMPTS: &str = "login_attempts";
 /// One document per key: its rate-limit window.
 pub(crate) const RATE_LIMITS: &str = "rate_limit_hits";
+/// Second-factor challenges (regstack's `mfa_codes`), by the hash of the
+/// pending token.
+pub(crate) const MFA_CODES: &str = "mfa_codes";
+/// One confirmed TOTP factor per user, `_id` = the user id.
+pub(crate) const MFA_TOTP: &str = "mfa_totp";
+/// One document per user holding its unspent backup codes (`codes`), `_id`
+/// = the user id: replacing them all is one document write.
+pub(crate) const MFA_BACKUP_CODES: &str = "mfa_backup_codes";
+/// Collections with no index but `_id`, created by [`migrate`] so that a
+/// prepared database has every collection before its first write.
+const BARE: [&str; 2] = [MFA_TOTP, MFA_BACKUP_CODES];
 /// The schema version.
 pub(crate) const META: &str = "regstack_meta";
 
@@ -82,6 +98,8 @@ pub(crate) mod hint {
     pub(crate) const USER_TOKENS: &str = "user_id_kind";
     /// `login_attempts.email`.
     pub(crate) const ATTEMPTS_EMAIL: &str = "email";
+    /// `mfa_codes.user_id_kind`.
+    pub(crate) const USER_CHALLENGES: &str = "user_id_kind";
 
     /// The hint naming `index`.
     pub(crate) fn by(index: &str) -> Hint {
@@ -92,7 +110,7 @@ pub(crate) mod hint {
 /// The version [`migrate`] records. Raise it whenever the index list
 /// changes, so `schema_is_current` reports a database that needs
 /// `regstack migrate`.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long after its exact end a document may linger before the TTL
 /// monitor reaps it. A day covers clock skew between the application and
@@ -158,6 +176,9 @@ fn specs() -> Vec<Spec> {
         ttl(LOGIN_ATTEMPTS),
         index(RATE_LIMITS, "at", doc! { "at": 1 }),
         ttl(RATE_LIMITS),
+        index(MFA_CODES, "user_id_kind", doc! { "user_id": 1, "kind": 1 }),
+        index(MFA_CODES, "expires_at", doc! { "expires_at": 1 }),
+        ttl(MFA_CODES),
     ]
 }
 
@@ -198,6 +219,9 @@ pub async fn migrate(db: &Database) -> Result<(), StoreError> {
         let coll: Collection<Document> = db.collection(collection);
         run(coll.create_indexes(models)).await?;
     }
+    for name in BARE {
+        create_collection(db, name).await?;
+    }
     // Version 1's table of refresh-token hashes: its tokens carried no
     // session id and cannot be presented any more.
     let legacy = run(db
@@ -219,6 +243,25 @@ pub async fn migrate(db: &Database) -> Result<(), StoreError> {
         .upsert(true))
     .await?;
     Ok(())
+}
+
+/// Creates a collection unless it exists. Two instances migrating at once
+/// may both try: a refusal is fine if the collection is there afterwards.
+async fn create_collection(db: &Database, name: &str) -> Result<(), StoreError> {
+    let exists = |names: Vec<String>| names.iter().any(|n| n == name);
+    if exists(run(db.list_collection_names().filter(doc! { "name": name })).await?) {
+        return Ok(());
+    }
+    match run(db.create_collection(name)).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            if exists(run(db.list_collection_names().filter(doc! { "name": name })).await?) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Whether [`migrate`] of this build (or a later one) has run.

@@ -34,7 +34,7 @@ use crate::time::{from_db, span, to_db, ttl_date};
 use crate::MongoStores;
 
 /// The filter of a live session at `now` ([`Session::is_live`]).
-fn live(now: i64) -> Document {
+pub(crate) fn live(now: i64) -> Document {
     doc! {
         "revoked_at": Bson::Null,
         "expires_at": { "$gt": now },
@@ -45,7 +45,7 @@ fn live(now: i64) -> Document {
 /// The update that revokes a session at `now`. A live session ends now,
 /// earlier than its expiry or idle end, so `ends_at` (what the purge and
 /// the TTL index read) becomes `now`.
-fn revocation(reason: RevokeReason, now: i64) -> Document {
+pub(crate) fn revocation(reason: RevokeReason, now: i64) -> Document {
     doc! { "$set": {
         "revoked_at": now,
         "revoked_reason": reason.as_str(),

@@ -51,7 +51,7 @@ use crate::MongoStores;
 /// old value if that is not before `now` — strictly forward, so a sign-in
 /// holding the old value can never match it again (a missing or null value
 /// compares below any number).
-fn epoch_bump(now: i64) -> Document {
+pub(crate) fn epoch_bump(now: i64) -> Document {
     doc! { "$cond": [
         { "$gte": ["$tokens_invalidated_after", now] },
         { "$add": ["$tokens_invalidated_after", 1_i64] },
@@ -107,6 +107,7 @@ impl MongoStores {
                     // `$literal`: an Argon2 hash starts with `$`, which a
                     // pipeline would read as a field path.
                     "hashed_password": { "$literal": new.as_str() },
+                    "must_change_password": false,
                     "tokens_invalidated_after": epoch_bump(now_db),
                     "updated_at": now_db,
                 } }],
@@ -186,6 +187,7 @@ impl UserStore for MongoStores {
             full_name: user.full_name,
             phone_number: None,
             is_mfa_enabled: false,
+            must_change_password: false,
             created_at: user.created_at,
             updated_at: user.created_at,
             last_login: None,
@@ -417,6 +419,7 @@ impl MongoStores {
         self.delete_pending_for_email(user.email.as_str()).await?;
         self.delete_rate_limits_for_email(user.email.as_str())
             .await?;
+        self.delete_factors_of_user(user.id.as_str()).await?;
         let removed = run(self
             .users
             .find_one_and_delete(doc! { "_id": user.id.as_str() }))
@@ -428,6 +431,7 @@ impl MongoStores {
         // and takes back what it wrote (module doc).
         self.delete_sessions_of_user(user.id.as_str()).await?;
         self.delete_tokens_of_user(user.id.as_str()).await?;
+        self.delete_factors_of_user(user.id.as_str()).await?;
         self.clear_attempts(user.email.as_str()).await?;
         Ok(removed)
     }

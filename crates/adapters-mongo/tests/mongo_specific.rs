@@ -486,8 +486,11 @@ async fn per_request_lookups_read_an_index_not_the_collection() {
 /// The collections that hold documents of users: every collection
 /// `migrate` makes but the schema record. A new one fails the deletion
 /// test until [`documents_keyed_by`] counts it.
-const USER_COLLECTIONS: [&str; 6] = [
+const USER_COLLECTIONS: [&str; 9] = [
     "login_attempts",
+    "mfa_backup_codes",
+    "mfa_codes",
+    "mfa_totp",
     "one_time_tokens",
     "pending_registrations",
     "rate_limit_hits",
@@ -506,7 +509,8 @@ async fn documents_keyed_by(db: &Database, user: &User) -> Vec<(&'static str, u6
         let filter = match name {
             "users" => doc! { "$or": [{ "_id": id }, { "email": email }] },
             "pending_registrations" => doc! { "email": email },
-            "one_time_tokens" | "sessions" => doc! { "user_id": id },
+            "one_time_tokens" | "sessions" | "mfa_codes" => doc! { "user_id": id },
+            "mfa_totp" | "mfa_backup_codes" => doc! { "_id": id },
             "login_attempts" => doc! { "_id": email },
             // Counters are keyed `<purpose>:<address>`: the suffix is
             // compared in Rust, literally (a regex would take `.` for a
@@ -586,6 +590,26 @@ async fn deleting_an_account_removes_every_document_keyed_by_it() {
         stores
             .login_attempts
             .admit(&LockoutKey::address(who.email.clone()), t0(), window, 5)
+            .await
+            .unwrap();
+        assert!(stores
+            .mfa
+            .enable_totp(&who.id, "sealed", &[fixtures::token_hash()], None, t0())
+            .await
+            .unwrap());
+        stores
+            .mfa
+            .open_challenge(MfaChallenge {
+                id: fixtures::token_hash(),
+                user_id: who.id.clone(),
+                kind: ChallengeKind::SignIn,
+                code_hash: None,
+                payload: None,
+                attempts_left: 5,
+                credential_epoch: None,
+                created_at: t0(),
+                expires_at: at(window),
+            })
             .await
             .unwrap();
         assert!(stores

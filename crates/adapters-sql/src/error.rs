@@ -71,6 +71,8 @@ fn conflict_rule(constraint: Option<&str>, message: &str) -> &'static str {
         "email"
     } else if text.contains("token_hash") {
         "token"
+    } else if text.contains("mfa_codes") {
+        "challenge id"
     } else if text.contains("sessions") {
         "session id"
     } else if text.contains("users") {

@@ -10,8 +10,8 @@
 //! [`StoreError::Backend`], never trusted.
 
 use regstack_ports::{
-    Email, OneTimeToken, PasswordHash, PendingRegistration, RevokeReason, Session, SessionId,
-    StoreError, TokenHash, TokenKind, User, UserId,
+    ChallengeKind, Email, MfaChallenge, OneTimeToken, PasswordHash, PendingRegistration,
+    RevokeReason, Session, SessionId, StoreError, TokenHash, TokenKind, User, UserId,
 };
 
 use crate::error::CorruptRow;
@@ -23,12 +23,12 @@ macro_rules! user_cols {
     () => {
         "id, email, hashed_password, is_active, is_verified, is_superuser, full_name, \
          phone_number, is_mfa_enabled, created_at, updated_at, last_login, \
-         tokens_invalidated_after"
+         tokens_invalidated_after, must_change_password"
     };
     (u) => {
         "u.id, u.email, u.hashed_password, u.is_active, u.is_verified, u.is_superuser, \
          u.full_name, u.phone_number, u.is_mfa_enabled, u.created_at, u.updated_at, \
-         u.last_login, u.tokens_invalidated_after"
+         u.last_login, u.tokens_invalidated_after, u.must_change_password"
     };
 }
 pub(crate) use user_cols;
@@ -53,7 +53,7 @@ macro_rules! bump_epoch {
 pub(crate) use bump_epoch;
 
 /// How many columns [`user_cols!`] lists.
-pub(crate) const USER_COLS: usize = 13;
+pub(crate) const USER_COLS: usize = 14;
 
 /// The `sessions` columns in decoding order; `session_cols!(s)` prefixes
 /// them for a join.
@@ -84,6 +84,15 @@ macro_rules! token_cols {
     };
 }
 pub(crate) use token_cols;
+
+/// The `mfa_codes` columns in decoding order.
+macro_rules! challenge_cols {
+    () => {
+        "id, user_id, kind, code_hash, payload, attempts_left, credential_epoch, created_at, \
+         expires_at"
+    };
+}
+pub(crate) use challenge_cols;
 
 /// The typed reads the decoders need, implemented for `SqliteRow` and
 /// `PgRow` by [`impl_cells!`] with the backend's own error mapping.
@@ -158,6 +167,7 @@ pub(crate) fn user(row: &impl Cells, at: usize) -> Result<User, StoreError> {
         updated_at: from_db(row.int(at + 10)?)?,
         last_login: from_db_opt(row.opt_int(at + 11)?)?,
         tokens_invalidated_after: from_db_opt(row.opt_int(at + 12)?)?,
+        must_change_password: row.flag(at + 13)?,
     })
 }
 
@@ -198,5 +208,20 @@ pub(crate) fn token(row: &impl Cells) -> Result<OneTimeToken, StoreError> {
         new_email: row.opt_text(3)?.map(|e| email(&e)).transpose()?,
         created_at: from_db(row.int(4)?)?,
         expires_at: from_db(row.int(5)?)?,
+    })
+}
+
+/// Decodes the [`challenge_cols!`].
+pub(crate) fn challenge(row: &impl Cells) -> Result<MfaChallenge, StoreError> {
+    Ok(MfaChallenge {
+        id: token_hash(row.text(0)?)?,
+        user_id: user_id(&row.text(1)?)?,
+        kind: ChallengeKind::parse(&row.text(2)?).ok_or(CorruptRow("challenge kind"))?,
+        code_hash: row.opt_text(3)?.map(token_hash).transpose()?,
+        payload: row.opt_text(4)?,
+        attempts_left: u32::try_from(row.int(5)?).map_err(|_| CorruptRow("attempts left"))?,
+        credential_epoch: from_db_opt(row.opt_int(6)?)?,
+        created_at: from_db(row.int(7)?)?,
+        expires_at: from_db(row.int(8)?)?,
     })
 }

@@ -169,7 +169,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(applied, [1, 2, 3, 4], "each migration recorded once");
+    assert_eq!(applied, [1, 2, 3, 4, 5], "each migration recorded once");
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
          AND tablename NOT LIKE '\\_%' ORDER BY tablename",
@@ -181,6 +181,9 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
         tables,
         [
             "login_attempts",
+            "mfa_backup_codes",
+            "mfa_codes",
+            "mfa_totp",
             "one_time_tokens",
             "pending_registrations",
             "rate_limit_hits",
@@ -228,6 +231,42 @@ async fn database_at_version(url: &str, dir: &Path, version: i64) -> PgPool {
     pool
 }
 
+/// Inserts a user as a schema before version 5 stores it, and returns the
+/// record the stores read back after migrating: the stores' own
+/// statements name `must_change_password`, which those versions lack.
+async fn insert_user_before_v5(pool: &PgPool, new: NewUser) -> User {
+    sqlx::query(
+        "INSERT INTO users (id, email, hashed_password, is_active, is_verified, is_superuser, \
+         full_name, created_at, updated_at) VALUES ($1, $2, $3, TRUE, $4, $5, $6, $7, $7)",
+    )
+    .bind(new.id.as_str())
+    .bind(new.email.as_str())
+    .bind(new.password_hash.as_ref().map(PasswordHash::as_str))
+    .bind(new.is_verified)
+    .bind(new.is_superuser)
+    .bind(new.full_name.as_deref())
+    .bind(new.created_at.timestamp_micros())
+    .execute(pool)
+    .await
+    .unwrap();
+    User {
+        id: new.id,
+        email: new.email,
+        password_hash: new.password_hash,
+        is_active: true,
+        is_verified: new.is_verified,
+        is_superuser: new.is_superuser,
+        full_name: new.full_name,
+        phone_number: None,
+        is_mfa_enabled: false,
+        must_change_password: false,
+        created_at: new.created_at,
+        updated_at: new.created_at,
+        last_login: None,
+        tokens_invalidated_after: None,
+    }
+}
+
 /// The schema before refresh-token families.
 async fn database_at_version_1(url: &str, dir: &Path) -> PgPool {
     database_at_version(url, dir, 1).await
@@ -247,11 +286,7 @@ async fn a_database_at_version_2_keeps_its_sessions_and_drops_the_token_table() 
     let pool = database_at_version(&url, dir.path(), 2).await;
     let stores = postgres::stores(pool.clone());
     assert!(!stores.health.schema_is_current().await.unwrap());
-    let user = stores
-        .users
-        .insert(fixtures::new_user("v2@example.com"))
-        .await
-        .unwrap();
+    let user = insert_user_before_v5(&pool, fixtures::new_user("v2@example.com")).await;
     let sid = SessionId::generate();
     sqlx::query(
         "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, \
@@ -277,7 +312,23 @@ async fn a_database_at_version_2_keeps_its_sessions_and_drops_the_token_table() 
     .execute(&pool)
     .await
     .unwrap();
-    let before = stores.sessions.authenticate(&sid).await.unwrap().unwrap();
+    // As written above (`authenticate` reads the user with version 5's
+    // columns, so it can only be asked after the migration).
+    let before = (
+        Session {
+            id: sid.clone(),
+            user_id: user.id.clone(),
+            created_at: t0(),
+            last_used_at: t0(),
+            expires_at: at(TimeDelta::days(30)),
+            idle_expires_at: at(TimeDelta::days(1)),
+            user_agent: Some("ua".into()),
+            ip: None,
+            revoked_at: None,
+            revoked_reason: None,
+        },
+        user.clone(),
+    );
 
     postgres::migrate(&pool).await.unwrap();
     assert!(stores.health.schema_is_current().await.unwrap());
@@ -342,11 +393,7 @@ async fn a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows()
 
     // Rows as version 1 wrote them: sessions without an idle end, and the
     // other tables' rows through the stores that version 1 already had.
-    let user = stores
-        .users
-        .insert(fixtures::new_user("before@example.com"))
-        .await
-        .unwrap();
+    let user = insert_user_before_v5(&pool, fixtures::new_user("before@example.com")).await;
     let live = SessionId::generate();
     let revoked = SessionId::generate();
     let expires = at(TimeDelta::days(30));
@@ -370,7 +417,20 @@ async fn a_database_at_the_previous_schema_version_migrates_and_keeps_its_rows()
         .unwrap();
     }
     let reset = fixtures::reset_token(&user.id, at(TimeDelta::hours(2)));
-    stores.tokens.issue(reset.clone()).await.unwrap();
+    // Written as version 1 did (`issue` reads the user with version 5's
+    // columns).
+    sqlx::query(
+        "INSERT INTO one_time_tokens (token_hash, kind, user_id, new_email, created_at, \
+         expires_at) VALUES ($1, $2, $3, NULL, $4, $5)",
+    )
+    .bind(reset.hash.as_str())
+    .bind(reset.kind.as_str())
+    .bind(reset.user_id.as_str())
+    .bind(reset.created_at.timestamp_micros())
+    .bind(reset.expires_at.timestamp_micros())
+    .execute(&pool)
+    .await
+    .unwrap();
     let pending_token = fixtures::token_hash();
     let pending = fixtures::pending(
         "waiting@example.com",
@@ -541,11 +601,14 @@ async fn a_tampered_migration_record_makes_the_schema_not_current() {
 /// The tables a row of a user can be in, and how a row names the user
 /// (`$1` its id, `$2` its address): every table of the schema but the
 /// migration record. A new table fails the test below until it is added.
-const KEYED_BY_USER: [(&str, &str); 6] = [
+const KEYED_BY_USER: [(&str, &str); 9] = [
     ("users", "id = $1 OR email = $2"),
     ("pending_registrations", "email = $2"),
     ("one_time_tokens", "user_id = $1"),
     ("sessions", "user_id = $1"),
+    ("mfa_codes", "user_id = $1"),
+    ("mfa_totp", "user_id = $1"),
+    ("mfa_backup_codes", "user_id = $1"),
     ("login_attempts", "email = $2"),
     // Counters are keyed `<purpose>:<address>`; `right` compares
     // literally, where `LIKE` would take `_` for a wildcard.
@@ -624,6 +687,26 @@ async fn deleting_an_account_removes_every_row_keyed_by_it() {
         stores
             .login_attempts
             .admit(&LockoutKey::address(who.email.clone()), t0(), window, 5)
+            .await
+            .unwrap();
+        assert!(stores
+            .mfa
+            .enable_totp(&who.id, "sealed", &[fixtures::token_hash()], None, t0())
+            .await
+            .unwrap());
+        stores
+            .mfa
+            .open_challenge(MfaChallenge {
+                id: fixtures::token_hash(),
+                user_id: who.id.clone(),
+                kind: ChallengeKind::SignIn,
+                code_hash: None,
+                payload: None,
+                attempts_left: 5,
+                credential_epoch: None,
+                created_at: t0(),
+                expires_at: at(window),
+            })
             .await
             .unwrap();
         assert!(stores

@@ -180,6 +180,7 @@ fn user_of(a: &Account) -> User {
         full_name: None,
         phone_number: None,
         is_mfa_enabled: false,
+        must_change_password: false,
         created_at: t0() - TimeDelta::days(30),
         updated_at: t0() - TimeDelta::days(30),
         last_login: None,

@@ -86,10 +86,11 @@ pub trait UserStore: Send + Sync {
         expected: &PasswordHash,
         new: &PasswordHash,
     ) -> Result<bool, StoreError>;
-    /// Atomically: sets the new hash, moves `tokens_invalidated_after`
-    /// strictly forward (to `now`, or one microsecond past its old value if
-    /// that is not before `now`), revokes every live session of the user with `reason`, and
-    /// deletes the user's outstanding reset and email-change tokens.
+    /// Atomically: sets the new hash, clears `must_change_password`, moves
+    /// `tokens_invalidated_after` strictly forward (to `now`, or one
+    /// microsecond past its old value if that is not before `now`), revokes
+    /// every live session of the user with `reason`, and deletes the user's
+    /// outstanding reset and email-change tokens.
     async fn change_password(
         &self,
         id: &UserId,
@@ -119,7 +120,8 @@ pub trait UserStore: Send + Sync {
         now: Timestamp,
     ) -> Result<EmailChangeOutcome, StoreError>;
     /// Removes the user and every row that belongs to it: sessions, tokens,
-    /// login attempts in every bucket of its address (its devices' too) and
+    /// second-factor challenges, its TOTP factor and backup codes, login
+    /// attempts in every bucket of its address (its devices' too) and
     /// rate-limit hits keyed by its address. Returns the removed user. A
     /// [`SessionStore::start`] or [`TokenStore::issue`] for the user racing
     /// the deletion leaves nothing behind: it lands before and is removed
@@ -405,6 +407,123 @@ pub trait RateLimitStore: Send + Sync {
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError>;
 }
 
+/// Second factors (regstack's `mfa_codes`, plus the TOTP factor and the
+/// backup codes): the pending challenges a second-factor step counts
+/// attempts against, and the factors themselves.
+///
+/// Each method is one atomic step, like every intent-named store method
+/// (module doc). The factor changes (`enable_totp`, `disable_totp`,
+/// `set_phone`, `clear_phone`) keep [`User::is_mfa_enabled`] equal to "has a
+/// TOTP factor or a phone" in the same step, revoke every other live
+/// session of the user ([`RevokeReason::FactorChanged`]) and move the
+/// credential epoch ([`User::tokens_invalidated_after`]) strictly forward
+/// as a password change does — so a sign-in that checked the password
+/// before the change, or a challenge opened before it, can no longer start
+/// a session ([`SessionStart::Stale`]): no session started under the old
+/// factors outlives the change.
+///
+/// `keep` names its lifetime (`'k`) only because mockall cannot mock an
+/// elided one inside an `Option`; callers write `Some(&id)` as usual.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait MfaStore: Send + Sync {
+    /// Stores a challenge and, in the same step, deletes every challenge
+    /// of the same user and kind, live or dead: a new code supersedes the
+    /// old one. If the user is gone, nothing is stored and the answer is
+    /// still `Ok` (as [`TokenStore::issue`]). `Err(Conflict)` if another
+    /// user's challenge has the same id.
+    async fn open_challenge(&self, challenge: MfaChallenge) -> Result<(), StoreError>;
+    /// Counts one attempt against a live challenge (`expires_at > now`):
+    /// if attempts are left, decrements `attempts_left` and answers
+    /// [`ChallengeAttempt::Counted`] with the record after the decrement;
+    /// a live challenge with none left is deleted
+    /// ([`ChallengeAttempt::Exhausted`]); anything else is
+    /// [`ChallengeAttempt::Unknown`]. Concurrent attempts never count more
+    /// than `attempts_left`: each `Counted` carries a distinct remainder.
+    async fn attempt_challenge(
+        &self,
+        id: &TokenHash,
+        now: Timestamp,
+    ) -> Result<ChallengeAttempt, StoreError>;
+    /// Deletes a live challenge and returns it: of concurrent callers,
+    /// exactly one gets `Some`.
+    async fn finish_challenge(
+        &self,
+        id: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<MfaChallenge>, StoreError>;
+    /// The user's factors (none for an unknown user).
+    async fn factors(&self, user: &UserId) -> Result<Factors, StoreError>;
+    /// Accepts a TOTP time step: `true`, and it becomes the last accepted
+    /// one, only if the user has a TOTP factor and `step` is later than
+    /// the last accepted step. Of concurrent calls with one step exactly
+    /// one gets `true`; a code is never accepted twice, nor an earlier one
+    /// after a later.
+    async fn accept_totp_step(&self, user: &UserId, step: u64) -> Result<bool, StoreError>;
+    /// Spends one backup code of this user: `true` for exactly one of
+    /// concurrent spenders; another user's code is `false`.
+    async fn spend_backup_code(&self, user: &UserId, hash: &TokenHash) -> Result<bool, StoreError>;
+    /// Enables (or replaces) the TOTP factor with no accepted step yet,
+    /// replaces all the user's backup codes with `backup_codes`, sets
+    /// `is_mfa_enabled` and `updated_at = now`, and revokes every live
+    /// session of the user but `keep` (see the trait doc). `false` if the
+    /// user is gone.
+    async fn enable_totp<'k>(
+        &self,
+        user: &UserId,
+        sealed_secret: &str,
+        backup_codes: &[TokenHash],
+        keep: Option<&'k SessionId>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Removes the TOTP factor; the backup codes too unless a phone
+    /// remains; `is_mfa_enabled` = has a phone; revokes the other sessions.
+    /// `false` if there was no TOTP factor.
+    async fn disable_totp<'k>(
+        &self,
+        user: &UserId,
+        keep: Option<&'k SessionId>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Sets the (proven) phone number, `is_mfa_enabled`, and revokes the
+    /// other sessions. `false` if the user is gone.
+    async fn set_phone<'k>(
+        &self,
+        user: &UserId,
+        phone: &str,
+        keep: Option<&'k SessionId>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Clears the phone number; the backup codes too unless a TOTP factor
+    /// remains (they are a fallback for a factor, and no factor is left);
+    /// `is_mfa_enabled` = has a TOTP factor; revokes the other sessions.
+    /// `false` if there was no phone.
+    async fn clear_phone<'k>(
+        &self,
+        user: &UserId,
+        keep: Option<&'k SessionId>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Replaces all of the user's backup codes: the old ones stop working
+    /// in the same step. `false` if the user is gone.
+    async fn replace_backup_codes(
+        &self,
+        user: &UserId,
+        codes: &[TokenHash],
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Sets or clears [`User::must_change_password`]. `false` if the user
+    /// is gone.
+    async fn set_must_change_password(
+        &self,
+        user: &UserId,
+        value: bool,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Deletes challenges past their expiry. Returns how many.
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
+}
+
 /// Liveness of the backend, for `/readyz` and `regstack migrate`.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
@@ -431,6 +550,8 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     /// Other counters.
     pub rate_limits: Arc<dyn RateLimitStore>,
+    /// Second factors and their challenges.
+    pub mfa: Arc<dyn MfaStore>,
     /// Backend health.
     pub health: Arc<dyn StoreHealth>,
 }

@@ -207,10 +207,19 @@ pub struct User {
     pub is_superuser: bool,
     /// Display name, at most 200 characters.
     pub full_name: Option<String>,
-    /// E.164 number for SMS second factor (a later issue).
+    /// E.164 number of the SMS second factor: set only by
+    /// [`MfaStore::set_phone`](crate::MfaStore::set_phone) after the number
+    /// proved itself, so its presence *is* the SMS factor.
     pub phone_number: Option<String>,
-    /// A second factor is enrolled (a later issue).
+    /// True exactly when the account has a confirmed TOTP factor or a
+    /// phone: a cached answer to "must sign-in ask for a second factor",
+    /// kept in step by the [`MfaStore`](crate::MfaStore) operations that
+    /// add or remove a factor, in the same atomic step.
     pub is_mfa_enabled: bool,
+    /// The next sign-in must set a new password before anything else. Set
+    /// by an administrator, the CLI or the host; cleared by every password
+    /// change and reset, in the same step that changes the hash.
+    pub must_change_password: bool,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change to the row.
@@ -344,6 +353,10 @@ pub enum RevokeReason {
     RefreshReuse,
     /// The user or an administrator revoked this one session.
     Revoked,
+    /// A second factor was added or removed: every other session ends, so
+    /// a session started without the new factor (or with a removed one)
+    /// does not outlive the change.
+    FactorChanged,
 }
 
 impl RevokeReason {
@@ -358,6 +371,7 @@ impl RevokeReason {
             Self::Disabled => "disabled",
             Self::RefreshReuse => "refresh_reuse",
             Self::Revoked => "revoked",
+            Self::FactorChanged => "factor_changed",
         }
     }
     /// Reads a stored reason; unknown text reads as [`Self::Revoked`].
@@ -370,6 +384,7 @@ impl RevokeReason {
             "email_changed" => Self::EmailChanged,
             "disabled" => Self::Disabled,
             "refresh_reuse" => Self::RefreshReuse,
+            "factor_changed" => Self::FactorChanged,
             _ => Self::Revoked,
         }
     }
@@ -378,7 +393,11 @@ impl RevokeReason {
     pub fn is_bulk(self) -> bool {
         matches!(
             self,
-            Self::PasswordChanged | Self::PasswordReset | Self::EmailChanged | Self::LogoutAll
+            Self::PasswordChanged
+                | Self::PasswordReset
+                | Self::EmailChanged
+                | Self::LogoutAll
+                | Self::FactorChanged
         )
     }
 }
@@ -436,6 +455,138 @@ pub struct NewSession {
     /// password which a change or reset has since replaced gets no session
     /// ([`SessionStart::Stale`](crate::SessionStart::Stale)).
     pub credential_epoch: Option<Timestamp>,
+}
+
+/// What an [`MfaChallenge`] stands between. The kind is part of the
+/// challenge's identity for superseding ([`MfaStore::open_challenge`]
+/// replaces the user's challenge of the same kind only), so an enrolment
+/// code can never finish a sign-in, nor the other way round.
+///
+/// [`MfaStore::open_challenge`]: crate::MfaStore::open_challenge
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChallengeKind {
+    /// A sign-in whose password was right and whose second factor is due.
+    SignIn,
+    /// Proving a new phone number with a code sent to it.
+    PhoneEnrolment,
+    /// Proving a new TOTP secret with a first code from the authenticator.
+    TotpEnrolment,
+    /// A password change that must show the second factor too.
+    PasswordChange,
+}
+
+impl ChallengeKind {
+    /// The name stored in the `kind` column / field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SignIn => "sign_in",
+            Self::PhoneEnrolment => "phone_enrolment",
+            Self::TotpEnrolment => "totp_enrolment",
+            Self::PasswordChange => "password_change",
+        }
+    }
+    /// Reads a stored kind.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sign_in" => Some(Self::SignIn),
+            "phone_enrolment" => Some(Self::PhoneEnrolment),
+            "totp_enrolment" => Some(Self::TotpEnrolment),
+            "password_change" => Some(Self::PasswordChange),
+            _ => None,
+        }
+    }
+}
+
+/// A pending second-factor step (regstack's `mfa_codes`): the client holds
+/// a pending token whose hash is [`id`](Self::id); the store counts the
+/// attempts made against it and hands it out once when it finishes.
+#[derive(Clone, PartialEq)]
+pub struct MfaChallenge {
+    /// Hash of the pending token handed to the client.
+    pub id: TokenHash,
+    /// Whose second factor is asked for.
+    pub user_id: UserId,
+    /// What the challenge stands between.
+    pub kind: ChallengeKind,
+    /// Digest of the SMS code sent, if the factor is a texted code.
+    pub code_hash: Option<TokenHash>,
+    /// What the challenge will commit when it finishes: for
+    /// [`ChallengeKind::PhoneEnrolment`] the E.164 number, for
+    /// [`ChallengeKind::TotpEnrolment`] the sealed secret.
+    pub payload: Option<String>,
+    /// Wrong answers still allowed.
+    pub attempts_left: u32,
+    /// The user's [`User::tokens_invalidated_after`] as read with the
+    /// password, for the session the challenge may start.
+    pub credential_epoch: Option<Timestamp>,
+    /// When it was opened.
+    pub created_at: Timestamp,
+    /// Dead from this instant on.
+    pub expires_at: Timestamp,
+}
+
+impl fmt::Debug for MfaChallenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The code digest is an offline-guessing target (six digits) and
+        // the payload a phone number or a sealed secret.
+        f.debug_struct("MfaChallenge")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("kind", &self.kind)
+            .field("code_hash", &self.code_hash.as_ref().map(|_| "[redacted]"))
+            .field("payload", &self.payload.as_ref().map(|_| "[redacted]"))
+            .field("attempts_left", &self.attempts_left)
+            .field("credential_epoch", &self.credential_epoch)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Outcome of [`MfaStore::attempt_challenge`](crate::MfaStore::attempt_challenge).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChallengeAttempt {
+    /// This attempt was counted; `attempts_left` is what remains AFTER it.
+    /// The caller checks the answer only now, so a burst can never check
+    /// more answers than the challenge allowed.
+    Counted(MfaChallenge),
+    /// No attempts were left: the challenge is deleted.
+    Exhausted,
+    /// No live challenge has that id: unknown, expired or finished.
+    Unknown,
+}
+
+/// A confirmed TOTP factor.
+#[derive(Clone, PartialEq)]
+pub struct TotpFactor {
+    /// The shared secret, sealed by `core` (the store never sees it plain).
+    pub sealed_secret: String,
+    /// The last accepted time step: a code for it or an earlier one is a
+    /// replay ([`MfaStore::accept_totp_step`](crate::MfaStore::accept_totp_step)).
+    pub last_step: Option<u64>,
+    /// When it was enabled.
+    pub created_at: Timestamp,
+}
+
+impl fmt::Debug for TotpFactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpFactor")
+            .field("sealed_secret", &"[redacted]")
+            .field("last_step", &self.last_step)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// A user's second factors as stored.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Factors {
+    /// The TOTP factor, if enabled.
+    pub totp: Option<TotpFactor>,
+    /// The SMS factor's number ([`User::phone_number`]).
+    pub phone_number: Option<String>,
+    /// Unspent backup codes.
+    pub backup_codes_left: u32,
 }
 
 impl Session {

@@ -14,7 +14,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 use chrono::TimeDelta;
-use regstack_ports::{LockoutKey, RevokeReason, SessionId, StoreError, Stores, TokenKind, UserId};
+use regstack_ports::{
+    ChallengeKind, LockoutKey, MfaChallenge, RevokeReason, SessionId, StoreError, Stores,
+    TokenKind, UserId,
+};
 
 use crate::fixtures::{self, at, t0};
 #[cfg(doc)]
@@ -69,6 +72,29 @@ pub fn every_store_call(stores: &Stores) -> Vec<StoreCall> {
         "sessions.purge_expired" => |s| s.sessions.purge_expired(t0());
         "rate_limits.hit" => |s| s.rate_limits.hit("mail:outage@example.com", t0(), TimeDelta::hours(1), 5);
         "rate_limits.purge_expired" => |s| s.rate_limits.purge_expired(t0());
+        "mfa.open_challenge" => |s| s.mfa.open_challenge(MfaChallenge {
+            id: hash(),
+            user_id: uid(),
+            kind: ChallengeKind::SignIn,
+            code_hash: Some(hash()),
+            payload: None,
+            attempts_left: 5,
+            credential_epoch: None,
+            created_at: t0(),
+            expires_at: later(),
+        });
+        "mfa.attempt_challenge" => |s| s.mfa.attempt_challenge(&hash(), t0());
+        "mfa.finish_challenge" => |s| s.mfa.finish_challenge(&hash(), t0());
+        "mfa.factors" => |s| s.mfa.factors(&uid());
+        "mfa.accept_totp_step" => |s| s.mfa.accept_totp_step(&uid(), 1);
+        "mfa.spend_backup_code" => |s| s.mfa.spend_backup_code(&uid(), &hash());
+        "mfa.enable_totp" => |s| s.mfa.enable_totp(&uid(), "sealed", &[hash()], Some(&sid()), t0());
+        "mfa.disable_totp" => |s| s.mfa.disable_totp(&uid(), Some(&sid()), t0());
+        "mfa.set_phone" => |s| s.mfa.set_phone(&uid(), "+14155550100", Some(&sid()), t0());
+        "mfa.clear_phone" => |s| s.mfa.clear_phone(&uid(), Some(&sid()), t0());
+        "mfa.replace_backup_codes" => |s| s.mfa.replace_backup_codes(&uid(), &[hash()], t0());
+        "mfa.set_must_change_password" => |s| s.mfa.set_must_change_password(&uid(), true, t0());
+        "mfa.purge_expired" => |s| s.mfa.purge_expired(t0());
         "health.ping" => |s| s.health.ping();
         "health.schema_is_current" => |s| s.health.schema_is_current();
     }

@@ -7,7 +7,7 @@
 //! same method on the store that the one required method returns. That
 //! accessor is named after the [`Stores`](regstack_ports::Stores) field
 //! (`users`, `pending`, `tokens`, `login_attempts`, `sessions`,
-//! `rate_limits`, `health`). [`Forwarding<F>`] implements the port for every
+//! `rate_limits`, `mfa`, `health`). [`Forwarding<F>`] implements the port for every
 //! `F` that implements its `…Forward` trait, and [`forwarding`] wraps a
 //! value for a `Stores` field:
 //!
@@ -71,10 +71,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::TimeDelta;
 use regstack_ports::{
-    Admission, Email, EmailChangeOutcome, LockoutKey, LoginAttemptStore, NewSession, NewUser,
-    OneTimeToken, PasswordHash, PendingRegistration, PendingStore, Promotion, RateLimitStore,
-    RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
-    StoreHealth, Timestamp, TokenHash, TokenKind, TokenStore, User, UserId, UserStore,
+    Admission, ChallengeAttempt, Email, EmailChangeOutcome, Factors, LockoutKey, LoginAttemptStore,
+    MfaChallenge, MfaStore, NewSession, NewUser, OneTimeToken, PasswordHash, PendingRegistration,
+    PendingStore, Promotion, RateLimitStore, RevokeReason, Rotation, Session, SessionId,
+    SessionStart, SessionStore, StoreError, StoreHealth, Timestamp, TokenHash, TokenKind,
+    TokenStore, User, UserId, UserStore,
 };
 
 /// A wrapper `F` seen as the store ports whose `…Forward` traits it
@@ -98,7 +99,7 @@ macro_rules! forward {
     (
         $(#[$attr:meta])*
         $forward:ident for $port:ident via $accessor:ident {
-            $( fn $method:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty; )*
+            $( fn $method:ident $(<$($lt:lifetime),*>)? ($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty; )*
         }
     ) => {
         $(#[$attr])*
@@ -114,7 +115,7 @@ macro_rules! forward {
                     "Delegates to [`", stringify!($port), "::", stringify!($method),
                     "`] unless overridden."
                 )]
-                async fn $method(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
+                async fn $method $(<$($lt),*>)? (&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
                     <Self as $forward>::$accessor(self).$method($($arg),*).await
                 }
             )*
@@ -123,7 +124,7 @@ macro_rules! forward {
         #[async_trait]
         impl<F: $forward> $port for Forwarding<F> {
             $(
-                async fn $method(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
+                async fn $method $(<$($lt),*>)? (&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
                     <F as $forward>::$method(&self.0, $($arg),*).await
                 }
             )*
@@ -225,6 +226,37 @@ forward! {
     RateLimitStoreForward for RateLimitStore via rate_limits {
         fn hit(key: &str, now: Timestamp, window: TimeDelta, limit: u32) -> bool;
         fn purge_expired(before: Timestamp) -> u64;
+    }
+}
+
+forward! {
+    /// [`MfaStore`], one method at a time: implement [`mfa`](Self::mfa)
+    /// and the methods to change.
+    MfaStoreForward for MfaStore via mfa {
+        fn open_challenge(challenge: MfaChallenge) -> ();
+        fn attempt_challenge(id: &TokenHash, now: Timestamp) -> ChallengeAttempt;
+        fn finish_challenge(id: &TokenHash, now: Timestamp) -> Option<MfaChallenge>;
+        fn factors(user: &UserId) -> Factors;
+        fn accept_totp_step(user: &UserId, step: u64) -> bool;
+        fn spend_backup_code(user: &UserId, hash: &TokenHash) -> bool;
+        fn enable_totp<'k>(
+            user: &UserId,
+            sealed_secret: &str,
+            backup_codes: &[TokenHash],
+            keep: Option<&'k SessionId>,
+            now: Timestamp,
+        ) -> bool;
+        fn disable_totp<'k>(user: &UserId, keep: Option<&'k SessionId>, now: Timestamp) -> bool;
+        fn set_phone<'k>(
+            user: &UserId,
+            phone: &str,
+            keep: Option<&'k SessionId>,
+            now: Timestamp,
+        ) -> bool;
+        fn clear_phone<'k>(user: &UserId, keep: Option<&'k SessionId>, now: Timestamp) -> bool;
+        fn replace_backup_codes(user: &UserId, codes: &[TokenHash], now: Timestamp) -> bool;
+        fn set_must_change_password(user: &UserId, value: bool, now: Timestamp) -> bool;
+        fn purge_expired(now: Timestamp) -> u64;
     }
 }
 

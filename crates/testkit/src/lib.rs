@@ -143,6 +143,19 @@ macro_rules! __store_contract_cases {
             // Rate limits.
             rate_limit_hit_never_exceeds_the_limit_under_20_parallel_hits,
             rate_limit_window_slides_and_keys_are_independent,
+            // Second factors.
+            open_challenge_supersedes_only_the_users_challenge_of_that_kind,
+            attempt_challenge_counts_down_to_exhaustion,
+            a_challenge_is_dead_from_its_expiry_on,
+            attempt_challenge_never_counts_more_than_attempts_left_under_20_parallel_attempts,
+            finish_challenge_has_one_winner_among_20_parallel_callers,
+            accept_totp_step_refuses_replays_and_earlier_steps,
+            accept_totp_step_accepts_one_of_20_parallel_same_step_calls,
+            backup_codes_are_single_use_under_20_parallel_spenders_and_per_user,
+            factor_changes_keep_is_mfa_enabled_consistent_and_revoke_other_sessions,
+            password_change_and_reset_clear_must_change_password,
+            delete_account_removes_every_mfa_row,
+            purge_expired_removes_only_dead_challenges,
             // Housekeeping.
             purge_expired_removes_only_dead_rows,
             health_ping_and_schema,

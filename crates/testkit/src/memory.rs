@@ -16,18 +16,18 @@
 //! [`FaultInjector`] that makes named operations fail with
 //! `StoreError::Unavailable`, as a dropped database connection would.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
-    Admission, Email, EmailChangeOutcome, LockoutKey, LoginAttemptStore, NewSession, NewUser,
-    OneTimeToken, PasswordHash, PendingRegistration, PendingStore, Promotion, RateLimitStore,
-    RefreshFamily, RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore,
-    StoreError, StoreHealth, Stores, Timestamp, TokenHash, TokenKind, TokenStore, User, UserId,
-    UserStore,
+    Admission, ChallengeAttempt, Email, EmailChangeOutcome, Factors, LockoutKey, LoginAttemptStore,
+    MfaChallenge, MfaStore, NewSession, NewUser, OneTimeToken, PasswordHash, PendingRegistration,
+    PendingStore, Promotion, RateLimitStore, RefreshFamily, RevokeReason, Rotation, Session,
+    SessionId, SessionStart, SessionStore, StoreError, StoreHealth, Stores, Timestamp, TokenHash,
+    TokenKind, TokenStore, TotpFactor, User, UserId, UserStore,
 };
 
 /// A fresh, empty, independent set of in-memory stores.
@@ -49,6 +49,7 @@ pub fn memory_stores_with_faults() -> (Stores, FaultInjector) {
         login_attempts: store.clone(),
         sessions: store.clone(),
         rate_limits: store.clone(),
+        mfa: store.clone(),
         health: store,
     };
     (stores, faults)
@@ -87,6 +88,19 @@ pub const OPERATIONS: &[&str] = &[
     "sessions.purge_expired",
     "rate_limits.hit",
     "rate_limits.purge_expired",
+    "mfa.open_challenge",
+    "mfa.attempt_challenge",
+    "mfa.finish_challenge",
+    "mfa.factors",
+    "mfa.accept_totp_step",
+    "mfa.spend_backup_code",
+    "mfa.enable_totp",
+    "mfa.disable_totp",
+    "mfa.set_phone",
+    "mfa.clear_phone",
+    "mfa.replace_backup_codes",
+    "mfa.set_must_change_password",
+    "mfa.purge_expired",
     "health.ping",
     "health.schema_is_current",
 ];
@@ -223,6 +237,12 @@ struct State {
     sessions: HashMap<SessionId, Session>,
     refresh: HashMap<SessionId, Family>,
     hits: HashMap<String, Vec<Timestamp>>,
+    /// Second-factor challenges by id (`mfa_codes`).
+    challenges: HashMap<TokenHash, MfaChallenge>,
+    /// TOTP factors by user (`mfa_totp`).
+    totp: HashMap<UserId, TotpFactor>,
+    /// Unspent backup codes by user (`mfa_backup_codes`).
+    backup_codes: HashMap<UserId, HashSet<TokenHash>>,
 }
 
 /// The refresh columns of a `sessions` row: the family's live token and
@@ -311,6 +331,7 @@ impl State {
     ) -> Option<User> {
         let user = self.users.get_mut(id)?;
         user.password_hash = Some(new.clone());
+        user.must_change_password = false;
         user.updated_at = now;
         user.tokens_invalidated_after = Some(user.next_credential_epoch(now));
         let user = user.clone();
@@ -335,6 +356,32 @@ impl State {
         let user = self.users.get(&session.user_id)?;
         Some((session.clone(), user.clone()))
     }
+
+    /// The common tail of every factor change: `is_mfa_enabled` recomputed
+    /// from what the user now has, `updated_at`, the credential epoch moved
+    /// strictly forward, and every live session but `keep` revoked.
+    fn factor_changed(&mut self, id: &UserId, keep: Option<&SessionId>, now: Timestamp) {
+        let has_totp = self.totp.contains_key(id);
+        let Some(user) = self.users.get_mut(id) else {
+            return;
+        };
+        user.is_mfa_enabled = has_totp || user.phone_number.is_some();
+        user.updated_at = now;
+        user.tokens_invalidated_after = Some(user.next_credential_epoch(now));
+        for session in self.sessions.values_mut() {
+            if &session.user_id == id && Some(&session.id) != keep && is_live(session, now) {
+                session.revoked_at = Some(now);
+                session.revoked_reason = Some(RevokeReason::FactorChanged);
+            }
+        }
+    }
+
+    /// Forgets every second-factor row of a user.
+    fn forget_factors(&mut self, id: &UserId) {
+        self.challenges.retain(|_, c| &c.user_id != id);
+        self.totp.remove(id);
+        self.backup_codes.remove(id);
+    }
 }
 
 #[async_trait]
@@ -351,6 +398,7 @@ impl UserStore for MemoryStore {
             full_name: new.full_name,
             phone_number: None,
             is_mfa_enabled: false,
+            must_change_password: false,
             created_at: new.created_at,
             updated_at: new.created_at,
             last_login: None,
@@ -482,6 +530,7 @@ impl UserStore for MemoryStore {
         st.sessions.retain(|_, s| &s.user_id != id);
         st.drop_orphaned_refresh_tokens();
         st.tokens.retain(|_, t| &t.user_id != id);
+        st.forget_factors(id);
         st.forget_attempts(&user.email);
         st.pending.remove(&user.email);
         // Rate-limit keys are `{purpose}:{email}`. Matching the whole
@@ -577,6 +626,7 @@ impl PendingStore for MemoryStore {
             full_name: row.full_name,
             phone_number: None,
             is_mfa_enabled: false,
+            must_change_password: false,
             created_at: now,
             updated_at: now,
             last_login: None,
@@ -884,6 +934,206 @@ impl RateLimitStore for MemoryStore {
         }
         st.hits.retain(|_, h| !h.is_empty());
         Ok(removed)
+    }
+}
+
+#[async_trait]
+impl MfaStore for MemoryStore {
+    async fn open_challenge(&self, challenge: MfaChallenge) -> Result<(), StoreError> {
+        let mut st = self.enter("mfa.open_challenge")?;
+        // A user deleted before this open gets nothing (as `tokens.issue`).
+        if !st.users.contains_key(&challenge.user_id) {
+            return Ok(());
+        }
+        let supersedes =
+            |c: &MfaChallenge| c.user_id == challenge.user_id && c.kind == challenge.kind;
+        if st
+            .challenges
+            .get(&challenge.id)
+            .is_some_and(|c| !supersedes(c))
+        {
+            return Err(StoreError::Conflict("challenge id"));
+        }
+        st.challenges.retain(|_, c| !supersedes(c));
+        st.challenges.insert(challenge.id.clone(), challenge);
+        Ok(())
+    }
+
+    async fn attempt_challenge(
+        &self,
+        id: &TokenHash,
+        now: Timestamp,
+    ) -> Result<ChallengeAttempt, StoreError> {
+        let mut st = self.enter("mfa.attempt_challenge")?;
+        match st.challenges.get_mut(id) {
+            Some(c) if c.expires_at > now && c.attempts_left > 0 => {
+                c.attempts_left -= 1;
+                Ok(ChallengeAttempt::Counted(c.clone()))
+            }
+            Some(c) if c.expires_at > now => {
+                st.challenges.remove(id);
+                Ok(ChallengeAttempt::Exhausted)
+            }
+            _ => Ok(ChallengeAttempt::Unknown),
+        }
+    }
+
+    async fn finish_challenge(
+        &self,
+        id: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<MfaChallenge>, StoreError> {
+        let mut st = self.enter("mfa.finish_challenge")?;
+        if st.challenges.get(id).is_some_and(|c| c.expires_at > now) {
+            Ok(st.challenges.remove(id))
+        } else {
+            Ok(None)
+        }
+    }
+
+    async fn factors(&self, user: &UserId) -> Result<Factors, StoreError> {
+        let st = self.enter("mfa.factors")?;
+        Ok(Factors {
+            totp: st.totp.get(user).cloned(),
+            phone_number: st.users.get(user).and_then(|u| u.phone_number.clone()),
+            backup_codes_left: st
+                .backup_codes
+                .get(user)
+                .map_or(0, |codes| u32::try_from(codes.len()).unwrap_or(u32::MAX)),
+        })
+    }
+
+    async fn accept_totp_step(&self, user: &UserId, step: u64) -> Result<bool, StoreError> {
+        let mut st = self.enter("mfa.accept_totp_step")?;
+        match st.totp.get_mut(user) {
+            Some(f) if f.last_step.is_none_or(|last| last < step) => {
+                f.last_step = Some(step);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn spend_backup_code(&self, user: &UserId, hash: &TokenHash) -> Result<bool, StoreError> {
+        let mut st = self.enter("mfa.spend_backup_code")?;
+        Ok(st
+            .backup_codes
+            .get_mut(user)
+            .is_some_and(|codes| codes.remove(hash)))
+    }
+
+    async fn enable_totp<'k>(
+        &self,
+        user: &UserId,
+        sealed_secret: &str,
+        backup_codes: &[TokenHash],
+        keep: Option<&'k SessionId>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.enter("mfa.enable_totp")?;
+        if !st.users.contains_key(user) {
+            return Ok(false);
+        }
+        st.totp.insert(
+            user.clone(),
+            TotpFactor {
+                sealed_secret: sealed_secret.to_owned(),
+                last_step: None,
+                created_at: now,
+            },
+        );
+        st.backup_codes
+            .insert(user.clone(), backup_codes.iter().cloned().collect());
+        st.factor_changed(user, keep, now);
+        Ok(true)
+    }
+
+    async fn disable_totp<'k>(
+        &self,
+        user: &UserId,
+        keep: Option<&'k SessionId>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.enter("mfa.disable_totp")?;
+        if st.totp.remove(user).is_none() {
+            return Ok(false);
+        }
+        if st.users.get(user).is_none_or(|u| u.phone_number.is_none()) {
+            st.backup_codes.remove(user);
+        }
+        st.factor_changed(user, keep, now);
+        Ok(true)
+    }
+
+    async fn set_phone<'k>(
+        &self,
+        user: &UserId,
+        phone: &str,
+        keep: Option<&'k SessionId>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.enter("mfa.set_phone")?;
+        let Some(u) = st.users.get_mut(user) else {
+            return Ok(false);
+        };
+        u.phone_number = Some(phone.to_owned());
+        st.factor_changed(user, keep, now);
+        Ok(true)
+    }
+
+    async fn clear_phone<'k>(
+        &self,
+        user: &UserId,
+        keep: Option<&'k SessionId>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.enter("mfa.clear_phone")?;
+        let Some(u) = st.users.get_mut(user).filter(|u| u.phone_number.is_some()) else {
+            return Ok(false);
+        };
+        u.phone_number = None;
+        if !st.totp.contains_key(user) {
+            st.backup_codes.remove(user);
+        }
+        st.factor_changed(user, keep, now);
+        Ok(true)
+    }
+
+    async fn replace_backup_codes(
+        &self,
+        user: &UserId,
+        codes: &[TokenHash],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.enter("mfa.replace_backup_codes")?;
+        let Some(u) = st.users.get_mut(user) else {
+            return Ok(false);
+        };
+        u.updated_at = now;
+        st.backup_codes
+            .insert(user.clone(), codes.iter().cloned().collect());
+        Ok(true)
+    }
+
+    async fn set_must_change_password(
+        &self,
+        user: &UserId,
+        value: bool,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.enter("mfa.set_must_change_password")?;
+        Ok(st.users.get_mut(user).is_some_and(|u| {
+            u.must_change_password = value;
+            u.updated_at = now;
+            true
+        }))
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut st = self.enter("mfa.purge_expired")?;
+        let before = st.challenges.len();
+        st.challenges.retain(|_, c| c.expires_at > now);
+        Ok((before - st.challenges.len()) as u64)
     }
 }
 

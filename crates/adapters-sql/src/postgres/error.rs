@@ -36,6 +36,7 @@ fn conflict_rule(constraint: Option<&str>) -> &'static str {
         Some("users_email_key" | "pending_registrations_email_key") => "email",
         Some("users_pkey") => "user id",
         Some("sessions_pkey") => "session id",
+        Some("mfa_codes_pkey") => "challenge id",
         Some("one_time_tokens_pkey" | "pending_registrations_token_hash_key") => "token",
         _ => "unique",
     }

@@ -14,6 +14,7 @@
 //! not deadlock on PostgreSQL.
 
 mod attempts;
+mod mfa;
 mod pending;
 mod rate_limits;
 pub(crate) mod sessions;
@@ -50,6 +51,7 @@ impl<B: Backend + Clone> SqlStores<B> {
             login_attempts: s.clone(),
             sessions: s.clone(),
             rate_limits: s.clone(),
+            mfa: s.clone(),
             health: s,
         }
     }

@@ -360,6 +360,7 @@ mod tests {
                 full_name: None,
                 phone_number: None,
                 is_mfa_enabled: false,
+                must_change_password: false,
                 created_at: t0(),
                 updated_at: t0(),
                 last_login: None,

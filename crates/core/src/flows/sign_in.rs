@@ -448,6 +448,7 @@ mod tests {
             full_name: None,
             phone_number: None,
             is_mfa_enabled: false,
+            must_change_password: false,
             created_at: now(),
             updated_at: now(),
             last_login: None,

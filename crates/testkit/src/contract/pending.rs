@@ -29,6 +29,7 @@ pub async fn promote_creates_a_verified_user_and_removes_the_pending_row(stores:
         full_name: Some("Grace Hopper".to_owned()),
         phone_number: None,
         is_mfa_enabled: false,
+        must_change_password: false,
         created_at: now,
         updated_at: now,
         last_login: None,

@@ -25,6 +25,7 @@ pub async fn insert_stores_every_field_and_lookups_find_it(stores: Stores) {
         full_name: Some("Ada Lovelace".to_owned()),
         phone_number: None,
         is_mfa_enabled: false,
+        must_change_password: false,
         created_at: t0(),
         updated_at: t0(),
         last_login: None,
