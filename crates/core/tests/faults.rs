@@ -193,8 +193,10 @@ async fn a_failed_reset_keeps_the_old_password_and_the_link() {
         .unwrap()
         .is_some());
     r.engine
-        .login(&email("c@example.com"), &SecretString::from(PW), &c)
+        .login(&email("c@example.com"), &SecretString::from(PW), None, &c)
         .await
+        .unwrap()
+        .into_session()
         .unwrap();
     r.engine
         .reset_password(&token, &new_pw("new-password-1"), &c)
@@ -204,6 +206,7 @@ async fn a_failed_reset_keeps_the_old_password_and_the_link() {
         .login(
             &email("c@example.com"),
             &SecretString::from("new-password-1"),
+            None,
             &c,
         )
         .await
@@ -217,8 +220,10 @@ async fn a_failed_email_change_keeps_the_address_and_the_link() {
     registered_and_verified(&r, "d@example.com").await;
     let s = r
         .engine
-        .login(&email("d@example.com"), &SecretString::from(PW), &c)
+        .login(&email("d@example.com"), &SecretString::from(PW), None, &c)
         .await
+        .unwrap()
+        .into_session()
         .unwrap();
     let p = r.engine.authenticate(Some(&s.access_token)).await.unwrap();
     r.engine
@@ -256,8 +261,10 @@ async fn a_failed_deletion_keeps_the_account_whole() {
     registered_and_verified(&r, "e@example.com").await;
     let s = r
         .engine
-        .login(&email("e@example.com"), &SecretString::from(PW), &c)
+        .login(&email("e@example.com"), &SecretString::from(PW), None, &c)
         .await
+        .unwrap()
+        .into_session()
         .unwrap();
     let p = r.engine.authenticate(Some(&s.access_token)).await.unwrap();
     r.faults.fail_next("users.delete_account");
@@ -281,8 +288,10 @@ async fn a_failed_rotation_leaves_the_refresh_token_usable() {
     registered_and_verified(&r, "f@example.com").await;
     let s = r
         .engine
-        .login(&email("f@example.com"), &SecretString::from(PW), &c)
+        .login(&email("f@example.com"), &SecretString::from(PW), None, &c)
         .await
+        .unwrap()
+        .into_session()
         .unwrap();
     r.faults.fail_next("sessions.rotate");
     unavailable(r.engine.refresh(&s.refresh_token, &c).await);
@@ -296,15 +305,17 @@ async fn a_failing_session_check_refuses_instead_of_letting_through() {
     registered_and_verified(&r, "g@example.com").await;
     let s = r
         .engine
-        .login(&email("g@example.com"), &SecretString::from(PW), &c)
+        .login(&email("g@example.com"), &SecretString::from(PW), None, &c)
         .await
+        .unwrap()
+        .into_session()
         .unwrap();
     r.faults.fail_always("sessions.authenticate");
     unavailable(r.engine.authenticate(Some(&s.access_token)).await);
     r.faults.fail_always("login_attempts.admit");
     unavailable(
         r.engine
-            .login(&email("g@example.com"), &SecretString::from(PW), &c)
+            .login(&email("g@example.com"), &SecretString::from(PW), None, &c)
             .await,
     );
     r.faults.heal();

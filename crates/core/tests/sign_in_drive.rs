@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use chrono::TimeDelta;
 use proptest::prelude::*;
 use regstack_core::device_cookie::DeviceCookies;
+use regstack_core::engine::LoginOutcome;
 use regstack_core::{AuthError, ClientContext, Config, Deps, Engine, EventBus, Principal};
 use regstack_ports::hashing::MockPasswordHasher;
 use regstack_ports::{
@@ -362,7 +363,7 @@ proptest! {
         let engine = engine(&w, user.clone(), &seen);
         let (device_cookie, device) = present(w.cookie);
         let client = ClientContext { device_cookie, ..ClientContext::default() };
-        let result = block_on(engine.login(&email(), &SecretString::from("pw"), &client));
+        let result = block_on(engine.login(&email(), &SecretString::from("pw"), None, &client));
         let seen = seen.lock().unwrap();
         let counted = !w.rate_limit_disabled;
 
@@ -410,7 +411,10 @@ proptest! {
         prop_assert_eq!(&seen.clears, &expected_clears);
 
         let got = match &result {
-            Ok(s) => {
+            Ok(LoginOutcome::MfaRequired(_)) => {
+                return Err(TestCaseError::fail("these accounts have no second factor"))
+            }
+            Ok(LoginOutcome::SignedIn(s)) => {
                 prop_assert_eq!(&s.user.id, &user.as_ref().unwrap().id);
                 prop_assert_eq!(Some(&s.session_id), seen.starts.first().map(|n| &n.id));
                 // A success trusts the device with a new cookie for the

@@ -328,6 +328,43 @@ impl Fields<'_> {
         }
     }
 
+    /// An optional string that must be one of `allowed` (pydantic's
+    /// `Literal`): `None` when absent or null, a `literal_error` naming the
+    /// choices otherwise.
+    pub fn optional_choice(
+        &mut self,
+        name: &'static str,
+        allowed: &[&'static str],
+    ) -> Option<Option<&'static str>> {
+        let longest = allowed.iter().map(|a| a.chars().count()).max();
+        let given = self.optional_nullable(
+            name,
+            Len {
+                min: None,
+                max: longest,
+            },
+        )?;
+        let Some(given) = given.flatten() else {
+            return Some(None);
+        };
+        if let Some(found) = allowed.iter().find(|a| **a == given) {
+            return Some(Some(*found));
+        }
+        let quoted: Vec<String> = allowed.iter().map(|a| format!("'{a}'")).collect();
+        let choices = match quoted.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        self.push(
+            "literal_error",
+            name,
+            format!("Input should be {choices}"),
+            Some(json!({ "expected": choices })),
+        );
+        None
+    }
+
     /// A password to set ([`NewPassword`]): regstack's 422 when its length
     /// is out of range.
     pub fn new_password(&mut self, name: &'static str) -> Option<NewPassword> {

@@ -20,6 +20,7 @@
 //! | `sessions` | `authenticate`, `refresh`, `logout`, `logout_all`, `list_sessions`, `revoke_session` | `flows::refresh` |
 //! | `account` | `update_profile`, `change_password`, `request_email_change`, `confirm_email_change` | `flows::one_time` |
 //! | `recovery` | `forgot_password`, `reset_password` | `flows::one_time` |
+//! | `mfa` | `confirm_sign_in`, `totp_setup`, `totp_confirm`, `totp_disable`, `regenerate_backup_codes` | `flows::mfa`, `flows::gate` |
 //! | `deletion` | `delete_account` | |
 //! | `housekeeping` | `purge_expired` | |
 //!
@@ -42,6 +43,7 @@ use crate::config::{Config, ConfigError};
 use crate::device_cookie::DeviceCookies;
 use crate::error::AuthError;
 use crate::events::{Event, EventBus, EventKind};
+use crate::factors::{BackupCodeHasher, SecretSealer, SmsCodeHasher};
 use crate::jwt::JwtCodec;
 use crate::mail::{Composer, MailContext, MailKind, TemplateError};
 use crate::refresh_token::RefreshTokens;
@@ -52,12 +54,14 @@ mod account;
 mod background;
 mod deletion;
 mod housekeeping;
+mod mfa;
 mod recovery;
 mod registration;
 mod sessions;
 mod sign_in;
 
 pub use housekeeping::PurgeReport;
+pub use mfa::{BackupCodes, LoginOutcome, Method, MfaPending, PresentedCode, TotpSetup};
 pub use registration::{Registered, Registration};
 pub use sessions::{Principal, Refreshed};
 pub use sign_in::SignedIn;
@@ -123,6 +127,12 @@ pub struct Engine {
     jwt: Arc<JwtCodec>,
     refresh_tokens: Arc<RefreshTokens>,
     device_cookies: Arc<DeviceCookies>,
+    /// Seals TOTP secrets at rest.
+    sealer: Arc<SecretSealer>,
+    /// Keys backup-code digests.
+    backup_codes: Arc<BackupCodeHasher>,
+    /// Keys SMS-code digests.
+    sms_codes: Arc<SmsCodeHasher>,
     events: EventBus,
     background: Arc<Background>,
 }
@@ -168,6 +178,9 @@ impl Engine {
         Ok(Self {
             refresh_tokens: Arc::new(refresh_tokens),
             device_cookies: Arc::new(device_cookies),
+            sealer: Arc::new(SecretSealer::new(&cfg.jwt_secret)),
+            backup_codes: Arc::new(BackupCodeHasher::new(&cfg.jwt_secret)),
+            sms_codes: Arc::new(SmsCodeHasher::new(&cfg.jwt_secret)),
             cfg: Arc::new(cfg),
             stores: deps.stores,
             hasher: deps.hasher,

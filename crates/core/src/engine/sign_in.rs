@@ -20,6 +20,7 @@ use regstack_ports::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
+use super::mfa::{LoginOutcome, PresentedCode};
 use super::{seconds_until, secs, ClientContext, Engine, MAX_USER_AGENT_CHARS};
 use crate::error::AuthError;
 use crate::events::EventKind;
@@ -185,12 +186,19 @@ impl Engine {
     /// `POST /login`: runs the [`SignIn`] machine. A device cookie the
     /// client presents for `email` puts the attempt in that device's
     /// lockout bucket; a success answers with a new cookie for `email`.
+    ///
+    /// An account with a second factor gets no session from its password:
+    /// the run opens a challenge and answers [`LoginOutcome::MfaRequired`]
+    /// — unless the request carried a code (`one_step`, DocuVault's
+    /// one-step login), which then answers that challenge at once; a wrong
+    /// one counts against the challenge and the address's lockout.
     pub async fn login(
         &self,
         email: &Email,
         password: &SecretString,
+        one_step: Option<PresentedCode>,
         client: &ClientContext,
-    ) -> Result<SignedIn, AuthError> {
+    ) -> Result<LoginOutcome, AuthError> {
         let now = self.now();
         let policy = self.sign_in_policy(Purpose::Session);
         let device = self.recognize_device(email, client);
@@ -213,23 +221,35 @@ impl Engine {
             // The password was right for `email` from this client: from now
             // on it is a device of the address (a new id every time, so a
             // copy of an older cookie does not share the new bucket).
-            SignIn::SignedIn(signed_in) => Ok(SignedIn {
+            SignIn::SignedIn(signed_in) => Ok(LoginOutcome::SignedIn(Box::new(SignedIn {
                 device_cookie: Some(self.device_cookies.mint(email)),
                 ..signed_in
-            }),
+            }))),
+            SignIn::SecondFactorRequired { user } => {
+                let pending = self.open_sign_in_challenge(&user).await?;
+                self.emit_for(EventKind::MfaChallengeStarted, &user, client);
+                let Some(code) = one_step else {
+                    return Ok(LoginOutcome::MfaRequired(pending));
+                };
+                match self
+                    .confirm_sign_in(&pending.mfa_pending_token, &code, client)
+                    .await
+                {
+                    Ok(signed_in) => Ok(LoginOutcome::SignedIn(Box::new(SignedIn {
+                        device_cookie: Some(self.device_cookies.mint(email)),
+                        ..signed_in
+                    }))),
+                    Err(e @ (AuthError::WrongMfaCode { .. } | AuthError::MfaChallengeInvalid)) => {
+                        self.count_failed_code(&user).await?;
+                        Err(e)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             SignIn::Locked { retry_after_secs } => Err(AuthError::Locked { retry_after_secs }),
             SignIn::Rejected { remaining } => Err(AuthError::InvalidCredentials { remaining }),
             SignIn::Refused(Refusal::Disabled) => Err(AuthError::AccountDisabled),
             SignIn::Refused(Refusal::Unverified) => Err(AuthError::EmailNotVerified),
-            // Refused rather than signed in: the challenge that checks the
-            // second factor is not wired to the API yet (issue 12), and an
-            // account that has one must never get a session without it.
-            SignIn::SecondFactorRequired { user_id } => {
-                tracing::warn!(user_id = %user_id, "sign-in refused: the account has a second factor this server cannot check yet");
-                Err(AuthError::internal(
-                    "second-factor challenges are not available yet",
-                ))
-            }
             SignIn::Started
             | SignIn::Admitting { .. }
             | SignIn::Admitted { .. }

@@ -138,6 +138,7 @@ mod tests {
             updated_at: now,
             last_login: None,
             tokens_invalidated_after: None,
+            must_change_password: false,
         })
     }
 

@@ -34,29 +34,18 @@
 //! - a wrong code never finishes the challenge;
 //! - enrolment never starts a session.
 
-use regstack_ports::{Timestamp, User, UserId};
+use regstack_ports::{MfaChallenge, Timestamp, User, UserId};
 
 use super::gate::{Cleared, FirstFactor, SecondFactor};
 use super::Machine;
 use crate::events::EventKind;
 
-/// A challenge as the store counted this attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Counted {
-    /// Whose.
-    pub user_id: UserId,
-    /// The account's `tokens_invalidated_after` when its password was
-    /// checked: the session must be bound to the same.
-    pub credential_epoch: Option<Timestamp>,
-    /// Attempts left after this one.
-    pub attempts_left: u32,
-}
-
 /// The store's answer to counting an attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Counting {
-    /// Counted; the code may be checked.
-    Counted(Counted),
+    /// Counted (the record after the count: `attempts_left` is what
+    /// remains); the code may be checked.
+    Counted(Box<MfaChallenge>),
     /// No attempts were left: the challenge is gone.
     Exhausted,
     /// No live challenge: unknown, expired or already used.
@@ -91,18 +80,18 @@ pub enum Challenge<S> {
     /// Waiting for the store to count the attempt.
     Counting,
     /// Counted: waiting for the code check.
-    Checking(Counted),
+    Checking(Box<MfaChallenge>),
     /// Right code: waiting to spend the challenge.
     Finishing {
         /// The counted challenge.
-        counted: Counted,
+        counted: Box<MfaChallenge>,
         /// The factor the code proved.
         factor: SecondFactor,
     },
     /// Spent: waiting for the account.
     Loading {
         /// The counted challenge.
-        counted: Counted,
+        counted: Box<MfaChallenge>,
         /// The factor the code proved.
         factor: SecondFactor,
     },
@@ -113,10 +102,12 @@ pub enum Challenge<S> {
     },
     /// Signed in.
     SignedIn(S),
-    /// An enrolment challenge was met.
+    /// An enrolment challenge was met: what it was opened with (the
+    /// number or the sealed secret being enrolled) is the runner's to
+    /// commit.
     Confirmed {
-        /// Whose.
-        user_id: UserId,
+        /// The spent challenge.
+        challenge: Box<MfaChallenge>,
     },
     /// Wrong code; the challenge lives on.
     Wrong {
@@ -154,7 +145,7 @@ pub enum ChallengeEffect {
     Count,
     /// Check the presented code for this challenge's account (reports
     /// `CodeChecked`).
-    CheckCode(Counted),
+    CheckCode(Box<MfaChallenge>),
     /// Spend the challenge (reports `Finished`).
     Finish,
     /// Read the account (reports `Loaded`).
@@ -224,12 +215,9 @@ impl<S> Machine for Challenge<S> {
                     return (Challenge::Expired, vec![]);
                 }
                 match purpose {
-                    ChallengePurpose::Enrolment => (
-                        Challenge::Confirmed {
-                            user_id: counted.user_id,
-                        },
-                        vec![],
-                    ),
+                    ChallengePurpose::Enrolment => {
+                        (Challenge::Confirmed { challenge: counted }, vec![])
+                    }
                     ChallengePurpose::SignIn => {
                         let user_id = counted.user_id.clone();
                         (
@@ -255,7 +243,7 @@ impl<S> Machine for Challenge<S> {
                 match Cleared::check(user, FirstFactor::Password, Some(factor)) {
                     Ok(cleared) => (
                         Challenge::Passed {
-                            user_id: counted.user_id,
+                            user_id: counted.user_id.clone(),
                         },
                         vec![F::StartSession(cleared)],
                     ),
@@ -298,15 +286,22 @@ mod tests {
             updated_at: now(),
             last_login: None,
             tokens_invalidated_after: epoch(),
+            must_change_password: false,
         })
     }
 
-    fn counted(left: u32) -> Counted {
-        Counted {
+    fn counted(left: u32) -> Box<MfaChallenge> {
+        Box::new(MfaChallenge {
+            id: regstack_ports::TokenHash::from_hex("ab".repeat(32)).unwrap(),
             user_id: account().id,
-            credential_epoch: epoch(),
+            kind: regstack_ports::ChallengeKind::SignIn,
+            code_hash: None,
+            payload: None,
             attempts_left: left,
-        }
+            credential_epoch: epoch(),
+            created_at: now(),
+            expires_at: now() + TimeDelta::minutes(10),
+        })
     }
 
     type Run = Challenge<u8>;
@@ -422,7 +417,7 @@ mod tests {
         assert_eq!(
             s,
             Challenge::Confirmed {
-                user_id: account().id
+                challenge: counted(4)
             }
         );
         assert!(!e.iter().any(|e| matches!(

@@ -155,8 +155,9 @@ pub enum SignIn<S> {
     /// session until it is checked (the challenge is the gate's,
     /// [`super::gate`]).
     SecondFactorRequired {
-        /// Who.
-        user_id: UserId,
+        /// The account as read with the password: the challenge the runner
+        /// opens carries its credential epoch.
+        user: Box<User>,
     },
     /// Every factor checked: a session is starting.
     Authenticated {
@@ -363,7 +364,7 @@ impl<S> Machine for SignIn<S> {
                 CredentialCheck::Right(user) => {
                     let mut effects = clear(counted);
                     let user_id = user.id.clone();
-                    match Cleared::check(user, FirstFactor::Password, None) {
+                    match Cleared::check(user.clone(), FirstFactor::Password, None) {
                         Ok(cleared) => {
                             // The runner's session starter fires
                             // `user_logged_in` itself, whichever sign-in
@@ -372,7 +373,7 @@ impl<S> Machine for SignIn<S> {
                             (SignIn::Authenticated { user_id }, effects)
                         }
                         Err(Missing::SecondFactor) => {
-                            (SignIn::SecondFactorRequired { user_id }, effects)
+                            (SignIn::SecondFactorRequired { user }, effects)
                         }
                     }
                 }
@@ -476,7 +477,7 @@ mod tests {
         assert_eq!(
             s,
             SignIn::SecondFactorRequired {
-                user_id: account.id.clone()
+                user: account.clone()
             }
         );
         assert!(s.is_terminal());

@@ -37,6 +37,7 @@ pub(crate) fn message(status: StatusCode, message: &'static str) -> Answer {
 
 mod account;
 mod deletion;
+mod mfa;
 mod recovery;
 mod registration;
 mod sessions;
@@ -50,6 +51,7 @@ pub fn routes() -> axum::Router<Arc<Engine>> {
         .merge(sessions::router())
         .merge(account::router())
         .merge(deletion::router())
+        .merge(mfa::router())
         .merge(recovery::router())
 }
 

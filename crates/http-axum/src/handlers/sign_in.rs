@@ -4,14 +4,17 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
+use regstack_core::engine::{LoginOutcome, Method, PresentedCode};
 use regstack_core::Engine;
 use regstack_ports::Email;
 use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 
-use super::{token_answer, Answer, Engine_, Http};
+use super::mfa::{signed_in_answer, CODE};
+use super::{ok_json, Answer, Engine_, Http};
 use crate::body::{Fields, FromJsonObject, JsonBody, Len};
 use crate::cookie;
 use crate::extract::Client;
@@ -22,24 +25,54 @@ pub fn router() -> Router<Arc<Engine>> {
     Router::new().route("/login", post(login))
 }
 
-/// `LoginRequest`.
+/// `LoginRequest`, plus the one-step second factor: `totp_code` or
+/// `backup_code` (TOTP wins when both are present).
 pub struct LoginRequest {
     email: Email,
     password: SecretString,
+    one_step: Option<PresentedCode>,
 }
 impl FromJsonObject for LoginRequest {
     fn read(f: &mut Fields<'_>) -> Option<Self> {
         read_all! {
             email = f.email("email");
             password = f.secret("password", Len::PASSWORD);
+            totp_code = f.optional_secret("totp_code", CODE);
+            backup_code = f.optional_secret("backup_code", CODE);
         }
-        Some(Self { email, password })
+        let one_step = match (totp_code, backup_code) {
+            (Some(code), _) => Some(PresentedCode {
+                code,
+                method: Some(Method::Totp),
+            }),
+            (None, Some(code)) => Some(PresentedCode {
+                code,
+                method: Some(Method::BackupCode),
+            }),
+            (None, None) => None,
+        };
+        Some(Self {
+            email,
+            password,
+            one_step,
+        })
     }
 }
 
-/// `POST /login` → 200 `TokenResponse` (+ refresh fields), and a new
-/// device cookie. A device cookie in the request is handed to the engine,
-/// which decides what it is worth.
+/// `MfaPendingResponse` (+ our `methods`).
+#[derive(Serialize)]
+struct MfaPendingResponse {
+    status: &'static str,
+    mfa_pending_token: String,
+    expires_in: u64,
+    delivery: &'static str,
+    methods: Vec<&'static str>,
+}
+
+/// `POST /login` → 200 `TokenResponse` (+ refresh fields) and a new device
+/// cookie, or 200 `MfaPendingResponse` when a second factor is due. A
+/// device cookie in the request is handed to the engine, which decides
+/// what it is worth.
 pub async fn login(
     State(e): Engine_,
     axum::Extension(http): Http,
@@ -48,21 +81,17 @@ pub async fn login(
     JsonBody(b): JsonBody<LoginRequest>,
 ) -> Answer {
     c.device_cookie = cookie::read_device(&headers).map(SecretString::from);
-    let s = e.login(&b.email, &b.password, &c).await?;
-    let mut answer = token_answer(
-        &e,
-        &http,
-        s.access_token,
-        s.expires_in,
-        &s.refresh_token,
-        s.refresh_expires_in,
-    )?;
-    if let Some(set) = s
-        .device_cookie
-        .as_ref()
-        .and_then(|d| cookie::set_device(d.expose_secret()))
-    {
-        answer.headers_mut().append(header::SET_COOKIE, set);
+    match e.login(&b.email, &b.password, b.one_step, &c).await? {
+        LoginOutcome::SignedIn(s) => signed_in_answer(&e, &http, *s),
+        LoginOutcome::MfaRequired(p) => ok_json(
+            StatusCode::OK,
+            MfaPendingResponse {
+                status: "mfa_required",
+                mfa_pending_token: p.mfa_pending_token.expose_secret().to_owned(),
+                expires_in: p.expires_in,
+                delivery: p.delivery.name(),
+                methods: p.methods.iter().map(|m| m.name()).collect(),
+            },
+        ),
     }
-    Ok(answer)
 }
