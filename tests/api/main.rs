@@ -10,6 +10,7 @@ mod faults;
 mod layering;
 mod lifecycle;
 mod lockout;
+mod mfa;
 mod model;
 mod security;
 mod sessions;

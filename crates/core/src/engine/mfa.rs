@@ -272,7 +272,16 @@ impl Engine {
         )
         .await?;
         match end {
-            Challenge::SignedIn(signed_in) => Ok(signed_in),
+            Challenge::SignedIn(signed_in) => {
+                // Signed in: the password's attempt, kept counted while the
+                // factor was due, is forgotten, as any sign-in forgets its
+                // address's failures.
+                self.stores
+                    .login_attempts
+                    .clear(&LockoutKey::address(signed_in.user.email.clone()))
+                    .await?;
+                Ok(signed_in)
+            }
             other => Err(challenge_error(other)),
         }
     }
@@ -518,24 +527,6 @@ impl Engine {
             return Err(AuthError::NoSecondFactor);
         }
         Ok(BackupCodes(issued.codes))
-    }
-
-    /// A wrong code in a one-step sign-in counts against the address's
-    /// lockout too, as a wrong password would.
-    pub(super) async fn count_failed_code(&self, user: &User) -> Result<(), AuthError> {
-        if self.cfg.rate_limit_disabled {
-            return Ok(());
-        }
-        self.stores
-            .login_attempts
-            .admit(
-                &LockoutKey::address(user.email.clone()),
-                self.now(),
-                secs(self.cfg.login_lockout_window_seconds),
-                self.cfg.login_lockout_threshold,
-            )
-            .await?;
-        Ok(())
     }
 }
 

@@ -239,10 +239,8 @@ impl Engine {
                         device_cookie: Some(self.device_cookies.mint(email)),
                         ..signed_in
                     }))),
-                    Err(e @ (AuthError::WrongMfaCode { .. } | AuthError::MfaChallengeInvalid)) => {
-                        self.count_failed_code(&user).await?;
-                        Err(e)
-                    }
+                    // A wrong code: the password's attempt stays counted
+                    // in the lockout (the machine did not clear it).
                     Err(e) => Err(e),
                 }
             }

@@ -362,18 +362,22 @@ impl<S> Machine for SignIn<S> {
                     )
                 }
                 CredentialCheck::Right(user) => {
-                    let mut effects = clear(counted);
                     let user_id = user.id.clone();
                     match Cleared::check(user.clone(), FirstFactor::Password, None) {
                         Ok(cleared) => {
+                            let mut effects = clear(counted);
                             // The runner's session starter fires
                             // `user_logged_in` itself, whichever sign-in
                             // path reaches it.
                             effects.push(Effect::StartSession(cleared));
                             (SignIn::Authenticated { user_id }, effects)
                         }
+                        // Not signed in yet: the attempt stays counted until
+                        // the second factor passes (the challenge's runner
+                        // clears it then), so someone who has the password
+                        // but not the factor is locked out like a guesser.
                         Err(Missing::SecondFactor) => {
-                            (SignIn::SecondFactorRequired { user }, effects)
+                            (SignIn::SecondFactorRequired { user }, vec![])
                         }
                     }
                 }
@@ -482,6 +486,10 @@ mod tests {
         );
         assert!(s.is_terminal());
         assert!(!e.iter().any(|e| matches!(e, Effect::StartSession(_))));
+        assert!(
+            !e.iter().any(|e| matches!(e, Effect::ClearFailures(_))),
+            "the attempt stays counted until the factor passes"
+        );
     }
 
     /// Steps `events` from `Started`, collecting every effect.
@@ -852,7 +860,7 @@ mod tests {
                                 *bucket == Bucket::Address || Some(bucket) == asked.as_ref()
                             );
                             prop_assert!(matches!(last_check, Some(CredentialCheck::Right(_))));
-            let cleared_on_success = matches!(next, SignIn::Authenticated { .. } | SignIn::SecondFactorRequired { .. } | SignIn::Confirmed);
+            let cleared_on_success = matches!(next, SignIn::Authenticated { .. } | SignIn::Confirmed);
                             prop_assert!(cleared_on_success);
                         }
                         Effect::Failed(failure) => {

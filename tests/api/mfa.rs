@@ -1,0 +1,514 @@
+//! Second factors over HTTP, on every backend: TOTP enrolment, the
+//! sign-in challenge, one-step login, backup codes, removal — and the
+//! attacks on them (replayed steps and codes, exhausted challenges, racing
+//! confirmations, a challenge outliving a password change).
+//!
+//! TOTP codes are computed here by an RFC 6238 implementation of the
+//! test's own (HMAC-SHA1 over the step counter, dynamic truncation), from
+//! the base32 secret `/totp/setup` shows — independently of the server's
+//! code — and the server runs on a clock that only moves when told, so
+//! every code is for a known step.
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use futures::future::join_all;
+use hmac::{Hmac, Mac};
+use regstack_ports::Timestamp;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+/// RFC 4648 base32 (no padding), as authenticator apps read the secret.
+fn base32_decode(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut bits, mut value, mut out) = (0u32, 0u64, Vec::new());
+    for c in s.trim_end_matches('=').bytes() {
+        let v = ALPHABET
+            .iter()
+            .position(|a| *a == c.to_ascii_uppercase())
+            .expect("base32") as u64;
+        value = (value << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((value >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// The 6-digit code of `secret` at `t` (RFC 6238: 30-second steps, SHA-1).
+fn totp_at(secret: &[u8], t: Timestamp) -> String {
+    let counter = (t.timestamp() / 30) as u64;
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).unwrap();
+    mac.update(&counter.to_be_bytes());
+    let h = mac.finalize().into_bytes();
+    let offset = (h[19] & 0x0f) as usize;
+    let bin = u32::from_be_bytes([
+        h[offset] & 0x7f,
+        h[offset + 1],
+        h[offset + 2],
+        h[offset + 3],
+    ]);
+    format!("{:06}", bin % 1_000_000)
+}
+
+#[test]
+fn the_tests_totp_reproduces_rfc_6238_appendix_b() {
+    let secret = b"12345678901234567890";
+    for (unix, code) in [
+        (59, "287082"),
+        (1_111_111_109, "081804"),
+        (1_234_567_890, "005924"),
+        (2_000_000_000, "279037"),
+    ] {
+        let t = chrono::DateTime::from_timestamp(unix, 0).unwrap();
+        assert_eq!(totp_at(secret, t), code, "t = {unix}");
+    }
+}
+
+/// A user with TOTP enabled, on an app whose clock stands still.
+struct Enrolled {
+    app: Arc<TestApp>,
+    email: &'static str,
+    secret: Vec<u8>,
+    backup_codes: Vec<String>,
+    /// The access token of the session that enrolled.
+    access: String,
+}
+
+impl Enrolled {
+    fn now(&self) -> Timestamp {
+        regstack_ports::Clock::now(&**self.app.clock.as_ref().unwrap())
+    }
+    fn advance(&self, seconds: i64) {
+        self.app
+            .clock
+            .as_ref()
+            .unwrap()
+            .advance(TimeDelta::seconds(seconds));
+    }
+    fn code(&self) -> String {
+        totp_at(&self.secret, self.now())
+    }
+    /// `/login` with the password: the pending token of the challenge.
+    async fn challenge(&self) -> String {
+        let r = self.app.login(self.email, PW).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["status"], "mfa_required", "{:?}", r.body);
+        r.body["mfa_pending_token"].as_str().unwrap().to_owned()
+    }
+    async fn confirm(&self, pending: &str, code: &str) -> Reply {
+        self.app
+            .post(
+                "/login/mfa-confirm",
+                json!({ "mfa_pending_token": pending, "code": code }),
+            )
+            .await
+    }
+}
+
+async fn enrolled(email: &'static str) -> Enrolled {
+    let app = Arc::new(spawn_app_with(|_| {}, true).await);
+    app.create_user(email, PW).await;
+    let access = app.access_token(email, PW).await;
+    let r = app
+        .post_auth("/totp/setup", &access, json!({ "current_password": PW }))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let secret_b32 = r.body["secret"].as_str().unwrap().to_owned();
+    let uri = r.body["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    assert!(uri.contains(&format!("secret={secret_b32}")), "{uri}");
+    assert!(uri.contains("issuer=RegStack"), "{uri}");
+    assert!(r.body["qr_svg"].as_str().unwrap().contains("<svg"));
+    assert_eq!(r.body["expires_in"], 600);
+    let pending = r.body["pending_token"].as_str().unwrap().to_owned();
+    let secret = base32_decode(&secret_b32);
+    assert_eq!(secret.len(), 20, "160-bit secrets");
+    let now = regstack_ports::Clock::now(&**app.clock.as_ref().unwrap());
+    let r = app
+        .post_auth(
+            "/totp/confirm",
+            &access,
+            json!({ "pending_token": pending, "code": totp_at(&secret, now) }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let backup_codes: Vec<String> = r.body["backup_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(backup_codes.len(), 10);
+    let me = app.me(&access).await;
+    assert_eq!(me.status, 200, "the enrolling session stays");
+    assert_eq!(me.body["is_mfa_enabled"], true);
+    Enrolled {
+        app,
+        email,
+        secret,
+        backup_codes,
+        access,
+    }
+}
+
+#[tokio::test]
+async fn totp_enrolment_then_sign_in_with_a_code_computed_independently() {
+    let u = enrolled("totp@example.com").await;
+    // The password alone: no session, a challenge naming every method.
+    let r = u.app.login(u.email, PW).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.get("access_token").is_none(), "{:?}", r.body);
+    assert_eq!(r.body["delivery"], "totp");
+    assert_eq!(r.body["methods"], json!(["totp", "backup_code"]));
+    assert_eq!(r.body["expires_in"], 600);
+    let pending = r.body["mfa_pending_token"].as_str().unwrap().to_owned();
+    // The enrolment's step was accepted already: the next step signs in.
+    u.advance(30);
+    let r = u.confirm(&pending, &u.code()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["token_type"], "bearer");
+    let access = r.body["access_token"].as_str().unwrap().to_owned();
+    let refresh = r.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(u.app.me(&access).await.status, 200);
+    // A session like any other: its refresh token rotates, twice.
+    let r = u
+        .app
+        .post("/refresh", json!({ "refresh_token": refresh }))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let next = r.body["refresh_token"].as_str().unwrap().to_owned();
+    let r = u
+        .app
+        .post("/refresh", json!({ "refresh_token": next }))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // The pending token is spent.
+    let r = u.confirm(&pending, &u.code()).await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (
+            400,
+            "Sign-in session is invalid or has expired. Start over from sign-in."
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_totp_step_signs_in_once_even_within_its_window() {
+    let u = enrolled("replay@example.com").await;
+    // The enrolment's own code never signs in: its step was accepted.
+    let zeroth = u.challenge().await;
+    let r = u.confirm(&zeroth, &u.code()).await;
+    assert_eq!(r.detail(), "Wrong code; 4 attempts remaining.");
+    u.advance(30);
+    let code = u.code();
+    let first = u.challenge().await;
+    assert_eq!(u.confirm(&first, &code).await.status, 200);
+    // The same code, on a new challenge, still inside its ±1-step window.
+    u.advance(10);
+    let second = u.challenge().await;
+    let r = u.confirm(&second, &code).await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (400, "Wrong code; 4 attempts remaining.")
+    );
+    // An earlier step after a later one is refused too.
+    u.advance(30);
+    let later = u.code();
+    let third = u.challenge().await;
+    assert_eq!(u.confirm(&third, &later).await.status, 200);
+    let fourth = u.challenge().await;
+    assert_eq!(u.confirm(&fourth, &code).await.status, 400);
+}
+
+#[tokio::test]
+async fn wrong_codes_count_down_and_exhaust_the_challenge() {
+    let u = enrolled("exhaust@example.com").await;
+    u.advance(30);
+    let pending = u.challenge().await;
+    for remaining in [4, 3, 2, 1] {
+        let r = u.confirm(&pending, "000000").await;
+        assert_eq!(
+            (r.status.as_u16(), r.detail()),
+            (
+                400,
+                format!("Wrong code; {remaining} attempts remaining.").as_str()
+            )
+        );
+    }
+    let r = u.confirm(&pending, "000000").await;
+    assert_eq!(r.status, 400);
+    // Gone: even the right code cannot use it now.
+    let r = u.confirm(&pending, &u.code()).await;
+    assert_eq!(
+        r.detail(),
+        "Sign-in session is invalid or has expired. Start over from sign-in."
+    );
+    let events = u.app.event_names();
+    assert!(events.contains(&"mfa_challenge_failed"));
+    assert!(events.contains(&"mfa_challenge_exhausted"));
+}
+
+#[tokio::test]
+async fn twenty_parallel_attempts_check_at_most_the_allowed_codes_and_sign_in_once() {
+    let u = enrolled("race@example.com").await;
+    u.advance(30);
+    /// Posts `code` to the challenge `pending` from `n` tasks at once.
+    async fn race(u: &Enrolled, pending: &str, code: &str, n: usize) -> Vec<Reply> {
+        let tasks = (0..n).map(|_| {
+            let (app, pending, code) = (u.app.clone(), pending.to_owned(), code.to_owned());
+            tokio::spawn(async move {
+                app.post(
+                    "/login/mfa-confirm",
+                    json!({ "mfa_pending_token": pending, "code": code }),
+                )
+                .await
+            })
+        });
+        join_all(tasks)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect()
+    }
+    // As many right codes racing as the challenge has attempts: exactly
+    // one session (the step is accepted once, the challenge spent once).
+    let pending = u.challenge().await;
+    let replies = race(&u, &pending, &u.code(), 5).await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    assert_eq!(
+        ok,
+        1,
+        "{:?}",
+        replies.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    // Twenty: never more than one. (Those past the fifth find the
+    // challenge exhausted, which may take the winner's spend with it: no
+    // session is a fair answer to a flood, two never.)
+    u.advance(30);
+    let pending = u.challenge().await;
+    let replies = race(&u, &pending, &u.code(), 20).await;
+    assert!(replies.iter().filter(|r| r.status == 200).count() <= 1);
+    // Wrong codes racing: never more than five are checked.
+    u.advance(30);
+    let pending = u.challenge().await;
+    let tasks = (0..20).map(|i| {
+        let (app, pending) = (u.app.clone(), pending.clone());
+        tokio::spawn(async move {
+            app.post(
+                "/login/mfa-confirm",
+                json!({ "mfa_pending_token": pending, "code": format!("{:06}", i) }),
+            )
+            .await
+        })
+    });
+    let replies: Vec<Reply> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let wrong: Vec<&str> = replies
+        .iter()
+        .map(Reply::detail)
+        .filter(|d| d.starts_with("Wrong code"))
+        .collect();
+    assert!(wrong.len() <= 4, "{wrong:?}");
+    let mut distinct = wrong.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        wrong.len(),
+        "each count is a distinct remainder"
+    );
+    assert!(replies.iter().all(|r| r.status == 400));
+}
+
+#[tokio::test]
+async fn backup_codes_sign_in_once_and_regenerating_kills_the_old_set() {
+    let u = enrolled("backup@example.com").await;
+    let code = u.backup_codes[0].clone();
+    let pending = u.challenge().await;
+    // Any spelling: upper case, no dash.
+    let spelled = code.replace('-', "").to_uppercase();
+    assert_eq!(u.confirm(&pending, &spelled).await.status, 200);
+    let again = u.challenge().await;
+    assert_eq!(u.confirm(&again, &code).await.status, 400);
+    // New codes need the password, and the old ones die at once.
+    let r = u
+        .app
+        .post_auth(
+            "/mfa/backup-codes",
+            &u.access,
+            json!({ "current_password": "wrong-password-1" }),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = u
+        .app
+        .post_auth(
+            "/mfa/backup-codes",
+            &u.access,
+            json!({ "current_password": PW }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let fresh: Vec<Value> = r.body["backup_codes"].as_array().unwrap().clone();
+    assert_eq!(fresh.len(), 10);
+    let old = u.challenge().await;
+    assert_eq!(u.confirm(&old, &u.backup_codes[1]).await.status, 400);
+    let new = u.challenge().await;
+    assert_eq!(
+        u.confirm(&new, fresh[0].as_str().unwrap()).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn one_step_login_takes_the_code_in_the_login_body() {
+    let u = enrolled("onestep@example.com").await;
+    u.advance(30);
+    let r = u
+        .app
+        .post(
+            "/login",
+            json!({ "email": u.email, "password": PW, "totp_code": u.code() }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.body["access_token"].is_string());
+    // A wrong code: no session, and it counts in the address's lockout.
+    let r = u
+        .app
+        .post(
+            "/login",
+            json!({ "email": u.email, "password": PW, "totp_code": "000000" }),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    // The password without the factor is no sign-in: each such attempt
+    // stays counted, and the fifth locks the address like a guesser's.
+    for _ in 0..4 {
+        let r = u
+            .app
+            .post(
+                "/login",
+                json!({ "email": u.email, "password": PW, "backup_code": "aaaaa-aaaaa" }),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+    }
+    let r = u.app.login(u.email, PW).await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn a_challenge_dies_with_a_password_change_and_removal_needs_the_password() {
+    let u = enrolled("change@example.com").await;
+    u.advance(30);
+    let pending = u.challenge().await;
+    let r = u
+        .app
+        .post_auth(
+            "/change-password",
+            &u.access,
+            json!({ "current_password": PW, "new_password": "another-password-2" }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // The password that opened the challenge is no longer the account's.
+    assert_eq!(u.confirm(&pending, &u.code()).await.status, 400);
+
+    u.advance(30);
+    let access = {
+        let r = u.app.login(u.email, "another-password-2").await;
+        let pending = r.body["mfa_pending_token"].as_str().unwrap().to_owned();
+        let r = u.confirm(&pending, &u.code()).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["access_token"].as_str().unwrap().to_owned()
+    };
+    let r = u
+        .app
+        .call(
+            reqwest::Method::DELETE,
+            "/totp",
+            Some(&access),
+            Some(json!({ "current_password": PW })),
+        )
+        .await;
+    assert_eq!(r.status, 400, "the old password removes nothing");
+    let r = u
+        .app
+        .call(
+            reqwest::Method::DELETE,
+            "/totp",
+            Some(&access),
+            Some(json!({ "current_password": "another-password-2" })),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), &r.body["message"]),
+        (200, &json!("TOTP disabled."))
+    );
+    // The password alone signs in again; the backup codes went with it.
+    let r = u.app.login(u.email, "another-password-2").await;
+    assert!(r.body["access_token"].is_string(), "{:?}", r.body);
+    assert_eq!(u.app.me(&access).await.body["is_mfa_enabled"], false);
+}
+
+#[tokio::test]
+async fn totp_setup_needs_the_password_and_a_dead_setup_is_refused() {
+    let app = spawn_app_with(|_| {}, true).await;
+    app.create_user("setup@example.com", PW).await;
+    let access = app.access_token("setup@example.com", PW).await;
+    let r = app
+        .post_auth(
+            "/totp/setup",
+            &access,
+            json!({ "current_password": "wrong-password-1" }),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = app
+        .post_auth("/totp/setup", &access, json!({ "current_password": PW }))
+        .await;
+    let pending = r.body["pending_token"].as_str().unwrap().to_owned();
+    let secret = base32_decode(r.body["secret"].as_str().unwrap());
+    app.clock.as_ref().unwrap().advance(TimeDelta::seconds(601));
+    let now = regstack_ports::Clock::now(&**app.clock.as_ref().unwrap());
+    let r = app
+        .post_auth(
+            "/totp/confirm",
+            &access,
+            json!({ "pending_token": pending, "code": totp_at(&secret, now) }),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (400, "Setup session is invalid or has expired. Start again.")
+    );
+    // Without a factor there are no backup codes to make, and no TOTP to
+    // remove.
+    let r = app
+        .post_auth(
+            "/mfa/backup-codes",
+            &access,
+            json!({ "current_password": PW }),
+        )
+        .await;
+    assert_eq!(r.detail(), "Enable a second factor first.");
+    let r = app
+        .call(
+            reqwest::Method::DELETE,
+            "/totp",
+            Some(&access),
+            Some(json!({ "current_password": PW })),
+        )
+        .await;
+    assert_eq!(r.detail(), "TOTP is not enabled.");
+    assert_eq!(app.login("setup@example.com", PW).await.status, 200);
+}
