@@ -512,3 +512,114 @@ async fn totp_setup_needs_the_password_and_a_dead_setup_is_refused() {
     assert_eq!(r.detail(), "TOTP is not enabled.");
     assert_eq!(app.login("setup@example.com", PW).await.status, 200);
 }
+
+/// The user id of `email`, read from the store.
+async fn user_id(app: &TestApp, email: &str) -> regstack_ports::UserId {
+    let email = regstack_ports::Email::parse(email).unwrap();
+    app.stores
+        .users
+        .find_by_email(&email)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn a_forced_password_change_comes_before_the_session_and_the_second_factor() {
+    let u = enrolled("forced@example.com").await;
+    let id = user_id(&u.app, u.email).await;
+    // A host (or the admin API) flags the account.
+    assert!(u
+        .app
+        .rs
+        .engine()
+        .require_password_change(&id, true)
+        .await
+        .unwrap());
+    let r = u.app.login(u.email, PW).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "password_change_required");
+    assert!(r.body.get("access_token").is_none());
+    assert_eq!(r.body["expires_in"], 600);
+    let token = r.body["password_change_token"].as_str().unwrap().to_owned();
+    // The token is no second-factor challenge, and no bearer token.
+    assert_eq!(u.confirm(&token, &u.code()).await.status, 400);
+    assert_eq!(u.app.me(&token).await.status, 401);
+    // The current password again: refused, and the token lives on.
+    let change = |password: &str| {
+        let (app, token) = (u.app.clone(), token.clone());
+        let body = json!({ "password_change_token": token, "new_password": password });
+        async move { app.post("/login/change-password", body).await }
+    };
+    let r = change(PW).await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (400, "New password must differ from the current password.")
+    );
+    // A new one: set, and the second factor is still asked for.
+    let r = change("a-brand-new-password-3").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "mfa_required", "{:?}", r.body);
+    let pending = r.body["mfa_pending_token"].as_str().unwrap().to_owned();
+    u.advance(30);
+    let r = u.confirm(&pending, &u.code()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Single use; the old password is gone; the flag is cleared.
+    let r = change("yet-another-password-4").await;
+    assert_eq!(
+        r.detail(),
+        "Password-change session is invalid or has expired. Sign in again."
+    );
+    assert_eq!(u.app.login(u.email, PW).await.status, 401);
+    let r = u.app.login(u.email, "a-brand-new-password-3").await;
+    assert_eq!(r.body["status"], "mfa_required", "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn a_forced_change_without_a_second_factor_signs_in_and_a_reset_clears_the_flag() {
+    let app = spawn_app().await;
+    app.create_user("plain@example.com", PW).await;
+    let id = user_id(&app, "plain@example.com").await;
+    app.rs
+        .engine()
+        .require_password_change(&id, true)
+        .await
+        .unwrap();
+    let r = app.login("plain@example.com", PW).await;
+    let token = r.body["password_change_token"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            "/login/change-password",
+            json!({ "password_change_token": token, "new_password": "fresh-password-5" }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let access = r.body["access_token"].as_str().unwrap().to_owned();
+    assert!(r.body["refresh_token"].is_string());
+    assert_eq!(app.me(&access).await.status, 200);
+
+    // Flagged again, then reset through a mailed link: the flag goes with
+    // the old password.
+    app.rs
+        .engine()
+        .require_password_change(&id, true)
+        .await
+        .unwrap();
+    app.post("/forgot-password", json!({ "email": "plain@example.com" }))
+        .await;
+    let reset = app
+        .mailed_token("plain@example.com", 2, "/reset-password")
+        .await;
+    let r = app
+        .post(
+            "/reset-password",
+            json!({ "token": reset, "new_password": "after-reset-password-6" }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app
+        .login("plain@example.com", "after-reset-password-6")
+        .await;
+    assert!(r.body["access_token"].is_string(), "{:?}", r.body);
+}

@@ -96,6 +96,10 @@ pub enum AuthError {
     /// 400: the pending setup of a factor is unknown, expired or used up.
     #[error("invalid second-factor setup")]
     MfaSetupInvalid,
+    /// 400: the password-change token `/login` handed out is unknown,
+    /// expired, used, or the credentials changed since.
+    #[error("invalid password-change token")]
+    PasswordChangeTokenInvalid,
     /// 400: the account has no authenticator to remove.
     #[error("TOTP is not enabled")]
     TotpNotEnabled,

@@ -411,8 +411,8 @@ proptest! {
         prop_assert_eq!(&seen.clears, &expected_clears);
 
         let got = match &result {
-            Ok(LoginOutcome::MfaRequired(_)) => {
-                return Err(TestCaseError::fail("these accounts have no second factor"))
+            Ok(LoginOutcome::MfaRequired(_) | LoginOutcome::PasswordChangeRequired(_)) => {
+                return Err(TestCaseError::fail("these accounts have no second factor and no forced change"))
             }
             Ok(LoginOutcome::SignedIn(s)) => {
                 prop_assert_eq!(&s.user.id, &user.as_ref().unwrap().id);

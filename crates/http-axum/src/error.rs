@@ -204,6 +204,10 @@ impl IntoResponse for ApiError {
                     "Setup session is invalid or has expired. Start again.",
                 ),
                 A::TotpNotEnabled => detail(StatusCode::BAD_REQUEST, "TOTP is not enabled."),
+                A::PasswordChangeTokenInvalid => detail(
+                    StatusCode::BAD_REQUEST,
+                    "Password-change session is invalid or has expired. Sign in again.",
+                ),
                 A::NoSecondFactor => {
                     detail(StatusCode::BAD_REQUEST, "Enable a second factor first.")
                 }
@@ -271,7 +275,7 @@ mod tests {
     }
 
     /// How many rows [`row`] has.
-    const ROWS: usize = 39;
+    const ROWS: usize = 40;
 
     /// The wire answer every error must get: its row number, status and
     /// body. Exhaustive on purpose — no `_` arm — so a new variant of
@@ -364,6 +368,11 @@ mod tests {
                     d("Setup session is invalid or has expired. Start again."),
                 ),
                 A::TotpNotEnabled => (37, 400, d("TOTP is not enabled.")),
+                A::PasswordChangeTokenInvalid => (
+                    39,
+                    400,
+                    d("Password-change session is invalid or has expired. Sign in again."),
+                ),
                 A::NoSecondFactor => (38, 400, d("Enable a second factor first.")),
                 A::Unauthenticated(f) => match f {
                     AuthFailure::Missing => (25, 401, d("Authentication required.")),
@@ -417,6 +426,7 @@ mod tests {
             AuthError::WrongMfaCode { remaining: 4 },
             AuthError::MfaSetupInvalid,
             AuthError::TotpNotEnabled,
+            AuthError::PasswordChangeTokenInvalid,
             AuthError::NoSecondFactor,
             AuthError::Unauthenticated(AuthFailure::Missing),
             AuthError::Unauthenticated(AuthFailure::Invalid),

@@ -101,14 +101,16 @@ pub enum LoginOutcome {
     SignedIn(Box<SignedIn>),
     /// The password was right; a second factor is due.
     MfaRequired(MfaPending),
+    /// The password was right; the account must set a new one first.
+    PasswordChangeRequired(super::forced_change::PasswordChangePending),
 }
 
 impl LoginOutcome {
-    /// The session, or the pending challenge when a second factor is due.
-    pub fn into_session(self) -> Result<SignedIn, MfaPending> {
+    /// The session, or what stands before one.
+    pub fn into_session(self) -> Result<SignedIn, Self> {
         match self {
             Self::SignedIn(s) => Ok(*s),
-            Self::MfaRequired(p) => Err(p),
+            other => Err(other),
         }
     }
 }

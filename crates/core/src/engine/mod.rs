@@ -53,6 +53,7 @@ use background::Background;
 mod account;
 mod background;
 mod deletion;
+mod forced_change;
 mod housekeeping;
 mod mfa;
 mod recovery;
@@ -60,6 +61,7 @@ mod registration;
 mod sessions;
 mod sign_in;
 
+pub use forced_change::PasswordChangePending;
 pub use housekeeping::PurgeReport;
 pub use mfa::{BackupCodes, LoginOutcome, Method, MfaPending, PresentedCode, TotpSetup};
 pub use registration::{Registered, Registration};

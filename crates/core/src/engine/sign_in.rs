@@ -225,6 +225,9 @@ impl Engine {
                 device_cookie: Some(self.device_cookies.mint(email)),
                 ..signed_in
             }))),
+            SignIn::PasswordChangeRequired { user } => Ok(LoginOutcome::PasswordChangeRequired(
+                self.open_password_change(&user).await?,
+            )),
             SignIn::SecondFactorRequired { user } => {
                 let pending = self.open_sign_in_challenge(&user).await?;
                 self.emit_for(EventKind::MfaChallengeStarted, &user, client);
@@ -473,6 +476,7 @@ impl Engine {
             | SignIn::Admitted { .. }
             | SignIn::Refused(_)
             | SignIn::SecondFactorRequired { .. }
+            | SignIn::PasswordChangeRequired { .. }
             | SignIn::Authenticated { .. }
             | SignIn::SignedIn(_) => Err(AuthError::internal("re-authentication did not finish")),
         }

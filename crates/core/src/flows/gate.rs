@@ -35,8 +35,11 @@
 //! ```
 //!
 //! What an account requires is read from the record the first factor was
-//! checked against (`is_mfa_enabled`: a TOTP factor or a phone is
-//! enrolled), so the requirement and the proof come from the same read.
+//! checked against, so the requirement and the proof come from the same
+//! read: a new password first when `must_change_password` is set (no
+//! factor clears an account that must change it — the forced change ends
+//! with the store clearing the flag, and the gate is asked again), then a
+//! second factor when `is_mfa_enabled` (a TOTP factor or a phone).
 
 use regstack_ports::User;
 
@@ -61,6 +64,9 @@ pub enum SecondFactor {
 /// What a run has not proven yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
+    /// The account must set a new password before anything else
+    /// (`must_change_password`).
+    PasswordChange,
     /// The account has a second factor and none was checked.
     SecondFactor,
 }
@@ -83,6 +89,9 @@ impl Cleared {
         first: FirstFactor,
         second: Option<SecondFactor>,
     ) -> Result<Self, Missing> {
+        if user.must_change_password {
+            return Err(Missing::PasswordChange);
+        }
         if user.is_mfa_enabled && second.is_none() {
             return Err(Missing::SecondFactor);
         }
@@ -155,6 +164,20 @@ mod tests {
         ] {
             let cleared = Cleared::check(user(true), FirstFactor::Password, Some(second)).unwrap();
             assert_eq!(cleared.second_factor(), Some(second));
+        }
+    }
+
+    #[test]
+    fn an_account_that_must_change_its_password_is_cleared_by_nothing_else() {
+        for mfa in [false, true] {
+            let mut u = user(mfa);
+            u.must_change_password = true;
+            for second in [None, Some(SecondFactor::Totp)] {
+                assert_eq!(
+                    Cleared::check(u.clone(), FirstFactor::Password, second),
+                    Err(Missing::PasswordChange)
+                );
+            }
         }
     }
 

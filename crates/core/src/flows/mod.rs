@@ -10,6 +10,7 @@ pub mod gate;
 pub mod machine;
 pub mod mfa;
 pub mod one_time;
+pub mod password_change;
 pub mod refresh;
 pub mod sign_in;
 

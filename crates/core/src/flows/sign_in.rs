@@ -159,6 +159,13 @@ pub enum SignIn<S> {
         /// opens carries its credential epoch.
         user: Box<User>,
     },
+    /// The password was right and the account must set a new one before
+    /// anything else: no session; the runner hands out a single-use
+    /// password-change token.
+    PasswordChangeRequired {
+        /// The account as read with the password.
+        user: Box<User>,
+    },
     /// Every factor checked: a session is starting.
     Authenticated {
         /// Who.
@@ -277,6 +284,7 @@ impl<S> Machine for SignIn<S> {
                 | Self::Rejected { .. }
                 | Self::Refused(_)
                 | Self::SecondFactorRequired { .. }
+                | Self::PasswordChangeRequired { .. }
                 | Self::SignedIn(_)
                 | Self::Confirmed
         )
@@ -378,6 +386,11 @@ impl<S> Machine for SignIn<S> {
                         // but not the factor is locked out like a guesser.
                         Err(Missing::SecondFactor) => {
                             (SignIn::SecondFactorRequired { user }, vec![])
+                        }
+                        // The same, for an account that must first set a
+                        // new password (`flows::password_change`).
+                        Err(Missing::PasswordChange) => {
+                            (SignIn::PasswordChangeRequired { user }, vec![])
                         }
                     }
                 }
@@ -764,9 +777,10 @@ mod tests {
             1 => Just(SignInEvent::Checked(CredentialCheck::NoAccount)),
             1 => Just(SignInEvent::Checked(CredentialCheck::NoPassword)),
             1 => Just(SignInEvent::Checked(CredentialCheck::Wrong)),
-            3 => (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(active, verified, mfa)| {
+            3 => (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(active, verified, mfa, change)| {
                 let mut u = user(active, verified);
                 u.is_mfa_enabled = mfa;
+                u.must_change_password = change;
                 SignInEvent::Checked(CredentialCheck::Right(u))
             }),
             1 => any::<u8>().prop_map(SignInEvent::SessionStarted),
@@ -851,6 +865,7 @@ mod tests {
                             // The password alone never clears an account
                             // with a second factor.
                             prop_assert!(!u.is_mfa_enabled);
+                            prop_assert!(!u.must_change_password);
                             prop_assert_eq!(cleared.second_factor(), None);
                         }
                         Effect::ClearFailures(bucket) => {

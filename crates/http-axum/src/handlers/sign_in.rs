@@ -9,7 +9,7 @@ use axum::routing::post;
 use axum::Router;
 use regstack_core::engine::{LoginOutcome, Method, PresentedCode};
 use regstack_core::Engine;
-use regstack_ports::Email;
+use regstack_ports::{Email, NewPassword};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
@@ -22,7 +22,9 @@ use crate::read_all;
 
 /// This capability's routes, relative to the API prefix.
 pub fn router() -> Router<Arc<Engine>> {
-    Router::new().route("/login", post(login))
+    Router::new()
+        .route("/login", post(login))
+        .route("/login/change-password", post(change_password_to_sign_in))
 }
 
 /// `LoginRequest`, plus the one-step second factor: `totp_code` or
@@ -81,8 +83,23 @@ pub async fn login(
     JsonBody(b): JsonBody<LoginRequest>,
 ) -> Answer {
     c.device_cookie = cookie::read_device(&headers).map(SecretString::from);
-    match e.login(&b.email, &b.password, b.one_step, &c).await? {
-        LoginOutcome::SignedIn(s) => signed_in_answer(&e, &http, *s),
+    let outcome = e.login(&b.email, &b.password, b.one_step, &c).await?;
+    login_answer(&e, &http, outcome)
+}
+
+/// `PasswordChangeRequiredResponse`.
+#[derive(Serialize)]
+struct PasswordChangeRequiredResponse {
+    status: &'static str,
+    password_change_token: String,
+    expires_in: u64,
+}
+
+/// What a sign-in step answers: the tokens, the second-factor challenge,
+/// or the forced password change.
+fn login_answer(e: &Engine, http: &crate::HttpSettings, outcome: LoginOutcome) -> Answer {
+    match outcome {
+        LoginOutcome::SignedIn(s) => signed_in_answer(e, http, *s),
         LoginOutcome::MfaRequired(p) => ok_json(
             StatusCode::OK,
             MfaPendingResponse {
@@ -93,5 +110,45 @@ pub async fn login(
                 methods: p.methods.iter().map(|m| m.name()).collect(),
             },
         ),
+        LoginOutcome::PasswordChangeRequired(p) => ok_json(
+            StatusCode::OK,
+            PasswordChangeRequiredResponse {
+                status: "password_change_required",
+                password_change_token: p.password_change_token.expose_secret().to_owned(),
+                expires_in: p.expires_in,
+            },
+        ),
     }
+}
+
+/// `ForcedPasswordChangeRequest`.
+pub struct ForcedPasswordChangeRequest {
+    password_change_token: SecretString,
+    new_password: NewPassword,
+}
+impl FromJsonObject for ForcedPasswordChangeRequest {
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        read_all! {
+            password_change_token = f.secret("password_change_token", Len::TOKEN);
+            new_password = f.new_password("new_password");
+        }
+        Some(Self {
+            password_change_token,
+            new_password,
+        })
+    }
+}
+
+/// `POST /login/change-password` → what `/login` would answer after the
+/// change: the tokens, or the second-factor challenge.
+pub async fn change_password_to_sign_in(
+    State(e): Engine_,
+    axum::Extension(http): Http,
+    Client(c): Client,
+    JsonBody(b): JsonBody<ForcedPasswordChangeRequest>,
+) -> Answer {
+    let outcome = e
+        .complete_password_change(&b.password_change_token, &b.new_password, &c)
+        .await?;
+    login_answer(&e, &http, outcome)
 }
