@@ -20,6 +20,7 @@ pub struct TestApp {
     pub api: String,
     pub http: reqwest::Client,
     pub mailer: RecordingMailer,
+    pub sms: regstack_testkit::RecordingSms,
     pub hasher: Arc<CountingHasher>,
     pub stores: Stores,
     pub clock: Option<Arc<FixedClock>>,
@@ -222,6 +223,7 @@ pub async fn spawn_app_on(
     let mut cfg = test_settings();
     tweak(&mut cfg);
     let mailer = RecordingMailer::new();
+    let sms = regstack_testkit::RecordingSms::new();
     let hasher = Arc::new(CountingHasher::new(Arc::new(
         Argon2Hasher::new(&cfg.config.password).unwrap(),
     )));
@@ -229,6 +231,7 @@ pub async fn spawn_app_on(
     let mut b = RegStack::builder(cfg)
         .stores(stores.clone())
         .mailer(Arc::new(mailer.clone()))
+        .sms(Arc::new(sms.clone()))
         .hasher(hasher.clone());
     if let Some(c) = &clock {
         b = b.clock(c.clone() as Arc<dyn Clock>);
@@ -260,6 +263,7 @@ pub async fn spawn_app_on(
             .build()
             .unwrap(),
         mailer,
+        sms,
         hasher,
         stores,
         clock,

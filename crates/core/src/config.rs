@@ -148,6 +148,15 @@ pub struct MfaPolicy {
     /// How long a pending second-factor step (`mfa_pending_token`, a
     /// factor's setup) lives.
     pub mfa_pending_token_ttl_seconds: u64,
+    /// SMS codes as a second factor (regstack's `enable_sms_2fa`): the
+    /// phone routes exist and accounts with a phone get their code by SMS.
+    pub enable_sms_2fa: bool,
+    /// Texts to one number per day, at most (toll fraud: `sms.max_per_number_per_day`).
+    pub sms_max_per_number_per_day: u32,
+    /// Texts for one account per day, at most (`sms.max_per_account_per_day`).
+    pub sms_max_per_account_per_day: u32,
+    /// Texts in all per day, across every instance (`sms.max_per_day`).
+    pub sms_max_per_day: u32,
 }
 
 impl Default for MfaPolicy {
@@ -157,6 +166,10 @@ impl Default for MfaPolicy {
             sms_code_ttl_seconds: 300,
             sms_code_max_attempts: 5,
             mfa_pending_token_ttl_seconds: 600,
+            enable_sms_2fa: false,
+            sms_max_per_number_per_day: 5,
+            sms_max_per_account_per_day: 10,
+            sms_max_per_day: 1000,
         }
     }
 }

@@ -100,6 +100,19 @@ pub enum AuthError {
     /// expired, used, or the credentials changed since.
     #[error("invalid password-change token")]
     PasswordChangeTokenInvalid,
+    /// 404: SMS second factors are off (`enable_sms_2fa = false`): the
+    /// phone routes do not exist.
+    #[error("SMS second factors are disabled")]
+    SmsDisabled,
+    /// 429: a daily SMS cap is reached; nothing was sent.
+    #[error("SMS cap reached")]
+    SmsCapReached,
+    /// 400: not an E.164 phone number.
+    #[error("invalid phone number")]
+    PhoneNumberInvalid,
+    /// 400: the account has no phone to remove.
+    #[error("SMS 2FA is not enabled")]
+    SmsNotEnabled,
     /// 400: the account has no authenticator to remove.
     #[error("TOTP is not enabled")]
     TotpNotEnabled,

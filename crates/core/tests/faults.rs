@@ -36,6 +36,7 @@ fn rig() -> Rig {
             hasher: Arc::new(FakeHasher::new()),
             clock: Arc::new(FixedClock::default()),
             mailer: Arc::new(mailer.clone()),
+            sms: Arc::new(regstack_testkit::RecordingSms::new()),
             events: EventBus::default(),
             template_overrides: Default::default(),
         },

@@ -300,6 +300,7 @@ fn engine(w: &World, user: Option<User>, seen: &Arc<Mutex<Seen>>) -> Engine {
             hasher: Arc::new(hasher),
             clock: Arc::new(FixedClock::default()),
             mailer: Arc::new(RecordingMailer::new()),
+            sms: Arc::new(regstack_testkit::RecordingSms::new()),
             events: EventBus::default(),
             template_overrides: Default::default(),
         },

@@ -204,6 +204,16 @@ impl IntoResponse for ApiError {
                     "Setup session is invalid or has expired. Start again.",
                 ),
                 A::TotpNotEnabled => detail(StatusCode::BAD_REQUEST, "TOTP is not enabled."),
+                A::SmsDisabled => detail(StatusCode::NOT_FOUND, "Not Found"),
+                A::SmsCapReached => detail(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many text messages today. Try again tomorrow.",
+                ),
+                A::PhoneNumberInvalid => detail(
+                    StatusCode::BAD_REQUEST,
+                    "Phone number must be in E.164 format (e.g. +14155552671).",
+                ),
+                A::SmsNotEnabled => detail(StatusCode::BAD_REQUEST, "SMS 2FA is not enabled."),
                 A::PasswordChangeTokenInvalid => detail(
                     StatusCode::BAD_REQUEST,
                     "Password-change session is invalid or has expired. Sign in again.",
@@ -275,7 +285,7 @@ mod tests {
     }
 
     /// How many rows [`row`] has.
-    const ROWS: usize = 40;
+    const ROWS: usize = 44;
 
     /// The wire answer every error must get: its row number, status and
     /// body. Exhaustive on purpose — no `_` arm — so a new variant of
@@ -368,6 +378,18 @@ mod tests {
                     d("Setup session is invalid or has expired. Start again."),
                 ),
                 A::TotpNotEnabled => (37, 400, d("TOTP is not enabled.")),
+                A::SmsDisabled => (40, 404, d("Not Found")),
+                A::SmsCapReached => (
+                    41,
+                    429,
+                    d("Too many text messages today. Try again tomorrow."),
+                ),
+                A::PhoneNumberInvalid => (
+                    42,
+                    400,
+                    d("Phone number must be in E.164 format (e.g. +14155552671)."),
+                ),
+                A::SmsNotEnabled => (43, 400, d("SMS 2FA is not enabled.")),
                 A::PasswordChangeTokenInvalid => (
                     39,
                     400,
@@ -426,6 +448,10 @@ mod tests {
             AuthError::WrongMfaCode { remaining: 4 },
             AuthError::MfaSetupInvalid,
             AuthError::TotpNotEnabled,
+            AuthError::SmsDisabled,
+            AuthError::SmsCapReached,
+            AuthError::PhoneNumberInvalid,
+            AuthError::SmsNotEnabled,
             AuthError::PasswordChangeTokenInvalid,
             AuthError::NoSecondFactor,
             AuthError::Unauthenticated(AuthFailure::Missing),

@@ -25,6 +25,7 @@ use std::time::Duration;
 use figment::providers::{Format, Toml};
 use figment::value::{Dict, Value};
 use figment::Figment;
+use regstack_adapters_notify::SmsTransport;
 use regstack_adapters_notify::{MailTransport, SesSettings, SmtpSecurity, SmtpSettings};
 use regstack_core::config::{EmailPolicy, JwtAlgorithm, MfaPolicy, PasswordConfig, SessionsConfig};
 use regstack_core::{Config, ConfigError};
@@ -53,10 +54,9 @@ const REGSTACK_ONLY_KEYS: &[&str] = &[
     "enable_admin_router",
     "enable_ui_router",
     "enable_oauth",
-    // SMS gateway and OAuth providers. `[oauth]`'s
-    // `enforce_mfa_on_oauth_signin` and `auto_link_verified_emails` govern
-    // OAuth sign-ins, which this build does not have.
-    "sms",
+    // OAuth providers. `[oauth]`'s `enforce_mfa_on_oauth_signin` and
+    // `auto_link_verified_emails` govern OAuth sign-ins, which this build
+    // does not have.
     "oauth",
     // Looks of the account pages (a later issue).
     "brand_logo_url",
@@ -71,11 +71,8 @@ const REGSTACK_ONLY_KEYS: &[&str] = &[
 /// there, so start-up stops naming the key (security review R7: no dead
 /// security configuration). Off (`false`, also `"false"`, `"0"`, `"no"`,
 /// `"off"` from a variable) they promise nothing and only warn.
-const UNSUPPORTED_SECURITY_SWITCHES: &[(&str, &str)] = &[(
-    "enable_sms_2fa",
-    "SMS second factors are not supported yet: this version would sign users in \
-     with their password alone. Remove the key or set it to false",
-)];
+/// (None today: `enable_sms_2fa`, the last one, is implemented.)
+const UNSUPPORTED_SECURITY_SWITCHES: &[(&str, &str)] = &[];
 
 /// regstack 0.9.3's per-IP route limits (slowapi strings such as
 /// `"5/minute"`), which this build does not enforce yet (security.md LK-5;
@@ -392,6 +389,75 @@ pub struct FileConfig {
     pub sms_code_max_attempts: u32,
     /// Lifetime of a pending second-factor step.
     pub mfa_pending_token_ttl_seconds: u64,
+    /// SMS second factors and the `/phone` routes.
+    pub enable_sms_2fa: bool,
+    /// `[sms]`: the transport (notify adapter) and the daily caps (core).
+    pub sms: SmsSection,
+}
+
+/// `[sms]`: regstack's transport keys, plus the daily caps that keep a
+/// texting endpoint from becoming a toll-fraud pump. (Read by taking the
+/// caps out and handing the rest to the transport, which refuses a key it
+/// does not know — serde's `flatten` would let a misspelt one through.)
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "std::collections::BTreeMap<String, serde_json::Value>")]
+pub struct SmsSection {
+    /// Texts to one number per day, at most.
+    pub max_per_number_per_day: u32,
+    /// Texts for one account per day, at most.
+    pub max_per_account_per_day: u32,
+    /// Texts in all per day, at most (every instance together).
+    pub max_per_day: u32,
+    /// `backend`, `from_number`, `sns_region`, `twilio_*`, `log_bodies`.
+    pub transport: SmsTransport,
+}
+
+impl TryFrom<std::collections::BTreeMap<String, serde_json::Value>> for SmsSection {
+    type Error = String;
+
+    fn try_from(
+        mut table: std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<Self, String> {
+        let defaults = Self::default();
+        let mut cap = |key: &str, default: u32| -> Result<u32, String> {
+            match table.remove(key) {
+                None => Ok(default),
+                Some(v) => serde_json::from_value(v)
+                    .map_err(|e| format!("sms.{key}: {e} (a whole number of texts per day)")),
+            }
+        };
+        let max_per_number_per_day =
+            cap("max_per_number_per_day", defaults.max_per_number_per_day)?;
+        let max_per_account_per_day =
+            cap("max_per_account_per_day", defaults.max_per_account_per_day)?;
+        let max_per_day = cap("max_per_day", defaults.max_per_day)?;
+        let transport =
+            serde_json::from_value(serde_json::Value::Object(table.into_iter().collect()))
+                .map_err(|e| format!("[sms]: {e}"))?;
+        Ok(Self {
+            max_per_number_per_day,
+            max_per_account_per_day,
+            max_per_day,
+            transport,
+        })
+    }
+}
+
+impl Default for SmsSection {
+    fn default() -> Self {
+        let MfaPolicy {
+            sms_max_per_number_per_day,
+            sms_max_per_account_per_day,
+            sms_max_per_day,
+            ..
+        } = MfaPolicy::default();
+        Self {
+            max_per_number_per_day: sms_max_per_number_per_day,
+            max_per_account_per_day: sms_max_per_account_per_day,
+            max_per_day: sms_max_per_day,
+            transport: SmsTransport::default(),
+        }
+    }
 }
 
 impl Default for FileConfig {
@@ -434,6 +500,8 @@ impl Default for FileConfig {
                     sms_code_ttl_seconds,
                     sms_code_max_attempts,
                     mfa_pending_token_ttl_seconds,
+                    enable_sms_2fa,
+                    ..
                 },
         } = Config::default();
         let HttpSettings {
@@ -483,6 +551,8 @@ impl Default for FileConfig {
             sms_code_ttl_seconds,
             sms_code_max_attempts,
             mfa_pending_token_ttl_seconds,
+            enable_sms_2fa,
+            sms: SmsSection::default(),
         }
     }
 }
@@ -548,6 +618,8 @@ impl FileConfig {
             sms_code_ttl_seconds,
             sms_code_max_attempts,
             mfa_pending_token_ttl_seconds,
+            enable_sms_2fa,
+            sms,
         } = self;
         let (email, mail) = email.split()?;
         Ok(Settings {
@@ -585,6 +657,10 @@ impl FileConfig {
                     sms_code_ttl_seconds,
                     sms_code_max_attempts,
                     mfa_pending_token_ttl_seconds,
+                    enable_sms_2fa,
+                    sms_max_per_number_per_day: sms.max_per_number_per_day,
+                    sms_max_per_account_per_day: sms.max_per_account_per_day,
+                    sms_max_per_day: sms.max_per_day,
                 },
             },
             database: DatabaseSettings {
@@ -599,6 +675,7 @@ impl FileConfig {
                 behind_proxy,
                 ..http
             },
+            sms: sms.transport,
         })
     }
 }
@@ -849,14 +926,9 @@ mod tests {
 
     #[test]
     fn a_regstack_security_key_we_lack_stops_start_up_from_the_file_or_the_environment() {
-        refused(dict("enable_sms_2fa = true"), "enable_sms_2fa");
-        refused(
-            env(&[("REGSTACK_ENABLE_SMS_2FA", "true")]),
-            "enable_sms_2fa",
-        );
-        refused(env(&[("REGSTACK_ENABLE_SMS_2FA", "1")]), "enable_sms_2fa");
-        // A value that is not clearly "off" is not taken for off.
-        refused(dict("enable_sms_2fa = \"maybe\""), "enable_sms_2fa");
+        // `enable_sms_2fa` is implemented now: on, it turns SMS on.
+        let (c, _) = from_dict(env(&[("REGSTACK_ENABLE_SMS_2FA", "true")])).unwrap();
+        assert!(c.split().unwrap().config.mfa.enable_sms_2fa);
         for key in UNSUPPORTED_RATE_LIMITS {
             refused(dict(&format!("{key} = \"5/minute\"")), key);
             let var = format!("REGSTACK_{}", key.to_uppercase());
@@ -871,10 +943,6 @@ mod tests {
 
     #[test]
     fn a_regstack_security_key_set_to_off_promises_nothing_and_only_warns() {
-        warned(dict("enable_sms_2fa = false"), "enable_sms_2fa");
-        for off in ["false", "0", "off", "no"] {
-            warned(env(&[("REGSTACK_ENABLE_SMS_2FA", off)]), "enable_sms_2fa");
-        }
         warned(dict("login_rate_limit = \"\""), "login_rate_limit");
         warned(
             env(&[("REGSTACK_LOGIN_RATE_LIMIT", " ")]),
@@ -1257,25 +1325,46 @@ refresh_cookie = true
 
     #[test]
     fn regstacks_second_factor_keys_reach_the_policy_without_a_warning() {
-        let (c, warnings) = from_dict(dict(
-            "sms_code_length = 8
-sms_code_ttl_seconds = 120
-             sms_code_max_attempts = 3
-mfa_pending_token_ttl_seconds = 900
-",
-        ))
+        let (c, warnings) = from_dict(dict(concat!(
+            "sms_code_length = 8\n",
+            "sms_code_ttl_seconds = 120\n",
+            "sms_code_max_attempts = 3\n",
+            "mfa_pending_token_ttl_seconds = 900\n",
+            "enable_sms_2fa = true\n",
+            "[sms]\n",
+            "backend = \"null\"\n",
+            "from_number = \"+15555550100\"\n",
+            "log_bodies = true\n",
+            "max_per_number_per_day = 2\n",
+            "max_per_account_per_day = 3\n",
+            "max_per_day = 40\n",
+        )))
         .unwrap();
         assert_eq!(warnings, Vec::<String>::new());
-        let mfa = c.split().unwrap().config.mfa;
+        let settings = c.split().unwrap();
         assert_eq!(
-            mfa,
+            settings.config.mfa,
             MfaPolicy {
                 sms_code_length: 8,
                 sms_code_ttl_seconds: 120,
                 sms_code_max_attempts: 3,
                 mfa_pending_token_ttl_seconds: 900,
+                enable_sms_2fa: true,
+                sms_max_per_number_per_day: 2,
+                sms_max_per_account_per_day: 3,
+                sms_max_per_day: 40,
             }
         );
+        assert!(matches!(
+            settings.sms,
+            SmsTransport::Null {
+                log_bodies: true,
+                ..
+            }
+        ));
+        // A misspelt key in `[sms]` still stops start-up.
+        let err = from_dict(dict("[sms]\nmax_per_days = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("max_per_days"), "{err}");
     }
 
     #[test]

@@ -41,10 +41,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use regstack_adapters_notify::{MailConfigError, SmtpConfigError};
+use regstack_adapters_notify::{MailConfigError, SmsTransport, SmtpConfigError};
 use regstack_core::password::Argon2Hasher;
 use regstack_core::{ConfigError, Deps, Engine, EngineError, EventBus};
-use regstack_ports::{Clock, Mailer, PasswordHasher, Stores, SystemClock};
+use regstack_ports::{Clock, Mailer, PasswordHasher, SmsSender, Stores, SystemClock};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
@@ -133,6 +133,7 @@ pub struct RegStackBuilder {
     settings: Settings,
     stores: Option<Stores>,
     mailer: Option<Arc<dyn Mailer>>,
+    sms: Option<Arc<dyn SmsSender>>,
     clock: Option<Arc<dyn Clock>>,
     hasher: Option<Arc<dyn PasswordHasher>>,
     events: EventBus,
@@ -173,6 +174,18 @@ impl RegStackBuilder {
         self.mailer = Some(mailer);
         self
     }
+    /// Send texts this way instead of the configured transport.
+    pub fn sms(mut self, sms: Arc<dyn SmsSender>) -> Self {
+        self.sms = Some(sms);
+        self
+    }
+    /// Send texts through this transport (default: the null transport,
+    /// which logs the recipient only); ignored when [`sms`](Self::sms) is
+    /// given.
+    pub fn sms_transport(mut self, transport: SmsTransport) -> Self {
+        self.settings.sms = transport;
+        self
+    }
     /// Use this clock (tests freeze time with it).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
@@ -200,7 +213,14 @@ impl RegStackBuilder {
             database,
             mail,
             http,
+            sms,
         } = self.settings;
+        let sms = match self.sms {
+            Some(s) => s,
+            None => sms
+                .sender()
+                .map_err(|e| ConfigError::new(e.key, e.reason))?,
+        };
         let mailer = match self.mailer {
             Some(m) => m,
             None => mail
@@ -226,6 +246,7 @@ impl RegStackBuilder {
                 hasher,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 mailer,
+                sms,
                 events: self.events,
                 template_overrides,
             },
@@ -330,6 +351,7 @@ impl RegStack {
             settings: settings.into(),
             stores: None,
             mailer: None,
+            sms: None,
             clock: None,
             hasher: None,
             events: EventBus::default(),

@@ -10,7 +10,7 @@
 //! host builds them in code, usually starting from a `Config`
 //! (`Settings::from(config)` takes every other part's defaults).
 
-use regstack_adapters_notify::MailTransport;
+use regstack_adapters_notify::{MailTransport, SmsTransport};
 use regstack_core::{Config, ConfigError};
 use regstack_http_axum::HttpSettings;
 use secrecy::{ExposeSecret, SecretString};
@@ -77,6 +77,8 @@ pub struct Settings {
     pub mail: MailTransport,
     /// Body limit, CORS, request deadline, HSTS.
     pub http: HttpSettings,
+    /// How text messages leave (SMS second factors).
+    pub sms: SmsTransport,
 }
 
 impl From<Config> for Settings {

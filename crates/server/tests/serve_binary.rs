@@ -540,12 +540,12 @@ async fn a_regstack_security_key_we_lack_stops_start_up_naming_it() {
         dir.path(),
         &[
             ("REGSTACK_JWT_SECRET", &"k".repeat(40)),
-            ("REGSTACK_ENABLE_SMS_2FA", "true"),
+            ("REGSTACK_REGISTER_RATE_LIMIT", "5/minute"),
         ],
     );
     let status = proc.wait_exit(REFUSE_TIMEOUT).await;
-    if status.success() || !proc.log.text().contains("enable_sms_2fa") {
-        proc.fail("enable_sms_2fa = true did not stop start-up naming the key");
+    if status.success() || !proc.log.text().contains("register_rate_limit") {
+        proc.fail("register_rate_limit did not stop start-up naming the key");
     }
     if !proc.log.text().contains("not supported yet") {
         proc.fail("the refusal does not say the key is not supported yet");

@@ -40,12 +40,14 @@ pub mod hasher;
 pub mod mailer;
 pub mod memory;
 pub mod proxy;
+pub mod sms;
 
 pub use clock::FixedClock;
 pub use hasher::{CountingHasher, FakeHasher};
 pub use mailer::RecordingMailer;
 pub use memory::{memory_stores, memory_stores_with_faults, FaultInjector, InjectedFault};
 pub use proxy::CutoffProxy;
+pub use sms::RecordingSms;
 
 /// Expands to one `#[test]` per case of the store contract suite, each
 /// calling the same-named function in [`contract`] with a fresh set of

@@ -135,7 +135,7 @@ pub struct TotpSetup {
 pub struct BackupCodes(pub Vec<SecretString>);
 
 /// Runs one presented code through the [`Challenge`] machine.
-struct ChallengeRunner<'a> {
+pub(super) struct ChallengeRunner<'a> {
     engine: &'a Engine,
     /// The challenge named by the presented pending token.
     id: &'a regstack_ports::TokenHash,
@@ -146,6 +146,30 @@ struct ChallengeRunner<'a> {
     code: &'a PresentedCode,
     client: &'a ClientContext,
     now: Timestamp,
+}
+
+impl<'a> ChallengeRunner<'a> {
+    /// A run of `code` against the challenge `id`, which must be of `kind`
+    /// (and, when `owner` is given, that user's).
+    pub(super) fn new(
+        engine: &'a Engine,
+        id: &'a regstack_ports::TokenHash,
+        kind: ChallengeKind,
+        owner: Option<&'a UserId>,
+        code: &'a PresentedCode,
+        client: &'a ClientContext,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            engine,
+            id,
+            kind,
+            owner,
+            code,
+            client,
+            now,
+        }
+    }
 }
 
 impl Effects<Challenge<SignedIn>> for ChallengeRunner<'_> {
@@ -208,17 +232,30 @@ impl Engine {
         user: &User,
     ) -> Result<MfaPending, AuthError> {
         let factors = self.stores.mfa.factors(&user.id).await?;
-        let methods = available_methods(&factors);
-        let delivery = if factors.totp.is_some() {
-            Method::Totp
-        } else {
-            // An SMS-only account: its code cannot be sent until the SMS
-            // routes land, and it must never be signed in without one.
-            tracing::warn!(user_id = %user.id, "sign-in refused: the account's only second factor is SMS, which this server cannot send yet");
-            return Err(AuthError::internal(
-                "SMS second factors are not available yet",
-            ));
-        };
+        let mut methods = available_methods(&factors);
+        if factors.totp.is_none() {
+            // The phone is the factor: text the code (unless SMS is off —
+            // then the account cannot sign in, and must never without it).
+            let Some(phone) = factors.phone_number.as_deref() else {
+                return Err(AuthError::internal(
+                    "second factor required but none enrolled",
+                ));
+            };
+            if !self.cfg.mfa.enable_sms_2fa {
+                tracing::warn!(user_id = %user.id, "sign-in refused: the account's second factor is SMS and enable_sms_2fa is off");
+                return Err(AuthError::SmsDisabled);
+            }
+            let (token, expires_in) = self.text_sign_in_code(user, phone).await?;
+            return Ok(MfaPending {
+                mfa_pending_token: token,
+                expires_in,
+                delivery: Method::Sms,
+                methods,
+            });
+        }
+        // An authenticator answers; no text is sent, so no SMS code exists.
+        methods.retain(|m| *m != Method::Sms);
+        let delivery = Method::Totp;
         let now = self.now();
         let token = tokens::issue();
         let expires_at = now + secs(self.cfg.mfa.mfa_pending_token_ttl_seconds);

@@ -34,8 +34,8 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use regstack_ports::{
-    Clock, Email, Mailer, OneTimeToken, OutgoingMail, PasswordHasher, Stores, Timestamp, TokenKind,
-    User, UserId,
+    Clock, Email, Mailer, OneTimeToken, OutgoingMail, PasswordHasher, SmsSender, Stores, Timestamp,
+    TokenKind, User, UserId,
 };
 use secrecy::SecretString;
 
@@ -56,6 +56,7 @@ mod deletion;
 mod forced_change;
 mod housekeeping;
 mod mfa;
+mod phone;
 mod recovery;
 mod registration;
 mod sessions;
@@ -64,6 +65,7 @@ mod sign_in;
 pub use forced_change::PasswordChangePending;
 pub use housekeeping::PurgeReport;
 pub use mfa::{BackupCodes, LoginOutcome, Method, MfaPending, PresentedCode, TotpSetup};
+pub use phone::PhoneStart;
 pub use registration::{Registered, Registration};
 pub use sessions::{Principal, Refreshed};
 pub use sign_in::SignedIn;
@@ -98,6 +100,8 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
     /// Mail transport.
     pub mailer: Arc<dyn Mailer>,
+    /// Text-message transport (SMS second factors).
+    pub sms: Arc<dyn SmsSender>,
     /// Event fan-out (hosts subscribe on it).
     pub events: EventBus,
     /// Template overrides by name (read by the caller from
@@ -125,6 +129,7 @@ pub struct Engine {
     hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
     mailer: Arc<dyn Mailer>,
+    sms: Arc<dyn SmsSender>,
     composer: Arc<Composer>,
     jwt: Arc<JwtCodec>,
     refresh_tokens: Arc<RefreshTokens>,
@@ -188,6 +193,7 @@ impl Engine {
             hasher: deps.hasher,
             clock: deps.clock,
             mailer: deps.mailer,
+            sms: deps.sms,
             composer: Arc::new(composer),
             jwt: Arc::new(jwt),
             events: deps.events,

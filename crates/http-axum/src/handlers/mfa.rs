@@ -96,6 +96,12 @@ pub async fn mfa_confirm(
 pub struct CurrentPasswordBody {
     current_password: SecretString,
 }
+impl CurrentPasswordBody {
+    /// The password presented.
+    pub(crate) fn current_password(&self) -> &SecretString {
+        &self.current_password
+    }
+}
 impl FromJsonObject for CurrentPasswordBody {
     fn read(f: &mut Fields<'_>) -> Option<Self> {
         Some(Self {

@@ -38,6 +38,7 @@ pub(crate) fn message(status: StatusCode, message: &'static str) -> Answer {
 mod account;
 mod deletion;
 mod mfa;
+mod phone;
 mod recovery;
 mod registration;
 mod sessions;
@@ -52,6 +53,7 @@ pub fn routes() -> axum::Router<Arc<Engine>> {
         .merge(account::router())
         .merge(deletion::router())
         .merge(mfa::router())
+        .merge(phone::router())
         .merge(recovery::router())
 }
 

@@ -1,0 +1,266 @@
+//! SMS as a second factor (regstack's `/phone` routes): proving a number
+//! with a texted code, removing it, and texting the sign-in code.
+//!
+//! Texts cost money per message, and a sign-in or setup that texts on
+//! request is a toll-fraud pump (an attacker texting premium numbers
+//! through us). So every text is counted against three daily caps in the
+//! shared store — per number, per account and in all — *before* it is
+//! composed; over any cap nothing is sent and the caller hears 429.
+
+use chrono::TimeDelta;
+use regstack_ports::{
+    ChallengeKind, MfaChallenge, OutgoingSms, SessionId, TokenHash, User, UserId,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::mfa::{Method, PresentedCode};
+use super::{seconds_until, secs, ClientContext, Engine};
+use crate::error::AuthError;
+use crate::events::EventKind;
+use crate::factors::{sms_code, E164};
+use crate::flows::drive;
+use crate::flows::mfa::{Challenge, ChallengeEvent, ChallengePurpose};
+use crate::tokens;
+
+/// `/phone/start`'s answer: a code is on its way.
+#[derive(Debug)]
+pub struct PhoneStart {
+    /// Identifies this setup at `/phone/confirm`.
+    pub pending_token: SecretString,
+    /// Seconds until the code dies.
+    pub expires_in: u64,
+}
+
+impl Engine {
+    /// Refuses the SMS routes unless `enable_sms_2fa`.
+    fn require_sms(&self) -> Result<(), AuthError> {
+        if self.cfg.mfa.enable_sms_2fa {
+            Ok(())
+        } else {
+            Err(AuthError::SmsDisabled)
+        }
+    }
+
+    /// Counts one text against the daily caps; `false` (logged) when any
+    /// is reached, and then nothing may be sent.
+    async fn take_sms_quota(&self, to: &E164, user: &UserId) -> Result<bool, AuthError> {
+        let mfa = &self.cfg.mfa;
+        let now = self.now();
+        let day = TimeDelta::days(1);
+        for (key, limit) in [
+            (
+                format!("sms:number:{}", to.as_str()),
+                mfa.sms_max_per_number_per_day,
+            ),
+            (
+                format!("sms:account:{user}"),
+                mfa.sms_max_per_account_per_day,
+            ),
+            ("sms:all".to_owned(), mfa.sms_max_per_day),
+        ] {
+            if !self.stores.rate_limits.hit(&key, now, day, limit).await? {
+                tracing::warn!(user_id = %user, cap = key.split(':').nth(1).unwrap_or("all"), "daily SMS cap reached: nothing sent");
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Opens a challenge whose code goes out by SMS to `to`: the code is
+    /// drawn, kept only as a digest bound to the challenge, and texted in
+    /// the background (a slow gateway never holds the request). Returns
+    /// the pending token and its lifetime in seconds.
+    async fn open_texted_challenge(
+        &self,
+        user: &User,
+        to: &E164,
+        kind: ChallengeKind,
+        payload: Option<String>,
+    ) -> Result<(SecretString, u64), AuthError> {
+        if !self.take_sms_quota(to, &user.id).await? {
+            return Err(AuthError::SmsCapReached);
+        }
+        let now = self.now();
+        let token = tokens::issue();
+        let code = sms_code::generate(self.cfg.mfa.sms_code_length).map_err(AuthError::internal)?;
+        let ttl = self
+            .cfg
+            .mfa
+            .sms_code_ttl_seconds
+            .min(self.cfg.mfa.mfa_pending_token_ttl_seconds);
+        let expires_at = now + secs(ttl);
+        self.stores
+            .mfa
+            .open_challenge(MfaChallenge {
+                code_hash: Some(self.sms_codes.hash_secret(&code, token.hash.as_str())),
+                id: token.hash,
+                user_id: user.id.clone(),
+                kind,
+                payload,
+                attempts_left: self.cfg.mfa.sms_code_max_attempts,
+                credential_epoch: user.tokens_invalidated_after,
+                created_at: now,
+                expires_at,
+            })
+            .await?;
+        self.text_code(to, &code, ttl);
+        Ok((token.raw, seconds_until(expires_at, now)))
+    }
+
+    /// Sends regstack's message in the background; failures are logged
+    /// without the body.
+    fn text_code(&self, to: &E164, code: &SecretString, ttl_seconds: u64) {
+        let sms = OutgoingSms {
+            to: to.as_str().to_owned(),
+            body: format!(
+                "{} verification code: {}. Expires in {} minutes.",
+                self.cfg.app_name,
+                code.expose_secret(),
+                (ttl_seconds / 60).max(1)
+            ),
+        };
+        let sender = self.sms.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    match tokio::time::timeout(super::MAIL_TIMEOUT, sender.send(&sms)).await {
+                        Ok(Ok(())) => tracing::debug!("sms delivered"),
+                        Ok(Err(e)) => tracing::error!(error = %e, "sms delivery failed"),
+                        Err(_) => tracing::error!("sms delivery timed out"),
+                    }
+                });
+            }
+            Err(_) => tracing::error!("no async runtime: sms not sent"),
+        }
+    }
+
+    /// The sign-in code for an account whose second factor is its phone.
+    pub(super) async fn text_sign_in_code(
+        &self,
+        user: &User,
+        phone: &str,
+    ) -> Result<(SecretString, u64), AuthError> {
+        let to = E164::from_stored(phone)
+            .ok_or_else(|| AuthError::internal("stored phone number is not E.164"))?;
+        self.open_texted_challenge(user, &to, ChallengeKind::SignIn, None)
+            .await
+    }
+
+    /// `POST /phone/start`: after the current password, texts a code to the
+    /// number to prove it.
+    pub async fn phone_start(
+        &self,
+        user: &User,
+        phone_number: &str,
+        current_password: &SecretString,
+    ) -> Result<PhoneStart, AuthError> {
+        self.require_sms()?;
+        // regstack's rule: the number must already be E.164; a national
+        // number is not guessed at.
+        let to = E164::parse(phone_number, None).map_err(|_| AuthError::PhoneNumberInvalid)?;
+        self.require_current_password(user, current_password)
+            .await?;
+        let (pending_token, expires_in) = self
+            .open_texted_challenge(
+                user,
+                &to,
+                ChallengeKind::PhoneEnrolment,
+                Some(to.as_str().to_owned()),
+            )
+            .await?;
+        Ok(PhoneStart {
+            pending_token,
+            expires_in,
+        })
+    }
+
+    /// `POST /phone/confirm`: the texted code proves the number, which
+    /// becomes the account's SMS factor; its other sessions end (all of
+    /// them when the caller sends no bearer token, as regstack's route
+    /// needs none). Returns the account.
+    pub async fn phone_confirm(
+        &self,
+        pending_token: &SecretString,
+        code: &SecretString,
+        caller: Option<(&UserId, &SessionId)>,
+        client: &ClientContext,
+    ) -> Result<User, AuthError> {
+        self.require_sms()?;
+        if pending_token.expose_secret().len() > tokens::MAX_TOKEN_CHARS {
+            return Err(AuthError::MfaSetupInvalid);
+        }
+        let id: TokenHash = tokens::hash_presented(pending_token);
+        let now = self.now();
+        let presented = PresentedCode {
+            code: code.clone(),
+            method: Some(Method::Sms),
+        };
+        let end = drive(
+            Challenge::Presented,
+            ChallengeEvent::Presented,
+            now,
+            &ChallengePurpose::Enrolment,
+            &mut super::mfa::ChallengeRunner::new(
+                self,
+                &id,
+                ChallengeKind::PhoneEnrolment,
+                None,
+                &presented,
+                client,
+                now,
+            ),
+        )
+        .await?;
+        let challenge = match end {
+            Challenge::Confirmed { challenge } => challenge,
+            Challenge::Wrong { remaining } => return Err(AuthError::WrongMfaCode { remaining }),
+            _ => return Err(AuthError::MfaSetupInvalid),
+        };
+        let Some(phone) = challenge.payload.as_deref() else {
+            return Err(AuthError::internal("phone enrolment without a number"));
+        };
+        let keep = caller
+            .filter(|(user, _)| **user == challenge.user_id)
+            .map(|(_, session)| session);
+        if !self
+            .stores
+            .mfa
+            .set_phone(&challenge.user_id, phone, keep, now)
+            .await?
+        {
+            return Err(AuthError::MfaSetupInvalid);
+        }
+        let user = self
+            .stores
+            .users
+            .get(&challenge.user_id)
+            .await?
+            .ok_or(AuthError::MfaSetupInvalid)?;
+        self.emit_for(EventKind::MfaFactorEnabled, &user, client);
+        Ok(user)
+    }
+
+    /// `DELETE /phone`: after the current password, the phone no longer
+    /// signs in; the account's other sessions end.
+    pub async fn phone_disable(
+        &self,
+        user: &User,
+        session: &SessionId,
+        current_password: &SecretString,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
+        self.require_sms()?;
+        self.require_current_password(user, current_password)
+            .await?;
+        if !self
+            .stores
+            .mfa
+            .clear_phone(&user.id, Some(session), self.now())
+            .await?
+        {
+            return Err(AuthError::SmsNotEnabled);
+        }
+        self.emit_for(EventKind::MfaFactorDisabled, user, client);
+        Ok(())
+    }
+}
