@@ -687,6 +687,7 @@ async fn harness(rate_limit_disabled: bool) -> Harness {
             hasher: Arc::new(FakeHasher::new()),
             clock: Arc::new(clock.clone()),
             mailer: Arc::new(RecordingMailer::new()),
+            sms: Arc::new(regstack_testkit::RecordingSms::new()),
             events: EventBus::default(),
             template_overrides: Default::default(),
         },
@@ -782,6 +783,9 @@ impl Harness {
                             c.token = Some(p.mfa_pending_token.expose_secret().to_owned());
                         }
                         Outcome::MfaRequired
+                    }
+                    Ok(LoginOutcome::PasswordChangeRequired(_)) => {
+                        unreachable!("no account here must change its password")
                     }
                     Err(e) => outcome_of_error(&e),
                 };

@@ -171,6 +171,7 @@ impl Mocks {
                 hasher: Arc::new(FakeHasher::new()),
                 clock: Arc::new(FixedClock::default()),
                 mailer: Arc::new(RecordingMailer::new()),
+                sms: Arc::new(regstack_testkit::RecordingSms::new()),
                 events: EventBus::default(),
                 template_overrides: Default::default(),
             },
