@@ -623,3 +623,86 @@ async fn a_forced_change_without_a_second_factor_signs_in_and_a_reset_clears_the
         .await;
     assert!(r.body["access_token"].is_string(), "{:?}", r.body);
 }
+
+#[tokio::test]
+async fn a_step_accepted_by_one_instance_is_refused_by_another_on_the_same_database() {
+    let u = enrolled("two@example.com").await;
+    // A second server over the same stores, its clock where the first's is.
+    let other = spawn_app_on(u.app.stores.clone(), Backend::Memory, |_| {}, true).await;
+    let clock = other.clock.as_ref().unwrap();
+    clock.set(u.now());
+    u.advance(30);
+    clock.advance(TimeDelta::seconds(30));
+    let code = u.code();
+    let pending = u.challenge().await;
+    assert_eq!(u.confirm(&pending, &code).await.status, 200);
+    let r = other.login(u.email, PW).await;
+    let pending = r.body["mfa_pending_token"].as_str().unwrap().to_owned();
+    let r = other
+        .post(
+            "/login/mfa-confirm",
+            json!({ "mfa_pending_token": pending, "code": code }),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (400, "Wrong code; 4 attempts remaining.")
+    );
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// MF-5: no code — TOTP, backup or texted — and no pending token reaches
+/// a log line or an event, at any level, through a whole second-factor
+/// life: setup, confirm, sign-in, a wrong code, a backup code.
+#[tokio::test]
+async fn no_code_or_pending_token_reaches_a_log_line_or_an_event() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let u = enrolled("quiet@example.com").await;
+    u.advance(30);
+    let mut secrets = vec![u.code()];
+    secrets.extend(u.backup_codes.iter().cloned());
+    let pending = u.challenge().await;
+    secrets.push(pending.clone());
+    assert_eq!(u.confirm(&pending, "000000").await.status, 400);
+    assert_eq!(u.confirm(&pending, &u.code()).await.status, 200);
+    let pending = u.challenge().await;
+    secrets.push(pending.clone());
+    assert_eq!(u.confirm(&pending, &u.backup_codes[0]).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("mfa-confirm"),
+        "the capture must see the requests"
+    );
+    let events = format!("{:?}", u.app.events.lock().unwrap());
+    assert!(events.contains("MfaChallengeStarted"), "{events}");
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret in the logs: {secret}"
+        );
+        assert!(
+            !events.contains(secret.as_str()),
+            "a secret in an event: {secret}"
+        );
+    }
+}

@@ -39,7 +39,7 @@ impl MailKind {
     }
 }
 
-const BUILTIN: [(&str, &str); 12] = [
+const BUILTIN: [(&str, &str); 13] = [
     (
         "verification.subject.txt",
         include_str!("../templates/verification.subject.txt"),
@@ -88,6 +88,9 @@ const BUILTIN: [(&str, &str); 12] = [
         "account_exists.html",
         include_str!("../templates/account_exists.html"),
     ),
+    // Not mail, but a host overrides it the same way: regstack's text by
+    // default (`app_name`, `code`, `ttl_minutes`).
+    ("sms_code.txt", include_str!("../templates/sms_code.txt")),
 ];
 
 /// The template names a host may override.
@@ -173,6 +176,7 @@ impl Composer {
             MailKind::EmailChange,
             MailKind::AccountExists,
         ] {
+            composer.compose_sms_code("123456", 300)?;
             composer.compose(
                 kind,
                 &MailContext {
@@ -184,6 +188,25 @@ impl Composer {
             )?;
         }
         Ok(composer)
+    }
+
+    /// The text message carrying a second-factor code (`sms_code.txt`).
+    pub fn compose_sms_code(&self, code: &str, ttl_seconds: u64) -> Result<String, TemplateError> {
+        let name = "sms_code.txt";
+        self.env
+            .get_template(name)
+            .and_then(|t| {
+                t.render(context! {
+                    app_name => self.app_name,
+                    code => code,
+                    ttl_minutes => (ttl_seconds / 60).max(1),
+                })
+            })
+            .map(|text| text.trim().to_owned())
+            .map_err(|e| TemplateError {
+                name: name.into(),
+                reason: e.to_string(),
+            })
     }
 
     /// Renders one mail.
@@ -251,6 +274,25 @@ mod tests {
         assert!(m.text.contains("24 hours"));
         // HTML-escaped (`/` becomes `&#x2f;`), which browsers decode in attributes.
         assert!(m.html.contains("verify?token=T0K\""));
+    }
+
+    #[test]
+    fn the_sms_text_is_regstacks_and_overridable() {
+        let c = Composer::new("RegStack Anchor", HashMap::new()).unwrap();
+        assert_eq!(
+            c.compose_sms_code("752864", 300).unwrap(),
+            "RegStack Anchor verification code: 752864. Expires in 5 minutes."
+        );
+        let mut o = HashMap::new();
+        o.insert(
+            "sms_code.txt".to_owned(),
+            "Your {{ app_name }} code is {{ code }}".to_owned(),
+        );
+        let c = Composer::new("Acme", o).unwrap();
+        assert_eq!(
+            c.compose_sms_code("111222", 300).unwrap(),
+            "Your Acme code is 111222"
+        );
     }
 
     #[test]

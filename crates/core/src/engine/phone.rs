@@ -107,17 +107,23 @@ impl Engine {
         Ok((token.raw, seconds_until(expires_at, now)))
     }
 
-    /// Sends regstack's message in the background; failures are logged
+    /// Composes the text (`sms_code.txt`, regstack's message unless a host
+    /// overrides it) and sends it in the background; failures are logged
     /// without the body.
     fn text_code(&self, to: &E164, code: &SecretString, ttl_seconds: u64) {
+        let body = match self
+            .composer
+            .compose_sms_code(code.expose_secret(), ttl_seconds)
+        {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(error = %e, "sms not composed");
+                return;
+            }
+        };
         let sms = OutgoingSms {
             to: to.as_str().to_owned(),
-            body: format!(
-                "{} verification code: {}. Expires in {} minutes.",
-                self.cfg.app_name,
-                code.expose_secret(),
-                (ttl_seconds / 60).max(1)
-            ),
+            body,
         };
         let sender = self.sms.clone();
         match tokio::runtime::Handle::try_current() {
