@@ -9,8 +9,6 @@
 //!   INFO log lines with a reason class — never the password — so a
 //!   credential-stuffing run is visible.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta};
@@ -119,19 +117,6 @@ async fn uniform_registration_notices_count_against_the_mail_quota() {
     assert_eq!(app.mailer.sent_to("quota@example.com").len(), 3);
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn failed_sign_ins_lockouts_and_refresh_reuse_fire_events() {
     let capture = Capture::default();
@@ -210,7 +195,7 @@ async fn failed_sign_ins_lockouts_and_refresh_reuse_fire_events() {
         .iter()
         .any(|e| e.kind == EventKind::RefreshTokenReused && e.session_id.is_some()));
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     let lines = |event: &str| -> Vec<&str> {
         logs.lines()
             .filter(|l| l.contains(&format!("event=\"{event}\"")))

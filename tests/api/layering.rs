@@ -1,8 +1,6 @@
 //! Architecture and logging properties of the whole workspace.
 
-use std::io::Write;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
@@ -154,19 +152,6 @@ fn every_edge_of_the_hexagon_points_inward() {
     }
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn logs_never_contain_a_password_or_token() {
     let capture = Capture::default();
@@ -195,7 +180,7 @@ async fn logs_never_contain_a_password_or_token() {
         .iter()
         .filter_map(|m| token_in(&m.text, "/verify"))
         .collect();
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("/api/auth/login"),
         "the capture must see the request logs"
@@ -234,8 +219,7 @@ async fn turning_the_lockout_off_logs_a_start_up_warning_saying_what_is_off() {
         )
         .await;
         drop(guard);
-        let bytes = capture.0.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
+        capture.text()
     }
     let off = start_up_log(true).await;
     let warnings: Vec<&str> = off

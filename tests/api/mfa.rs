@@ -3,8 +3,8 @@
 //! attacks on them (replayed steps and codes, exhausted challenges, racing
 //! confirmations, a challenge outliving a password change).
 //!
-//! TOTP codes are computed here by an RFC 6238 implementation of the
-//! test's own (HMAC-SHA1 over the step counter, dynamic truncation), from
+//! TOTP codes are computed by the test kit's own RFC 6238 implementation
+//! (`regstack_testkit::totp`, checked against the RFC's Appendix B), from
 //! the base32 secret `/totp/setup` shows — independently of the server's
 //! code — and the server runs on a clock that only moves when told, so
 //! every code is for a known step.
@@ -13,60 +13,12 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use futures::future::join_all;
-use hmac::{Hmac, Mac};
 use regstack_ports::Timestamp;
 use serde_json::{json, Value};
 
+use regstack_testkit::totp::{base32_decode, code_at as totp_at};
+
 use crate::support::*;
-
-/// RFC 4648 base32 (no padding), as authenticator apps read the secret.
-fn base32_decode(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut bits, mut value, mut out) = (0u32, 0u64, Vec::new());
-    for c in s.trim_end_matches('=').bytes() {
-        let v = ALPHABET
-            .iter()
-            .position(|a| *a == c.to_ascii_uppercase())
-            .expect("base32") as u64;
-        value = (value << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((value >> bits) as u8);
-        }
-    }
-    out
-}
-
-/// The 6-digit code of `secret` at `t` (RFC 6238: 30-second steps, SHA-1).
-fn totp_at(secret: &[u8], t: Timestamp) -> String {
-    let counter = (t.timestamp() / 30) as u64;
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).unwrap();
-    mac.update(&counter.to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let offset = (h[19] & 0x0f) as usize;
-    let bin = u32::from_be_bytes([
-        h[offset] & 0x7f,
-        h[offset + 1],
-        h[offset + 2],
-        h[offset + 3],
-    ]);
-    format!("{:06}", bin % 1_000_000)
-}
-
-#[test]
-fn the_tests_totp_reproduces_rfc_6238_appendix_b() {
-    let secret = b"12345678901234567890";
-    for (unix, code) in [
-        (59, "287082"),
-        (1_111_111_109, "081804"),
-        (1_234_567_890, "005924"),
-        (2_000_000_000, "279037"),
-    ] {
-        let t = chrono::DateTime::from_timestamp(unix, 0).unwrap();
-        assert_eq!(totp_at(secret, t), code, "t = {unix}");
-    }
-}
 
 /// A user with TOTP enabled, on an app whose clock stands still.
 struct Enrolled {
@@ -650,19 +602,6 @@ async fn a_step_accepted_by_one_instance_is_refused_by_another_on_the_same_datab
     );
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// MF-5: no code — TOTP, backup or texted — and no pending token reaches
 /// a log line or an event, at any level, through a whole second-factor
 /// life: setup, confirm, sign-in, a wrong code, a backup code.
@@ -688,7 +627,7 @@ async fn no_code_or_pending_token_reaches_a_log_line_or_an_event() {
     secrets.push(pending.clone());
     assert_eq!(u.confirm(&pending, &u.backup_codes[0]).await.status, 200);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("mfa-confirm"),
         "the capture must see the requests"

@@ -361,6 +361,22 @@ mod tests {
         (UserId::generate(), SessionId::generate())
     }
 
+    /// `header` and the base64url `payload` signed with `c`'s own access
+    /// key: a token whose signature is right, so only what the test
+    /// changed in it can make it fail.
+    fn signed(c: &JwtCodec, header: impl AsRef<[u8]>, payload: &str) -> String {
+        use hmac::Mac;
+        let input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header));
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(c.access_key.expose_secret().as_bytes())
+                .unwrap();
+        mac.update(input.as_bytes());
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
     #[test]
     fn a_fresh_token_verifies_and_names_its_session() {
         let c = codec(None);
@@ -472,22 +488,11 @@ mod tests {
 
     #[test]
     fn a_correctly_signed_token_with_a_crit_header_is_refused() {
-        use hmac::Mac;
         let c = codec(None);
         let (u, s) = ids();
         let t = c.issue_access(&u, &s, now()).unwrap();
         let payload = t.split('.').nth(1).unwrap();
-        let sign = |header: &[u8]| {
-            let input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header));
-            let mut mac =
-                hmac::Hmac::<sha2::Sha256>::new_from_slice(c.access_key.expose_secret().as_bytes())
-                    .unwrap();
-            mac.update(input.as_bytes());
-            format!(
-                "{input}.{}",
-                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-            )
-        };
+        let sign = |header: &[u8]| signed(&c, header, payload);
         // The same claims and key without `crit` verify: only `crit` differs.
         let plain = sign(br#"{"alg":"HS256","typ":"JWT"}"#);
         assert!(c.verify_access(&plain, now()).is_ok());
@@ -541,22 +546,11 @@ mod tests {
 
     #[test]
     fn an_unknown_kid_and_pointers_to_foreign_keys_are_refused() {
-        use hmac::Mac;
         let c = codec(None);
         let (u, s) = ids();
         let t = c.issue_access(&u, &s, now()).unwrap();
         let payload = t.split('.').nth(1).unwrap();
-        let sign = |header: &str| {
-            let input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header));
-            let mut mac =
-                hmac::Hmac::<sha2::Sha256>::new_from_slice(c.access_key.expose_secret().as_bytes())
-                    .unwrap();
-            mac.update(input.as_bytes());
-            format!(
-                "{input}.{}",
-                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-            )
-        };
+        let sign = |header: &str| signed(&c, header, payload);
         // Signed with the right key throughout: only the header differs.
         let kid = &c.kid;
         assert!(c
@@ -582,7 +576,6 @@ mod tests {
 
     #[test]
     fn every_required_claim_is_required() {
-        use hmac::Mac;
         let c = codec(None);
         let (u, s) = ids();
         let full = serde_json::json!({
@@ -594,18 +587,10 @@ mod tests {
             "exp": now().timestamp() + 60,
         });
         let sign = |claims: &serde_json::Value| {
-            let input = format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","kid":"{}"}}"#, c.kid)),
-                URL_SAFE_NO_PAD.encode(claims.to_string())
-            );
-            let mut mac =
-                hmac::Hmac::<sha2::Sha256>::new_from_slice(c.access_key.expose_secret().as_bytes())
-                    .unwrap();
-            mac.update(input.as_bytes());
-            format!(
-                "{input}.{}",
-                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            signed(
+                &c,
+                format!(r#"{{"alg":"HS256","kid":"{}"}}"#, c.kid),
+                &URL_SAFE_NO_PAD.encode(claims.to_string()),
             )
         };
         assert!(c.verify_access(&sign(&full), now()).is_ok());
@@ -622,7 +607,6 @@ mod tests {
 
     #[test]
     fn a_not_before_in_the_future_is_refused_without_leeway() {
-        use hmac::Mac;
         let c = codec(None);
         let (u, s) = ids();
         let sign = |nbf: i64| {
@@ -630,18 +614,10 @@ mod tests {
                 "sub": u.to_string(), "sid": s.to_string(), "jti": "j", "purpose": "access",
                 "iat": now().timestamp() as f64, "exp": now().timestamp() + 60, "nbf": nbf,
             });
-            let input = format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256"}"#),
-                URL_SAFE_NO_PAD.encode(claims.to_string())
-            );
-            let mut mac =
-                hmac::Hmac::<sha2::Sha256>::new_from_slice(c.access_key.expose_secret().as_bytes())
-                    .unwrap();
-            mac.update(input.as_bytes());
-            format!(
-                "{input}.{}",
-                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            signed(
+                &c,
+                r#"{"alg":"HS256"}"#,
+                &URL_SAFE_NO_PAD.encode(claims.to_string()),
             )
         };
         assert!(c.verify_access(&sign(now().timestamp()), now()).is_ok());

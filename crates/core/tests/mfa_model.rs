@@ -23,9 +23,9 @@
 //! is refused), and record every accepted TOTP step (per secret) and spent
 //! backup code (c: each works at most once in the whole run).
 //!
-//! TOTP codes are computed here, independently of the engine's `totp-rs`:
-//! RFC 6238 (HMAC-SHA1, 30-second steps, 6 digits) over the base32 secret
-//! `totp_setup` shows.
+//! TOTP codes are computed independently of the engine's `totp-rs`, by the
+//! test kit's RFC 6238 implementation (`regstack_testkit::totp`), over the
+//! base32 secret `totp_setup` shows.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
@@ -33,7 +33,6 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::TimeDelta;
-use hmac::{Hmac, Mac};
 use proptest::prelude::*;
 use regstack_core::engine::{LoginOutcome, PresentedCode};
 use regstack_core::{AuthError, ClientContext, Config, Deps, Engine, EventBus};
@@ -43,6 +42,7 @@ use regstack_ports::{
 };
 use regstack_testkit::fixtures::{email, new_user, PASSWORD};
 use regstack_testkit::forward::{forwarding, MfaStoreForward, SessionStoreForward};
+use regstack_testkit::totp::{base32_decode, code_for_step, step_of};
 use regstack_testkit::{memory_stores, FakeHasher, FixedClock, RecordingMailer};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -57,66 +57,15 @@ const WRONG_PASSWORD: &str = "not-the-password";
 const BOGUS_BACKUP: &str = "zzzzz-zzzzz";
 
 // ---------------------------------------------------------------------
-// RFC 6238, written out here.
-
-/// RFC 4648 base32 (no padding), as authenticator apps read the secret.
-fn base32_decode(s: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut bits, mut value, mut out) = (0u32, 0u64, Vec::new());
-    for c in s.trim_end_matches('=').bytes() {
-        let v = ALPHABET
-            .iter()
-            .position(|a| *a == c.to_ascii_uppercase())
-            .expect("base32") as u64;
-        value = (value << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((value >> bits) as u8);
-        }
-    }
-    out
-}
-
-/// The 6-digit code of `secret` for time step `step`.
-fn totp_step(secret: &[u8], step: u64) -> String {
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).unwrap();
-    mac.update(&step.to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let offset = (h[19] & 0x0f) as usize;
-    let bin = u32::from_be_bytes([
-        h[offset] & 0x7f,
-        h[offset + 1],
-        h[offset + 2],
-        h[offset + 3],
-    ]);
-    format!("{:06}", bin % 1_000_000)
-}
-
-fn step_of(t: Timestamp) -> u64 {
-    (t.timestamp() / 30) as u64
-}
+// RFC 6238: the test kit's own implementation (`regstack_testkit::totp`).
 
 /// The step a code matches at `now` (±1 step; the later one if two), as
 /// RFC 6238 verification with a one-step skew defines it.
 fn matched_step(secret: &[u8], code: &str, now: Timestamp) -> Option<u64> {
     let cur = step_of(now);
     (cur - 1..=cur + 1)
-        .filter(|s| totp_step(secret, *s) == code)
+        .filter(|s| code_for_step(secret, *s) == code)
         .max()
-}
-
-#[test]
-fn the_tests_totp_reproduces_rfc_6238_appendix_b() {
-    let secret = b"12345678901234567890";
-    for (unix, code) in [
-        (59, "287082"),
-        (1_111_111_109, "081804"),
-        (1_234_567_890, "005924"),
-        (2_000_000_000, "279037"),
-    ] {
-        assert_eq!(totp_step(secret, unix / 30), code, "t = {unix}");
-    }
 }
 
 // ---------------------------------------------------------------------
@@ -612,11 +561,11 @@ impl Model {
         };
         match code {
             Code::Totp(offset) => {
-                totp_step(&secret, step_of(self.now).saturating_add_signed(*offset))
+                code_for_step(&secret, step_of(self.now).saturating_add_signed(*offset))
             }
             Code::ReplayLastStep => match self.totp.as_ref().and_then(|t| t.last_step) {
-                Some(s) => totp_step(&secret, s),
-                None => totp_step(&secret, step_of(self.now) - 1),
+                Some(s) => code_for_step(&secret, s),
+                None => code_for_step(&secret, step_of(self.now) - 1),
             },
             Code::Digits(n) => format!("{:06}", n % 1_000_000),
             Code::UnusedBackup(i) => pick(&self.unused_backup, *i),
@@ -861,7 +810,9 @@ impl Harness {
                     .or_else(|| m.last_shown.clone())
                     .unwrap_or_else(|| b"no-secret-was-ever-shown".to_vec());
                 let code = match offset {
-                    Some(o) => totp_step(&pending_secret, step_of(m.now).saturating_add_signed(*o)),
+                    Some(o) => {
+                        code_for_step(&pending_secret, step_of(m.now).saturating_add_signed(*o))
+                    }
                     None => format!("{:06}", digits % 1_000_000),
                 };
                 let user = self.user().await;

@@ -41,6 +41,7 @@ pub mod mailer;
 pub mod memory;
 pub mod proxy;
 pub mod sms;
+pub mod totp;
 
 pub use clock::FixedClock;
 pub use hasher::{CountingHasher, FakeHasher};

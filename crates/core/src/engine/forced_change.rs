@@ -3,14 +3,14 @@
 //! runs the [`ForcedChange`] machine and then goes on through the gate.
 
 use regstack_ports::{
-    ChallengeAttempt, ChallengeKind, LockoutKey, MfaChallenge, NewPassword, RevokeReason,
-    Timestamp, TokenHash, User,
+    ChallengeAttempt, ChallengeKind, LockoutKey, NewPassword, RevokeReason, Timestamp, TokenHash,
+    User,
 };
 use secrecy::{ExposeSecret, SecretString};
 
 use super::mfa::LoginOutcome;
 use super::sign_in::SignedIn;
-use super::{seconds_until, secs, ClientContext, Engine};
+use super::{ClientContext, Engine};
 use crate::error::AuthError;
 use crate::events::EventKind;
 use crate::flows::mfa::Counting;
@@ -108,26 +108,18 @@ impl Engine {
         &self,
         user: &User,
     ) -> Result<PasswordChangePending, AuthError> {
-        let now = self.now();
-        let token = tokens::issue();
-        let expires_at = now + secs(self.cfg.mfa.mfa_pending_token_ttl_seconds);
-        self.stores
-            .mfa
-            .open_challenge(MfaChallenge {
-                id: token.hash,
-                user_id: user.id.clone(),
-                kind: ChallengeKind::PasswordChange,
-                code_hash: None,
-                payload: None,
-                attempts_left: self.cfg.mfa.sms_code_max_attempts,
-                credential_epoch: user.tokens_invalidated_after,
-                created_at: now,
-                expires_at,
-            })
+        let opened = self
+            .open_challenge(
+                user,
+                ChallengeKind::PasswordChange,
+                None,
+                None,
+                self.cfg.mfa.mfa_pending_token_ttl_seconds,
+            )
             .await?;
         Ok(PasswordChangePending {
-            password_change_token: token.raw,
-            expires_in: seconds_until(expires_at, now),
+            password_change_token: opened.token,
+            expires_in: opened.expires_in,
         })
     }
 

@@ -223,7 +223,50 @@ impl Effects<Challenge<SignedIn>> for ChallengeRunner<'_> {
     }
 }
 
+/// A challenge just opened: the pending token for the client (shown
+/// once; the store keeps its hash) and its lifetime.
+pub(super) struct Opened {
+    pub(super) token: SecretString,
+    pub(super) expires_in: u64,
+}
+
 impl Engine {
+    /// Opens a challenge of `kind` for `user` — the record read with its
+    /// password, whose credential epoch the challenge carries — living
+    /// `ttl_seconds` and superseding the user's others of that kind.
+    /// `code` is the texted code to bind to it, if any; `payload` what an
+    /// enrolment commits when it is met.
+    pub(super) async fn open_challenge(
+        &self,
+        user: &User,
+        kind: ChallengeKind,
+        payload: Option<String>,
+        code: Option<&SecretString>,
+        ttl_seconds: u64,
+    ) -> Result<Opened, AuthError> {
+        let now = self.now();
+        let token = tokens::issue();
+        let expires_at = now + secs(ttl_seconds);
+        self.stores
+            .mfa
+            .open_challenge(MfaChallenge {
+                code_hash: code.map(|c| self.sms_codes.hash_secret(c, token.hash.as_str())),
+                id: token.hash,
+                user_id: user.id.clone(),
+                kind,
+                payload,
+                attempts_left: self.cfg.mfa.sms_code_max_attempts,
+                credential_epoch: user.tokens_invalidated_after,
+                created_at: now,
+                expires_at,
+            })
+            .await?;
+        Ok(Opened {
+            token: token.raw,
+            expires_in: seconds_until(expires_at, now),
+        })
+    }
+
     /// Opens the sign-in challenge of an account whose password was right
     /// and which has a second factor. `user` is the record read with the
     /// password: the challenge carries its credential epoch.
@@ -256,26 +299,18 @@ impl Engine {
         // An authenticator answers; no text is sent, so no SMS code exists.
         methods.retain(|m| *m != Method::Sms);
         let delivery = Method::Totp;
-        let now = self.now();
-        let token = tokens::issue();
-        let expires_at = now + secs(self.cfg.mfa.mfa_pending_token_ttl_seconds);
-        self.stores
-            .mfa
-            .open_challenge(MfaChallenge {
-                id: token.hash,
-                user_id: user.id.clone(),
-                kind: ChallengeKind::SignIn,
-                code_hash: None,
-                payload: None,
-                attempts_left: self.cfg.mfa.sms_code_max_attempts,
-                credential_epoch: user.tokens_invalidated_after,
-                created_at: now,
-                expires_at,
-            })
+        let opened = self
+            .open_challenge(
+                user,
+                ChallengeKind::SignIn,
+                None,
+                None,
+                self.cfg.mfa.mfa_pending_token_ttl_seconds,
+            )
             .await?;
         Ok(MfaPending {
-            mfa_pending_token: token.raw,
-            expires_in: seconds_until(expires_at, now),
+            mfa_pending_token: opened.token,
+            expires_in: opened.expires_in,
             delivery,
             methods,
         })
@@ -412,7 +447,6 @@ impl Engine {
     ) -> Result<TotpSetup, AuthError> {
         self.require_current_password(user, current_password)
             .await?;
-        let now = self.now();
         let secret = TotpSecret::generate();
         let sealed = self
             .sealer
@@ -423,28 +457,21 @@ impl Engine {
             .otpauth_uri(issuer, user.email.as_str())
             .map_err(AuthError::internal)?;
         let qr_svg = totp::qr_svg(&otpauth_uri).map_err(AuthError::internal)?;
-        let token = tokens::issue();
-        let expires_at = now + secs(self.cfg.mfa.mfa_pending_token_ttl_seconds);
-        self.stores
-            .mfa
-            .open_challenge(MfaChallenge {
-                id: token.hash,
-                user_id: user.id.clone(),
-                kind: ChallengeKind::TotpEnrolment,
-                code_hash: None,
-                payload: Some(sealed),
-                attempts_left: self.cfg.mfa.sms_code_max_attempts,
-                credential_epoch: user.tokens_invalidated_after,
-                created_at: now,
-                expires_at,
-            })
+        let opened = self
+            .open_challenge(
+                user,
+                ChallengeKind::TotpEnrolment,
+                Some(sealed),
+                None,
+                self.cfg.mfa.mfa_pending_token_ttl_seconds,
+            )
             .await?;
         Ok(TotpSetup {
             secret: secret.to_base32(),
             otpauth_uri,
             qr_svg,
-            pending_token: token.raw,
-            expires_in: seconds_until(expires_at, now),
+            pending_token: opened.token,
+            expires_in: opened.expires_in,
         })
     }
 

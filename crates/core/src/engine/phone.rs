@@ -8,13 +8,11 @@
 //! composed; over any cap nothing is sent and the caller hears 429.
 
 use chrono::TimeDelta;
-use regstack_ports::{
-    ChallengeKind, MfaChallenge, OutgoingSms, SessionId, TokenHash, User, UserId,
-};
+use regstack_ports::{ChallengeKind, OutgoingSms, SessionId, TokenHash, User, UserId};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::mfa::{Method, PresentedCode};
-use super::{seconds_until, secs, ClientContext, Engine};
+use super::{ClientContext, Engine};
 use crate::error::AuthError;
 use crate::events::EventKind;
 use crate::factors::{sms_code, E164};
@@ -80,31 +78,17 @@ impl Engine {
         if !self.take_sms_quota(to, &user.id).await? {
             return Err(AuthError::SmsCapReached);
         }
-        let now = self.now();
-        let token = tokens::issue();
         let code = sms_code::generate(self.cfg.mfa.sms_code_length).map_err(AuthError::internal)?;
         let ttl = self
             .cfg
             .mfa
             .sms_code_ttl_seconds
             .min(self.cfg.mfa.mfa_pending_token_ttl_seconds);
-        let expires_at = now + secs(ttl);
-        self.stores
-            .mfa
-            .open_challenge(MfaChallenge {
-                code_hash: Some(self.sms_codes.hash_secret(&code, token.hash.as_str())),
-                id: token.hash,
-                user_id: user.id.clone(),
-                kind,
-                payload,
-                attempts_left: self.cfg.mfa.sms_code_max_attempts,
-                credential_epoch: user.tokens_invalidated_after,
-                created_at: now,
-                expires_at,
-            })
+        let opened = self
+            .open_challenge(user, kind, payload, Some(&code), ttl)
             .await?;
         self.text_code(to, &code, ttl);
-        Ok((token.raw, seconds_until(expires_at, now)))
+        Ok((opened.token, opened.expires_in))
     }
 
     /// Composes the text (`sms_code.txt`, regstack's message unless a host
