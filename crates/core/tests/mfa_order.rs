@@ -21,7 +21,6 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::TimeDelta;
-use hmac::{Hmac, Mac};
 use mockall::Sequence;
 use regstack_core::engine::{LoginOutcome, PresentedCode};
 use regstack_core::factors::{SecretSealer, TotpSecret};
@@ -33,6 +32,7 @@ use regstack_ports::{
     Timestamp, TokenHash, TotpFactor, User, UserId,
 };
 use regstack_testkit::fixtures::{email, password_hash, t0, PASSWORD};
+use regstack_testkit::totp::{code_for_step, step_of};
 use regstack_testkit::{memory_stores, FakeHasher, FixedClock, RecordingMailer};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -43,30 +43,15 @@ const TOTP_KEY: [u8; 20] = *b"order-test-totp-key!";
 /// A well-formed backup code.
 const BACKUP: &str = "abcde-fghjk";
 
-/// RFC 6238 (HMAC-SHA1, 6 digits) for time step `step`, written out here.
-fn totp_step(secret: &[u8], step: u64) -> String {
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).unwrap();
-    mac.update(&step.to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let offset = (h[19] & 0x0f) as usize;
-    let bin = u32::from_be_bytes([
-        h[offset] & 0x7f,
-        h[offset + 1],
-        h[offset + 2],
-        h[offset + 3],
-    ]);
-    format!("{:06}", bin % 1_000_000)
-}
-
 /// The step the engine's clock (fixed at `t0`) is in.
 fn now_step() -> u64 {
-    (t0().timestamp() / 30) as u64
+    step_of(t0())
 }
 
 /// Six digits that are none of the codes of the steps around now.
 fn wrong_code() -> String {
     let near: Vec<String> = (now_step() - 1..=now_step() + 1)
-        .map(|s| totp_step(&TOTP_KEY, s))
+        .map(|s| code_for_step(&TOTP_KEY, s))
         .collect();
     (0..)
         .map(|n| format!("{:06}", 100_000 + n))
@@ -301,7 +286,7 @@ fn a_right_totp_code_counts_checks_spends_loads_then_starts_the_session() {
     m.start();
     m.clear();
     m.mfa.expect_spend_backup_code().times(0);
-    let signed_in = confirm(&m.engine(), &totp_step(&TOTP_KEY, now_step())).unwrap();
+    let signed_in = confirm(&m.engine(), &code_for_step(&TOTP_KEY, now_step())).unwrap();
     assert_eq!(signed_in.user.id, user_id());
 }
 
@@ -343,7 +328,7 @@ fn a_replayed_totp_step_neither_spends_the_challenge_nor_reaches_the_session_sto
     m.accept(false);
     m.mfa.expect_spend_backup_code().times(0);
     m.no_session();
-    let err = confirm(&m.engine(), &totp_step(&TOTP_KEY, now_step())).unwrap_err();
+    let err = confirm(&m.engine(), &code_for_step(&TOTP_KEY, now_step())).unwrap_err();
     assert!(
         matches!(err, AuthError::WrongMfaCode { remaining: 2 }),
         "{err:?}"
@@ -379,7 +364,7 @@ fn a_wrong_code_on_the_last_attempt_ends_the_challenge_without_a_session() {
 
 #[test]
 fn an_exhausted_or_unknown_challenge_checks_no_code() {
-    let right = totp_step(&TOTP_KEY, now_step());
+    let right = code_for_step(&TOTP_KEY, now_step());
     for attempt in [ChallengeAttempt::Exhausted, ChallengeAttempt::Unknown] {
         for code in [right.as_str(), BACKUP] {
             let mut m = Mocks::new();
@@ -405,7 +390,7 @@ fn a_challenge_of_another_kind_checks_no_code() {
     m.attempt(ChallengeAttempt::Counted(enrolment));
     m.no_code_check();
     m.no_session();
-    let err = confirm(&m.engine(), &totp_step(&TOTP_KEY, now_step())).unwrap_err();
+    let err = confirm(&m.engine(), &code_for_step(&TOTP_KEY, now_step())).unwrap_err();
     assert!(matches!(err, AuthError::MfaChallengeInvalid), "{err:?}");
 }
 
@@ -419,7 +404,7 @@ fn a_right_code_that_loses_the_spend_reaches_no_session() {
     m.users.expect_get().times(0);
     m.sessions.expect_start().times(0);
     m.attempts.expect_clear().times(0);
-    let err = confirm(&m.engine(), &totp_step(&TOTP_KEY, now_step())).unwrap_err();
+    let err = confirm(&m.engine(), &code_for_step(&TOTP_KEY, now_step())).unwrap_err();
     assert!(matches!(err, AuthError::MfaChallengeInvalid), "{err:?}");
 }
 
@@ -436,7 +421,7 @@ fn a_right_code_after_a_credential_change_reaches_no_session() {
     });
     m.sessions.expect_start().times(0);
     m.attempts.expect_clear().times(0);
-    let err = confirm(&m.engine(), &totp_step(&TOTP_KEY, now_step())).unwrap_err();
+    let err = confirm(&m.engine(), &code_for_step(&TOTP_KEY, now_step())).unwrap_err();
     assert!(matches!(err, AuthError::MfaChallengeInvalid), "{err:?}");
 }
 
@@ -552,6 +537,6 @@ fn a_one_step_login_with_the_right_code_checks_it_before_the_session_and_then_cl
     m.load(user());
     m.start();
     m.clear();
-    let outcome = login(&m.engine(), Some(&totp_step(&TOTP_KEY, now_step()))).unwrap();
+    let outcome = login(&m.engine(), Some(&code_for_step(&TOTP_KEY, now_step()))).unwrap();
     assert!(matches!(outcome, LoginOutcome::SignedIn(_)), "{outcome:?}");
 }
