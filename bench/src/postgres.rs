@@ -1,7 +1,7 @@
 //! PostgreSQL for the benchmark, when this machine has it and the server
 //! build supports it: a throwaway cluster under the build directory, run
-//! as an unprivileged user when we are root (initdb refuses root;
-//! DECISIONS.md §14), listening on 127.0.0.1 only.
+//! as an unprivileged user when we are root (initdb refuses root),
+//! listening on 127.0.0.1 only.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster for the tests (Debian's `postgresql`
-# package; DECISIONS.md §14).
+# package; as root, run by an unprivileged user, since initdb refuses root).
 #
 #   scripts/services/postgres.sh up     install once, initdb, start, print TEST_PG_URL=…
 #   scripts/services/postgres.sh env    print TEST_PG_URL=… if it is running

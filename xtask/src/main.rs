@@ -114,8 +114,8 @@ fn has_cargo_deny() -> bool {
         .unwrap_or(false)
 }
 
-/// Licences, banned or duplicate crates and sources, per `deny.toml`
-/// (DECISIONS.md §16). Only `licenses bans sources`: the `advisories` check
+/// Licences, banned or duplicate crates and sources, per `deny.toml`.
+/// Only `licenses bans sources`: the `advisories` check
 /// needs the RustSec database, which is fetched from GitHub, and this
 /// machine (like CI) cannot reach GitHub. A clean machine has only rustup's
 /// toolchain and cargo-nextest, so cargo-deny is built from crates.io the
