@@ -725,7 +725,11 @@ impl Report {
             // A smoke checks the plumbing on a debug build with cheap
             // hashing: its numbers judge nothing, so a green CI run never
             // shows a verdict it did not earn.
-            let tag = if c.smoke { "n/a (smoke)" } else { verdict.tag() };
+            let tag = if c.smoke {
+                "n/a (smoke)"
+            } else {
+                verdict.tag()
+            };
             let _ = writeln!(s, "  [{tag}] {target}: {why}");
         }
         if let Some(ours) = self.ours() {
