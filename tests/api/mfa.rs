@@ -645,3 +645,42 @@ async fn no_code_or_pending_token_reaches_a_log_line_or_an_event() {
         );
     }
 }
+
+#[tokio::test]
+async fn factors_enrolled_before_a_jwt_secret_rotation_keep_working() {
+    let u = enrolled("rotated@example.com").await;
+    let old_secret = test_config().jwt_secret;
+    let rotated = spawn_app_on(
+        u.app.stores.clone(),
+        Backend::Memory,
+        move |s| {
+            s.config.jwt_secret = "the-next-secret-the-next-secret-0123456789".into();
+            s.config.jwt_previous_secrets = vec![old_secret];
+        },
+        true,
+    )
+    .await;
+    let clock = rotated.clock.as_ref().unwrap();
+    clock.set(u.now() + TimeDelta::seconds(30));
+    let confirm = |code: String| {
+        let app = &rotated;
+        async move {
+            let r = app.login(u.email, PW).await;
+            let pending = r.body["mfa_pending_token"].as_str().unwrap().to_owned();
+            app.post(
+                "/login/mfa-confirm",
+                json!({ "mfa_pending_token": pending, "code": code }),
+            )
+            .await
+        }
+    };
+    let code = totp_at(&u.secret, regstack_ports::Clock::now(&**clock));
+    let r = confirm(code).await;
+    assert_eq!(r.status, 200, "the sealed secret opens: {:?}", r.body);
+    let r = confirm(u.backup_codes[0].clone()).await;
+    assert_eq!(
+        r.status, 200,
+        "the backup code's digest matches: {:?}",
+        r.body
+    );
+}

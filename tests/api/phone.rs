@@ -214,3 +214,102 @@ async fn with_sms_off_the_phone_routes_do_not_exist() {
     assert_eq!((r.status.as_u16(), r.detail()), (404, "Not Found"));
     assert!(app.sms.sent().is_empty());
 }
+
+#[tokio::test]
+async fn a_number_chosen_before_a_password_change_is_not_committed_after_it() {
+    let app = sms_app().await;
+    app.create_user("reset-phone@example.com", PW).await;
+    let access = app.access_token("reset-phone@example.com", PW).await;
+    let r = app
+        .post_auth(
+            "/phone/start",
+            &access,
+            json!({ "phone_number": PHONE, "current_password": PW }),
+        )
+        .await;
+    let pending = r.body["pending_token"].as_str().unwrap().to_owned();
+    let code = texted_code(&app, 1).await;
+    // The owner changes the password (say, to lock out whoever started
+    // this); the texted code must no longer set the number.
+    let r = app
+        .post_auth(
+            "/change-password",
+            &access,
+            json!({ "current_password": PW, "new_password": "locked-out-thief-7" }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app
+        .post(
+            "/phone/confirm",
+            json!({ "pending_token": pending, "code": code }),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (400, "Setup session is invalid or has expired. Start again.")
+    );
+    let r = app
+        .login("reset-phone@example.com", "locked-out-thief-7")
+        .await;
+    assert!(
+        r.body["access_token"].is_string(),
+        "no factor was added: {:?}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn strangers_texting_a_number_cannot_stop_its_owner_signing_in_nor_outlast_a_purge() {
+    let app = spawn_app_with(
+        |s| {
+            s.config.mfa.enable_sms_2fa = true;
+            s.config.mfa.sms_max_per_number_per_day = 2;
+        },
+        true,
+    )
+    .await;
+    // The owner proves the number (one enrolment text).
+    app.create_user("owner-phone@example.com", PW).await;
+    let access = app.access_token("owner-phone@example.com", PW).await;
+    let r = app
+        .post_auth(
+            "/phone/start",
+            &access,
+            json!({ "phone_number": PHONE, "current_password": PW }),
+        )
+        .await;
+    let pending = r.body["pending_token"].as_str().unwrap().to_owned();
+    let code = texted_code(&app, 1).await;
+    let r = app
+        .post(
+            "/phone/confirm",
+            json!({ "pending_token": pending, "code": code }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // A stranger uses up the number's enrolment texts.
+    app.create_user("stranger@example.com", PW).await;
+    let theirs = app.access_token("stranger@example.com", PW).await;
+    let start = || {
+        app.post_auth(
+            "/phone/start",
+            &theirs,
+            json!({ "phone_number": PHONE, "current_password": PW }),
+        )
+    };
+    assert_eq!(start().await.status, 202);
+    assert_eq!(start().await.status, 429);
+    // The owner still gets the sign-in text.
+    let r = app.login("owner-phone@example.com", PW).await;
+    assert_eq!(r.body["status"], "mfa_required", "{:?}", r.body);
+    assert_eq!(r.body["delivery"], "sms");
+    // An hour and a half and a purge later (the mail quota's hour is
+    // long gone), the day's count still stands.
+    app.clock
+        .as_ref()
+        .unwrap()
+        .advance(chrono::TimeDelta::minutes(90));
+    app.rs.engine().purge_expired().await.unwrap();
+    assert_eq!(start().await.status, 429);
+}

@@ -161,7 +161,7 @@ impl Engine {
                 Ok(LoginOutcome::SignedIn(Box::new(signed_in)))
             }
             ForcedChange::SecondFactorRequired { user } => Ok(LoginOutcome::MfaRequired(
-                self.open_sign_in_challenge(&user).await?,
+                self.open_sign_in_challenge(&user, true).await?,
             )),
             ForcedChange::Same => Err(AuthError::SamePassword),
             ForcedChange::Expired => Err(AuthError::PasswordChangeTokenInvalid),

@@ -17,6 +17,8 @@ pub struct PurgeReport {
     pub sessions: u64,
     /// Rate-limit hits.
     pub rate_limit_hits: u64,
+    /// Second-factor challenges past their expiry.
+    pub mfa_challenges: u64,
 }
 
 impl Engine {
@@ -38,10 +40,14 @@ impl Engine {
                 .sessions
                 .purge_expired(now - secs(self.cfg.jwt_ttl_seconds))
                 .await?,
+            // The longest window any counter uses: the daily SMS caps. (An
+            // hour, the mail quota's window, would forget a day's texts
+            // every hour and let the caps reset 24 times a day.)
             rate_limit_hits: s
                 .rate_limits
-                .purge_expired(now - TimeDelta::hours(1))
+                .purge_expired(now - TimeDelta::days(1))
                 .await?,
+            mfa_challenges: s.mfa.purge_expired(now).await?,
         })
     }
 }

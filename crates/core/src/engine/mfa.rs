@@ -270,13 +270,18 @@ impl Engine {
     /// Opens the sign-in challenge of an account whose password was right
     /// and which has a second factor. `user` is the record read with the
     /// password: the challenge carries its credential epoch.
+    ///
+    /// `text` is false when the request already carries the code (a
+    /// one-step sign-in): an SMS account then gets no text — it would cost
+    /// a message and a cap slot for a code nobody waits for.
     pub(super) async fn open_sign_in_challenge(
         &self,
         user: &User,
+        text: bool,
     ) -> Result<MfaPending, AuthError> {
         let factors = self.stores.mfa.factors(&user.id).await?;
         let mut methods = available_methods(&factors);
-        if factors.totp.is_none() {
+        if factors.totp.is_none() && text {
             // The phone is the factor: text the code (unless SMS is off —
             // then the account cannot sign in, and must never without it).
             let Some(phone) = factors.phone_number.as_deref() else {
@@ -296,9 +301,14 @@ impl Engine {
                 methods,
             });
         }
-        // An authenticator answers; no text is sent, so no SMS code exists.
+        // An authenticator (or the code the request carries) answers; no
+        // text is sent, so no SMS code exists.
         methods.retain(|m| *m != Method::Sms);
-        let delivery = Method::Totp;
+        let delivery = if factors.totp.is_some() {
+            Method::Totp
+        } else {
+            Method::Sms
+        };
         let opened = self
             .open_challenge(
                 user,
@@ -385,12 +395,18 @@ impl Engine {
                 if challenge.kind != ChallengeKind::SignIn {
                     return Ok(CodeCheck::Wrong);
                 }
-                match self.backup_codes.hash(code) {
-                    Some(hash) if self.stores.mfa.spend_backup_code(user, &hash).await? => {
-                        CodeCheck::Right(SecondFactor::BackupCode)
+                // The current key's digest, then those of the secrets a
+                // rotation moved to `jwt_previous_secrets`.
+                let hashers = std::iter::once(&*self.backup_codes)
+                    .chain(self.previous_factor_keys.iter().map(|(_, h)| h));
+                for hasher in hashers {
+                    if let Some(hash) = hasher.hash(code) {
+                        if self.stores.mfa.spend_backup_code(user, &hash).await? {
+                            return Ok(CodeCheck::Right(SecondFactor::BackupCode));
+                        }
                     }
-                    _ => CodeCheck::Wrong,
                 }
+                CodeCheck::Wrong
             }
             Method::Sms => match &challenge.code_hash {
                 Some(stored) if self.sms_codes.verify(code, challenge.id.as_str(), stored) => {
@@ -413,10 +429,7 @@ impl Engine {
                 let Some(sealed) = sealed else {
                     return Ok(CodeCheck::Wrong);
                 };
-                let secret = self
-                    .sealer
-                    .open(&sealed, user)
-                    .map_err(AuthError::internal)?;
+                let secret = self.open_sealed(&sealed, user)?;
                 let Some(step) = secret.verify(code, now) else {
                     return Ok(CodeCheck::Wrong);
                 };
@@ -521,6 +534,7 @@ impl Engine {
         let Some(sealed) = challenge.payload.as_deref() else {
             return Err(AuthError::internal("TOTP enrolment without a secret"));
         };
+        self.enrolment_owner(&challenge).await?;
         let issued = self.backup_codes.generate();
         if !self
             .stores
@@ -533,8 +547,7 @@ impl Engine {
         // The confirming code's step counts as accepted: it cannot sign in
         // a second time.
         if let Some(step) = self
-            .sealer
-            .open(sealed, &user.id)
+            .open_sealed(sealed, &user.id)
             .ok()
             .and_then(|s| s.verify(code.expose_secret(), now))
         {
@@ -593,6 +606,44 @@ impl Engine {
             return Err(AuthError::NoSecondFactor);
         }
         Ok(BackupCodes(issued.codes))
+    }
+}
+
+impl Engine {
+    /// The account a met enrolment challenge belongs to, if it is still
+    /// the one that opened it: active, and with the credential epoch it had
+    /// then. A password change or reset in between (which ends every
+    /// session) must not let a factor chosen before it be committed after.
+    pub(super) async fn enrolment_owner(
+        &self,
+        challenge: &MfaChallenge,
+    ) -> Result<User, AuthError> {
+        match self.stores.users.get(&challenge.user_id).await? {
+            Some(user)
+                if user.is_active
+                    && user.tokens_invalidated_after == challenge.credential_epoch =>
+            {
+                Ok(user)
+            }
+            _ => Err(AuthError::MfaSetupInvalid),
+        }
+    }
+
+    /// Opens a sealed TOTP secret with the current key, or one of a secret
+    /// a rotation moved to `jwt_previous_secrets`.
+    fn open_sealed(&self, sealed: &str, user: &UserId) -> Result<TotpSecret, AuthError> {
+        let previous = self.previous_factor_keys.iter().map(|(s, _)| s);
+        let mut last = None;
+        for sealer in std::iter::once(&*self.sealer).chain(previous) {
+            match sealer.open(sealed, user) {
+                Ok(secret) => return Ok(secret),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(
+            || AuthError::internal("no key to open a TOTP secret"),
+            AuthError::internal,
+        ))
     }
 }
 

@@ -138,6 +138,10 @@ pub struct Engine {
     sealer: Arc<SecretSealer>,
     /// Keys backup-code digests.
     backup_codes: Arc<BackupCodeHasher>,
+    /// The sealers and backup-code keys of `jwt_previous_secrets`: factors
+    /// enrolled before a rotation keep working while the old secret is
+    /// listed (open and check only; new ones use the current keys).
+    previous_factor_keys: Arc<Vec<(SecretSealer, BackupCodeHasher)>>,
     /// Keys SMS-code digests.
     sms_codes: Arc<SmsCodeHasher>,
     events: EventBus,
@@ -187,6 +191,12 @@ impl Engine {
             device_cookies: Arc::new(device_cookies),
             sealer: Arc::new(SecretSealer::new(&cfg.jwt_secret)),
             backup_codes: Arc::new(BackupCodeHasher::new(&cfg.jwt_secret)),
+            previous_factor_keys: Arc::new(
+                cfg.jwt_previous_secrets
+                    .iter()
+                    .map(|s| (SecretSealer::new(s), BackupCodeHasher::new(s)))
+                    .collect(),
+            ),
             sms_codes: Arc::new(SmsCodeHasher::new(&cfg.jwt_secret)),
             cfg: Arc::new(cfg),
             stores: deps.stores,

@@ -6,6 +6,9 @@
 //! through us). So every text is counted against three daily caps in the
 //! shared store — per number, per account and in all — *before* it is
 //! composed; over any cap nothing is sent and the caller hears 429.
+//! Sign-in texts and enrolment texts count in separate budgets, so
+//! strangers texting a number from `/phone/start` cannot stop its owner
+//! from signing in.
 
 use chrono::TimeDelta;
 use regstack_ports::{ChallengeKind, OutgoingSms, SessionId, TokenHash, User, UserId};
@@ -40,24 +43,37 @@ impl Engine {
     }
 
     /// Counts one text against the daily caps; `false` (logged) when any
-    /// is reached, and then nothing may be sent.
-    async fn take_sms_quota(&self, to: &E164, user: &UserId) -> Result<bool, AuthError> {
+    /// is reached, and then nothing may be sent. Sign-in texts and
+    /// enrolment texts have budgets of their own: anyone with an account
+    /// can text a number from `/phone/start`, and must not be able to use
+    /// up the texts its owner needs to sign in (nor everyone's).
+    async fn take_sms_quota(
+        &self,
+        to: &E164,
+        user: &UserId,
+        kind: ChallengeKind,
+    ) -> Result<bool, AuthError> {
         let mfa = &self.cfg.mfa;
         let now = self.now();
         let day = TimeDelta::days(1);
+        let budget = if kind == ChallengeKind::SignIn {
+            "signin"
+        } else {
+            "enrol"
+        };
         for (key, limit) in [
             (
-                format!("sms:number:{}", to.as_str()),
+                format!("sms:{budget}:number:{}", to.as_str()),
                 mfa.sms_max_per_number_per_day,
             ),
             (
-                format!("sms:account:{user}"),
+                format!("sms:{budget}:account:{user}"),
                 mfa.sms_max_per_account_per_day,
             ),
-            ("sms:all".to_owned(), mfa.sms_max_per_day),
+            (format!("sms:{budget}:all"), mfa.sms_max_per_day),
         ] {
             if !self.stores.rate_limits.hit(&key, now, day, limit).await? {
-                tracing::warn!(user_id = %user, cap = key.split(':').nth(1).unwrap_or("all"), "daily SMS cap reached: nothing sent");
+                tracing::warn!(user_id = %user, cap = key.split(':').nth(2).unwrap_or("all"), budget, "daily SMS cap reached: nothing sent");
                 return Ok(false);
             }
         }
@@ -75,7 +91,7 @@ impl Engine {
         kind: ChallengeKind,
         payload: Option<String>,
     ) -> Result<(SecretString, u64), AuthError> {
-        if !self.take_sms_quota(to, &user.id).await? {
+        if !self.take_sms_quota(to, &user.id, kind).await? {
             return Err(AuthError::SmsCapReached);
         }
         let code = sms_code::generate(self.cfg.mfa.sms_code_length).map_err(AuthError::internal)?;
@@ -209,6 +225,10 @@ impl Engine {
         let Some(phone) = challenge.payload.as_deref() else {
             return Err(AuthError::internal("phone enrolment without a number"));
         };
+        // No bearer is needed here, so the account must be checked: one
+        // whose password was changed or reset since `/phone/start` (by an
+        // owner locking a thief out) gets no number chosen before that.
+        self.enrolment_owner(&challenge).await?;
         let keep = caller
             .filter(|(user, _)| **user == challenge.user_id)
             .map(|(_, session)| session);

@@ -229,7 +229,9 @@ impl Engine {
                 self.open_password_change(&user).await?,
             )),
             SignIn::SecondFactorRequired { user } => {
-                let pending = self.open_sign_in_challenge(&user).await?;
+                let pending = self
+                    .open_sign_in_challenge(&user, one_step.is_none())
+                    .await?;
                 self.emit_for(EventKind::MfaChallengeStarted, &user, client);
                 let Some(code) = one_step else {
                     return Ok(LoginOutcome::MfaRequired(pending));
