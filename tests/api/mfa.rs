@@ -532,12 +532,19 @@ async fn a_forced_password_change_comes_before_the_session_and_the_second_factor
 async fn a_forced_change_without_a_second_factor_signs_in_and_a_reset_clears_the_flag() {
     let app = spawn_app().await;
     app.create_user("plain@example.com", PW).await;
+    let before = app.access_token("plain@example.com", PW).await;
     let id = user_id(&app, "plain@example.com").await;
     app.rs
         .engine()
         .require_password_change(&id, true)
         .await
         .unwrap();
+    // Flagging ends the sessions of the old password.
+    let r = app.me(&before).await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (401, "Session was invalidated; please sign in again.")
+    );
     let r = app.login("plain@example.com", PW).await;
     let token = r.body["password_change_token"].as_str().unwrap().to_owned();
     let r = app

@@ -357,6 +357,10 @@ pub enum RevokeReason {
     /// a session started without the new factor (or with a removed one)
     /// does not outlive the change.
     FactorChanged,
+    /// The account was flagged to set a new password before anything else
+    /// (an administrator suspecting it compromised): no session of the old
+    /// password lives on.
+    PasswordChangeRequired,
 }
 
 impl RevokeReason {
@@ -372,6 +376,7 @@ impl RevokeReason {
             Self::RefreshReuse => "refresh_reuse",
             Self::Revoked => "revoked",
             Self::FactorChanged => "factor_changed",
+            Self::PasswordChangeRequired => "password_change_required",
         }
     }
     /// Reads a stored reason; unknown text reads as [`Self::Revoked`].
@@ -385,6 +390,7 @@ impl RevokeReason {
             "disabled" => Self::Disabled,
             "refresh_reuse" => Self::RefreshReuse,
             "factor_changed" => Self::FactorChanged,
+            "password_change_required" => Self::PasswordChangeRequired,
             _ => Self::Revoked,
         }
     }
@@ -398,6 +404,7 @@ impl RevokeReason {
                 | Self::EmailChanged
                 | Self::LogoutAll
                 | Self::FactorChanged
+                | Self::PasswordChangeRequired
         )
     }
 }

@@ -171,16 +171,29 @@ impl Engine {
 
     /// Flags (or unflags) an account to set a new password at its next
     /// sign-in — for hosts and operators (the admin API and CLI use it).
-    /// `false` if there is no such account.
+    /// Flagging also ends every session of the account: an account flagged
+    /// because it may be compromised must not stay signed in on the old
+    /// password. `false` if there is no such account.
     pub async fn require_password_change(
         &self,
         user: &regstack_ports::UserId,
         required: bool,
     ) -> Result<bool, AuthError> {
-        Ok(self
+        let now = self.now();
+        if !self
             .stores
             .mfa
-            .set_must_change_password(user, required, self.now())
-            .await?)
+            .set_must_change_password(user, required, now)
+            .await?
+        {
+            return Ok(false);
+        }
+        if required {
+            self.stores
+                .sessions
+                .revoke_all(user, RevokeReason::PasswordChangeRequired, now)
+                .await?;
+        }
+        Ok(true)
     }
 }
