@@ -41,6 +41,16 @@ async fn texted_code(app: &TestApp, count: usize) -> String {
     code
 }
 
+/// `POST /phone/start` for `PHONE` as the holder of `access`.
+async fn start(app: &TestApp, access: &str) -> Reply {
+    app.post_auth(
+        "/phone/start",
+        access,
+        json!({ "phone_number": PHONE, "current_password": PW }),
+    )
+    .await
+}
+
 async fn sms_app() -> TestApp {
     spawn_app_with(|s| s.config.mfa.enable_sms_2fa = true, false).await
 }
@@ -174,22 +184,10 @@ async fn the_daily_caps_stop_texts_before_anything_is_sent() {
     app.create_user("toll@example.com", PW).await;
     let access = app.access_token("toll@example.com", PW).await;
     for _ in 0..2 {
-        let r = app
-            .post_auth(
-                "/phone/start",
-                &access,
-                json!({ "phone_number": PHONE, "current_password": PW }),
-            )
-            .await;
+        let r = start(&app, &access).await;
         assert_eq!(r.status, 202, "{:?}", r.body);
     }
-    let r = app
-        .post_auth(
-            "/phone/start",
-            &access,
-            json!({ "phone_number": PHONE, "current_password": PW }),
-        )
-        .await;
+    let r = start(&app, &access).await;
     assert_eq!(
         (r.status.as_u16(), r.detail()),
         (429, "Too many text messages today. Try again tomorrow.")
@@ -204,13 +202,7 @@ async fn with_sms_off_the_phone_routes_do_not_exist() {
     let app = spawn_app().await;
     app.create_user("nosms@example.com", PW).await;
     let access = app.access_token("nosms@example.com", PW).await;
-    let r = app
-        .post_auth(
-            "/phone/start",
-            &access,
-            json!({ "phone_number": PHONE, "current_password": PW }),
-        )
-        .await;
+    let r = start(&app, &access).await;
     assert_eq!((r.status.as_u16(), r.detail()), (404, "Not Found"));
     assert!(app.sms.sent().is_empty());
 }
@@ -220,13 +212,7 @@ async fn a_number_chosen_before_a_password_change_is_not_committed_after_it() {
     let app = sms_app().await;
     app.create_user("reset-phone@example.com", PW).await;
     let access = app.access_token("reset-phone@example.com", PW).await;
-    let r = app
-        .post_auth(
-            "/phone/start",
-            &access,
-            json!({ "phone_number": PHONE, "current_password": PW }),
-        )
-        .await;
+    let r = start(&app, &access).await;
     let pending = r.body["pending_token"].as_str().unwrap().to_owned();
     let code = texted_code(&app, 1).await;
     // The owner changes the password (say, to lock out whoever started
@@ -272,13 +258,7 @@ async fn strangers_texting_a_number_cannot_stop_its_owner_signing_in_nor_outlast
     // The owner proves the number (one enrolment text).
     app.create_user("owner-phone@example.com", PW).await;
     let access = app.access_token("owner-phone@example.com", PW).await;
-    let r = app
-        .post_auth(
-            "/phone/start",
-            &access,
-            json!({ "phone_number": PHONE, "current_password": PW }),
-        )
-        .await;
+    let r = start(&app, &access).await;
     let pending = r.body["pending_token"].as_str().unwrap().to_owned();
     let code = texted_code(&app, 1).await;
     let r = app
@@ -291,13 +271,7 @@ async fn strangers_texting_a_number_cannot_stop_its_owner_signing_in_nor_outlast
     // A stranger uses up the number's enrolment texts.
     app.create_user("stranger@example.com", PW).await;
     let theirs = app.access_token("stranger@example.com", PW).await;
-    let start = || {
-        app.post_auth(
-            "/phone/start",
-            &theirs,
-            json!({ "phone_number": PHONE, "current_password": PW }),
-        )
-    };
+    let start = || start(&app, &theirs);
     assert_eq!(start().await.status, 202);
     assert_eq!(start().await.status, 429);
     // The owner still gets the sign-in text.

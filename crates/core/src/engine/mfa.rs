@@ -293,10 +293,10 @@ impl Engine {
                 tracing::warn!(user_id = %user.id, "sign-in refused: the account's second factor is SMS and enable_sms_2fa is off");
                 return Err(AuthError::SmsDisabled);
             }
-            let (token, expires_in) = self.text_sign_in_code(user, phone).await?;
+            let opened = self.text_sign_in_code(user, phone).await?;
             return Ok(MfaPending {
-                mfa_pending_token: token,
-                expires_in,
+                mfa_pending_token: opened.token,
+                expires_in: opened.expires_in,
                 delivery: Method::Sms,
                 methods,
             });

@@ -14,7 +14,7 @@ use chrono::TimeDelta;
 use regstack_ports::{ChallengeKind, OutgoingSms, SessionId, TokenHash, User, UserId};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::mfa::{Method, PresentedCode};
+use super::mfa::{Method, Opened, PresentedCode};
 use super::{ClientContext, Engine};
 use crate::error::AuthError;
 use crate::events::EventKind;
@@ -82,15 +82,14 @@ impl Engine {
 
     /// Opens a challenge whose code goes out by SMS to `to`: the code is
     /// drawn, kept only as a digest bound to the challenge, and texted in
-    /// the background (a slow gateway never holds the request). Returns
-    /// the pending token and its lifetime in seconds.
+    /// the background (a slow gateway never holds the request).
     async fn open_texted_challenge(
         &self,
         user: &User,
         to: &E164,
         kind: ChallengeKind,
         payload: Option<String>,
-    ) -> Result<(SecretString, u64), AuthError> {
+    ) -> Result<Opened, AuthError> {
         if !self.take_sms_quota(to, &user.id, kind).await? {
             return Err(AuthError::SmsCapReached);
         }
@@ -104,7 +103,7 @@ impl Engine {
             .open_challenge(user, kind, payload, Some(&code), ttl)
             .await?;
         self.text_code(to, &code, ttl);
-        Ok((opened.token, opened.expires_in))
+        Ok(opened)
     }
 
     /// Composes the text (`sms_code.txt`, regstack's message unless a host
@@ -145,7 +144,7 @@ impl Engine {
         &self,
         user: &User,
         phone: &str,
-    ) -> Result<(SecretString, u64), AuthError> {
+    ) -> Result<Opened, AuthError> {
         let to = E164::from_stored(phone)
             .ok_or_else(|| AuthError::internal("stored phone number is not E.164"))?;
         self.open_texted_challenge(user, &to, ChallengeKind::SignIn, None)
@@ -166,7 +165,7 @@ impl Engine {
         let to = E164::parse(phone_number, None).map_err(|_| AuthError::PhoneNumberInvalid)?;
         self.require_current_password(user, current_password)
             .await?;
-        let (pending_token, expires_in) = self
+        let opened = self
             .open_texted_challenge(
                 user,
                 &to,
@@ -175,8 +174,8 @@ impl Engine {
             )
             .await?;
         Ok(PhoneStart {
-            pending_token,
-            expires_in,
+            pending_token: opened.token,
+            expires_in: opened.expires_in,
         })
     }
 
