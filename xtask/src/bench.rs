@@ -31,11 +31,34 @@ pub fn bench(args: &[&str]) -> Result<()> {
         .filter(|a| *a != "--smoke" && *a != "--")
         .collect();
     let c = cargo();
-    let mut build = vec!["build", "-j2", "-p", "regstack", "-p", "regstack-bench"];
-    if !smoke {
-        build.push("--release");
-    }
-    run(&c, &build)?;
+    let build: &[&str] = if smoke {
+        // The smoke runs inside `cargo xtask ci`, right before the tests:
+        // building every test target here too resolves features exactly as
+        // the test runs will, so they reuse these artifacts instead of
+        // building a second copy of every shared dependency (which costs
+        // gigabytes of disk on a CI machine that may not have them).
+        &[
+            "build",
+            "-j2",
+            "--locked",
+            "--workspace",
+            "--lib",
+            "--bins",
+            "--tests",
+            "--examples",
+        ]
+    } else {
+        &[
+            "build",
+            "-j2",
+            "--release",
+            "-p",
+            "regstack",
+            "-p",
+            "regstack-bench",
+        ]
+    };
+    run(&c, build)?;
     let dir = target_dir().join(if smoke { "debug" } else { "release" });
     let server = dir.join("regstack");
     let server = server.to_string_lossy().into_owned();
