@@ -89,8 +89,8 @@ pub struct FlowResult {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {
     /// The flow was waiting for its callback and is now claimed by this
-    /// one; no other callback can claim it.
-    Claimed(OAuthFlow),
+    /// one, no other callback can claim it.
+    Claimed(Box<OAuthFlow>),
     /// The flow existed but its time ran out; it is deleted.
     Expired,
     /// No flow waits under that id for that provider: never started,
@@ -104,7 +104,7 @@ pub enum Redemption {
     /// The completed flow is deleted and handed to this caller alone.
     Redeemed {
         /// The flow as started.
-        flow: OAuthFlow,
+        flow: Box<OAuthFlow>,
         /// What its callback decided.
         result: FlowResult,
     },
@@ -191,21 +191,25 @@ pub trait OAuthStore: Send + Sync {
         provider: &str,
         now: Timestamp,
     ) -> Result<Claim, StoreError>;
-    /// Records the callback's decision on a claimed flow and shortens its
-    /// life to `expires_at` (the completion window). `false` if no claimed,
-    /// uncompleted flow has that id.
+    /// Records the callback's decision on a claimed flow, files it under
+    /// `exchange` — the hash of a fresh id the browser redeems it with, not
+    /// the `state` that travelled through the provider's URLs — and
+    /// shortens its life to `expires_at` (the completion window). `false`
+    /// if no claimed, uncompleted flow has that id.
     async fn complete(
         &self,
         id: &TokenHash,
+        exchange: &TokenHash,
         result: &FlowResult,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError>;
-    /// Atomically deletes a completed flow started by `browser` and hands it
-    /// out: of concurrent redeemers exactly one gets
-    /// [`Redemption::Redeemed`]. See [`Redemption`] for the rest.
+    /// Atomically deletes the completed flow filed under `exchange` if
+    /// `browser` started it, and hands it out: of concurrent redeemers
+    /// exactly one gets [`Redemption::Redeemed`]. See [`Redemption`] for
+    /// the rest.
     async fn redeem(
         &self,
-        id: &TokenHash,
+        exchange: &TokenHash,
         browser: &TokenHash,
         now: Timestamp,
     ) -> Result<Redemption, StoreError>;
@@ -290,6 +294,9 @@ pub struct CodeRedemption<'a> {
     pub nonce: &'a str,
     /// The same callback URL as at start.
     pub redirect_uri: &'a str,
+    /// The callback's `iss` parameter (RFC 9207), if the provider sent one:
+    /// it must name the provider's issuer (mix-up defence).
+    pub response_issuer: Option<&'a str>,
 }
 
 /// Why a provider could not say who signed in. The variants are the

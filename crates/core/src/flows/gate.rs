@@ -38,8 +38,10 @@
 //! checked against, so the requirement and the proof come from the same
 //! read: a new password first when `must_change_password` is set (no
 //! factor clears an account that must change it — the forced change ends
-//! with the store clearing the flag, and the gate is asked again), then a
-//! second factor when `is_mfa_enabled` (a TOTP factor or a phone).
+//! with the store clearing the flag, and the gate is asked again; it holds
+//! up the password only, so an OAuth sign-in passes it), then a second
+//! factor when `is_mfa_enabled` (a TOTP factor or a phone) — on every first
+//! factor, OAuth included, unless the operator waived it for OAuth.
 
 use regstack_ports::User;
 
@@ -48,6 +50,35 @@ use regstack_ports::User;
 pub enum FirstFactor {
     /// The account's password, checked by the sign-in machine.
     Password,
+    /// An identity linked to the account, vouched for by its provider at an
+    /// OAuth callback and redeemed at the exchange by the browser that
+    /// started the flow.
+    OAuth {
+        /// The operator turned `enforce_mfa_on_oauth_signin` off: the
+        /// provider's sign-in stands in for the second factor. Off by
+        /// default; an explicit, named waiver rather than a path that
+        /// forgot to ask.
+        second_factor_waived: bool,
+    },
+}
+
+impl FirstFactor {
+    /// Whether this first factor is the password a forced change is about.
+    /// `must_change_password` concerns the password: an OAuth sign-in does
+    /// not present it, so it is not held up by the flag (the password stays
+    /// unusable until changed).
+    fn uses_password(self) -> bool {
+        matches!(self, Self::Password)
+    }
+
+    fn waives_second_factor(self) -> bool {
+        matches!(
+            self,
+            Self::OAuth {
+                second_factor_waived: true
+            }
+        )
+    }
 }
 
 /// A second factor the run checked.
@@ -89,10 +120,10 @@ impl Cleared {
         first: FirstFactor,
         second: Option<SecondFactor>,
     ) -> Result<Self, Missing> {
-        if user.must_change_password {
+        if user.must_change_password && first.uses_password() {
             return Err(Missing::PasswordChange);
         }
-        if user.is_mfa_enabled && second.is_none() {
+        if user.is_mfa_enabled && second.is_none() && !first.waives_second_factor() {
             return Err(Missing::SecondFactor);
         }
         Ok(Self {
@@ -179,6 +210,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_oauth_sign_in_asks_for_the_second_factor_unless_the_operator_waived_it() {
+        let strict = FirstFactor::OAuth {
+            second_factor_waived: false,
+        };
+        assert_eq!(
+            Cleared::check(user(true), strict, None),
+            Err(Missing::SecondFactor)
+        );
+        assert!(Cleared::check(user(true), strict, Some(SecondFactor::Totp)).is_ok());
+        let waived = FirstFactor::OAuth {
+            second_factor_waived: true,
+        };
+        assert!(Cleared::check(user(true), waived, None).is_ok());
+    }
+
+    #[test]
+    fn a_forced_password_change_holds_up_the_password_not_an_oauth_sign_in() {
+        let mut u = user(false);
+        u.must_change_password = true;
+        let oauth = FirstFactor::OAuth {
+            second_factor_waived: false,
+        };
+        assert!(Cleared::check(u.clone(), oauth, None).is_ok());
+        u.is_mfa_enabled = true;
+        assert_eq!(Cleared::check(u, oauth, None), Err(Missing::SecondFactor));
     }
 
     #[test]

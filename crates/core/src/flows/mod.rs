@@ -9,6 +9,7 @@
 pub mod gate;
 pub mod machine;
 pub mod mfa;
+pub mod oauth;
 pub mod one_time;
 pub mod password_change;
 pub mod refresh;
