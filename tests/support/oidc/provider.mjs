@@ -37,7 +37,8 @@
 //   in and grants the requested scopes at once, then redirects back to the
 //   provider, which redirects to the client's redirect_uri. Every
 //   authorization request goes through this (no silent re-use of a
-//   session), so the hint always decides the user.
+//   session), so the hint always decides the user; `prompt=none` therefore
+//   always answers error=login_required.
 // - `tamper` picks a failure for negative tests (see TAMPER_MODES below):
 //   `access-denied` answers the redirect_uri with error=access_denied;
 //   every other mode rewrites the ID token in the token endpoint's
