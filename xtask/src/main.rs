@@ -1,7 +1,7 @@
 //! Developer workflow: `cargo xtask ci | tidy | deny | bench | migrate | services up|down`.
 //!
-//! `services up` starts the real databases the tests use (and prints their
-//! `TEST_*_URL` variables); `ci` is what `.ci/run` runs on a clean clone: formatting, lints, the
+//! `services up` starts the real databases and the OpenID Provider the tests
+//! use (and prints their `TEST_*_URL` variables); `ci` is what `.ci/run` runs on a clean clone: formatting, lints, the
 //! layering and documentation checks (`tidy`, `cargo doc` with warnings denied), the
 //! dependency policy (`cargo deny`, installed on first use), the benchmark's smoke, and every test
 //! with nextest (one shared build; the SMTP tests install their Python SMTP
@@ -55,8 +55,9 @@ fn run_env(program: &str, args: &[&str], envs: &[(String, String)]) -> Result<()
 }
 
 /// The real services the tests use: PostgreSQL (Debian's package, a
-/// throwaway cluster) and a MongoDB-wire server (SecantusDB from PyPI).
-const SERVICES: &[&str] = &["postgres", "mongo"];
+/// throwaway cluster), a MongoDB-wire server (SecantusDB from PyPI) and an
+/// OpenID Provider (npm `oidc-provider` behind `tests/support/oidc/`).
+const SERVICES: &[&str] = &["postgres", "mongo", "oidc"];
 
 /// Starts (or reuses) every service; returns the `TEST_*_URL` variables
 /// their scripts print.

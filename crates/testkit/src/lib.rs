@@ -30,6 +30,10 @@
 //!   cuts off and restores, the database stopping and starting.
 //! - [`calls::every_store_call`]: one call of every store method, the one
 //!   list the outage tests of every backend run.
+//! - [`oidc`]: a client for the test OpenID Provider
+//!   (`scripts/services/oidc.sh`): registers a test app's client and drives
+//!   a sign-in as a chosen user, normal or with a chosen failure, up to the
+//!   redirect to the app's callback.
 
 pub mod calls;
 pub mod clock;
@@ -39,6 +43,7 @@ pub mod forward;
 pub mod hasher;
 pub mod mailer;
 pub mod memory;
+pub mod oidc;
 pub mod proxy;
 pub mod sms;
 pub mod totp;
@@ -47,6 +52,7 @@ pub use clock::FixedClock;
 pub use hasher::{CountingHasher, FakeHasher};
 pub use mailer::RecordingMailer;
 pub use memory::{memory_stores, memory_stores_with_faults, FaultInjector, InjectedFault};
+pub use oidc::{OidcProvider, OidcUser};
 pub use proxy::CutoffProxy;
 pub use sms::RecordingSms;
 
