@@ -30,7 +30,7 @@
 //! Set, a form POST — is a few hundred lines here, with `jsonwebtoken`
 //! (already the workspace's JWT library, on `ring`) checking signatures
 //! and every claim checked by our own code against the injected
-//! [`Clock`](regstack_ports::Clock).
+//! [`Clock`].
 //!
 //! # Adding a provider kind
 //!
