@@ -283,7 +283,13 @@ pub(crate) fn identity(
     };
     ExternalIdentity {
         issuer,
-        subject: text("sub").unwrap_or_default(),
+        // Verbatim: the subject is half of the identity's key, so
+        // " 42" and "42" must stay two subjects.
+        subject: claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         email: text("email"),
         email_verified: trust_email_verified
             && claims.get("email_verified") == Some(&Value::Bool(true)),
@@ -350,7 +356,10 @@ mod tests {
             assert_eq!(identity("i".into(), &c, true).email_verified, expected);
             assert!(!identity("i".into(), &c, false).email_verified);
         }
-        let c = claims(json!({"sub": "s", "email": "a@example.com"}));
-        assert!(!identity("i".into(), &c, true).email_verified);
+        let c = claims(json!({"sub": " s ", "email": " a@example.com "}));
+        let id = identity("i".into(), &c, true);
+        assert!(!id.email_verified);
+        assert_eq!(id.subject, " s ");
+        assert_eq!(id.email.as_deref(), Some("a@example.com"));
     }
 }

@@ -36,11 +36,11 @@
 //!
 //! 1. Add the variant to [`ProviderKind`] and decide which configuration
 //!    keys it accepts (the `only(…)` table in `ProviderConfig::check`).
-//! 2. An OpenID Connect provider is a `presets::Parts` value: where its
-//!    metadata comes from (discovery or written down), an
-//!    `id_token::IssuerRule` if `iss` is not simply the issuer, whether
-//!    its `email_verified` is believed, and any extra authorization
-//!    parameters. A plain OAuth 2.0 provider gets a module of its own, as
+//! 2. An OpenID Connect provider is an `oidc::Parts` value, built by a
+//!    function in `presets.rs`: where its metadata comes from (discovery
+//!    or written down), an `id_token::IssuerRule` if `iss` is not simply
+//!    the issuer, whether its `email_verified` is believed, and any extra
+//!    authorization parameters. A plain OAuth 2.0 provider gets a module of its own, as
 //!    `github.rs` is.
 //! 3. Route the kind in [`build`], and test it against a stand-in served
 //!    on 127.0.0.1 (`tests/`): the happy path, and every way its identity
