@@ -115,6 +115,44 @@ mod tests {
     use crate::config::Tenancy;
 
     #[test]
+    fn googles_written_down_metadata_is_what_its_discovery_document_states() {
+        let recorded: serde_json::Value = serde_json::from_str(include_str!(
+            "../tests/providers/fixtures/google-openid-configuration.json"
+        ))
+        .unwrap();
+        assert_eq!(recorded["issuer"], GOOGLE_ISSUER);
+        assert_eq!(recorded["authorization_endpoint"], GOOGLE_AUTHORIZATION);
+        assert_eq!(recorded["token_endpoint"], GOOGLE_TOKEN);
+        assert_eq!(recorded["jwks_uri"], GOOGLE_JWKS);
+        assert_eq!(
+            recorded["id_token_signing_alg_values_supported"],
+            serde_json::json!(["RS256"])
+        );
+        let methods = recorded["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap();
+        assert!(methods.contains(&serde_json::json!("client_secret_basic")));
+        let parts = google(
+            crate::ProviderConfig::new(
+                "google",
+                crate::ProviderKind::Google,
+                "id",
+                "s".to_owned().into(),
+            )
+            .check()
+            .unwrap(),
+        )
+        .unwrap();
+        let Source::Fixed(meta) = parts.source else {
+            panic!("Google's metadata is written down")
+        };
+        assert_eq!(meta.authorization_endpoint.as_str(), GOOGLE_AUTHORIZATION);
+        assert_eq!(meta.token_endpoint.as_str(), GOOGLE_TOKEN);
+        assert_eq!(meta.jwks_uri.as_str(), GOOGLE_JWKS);
+        assert_eq!(meta.client_auth, ClientAuth::Basic);
+    }
+
+    #[test]
     fn microsoft_discovery_lives_under_the_tenant_path() {
         for (tenant, expected) in [
             (Tenancy::Common, "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration"),
