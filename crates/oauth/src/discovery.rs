@@ -39,6 +39,9 @@ pub(crate) struct Metadata {
     /// less what we never accept.
     pub algorithms: Vec<Algorithm>,
     pub client_auth: ClientAuth,
+    /// The provider puts `iss` on its redirects back (RFC 9207 §3): a
+    /// callback without one is then refused.
+    pub sends_response_issuer: bool,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +52,7 @@ struct Document {
     jwks_uri: String,
     id_token_signing_alg_values_supported: Option<Vec<String>>,
     token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    authorization_response_iss_parameter_supported: Option<bool>,
 }
 
 /// The discovery document URL of `issuer`: `/.well-known/openid-configuration`
@@ -114,6 +118,7 @@ pub(crate) async fn fetch(
         issuer: doc.issuer,
         algorithms,
         client_auth,
+        sends_response_issuer: doc.authorization_response_iss_parameter_supported == Some(true),
     })
 }
 

@@ -161,6 +161,38 @@ fn form_encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// The callback's `iss` parameter (RFC 9207) against the provider's
+/// issuer: equal when present (for Microsoft's multi-tenant template, of
+/// its shape), and present when the provider says it always sends it.
+fn check_response_issuer(meta: &Metadata, iss: Option<&str>) -> Result<(), ProviderError> {
+    let Some(iss) = iss else {
+        return if meta.sends_response_issuer {
+            Err(ProviderError::Other(
+                "the provider promises an `iss` on its redirects and this one had none".to_owned(),
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    let matches = match meta.issuer.split_once("{tenantid}") {
+        None => iss == meta.issuer,
+        Some((head, tail)) => {
+            iss.len() > head.len() + tail.len()
+                && iss.starts_with(head)
+                && iss.ends_with(tail)
+                && !iss[head.len()..iss.len() - tail.len()].contains('/')
+        }
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(ProviderError::Other(format!(
+            "the redirect's `iss` {:?} is not this provider's issuer (mix-up?)",
+            crate::http::printable(iss, 120)
+        )))
+    }
+}
+
 fn check_advertised_issuer(expect: &ExpectedIssuer, advertised: &str) -> Result<(), String> {
     match expect {
         ExpectedIssuer::Exact(issuer) if advertised == issuer => Ok(()),
@@ -218,6 +250,9 @@ impl IdentityProvider for OidcProvider {
     ) -> Result<ExternalIdentity, ProviderError> {
         let run = async {
             let resolved = self.resolved().await?;
+            // Before the code goes anywhere: a redirect that names another
+            // issuer than this provider's is a mix-up (RFC 9207 §2.4).
+            check_response_issuer(&resolved.meta, req.response_issuer)?;
             let token = self.id_token(&resolved.meta, &req).await?;
             let verifier = Verifier {
                 client_id: &self.parts.client_id,

@@ -72,6 +72,8 @@ pub(crate) fn google(c: Checked) -> Result<Parts, ConfigError> {
         // Google's discovery advertises RS256 only.
         algorithms: vec![jsonwebtoken::Algorithm::RS256],
         client_auth: ClientAuth::Basic,
+        // Google's discovery does not advertise RFC 9207.
+        sends_response_issuer: false,
     };
     Ok(Parts {
         name: c.name,

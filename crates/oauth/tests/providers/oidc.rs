@@ -544,3 +544,42 @@ async fn an_unreachable_key_set_is_a_provider_failure() {
         .unwrap_err();
     assert!(matches!(e, ProviderError::Other(_)), "{e:?}");
 }
+
+#[tokio::test]
+async fn a_redirect_naming_another_issuer_is_refused_before_the_code_is_sent() {
+    let s = setup().await;
+    let token = sign(&s.claims(), "a", Key::A);
+    s.stand_in.answer_id_token(&token);
+    let err = redeem_with_iss(s.provider.as_ref(), "https://other-idp.example")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Other(_)), "{err:?}");
+    // Mix-up defence: the code never reached this provider's token endpoint.
+    assert!(s.stand_in.token_requests().is_empty());
+    // The right issuer passes, as does no `iss` from a provider that does
+    // not promise one.
+    redeem_with_iss(s.provider.as_ref(), &s.issuer)
+        .await
+        .unwrap();
+    redeem(s.provider.as_ref()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_provider_that_promises_iss_on_its_redirects_must_send_it() {
+    let s = setup().await;
+    let issuer = s.issuer.clone();
+    s.stand_in.with(|st| {
+        let mut doc = document(&issuer, json!(["RS256"]), json!(["client_secret_basic"]));
+        doc["authorization_response_iss_parameter_supported"] = json!(true);
+        st.documents
+            .insert("/.well-known/openid-configuration".into(), doc);
+    });
+    let token = sign(&s.claims(), "a", Key::A);
+    s.stand_in.answer_id_token(&token);
+    let err = redeem(s.provider.as_ref()).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Other(_)), "{err:?}");
+    assert!(s.stand_in.token_requests().is_empty());
+    redeem_with_iss(s.provider.as_ref(), &s.issuer)
+        .await
+        .unwrap();
+}

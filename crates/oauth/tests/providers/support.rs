@@ -417,6 +417,23 @@ pub async fn redeem(provider: &dyn IdentityProvider) -> Result<ExternalIdentity,
             pkce_verifier: VERIFIER,
             nonce: NONCE,
             redirect_uri: REDIRECT,
+            response_issuer: None,
+        })
+        .await
+}
+
+/// Redeems the test flow's code with an `iss` on the redirect (RFC 9207).
+pub async fn redeem_with_iss(
+    provider: &dyn IdentityProvider,
+    iss: &str,
+) -> Result<ExternalIdentity, ProviderError> {
+    provider
+        .redeem_code(CodeRedemption {
+            code: CODE,
+            pkce_verifier: VERIFIER,
+            nonce: NONCE,
+            redirect_uri: REDIRECT,
+            response_issuer: Some(iss),
         })
         .await
 }
