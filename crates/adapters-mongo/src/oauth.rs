@@ -300,11 +300,7 @@ impl MongoStores {
                 hint::USER_PROVIDER,
             ),
         };
-        run(self
-            .oauth_identities
-            .find_one(filter)
-            .hint(hint::by(index)))
-        .await
+        run(self.oauth_identities.find_one(filter).hint(hint::by(index))).await
     }
 
     /// The linked identity document with this `(issuer, subject)`.
@@ -383,7 +379,12 @@ impl MongoStores {
         let now = to_db(identity.linked_at);
         let document = docs::identity_doc(identity, link, PENDING);
         for _ in 0..REPAIR_ROUNDS {
-            match insert_once(&self.oauth_identities, document.clone(), doc! { "_id": link }).await
+            match insert_once(
+                &self.oauth_identities,
+                document.clone(),
+                doc! { "_id": link },
+            )
+            .await
             {
                 Ok(()) => return Ok(Ok(())),
                 Err(StoreError::Conflict(_)) => {}
@@ -712,15 +713,14 @@ impl OAuthStore for MongoStores {
         .await?;
         let mut linked = Vec::new();
         for d in &found {
-            let link = docs::link_id(d)?;
-            if links.contains(&link) {
-                linked.push((docs::identity(d)?, link));
+            if links.contains(&docs::link_id(d)?) {
+                linked.push(docs::identity(d)?);
             }
         }
-        // Oldest link first; the ObjectId (increasing per process) breaks
-        // ties between identities linked at the same instant.
-        linked.sort_by(|(a, a_id), (b, b_id)| (a.linked_at, a_id).cmp(&(b.linked_at, b_id)));
-        Ok(linked.into_iter().map(|(i, _)| i).collect())
+        // Oldest link first; the provider name (unique per account) breaks
+        // a tie.
+        linked.sort_by(|a, b| (a.linked_at, &a.provider).cmp(&(b.linked_at, &b.provider)));
+        Ok(linked)
     }
 
     async fn link_identity(&self, identity: &OAuthIdentity) -> Result<Linking, StoreError> {
