@@ -516,7 +516,7 @@ async fn documents_keyed_by(db: &Database, user: &User) -> Vec<(&'static str, u6
             "one_time_tokens" | "sessions" | "mfa_codes" | "oauth_identities" => {
                 doc! { "user_id": id }
             }
-            "oauth_states" => doc! { "$or": [{ "link_user_id": id }, { "result.user_id": id }] },
+            "oauth_states" => doc! { "link_user_id": id },
             "mfa_totp" | "mfa_backup_codes" => doc! { "_id": id },
             "login_attempts" => doc! { "_id": email },
             // Counters are keyed `<purpose>:<address>`: the suffix is
@@ -576,8 +576,8 @@ async fn deleting_an_account_removes_every_document_keyed_by_it() {
     let window = TimeDelta::hours(1);
     let oauth = MongoStores::new(db.clone());
     for who in [&user, &neighbour] {
-        // An identity, a link flow it started, and a sign-in flow
-        // completed for it, waiting for the exchange.
+        // An identity, a link flow it began, and one completed, waiting
+        // for the exchange.
         assert_eq!(
             oauth
                 .link_identity(&identity(&who.id, "google", who.id.as_str(), t0()))
@@ -589,10 +589,10 @@ async fn deleting_an_account_removes_every_document_keyed_by_it() {
             .begin(flow("google", FlowMode::Link(who.id.clone()), at(window)))
             .await
             .unwrap();
-        let signed_in = flow("google", FlowMode::SignIn, at(window));
-        oauth.begin(signed_in.clone()).await.unwrap();
+        let completed = flow("corp-sso", FlowMode::Link(who.id.clone()), at(window));
+        oauth.begin(completed.clone()).await.unwrap();
         assert!(matches!(
-            oauth.claim(&signed_in.id, "google", t0()).await.unwrap(),
+            oauth.claim(&completed.id, "corp-sso", t0()).await.unwrap(),
             Claim::Claimed(_)
         ));
         let result = FlowResult {
@@ -601,7 +601,7 @@ async fn deleting_an_account_removes_every_document_keyed_by_it() {
             credential_epoch: None,
         };
         assert!(oauth
-            .complete(&signed_in.id, &result, at(window))
+            .complete(&completed.id, &result, at(window))
             .await
             .unwrap());
         let session = fixtures::new_session(&who.id, t0(), at(TimeDelta::days(1)));
@@ -1600,22 +1600,17 @@ async fn oauth_lookups_read_an_index_not_the_collection() {
         "_id_",
     )
     .await;
-    for (field, index) in [
-        ("link_user_id", "link_user_id"),
-        ("result.user_id", "result_user_id"),
-    ] {
-        assert_uses_index(
-            &db,
-            &format!("deletion: flows by {field}"),
-            find(
-                "oauth_states",
-                doc! { field: user.id.as_str() },
-                Some(index),
-            ),
-            index,
-        )
-        .await;
-    }
+    assert_uses_index(
+        &db,
+        "deletion: the account's link flows",
+        find(
+            "oauth_states",
+            doc! { "link_user_id": user.id.as_str() },
+            Some("link_user_id"),
+        ),
+        "link_user_id",
+    )
+    .await;
     assert_eq!(
         store.find_identity(&i.issuer, &i.subject).await.unwrap(),
         Some(i.clone())
