@@ -114,6 +114,7 @@ pub fn stores(db: Database) -> Stores {
         sessions: s.clone(),
         rate_limits: s.clone(),
         mfa: s.clone(),
+        oauth: s.clone(),
         health: s,
     }
 }
