@@ -1,6 +1,8 @@
 //! What only the MongoDB backend must prove: migration is idempotent and
-//! creates every index, the per-request lookups use an index, deleting an
-//! account leaves no document of it in any collection, the server's TTL
+//! creates every index, the per-request and OAuth lookups use an index,
+//! deleting an account leaves no document of it in any collection, what a
+//! stopped OAuth sequence leaves is seen by nobody and repaired by the next
+//! attempt, the server's TTL
 //! monitor reaps what ended longer ago than the grace, a stopped database
 //! answers `Unavailable` quickly, and the same client recovers by itself
 //! once the database is back.
@@ -574,7 +576,7 @@ async fn deleting_an_account_removes_every_document_keyed_by_it() {
         .await
         .unwrap();
     let window = TimeDelta::hours(1);
-    let oauth = MongoStores::new(db.clone());
+    let oauth = &stores.oauth;
     for who in [&user, &neighbour] {
         // An identity, a link flow it began, and one completed, waiting
         // for the exchange.
@@ -1040,30 +1042,16 @@ async fn the_same_client_answers_unavailable_while_the_database_is_down_and_reco
 
 /// An identity of `provider` for `user`, linked at `linked_at`.
 fn identity(user: &UserId, provider: &str, subject: &str, linked_at: Timestamp) -> OAuthIdentity {
+    let issuer = format!("https://{provider}.example");
     OAuthIdentity {
-        user_id: user.clone(),
-        provider: provider.to_owned(),
-        issuer: format!("https://{provider}.example"),
-        subject: subject.to_owned(),
-        email: None,
         linked_at,
-        last_used_at: None,
+        ..fixtures::oauth_identity(user, provider, &issuer, subject)
     }
 }
 
 /// A flow of `provider` started at [`t0`].
 fn flow(provider: &str, mode: FlowMode, expires_at: Timestamp) -> OAuthFlow {
-    OAuthFlow {
-        id: fixtures::token_hash(),
-        provider: provider.to_owned(),
-        pkce_verifier: "verifier".to_owned(),
-        nonce: "nonce".to_owned(),
-        mode,
-        redirect_to: "/".to_owned(),
-        browser: fixtures::token_hash(),
-        created_at: t0(),
-        expires_at,
-    }
+    fixtures::oauth_flow(provider, mode, expires_at)
 }
 
 /// A new account without a password, as a first OAuth sign-in makes it.
@@ -1083,7 +1071,7 @@ fn pending_document(identity: &OAuthIdentity) -> Document {
         "provider": &identity.provider,
         "issuer": &identity.issuer,
         "subject": &identity.subject,
-        "email": Bson::Null,
+        "email": identity.email.as_deref(),
         "linked_at": identity.linked_at.timestamp_micros(),
         "last_used_at": Bson::Null,
         "state": "pending",
