@@ -2,10 +2,9 @@
 //! creates every index, the per-request and OAuth lookups use an index,
 //! deleting an account leaves no document of it in any collection, what a
 //! stopped OAuth sequence leaves is seen by nobody and repaired by the next
-//! attempt, the server's TTL
-//! monitor reaps what ended longer ago than the grace, a stopped database
-//! answers `Unavailable` quickly, and the same client recovers by itself
-//! once the database is back.
+//! attempt, the server's TTL monitor reaps what ended longer ago than the
+//! grace, a stopped database answers `Unavailable` quickly, and the same
+//! client recovers by itself once the database is back.
 //!
 //! The tests that need a server read `TEST_MONGO_URL`
 //! (`scripts/services/mongo.sh up`); without it they print SKIPPED, and
