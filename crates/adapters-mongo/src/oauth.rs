@@ -125,9 +125,9 @@
 //! ## Account deletion
 //!
 //! `users.rs` deletes the account's identities and its link flows before
-//! the user, and sweeps them again after it. A link that commits after the user is gone matches
-//! no user and deletes its identity; a link flow begun after the sweep
-//! takes itself back (above).
+//! the user, and sweeps them again after it. A link that commits after the
+//! user is gone matches no user and deletes its identity; a link flow
+//! begun after the sweep takes itself back (above).
 
 use std::time::Duration;
 
