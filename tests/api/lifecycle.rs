@@ -403,7 +403,8 @@ async fn change_email_confirms_by_a_link_to_the_new_address() {
 /// or address in any table (collection) — counted in the database itself,
 /// every table having held one before: the account, a stranger's pending
 /// registration of the address it moved to, a reset and an email-change
-/// link, a session, a failed sign-in, the address's mail quota. Its
+/// link, a session, a failed sign-in, the address's mail quota, second
+/// factors, a linked OAuth identity and an OAuth link flow. Its
 /// tokens die, and the address registers afresh.
 #[tokio::test]
 async fn delete_account_needs_the_password_and_removes_every_row() {
@@ -468,6 +469,38 @@ async fn delete_account_needs_the_password_and_removes_every_row() {
             credential_epoch: None,
             created_at: now,
             expires_at: now + chrono::TimeDelta::minutes(5),
+        })
+        .await
+        .unwrap();
+    // Nor does OAuth: a linked identity and a flow begun to link another.
+    assert_eq!(
+        app.stores
+            .oauth
+            .link_identity(&regstack_ports::OAuthIdentity {
+                user_id: user_id.clone(),
+                provider: "google".to_owned(),
+                issuer: "https://accounts.google.com".to_owned(),
+                subject: "jack".to_owned(),
+                email: Some("jack@example.com".to_owned()),
+                linked_at: now,
+                last_used_at: None,
+            })
+            .await
+            .unwrap(),
+        regstack_ports::Linking::Linked
+    );
+    app.stores
+        .oauth
+        .begin(regstack_ports::OAuthFlow {
+            id: token_hash(3),
+            provider: "corp-sso".to_owned(),
+            pkce_verifier: "verifier".to_owned(),
+            nonce: "nonce".to_owned(),
+            mode: regstack_ports::FlowMode::Link(user_id.clone()),
+            redirect_to: "/".to_owned(),
+            browser: token_hash(4),
+            created_at: now,
+            expires_at: now + chrono::TimeDelta::minutes(10),
         })
         .await
         .unwrap();

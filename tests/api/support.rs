@@ -461,11 +461,13 @@ impl Gate {
 
 /// The tables (MongoDB: collections) a row of a user can be in: every
 /// one the schema has but the migration or schema-version record.
-pub const USER_TABLES: [&str; 9] = [
+pub const USER_TABLES: [&str; 11] = [
     "login_attempts",
     "mfa_backup_codes",
     "mfa_codes",
     "mfa_totp",
+    "oauth_identities",
+    "oauth_states",
     "one_time_tokens",
     "pending_registrations",
     "rate_limit_hits",
@@ -504,6 +506,8 @@ macro_rules! sql_rows_keyed_by {
                 _ => {
                     let (column, value) = match table {
                         "pending_registrations" | "login_attempts" => ("email", $email),
+                        // A flow belongs to the account it would link to.
+                        "oauth_states" => ("linking_user_id", $id),
                         _ => ("user_id", $id),
                     };
                     let sql = format!("SELECT count(*) FROM {table} WHERE {column} = $1");
@@ -565,6 +569,7 @@ impl TestApp {
                         "pending_registrations" => doc! { "email": email },
                         "login_attempts" => doc! { "_id": email },
                         "mfa_totp" | "mfa_backup_codes" => doc! { "_id": id },
+                        "oauth_states" => doc! { "linking_user_id": id },
                         "rate_limit_hits" => {
                             let suffix = format!(":{email}");
                             let all: Vec<Document> = coll

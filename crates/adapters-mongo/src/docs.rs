@@ -8,10 +8,12 @@
 //! [`StoreError::Backend`](regstack_ports::StoreError::Backend), never
 //! trusted.
 
+use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{doc, Bson, Document};
 use regstack_ports::{
-    ChallengeKind, Email, MfaChallenge, OneTimeToken, PasswordHash, PendingRegistration,
-    RevokeReason, Session, SessionId, Timestamp, TokenHash, TokenKind, User, UserId,
+    ChallengeKind, Email, FlowMode, FlowResult, MfaChallenge, OAuthFlow, OAuthIdentity,
+    OneTimeToken, PasswordHash, PendingRegistration, RevokeReason, Session, SessionId, Timestamp,
+    TokenHash, TokenKind, User, UserId,
 };
 
 use crate::error::CorruptRow;
@@ -277,5 +279,121 @@ pub(crate) fn challenge(d: &Document) -> Result<MfaChallenge, CorruptRow> {
         credential_epoch: opt_instant(d, "credential_epoch")?,
         created_at: instant(d, "created_at")?,
         expires_at: instant(d, "expires_at")?,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// OAuth flows
+
+/// `mode` of a sign-in flow.
+const MODE_SIGN_IN: &str = "sign_in";
+/// `mode` of a link flow; its account is in `link_user_id`.
+const MODE_LINK: &str = "link";
+
+/// The `oauth_states` document of a flow that `begin` records: not yet
+/// claimed, no result.
+pub(crate) fn flow_doc(f: &OAuthFlow) -> Document {
+    let expires_at = to_db(f.expires_at);
+    let (mode, link_user) = match &f.mode {
+        FlowMode::SignIn => (MODE_SIGN_IN, None),
+        FlowMode::Link(user) => (MODE_LINK, Some(user.as_str())),
+    };
+    doc! {
+        "_id": f.id.as_str(),
+        "provider": &f.provider,
+        "pkce_verifier": &f.pkce_verifier,
+        "nonce": &f.nonce,
+        "mode": mode,
+        "link_user_id": link_user,
+        "redirect_to": &f.redirect_to,
+        "browser": f.browser.as_str(),
+        "created_at": to_db(f.created_at),
+        "expires_at": expires_at,
+        "expire_at": ttl_date(expires_at),
+        "claimed": false,
+        "result": Bson::Null,
+    }
+}
+
+/// Reads an `oauth_states` document's flow (its result, if any, is
+/// [`flow_result`]'s).
+pub(crate) fn flow(d: &Document) -> Result<OAuthFlow, CorruptRow> {
+    Ok(OAuthFlow {
+        id: token_hash(d, "_id")?,
+        provider: string(d, "provider")?.to_owned(),
+        pkce_verifier: string(d, "pkce_verifier")?.to_owned(),
+        nonce: string(d, "nonce")?.to_owned(),
+        mode: match string(d, "mode")? {
+            MODE_SIGN_IN => FlowMode::SignIn,
+            MODE_LINK => FlowMode::Link(user_id(d, "link_user_id")?),
+            _ => return Err(CorruptRow("mode")),
+        },
+        redirect_to: string(d, "redirect_to")?.to_owned(),
+        browser: token_hash(d, "browser")?,
+        created_at: instant(d, "created_at")?,
+        expires_at: instant(d, "expires_at")?,
+    })
+}
+
+/// The `result` sub-document `complete` writes.
+pub(crate) fn flow_result_doc(r: &FlowResult) -> Document {
+    doc! {
+        "user_id": r.user_id.as_str(),
+        "was_new": r.was_new,
+        "credential_epoch": opt_micros(r.credential_epoch),
+    }
+}
+
+/// Reads the `result` of a completed `oauth_states` document.
+pub(crate) fn flow_result(d: &Document) -> Result<FlowResult, CorruptRow> {
+    let r = match value(d, "result") {
+        Some(Bson::Document(r)) => r,
+        _ => return Err(CorruptRow("result")),
+    };
+    Ok(FlowResult {
+        user_id: user_id(r, "user_id")?,
+        was_new: boolean(r, "was_new")?,
+        credential_epoch: opt_instant(r, "credential_epoch")?,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// OAuth identities
+
+/// The `oauth_identities` document of an identity, under the id `link`
+/// (the value the user document's `oauth_links` names it by) and in
+/// `state` (`oauth.rs` says what the states mean).
+pub(crate) fn identity_doc(i: &OAuthIdentity, link: ObjectId, state: &str) -> Document {
+    doc! {
+        "_id": link,
+        "user_id": i.user_id.as_str(),
+        "provider": &i.provider,
+        "issuer": &i.issuer,
+        "subject": &i.subject,
+        "email": i.email.as_deref(),
+        "linked_at": to_db(i.linked_at),
+        "last_used_at": opt_micros(i.last_used_at),
+        "state": state,
+    }
+}
+
+/// The id of an `oauth_identities` document.
+pub(crate) fn link_id(d: &Document) -> Result<ObjectId, CorruptRow> {
+    match value(d, "_id") {
+        Some(Bson::ObjectId(id)) => Ok(*id),
+        _ => Err(CorruptRow("_id")),
+    }
+}
+
+/// Reads an `oauth_identities` document.
+pub(crate) fn identity(d: &Document) -> Result<OAuthIdentity, CorruptRow> {
+    Ok(OAuthIdentity {
+        user_id: user_id(d, "user_id")?,
+        provider: string(d, "provider")?.to_owned(),
+        issuer: string(d, "issuer")?.to_owned(),
+        subject: string(d, "subject")?.to_owned(),
+        email: opt_string(d, "email")?,
+        linked_at: instant(d, "linked_at")?,
+        last_used_at: opt_instant(d, "last_used_at")?,
     })
 }

@@ -127,10 +127,13 @@ fn conflict_rule(message: &str) -> &'static str {
     match index {
         Some(i) if i.contains("email") => "email",
         Some(i) if i.contains("token_hash") => "token",
+        Some("issuer_subject_unique") => "identity",
+        Some("user_id_provider_unique") => "provider",
         Some("_id_") => match collection {
             Some(crate::schema::USERS) => "user id",
             Some(crate::schema::SESSIONS) => "session id",
             Some(crate::schema::MFA_CODES) => "challenge id",
+            Some(crate::schema::OAUTH_STATES) => "flow id",
             _ => "unique",
         },
         _ => "unique",
@@ -192,6 +195,15 @@ mod tests {
         );
         assert_eq!(conflict_rule(&msg("users", "_id_")), "user id");
         assert_eq!(conflict_rule(&msg("sessions", "_id_")), "session id");
+        assert_eq!(conflict_rule(&msg("oauth_states", "_id_")), "flow id");
+        assert_eq!(
+            conflict_rule(&msg("oauth_identities", "issuer_subject_unique")),
+            "identity"
+        );
+        assert_eq!(
+            conflict_rule(&msg("oauth_identities", "user_id_provider_unique")),
+            "provider"
+        );
         assert_eq!(conflict_rule(&msg("login_attempts", "_id_")), "unique");
         assert_eq!(conflict_rule("something else entirely"), "unique");
     }

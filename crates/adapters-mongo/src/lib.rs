@@ -11,8 +11,9 @@
 //!
 //! Start reading here: [`connect`] → [`migrate`] → [`stores`]. The index
 //! list is `schema.rs`; each aggregate has its own file (`users.rs`,
-//! `pending.rs`, `tokens.rs`, `sessions.rs`, `mfa.rs`, `counters.rs` for the
-//! lockout and rate-limit windows); `docs.rs` turns documents into domain records.
+//! `pending.rs`, `tokens.rs`, `sessions.rs`, `mfa.rs`, `oauth.rs`,
+//! `counters.rs` for the lockout and rate-limit windows); `docs.rs` turns
+//! documents into domain records.
 //!
 //! Invariants:
 //! - **no multi-document transactions** (DECISIONS.md §10: a standalone
@@ -43,6 +44,7 @@ mod detached;
 mod docs;
 mod error;
 mod mfa;
+mod oauth;
 mod pending;
 mod schema;
 mod sessions;
@@ -62,6 +64,7 @@ use regstack_ports::{StoreError, StoreHealth, Stores};
 use crate::error::{map_mongo, run};
 
 pub use mongodb::Database;
+pub use oauth::UNCONFIRMED_IDENTITY_GRACE;
 pub use schema::{index_names, migrate, SCHEMA_VERSION, TTL_GRACE};
 
 /// How long an operation waits for a reachable server before the store
@@ -111,6 +114,7 @@ pub fn stores(db: Database) -> Stores {
         sessions: s.clone(),
         rate_limits: s.clone(),
         mfa: s.clone(),
+        oauth: s.clone(),
         health: s,
     }
 }
@@ -129,6 +133,8 @@ pub struct MongoStores {
     mfa_codes: Collection<Document>,
     mfa_totp: Collection<Document>,
     mfa_backup_codes: Collection<Document>,
+    oauth_states: Collection<Document>,
+    oauth_identities: Collection<Document>,
     meta: Collection<Document>,
 }
 
@@ -145,6 +151,8 @@ impl MongoStores {
             mfa_codes: db.collection(schema::MFA_CODES),
             mfa_totp: db.collection(schema::MFA_TOTP),
             mfa_backup_codes: db.collection(schema::MFA_BACKUP_CODES),
+            oauth_states: db.collection(schema::OAUTH_STATES),
+            oauth_identities: db.collection(schema::OAUTH_IDENTITIES),
             meta: db.collection(schema::META),
             db,
         }

@@ -90,7 +90,9 @@ impl MongoStores {
         .is_some())
     }
 
-    async fn user_exists(&self, user_id: &str) -> Result<bool, StoreError> {
+    /// Whether the user document exists (a sequence that wrote something
+    /// for a user checks it was not deleted meanwhile).
+    pub(crate) async fn user_exists(&self, user_id: &str) -> Result<bool, StoreError> {
         Ok(run(self
             .users
             .find_one(doc! { "_id": user_id })

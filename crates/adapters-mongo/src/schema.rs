@@ -27,6 +27,12 @@
 //! | `mfa_codes` | `expires_at` | `purge_expired` |
 //! | `mfa_totp` | `_id` (the user id) | the factor and its last accepted step |
 //! | `mfa_backup_codes` | `_id` (the user id) | the user's unspent codes, one array |
+//! | `oauth_states` | `_id` (the hash of the flow's `state`) | claim, complete and redeem a flow once |
+//! | `oauth_states` | `expires_at` | `purge_expired` |
+//! | `oauth_states` | `link_user_id` | account deletion: the account's link flows |
+//! | `oauth_identities` | `_id` (an ObjectId, named in the user's `oauth_links`) | unlink, confirm, repair one identity |
+//! | `oauth_identities` | `issuer_subject_unique` (unique) | sign-in lookup; one account per external identity |
+//! | `oauth_identities` | `user_id_provider_unique` (unique) | one identity per provider and account; an account's identities |
 //!
 //! Every collection whose documents expire also has `expire_at_ttl`, a TTL
 //! index on the BSON date `expire_at` (the exact end, rounded up to the
@@ -68,6 +74,10 @@ pub(crate) const MFA_TOTP: &str = "mfa_totp";
 /// One document per user holding its unspent backup codes (`codes`), `_id`
 /// = the user id: replacing them all is one document write.
 pub(crate) const MFA_BACKUP_CODES: &str = "mfa_backup_codes";
+/// OAuth flows in flight, by the hash of their `state` (regstack's name).
+pub(crate) const OAUTH_STATES: &str = "oauth_states";
+/// External identities linked to accounts (regstack's name).
+pub(crate) const OAUTH_IDENTITIES: &str = "oauth_identities";
 /// Collections with no index but `_id`, created by [`migrate`] so that a
 /// prepared database has every collection before its first write.
 const BARE: [&str; 2] = [MFA_TOTP, MFA_BACKUP_CODES];
@@ -100,6 +110,12 @@ pub(crate) mod hint {
     pub(crate) const ATTEMPTS_EMAIL: &str = "email";
     /// `mfa_codes.user_id_kind`.
     pub(crate) const USER_CHALLENGES: &str = "user_id_kind";
+    /// `oauth_states.link_user_id`.
+    pub(crate) const LINK_USER: &str = "link_user_id";
+    /// `oauth_identities.issuer_subject_unique`.
+    pub(crate) const ISSUER_SUBJECT: &str = "issuer_subject_unique";
+    /// `oauth_identities.user_id_provider_unique`.
+    pub(crate) const USER_PROVIDER: &str = "user_id_provider_unique";
 
     /// The hint naming `index`.
     pub(crate) fn by(index: &str) -> Hint {
@@ -110,7 +126,7 @@ pub(crate) mod hint {
 /// The version [`migrate`] records. Raise it whenever the index list
 /// changes, so `schema_is_current` reports a database that needs
 /// `regstack migrate`.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// How long after its exact end a document may linger before the TTL
 /// monitor reaps it. A day covers clock skew between the application and
@@ -179,6 +195,19 @@ fn specs() -> Vec<Spec> {
         index(MFA_CODES, "user_id_kind", doc! { "user_id": 1, "kind": 1 }),
         index(MFA_CODES, "expires_at", doc! { "expires_at": 1 }),
         ttl(MFA_CODES),
+        index(OAUTH_STATES, "expires_at", doc! { "expires_at": 1 }),
+        index(OAUTH_STATES, "link_user_id", doc! { "link_user_id": 1 }),
+        ttl(OAUTH_STATES),
+        unique(
+            OAUTH_IDENTITIES,
+            "issuer_subject_unique",
+            doc! { "issuer": 1, "subject": 1 },
+        ),
+        unique(
+            OAUTH_IDENTITIES,
+            "user_id_provider_unique",
+            doc! { "user_id": 1, "provider": 1 },
+        ),
     ]
 }
 

@@ -26,10 +26,12 @@
 //!   waiting (the request deadline drops its future): it runs in a task of
 //!   its own ([`to_completion`]).
 //! - Account deletion removes what belongs to the user, then the user, then
-//!   sweeps sessions, tokens and sign-in attempts once more: a sign-in or a
-//!   link issued for the user while the deletion ran either wrote before
-//!   that sweep (and is swept) or finds the user gone (and takes back what
-//!   it wrote: `sessions.rs`, `start`; `tokens.rs`, `issue`).
+//!   sweeps sessions, tokens, factors, OAuth identities and flows, and
+//!   sign-in attempts once more: a sign-in, a link issued or an identity
+//!   linked for the user while the deletion ran either wrote before that
+//!   sweep (and is swept) or finds the user gone (and takes back what it
+//!   wrote: `sessions.rs`, `start`; `tokens.rs`, `issue`; `oauth.rs`,
+//!   `link_identity` and `begin`).
 
 use async_trait::async_trait;
 use mongodb::bson::{doc, Document};
@@ -420,6 +422,7 @@ impl MongoStores {
         self.delete_rate_limits_for_email(user.email.as_str())
             .await?;
         self.delete_factors_of_user(user.id.as_str()).await?;
+        self.delete_oauth_of_user(user.id.as_str()).await?;
         let removed = run(self
             .users
             .find_one_and_delete(doc! { "_id": user.id.as_str() }))
@@ -432,6 +435,7 @@ impl MongoStores {
         self.delete_sessions_of_user(user.id.as_str()).await?;
         self.delete_tokens_of_user(user.id.as_str()).await?;
         self.delete_factors_of_user(user.id.as_str()).await?;
+        self.delete_oauth_of_user(user.id.as_str()).await?;
         self.clear_attempts(user.email.as_str()).await?;
         Ok(removed)
     }

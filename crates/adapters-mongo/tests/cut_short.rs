@@ -26,7 +26,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use regstack_adapters_mongo as mongo;
+use mongodb::bson::{doc, Document};
+use regstack_adapters_mongo::{self as mongo, Database, MongoStores};
 use regstack_ports::*;
 use regstack_testkit::fixtures::{self, at, t0};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -110,6 +111,13 @@ async fn slow_proxy(upstream: SocketAddr) -> SocketAddr {
 /// A fresh migrated database, its stores through the slow proxy and
 /// direct ones; the proxied client has its connection open already.
 async fn rig(test: &str) -> Option<(Stores, Stores)> {
+    let (slow, direct) = databases(test).await?;
+    Some((mongo::stores(slow), mongo::stores(direct)))
+}
+
+/// [`rig`]'s databases: through the slow proxy, and direct (for setup and
+/// for reading documents the ports do not show).
+async fn databases(test: &str) -> Option<(Database, Database)> {
     let url = server(test)?;
     let db = common::fresh_db().await?;
     let proxy = slow_proxy(upstream_of(&url)).await;
@@ -119,10 +127,9 @@ async fn rig(test: &str) -> Option<(Stores, Stores)> {
     )
     .await
     .unwrap();
-    let slow = mongo::stores(slow_db);
     // Handshake and pool: the cut must fall on the call, not on these.
-    slow.health.ping().await.unwrap();
-    Some((slow, mongo::stores(db)))
+    mongo::stores(slow_db.clone()).health.ping().await.unwrap();
+    Some((slow_db, db))
 }
 
 /// Drops `call` after its `n`-th operation ran (module doc).
@@ -377,4 +384,166 @@ async fn a_link_issue_cut_short_still_supersedes_the_older_link() {
         .await
         .unwrap()
         .is_some());
+}
+
+// ---------------------------------------------------------------------------
+// OAuth
+
+/// An identity of `provider` for `user`, linked at [`t0`].
+fn identity(user: &UserId, provider: &str, subject: &str) -> OAuthIdentity {
+    fixtures::oauth_identity(
+        user,
+        provider,
+        &format!("https://{provider}.example"),
+        subject,
+    )
+}
+
+/// A flow of `google` started at [`t0`], live for two hours.
+fn flow(mode: FlowMode) -> OAuthFlow {
+    fixtures::oauth_flow("google", mode, in_2_hours())
+}
+
+/// How many documents of `collection` match `filter`.
+async fn count(db: &Database, collection: &str, filter: Document) -> u64 {
+    db.collection::<Document>(collection)
+        .count_documents(filter)
+        .await
+        .unwrap()
+}
+
+/// The `state` of the identity document with this subject.
+async fn identity_state(db: &Database, subject: &str) -> Option<String> {
+    db.collection::<Document>("oauth_identities")
+        .find_one(doc! { "subject": subject })
+        .await
+        .unwrap()
+        .and_then(|d| d.get_str("state").ok().map(str::to_owned))
+}
+
+/// `create_user_with_identity` cut after its pending identity, and after
+/// its user: the account is created, its identity linked and confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_oauth_sign_in_cut_short_still_creates_the_linked_account() {
+    // Operation 1 inserts the identity, 2 the user, 3 confirms.
+    for cut in [1, 2] {
+        let Some((slow, direct)) = databases("a_first_oauth_sign_in_cut_short").await else {
+            return;
+        };
+        let (slow, store) = (MongoStores::new(slow), MongoStores::new(direct.clone()));
+        let new = NewUser {
+            password_hash: None,
+            ..fixtures::new_user(&format!("first{cut}@example.com"))
+        };
+        let linked = identity(&new.id, "google", &format!("sub-{cut}"));
+        cut_after(cut, slow.create_user_with_identity(new.clone(), &linked)).await;
+        settles("create_user_with_identity", || async {
+            identity_state(&direct, &linked.subject).await.as_deref() == Some("linked")
+        })
+        .await;
+        assert_eq!(
+            store
+                .find_identity(&linked.issuer, &linked.subject)
+                .await
+                .unwrap(),
+            Some(linked.clone())
+        );
+        assert_eq!(
+            UserStore::get(&store, &new.id)
+                .await
+                .unwrap()
+                .map(|u| u.email),
+            Some(new.email)
+        );
+    }
+}
+
+/// `link_identity` cut after its pending identity: the identity is linked
+/// and confirmed all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_cut_short_still_links_the_identity() {
+    let Some((slow, direct)) = databases("a_link_cut_short").await else {
+        return;
+    };
+    let (slow, store) = (MongoStores::new(slow), MongoStores::new(direct.clone()));
+    let user = store
+        .insert(fixtures::new_user("l@example.com"))
+        .await
+        .unwrap();
+    let linked = identity(&user.id, "google", "sub-l");
+    // Operation 1 reads the user, 2 inserts the identity, 3 names it in
+    // the user, 4 confirms.
+    cut_after(2, slow.link_identity(&linked)).await;
+    settles("link_identity", || async {
+        identity_state(&direct, &linked.subject).await.as_deref() == Some("linked")
+    })
+    .await;
+    assert_eq!(store.identities_of(&user.id).await.unwrap(), vec![linked]);
+}
+
+/// `unlink_identity` cut after its decision: the identity document goes
+/// too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlink_cut_short_still_deletes_the_identity() {
+    let Some((slow, direct)) = databases("an_unlink_cut_short").await else {
+        return;
+    };
+    let (slow, store) = (MongoStores::new(slow), MongoStores::new(direct.clone()));
+    let user = store
+        .insert(fixtures::new_user("u@example.com"))
+        .await
+        .unwrap();
+    let linked = identity(&user.id, "google", "sub-u");
+    assert_eq!(store.link_identity(&linked).await.unwrap(), Linking::Linked);
+    // Operation 1 finds the identity, 2 takes it off the user, 3 deletes it.
+    cut_after(2, slow.unlink_identity(&user.id, "google")).await;
+    settles("unlink_identity", || async {
+        count(&direct, "oauth_identities", doc! {}).await == 0
+    })
+    .await;
+    assert!(store.identities_of(&user.id).await.unwrap().is_empty());
+}
+
+/// `begin` of a link flow for an account deleted meanwhile, cut after its
+/// insert: the flow is taken back all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_flow_begun_for_a_deleted_account_and_cut_short_is_still_taken_back() {
+    let Some((slow, direct)) = databases("a_link_flow_begun_for_a_deleted_account").await else {
+        return;
+    };
+    let slow = MongoStores::new(slow);
+    // Operation 1 inserts the flow, 2 looks for the account, 3 deletes.
+    cut_after(2, slow.begin(flow(FlowMode::Link(UserId::generate())))).await;
+    settles("begin", || async {
+        count(&direct, "oauth_states", doc! {}).await == 0
+    })
+    .await;
+}
+
+/// `delete_account` cut after the sessions went: the account's identities
+/// and its link flows go too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_cut_short_still_removes_the_identities_and_link_flows() {
+    let Some((slow, direct)) = databases("a_deletion_cut_short_oauth").await else {
+        return;
+    };
+    let (slow, store) = (MongoStores::new(slow), MongoStores::new(direct.clone()));
+    let user = store
+        .insert(fixtures::new_user("do@example.com"))
+        .await
+        .unwrap();
+    let linked = identity(&user.id, "google", "sub-do");
+    assert_eq!(store.link_identity(&linked).await.unwrap(), Linking::Linked);
+    store
+        .begin(flow(FlowMode::Link(user.id.clone())))
+        .await
+        .unwrap();
+    // Operation 1 reads the user, 2 deletes its sessions.
+    cut_after(2, UserStore::delete_account(&slow, &user.id)).await;
+    settles("delete_account", || async {
+        UserStore::get(&store, &user.id).await.unwrap().is_none()
+            && count(&direct, "oauth_identities", doc! {}).await == 0
+            && count(&direct, "oauth_states", doc! {}).await == 0
+    })
+    .await;
 }

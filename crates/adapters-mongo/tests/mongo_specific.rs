@@ -1,9 +1,10 @@
 //! What only the MongoDB backend must prove: migration is idempotent and
-//! creates every index, the per-request lookups use an index, deleting an
-//! account leaves no document of it in any collection, the server's TTL
-//! monitor reaps what ended longer ago than the grace, a stopped database
-//! answers `Unavailable` quickly, and the same client recovers by itself
-//! once the database is back.
+//! creates every index, the per-request and OAuth lookups use an index,
+//! deleting an account leaves no document of it in any collection, what a
+//! stopped OAuth sequence leaves is seen by nobody and repaired by the next
+//! attempt, the server's TTL monitor reaps what ended longer ago than the
+//! grace, a stopped database answers `Unavailable` quickly, and the same
+//! client recovers by itself once the database is back.
 //!
 //! The tests that need a server read `TEST_MONGO_URL`
 //! (`scripts/services/mongo.sh up`); without it they print SKIPPED, and
@@ -120,6 +121,8 @@ async fn migrate_is_idempotent_and_creates_every_index() {
         ("pending_registrations", "email_unique"),
         ("pending_registrations", "token_hash_unique"),
         ("one_time_tokens", "token_hash_unique"),
+        ("oauth_identities", "issuer_subject_unique"),
+        ("oauth_identities", "user_id_provider_unique"),
     ] {
         assert!(
             found
@@ -486,11 +489,13 @@ async fn per_request_lookups_read_an_index_not_the_collection() {
 /// The collections that hold documents of users: every collection
 /// `migrate` makes but the schema record. A new one fails the deletion
 /// test until [`documents_keyed_by`] counts it.
-const USER_COLLECTIONS: [&str; 9] = [
+const USER_COLLECTIONS: [&str; 11] = [
     "login_attempts",
     "mfa_backup_codes",
     "mfa_codes",
     "mfa_totp",
+    "oauth_identities",
+    "oauth_states",
     "one_time_tokens",
     "pending_registrations",
     "rate_limit_hits",
@@ -509,7 +514,10 @@ async fn documents_keyed_by(db: &Database, user: &User) -> Vec<(&'static str, u6
         let filter = match name {
             "users" => doc! { "$or": [{ "_id": id }, { "email": email }] },
             "pending_registrations" => doc! { "email": email },
-            "one_time_tokens" | "sessions" | "mfa_codes" => doc! { "user_id": id },
+            "one_time_tokens" | "sessions" | "mfa_codes" | "oauth_identities" => {
+                doc! { "user_id": id }
+            }
+            "oauth_states" => doc! { "link_user_id": id },
             "mfa_totp" | "mfa_backup_codes" => doc! { "_id": id },
             "login_attempts" => doc! { "_id": email },
             // Counters are keyed `<purpose>:<address>`: the suffix is
@@ -567,7 +575,36 @@ async fn deleting_an_account_removes_every_document_keyed_by_it() {
         .await
         .unwrap();
     let window = TimeDelta::hours(1);
+    let oauth = &stores.oauth;
     for who in [&user, &neighbour] {
+        // An identity, a link flow it began, and one completed, waiting
+        // for the exchange.
+        assert_eq!(
+            oauth
+                .link_identity(&identity(&who.id, "google", who.id.as_str(), t0()))
+                .await
+                .unwrap(),
+            Linking::Linked
+        );
+        oauth
+            .begin(flow("google", FlowMode::Link(who.id.clone()), at(window)))
+            .await
+            .unwrap();
+        let completed = flow("corp-sso", FlowMode::Link(who.id.clone()), at(window));
+        oauth.begin(completed.clone()).await.unwrap();
+        assert!(matches!(
+            oauth.claim(&completed.id, "corp-sso", t0()).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        let result = FlowResult {
+            user_id: who.id.clone(),
+            was_new: false,
+            credential_epoch: None,
+        };
+        assert!(oauth
+            .complete(&completed.id, &result, at(window))
+            .await
+            .unwrap());
         let session = fixtures::new_session(&who.id, t0(), at(TimeDelta::days(1)));
         assert_eq!(
             stores.sessions.start(session).await.unwrap(),
@@ -990,4 +1027,579 @@ async fn the_same_client_answers_unavailable_while_the_database_is_down_and_reco
         Some(after.id)
     );
     proxy.cut().await;
+}
+
+// ---------------------------------------------------------------------------
+// OAuth identities: what a stopped sequence leaves, and how the next
+// attempt repairs it
+//
+// Without transactions an identity is linked when its document exists and
+// its user's document names it in `oauth_links` (`oauth.rs`). Each test
+// writes, by hand, exactly what a sequence leaves when its process dies
+// after one of its steps, and checks that nobody sees it and that the next
+// attempt it stands in the way of repairs it.
+
+/// An identity of `provider` for `user`, linked at `linked_at`.
+fn identity(user: &UserId, provider: &str, subject: &str, linked_at: Timestamp) -> OAuthIdentity {
+    let issuer = format!("https://{provider}.example");
+    OAuthIdentity {
+        linked_at,
+        ..fixtures::oauth_identity(user, provider, &issuer, subject)
+    }
+}
+
+/// A flow of `provider` started at [`t0`].
+fn flow(provider: &str, mode: FlowMode, expires_at: Timestamp) -> OAuthFlow {
+    fixtures::oauth_flow(provider, mode, expires_at)
+}
+
+/// A new account without a password, as a first OAuth sign-in makes it.
+fn oauth_user(raw: &str) -> NewUser {
+    NewUser {
+        password_hash: None,
+        ..fixtures::new_user(raw)
+    }
+}
+
+/// The raw `oauth_identities` document a sequence writes first: pending,
+/// holding `identity`'s keys.
+fn pending_document(identity: &OAuthIdentity) -> Document {
+    doc! {
+        "_id": mongodb::bson::oid::ObjectId::new(),
+        "user_id": identity.user_id.as_str(),
+        "provider": &identity.provider,
+        "issuer": &identity.issuer,
+        "subject": &identity.subject,
+        "email": identity.email.as_deref(),
+        "linked_at": identity.linked_at.timestamp_micros(),
+        "last_used_at": Bson::Null,
+        "state": "pending",
+    }
+}
+
+fn identities(db: &Database) -> mongodb::Collection<Document> {
+    db.collection("oauth_identities")
+}
+
+/// How long a pending identity blocks its keys, as a `TimeDelta`.
+fn grace() -> TimeDelta {
+    TimeDelta::from_std(mongo::UNCONFIRMED_IDENTITY_GRACE).unwrap()
+}
+
+/// A first sign-in that died after inserting its pending identity (the
+/// user never appeared) leaves nothing anyone sees; the identity reads as
+/// in use only until the grace has passed, and then the next first
+/// sign-in with it removes the leftover and creates its account.
+#[tokio::test]
+async fn a_first_sign_in_that_died_before_its_user_is_repaired_by_the_next_one_after_the_grace() {
+    if server("a_first_sign_in_that_died_before_its_user_is_repaired").is_none() {
+        return;
+    }
+    let db = common::fresh_db().await.unwrap();
+    let store = MongoStores::new(db.clone());
+    let dead = identity(&UserId::generate(), "google", "sub-1", t0());
+    identities(&db)
+        .insert_one(pending_document(&dead))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .find_identity(&dead.issuer, &dead.subject)
+            .await
+            .unwrap(),
+        None,
+        "a pending identity whose user never appeared is not linked"
+    );
+    assert_eq!(store.identities_of(&dead.user_id).await.unwrap(), vec![]);
+
+    // Within the grace it may be a sequence still running: in use.
+    let soon = oauth_user("soon@example.com");
+    let attempt = identity(
+        &soon.id,
+        "google",
+        "sub-1",
+        t0() + grace() - fixtures::micro(),
+    );
+    assert_eq!(
+        store
+            .create_user_with_identity(soon.clone(), &attempt)
+            .await
+            .unwrap(),
+        Creation::IdentityInUse
+    );
+    assert_eq!(store.get(&soon.id).await.unwrap(), None, "nothing written");
+
+    // After it, the leftover goes and the sign-in succeeds.
+    let later = oauth_user("later@example.com");
+    let attempt = identity(&later.id, "google", "sub-1", t0() + grace());
+    let Creation::Created(user) = store
+        .create_user_with_identity(later.clone(), &attempt)
+        .await
+        .unwrap()
+    else {
+        panic!("the leftover was not repaired");
+    };
+    assert_eq!(user.id, later.id);
+    assert_eq!(
+        store
+            .find_identity(&dead.issuer, &dead.subject)
+            .await
+            .unwrap(),
+        Some(attempt.clone())
+    );
+    assert_eq!(
+        identities(&db)
+            .count_documents(doc! { "subject": "sub-1" })
+            .await
+            .unwrap(),
+        1,
+        "the leftover is gone"
+    );
+    assert_eq!(
+        identities(&db)
+            .find_one(doc! { "subject": "sub-1" })
+            .await
+            .unwrap()
+            .unwrap()
+            .get_str("state")
+            .unwrap(),
+        "linked"
+    );
+}
+
+/// A first sign-in that died after inserting its user (the commit point)
+/// but before confirming the identity: account and identity are both
+/// there and linked; the next attempt with the identity is refused as in
+/// use and confirms the document.
+#[tokio::test]
+async fn a_first_sign_in_that_died_after_its_user_is_linked_and_confirmed_by_the_next_attempt() {
+    if server("a_first_sign_in_that_died_after_its_user").is_none() {
+        return;
+    }
+    let db = common::fresh_db().await.unwrap();
+    let store = MongoStores::new(db.clone());
+    let new = oauth_user("committed@example.com");
+    let dead = identity(&new.id, "google", "sub-2", t0());
+    let pending = pending_document(&dead);
+    let link = pending.get_object_id("_id").unwrap();
+    identities(&db).insert_one(pending).await.unwrap();
+    let user = store.insert(new.clone()).await.unwrap();
+    db.collection::<Document>("users")
+        .update_one(
+            doc! { "_id": user.id.as_str() },
+            doc! { "$set": { "oauth_links": [link] } },
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store
+            .find_identity(&dead.issuer, &dead.subject)
+            .await
+            .unwrap(),
+        Some(dead.clone()),
+        "the commit point passed: linked"
+    );
+    assert_eq!(
+        store.identities_of(&user.id).await.unwrap(),
+        vec![dead.clone()]
+    );
+
+    let other = oauth_user("other@example.com");
+    let attempt = identity(&other.id, "google", "sub-2", at(TimeDelta::days(1)));
+    assert_eq!(
+        store
+            .create_user_with_identity(other, &attempt)
+            .await
+            .unwrap(),
+        Creation::IdentityInUse
+    );
+    let doc = identities(&db)
+        .find_one(doc! { "_id": link })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc.get_str("state").unwrap(), "linked", "confirmed");
+    assert_eq!(
+        store
+            .find_identity(&dead.issuer, &dead.subject)
+            .await
+            .unwrap(),
+        Some(dead)
+    );
+}
+
+/// A link that died after inserting its pending identity but before
+/// naming it in the user document: not linked (no sign-in through it, the
+/// account still counts only its old ways in, unlinking finds nothing);
+/// a link of the same provider is refused until the grace has passed,
+/// then repairs it.
+#[tokio::test]
+async fn a_link_that_died_before_naming_its_identity_is_not_linked_and_is_repaired_after_the_grace()
+{
+    if server("a_link_that_died_before_naming_its_identity").is_none() {
+        return;
+    }
+    let db = common::fresh_db().await.unwrap();
+    let store = MongoStores::new(db.clone());
+    let first = identity(&UserId::generate(), "google", "sub-3", t0());
+    let Creation::Created(user) = store
+        .create_user_with_identity(
+            NewUser {
+                id: first.user_id.clone(),
+                ..oauth_user("linker@example.com")
+            },
+            &first,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("create");
+    };
+    let dead = identity(&user.id, "github", "gh-3", t0());
+    identities(&db)
+        .insert_one(pending_document(&dead))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store
+            .find_identity(&dead.issuer, &dead.subject)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.identities_of(&user.id).await.unwrap(),
+        vec![first.clone()]
+    );
+    assert_eq!(
+        store.unlink_identity(&user.id, "github").await.unwrap(),
+        Unlinking::NotLinked
+    );
+    assert_eq!(
+        store.unlink_identity(&user.id, "google").await.unwrap(),
+        Unlinking::LastSignInMethod,
+        "the unfinished link is no way in"
+    );
+
+    let again = identity(
+        &user.id,
+        "github",
+        "gh-3b",
+        t0() + grace() - fixtures::micro(),
+    );
+    assert_eq!(
+        store.link_identity(&again).await.unwrap(),
+        Linking::ProviderTaken,
+        "within the grace it may be a link in progress"
+    );
+    let again = identity(&user.id, "github", "gh-3b", t0() + grace());
+    assert_eq!(store.link_identity(&again).await.unwrap(), Linking::Linked);
+    assert_eq!(
+        store.identities_of(&user.id).await.unwrap(),
+        vec![first, again]
+    );
+    assert_eq!(
+        identities(&db)
+            .count_documents(doc! { "subject": "gh-3" })
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+/// An unlink that died between its decision (the id pulled from the user
+/// document) and deleting the identity document: the identity is no
+/// longer linked, and its leftover document is removed at once by the next
+/// link that meets it — no grace, since nothing can link it again.
+#[tokio::test]
+async fn an_unlink_that_died_before_deleting_the_identity_leaves_it_unlinked_and_repairable_at_once(
+) {
+    if server("an_unlink_that_died_before_deleting_the_identity").is_none() {
+        return;
+    }
+    let db = common::fresh_db().await.unwrap();
+    let store = MongoStores::new(db.clone());
+    let user = store
+        .insert(fixtures::new_user("unlinker@example.com"))
+        .await
+        .unwrap();
+    let linked = identity(&user.id, "google", "sub-4", t0());
+    assert_eq!(store.link_identity(&linked).await.unwrap(), Linking::Linked);
+    // The decision of an unlink, and then nothing.
+    db.collection::<Document>("users")
+        .update_one(
+            doc! { "_id": user.id.as_str() },
+            doc! { "$set": { "oauth_links": [] } },
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store
+            .find_identity(&linked.issuer, &linked.subject)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.identities_of(&user.id).await.unwrap().is_empty());
+    assert!(!store
+        .touch_identity(&linked.issuer, &linked.subject, t0())
+        .await
+        .unwrap());
+    assert_eq!(
+        store.unlink_identity(&user.id, "google").await.unwrap(),
+        Unlinking::NotLinked
+    );
+
+    // The same identity, linked again at once (by this account), and
+    // another account's first sign-in with a second identity both pass.
+    let relinked = identity(&user.id, "google", "sub-4", t0() + fixtures::micro());
+    assert_eq!(
+        store.link_identity(&relinked).await.unwrap(),
+        Linking::Linked
+    );
+    assert_eq!(
+        store
+            .find_identity(&linked.issuer, &linked.subject)
+            .await
+            .unwrap(),
+        Some(relinked)
+    );
+    assert_eq!(
+        identities(&db)
+            .count_documents(doc! { "user_id": user.id.as_str() })
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+/// An account deletion that died after removing the user but before its
+/// sweep leaves identity documents of a user that does not exist: not
+/// linked, and the next first sign-in with the identity removes them at
+/// once.
+#[tokio::test]
+async fn identities_of_a_deleted_account_are_not_linked_and_are_repaired_at_once() {
+    if server("identities_of_a_deleted_account_are_not_linked").is_none() {
+        return;
+    }
+    let db = common::fresh_db().await.unwrap();
+    let store = MongoStores::new(db.clone());
+    let new = oauth_user("gone@example.com");
+    let linked = identity(&new.id, "google", "sub-5", t0());
+    assert!(matches!(
+        store
+            .create_user_with_identity(new.clone(), &linked)
+            .await
+            .unwrap(),
+        Creation::Created(_)
+    ));
+    db.collection::<Document>("users")
+        .delete_one(doc! { "_id": new.id.as_str() })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .find_identity(&linked.issuer, &linked.subject)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let next = oauth_user("gone@example.com");
+    let attempt = identity(&next.id, "google", "sub-5", t0());
+    assert!(matches!(
+        store
+            .create_user_with_identity(next, &attempt)
+            .await
+            .unwrap(),
+        Creation::Created(_)
+    ));
+    assert_eq!(
+        store
+            .find_identity(&linked.issuer, &linked.subject)
+            .await
+            .unwrap(),
+        Some(attempt)
+    );
+}
+
+/// A first sign-in refused for its address takes its pending identity
+/// back at once: the identity is free for the next attempt, with no grace
+/// to wait out.
+#[tokio::test]
+async fn a_first_sign_in_refused_for_its_address_leaves_no_identity_document() {
+    if server("a_first_sign_in_refused_for_its_address").is_none() {
+        return;
+    }
+    let db = common::fresh_db().await.unwrap();
+    let store = MongoStores::new(db.clone());
+    store
+        .insert(fixtures::new_user("taken@example.com"))
+        .await
+        .unwrap();
+    let new = oauth_user("taken@example.com");
+    let attempt = identity(&new.id, "google", "sub-6", t0());
+    assert_eq!(
+        store
+            .create_user_with_identity(new, &attempt)
+            .await
+            .unwrap(),
+        Creation::EmailTaken
+    );
+    assert_eq!(identities(&db).count_documents(doc! {}).await.unwrap(), 0);
+    let other = oauth_user("free@example.com");
+    let attempt = identity(&other.id, "google", "sub-6", t0());
+    assert!(matches!(
+        store
+            .create_user_with_identity(other, &attempt)
+            .await
+            .unwrap(),
+        Creation::Created(_)
+    ));
+}
+
+/// A database from before OAuth (schema version 4) is not current until
+/// migrated, and its users — without `oauth_links` — keep their password
+/// as their only way in.
+#[tokio::test]
+async fn a_version_4_database_needs_migrating_and_its_users_have_no_identities() {
+    if server("a_version_4_database_needs_migrating").is_none() {
+        return;
+    }
+    // Not `fresh_db`: its paused TTL indexes would differ from what a
+    // second `migrate` asks for. Nothing here expires.
+    let db = common::empty_db().await.unwrap();
+    mongo::migrate(&db).await.unwrap();
+    let store = MongoStores::new(db.clone());
+    let user = store
+        .insert(fixtures::new_user("old@example.com"))
+        .await
+        .unwrap();
+    db.collection::<Document>("regstack_meta")
+        .update_one(
+            doc! { "_id": "schema" },
+            doc! { "$set": { "version": 4_i64 } },
+        )
+        .await
+        .unwrap();
+    assert!(!store.schema_is_current().await.unwrap());
+    mongo::migrate(&db).await.unwrap();
+    assert!(store.schema_is_current().await.unwrap());
+    assert!(store.identities_of(&user.id).await.unwrap().is_empty());
+    assert_eq!(
+        store.unlink_identity(&user.id, "google").await.unwrap(),
+        Unlinking::NotLinked
+    );
+    let linked = identity(&user.id, "google", "sub-7", t0());
+    assert_eq!(store.link_identity(&linked).await.unwrap(), Linking::Linked);
+    assert_eq!(
+        store.unlink_identity(&user.id, "google").await.unwrap(),
+        Unlinking::Unlinked(linked),
+        "the password is a way in"
+    );
+}
+
+/// The OAuth lookups — the identity of a sign-in, the account's
+/// identities, the link check on the user, each flow hand-over, and the
+/// deletion sweeps — read an index, with the hints the store sends.
+#[tokio::test]
+async fn oauth_lookups_read_an_index_not_the_collection() {
+    if server("oauth_lookups_read_an_index_not_the_collection").is_none() {
+        return;
+    }
+    let db = common::fresh_db().await.unwrap();
+    let store = MongoStores::new(db.clone());
+    let now_db = at(TimeDelta::minutes(1)).timestamp_micros();
+    let mut linked = Vec::new();
+    for n in 0..5 {
+        let user = store
+            .insert(fixtures::new_user(&format!("oauth{n}@example.com")))
+            .await
+            .unwrap();
+        let i = identity(&user.id, "google", &format!("sub-{n}"), t0());
+        assert_eq!(store.link_identity(&i).await.unwrap(), Linking::Linked);
+        let f = flow(
+            "google",
+            FlowMode::Link(user.id.clone()),
+            at(TimeDelta::hours(1)),
+        );
+        store.begin(f.clone()).await.unwrap();
+        linked.push((user, i, f));
+    }
+    let (user, i, f) = &linked[2];
+    let link = identities(&db)
+        .find_one(doc! { "subject": &i.subject })
+        .await
+        .unwrap()
+        .unwrap()
+        .get_object_id("_id")
+        .unwrap();
+
+    assert_uses_index(
+        &db,
+        "OAuth sign-in: identity by (issuer, subject)",
+        find(
+            "oauth_identities",
+            doc! { "issuer": &i.issuer, "subject": &i.subject },
+            Some("issuer_subject_unique"),
+        ),
+        "issuer_subject_unique",
+    )
+    .await;
+    assert_uses_index(
+        &db,
+        "whether the user names the identity",
+        find(
+            "users",
+            doc! { "_id": user.id.as_str(), "oauth_links": link },
+            Some("_id_"),
+        ),
+        "_id_",
+    )
+    .await;
+    assert_uses_index(
+        &db,
+        "an account's identity of a provider (unlink), and all of them",
+        find(
+            "oauth_identities",
+            doc! { "user_id": user.id.as_str(), "provider": "google" },
+            Some("user_id_provider_unique"),
+        ),
+        "user_id_provider_unique",
+    )
+    .await;
+    assert_uses_index(
+        &db,
+        "claim / complete / redeem: the flow by _id",
+        find(
+            "oauth_states",
+            doc! {
+                "_id": f.id.as_str(),
+                "browser": f.browser.as_str(),
+                "result": { "$ne": Bson::Null },
+                "expires_at": { "$gt": now_db },
+            },
+            Some("_id_"),
+        ),
+        "_id_",
+    )
+    .await;
+    assert_uses_index(
+        &db,
+        "deletion: the account's link flows",
+        find(
+            "oauth_states",
+            doc! { "link_user_id": user.id.as_str() },
+            Some("link_user_id"),
+        ),
+        "link_user_id",
+    )
+    .await;
+    assert_eq!(
+        store.find_identity(&i.issuer, &i.subject).await.unwrap(),
+        Some(i.clone())
+    );
 }

@@ -67,7 +67,13 @@ pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
 /// what the flows act on.
 fn conflict_rule(constraint: Option<&str>, message: &str) -> &'static str {
     let text = constraint.unwrap_or(message);
-    if text.contains("email") {
+    if text.contains("oauth_states") {
+        "flow id"
+    } else if text.contains("oauth_identities.user_id") {
+        "identity provider"
+    } else if text.contains("oauth_identities") {
+        "identity"
+    } else if text.contains("email") {
         "email"
     } else if text.contains("token_hash") {
         "token"
@@ -114,6 +120,24 @@ mod tests {
         assert_eq!(
             conflict_rule(None, "UNIQUE constraint failed: users.id"),
             "user id"
+        );
+        assert_eq!(
+            conflict_rule(None, "UNIQUE constraint failed: oauth_states.id"),
+            "flow id"
+        );
+        assert_eq!(
+            conflict_rule(
+                None,
+                "UNIQUE constraint failed: oauth_identities.issuer, oauth_identities.subject"
+            ),
+            "identity"
+        );
+        assert_eq!(
+            conflict_rule(
+                None,
+                "UNIQUE constraint failed: oauth_identities.user_id, oauth_identities.provider"
+            ),
+            "identity provider"
         );
     }
 

@@ -10,8 +10,9 @@
 //! [`StoreError::Backend`], never trusted.
 
 use regstack_ports::{
-    ChallengeKind, Email, MfaChallenge, OneTimeToken, PasswordHash, PendingRegistration,
-    RevokeReason, Session, SessionId, StoreError, TokenHash, TokenKind, User, UserId,
+    ChallengeKind, Email, FlowMode, FlowResult, MfaChallenge, OAuthFlow, OAuthIdentity,
+    OneTimeToken, PasswordHash, PendingRegistration, RevokeReason, Session, SessionId, StoreError,
+    TokenHash, TokenKind, User, UserId,
 };
 
 use crate::error::CorruptRow;
@@ -93,6 +94,28 @@ macro_rules! challenge_cols {
     };
 }
 pub(crate) use challenge_cols;
+
+/// The `oauth_states` columns of a flow as begun, in decoding order.
+macro_rules! flow_cols {
+    () => {
+        "id, provider, pkce_verifier, nonce, mode, linking_user_id, redirect_to, browser_hash, \
+         created_at, expires_at"
+    };
+}
+pub(crate) use flow_cols;
+
+/// How many columns [`flow_cols!`] lists: the callback's decision
+/// (`result_user_id, result_was_new, result_credential_epoch`) follows
+/// them where a statement returns it.
+pub(crate) const FLOW_COLS: usize = 10;
+
+/// The `oauth_identities` columns in decoding order.
+macro_rules! identity_cols {
+    () => {
+        "user_id, provider, issuer, subject, email, linked_at, last_used_at"
+    };
+}
+pub(crate) use identity_cols;
 
 /// The typed reads the decoders need, implemented for `SqliteRow` and
 /// `PgRow` by [`impl_cells!`] with the backend's own error mapping.
@@ -223,5 +246,58 @@ pub(crate) fn challenge(row: &impl Cells) -> Result<MfaChallenge, StoreError> {
         credential_epoch: from_db_opt(row.opt_int(6)?)?,
         created_at: from_db(row.int(7)?)?,
         expires_at: from_db(row.int(8)?)?,
+    })
+}
+
+/// A flow's mode as stored: the `mode` column and, for a link, the
+/// `linking_user_id` column.
+pub(crate) fn flow_mode(mode: &FlowMode) -> (&'static str, Option<&str>) {
+    match mode {
+        FlowMode::SignIn => ("sign_in", None),
+        FlowMode::Link(user) => ("link", Some(user.as_str())),
+    }
+}
+
+/// Decodes the [`flow_cols!`].
+pub(crate) fn flow(row: &impl Cells) -> Result<OAuthFlow, StoreError> {
+    let mode = match (row.text(4)?.as_str(), row.opt_text(5)?) {
+        ("sign_in", None) => FlowMode::SignIn,
+        ("link", Some(user)) => FlowMode::Link(user_id(&user)?),
+        _ => return Err(CorruptRow("flow mode").into()),
+    };
+    Ok(OAuthFlow {
+        id: token_hash(row.text(0)?)?,
+        provider: row.text(1)?,
+        pkce_verifier: row.text(2)?,
+        nonce: row.text(3)?,
+        mode,
+        redirect_to: row.text(6)?,
+        browser: token_hash(row.text(7)?)?,
+        created_at: from_db(row.int(8)?)?,
+        expires_at: from_db(row.int(9)?)?,
+    })
+}
+
+/// Decodes a completed flow's decision, in the three columns from `at`
+/// (`result_user_id, result_was_new, result_credential_epoch`).
+pub(crate) fn flow_result(row: &impl Cells, at: usize) -> Result<FlowResult, StoreError> {
+    let user = row.opt_text(at)?.ok_or(CorruptRow("flow result user"))?;
+    Ok(FlowResult {
+        user_id: user_id(&user)?,
+        was_new: row.flag(at + 1)?,
+        credential_epoch: from_db_opt(row.opt_int(at + 2)?)?,
+    })
+}
+
+/// Decodes the [`identity_cols!`].
+pub(crate) fn identity(row: &impl Cells) -> Result<OAuthIdentity, StoreError> {
+    Ok(OAuthIdentity {
+        user_id: user_id(&row.text(0)?)?,
+        provider: row.text(1)?,
+        issuer: row.text(2)?,
+        subject: row.text(3)?,
+        email: row.opt_text(4)?,
+        linked_at: from_db(row.int(5)?)?,
+        last_used_at: from_db_opt(row.opt_int(6)?)?,
     })
 }

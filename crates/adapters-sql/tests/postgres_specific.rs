@@ -169,7 +169,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(applied, [1, 2, 3, 4, 5], "each migration recorded once");
+    assert_eq!(applied, [1, 2, 3, 4, 5, 6], "each migration recorded once");
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
          AND tablename NOT LIKE '\\_%' ORDER BY tablename",
@@ -184,6 +184,8 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             "mfa_backup_codes",
             "mfa_codes",
             "mfa_totp",
+            "oauth_identities",
+            "oauth_states",
             "one_time_tokens",
             "pending_registrations",
             "rate_limit_hits",
@@ -601,7 +603,7 @@ async fn a_tampered_migration_record_makes_the_schema_not_current() {
 /// The tables a row of a user can be in, and how a row names the user
 /// (`$1` its id, `$2` its address): every table of the schema but the
 /// migration record. A new table fails the test below until it is added.
-const KEYED_BY_USER: [(&str, &str); 9] = [
+const KEYED_BY_USER: [(&str, &str); 11] = [
     ("users", "id = $1 OR email = $2"),
     ("pending_registrations", "email = $2"),
     ("one_time_tokens", "user_id = $1"),
@@ -609,6 +611,8 @@ const KEYED_BY_USER: [(&str, &str); 9] = [
     ("mfa_codes", "user_id = $1"),
     ("mfa_totp", "user_id = $1"),
     ("mfa_backup_codes", "user_id = $1"),
+    ("oauth_identities", "user_id = $1"),
+    ("oauth_states", "linking_user_id = $1"),
     ("login_attempts", "email = $2"),
     // Counters are keyed `<purpose>:<address>`; `right` compares
     // literally, where `LIKE` would take `_` for a wildcard.
@@ -714,6 +718,28 @@ async fn deleting_an_account_removes_every_row_keyed_by_it() {
             .hit(&format!("mail:{}", who.email), t0(), window, 5)
             .await
             .unwrap());
+        assert_eq!(
+            stores
+                .oauth
+                .link_identity(&fixtures::oauth_identity(
+                    &who.id,
+                    "google",
+                    "https://accounts.google.com",
+                    who.id.as_str(),
+                ))
+                .await
+                .unwrap(),
+            Linking::Linked
+        );
+        stores
+            .oauth
+            .begin(fixtures::oauth_flow(
+                "google",
+                FlowMode::Link(who.id.clone()),
+                at(window),
+            ))
+            .await
+            .unwrap();
         // A pending row for a held address: a registration that lost the
         // race, or one from before the address was taken.
         assert!(stores

@@ -126,6 +126,8 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             "mfa_backup_codes",
             "mfa_codes",
             "mfa_totp",
+            "oauth_identities",
+            "oauth_states",
             "one_time_tokens",
             "pending_registrations",
             "rate_limit_hits",
@@ -606,6 +608,16 @@ async fn a_closed_pool_is_unavailable_not_a_backend_failure() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
 
+/// How many rows `table` holds.
+async fn count_rows(pool: &SqlitePool, table: &'static str) -> i64 {
+    let sql = match table {
+        "oauth_identities" => "SELECT count(*) FROM oauth_identities",
+        "oauth_states" => "SELECT count(*) FROM oauth_states",
+        _ => panic!("unknown table {table}"),
+    };
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
 #[tokio::test]
 async fn deleting_an_account_removes_every_row_keyed_by_it() {
     let (pool, stores, _) = file_db().await;
@@ -664,6 +676,30 @@ async fn deleting_an_account_removes_every_row_keyed_by_it() {
         .put(pending("a_b@example.com", 2))
         .await
         .unwrap();
+    assert_eq!(
+        stores
+            .oauth
+            .link_identity(&regstack_testkit::fixtures::oauth_identity(
+                &user.id,
+                "google",
+                "https://accounts.google.com",
+                "sub-a_b"
+            ))
+            .await
+            .unwrap(),
+        Linking::Linked
+    );
+    stores
+        .oauth
+        .begin(regstack_testkit::fixtures::oauth_flow(
+            "google",
+            FlowMode::Link(user.id.clone()),
+            now() + TimeDelta::minutes(10),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(count_rows(&pool, "oauth_identities").await, 1);
+    assert_eq!(count_rows(&pool, "oauth_states").await, 1);
 
     let removed = stores.users.delete_account(&user.id).await.unwrap();
     assert_eq!(removed.map(|u| u.id), Some(user.id.clone()));
@@ -681,6 +717,8 @@ async fn deleting_an_account_removes_every_row_keyed_by_it() {
     assert_eq!(count("SELECT count(*) FROM sessions").await, 0);
     assert_eq!(count("SELECT count(*) FROM one_time_tokens").await, 0);
     assert_eq!(count("SELECT count(*) FROM pending_registrations").await, 0);
+    assert_eq!(count("SELECT count(*) FROM oauth_identities").await, 0);
+    assert_eq!(count("SELECT count(*) FROM oauth_states").await, 0);
     assert_eq!(
         count("SELECT count(*) FROM login_attempts WHERE email = 'axb@example.com'").await,
         1

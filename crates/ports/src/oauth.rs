@@ -180,11 +180,16 @@ pub enum Unlinking {
 #[async_trait]
 pub trait OAuthStore: Send + Sync {
     /// Records a flow that `start` began. `Err(Conflict)` on an id clash.
+    /// A [`FlowMode::Link`] flow for an account that is gone (a deletion
+    /// won a race) is not stored, and that is no error: as if the deletion
+    /// had come after and taken the flow along (as `TokenStore::issue`).
     async fn begin(&self, flow: OAuthFlow) -> Result<(), StoreError>;
     /// Atomically claims a flow of `provider` that is waiting for its
     /// callback: of concurrent callbacks (a replayed redirect, say) exactly
-    /// one gets [`Claim::Claimed`]. A flow past `expires_at` is deleted and
-    /// answers [`Claim::Expired`].
+    /// one gets [`Claim::Claimed`]. An unclaimed flow of `provider` that is
+    /// no longer live (`expires_at <= now`) is deleted and answers
+    /// [`Claim::Expired`]; a flow of another provider is
+    /// [`Claim::Unknown`] and stays as it was.
     async fn claim(
         &self,
         id: &TokenHash,
@@ -193,9 +198,10 @@ pub trait OAuthStore: Send + Sync {
     ) -> Result<Claim, StoreError>;
     /// Records the callback's decision on a claimed flow, files it under
     /// `exchange` — the hash of a fresh id the browser redeems it with, not
-    /// the `state` that travelled through the provider's URLs — and
-    /// shortens its life to `expires_at` (the completion window). `false`
-    /// if no claimed, uncompleted flow has that id.
+    /// the `state` that travelled through the provider's URLs — and sets
+    /// its life to end at `expires_at` (the completion window). `false` if
+    /// no claimed, uncompleted flow has that id: an unclaimed flow cannot
+    /// be completed, and a completed one not completed again.
     async fn complete(
         &self,
         id: &TokenHash,
@@ -204,9 +210,9 @@ pub trait OAuthStore: Send + Sync {
         expires_at: Timestamp,
     ) -> Result<bool, StoreError>;
     /// Atomically deletes the completed flow filed under `exchange` if
-    /// `browser` started it, and hands it out: of concurrent redeemers
-    /// exactly one gets [`Redemption::Redeemed`]. See [`Redemption`] for
-    /// the rest.
+    /// `browser` started it, and hands it out if it is still live
+    /// (`expires_at > now`): of concurrent redeemers exactly one gets
+    /// [`Redemption::Redeemed`]. See [`Redemption`] for the rest.
     async fn redeem(
         &self,
         exchange: &TokenHash,
@@ -222,13 +228,20 @@ pub trait OAuthStore: Send + Sync {
     /// The account's identities, oldest link first.
     async fn identities_of(&self, user: &UserId) -> Result<Vec<OAuthIdentity>, StoreError>;
     /// Links an identity to an existing account, atomically against
-    /// concurrent links and first sign-ins of the same identity.
+    /// concurrent links and first sign-ins of the same identity. When
+    /// several refusals apply, the first of these answers:
+    /// [`Linking::NoUser`], [`Linking::IdentityInUse`],
+    /// [`Linking::ProviderTaken`].
     async fn link_identity(&self, identity: &OAuthIdentity) -> Result<Linking, StoreError>;
     /// Creates the account and links its first identity as one step: two
     /// concurrent first sign-ins with one identity leave one account with
     /// one identity, and the loser learns [`Creation::IdentityInUse`];
     /// never an account without its identity, nor an identity without its
-    /// account, whatever fails or is cut short in between.
+    /// account, whatever fails or is cut short in between. The identity is
+    /// linked to `user.id`. An identity already linked answers
+    /// [`Creation::IdentityInUse`] even when the address is taken too (the
+    /// loser of two first sign-ins with one address learns what it lost
+    /// to); otherwise a taken address answers [`Creation::EmailTaken`].
     async fn create_user_with_identity(
         &self,
         user: NewUser,

@@ -18,6 +18,7 @@ use chrono::TimeDelta;
 
 use crate::clock::Timestamp;
 use crate::error::StoreError;
+use crate::oauth::OAuthStore;
 use crate::types::*;
 
 /// Outcome of [`PendingStore::promote`].
@@ -120,8 +121,9 @@ pub trait UserStore: Send + Sync {
         now: Timestamp,
     ) -> Result<EmailChangeOutcome, StoreError>;
     /// Removes the user and every row that belongs to it: sessions, tokens,
-    /// second-factor challenges, its TOTP factor and backup codes, login
-    /// attempts in every bucket of its address (its devices' too) and
+    /// second-factor challenges, its TOTP factor and backup codes, its
+    /// linked OAuth identities and the OAuth flows it started to link one,
+    /// login attempts in every bucket of its address (its devices' too) and
     /// rate-limit hits keyed by its address. Returns the removed user. A
     /// [`SessionStore::start`] or [`TokenStore::issue`] for the user racing
     /// the deletion leaves nothing behind: it lands before and is removed
@@ -552,6 +554,8 @@ pub struct Stores {
     pub rate_limits: Arc<dyn RateLimitStore>,
     /// Second factors and their challenges.
     pub mfa: Arc<dyn MfaStore>,
+    /// OAuth flows in flight and the identities linked to accounts.
+    pub oauth: Arc<dyn OAuthStore>,
     /// Backend health.
     pub health: Arc<dyn StoreHealth>,
 }

@@ -15,8 +15,8 @@ use std::pin::Pin;
 
 use chrono::TimeDelta;
 use regstack_ports::{
-    ChallengeKind, LockoutKey, MfaChallenge, RevokeReason, SessionId, StoreError, Stores,
-    TokenKind, UserId,
+    ChallengeKind, FlowMode, FlowResult, LockoutKey, MfaChallenge, RevokeReason, SessionId,
+    StoreError, Stores, TokenKind, UserId,
 };
 
 use crate::fixtures::{self, at, t0};
@@ -95,6 +95,24 @@ pub fn every_store_call(stores: &Stores) -> Vec<StoreCall> {
         "mfa.replace_backup_codes" => |s| s.mfa.replace_backup_codes(&uid(), &[hash()], t0());
         "mfa.set_must_change_password" => |s| s.mfa.set_must_change_password(&uid(), true, t0());
         "mfa.purge_expired" => |s| s.mfa.purge_expired(t0());
+        "oauth.begin" => |s| s.oauth.begin(fixtures::oauth_flow("google", FlowMode::SignIn, later()));
+        "oauth.claim" => |s| s.oauth.claim(&hash(), "google", t0());
+        "oauth.complete" => |s| s.oauth.complete(&hash(), &FlowResult {
+            user_id: uid(),
+            was_new: false,
+            credential_epoch: None,
+        }, later());
+        "oauth.redeem" => |s| s.oauth.redeem(&hash(), &hash(), t0());
+        "oauth.find_identity" => |s| s.oauth.find_identity("https://accounts.google.com", "outage");
+        "oauth.identities_of" => |s| s.oauth.identities_of(&uid());
+        "oauth.link_identity" => |s| s.oauth.link_identity(&fixtures::oauth_identity(&uid(), "google", "https://accounts.google.com", "outage"));
+        "oauth.create_user_with_identity" => |s| s.oauth.create_user_with_identity(
+            fixtures::new_user("outage-oauth@example.com"),
+            &fixtures::oauth_identity(&uid(), "google", "https://accounts.google.com", "outage"),
+        );
+        "oauth.unlink_identity" => |s| s.oauth.unlink_identity(&uid(), "google");
+        "oauth.touch_identity" => |s| s.oauth.touch_identity("https://accounts.google.com", "outage", t0());
+        "oauth.purge_expired" => |s| s.oauth.purge_expired(t0());
         "health.ping" => |s| s.health.ping();
         "health.schema_is_current" => |s| s.health.schema_is_current();
     }

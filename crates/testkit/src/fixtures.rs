@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
-    Email, NewSession, NewUser, OneTimeToken, PasswordHash, PendingRegistration, SessionId,
-    Timestamp, TokenHash, TokenKind, UserId,
+    Email, FlowMode, NewSession, NewUser, OAuthFlow, OAuthIdentity, OneTimeToken, PasswordHash,
+    PendingRegistration, SessionId, Timestamp, TokenHash, TokenKind, UserId,
 };
 
 use crate::hasher::FakeHasher;
@@ -127,5 +127,36 @@ pub fn new_session(user: &UserId, created_at: Timestamp, expires_at: Timestamp) 
         user_agent: Some("regstack-testkit/1.0".to_owned()),
         ip: Some("192.0.2.10".to_owned()),
         credential_epoch: None,
+    }
+}
+
+/// An OAuth flow of `provider` started at [`t0`], with a fresh id, a fresh
+/// browser binding and every other field filled in, so that a round trip
+/// shows each of them.
+pub fn oauth_flow(provider: &str, mode: FlowMode, expires_at: Timestamp) -> OAuthFlow {
+    OAuthFlow {
+        id: token_hash(),
+        provider: provider.to_owned(),
+        pkce_verifier: format!("verifier-{}", uuid::Uuid::new_v4().simple()),
+        nonce: format!("nonce-{}", uuid::Uuid::new_v4().simple()),
+        mode,
+        redirect_to: "/after/sign-in?tab=1".to_owned(),
+        browser: token_hash(),
+        created_at: t0(),
+        expires_at,
+    }
+}
+
+/// An identity of `provider` for `user`, with the issuer and subject given,
+/// an address, linked at [`t0`] and never used since.
+pub fn oauth_identity(user: &UserId, provider: &str, issuer: &str, subject: &str) -> OAuthIdentity {
+    OAuthIdentity {
+        user_id: user.clone(),
+        provider: provider.to_owned(),
+        issuer: issuer.to_owned(),
+        subject: subject.to_owned(),
+        email: Some(format!("{subject}@{provider}.example")),
+        linked_at: t0(),
+        last_used_at: None,
     }
 }

@@ -7,7 +7,7 @@
 //! same method on the store that the one required method returns. That
 //! accessor is named after the [`Stores`](regstack_ports::Stores) field
 //! (`users`, `pending`, `tokens`, `login_attempts`, `sessions`,
-//! `rate_limits`, `mfa`, `health`). [`Forwarding<F>`] implements the port for every
+//! `rate_limits`, `mfa`, `oauth`, `health`). [`Forwarding<F>`] implements the port for every
 //! `F` that implements its `…Forward` trait, and [`forwarding`] wraps a
 //! value for a `Stores` field:
 //!
@@ -71,11 +71,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::TimeDelta;
 use regstack_ports::{
-    Admission, ChallengeAttempt, Email, EmailChangeOutcome, Factors, LockoutKey, LoginAttemptStore,
-    MfaChallenge, MfaStore, NewSession, NewUser, OneTimeToken, PasswordHash, PendingRegistration,
-    PendingStore, Promotion, RateLimitStore, RevokeReason, Rotation, Session, SessionId,
+    Admission, ChallengeAttempt, Claim, Creation, Email, EmailChangeOutcome, Factors, FlowResult,
+    Linking, LockoutKey, LoginAttemptStore, MfaChallenge, MfaStore, NewSession, NewUser, OAuthFlow,
+    OAuthIdentity, OAuthStore, OneTimeToken, PasswordHash, PendingRegistration, PendingStore,
+    Promotion, RateLimitStore, Redemption, RevokeReason, Rotation, Session, SessionId,
     SessionStart, SessionStore, StoreError, StoreHealth, Timestamp, TokenHash, TokenKind,
-    TokenStore, User, UserId, UserStore,
+    TokenStore, Unlinking, User, UserId, UserStore,
 };
 
 /// A wrapper `F` seen as the store ports whose `…Forward` traits it
@@ -256,6 +257,24 @@ forward! {
         fn clear_phone<'k>(user: &UserId, keep: Option<&'k SessionId>, now: Timestamp) -> bool;
         fn replace_backup_codes(user: &UserId, codes: &[TokenHash], now: Timestamp) -> bool;
         fn set_must_change_password(user: &UserId, value: bool, now: Timestamp) -> bool;
+        fn purge_expired(now: Timestamp) -> u64;
+    }
+}
+
+forward! {
+    /// [`OAuthStore`], one method at a time: implement [`oauth`](Self::oauth)
+    /// and the methods to change.
+    OAuthStoreForward for OAuthStore via oauth {
+        fn begin(flow: OAuthFlow) -> ();
+        fn claim(id: &TokenHash, provider: &str, now: Timestamp) -> Claim;
+        fn complete(id: &TokenHash, result: &FlowResult, expires_at: Timestamp) -> bool;
+        fn redeem(id: &TokenHash, browser: &TokenHash, now: Timestamp) -> Redemption;
+        fn find_identity(issuer: &str, subject: &str) -> Option<OAuthIdentity>;
+        fn identities_of(user: &UserId) -> Vec<OAuthIdentity>;
+        fn link_identity(identity: &OAuthIdentity) -> Linking;
+        fn create_user_with_identity(user: NewUser, identity: &OAuthIdentity) -> Creation;
+        fn unlink_identity(user: &UserId, provider: &str) -> Unlinking;
+        fn touch_identity(issuer: &str, subject: &str, now: Timestamp) -> bool;
         fn purge_expired(now: Timestamp) -> u64;
     }
 }

@@ -23,11 +23,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
-    Admission, ChallengeAttempt, Email, EmailChangeOutcome, Factors, LockoutKey, LoginAttemptStore,
-    MfaChallenge, MfaStore, NewSession, NewUser, OneTimeToken, PasswordHash, PendingRegistration,
-    PendingStore, Promotion, RateLimitStore, RefreshFamily, RevokeReason, Rotation, Session,
-    SessionId, SessionStart, SessionStore, StoreError, StoreHealth, Stores, Timestamp, TokenHash,
-    TokenKind, TokenStore, TotpFactor, User, UserId, UserStore,
+    Admission, ChallengeAttempt, Claim, Creation, Email, EmailChangeOutcome, Factors, FlowMode,
+    FlowResult, Linking, LockoutKey, LoginAttemptStore, MfaChallenge, MfaStore, NewSession,
+    NewUser, OAuthFlow, OAuthIdentity, OAuthStore, OneTimeToken, PasswordHash, PendingRegistration,
+    PendingStore, Promotion, RateLimitStore, Redemption, RefreshFamily, RevokeReason, Rotation,
+    Session, SessionId, SessionStart, SessionStore, StoreError, StoreHealth, Stores, Timestamp,
+    TokenHash, TokenKind, TokenStore, TotpFactor, Unlinking, User, UserId, UserStore,
 };
 
 /// A fresh, empty, independent set of in-memory stores.
@@ -50,6 +51,7 @@ pub fn memory_stores_with_faults() -> (Stores, FaultInjector) {
         sessions: store.clone(),
         rate_limits: store.clone(),
         mfa: store.clone(),
+        oauth: store.clone(),
         health: store,
     };
     (stores, faults)
@@ -101,6 +103,17 @@ pub const OPERATIONS: &[&str] = &[
     "mfa.replace_backup_codes",
     "mfa.set_must_change_password",
     "mfa.purge_expired",
+    "oauth.begin",
+    "oauth.claim",
+    "oauth.complete",
+    "oauth.redeem",
+    "oauth.find_identity",
+    "oauth.identities_of",
+    "oauth.link_identity",
+    "oauth.create_user_with_identity",
+    "oauth.unlink_identity",
+    "oauth.touch_identity",
+    "oauth.purge_expired",
     "health.ping",
     "health.schema_is_current",
 ];
@@ -243,6 +256,18 @@ struct State {
     totp: HashMap<UserId, TotpFactor>,
     /// Unspent backup codes by user (`mfa_backup_codes`).
     backup_codes: HashMap<UserId, HashSet<TokenHash>>,
+    /// OAuth flows in flight by id (`oauth_states`).
+    flows: HashMap<TokenHash, FlowRow>,
+    /// Linked identities by `(issuer, subject)` (`oauth_identities`).
+    identities: HashMap<(String, String), OAuthIdentity>,
+}
+
+/// An `oauth_states` row: the flow as started, whether a callback claimed
+/// it, and what the callback decided once it completed.
+struct FlowRow {
+    flow: OAuthFlow,
+    claimed: bool,
+    result: Option<FlowResult>,
 }
 
 /// The refresh columns of a `sessions` row: the family's live token and
@@ -381,6 +406,14 @@ impl State {
         self.challenges.retain(|_, c| &c.user_id != id);
         self.totp.remove(id);
         self.backup_codes.remove(id);
+    }
+
+    /// Forgets the user's linked identities and the flows it started to
+    /// link one (in SQL both cascade from the user row).
+    fn forget_oauth(&mut self, id: &UserId) {
+        self.identities.retain(|_, i| &i.user_id != id);
+        self.flows
+            .retain(|_, row| row.flow.mode != FlowMode::Link(id.clone()));
     }
 }
 
@@ -531,6 +564,7 @@ impl UserStore for MemoryStore {
         st.drop_orphaned_refresh_tokens();
         st.tokens.retain(|_, t| &t.user_id != id);
         st.forget_factors(id);
+        st.forget_oauth(id);
         st.forget_attempts(&user.email);
         st.pending.remove(&user.email);
         // Rate-limit keys are `{purpose}:{email}`. Matching the whole
@@ -1134,6 +1168,244 @@ impl MfaStore for MemoryStore {
         let before = st.challenges.len();
         st.challenges.retain(|_, c| c.expires_at > now);
         Ok((before - st.challenges.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl OAuthStore for MemoryStore {
+    async fn begin(&self, flow: OAuthFlow) -> Result<(), StoreError> {
+        let mut st = self.enter("oauth.begin")?;
+        // A link for an account deleted before this begin gets nothing
+        // (the port's rule, as `tokens.issue`).
+        if let FlowMode::Link(user) = &flow.mode {
+            if !st.users.contains_key(user) {
+                return Ok(());
+            }
+        }
+        if st.flows.contains_key(&flow.id) {
+            return Err(StoreError::Conflict("flow id"));
+        }
+        st.flows.insert(
+            flow.id.clone(),
+            FlowRow {
+                flow,
+                claimed: false,
+                result: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        id: &TokenHash,
+        provider: &str,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        let mut st = self.enter("oauth.claim")?;
+        let Some(row) = st
+            .flows
+            .get_mut(id)
+            .filter(|row| !row.claimed && row.flow.provider == provider)
+        else {
+            return Ok(Claim::Unknown);
+        };
+        if row.flow.expires_at > now {
+            row.claimed = true;
+            return Ok(Claim::Claimed(row.flow.clone()));
+        }
+        st.flows.remove(id);
+        Ok(Claim::Expired)
+    }
+
+    async fn complete(
+        &self,
+        id: &TokenHash,
+        result: &FlowResult,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.enter("oauth.complete")?;
+        match st.flows.get_mut(id) {
+            Some(row) if row.claimed && row.result.is_none() => {
+                row.result = Some(result.clone());
+                row.flow.expires_at = expires_at;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn redeem(
+        &self,
+        id: &TokenHash,
+        browser: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Redemption, StoreError> {
+        let mut st = self.enter("oauth.redeem")?;
+        // Another browser's flow is left exactly as it is: a stranger who
+        // learnt the id cannot spend it for the owner.
+        let ours = st
+            .flows
+            .get(id)
+            .is_some_and(|row| row.result.is_some() && &row.flow.browser == browser);
+        if !ours {
+            return Ok(Redemption::Unknown);
+        }
+        let Some(FlowRow {
+            flow,
+            result: Some(result),
+            ..
+        }) = st.flows.remove(id)
+        else {
+            return Ok(Redemption::Unknown);
+        };
+        if flow.expires_at > now {
+            Ok(Redemption::Redeemed { flow, result })
+        } else {
+            Ok(Redemption::Expired)
+        }
+    }
+
+    async fn find_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<OAuthIdentity>, StoreError> {
+        let st = self.enter("oauth.find_identity")?;
+        Ok(st
+            .identities
+            .get(&(issuer.to_owned(), subject.to_owned()))
+            .cloned())
+    }
+
+    async fn identities_of(&self, user: &UserId) -> Result<Vec<OAuthIdentity>, StoreError> {
+        let st = self.enter("oauth.identities_of")?;
+        let mut found: Vec<OAuthIdentity> = st
+            .identities
+            .values()
+            .filter(|i| &i.user_id == user)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (a.linked_at, &a.provider).cmp(&(b.linked_at, &b.provider)));
+        Ok(found)
+    }
+
+    async fn link_identity(&self, identity: &OAuthIdentity) -> Result<Linking, StoreError> {
+        let mut st = self.enter("oauth.link_identity")?;
+        if !st.users.contains_key(&identity.user_id) {
+            return Ok(Linking::NoUser);
+        }
+        let key = (identity.issuer.clone(), identity.subject.clone());
+        if st.identities.contains_key(&key) {
+            return Ok(Linking::IdentityInUse);
+        }
+        if st
+            .identities
+            .values()
+            .any(|i| i.user_id == identity.user_id && i.provider == identity.provider)
+        {
+            return Ok(Linking::ProviderTaken);
+        }
+        st.identities.insert(key, identity.clone());
+        Ok(Linking::Linked)
+    }
+
+    async fn create_user_with_identity(
+        &self,
+        new: NewUser,
+        identity: &OAuthIdentity,
+    ) -> Result<Creation, StoreError> {
+        let mut st = self.enter("oauth.create_user_with_identity")?;
+        // Every refusal before any change: both rows or neither.
+        let key = (identity.issuer.clone(), identity.subject.clone());
+        if st.identities.contains_key(&key) {
+            return Ok(Creation::IdentityInUse);
+        }
+        if st.user_by_email.contains_key(&new.email) {
+            return Ok(Creation::EmailTaken);
+        }
+        let user = st.insert_user(User {
+            id: new.id,
+            email: new.email,
+            password_hash: new.password_hash,
+            is_active: true,
+            is_verified: new.is_verified,
+            is_superuser: new.is_superuser,
+            full_name: new.full_name,
+            phone_number: None,
+            is_mfa_enabled: false,
+            must_change_password: false,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+            last_login: None,
+            tokens_invalidated_after: None,
+        })?;
+        st.identities.insert(
+            key,
+            OAuthIdentity {
+                user_id: user.id.clone(),
+                ..identity.clone()
+            },
+        );
+        Ok(Creation::Created(user))
+    }
+
+    async fn unlink_identity(
+        &self,
+        user: &UserId,
+        provider: &str,
+    ) -> Result<Unlinking, StoreError> {
+        let mut st = self.enter("oauth.unlink_identity")?;
+        let Some(key) = st
+            .identities
+            .iter()
+            .find(|(_, i)| &i.user_id == user && i.provider == provider)
+            .map(|(key, _)| key.clone())
+        else {
+            return Ok(Unlinking::NotLinked);
+        };
+        let has_password = st
+            .users
+            .get(user)
+            .is_some_and(|u| u.password_hash.is_some());
+        let identities = st
+            .identities
+            .values()
+            .filter(|i| &i.user_id == user)
+            .count();
+        if !has_password && identities <= 1 {
+            return Ok(Unlinking::LastSignInMethod);
+        }
+        match st.identities.remove(&key) {
+            Some(identity) => Ok(Unlinking::Unlinked(identity)),
+            None => Ok(Unlinking::NotLinked),
+        }
+    }
+
+    async fn touch_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut st = self.enter("oauth.touch_identity")?;
+        match st
+            .identities
+            .get_mut(&(issuer.to_owned(), subject.to_owned()))
+        {
+            Some(identity) => {
+                identity.last_used_at = Some(now);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut st = self.enter("oauth.purge_expired")?;
+        let before = st.flows.len();
+        st.flows.retain(|_, row| row.flow.expires_at > now);
+        Ok((before - st.flows.len()) as u64)
     }
 }
 

@@ -12,13 +12,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::TimeDelta;
 use regstack_ports::{
-    Admission, Email, LockoutKey, LoginAttemptStore, OneTimeToken, PasswordHash,
-    PendingRegistration, PendingStore, Promotion, RevokeReason, Rotation, SessionId, SessionStore,
-    StoreError, Stores, Timestamp, TokenHash, TokenKind, TokenStore, User, UserId, UserStore,
+    Admission, Creation, Email, Linking, LockoutKey, LoginAttemptStore, NewUser, OAuthIdentity,
+    OAuthStore, OneTimeToken, PasswordHash, PendingRegistration, PendingStore, Promotion,
+    RevokeReason, Rotation, SessionId, SessionStore, StoreError, Stores, Timestamp, TokenHash,
+    TokenKind, TokenStore, User, UserId, UserStore,
 };
 use regstack_testkit::forward::{
-    forwarding, LoginAttemptStoreForward, PendingStoreForward, SessionStoreForward,
-    TokenStoreForward, UserStoreForward,
+    forwarding, LoginAttemptStoreForward, OAuthStoreForward, PendingStoreForward,
+    SessionStoreForward, TokenStoreForward, UserStoreForward,
 };
 use regstack_testkit::{contract, memory_stores};
 
@@ -320,6 +321,61 @@ fn a_lockout_without_device_buckets_fails_the_device_bucket_cases() {
     ));
 }
 
+/// A first sign-in in two steps: create the account, then link the
+/// identity. The loser of a race (or anyone whose identity is taken) is
+/// left with an account that has no way in.
+struct TwoStepFirstSignIn {
+    inner: Stores,
+}
+
+#[async_trait]
+impl OAuthStoreForward for TwoStepFirstSignIn {
+    fn oauth(&self) -> &dyn OAuthStore {
+        &*self.inner.oauth
+    }
+    async fn create_user_with_identity(
+        &self,
+        user: NewUser,
+        identity: &OAuthIdentity,
+    ) -> Result<Creation, StoreError> {
+        let created = match self.inner.users.insert(user).await {
+            Ok(created) => created,
+            Err(StoreError::Conflict("email")) => return Ok(Creation::EmailTaken),
+            Err(e) => return Err(e),
+        };
+        let identity = OAuthIdentity {
+            user_id: created.id.clone(),
+            ..identity.clone()
+        };
+        Ok(match self.oauth().link_identity(&identity).await? {
+            Linking::Linked => Creation::Created(created),
+            _ => Creation::IdentityInUse,
+        })
+    }
+}
+
+fn two_step_first_sign_in() -> Stores {
+    let inner = memory_stores();
+    Stores {
+        oauth: forwarding(TwoStepFirstSignIn {
+            inner: inner.clone(),
+        }),
+        ..inner
+    }
+}
+
+#[test]
+fn a_two_step_first_sign_in_fails_the_both_or_neither_cases() {
+    assert!(fails(
+        contract::create_user_with_identity_writes_both_or_neither,
+        two_step_first_sign_in()
+    ));
+    assert!(fails(
+        contract::create_user_with_identity_has_one_winner_among_20_parallel_first_sign_ins,
+        two_step_first_sign_in()
+    ));
+}
+
 #[test]
 fn the_unbroken_fakes_pass_the_same_cases() {
     assert!(!fails(
@@ -340,6 +396,14 @@ fn the_unbroken_fakes_pass_the_same_cases() {
     ));
     assert!(!fails(
         contract::admit_on_a_device_bucket_never_admits_more_than_the_threshold_under_20_parallel_attempts,
+        memory_stores()
+    ));
+    assert!(!fails(
+        contract::create_user_with_identity_writes_both_or_neither,
+        memory_stores()
+    ));
+    assert!(!fails(
+        contract::create_user_with_identity_has_one_winner_among_20_parallel_first_sign_ins,
         memory_stores()
     ));
 }

@@ -38,6 +38,9 @@ fn conflict_rule(constraint: Option<&str>) -> &'static str {
         Some("sessions_pkey") => "session id",
         Some("mfa_codes_pkey") => "challenge id",
         Some("one_time_tokens_pkey" | "pending_registrations_token_hash_key") => "token",
+        Some("oauth_states_pkey") => "flow id",
+        Some("oauth_identities_pkey") => "identity",
+        Some("oauth_identities_user_id_provider_key") => "identity provider",
         _ => "unique",
     }
 }
@@ -81,6 +84,8 @@ mod tests {
         assert_eq!(conflict_rule(Some("users_pkey")), "user id");
         assert_eq!(conflict_rule(Some("sessions_pkey")), "session id");
         assert_eq!(conflict_rule(Some("one_time_tokens_pkey")), "token");
+        assert_eq!(conflict_rule(Some("oauth_states_pkey")), "flow id");
+        assert_eq!(conflict_rule(Some("oauth_identities_pkey")), "identity");
         assert_eq!(conflict_rule(None), "unique");
     }
 

@@ -15,6 +15,7 @@
 
 mod attempts;
 mod mfa;
+mod oauth;
 mod pending;
 mod rate_limits;
 pub(crate) mod sessions;
@@ -52,6 +53,7 @@ impl<B: Backend + Clone> SqlStores<B> {
             sessions: s.clone(),
             rate_limits: s.clone(),
             mfa: s.clone(),
+            oauth: s.clone(),
             health: s,
         }
     }

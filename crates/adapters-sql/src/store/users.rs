@@ -12,7 +12,9 @@ use regstack_ports::{
     TokenHash, TokenKind, User, UserId, UserStore,
 };
 
-use super::{attempts, commit, mfa, pending, rate_limits, rollback, sessions, tokens, SqlStores};
+use super::{
+    attempts, commit, mfa, oauth, pending, rate_limits, rollback, sessions, tokens, SqlStores,
+};
 use crate::backend::{select_user_by_id, Arg, Backend, Commit, Conn};
 use crate::error::CorruptRow;
 use crate::rows::{self, bump_epoch, user_cols};
@@ -341,13 +343,15 @@ impl<B: Backend> UserStore for SqlStores<B> {
             return Ok(None);
         };
         let user = rows::user(&row, 0)?;
-        // Sessions, tokens and second factors cascade with the user;
+        // Sessions, tokens, second factors, OAuth identities and link flows
+        // cascade with the user;
         // deleting them by name keeps this correct on a SQLite connection
         // opened without foreign keys. The counters are keyed by address
         // and always go by name.
         sessions::delete_all_of_user(&mut *tx, user.id.as_str()).await?;
         tokens::delete_all_of_user(&mut *tx, user.id.as_str()).await?;
         mfa::delete_all_of_user(&mut *tx, user.id.as_str()).await?;
+        oauth::delete_all_of_user(&mut *tx, user.id.as_str()).await?;
         attempts::clear_on(&mut *tx, user.email.as_str()).await?;
         rate_limits::delete_for_email_on(&mut *tx, user.email.as_str()).await?;
         commit::<B>(tx).await?;

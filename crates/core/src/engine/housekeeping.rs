@@ -19,6 +19,9 @@ pub struct PurgeReport {
     pub rate_limit_hits: u64,
     /// Second-factor challenges past their expiry.
     pub mfa_challenges: u64,
+    /// OAuth flows past their expiry (never redeemed, or abandoned at the
+    /// provider).
+    pub oauth_flows: u64,
 }
 
 impl Engine {
@@ -48,6 +51,7 @@ impl Engine {
                 .purge_expired(now - TimeDelta::days(1))
                 .await?,
             mfa_challenges: s.mfa.purge_expired(now).await?,
+            oauth_flows: s.oauth.purge_expired(now).await?,
         })
     }
 }

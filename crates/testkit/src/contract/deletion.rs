@@ -2,7 +2,8 @@
 //! or a link issue racing the deletion wrote.
 
 use regstack_ports::{
-    NewSession, Promotion, RevokeReason, Rotation, SessionStart, StoreError, Stores, UserId,
+    Claim, FlowMode, Linking, NewSession, Promotion, RevokeReason, Rotation, SessionStart,
+    StoreError, Stores, UserId,
 };
 
 use crate::fixtures::{self, at, t0};
@@ -12,7 +13,8 @@ use super::RACERS;
 
 /// `delete_account` removes the user and everything of it — sessions,
 /// tokens, lockout attempts, rate-limit hits keyed `…:{email}`, a pending
-/// row for the address — and nothing of anyone else, including a user
+/// row for the address, linked OAuth identities and the OAuth flows it
+/// began to link one — and nothing of anyone else, including a user
 /// whose address differs only where a SQL `LIKE` pattern would match
 /// (`_` is a wildcard there).
 pub async fn delete_account_removes_every_row_of_the_user(stores: Stores) {
@@ -61,6 +63,22 @@ pub async fn delete_account_removes_every_row_of_the_user(stores: Stores) {
         ))
         .await
         .expect("put");
+    let issuer = "https://accounts.google.com";
+    let mut link_flows = Vec::new();
+    for who in [&user, &other] {
+        let identity = fixtures::oauth_identity(&who.id, "google", issuer, who.id.as_str());
+        assert_eq!(
+            stores
+                .oauth
+                .link_identity(&identity)
+                .await
+                .expect("link_identity"),
+            Linking::Linked
+        );
+        let flow = fixtures::oauth_flow("google", FlowMode::Link(who.id.clone()), at(hours(1)));
+        stores.oauth.begin(flow.clone()).await.expect("begin");
+        link_flows.push(flow);
+    }
 
     let removed = stores
         .users
@@ -149,6 +167,24 @@ pub async fn delete_account_removes_every_row_of_the_user(stores: Stores) {
         );
     }
     assert!(!hit(&stores, &user_key, now, window, 3).await);
+    assert_eq!(
+        stores
+            .oauth
+            .find_identity(issuer, user.id.as_str())
+            .await
+            .expect("find_identity"),
+        None,
+        "the user's OAuth identity is gone"
+    );
+    assert_eq!(
+        stores
+            .oauth
+            .claim(&link_flows[0].id, "google", now)
+            .await
+            .expect("claim"),
+        Claim::Unknown,
+        "the OAuth flow the user began to link an identity is gone"
+    );
 
     // The neighbour is untouched.
     assert_eq!(get_user(&stores, &other.id).await, {
@@ -169,6 +205,25 @@ pub async fn delete_account_removes_every_row_of_the_user(stores: Stores) {
     assert!(
         !hit(&stores, &other_key, now, window, 3).await,
         "another address keeps its rate-limit hits"
+    );
+    assert_eq!(
+        stores
+            .oauth
+            .identities_of(&other.id)
+            .await
+            .expect("identities_of")
+            .len(),
+        1,
+        "another user keeps its OAuth identity"
+    );
+    assert_eq!(
+        stores
+            .oauth
+            .claim(&link_flows[1].id, "google", now)
+            .await
+            .expect("claim"),
+        Claim::Claimed(link_flows[1].clone()),
+        "and its link flow"
     );
 
     assert_eq!(
@@ -193,17 +248,21 @@ enum Raced {
     Deleted(Result<bool, StoreError>),
     Started(Result<SessionStart, StoreError>),
     Issued(Result<(), StoreError>),
+    Began(Result<(), StoreError>),
+    Linked(Result<Linking, StoreError>),
 }
 
 /// Sign-ins and link issues racing the deletion of their user leave
 /// nothing of it, and none of them fails: 20 racers, one deleting the
-/// user, the others alternately starting a session for it (with the epoch
-/// the sign-in read) and issuing it a reset link. Every start answers
+/// user, the others in turn starting a session for it (with the epoch
+/// the sign-in read), issuing it a reset link, beginning an OAuth flow to
+/// link an identity to it, and linking one. Every start answers
 /// `Started` (it came first; the deletion removes the session) or `Stale`
-/// (the user was gone), every issue `Ok` — never an error such as a
-/// foreign-key violation — and afterwards no session or token of the user
-/// exists. Several rounds, a fresh user each, so the deletion lands at
-/// different points among the others.
+/// (the user was gone), every issue and begin `Ok`, every link `Linked`
+/// or `NoUser` — never an error such as a foreign-key violation — and
+/// afterwards no session, token, flow or identity of the user exists.
+/// Several rounds, a fresh user each, so the deletion lands at different
+/// points among the others.
 pub async fn deletion_racing_sign_ins_and_link_issues_leaves_nothing(stores: Stores) {
     const ROUNDS: usize = 5;
     for round in 0..ROUNDS {
@@ -219,18 +278,37 @@ pub async fn deletion_racing_sign_ins_and_link_issues_leaves_nothing(stores: Sto
         let tokens: Vec<_> = (0..RACERS)
             .map(|_| fixtures::reset_token(&user.id, at(hours(2))))
             .collect();
+        let flows: Vec<_> = (0..RACERS)
+            .map(|_| fixtures::oauth_flow("google", FlowMode::Link(user.id.clone()), at(hours(1))))
+            .collect();
+        let identities: Vec<_> = (0..RACERS)
+            .map(|i| {
+                fixtures::oauth_identity(
+                    &user.id,
+                    &format!("provider{i}"),
+                    "https://issuer.example",
+                    &format!("deleted{round}-{i}"),
+                )
+            })
+            .collect();
         let outcomes = race(|i| {
             let stores = stores.clone();
             let id = user.id.clone();
             let session = sessions[i].clone();
             let token = tokens[i].clone();
+            let flow = flows[i].clone();
+            let identity = identities[i].clone();
             async move {
                 if i == deleter {
-                    Raced::Deleted(stores.users.delete_account(&id).await.map(|u| u.is_some()))
-                } else if i % 2 == 0 {
-                    Raced::Started(stores.sessions.start(session).await)
-                } else {
-                    Raced::Issued(stores.tokens.issue(token).await)
+                    return Raced::Deleted(
+                        stores.users.delete_account(&id).await.map(|u| u.is_some()),
+                    );
+                }
+                match i % 4 {
+                    0 => Raced::Started(stores.sessions.start(session).await),
+                    1 => Raced::Issued(stores.tokens.issue(token).await),
+                    2 => Raced::Began(stores.oauth.begin(flow).await),
+                    _ => Raced::Linked(stores.oauth.link_identity(&identity).await),
                 }
             }
         })
@@ -250,6 +328,16 @@ pub async fn deletion_racing_sign_ins_and_link_issues_leaves_nothing(stores: Sto
                     r.is_ok(),
                     "round {round}, racer {i}: an issue racing the deletion must answer Ok, \
                      not {r:?}"
+                ),
+                Raced::Began(r) => assert!(
+                    r.is_ok(),
+                    "round {round}, racer {i}: an OAuth link flow begun racing the deletion \
+                     must answer Ok, not {r:?}"
+                ),
+                Raced::Linked(r) => assert!(
+                    matches!(r, Ok(Linking::Linked | Linking::NoUser)),
+                    "round {round}, racer {i}: a link racing the deletion must answer Linked \
+                     or NoUser, not {r:?}"
                 ),
             }
         }
@@ -272,6 +360,28 @@ pub async fn deletion_racing_sign_ins_and_link_issues_leaves_nothing(stores: Sto
                 peek(&stores, t, now).await,
                 None,
                 "round {round}: a link issued during the deletion survived it"
+            );
+        }
+        for f in &flows {
+            assert_eq!(
+                stores
+                    .oauth
+                    .claim(&f.id, "google", now)
+                    .await
+                    .expect("claim"),
+                Claim::Unknown,
+                "round {round}: an OAuth link flow begun during the deletion survived it"
+            );
+        }
+        for identity in &identities {
+            assert_eq!(
+                stores
+                    .oauth
+                    .find_identity(&identity.issuer, &identity.subject)
+                    .await
+                    .expect("find_identity"),
+                None,
+                "round {round}: an identity linked during the deletion survived it"
             );
         }
     }

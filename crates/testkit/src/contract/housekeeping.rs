@@ -1,6 +1,6 @@
 //! Housekeeping: purge and health.
 
-use regstack_ports::{RevokeReason, Stores};
+use regstack_ports::{Claim, FlowMode, RevokeReason, Stores};
 
 use crate::fixtures::{self, at, email, micro};
 
@@ -9,7 +9,8 @@ use super::support::*;
 /// Each `purge_expired` deletes exactly the dead rows, reports how many,
 /// and leaves live rows working: pending rows and tokens at or past
 /// `expires_at`, sessions that expired or were revoked before `before`,
-/// attempts and hits older than `before`.
+/// attempts and hits older than `before`, OAuth flows at or past
+/// `expires_at`.
 pub async fn purge_expired_removes_only_dead_rows(stores: Stores) {
     let now = at(days(1));
 
@@ -136,6 +137,30 @@ pub async fn purge_expired_removes_only_dead_rows(stores: Stores) {
         "one recent hit left, room for one more"
     );
     assert!(!hit(&stores, key, now, wide, 2).await);
+
+    // OAuth flows: dead from expires_at on.
+    for expires_at in [now - hours(1), now] {
+        stores
+            .oauth
+            .begin(fixtures::oauth_flow("google", FlowMode::SignIn, expires_at))
+            .await
+            .expect("begin");
+    }
+    let live_flow = fixtures::oauth_flow("google", FlowMode::SignIn, now + micro());
+    stores.oauth.begin(live_flow.clone()).await.expect("begin");
+    assert_eq!(
+        stores.oauth.purge_expired(now).await.expect("purge"),
+        2,
+        "OAuth flows purged"
+    );
+    assert_eq!(
+        stores
+            .oauth
+            .claim(&live_flow.id, "google", now)
+            .await
+            .expect("claim"),
+        Claim::Claimed(live_flow)
+    );
 }
 
 /// A fresh, migrated store answers its health checks.

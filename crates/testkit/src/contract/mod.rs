@@ -39,7 +39,7 @@
 //!
 //! One file per aggregate (`users.rs`, `pending.rs`, `tokens.rs`,
 //! `attempts.rs`, `sessions.rs`, `refresh.rs`, `deletion.rs`,
-//! `rate_limits.rs`, `mfa.rs`, `housekeeping.rs`), plus `parallel.rs` for many
+//! `rate_limits.rs`, `mfa.rs`, `oauth.rs`, `housekeeping.rs`), plus `parallel.rs` for many
 //! writers at once across aggregates; the race harness, time helpers and
 //! short forms of store calls are in `support.rs`. A new store brings its
 //! own file of cases and lists them in `store_contract!` — a test
@@ -53,6 +53,7 @@ mod attempts;
 mod deletion;
 mod housekeeping;
 mod mfa;
+mod oauth;
 mod parallel;
 mod pending;
 mod rate_limits;
@@ -66,6 +67,7 @@ pub use attempts::*;
 pub use deletion::*;
 pub use housekeeping::*;
 pub use mfa::*;
+pub use oauth::*;
 pub use parallel::*;
 pub use pending::*;
 pub use rate_limits::*;
