@@ -504,13 +504,14 @@ macro_rules! sql_rows_keyed_by {
                     keys.iter().filter(|k| k.ends_with(&suffix)).count() as i64
                 }
                 _ => {
-                    let (column, value) = match table {
-                        "pending_registrations" | "login_attempts" => ("email", $email),
-                        // A flow belongs to the account it would link to.
-                        "oauth_states" => ("linking_user_id", $id),
-                        _ => ("user_id", $id),
+                    let (keyed, value) = match table {
+                        "pending_registrations" | "login_attempts" => ("email = $1", $email),
+                        // A flow belongs to the account it would link to,
+                        // or that its callback chose.
+                        "oauth_states" => ("linking_user_id = $1 OR result_user_id = $1", $id),
+                        _ => ("user_id = $1", $id),
                     };
-                    let sql = format!("SELECT count(*) FROM {table} WHERE {column} = $1");
+                    let sql = format!("SELECT count(*) FROM {table} WHERE {keyed}");
                     sqlx::query_scalar(&sql)
                         .bind(value)
                         .fetch_one(pool)
@@ -569,7 +570,9 @@ impl TestApp {
                         "pending_registrations" => doc! { "email": email },
                         "login_attempts" => doc! { "_id": email },
                         "mfa_totp" | "mfa_backup_codes" => doc! { "_id": id },
-                        "oauth_states" => doc! { "linking_user_id": id },
+                        "oauth_states" => {
+                            doc! { "$or": [{ "link_user_id": id }, { "result.user_id": id }] }
+                        }
                         "rate_limit_hits" => {
                             let suffix = format!(":{email}");
                             let all: Vec<Document> = coll
