@@ -504,14 +504,13 @@ macro_rules! sql_rows_keyed_by {
                     keys.iter().filter(|k| k.ends_with(&suffix)).count() as i64
                 }
                 _ => {
-                    let (keyed, value) = match table {
-                        "pending_registrations" | "login_attempts" => ("email = $1", $email),
-                        // A flow belongs to the account it would link to,
-                        // or that its callback chose.
-                        "oauth_states" => ("linking_user_id = $1 OR result_user_id = $1", $id),
-                        _ => ("user_id = $1", $id),
+                    let (column, value) = match table {
+                        "pending_registrations" | "login_attempts" => ("email", $email),
+                        // A flow belongs to the account it would link to.
+                        "oauth_states" => ("linking_user_id", $id),
+                        _ => ("user_id", $id),
                     };
-                    let sql = format!("SELECT count(*) FROM {table} WHERE {keyed}");
+                    let sql = format!("SELECT count(*) FROM {table} WHERE {column} = $1");
                     sqlx::query_scalar(&sql)
                         .bind(value)
                         .fetch_one(pool)
@@ -570,9 +569,7 @@ impl TestApp {
                         "pending_registrations" => doc! { "email": email },
                         "login_attempts" => doc! { "_id": email },
                         "mfa_totp" | "mfa_backup_codes" => doc! { "_id": id },
-                        "oauth_states" => {
-                            doc! { "$or": [{ "link_user_id": id }, { "result.user_id": id }] }
-                        }
+                        "oauth_states" => doc! { "linking_user_id": id },
                         "rate_limit_hits" => {
                             let suffix = format!(":{email}");
                             let all: Vec<Document> = coll

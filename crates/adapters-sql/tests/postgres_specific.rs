@@ -612,10 +612,7 @@ const KEYED_BY_USER: [(&str, &str); 11] = [
     ("mfa_totp", "user_id = $1"),
     ("mfa_backup_codes", "user_id = $1"),
     ("oauth_identities", "user_id = $1"),
-    (
-        "oauth_states",
-        "linking_user_id = $1 OR result_user_id = $1",
-    ),
+    ("oauth_states", "linking_user_id = $1"),
     ("login_attempts", "email = $2"),
     // Counters are keyed `<purpose>:<address>`; `right` compares
     // literally, where `LIKE` would take `_` for a wildcard.

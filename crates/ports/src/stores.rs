@@ -122,8 +122,7 @@ pub trait UserStore: Send + Sync {
     ) -> Result<EmailChangeOutcome, StoreError>;
     /// Removes the user and every row that belongs to it: sessions, tokens,
     /// second-factor challenges, its TOTP factor and backup codes, its
-    /// linked OAuth identities, the OAuth flows it started to link one and
-    /// those whose callback chose it (waiting for their exchange),
+    /// linked OAuth identities and the OAuth flows it started to link one,
     /// login attempts in every bucket of its address (its devices' too) and
     /// rate-limit hits keyed by its address. Returns the removed user. A
     /// [`SessionStore::start`] or [`TokenStore::issue`] for the user racing

@@ -408,15 +408,12 @@ impl State {
         self.backup_codes.remove(id);
     }
 
-    /// Forgets the user's linked identities, the flows it started to link
-    /// one and the completed flows whose callback chose it.
+    /// Forgets the user's linked identities and the flows it started to
+    /// link one (in SQL both cascade from the user row).
     fn forget_oauth(&mut self, id: &UserId) {
         self.identities.retain(|_, i| &i.user_id != id);
-        self.flows.retain(|_, row| {
-            let linking = matches!(&row.flow.mode, FlowMode::Link(user) if user == id);
-            let chosen = row.result.as_ref().is_some_and(|r| &r.user_id == id);
-            !linking && !chosen
-        });
+        self.flows
+            .retain(|_, row| row.flow.mode != FlowMode::Link(id.clone()));
     }
 }
 

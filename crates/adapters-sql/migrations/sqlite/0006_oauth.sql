@@ -9,10 +9,7 @@
 -- one exchange that redeems it. `expires_at` is the end of the round trip
 -- through the provider until the flow completes, and the end of the
 -- completion window after; the purge and every read go by it. A flow that
--- links an identity to an account names the account and goes with it; a
--- completed flow goes with the account its callback chose too (deleted by
--- name: no foreign key, so a callback deciding for an account deleted a
--- moment later does not fail).
+-- links an identity to an account names the account and goes with it.
 --
 -- `oauth_identities` links an external account to one of ours: the
 -- primary key is what the provider guarantees stable, `(issuer, subject)`,
@@ -41,7 +38,6 @@ CREATE TABLE oauth_states (
 ) STRICT;
 CREATE INDEX ix_oauth_states_expires_at ON oauth_states (expires_at);
 CREATE INDEX ix_oauth_states_linking_user_id ON oauth_states (linking_user_id);
-CREATE INDEX ix_oauth_states_result_user_id ON oauth_states (result_user_id);
 
 CREATE TABLE oauth_identities (
     user_id      TEXT    NOT NULL REFERENCES users (id) ON DELETE CASCADE,

@@ -31,12 +31,9 @@ use crate::backend::{Arg, Backend, Commit, Conn};
 use crate::rows::{self, flow_cols, identity_cols, user_cols, Cells, FLOW_COLS};
 use crate::time::to_db;
 
-/// Deletes the user's identities, the flows it began to link one and the
-/// completed flows whose callback chose it (account deletion). The first
-/// two cascade too, but a SQLite connection opened without foreign keys
-/// must not leave rows behind; the result is no foreign key (a callback
-/// may decide for an account that a deletion removes a moment later, and
-/// that must not fail the callback), so it always goes by name.
+/// Deletes the user's identities and the flows it began to link one
+/// (account deletion; the foreign keys cascade too, but a SQLite
+/// connection opened without them must not leave rows behind).
 pub(super) async fn delete_all_of_user(
     conn: &mut impl Conn,
     user_id: &str,
@@ -44,7 +41,6 @@ pub(super) async fn delete_all_of_user(
     for sql in [
         "DELETE FROM oauth_identities WHERE user_id = $1",
         "DELETE FROM oauth_states WHERE linking_user_id = $1",
-        "DELETE FROM oauth_states WHERE result_user_id = $1",
     ] {
         conn.execute(sql, &[Arg::Text(user_id)]).await?;
     }
