@@ -124,11 +124,10 @@
 //!
 //! ## Account deletion
 //!
-//! `users.rs` deletes the account's identities and its flows (link flows
-//! of the account, flows completed for it) before the user, and sweeps
-//! them again after it. A link that commits after the user is gone matches
-//! no user and deletes its identity; a link flow begun after the sweep
-//! takes itself back (above).
+//! `users.rs` deletes the account's identities and its link flows before
+//! the user, and sweeps them again after it. A link that commits after the
+//! user is gone matches no user and deletes its identity; a link flow
+//! begun after the sweep takes itself back (above).
 
 use std::time::Duration;
 
@@ -223,8 +222,10 @@ impl MongoStores {
         Ok(())
     }
 
-    /// Deletes the account's identities and the flows about it: link flows
-    /// of the account and flows completed for it (account deletion).
+    /// Deletes the account's identities and its link flows, begun or
+    /// completed (account deletion). A sign-in flow completed for the
+    /// account stays until it expires: redeeming it starts no session, as
+    /// the account is gone.
     pub(crate) async fn delete_oauth_of_user(&self, user_id: &str) -> Result<(), StoreError> {
         run(self
             .oauth_identities
@@ -235,11 +236,6 @@ impl MongoStores {
             .oauth_states
             .delete_many(doc! { "link_user_id": user_id })
             .hint(hint::by(hint::LINK_USER)))
-        .await?;
-        run(self
-            .oauth_states
-            .delete_many(doc! { "result.user_id": user_id })
-            .hint(hint::by(hint::RESULT_USER)))
         .await?;
         Ok(())
     }

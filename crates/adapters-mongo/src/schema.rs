@@ -30,7 +30,6 @@
 //! | `oauth_states` | `_id` (the hash of the flow's `state`) | claim, complete and redeem a flow once |
 //! | `oauth_states` | `expires_at` | `purge_expired` |
 //! | `oauth_states` | `link_user_id` | account deletion: the account's link flows |
-//! | `oauth_states` | `result_user_id` (on `result.user_id`) | account deletion: flows completed for the account |
 //! | `oauth_identities` | `_id` (an ObjectId, named in the user's `oauth_links`) | unlink, confirm, repair one identity |
 //! | `oauth_identities` | `issuer_subject_unique` (unique) | sign-in lookup; one account per external identity |
 //! | `oauth_identities` | `user_id_provider_unique` (unique) | one identity per provider and account; an account's identities |
@@ -113,8 +112,6 @@ pub(crate) mod hint {
     pub(crate) const USER_CHALLENGES: &str = "user_id_kind";
     /// `oauth_states.link_user_id`.
     pub(crate) const LINK_USER: &str = "link_user_id";
-    /// `oauth_states.result_user_id`.
-    pub(crate) const RESULT_USER: &str = "result_user_id";
     /// `oauth_identities.issuer_subject_unique`.
     pub(crate) const ISSUER_SUBJECT: &str = "issuer_subject_unique";
     /// `oauth_identities.user_id_provider_unique`.
@@ -200,7 +197,6 @@ fn specs() -> Vec<Spec> {
         ttl(MFA_CODES),
         index(OAUTH_STATES, "expires_at", doc! { "expires_at": 1 }),
         index(OAUTH_STATES, "link_user_id", doc! { "link_user_id": 1 }),
-        index(OAUTH_STATES, "result_user_id", doc! { "result.user_id": 1 }),
         ttl(OAUTH_STATES),
         unique(
             OAUTH_IDENTITIES,

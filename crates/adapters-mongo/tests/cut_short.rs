@@ -391,30 +391,17 @@ async fn a_link_issue_cut_short_still_supersedes_the_older_link() {
 
 /// An identity of `provider` for `user`, linked at [`t0`].
 fn identity(user: &UserId, provider: &str, subject: &str) -> OAuthIdentity {
-    OAuthIdentity {
-        user_id: user.clone(),
-        provider: provider.to_owned(),
-        issuer: format!("https://{provider}.example"),
-        subject: subject.to_owned(),
-        email: None,
-        linked_at: t0(),
-        last_used_at: None,
-    }
+    fixtures::oauth_identity(
+        user,
+        provider,
+        &format!("https://{provider}.example"),
+        subject,
+    )
 }
 
-/// A flow of `provider` started at [`t0`], live for two hours.
+/// A flow of `google` started at [`t0`], live for two hours.
 fn flow(mode: FlowMode) -> OAuthFlow {
-    OAuthFlow {
-        id: fixtures::token_hash(),
-        provider: "google".to_owned(),
-        pkce_verifier: "verifier".to_owned(),
-        nonce: "nonce".to_owned(),
-        mode,
-        redirect_to: "/".to_owned(),
-        browser: fixtures::token_hash(),
-        created_at: t0(),
-        expires_at: in_2_hours(),
-    }
+    fixtures::oauth_flow("google", mode, in_2_hours())
 }
 
 /// How many documents of `collection` match `filter`.
