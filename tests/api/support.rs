@@ -569,7 +569,7 @@ impl TestApp {
                         "pending_registrations" => doc! { "email": email },
                         "login_attempts" => doc! { "_id": email },
                         "mfa_totp" | "mfa_backup_codes" => doc! { "_id": id },
-                        "oauth_states" => doc! { "linking_user_id": id },
+                        "oauth_states" => doc! { "link_user_id": id },
                         "rate_limit_hits" => {
                             let suffix = format!(":{email}");
                             let all: Vec<Document> = coll
