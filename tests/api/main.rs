@@ -12,6 +12,7 @@ mod lifecycle;
 mod lockout;
 mod mfa;
 mod model;
+mod oauth;
 mod phone;
 mod security;
 mod sessions;

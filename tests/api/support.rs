@@ -51,7 +51,7 @@ fn fresh_name() -> String {
     format!("t_{}", uuid_like())
 }
 
-fn uuid_like() -> String {
+pub fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
@@ -220,6 +220,20 @@ pub async fn spawn_app_on(
     tweak: impl FnOnce(&mut Settings),
     fixed_clock: bool,
 ) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_app_listening(listener, stores, backend, tweak, fixed_clock).await
+}
+
+/// A server on a listener the test bound itself: tests that must know the
+/// server's address before it is built (an OAuth provider's registered
+/// callback URL) bind first.
+pub async fn spawn_app_listening(
+    listener: tokio::net::TcpListener,
+    stores: Stores,
+    backend: Backend,
+    tweak: impl FnOnce(&mut Settings),
+    fixed_clock: bool,
+) -> TestApp {
     let mut cfg = test_settings();
     tweak(&mut cfg);
     let mailer = RecordingMailer::new();
@@ -249,7 +263,6 @@ pub async fn spawn_app_on(
         });
     }
     let app = rs.router();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         axum_serve(listener, app).await;

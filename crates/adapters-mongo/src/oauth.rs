@@ -16,9 +16,10 @@
 //!   one matches. On a miss, one `findOneAndDelete` of the same unclaimed
 //!   flow past its expiry tells `Expired` (and deletes it) from `Unknown`.
 //! - `complete` is one `updateOne` on `{_id, claimed: true, result: null}`
-//!   writing the result and the completion window.
-//! - `redeem` is one `findOneAndDelete` on `{_id, browser, result ≠ null,
-//!   expires_at > now}`: of concurrent redeemers exactly one gets the
+//!   writing the result, the exchange id's hash (`exchange`) and the
+//!   completion window.
+//! - `redeem` is one `findOneAndDelete` on `{exchange, browser,
+//!   result ≠ null, expires_at > now}`: of concurrent redeemers exactly one gets the
 //!   document. On a miss, one `findOneAndDelete` of the same browser's
 //!   completed flow past its expiry tells `Expired` from `Unknown`. A dead
 //!   flow is never handed out (the first filter excludes it, the second
@@ -605,7 +606,7 @@ impl OAuthStore for MongoStores {
             .hint(hint::by(hint::ID)))
         .await?;
         if let Some(d) = claimed {
-            return Ok(Claim::Claimed(docs::flow(&d)?));
+            return Ok(Claim::Claimed(Box::new(docs::flow(&d)?)));
         }
         let expired = run(self
             .oauth_states
@@ -626,6 +627,7 @@ impl OAuthStore for MongoStores {
     async fn complete(
         &self,
         id: &TokenHash,
+        exchange: &TokenHash,
         result: &FlowResult,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
@@ -636,6 +638,7 @@ impl OAuthStore for MongoStores {
                 doc! { "_id": id.as_str(), "claimed": true, "result": Bson::Null },
                 doc! { "$set": {
                     "result": docs::flow_result_doc(result),
+                    "exchange": exchange.as_str(),
                     "expires_at": expires_at,
                     "expire_at": ttl_date(expires_at),
                 } },
@@ -647,14 +650,14 @@ impl OAuthStore for MongoStores {
 
     async fn redeem(
         &self,
-        id: &TokenHash,
+        exchange: &TokenHash,
         browser: &TokenHash,
         now: Timestamp,
     ) -> Result<Redemption, StoreError> {
         let now = to_db(now);
         let completed = |expiry: Document| {
             doc! {
-                "_id": id.as_str(),
+                "exchange": exchange.as_str(),
                 "browser": browser.as_str(),
                 "result": { "$ne": Bson::Null },
                 "expires_at": expiry,
@@ -663,18 +666,18 @@ impl OAuthStore for MongoStores {
         let redeemed = run(self
             .oauth_states
             .find_one_and_delete(completed(doc! { "$gt": now }))
-            .hint(hint::by(hint::ID)))
+            .hint(hint::by(hint::EXCHANGE)))
         .await?;
         if let Some(d) = redeemed {
             return Ok(Redemption::Redeemed {
-                flow: docs::flow(&d)?,
+                flow: Box::new(docs::flow(&d)?),
                 result: docs::flow_result(&d)?,
             });
         }
         let expired = run(self
             .oauth_states
             .find_one_and_delete(completed(doc! { "$lte": now }))
-            .hint(hint::by(hint::ID)))
+            .hint(hint::by(hint::EXCHANGE)))
         .await?;
         Ok(match expired {
             Some(_) => Redemption::Expired,

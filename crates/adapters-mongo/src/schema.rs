@@ -30,6 +30,7 @@
 //! | `oauth_states` | `_id` (the hash of the flow's `state`) | claim, complete and redeem a flow once |
 //! | `oauth_states` | `expires_at` | `purge_expired` |
 //! | `oauth_states` | `link_user_id` | account deletion: the account's link flows |
+//! | `oauth_states` | `exchange` (the hash of the exchange id) | redeem a completed flow once |
 //! | `oauth_identities` | `_id` (an ObjectId, named in the user's `oauth_links`) | unlink, confirm, repair one identity |
 //! | `oauth_identities` | `issuer_subject_unique` (unique) | sign-in lookup; one account per external identity |
 //! | `oauth_identities` | `user_id_provider_unique` (unique) | one identity per provider and account; an account's identities |
@@ -112,6 +113,8 @@ pub(crate) mod hint {
     pub(crate) const USER_CHALLENGES: &str = "user_id_kind";
     /// `oauth_states.link_user_id`.
     pub(crate) const LINK_USER: &str = "link_user_id";
+    /// `oauth_states.exchange`.
+    pub(crate) const EXCHANGE: &str = "exchange";
     /// `oauth_identities.issuer_subject_unique`.
     pub(crate) const ISSUER_SUBJECT: &str = "issuer_subject_unique";
     /// `oauth_identities.user_id_provider_unique`.
@@ -197,6 +200,10 @@ fn specs() -> Vec<Spec> {
         ttl(MFA_CODES),
         index(OAUTH_STATES, "expires_at", doc! { "expires_at": 1 }),
         index(OAUTH_STATES, "link_user_id", doc! { "link_user_id": 1 }),
+        // Not unique: documents not yet completed have no `exchange`, and a
+        // unique index would count each missing value as one `null`. The
+        // value is 256 random bits; two flows never share it.
+        index(OAUTH_STATES, "exchange", doc! { "exchange": 1 }),
         ttl(OAUTH_STATES),
         unique(
             OAUTH_IDENTITIES,

@@ -602,7 +602,7 @@ async fn deleting_an_account_removes_every_document_keyed_by_it() {
             credential_epoch: None,
         };
         assert!(oauth
-            .complete(&completed.id, &result, at(window))
+            .complete(&completed.id, &fixtures::token_hash(), &result, at(window))
             .await
             .unwrap());
         let session = fixtures::new_session(&who.id, t0(), at(TimeDelta::days(1)));

@@ -135,6 +135,40 @@ impl Default for SessionsConfig {
     }
 }
 
+/// OAuth / OpenID Connect sign-in (regstack's `oauth.*` keys). Which
+/// providers exist is not policy: the host hands them to the engine
+/// ([`crate::engine::OAuthProviders`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OAuthPolicy {
+    /// How long the round trip through the provider may take (`start` to
+    /// `callback`); 60–3600, default 300.
+    pub state_ttl_seconds: u64,
+    /// How long the browser has to exchange a completed flow; 5–120,
+    /// default 30 (security.md OA-13 asks for at most 30).
+    pub completion_ttl_seconds: u64,
+    /// Link a first sign-in to the existing account holding the provider's
+    /// address — only when the provider asserted it verified (the JSON
+    /// boolean `true`) and the account's own address is verified. Off by
+    /// default: it trusts the provider's word about an address for ever,
+    /// and address recycling at a provider then becomes a takeover here.
+    pub auto_link_verified_emails: bool,
+    /// An account with a second factor is asked for it after an OAuth
+    /// sign-in too. On by default (regstack defaults it off); turning it
+    /// off lets the provider's sign-in stand in for the second factor.
+    pub enforce_mfa_on_oauth_signin: bool,
+}
+
+impl Default for OAuthPolicy {
+    fn default() -> Self {
+        Self {
+            state_ttl_seconds: 300,
+            completion_ttl_seconds: 30,
+            auto_link_verified_emails: false,
+            enforce_mfa_on_oauth_signin: true,
+        }
+    }
+}
+
 /// The second-factor step: regstack's top-level keys of the same names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MfaPolicy {
@@ -248,6 +282,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// The second-factor step.
     pub mfa: MfaPolicy,
+    /// OAuth sign-in.
+    pub oauth: OAuthPolicy,
 }
 
 impl Default for Config {
@@ -282,6 +318,7 @@ impl Default for Config {
             password: PasswordConfig::default(),
             sessions: SessionsConfig::default(),
             mfa: MfaPolicy::default(),
+            oauth: OAuthPolicy::default(),
         }
     }
 }
@@ -355,6 +392,18 @@ impl Config {
             if !(60..=3600).contains(&value) {
                 return Err(ConfigError::new(key, "must be between 60 and 3600"));
             }
+        }
+        if !(60..=3600).contains(&self.oauth.state_ttl_seconds) {
+            return Err(ConfigError::new(
+                "oauth.state_ttl_seconds",
+                "must be between 60 and 3600",
+            ));
+        }
+        if !(5..=120).contains(&self.oauth.completion_ttl_seconds) {
+            return Err(ConfigError::new(
+                "oauth.completion_ttl_seconds",
+                "must be between 5 and 120: only the browser's own redirect needs it",
+            ));
         }
         if self.uniform_registration && !self.require_verification {
             // Without verification a registration answers with the new
@@ -498,6 +547,14 @@ impl Config {
                  (change-password, change-email, delete-account); login_lockout_threshold and \
                  login_lockout_window_seconds are ignored. Meant for benchmarks and tests, not \
                  production"
+                    .to_owned(),
+            );
+        }
+        if !self.oauth.enforce_mfa_on_oauth_signin {
+            out.push(
+                "oauth.enforce_mfa_on_oauth_signin = false: an account with a second factor \
+                 signs in through an OAuth provider WITHOUT it — the provider's sign-in stands \
+                 in for the factor the account enrolled"
                     .to_owned(),
             );
         }

@@ -119,6 +119,29 @@ pub enum AuthError {
     /// 400: backup codes belong to a second factor the account lacks.
     #[error("no second factor")]
     NoSecondFactor,
+    /// 404: no OAuth provider of that name is configured.
+    #[error("OAuth provider {0:?} is not configured")]
+    UnknownOAuthProvider(String),
+    /// 400: `redirect_to` is not on the service's origin.
+    #[error("redirect_to must be same-origin")]
+    RedirectNotSameOrigin,
+    /// 404: nothing to exchange (unknown id, exchanged already, another
+    /// browser's flow, or the account changed since the callback).
+    #[error("OAuth state not found or already consumed")]
+    OAuthStateNotFound,
+    /// 400: the completed flow's exchange window closed.
+    #[error("OAuth state has expired")]
+    OAuthStateExpired,
+    /// 404: the account has no identity of that provider.
+    #[error("that provider is not linked to the account")]
+    OAuthNotLinked,
+    /// 400: unlinking would leave the account no way to sign in.
+    #[error("cannot unlink the only sign-in method")]
+    OAuthLastSignInMethod,
+    /// 502-ish, answered 500: the provider could not build an
+    /// authorization URL (discovery failed).
+    #[error("OAuth provider unavailable")]
+    OAuthProviderUnavailable,
     /// 401: see [`AuthFailure`].
     #[error("not authenticated: {0:?}")]
     Unauthenticated(AuthFailure),

@@ -63,11 +63,20 @@ pub enum EventKind {
     MfaFactorEnabled,
     /// A second factor was removed from the account.
     MfaFactorDisabled,
+    /// An OAuth flow was started (sign-in or link); `provider` says where.
+    OAuthSignInStarted,
+    /// An OAuth callback decided whose account it is (a session follows at
+    /// the exchange, through the second factor if the account has one).
+    OAuthSignInCompleted,
+    /// An identity was linked to an existing account.
+    OAuthAccountLinked,
+    /// An identity was removed from an account.
+    OAuthAccountUnlinked,
 }
 
 impl EventKind {
     /// Every kind, for exhaustive checks.
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 26] = [
         Self::UserRegistered,
         Self::VerificationRequested,
         Self::UserVerified,
@@ -90,6 +99,10 @@ impl EventKind {
         Self::MfaChallengeStarted,
         Self::MfaFactorEnabled,
         Self::MfaFactorDisabled,
+        Self::OAuthSignInStarted,
+        Self::OAuthSignInCompleted,
+        Self::OAuthAccountLinked,
+        Self::OAuthAccountUnlinked,
     ];
 
     /// The wire name hosts subscribe by.
@@ -117,6 +130,10 @@ impl EventKind {
             Self::MfaChallengeStarted => "mfa_challenge_started",
             Self::MfaFactorEnabled => "mfa_factor_enabled",
             Self::MfaFactorDisabled => "mfa_factor_disabled",
+            Self::OAuthSignInStarted => "oauth_signin_started",
+            Self::OAuthSignInCompleted => "oauth_signin_completed",
+            Self::OAuthAccountLinked => "oauth_account_linked",
+            Self::OAuthAccountUnlinked => "oauth_account_unlinked",
         }
     }
 
@@ -150,6 +167,13 @@ pub struct Event {
     /// `wrong_current_password`): for operators only — the client gets one
     /// answer for the first three.
     pub reason: Option<&'static str>,
+    /// The OAuth provider's configured name, for the `oauth_*` events.
+    pub provider: Option<String>,
+    /// For `oauth_signin_started` / `oauth_signin_completed`: `signin` or
+    /// `link`.
+    pub mode: Option<&'static str>,
+    /// For `oauth_signin_completed`: the callback created the account.
+    pub was_new: Option<bool>,
 }
 
 impl Event {
@@ -165,6 +189,9 @@ impl Event {
             url_without_token: None,
             ip: None,
             reason: None,
+            provider: None,
+            mode: None,
+            was_new: None,
         }
     }
 }

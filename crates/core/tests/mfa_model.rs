@@ -835,6 +835,13 @@ impl Harness {
                     Attempt::Counted(i) => {
                         let secret = m.challenges[i].secret.clone().unwrap();
                         match matched_step(&secret, &code, m.now) {
+                            Some(_) if m.challenges[i].generation != m.generation => {
+                                // Spent, but the factors changed since the
+                                // setup began (the credential epoch moved):
+                                // nothing chosen before is committed after.
+                                m.challenges[i].gone = true;
+                                Outcome::SetupInvalid
+                            }
                             Some(step) => {
                                 m.challenges[i].gone = true;
                                 m.totp = Some(Totp {

@@ -55,6 +55,27 @@ pub fn set_device(value: &str) -> Option<HeaderValue> {
     .ok()
 }
 
+/// The OAuth browser-binding cookie's name (security.md OA-1, SE-8).
+pub const OAUTH_BINDING_COOKIE: &str = "__Host-regstack_oauth";
+
+/// `Set-Cookie` binding OAuth flows to this browser: `SameSite=Lax`, the
+/// one setting under which it still travels with the provider's top-level
+/// redirect back to the callback; `HttpOnly`, so no script learns it;
+/// `__Host-`, so no sibling subdomain plants one. It lives as long as a
+/// flow may take.
+pub fn set_oauth_binding(value: &str, max_age: u64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{OAUTH_BINDING_COOKIE}={value}; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age={max_age}"
+    ))
+    .ok()
+}
+
+/// The OAuth binding cookie from the request, as sent (the engine checks
+/// its shape and compares its hash).
+pub fn read_oauth_binding(headers: &HeaderMap) -> Option<String> {
+    read_named(headers, OAUTH_BINDING_COOKIE)
+}
+
 /// The first non-empty cookie called `name` in the request.
 fn read_named(headers: &HeaderMap, name: &str) -> Option<String> {
     headers

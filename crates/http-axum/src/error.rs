@@ -221,6 +221,35 @@ impl IntoResponse for ApiError {
                 A::NoSecondFactor => {
                     detail(StatusCode::BAD_REQUEST, "Enable a second factor first.")
                 }
+                A::UnknownOAuthProvider(ref name) => detail(
+                    StatusCode::NOT_FOUND,
+                    format!("OAuth provider {} is not configured.", python_repr(name)),
+                ),
+                A::RedirectNotSameOrigin => {
+                    detail(StatusCode::BAD_REQUEST, "redirect_to must be same-origin.")
+                }
+                A::OAuthStateNotFound => detail(
+                    StatusCode::NOT_FOUND,
+                    "OAuth state not found or already consumed.",
+                ),
+                A::OAuthStateExpired => detail(StatusCode::BAD_REQUEST, "OAuth state has expired."),
+                A::OAuthNotLinked => detail(
+                    StatusCode::NOT_FOUND,
+                    "That provider is not linked to your account.",
+                ),
+                A::OAuthLastSignInMethod => detail(
+                    StatusCode::BAD_REQUEST,
+                    "Cannot unlink your only sign-in method. Set a password (use forgot-password) or link another provider first.",
+                ),
+                A::OAuthProviderUnavailable => {
+                    let mut r = detail(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The sign-in provider is unavailable. Try again shortly.",
+                    );
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                    r
+                }
                 A::Unauthenticated(f) => match f {
                     AuthFailure::Missing => bearer_challenge(detail(
                         StatusCode::UNAUTHORIZED,
@@ -265,6 +294,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A name as Python's `repr` quotes it in regstack's messages
+/// (`'github'`; double quotes when the name holds a single quote).
+fn python_repr(name: &str) -> String {
+    if name.contains('\'') && !name.contains('"') {
+        format!("\"{name}\"")
+    } else {
+        format!("'{}'", name.replace('\\', "\\\\").replace('\'', "\\'"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,7 +324,7 @@ mod tests {
     }
 
     /// How many rows [`row`] has.
-    const ROWS: usize = 44;
+    const ROWS: usize = 51;
 
     /// The wire answer every error must get: its row number, status and
     /// body. Exhaustive on purpose — no `_` arm — so a new variant of
@@ -396,6 +435,25 @@ mod tests {
                     d("Password-change session is invalid or has expired. Sign in again."),
                 ),
                 A::NoSecondFactor => (38, 400, d("Enable a second factor first.")),
+                A::UnknownOAuthProvider(name) => (
+                    44,
+                    404,
+                    d(&format!("OAuth provider {} is not configured.", python_repr(name))),
+                ),
+                A::RedirectNotSameOrigin => (45, 400, d("redirect_to must be same-origin.")),
+                A::OAuthStateNotFound => (46, 404, d("OAuth state not found or already consumed.")),
+                A::OAuthStateExpired => (47, 400, d("OAuth state has expired.")),
+                A::OAuthNotLinked => (48, 404, d("That provider is not linked to your account.")),
+                A::OAuthLastSignInMethod => (
+                    49,
+                    400,
+                    d("Cannot unlink your only sign-in method. Set a password (use forgot-password) or link another provider first."),
+                ),
+                A::OAuthProviderUnavailable => (
+                    50,
+                    503,
+                    d("The sign-in provider is unavailable. Try again shortly."),
+                ),
                 A::Unauthenticated(f) => match f {
                     AuthFailure::Missing => (25, 401, d("Authentication required.")),
                     AuthFailure::Invalid => (26, 401, d("Invalid or expired token.")),
@@ -454,6 +512,13 @@ mod tests {
             AuthError::SmsNotEnabled,
             AuthError::PasswordChangeTokenInvalid,
             AuthError::NoSecondFactor,
+            AuthError::UnknownOAuthProvider("github".into()),
+            AuthError::RedirectNotSameOrigin,
+            AuthError::OAuthStateNotFound,
+            AuthError::OAuthStateExpired,
+            AuthError::OAuthNotLinked,
+            AuthError::OAuthLastSignInMethod,
+            AuthError::OAuthProviderUnavailable,
             AuthError::Unauthenticated(AuthFailure::Missing),
             AuthError::Unauthenticated(AuthFailure::Invalid),
             AuthError::Unauthenticated(AuthFailure::Revoked),

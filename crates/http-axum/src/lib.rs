@@ -111,7 +111,11 @@ pub fn auth_layer(engine: Arc<Engine>) -> Extension<Arc<Engine>> {
 /// skipped.
 pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
     let limit = Duration::from_secs(http.request_timeout_seconds);
-    let api = handlers::routes()
+    let mut routes = handlers::routes();
+    if !engine.oauth_providers().is_empty() {
+        routes = routes.merge(handlers::oauth_routes());
+    }
+    let api = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(http.body_limit_bytes))

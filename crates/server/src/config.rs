@@ -27,13 +27,16 @@ use figment::value::{Dict, Value};
 use figment::Figment;
 use regstack_adapters_notify::SmsTransport;
 use regstack_adapters_notify::{MailTransport, SesSettings, SmtpSecurity, SmtpSettings};
-use regstack_core::config::{EmailPolicy, JwtAlgorithm, MfaPolicy, PasswordConfig, SessionsConfig};
+use regstack_core::config::{
+    EmailPolicy, JwtAlgorithm, MfaPolicy, OAuthPolicy, PasswordConfig, SessionsConfig,
+};
 use regstack_core::{Config, ConfigError};
 use regstack_http_axum::HttpSettings;
+use regstack_oauth::{ProviderConfig, ProviderKind};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::settings::{DatabaseSettings, Settings};
+use crate::settings::{DatabaseSettings, OAuthSettings, Settings};
 
 /// Top-level keys regstack 0.9.3 defines that this build does not
 /// implement yet and whose presence promises no protection: accepted,
@@ -53,11 +56,6 @@ const REGSTACK_ONLY_KEYS: &[&str] = &[
     // missing capability, never a missing protection.
     "enable_admin_router",
     "enable_ui_router",
-    "enable_oauth",
-    // OAuth providers. `[oauth]`'s `enforce_mfa_on_oauth_signin` and
-    // `auto_link_verified_emails` govern OAuth sign-ins, which this build
-    // does not have.
-    "oauth",
     // Looks of the account pages (a later issue).
     "brand_logo_url",
     "brand_tagline",
@@ -308,6 +306,110 @@ impl EmailSection {
     }
 }
 
+/// `[oauth]` as written: core's policy ([`OAuthPolicy`]), regstack's
+/// `google_*` keys (provider `google`) and our `[oauth.providers.<name>]`
+/// tables, any number of them (`REGSTACK_OAUTH__PROVIDERS__<NAME>__<KEY>`
+/// from the environment).
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthSection {
+    /// regstack's Google client id: defines provider `google`.
+    pub google_client_id: Option<String>,
+    /// Its secret.
+    pub google_client_secret: Option<SecretString>,
+    /// Its callback URL, when not `{base_url}{api_prefix}/oauth/google/callback`.
+    pub google_redirect_uri: Option<String>,
+    /// See [`OAuthPolicy::auto_link_verified_emails`].
+    pub auto_link_verified_emails: bool,
+    /// See [`OAuthPolicy::enforce_mfa_on_oauth_signin`] (default on).
+    pub enforce_mfa_on_oauth_signin: bool,
+    /// See [`OAuthPolicy::state_ttl_seconds`].
+    pub state_ttl_seconds: u64,
+    /// See [`OAuthPolicy::completion_ttl_seconds`].
+    pub completion_ttl_seconds: u64,
+    /// `[oauth.providers.<name>]`: `kind`, `issuer`, `client_id`,
+    /// `client_secret`, `scopes`, `redirect_uri`, `tenant`, … (see
+    /// [`ProviderConfig`]).
+    pub providers: std::collections::BTreeMap<String, ProviderConfig>,
+}
+
+impl Default for OAuthSection {
+    fn default() -> Self {
+        let OAuthPolicy {
+            state_ttl_seconds,
+            completion_ttl_seconds,
+            auto_link_verified_emails,
+            enforce_mfa_on_oauth_signin,
+        } = OAuthPolicy::default();
+        Self {
+            google_client_id: None,
+            google_client_secret: None,
+            google_redirect_uri: None,
+            auto_link_verified_emails,
+            enforce_mfa_on_oauth_signin,
+            state_ttl_seconds,
+            completion_ttl_seconds,
+            providers: Default::default(),
+        }
+    }
+}
+
+impl OAuthSection {
+    /// Core's policy and the providers, each named after its table. The
+    /// `google_*` keys become provider `google` (half of them is an
+    /// error, and so is a `[oauth.providers.google]` beside them).
+    fn split(self) -> Result<(OAuthPolicy, Vec<ProviderConfig>), ConfigError> {
+        let policy = OAuthPolicy {
+            state_ttl_seconds: self.state_ttl_seconds,
+            completion_ttl_seconds: self.completion_ttl_seconds,
+            auto_link_verified_emails: self.auto_link_verified_emails,
+            enforce_mfa_on_oauth_signin: self.enforce_mfa_on_oauth_signin,
+        };
+        let mut providers: Vec<ProviderConfig> = self
+            .providers
+            .into_iter()
+            .map(|(name, mut p)| {
+                p.name = name;
+                p
+            })
+            .collect();
+        match (self.google_client_id, self.google_client_secret) {
+            (Some(id), Some(secret)) => {
+                if providers.iter().any(|p| p.name == "google") {
+                    return Err(ConfigError::new(
+                        "oauth.google_client_id",
+                        "defines provider `google`, and so does [oauth.providers.google]: keep one",
+                    ));
+                }
+                let mut google = ProviderConfig::new("google", ProviderKind::Google, id, secret);
+                google.redirect_uri = self.google_redirect_uri;
+                providers.push(google);
+            }
+            (None, None) => {
+                if self.google_redirect_uri.is_some() {
+                    return Err(ConfigError::new(
+                        "oauth.google_redirect_uri",
+                        "is set without oauth.google_client_id and oauth.google_client_secret",
+                    ));
+                }
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "oauth.google_client_secret",
+                    "is required with oauth.google_client_id",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "oauth.google_client_id",
+                    "is required with oauth.google_client_secret",
+                ))
+            }
+        }
+        Ok((policy, providers))
+    }
+}
+
 /// `regstack.toml` and `REGSTACK_*` as read: every key regstack-rs
 /// implements, with regstack's names and defaults. [`FileConfig::split`]
 /// turns it into the [`Settings`] parts.
@@ -393,6 +495,10 @@ pub struct FileConfig {
     pub enable_sms_2fa: bool,
     /// `[sms]`: the transport (notify adapter) and the daily caps (core).
     pub sms: SmsSection,
+    /// Mount the `/oauth/*` routes (regstack's key).
+    pub enable_oauth: bool,
+    /// `[oauth]`: policy (core) and providers (the oauth adapter).
+    pub oauth: OAuthSection,
 }
 
 /// `[sms]`: regstack's transport keys, plus the daily caps that keep a
@@ -503,6 +609,7 @@ impl Default for FileConfig {
                     enable_sms_2fa,
                     ..
                 },
+            oauth: _,
         } = Config::default();
         let HttpSettings {
             api_prefix,
@@ -553,6 +660,8 @@ impl Default for FileConfig {
             mfa_pending_token_ttl_seconds,
             enable_sms_2fa,
             sms: SmsSection::default(),
+            enable_oauth: false,
+            oauth: OAuthSection::default(),
         }
     }
 }
@@ -620,8 +729,11 @@ impl FileConfig {
             mfa_pending_token_ttl_seconds,
             enable_sms_2fa,
             sms,
+            enable_oauth,
+            oauth,
         } = self;
         let (email, mail) = email.split()?;
+        let (oauth_policy, providers) = oauth.split()?;
         Ok(Settings {
             config: Config {
                 app_name,
@@ -662,6 +774,7 @@ impl FileConfig {
                     sms_max_per_account_per_day: sms.max_per_account_per_day,
                     sms_max_per_day: sms.max_per_day,
                 },
+                oauth: oauth_policy,
             },
             database: DatabaseSettings {
                 url: database_url,
@@ -676,6 +789,10 @@ impl FileConfig {
                 ..http
             },
             sms: sms.transport,
+            oauth: OAuthSettings {
+                enabled: enable_oauth,
+                providers,
+            },
         })
     }
 }
@@ -883,11 +1000,11 @@ mod tests {
     #[test]
     fn regstack_keys_we_lack_warn_and_unknown_keys_fail_naming_the_key() {
         let (c, w) = from_dict(dict(
-            "app_name = \"Acme\"\nenable_oauth = true\n[email]\nses_region = \"us-east-1\"\n",
+            "app_name = \"Acme\"\nenable_ui_router = true\n[email]\nses_region = \"us-east-1\"\n",
         ))
         .unwrap();
         assert_eq!(c.app_name, "Acme");
-        // `enable_oauth` warns; `email.ses_region` is a key we implement.
+        // `enable_ui_router` warns; `email.ses_region` is a key we implement.
         assert_eq!(w.len(), 1, "{w:?}");
         assert_eq!(c.email.ses_region, "us-east-1");
         let err = from_dict(dict("app_nam = \"Acme\"")).unwrap_err();
@@ -975,8 +1092,7 @@ mod tests {
         for key in REGSTACK_ONLY_KEYS {
             let value = match *key {
                 "sms" => "{ backend = \"twilio\" }",
-                "oauth" => "{ enforce_mfa_on_oauth_signin = true }",
-                "enable_admin_router" | "enable_ui_router" | "enable_oauth" => "true",
+                "enable_admin_router" | "enable_ui_router" => "true",
                 k if k.starts_with("sms_") || k.ends_with("_seconds") => "6",
                 "extra_static_dirs" => "[\"/srv/static\"]",
                 _ => "\"x\"",
@@ -985,10 +1101,92 @@ mod tests {
             let var = format!("REGSTACK_{}", key.to_uppercase());
             warned(env(&[(var.as_str(), "x")]), key);
         }
-        warned(
-            env(&[("REGSTACK_OAUTH__ENFORCE_MFA_ON_OAUTH_SIGNIN", "true")]),
-            "oauth",
+    }
+
+    #[test]
+    fn oauth_providers_come_from_tables_from_the_environment_and_from_regstacks_google_keys() {
+        let s = split(
+            r#"
+enable_oauth = true
+[oauth]
+auto_link_verified_emails = true
+enforce_mfa_on_oauth_signin = false
+state_ttl_seconds = 600
+completion_ttl_seconds = 20
+google_client_id = "g-id"
+google_client_secret = "g-secret"
+google_redirect_uri = "https://acme.example/cb/google"
+[oauth.providers.corp]
+kind = "oidc"
+issuer = "https://sso.corp.example"
+client_id = "corp-id"
+client_secret = "corp-secret"
+scopes = ["openid", "email"]
+[oauth.providers.ms]
+kind = "microsoft"
+tenant = "organizations"
+client_id = "ms-id"
+client_secret = "ms-secret"
+"#,
         );
+        assert!(s.oauth.enabled);
+        let p = &s.config.oauth;
+        assert!(p.auto_link_verified_emails && !p.enforce_mfa_on_oauth_signin);
+        assert_eq!((p.state_ttl_seconds, p.completion_ttl_seconds), (600, 20));
+        let names: Vec<&str> = s.oauth.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["corp", "ms", "google"]);
+        let google = &s.oauth.providers[2];
+        assert_eq!(google.kind, ProviderKind::Google);
+        assert_eq!(
+            google.redirect_uri.as_deref(),
+            Some("https://acme.example/cb/google")
+        );
+        assert_eq!(
+            s.oauth.providers[1].tenant.as_deref(),
+            Some("organizations")
+        );
+        assert!(!format!("{s:?}").contains("corp-secret"));
+        s.oauth.validate().unwrap();
+
+        let (c, _) = from_dict(env(&[
+            ("REGSTACK_ENABLE_OAUTH", "true"),
+            ("REGSTACK_OAUTH__PROVIDERS__CORP__KIND", "oidc"),
+            (
+                "REGSTACK_OAUTH__PROVIDERS__CORP__ISSUER",
+                "https://sso.corp.example",
+            ),
+            ("REGSTACK_OAUTH__PROVIDERS__CORP__CLIENT_ID", "corp-id"),
+            (
+                "REGSTACK_OAUTH__PROVIDERS__CORP__CLIENT_SECRET",
+                "corp-secret",
+            ),
+        ]))
+        .unwrap();
+        let s = c.split().unwrap();
+        assert_eq!(s.oauth.providers[0].name, "corp");
+        assert_eq!(s.oauth.providers[0].client_id, "corp-id");
+
+        // Half of regstack's Google keys, a provider defined twice, an
+        // unknown key in a provider's table: each names its key.
+        let err = from_dict(dict("[oauth]\ngoogle_client_id = \"x\""))
+            .unwrap()
+            .0
+            .split()
+            .unwrap_err();
+        assert_eq!(err.key, "oauth.google_client_secret");
+        let err = from_dict(dict(
+            "[oauth]\ngoogle_client_id = \"x\"\ngoogle_client_secret = \"y\"\n[oauth.providers.google]\nkind = \"google\"\nclient_id = \"a\"\nclient_secret = \"b\"\n",
+        ))
+        .unwrap()
+        .0
+        .split()
+        .unwrap_err();
+        assert_eq!(err.key, "oauth.google_client_id");
+        let err = from_dict(dict(
+            "[oauth.providers.corp]\nkind = \"oidc\"\nclient_id = \"a\"\nclient_secret = \"b\"\nissuer = \"https://x\"\ntennant = \"t\"\n",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("tennant"), "{err}");
     }
 
     #[test]

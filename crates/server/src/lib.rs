@@ -42,6 +42,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use regstack_adapters_notify::{MailConfigError, SmsTransport, SmtpConfigError};
+use regstack_core::engine::{OAuthProvider, OAuthProviders};
 use regstack_core::password::Argon2Hasher;
 use regstack_core::{ConfigError, Deps, Engine, EngineError, EventBus};
 use regstack_ports::{Clock, Mailer, PasswordHasher, SmsSender, Stores, SystemClock};
@@ -53,7 +54,8 @@ pub use regstack_adapters_notify::{
 };
 pub use regstack_core::{Config, Event, EventKind};
 pub use regstack_http_axum::{CurrentUser, HttpSettings};
-pub use settings::{DatabaseSettings, Settings};
+pub use regstack_oauth::{ProviderConfig, ProviderKind};
+pub use settings::{DatabaseSettings, OAuthSettings, Settings};
 
 /// Building a [`RegStack`] failed; the message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +216,7 @@ impl RegStackBuilder {
             mail,
             http,
             sms,
+            oauth,
         } = self.settings;
         let sms = match self.sms {
             Some(s) => s,
@@ -239,23 +242,73 @@ impl RegStackBuilder {
             ),
         };
         let template_overrides = read_template_overrides(&config.extra_template_dirs)?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let providers = oauth_providers(&oauth, &config, &http, &clock)?;
         let engine = Engine::new(
             config,
             Deps {
                 stores,
                 hasher,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                clock,
                 mailer,
                 sms,
                 events: self.events,
                 template_overrides,
             },
-        )?;
+        )?
+        .with_oauth_providers(providers);
         Ok(RegStack {
             engine: Arc::new(engine),
             http: Arc::new(http),
         })
     }
+}
+
+/// The OAuth providers the engine signs in with: none unless
+/// `enable_oauth`. Each one's callback URL is the one registered with the
+/// provider — its `redirect_uri`, else built from `base_url` and the API's
+/// mount point — never anything a request says (security.md OA-8).
+fn oauth_providers(
+    oauth: &OAuthSettings,
+    config: &Config,
+    http: &HttpSettings,
+    clock: &Arc<dyn Clock>,
+) -> Result<OAuthProviders, ConfigError> {
+    let mut out = OAuthProviders::new();
+    if !oauth.enabled {
+        if !oauth.providers.is_empty() {
+            tracing::warn!(
+                "OAuth providers are configured but enable_oauth is off: no /oauth routes"
+            );
+        }
+        return Ok(out);
+    }
+    if oauth.providers.is_empty() {
+        tracing::warn!("enable_oauth is on but no provider is configured: no /oauth routes");
+        return Ok(out);
+    }
+    let client = regstack_oauth::HttpClient::new(regstack_oauth::DEFAULT_TIMEOUT)
+        .map_err(|e| ConfigError::new(e.key, e.reason))?;
+    for p in &oauth.providers {
+        let provider = regstack_oauth::build(p, clock.clone(), client.clone())
+            .map_err(|e| ConfigError::new(e.key, e.reason))?;
+        let redirect_uri = p.redirect_uri.clone().unwrap_or_else(|| {
+            format!(
+                "{}{}/oauth/{}/callback",
+                config.base(),
+                http.api_prefix.trim_end_matches('/'),
+                p.name
+            )
+        });
+        out.insert(
+            p.name.clone(),
+            OAuthProvider {
+                provider,
+                redirect_uri,
+            },
+        );
+    }
+    Ok(out)
 }
 
 /// Opens and migrates the stores a `database_url` names (`mongo_db`: the

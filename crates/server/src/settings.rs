@@ -13,6 +13,7 @@
 use regstack_adapters_notify::{MailTransport, SmsTransport};
 use regstack_core::{Config, ConfigError};
 use regstack_http_axum::HttpSettings;
+use regstack_oauth::ProviderConfig;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::parse_database_url;
@@ -79,6 +80,49 @@ pub struct Settings {
     pub http: HttpSettings,
     /// How text messages leave (SMS second factors).
     pub sms: SmsTransport,
+    /// OAuth sign-in providers.
+    pub oauth: OAuthSettings,
+}
+
+/// OAuth sign-in: whether its routes exist and which providers they offer
+/// (the `regstack-oauth` adapter's settings; core's half is
+/// `config.oauth`).
+#[derive(Debug, Clone, Default)]
+pub struct OAuthSettings {
+    /// regstack's `enable_oauth`: mount the `/oauth/*` routes (when at
+    /// least one provider is configured).
+    pub enabled: bool,
+    /// The providers, each with its name.
+    pub providers: Vec<ProviderConfig>,
+}
+
+impl OAuthSettings {
+    /// Checks each provider's keys; the error names the key as written.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &self.providers {
+            if !seen.insert(p.name.as_str()) {
+                return Err(ConfigError::new(
+                    format!("oauth.providers.{}", p.name),
+                    "is configured twice (regstack's oauth.google_* keys define `google` too)",
+                ));
+            }
+            let valid_name = !p.name.is_empty()
+                && p.name.len() <= 64
+                && p.name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !valid_name {
+                return Err(ConfigError::new(
+                    format!("oauth.providers.{}", p.name),
+                    "a provider's name is its path segment: 1-64 of a-z, 0-9, `-`, `_`",
+                ));
+            }
+            p.validate()
+                .map_err(|e| ConfigError::new(e.key, e.reason))?;
+        }
+        Ok(())
+    }
 }
 
 impl From<Config> for Settings {
@@ -97,6 +141,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.config.validate()?;
         self.database.validate()?;
+        self.oauth.validate()?;
         self.http.validate()
     }
 }

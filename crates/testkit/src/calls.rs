@@ -97,7 +97,7 @@ pub fn every_store_call(stores: &Stores) -> Vec<StoreCall> {
         "mfa.purge_expired" => |s| s.mfa.purge_expired(t0());
         "oauth.begin" => |s| s.oauth.begin(fixtures::oauth_flow("google", FlowMode::SignIn, later()));
         "oauth.claim" => |s| s.oauth.claim(&hash(), "google", t0());
-        "oauth.complete" => |s| s.oauth.complete(&hash(), &FlowResult {
+        "oauth.complete" => |s| s.oauth.complete(&hash(), &hash(), &FlowResult {
             user_id: uid(),
             was_new: false,
             credential_epoch: None,

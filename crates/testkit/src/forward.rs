@@ -267,8 +267,13 @@ forward! {
     OAuthStoreForward for OAuthStore via oauth {
         fn begin(flow: OAuthFlow) -> ();
         fn claim(id: &TokenHash, provider: &str, now: Timestamp) -> Claim;
-        fn complete(id: &TokenHash, result: &FlowResult, expires_at: Timestamp) -> bool;
-        fn redeem(id: &TokenHash, browser: &TokenHash, now: Timestamp) -> Redemption;
+        fn complete(
+            id: &TokenHash,
+            exchange: &TokenHash,
+            result: &FlowResult,
+            expires_at: Timestamp,
+        ) -> bool;
+        fn redeem(exchange: &TokenHash, browser: &TokenHash, now: Timestamp) -> Redemption;
         fn find_identity(issuer: &str, subject: &str) -> Option<OAuthIdentity>;
         fn identities_of(user: &UserId) -> Vec<OAuthIdentity>;
         fn link_identity(identity: &OAuthIdentity) -> Linking;

@@ -267,7 +267,8 @@ struct State {
 struct FlowRow {
     flow: OAuthFlow,
     claimed: bool,
-    result: Option<FlowResult>,
+    /// The exchange id's hash and the callback's decision, once completed.
+    result: Option<(TokenHash, FlowResult)>,
 }
 
 /// The refresh columns of a `sessions` row: the family's live token and
@@ -1212,7 +1213,7 @@ impl OAuthStore for MemoryStore {
         };
         if row.flow.expires_at > now {
             row.claimed = true;
-            return Ok(Claim::Claimed(row.flow.clone()));
+            return Ok(Claim::Claimed(Box::new(row.flow.clone())));
         }
         st.flows.remove(id);
         Ok(Claim::Expired)
@@ -1221,13 +1222,20 @@ impl OAuthStore for MemoryStore {
     async fn complete(
         &self,
         id: &TokenHash,
+        exchange: &TokenHash,
         result: &FlowResult,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut st = self.enter("oauth.complete")?;
+        let clash = st.flows.iter().any(|(other, row)| {
+            other != id && row.result.as_ref().is_some_and(|(x, _)| x == exchange)
+        });
+        if clash {
+            return Err(StoreError::Conflict("exchange id"));
+        }
         match st.flows.get_mut(id) {
             Some(row) if row.claimed && row.result.is_none() => {
-                row.result = Some(result.clone());
+                row.result = Some((exchange.clone(), result.clone()));
                 row.flow.expires_at = expires_at;
                 Ok(true)
             }
@@ -1237,30 +1245,37 @@ impl OAuthStore for MemoryStore {
 
     async fn redeem(
         &self,
-        id: &TokenHash,
+        exchange: &TokenHash,
         browser: &TokenHash,
         now: Timestamp,
     ) -> Result<Redemption, StoreError> {
         let mut st = self.enter("oauth.redeem")?;
         // Another browser's flow is left exactly as it is: a stranger who
         // learnt the id cannot spend it for the owner.
-        let ours = st
+        let Some(id) = st
             .flows
-            .get(id)
-            .is_some_and(|row| row.result.is_some() && &row.flow.browser == browser);
-        if !ours {
+            .iter()
+            .find(|(_, row)| {
+                row.result.as_ref().is_some_and(|(x, _)| x == exchange)
+                    && &row.flow.browser == browser
+            })
+            .map(|(id, _)| id.clone())
+        else {
             return Ok(Redemption::Unknown);
-        }
+        };
         let Some(FlowRow {
             flow,
-            result: Some(result),
+            result: Some((_, result)),
             ..
-        }) = st.flows.remove(id)
+        }) = st.flows.remove(&id)
         else {
             return Ok(Redemption::Unknown);
         };
         if flow.expires_at > now {
-            Ok(Redemption::Redeemed { flow, result })
+            Ok(Redemption::Redeemed {
+                flow: Box::new(flow),
+                result,
+            })
         } else {
             Ok(Redemption::Expired)
         }

@@ -6,8 +6,10 @@
 -- `/oauth/exchange`, keyed by the SHA-256 of the `state` value in the URL
 -- (the raw value never reaches the database). A flow is begun, then
 -- claimed by exactly one callback (`claimed`), then completed by it with
--- the callback's decision (the `result_*` columns), then deleted by the
--- one exchange that redeems it. `expires_at` is the end of the round trip
+-- the callback's decision (the `result_*` columns) and filed under the
+-- SHA-256 of a fresh exchange id (`exchange_hash`: the browser redeems
+-- the flow by that, never by the `state`), then deleted by the one
+-- exchange that redeems it. `expires_at` is the end of the round trip
 -- through the provider until the flow completes, and the end of the
 -- completion window after; the purge and every read go by it. A flow that
 -- links an identity to an account names the account and goes with it.
@@ -34,12 +36,15 @@ CREATE TABLE oauth_states (
     result_user_id          TEXT,
     result_was_new          BOOLEAN,
     result_credential_epoch BIGINT,
+    exchange_hash           TEXT,
     CONSTRAINT oauth_states_pkey PRIMARY KEY (id),
     CONSTRAINT oauth_states_mode_check CHECK (mode IN ('sign_in', 'link')),
     CONSTRAINT oauth_states_linking_check
         CHECK ((mode = 'link') = (linking_user_id IS NOT NULL)),
     CONSTRAINT oauth_states_result_check CHECK (NOT completed OR (claimed
-        AND result_user_id IS NOT NULL AND result_was_new IS NOT NULL)),
+        AND result_user_id IS NOT NULL AND result_was_new IS NOT NULL
+        AND exchange_hash IS NOT NULL)),
+    CONSTRAINT oauth_states_exchange_hash_key UNIQUE (exchange_hash),
     CONSTRAINT oauth_states_linking_user_id_fkey FOREIGN KEY (linking_user_id)
         REFERENCES users (id) ON DELETE CASCADE
 );

@@ -5,8 +5,10 @@
 -- `/oauth/exchange`, keyed by the SHA-256 of the `state` value in the URL
 -- (the raw value never reaches the database). A flow is begun, then
 -- claimed by exactly one callback (`claimed`), then completed by it with
--- the callback's decision (the `result_*` columns), then deleted by the
--- one exchange that redeems it. `expires_at` is the end of the round trip
+-- the callback's decision (the `result_*` columns) and filed under the
+-- SHA-256 of a fresh exchange id (`exchange_hash`: the browser redeems
+-- the flow by that, never by the `state`), then deleted by the one
+-- exchange that redeems it. `expires_at` is the end of the round trip
 -- through the provider until the flow completes, and the end of the
 -- completion window after; the purge and every read go by it. A flow that
 -- links an identity to an account names the account and goes with it.
@@ -32,9 +34,10 @@ CREATE TABLE oauth_states (
     result_user_id          TEXT,
     result_was_new          INTEGER CHECK (result_was_new IN (0, 1)),
     result_credential_epoch INTEGER,
+    exchange_hash           TEXT UNIQUE,
     CHECK ((mode = 'link') = (linking_user_id IS NOT NULL)),
     CHECK (completed = 0 OR (claimed = 1 AND result_user_id IS NOT NULL
-        AND result_was_new IS NOT NULL))
+        AND result_was_new IS NOT NULL AND exchange_hash IS NOT NULL))
 ) STRICT;
 CREATE INDEX ix_oauth_states_expires_at ON oauth_states (expires_at);
 CREATE INDEX ix_oauth_states_linking_user_id ON oauth_states (linking_user_id);

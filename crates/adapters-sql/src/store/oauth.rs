@@ -4,8 +4,10 @@
 //! Each hand-over of a flow is one conditional statement, decided by the
 //! row it changes (as every spend in this crate): a callback claims with
 //! `UPDATE … SET claimed = TRUE WHERE NOT claimed … RETURNING`, completes
-//! with `UPDATE … WHERE claimed AND NOT completed`, and the exchange
-//! redeems with `DELETE … WHERE completed AND browser_hash = … RETURNING`.
+//! with `UPDATE … WHERE claimed AND NOT completed` (filing the flow under
+//! its exchange id's hash), and the exchange redeems with
+//! `DELETE … WHERE exchange_hash = … AND completed AND browser_hash = …
+//! RETURNING`.
 //! On PostgreSQL a second writer on the same row waits for the first to
 //! commit and re-checks the condition against the new row version, so each
 //! step has one winner.
@@ -158,7 +160,7 @@ impl<B: Backend> OAuthStore for SqlStores<B> {
         ];
         let mut conn = self.write_conn(Commit::Durable).await?;
         if let Some(row) = conn.fetch_optional(CLAIM, &args).await? {
-            return Ok(Claim::Claimed(rows::flow(&row)?));
+            return Ok(Claim::Claimed(Box::new(rows::flow(&row)?)));
         }
         if conn.execute(EXPIRE, &args).await? > 0 {
             return Ok(Claim::Expired);
@@ -169,11 +171,13 @@ impl<B: Backend> OAuthStore for SqlStores<B> {
     async fn complete(
         &self,
         id: &TokenHash,
+        exchange: &TokenHash,
         result: &FlowResult,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
         const COMPLETE: &str = "UPDATE oauth_states SET completed = TRUE, result_user_id = $2, \
-             result_was_new = $3, result_credential_epoch = $4, expires_at = $5 \
+             result_was_new = $3, result_credential_epoch = $4, expires_at = $5, \
+             exchange_hash = $6 \
              WHERE id = $1 AND claimed AND NOT completed";
         let args = [
             Arg::Text(id.as_str()),
@@ -181,6 +185,7 @@ impl<B: Backend> OAuthStore for SqlStores<B> {
             Arg::Bool(result.was_new),
             Arg::OptInt(result.credential_epoch.map(to_db)),
             Arg::Int(to_db(expires_at)),
+            Arg::Text(exchange.as_str()),
         ];
         Ok(self
             .write_conn(Commit::Durable)
@@ -192,7 +197,7 @@ impl<B: Backend> OAuthStore for SqlStores<B> {
 
     async fn redeem(
         &self,
-        id: &TokenHash,
+        exchange: &TokenHash,
         browser: &TokenHash,
         now: Timestamp,
     ) -> Result<Redemption, StoreError> {
@@ -201,12 +206,12 @@ impl<B: Backend> OAuthStore for SqlStores<B> {
         // too, exactly as a live one does. Another browser's flow does not
         // match and stays.
         const REDEEM: &str = concat!(
-            "DELETE FROM oauth_states WHERE id = $1 AND completed AND browser_hash = $2 \
-             RETURNING ",
+            "DELETE FROM oauth_states \
+             WHERE exchange_hash = $1 AND completed AND browser_hash = $2 RETURNING ",
             flow_cols!(),
             ", result_user_id, result_was_new, result_credential_epoch"
         );
-        let args = [Arg::Text(id.as_str()), Arg::Text(browser.as_str())];
+        let args = [Arg::Text(exchange.as_str()), Arg::Text(browser.as_str())];
         let Some(row) = self
             .write_conn(Commit::Durable)
             .await?
@@ -220,7 +225,10 @@ impl<B: Backend> OAuthStore for SqlStores<B> {
             return Ok(Redemption::Expired);
         }
         let result = rows::flow_result(&row, FLOW_COLS)?;
-        Ok(Redemption::Redeemed { flow, result })
+        Ok(Redemption::Redeemed {
+            flow: Box::new(flow),
+            result,
+        })
     }
 
     async fn find_identity(

@@ -21,6 +21,7 @@
 //! | `account` | `update_profile`, `change_password`, `request_email_change`, `confirm_email_change` | `flows::one_time` |
 //! | `recovery` | `forgot_password`, `reset_password` | `flows::one_time` |
 //! | `mfa` | `confirm_sign_in`, `totp_setup`, `totp_confirm`, `totp_disable`, `regenerate_backup_codes` | `flows::mfa`, `flows::gate` |
+//! | `oauth` | `oauth_start`, `oauth_callback`, `oauth_exchange`, `oauth_unlink`, `oauth_identities` | `flows::oauth`, `flows::gate` |
 //! | `deletion` | `delete_account` | |
 //! | `housekeeping` | `purge_expired` | |
 //!
@@ -56,6 +57,7 @@ mod deletion;
 mod forced_change;
 mod housekeeping;
 mod mfa;
+mod oauth;
 mod phone;
 mod recovery;
 mod registration;
@@ -65,6 +67,9 @@ mod sign_in;
 pub use forced_change::PasswordChangePending;
 pub use housekeeping::PurgeReport;
 pub use mfa::{BackupCodes, LoginOutcome, Method, MfaPending, PresentedCode, TotpSetup};
+pub use oauth::{
+    sanitize_for_log, CallbackQuery, ExchangeOutcome, OAuthProvider, OAuthProviders, OAuthStart,
+};
 pub use phone::PhoneStart;
 pub use registration::{Registered, Registration};
 pub use sessions::{Principal, Refreshed};
@@ -146,6 +151,8 @@ pub struct Engine {
     sms_codes: Arc<SmsCodeHasher>,
     events: EventBus,
     background: Arc<Background>,
+    /// OAuth providers by name (none unless the host adds some).
+    oauth: Arc<OAuthProviders>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -208,7 +215,15 @@ impl Engine {
             jwt: Arc::new(jwt),
             events: deps.events,
             background: Arc::default(),
+            oauth: Arc::default(),
         })
+    }
+
+    /// Signs in through these OAuth providers (replacing any before). The
+    /// routes exist only where the host mounts them (`enable_oauth`).
+    pub fn with_oauth_providers(mut self, providers: OAuthProviders) -> Self {
+        self.oauth = Arc::new(providers);
+        self
     }
 
     /// The configuration in force.

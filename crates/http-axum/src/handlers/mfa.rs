@@ -12,7 +12,7 @@ use regstack_core::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use super::{message, ok_json, token_answer, Answer, Engine_, Http};
+use super::{message, ok_json, Answer, Engine_, Http};
 use crate::body::{Fields, FromJsonObject, JsonBody, Len};
 use crate::cookie;
 use crate::extract::{Client, CurrentUser};
@@ -59,13 +59,24 @@ impl FromJsonObject for MfaConfirmRequest {
 /// Starts a session's answer: the tokens, and a device cookie for the
 /// address (the password was right from this client).
 pub(crate) fn signed_in_answer(e: &Engine, http: &crate::HttpSettings, s: SignedIn) -> Answer {
-    let mut answer = token_answer(
+    signed_in_answer_with(e, http, s, super::NoExtra {})
+}
+
+/// [`signed_in_answer`] with a route's own fields beside the token's.
+pub(crate) fn signed_in_answer_with<T: serde::Serialize>(
+    e: &Engine,
+    http: &crate::HttpSettings,
+    s: SignedIn,
+    extra: T,
+) -> Answer {
+    let mut answer = super::token_answer_with(
         e,
         http,
         s.access_token,
         s.expires_in,
         &s.refresh_token,
         s.refresh_expires_in,
+        extra,
     )?;
     if let Some(set) = s
         .device_cookie

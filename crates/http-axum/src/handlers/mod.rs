@@ -38,6 +38,7 @@ pub(crate) fn message(status: StatusCode, message: &'static str) -> Answer {
 mod account;
 mod deletion;
 mod mfa;
+mod oauth;
 mod phone;
 mod recovery;
 mod registration;
@@ -55,6 +56,12 @@ pub fn routes() -> axum::Router<Arc<Engine>> {
         .merge(mfa::router())
         .merge(phone::router())
         .merge(recovery::router())
+}
+
+/// The OAuth routes, merged by [`crate::router`] when the engine has
+/// providers (regstack mounts them only then).
+pub fn oauth_routes() -> axum::Router<Arc<Engine>> {
+    oauth::router()
 }
 
 /// `{token}` bodies: `VerifyRequest`, `ConfirmEmailChangeRequest`.
@@ -81,6 +88,20 @@ impl FromJsonObject for EmailBody {
     }
 }
 
+/// Nothing beside the token fields.
+#[derive(serde::Serialize)]
+pub(crate) struct NoExtra {}
+
+/// A token answer's body: the token fields and a route's own (the OAuth
+/// exchange adds `redirect_to` and `was_new_account`).
+#[derive(serde::Serialize)]
+struct TokenBody_<T: serde::Serialize> {
+    #[serde(flatten)]
+    token: TokenResponse,
+    #[serde(flatten)]
+    extra: T,
+}
+
 /// A token answer: the refresh token goes into the JSON, or (cookie mode)
 /// into the `HttpOnly` cookie and not into the JSON.
 pub(crate) fn token_answer(
@@ -91,14 +112,38 @@ pub(crate) fn token_answer(
     refresh: &SecretString,
     refresh_expires_in: u64,
 ) -> Answer {
+    token_answer_with(
+        e,
+        http,
+        access_token,
+        expires_in,
+        refresh,
+        refresh_expires_in,
+        NoExtra {},
+    )
+}
+
+/// [`token_answer`] with a route's own fields beside the token's.
+pub(crate) fn token_answer_with<T: serde::Serialize>(
+    e: &Engine,
+    http: &crate::HttpSettings,
+    access_token: String,
+    expires_in: u64,
+    refresh: &SecretString,
+    refresh_expires_in: u64,
+    extra: T,
+) -> Answer {
     let cfg = e.config();
     let in_cookie = cfg.sessions.refresh_cookie;
-    let body = TokenResponse {
-        access_token,
-        token_type: "bearer",
-        expires_in,
-        refresh_token: (!in_cookie).then(|| refresh.expose_secret().to_owned()),
-        refresh_expires_in,
+    let body = TokenBody_ {
+        token: TokenResponse {
+            access_token,
+            token_type: "bearer",
+            expires_in,
+            refresh_token: (!in_cookie).then(|| refresh.expose_secret().to_owned()),
+            refresh_expires_in,
+        },
+        extra,
     };
     let mut response = (StatusCode::OK, Json(body)).into_response();
     if in_cookie {

@@ -222,7 +222,7 @@ pub async fn delete_account_removes_every_row_of_the_user(stores: Stores) {
             .claim(&link_flows[1].id, "google", now)
             .await
             .expect("claim"),
-        Claim::Claimed(link_flows[1].clone()),
+        Claim::Claimed(Box::new(link_flows[1].clone())),
         "and its link flow"
     );
 

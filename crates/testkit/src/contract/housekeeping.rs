@@ -159,7 +159,7 @@ pub async fn purge_expired_removes_only_dead_rows(stores: Stores) {
             .claim(&live_flow.id, "google", now)
             .await
             .expect("claim"),
-        Claim::Claimed(live_flow)
+        Claim::Claimed(Box::new(live_flow))
     );
 }
 

@@ -57,6 +57,16 @@ async fn claim(stores: &Stores, id: &TokenHash, provider: &str, now: Timestamp) 
         .expect("oauth.claim")
 }
 
+/// The exchange id's hash the cases complete flow `id` under: distinct per
+/// flow and never the flow's own id (the exchange is redeemed by it, not by
+/// the `state`).
+fn exchange_of(id: &TokenHash) -> TokenHash {
+    let mut hex: Vec<u8> = id.as_str().bytes().rev().collect();
+    // Reversed, and one digit changed so a palindrome cannot map to itself.
+    hex[0] = if hex[0] == b'e' { b'f' } else { b'e' };
+    TokenHash::from_hex(String::from_utf8(hex).expect("hex")).expect("a digest")
+}
+
 async fn complete(
     stores: &Stores,
     id: &TokenHash,
@@ -65,11 +75,12 @@ async fn complete(
 ) -> bool {
     stores
         .oauth
-        .complete(id, result, expires_at)
+        .complete(id, &exchange_of(id), result, expires_at)
         .await
         .expect("oauth.complete")
 }
 
+/// Redeems the flow `id` completed under [`exchange_of`].
 async fn redeem(
     stores: &Stores,
     id: &TokenHash,
@@ -78,7 +89,7 @@ async fn redeem(
 ) -> Redemption {
     stores
         .oauth
-        .redeem(id, browser, now)
+        .redeem(&exchange_of(id), browser, now)
         .await
         .expect("oauth.redeem")
 }
@@ -94,7 +105,7 @@ async fn completed_flow(
     begin(stores, f).await;
     assert_eq!(
         claim(stores, &f.id, &f.provider, at(minutes(1))).await,
-        Claim::Claimed(f.clone())
+        Claim::Claimed(Box::new(f.clone()))
     );
     let result = result_for(user);
     assert!(complete(stores, &f.id, &result, window_end).await);
@@ -171,12 +182,12 @@ pub async fn begin_and_claim_round_trip_every_field_once(stores: Stores) {
     let now = at(minutes(1));
     assert_eq!(
         claim(&stores, &sign_in.id, "google", now).await,
-        Claim::Claimed(sign_in.clone()),
+        Claim::Claimed(Box::new(sign_in.clone())),
         "a sign-in flow, every field as begun"
     );
     assert_eq!(
         claim(&stores, &linking.id, "corp-sso", now).await,
-        Claim::Claimed(linking.clone()),
+        Claim::Claimed(Box::new(linking.clone())),
         "a link flow, with its account"
     );
     for f in [&sign_in, &linking] {
@@ -236,7 +247,7 @@ pub async fn claim_with_another_provider_is_unknown_and_changes_nothing(stores: 
     }
     assert_eq!(
         claim(&stores, &f.id, "google", at(minutes(1))).await,
-        Claim::Claimed(f.clone())
+        Claim::Claimed(Box::new(f.clone()))
     );
 
     let late = flow("google", FlowMode::SignIn);
@@ -264,7 +275,7 @@ pub async fn a_flow_is_dead_from_its_expiry_on_and_claiming_it_deletes_it(stores
     }
     assert_eq!(
         claim(&stores, &alive.id, "google", alive.expires_at - micro()).await,
-        Claim::Claimed(alive.clone())
+        Claim::Claimed(Box::new(alive.clone()))
     );
     assert_eq!(
         claim(&stores, &dead.id, "google", dead.expires_at).await,
@@ -309,7 +320,7 @@ pub async fn claim_has_one_winner_among_20_parallel_callbacks(stores: Stores) {
         .collect();
     assert_eq!(
         claimed,
-        vec![&Claim::Claimed(f.clone())],
+        vec![&Claim::Claimed(Box::new(f.clone()))],
         "exactly one callback claims the flow: {outcomes:?}"
     );
     assert_eq!(
@@ -339,7 +350,7 @@ pub async fn complete_needs_a_claimed_uncompleted_flow(stores: Stores) {
     assert!(!complete(&stores, &fixtures::token_hash(), &first, window_end).await);
     assert_eq!(
         claim(&stores, &f.id, "google", at(minutes(1))).await,
-        Claim::Claimed(f.clone()),
+        Claim::Claimed(Box::new(f.clone())),
         "the refused completion changed nothing"
     );
     assert!(complete(&stores, &f.id, &first, window_end).await);
@@ -350,10 +361,10 @@ pub async fn complete_needs_a_claimed_uncompleted_flow(stores: Stores) {
     assert_eq!(
         redeem(&stores, &f.id, &f.browser, at(minutes(2))).await,
         Redemption::Redeemed {
-            flow: OAuthFlow {
+            flow: Box::new(OAuthFlow {
                 expires_at: window_end,
                 ..f.clone()
-            },
+            }),
             result: first,
         }
     );
@@ -379,7 +390,7 @@ pub async fn redeem_hands_a_completed_flow_once_to_the_browser_that_began_it(sto
     );
     assert_eq!(
         claim(&stores, &f.id, "corp-sso", at(minutes(1))).await,
-        Claim::Claimed(f.clone())
+        Claim::Claimed(Box::new(f.clone()))
     );
     assert_eq!(
         redeem(&stores, &f.id, &f.browser, now).await,
@@ -390,6 +401,15 @@ pub async fn redeem_hands_a_completed_flow_once_to_the_browser_that_began_it(sto
     let result = result_for(&user.id);
     assert!(complete(&stores, &f.id, &result, window_end).await);
 
+    assert_eq!(
+        stores
+            .oauth
+            .redeem(&f.id, &f.browser, now)
+            .await
+            .expect("oauth.redeem"),
+        Redemption::Unknown,
+        "the state (which travelled through the provider's URLs) is no exchange id"
+    );
     let stranger = fixtures::token_hash();
     for _ in 0..3 {
         assert_eq!(
@@ -401,10 +421,10 @@ pub async fn redeem_hands_a_completed_flow_once_to_the_browser_that_began_it(sto
     assert_eq!(
         redeem(&stores, &f.id, &f.browser, now).await,
         Redemption::Redeemed {
-            flow: OAuthFlow {
+            flow: Box::new(OAuthFlow {
                 expires_at: window_end,
                 ..f.clone()
-            },
+            }),
             result,
         },
         "the owner still redeems it after a stranger tried"
@@ -434,10 +454,10 @@ pub async fn redeem_past_the_completion_window_is_expired_then_unknown(stores: S
     assert_eq!(
         redeem(&stores, &on_time.id, &on_time.browser, window_end - micro()).await,
         Redemption::Redeemed {
-            flow: OAuthFlow {
+            flow: Box::new(OAuthFlow {
                 expires_at: window_end,
                 ..on_time.clone()
-            },
+            }),
             result: on_time_result,
         }
     );
@@ -467,7 +487,12 @@ pub async fn redeem_has_one_winner_among_20_parallel_exchanges(stores: Stores) {
         "oauth.redeem",
         race(|_| {
             let (stores, id, browser) = (stores.clone(), f.id.clone(), f.browser.clone());
-            async move { stores.oauth.redeem(&id, &browser, at(minutes(2))).await }
+            async move {
+                stores
+                    .oauth
+                    .redeem(&exchange_of(&id), &browser, at(minutes(2)))
+                    .await
+            }
         })
         .await,
     );
@@ -478,10 +503,10 @@ pub async fn redeem_has_one_winner_among_20_parallel_exchanges(stores: Stores) {
     assert_eq!(
         redeemed,
         vec![&Redemption::Redeemed {
-            flow: OAuthFlow {
+            flow: Box::new(OAuthFlow {
                 expires_at: at(minutes(5)),
                 ..f.clone()
-            },
+            }),
             result,
         }],
         "exactly one exchange gets the flow: {outcomes:?}"
@@ -971,7 +996,7 @@ pub async fn purge_expired_removes_only_dead_oauth_flows(stores: Stores) {
     begin(&stores, &claimed_dead).await;
     assert_eq!(
         claim(&stores, &claimed_dead.id, "google", t0()).await,
-        Claim::Claimed(claimed_dead.clone())
+        Claim::Claimed(Box::new(claimed_dead.clone()))
     );
     let completed_dead = flow("google", FlowMode::Link(user.id.clone()));
     completed_flow(&stores, &completed_dead, &user.id, now).await;
@@ -992,15 +1017,15 @@ pub async fn purge_expired_removes_only_dead_oauth_flows(stores: Stores) {
     assert_eq!(purge().await, 0, "idempotent");
     assert_eq!(
         claim(&stores, &live.id, "google", now).await,
-        Claim::Claimed(live)
+        Claim::Claimed(Box::new(live))
     );
     assert_eq!(
         redeem(&stores, &completed_live.id, &completed_live.browser, now).await,
         Redemption::Redeemed {
-            flow: OAuthFlow {
+            flow: Box::new(OAuthFlow {
                 expires_at: now + minutes(1),
                 ..completed_live
-            },
+            }),
             result,
         }
     );
@@ -1087,11 +1112,11 @@ pub async fn delete_account_removes_identities_and_link_flows(stores: Stores) {
     assert_eq!(identities_of(&stores, &other.id).await, vec![theirs]);
     assert_eq!(
         claim(&stores, &their_link.id, "google", now).await,
-        Claim::Claimed(their_link)
+        Claim::Claimed(Box::new(their_link))
     );
     assert_eq!(
         claim(&stores, &sign_in.id, "google", now).await,
-        Claim::Claimed(sign_in)
+        Claim::Claimed(Box::new(sign_in))
     );
 
     // The account's id and identity are free again; the new account does
