@@ -103,6 +103,15 @@ pub async fn connect(url: &str, default_db: &str) -> Result<Database, StoreError
         .unwrap_or_else(|| client.database(default_db)))
 }
 
+/// Closes the client behind `db` at shutdown: its monitoring tasks stop
+/// and its connections close now rather than whenever the process ends.
+/// Does not wait for cursors still open elsewhere (the stores keep none
+/// across calls), so it cannot hang a stopping server; the client cannot be
+/// used afterwards.
+pub async fn close(db: &Database) {
+    db.client().clone().shutdown().immediate(true).await;
+}
+
 /// Every store over one database, ready for the facade.
 pub fn stores(db: Database) -> Stores {
     let s = Arc::new(MongoStores::new(db));

@@ -230,9 +230,13 @@ impl RegStackBuilder {
                 .mailer(&config.from_header())
                 .map_err(mail_config_error)?,
         };
-        let stores = match self.stores {
-            Some(s) => s,
-            None => open_stores(database.url.expose_secret(), &database.mongodb_database).await?,
+        let (stores, opened) = match self.stores {
+            Some(s) => (s, None),
+            None => {
+                let (stores, opened) =
+                    open_database(database.url.expose_secret(), &database.mongodb_database).await?;
+                (stores, Some(opened))
+            }
         };
         let hasher: Arc<dyn PasswordHasher> = match self.hasher {
             Some(h) => h,
@@ -260,6 +264,7 @@ impl RegStackBuilder {
         Ok(RegStack {
             engine: Arc::new(engine),
             http: Arc::new(http),
+            opened,
         })
     }
 }
@@ -312,25 +317,86 @@ fn oauth_providers(
 }
 
 /// Opens and migrates the stores a `database_url` names (`mongo_db`: the
-/// MongoDB database when the URL names none).
+/// MongoDB database when the URL names none). The connections stay open
+/// until the stores are dropped; [`RegStack::builder`] keeps hold of them
+/// instead, so that [`RegStack::shutdown`] can close them.
 pub async fn open_stores(url: &str, mongo_db: &str) -> Result<Stores, BuildError> {
+    Ok(open_database(url, mongo_db).await?.0)
+}
+
+/// A database connection the builder opened itself (rather than stores a
+/// host passed in), kept so that [`RegStack::shutdown`] can close it.
+#[derive(Clone)]
+enum OpenedDatabase {
+    Sqlite(regstack_adapters_sql::sqlite::SqlitePool),
+    Postgres(regstack_adapters_sql::postgres::PgPool),
+    Mongo(regstack_adapters_mongo::Database),
+}
+
+impl OpenedDatabase {
+    async fn close(&self) {
+        match self {
+            OpenedDatabase::Sqlite(pool) => regstack_adapters_sql::sqlite::close(pool).await,
+            OpenedDatabase::Postgres(pool) => regstack_adapters_sql::postgres::close(pool).await,
+            OpenedDatabase::Mongo(db) => regstack_adapters_mongo::close(db).await,
+        }
+    }
+}
+
+/// [`open_stores`], also handing back the connection to close at shutdown.
+async fn open_database(url: &str, mongo_db: &str) -> Result<(Stores, OpenedDatabase), BuildError> {
     match parse_database_url(url)? {
         Backend::Sqlite { url, .. } => {
             let pool = regstack_adapters_sql::sqlite::connect(&url).await?;
             regstack_adapters_sql::sqlite::migrate(&pool).await?;
-            Ok(regstack_adapters_sql::sqlite::stores(pool))
+            Ok((
+                regstack_adapters_sql::sqlite::stores(pool.clone()),
+                OpenedDatabase::Sqlite(pool),
+            ))
         }
         Backend::Postgres { url } => {
             let pool = regstack_adapters_sql::postgres::connect(&url).await?;
             regstack_adapters_sql::postgres::migrate(&pool).await?;
-            Ok(regstack_adapters_sql::postgres::stores(pool))
+            Ok((
+                regstack_adapters_sql::postgres::stores(pool.clone()),
+                OpenedDatabase::Postgres(pool),
+            ))
         }
         Backend::Mongo { url } => {
             let db = regstack_adapters_mongo::connect(&url, mongo_db).await?;
             regstack_adapters_mongo::migrate(&db).await?;
-            Ok(regstack_adapters_mongo::stores(db))
+            Ok((
+                regstack_adapters_mongo::stores(db.clone()),
+                OpenedDatabase::Mongo(db),
+            ))
         }
     }
+}
+
+/// Resolves when the process is asked to stop — Ctrl-C (SIGINT) or, on
+/// Unix, SIGTERM (what service managers and `docker stop` send) — and logs
+/// that requests in flight are being finished. Hand it to
+/// `axum::serve(…).with_graceful_shutdown`, then await
+/// [`RegStack::shutdown`]: the `regstack` binary and the host example stop
+/// this way.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            // No SIGTERM handler: Ctrl-C still stops the server gracefully.
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing requests in flight");
 }
 
 /// The adapter's refusal of the mail settings or the sender, named by the
@@ -384,6 +450,9 @@ fn read_template_overrides(dirs: &[String]) -> Result<HashMap<String, String>, B
 pub struct RegStack {
     engine: Arc<Engine>,
     http: Arc<HttpSettings>,
+    /// The connection [`RegStack::shutdown`] closes: `None` when the host
+    /// handed in its own stores, whose pool is the host's to close.
+    opened: Option<OpenedDatabase>,
 }
 
 impl std::fmt::Debug for RegStack {
@@ -408,6 +477,20 @@ impl RegStack {
             clock: None,
             hasher: None,
             events: EventBus::default(),
+        }
+    }
+
+    /// Closes the database connection the builder opened, once the HTTP
+    /// server has finished its graceful shutdown (requests after this get
+    /// 503). For SQLite this leaves the database as one file: the
+    /// write-ahead log is checkpointed into it and `…-wal` and `…-shm` are
+    /// removed, so a stopped server can be copied or backed up as
+    /// `regstack.db` alone. PostgreSQL and MongoDB connections are closed
+    /// rather than dropped with the process. Stores a host passed to
+    /// [`RegStackBuilder::stores`] are left open: their pool is the host's.
+    pub async fn shutdown(&self) {
+        if let Some(db) = &self.opened {
+            db.close().await;
         }
     }
 

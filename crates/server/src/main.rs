@@ -59,14 +59,18 @@ enum Command {
     },
 }
 
+/// Logs to stdout, filtered by `RUST_LOG`; coloured only on a terminal, so
+/// a log piped to a file or to `grep` (the README's quick start reads the
+/// mailed links from one) holds no escape sequences.
 fn init_logging() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
 }
 
@@ -138,25 +142,6 @@ fn prepare(
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing requests in flight");
-}
-
 async fn serve(
     host: String,
     port: u16,
@@ -225,9 +210,12 @@ async fn serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(regstack::shutdown_signal())
     .await?;
     housekeeping.abort();
+    // After the last request: closing the database checkpoints SQLite's
+    // write-ahead log, so a stopped server leaves one `regstack.db` file.
+    rs.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -269,8 +257,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Purge { config } => {
             let p = prepare(config.as_deref(), None, None)?;
             let rs = RegStack::builder(p.settings).build().await?;
-            let report = rs.engine().purge_expired().await?;
-            println!("{report:?}");
+            let report = rs.engine().purge_expired().await;
+            rs.shutdown().await;
+            println!("{:?}", report?);
             Ok(())
         }
     }

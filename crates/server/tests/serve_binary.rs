@@ -308,6 +308,23 @@ impl Api {
     }
 }
 
+/// After a graceful stop the database is one file: the server checkpointed
+/// SQLite's write-ahead log into it and closed the pool, so no `-wal` (or
+/// `-shm`) is left holding the last writes apart from `name`.
+fn assert_one_database_file(dir: &Path, name: &str) {
+    assert!(dir.join(name).is_file(), "{name} is missing");
+    for suffix in ["-wal", "-shm"] {
+        let side = dir.join(format!("{name}{suffix}"));
+        if let Ok(meta) = std::fs::metadata(&side) {
+            panic!(
+                "{} left behind after a graceful stop ({} bytes)",
+                side.display(),
+                meta.len()
+            );
+        }
+    }
+}
+
 /// Asserts a status, showing the body and the server log when it differs.
 fn expect(proc: &Proc, what: &str, got: &(StatusCode, Value), want: u16) {
     if got.0.as_u16() != want {
@@ -473,6 +490,7 @@ async fn a_new_user_runs_the_whole_account_lifecycle_against_the_zero_config_bin
 
     server.terminate().await;
     drop(server);
+    assert_one_database_file(dir.path(), "regstack.db");
     eprintln!("first run done after {:?}", t0.elapsed());
 
     // Second start, same directory: the secret is reused, so a token the
@@ -498,6 +516,7 @@ async fn a_new_user_runs_the_whole_account_lifecycle_against_the_zero_config_bin
     );
     assert_eq!(me.1["email"], email, "{}", me.1);
     again.terminate().await;
+    assert_one_database_file(dir.path(), "regstack.db");
     eprintln!("whole lifecycle: {:?}", t0.elapsed());
 }
 

@@ -146,6 +146,13 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     MIGRATOR.run(pool).await.map_err(map_migrate)
 }
 
+/// Closes a pool at shutdown: waits for connections in use to come back,
+/// then ends every session with the server, so a stopped instance leaves no
+/// backend process waiting for its connections to time out.
+pub async fn close(pool: &PgPool) {
+    pool.close().await;
+}
+
 /// Every store over one pool, ready for the facade.
 pub fn stores(pool: PgPool) -> Stores {
     PostgresStores::new(pool).into_stores()

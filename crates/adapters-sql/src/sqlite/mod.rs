@@ -143,6 +143,49 @@ pub async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     MIGRATOR.run(pool).await.map_err(map_migrate)
 }
 
+/// How long [`close`] waits for connections still in use to come back.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Closes a pool opened by [`connect`] so that the database is one file
+/// again: no `…-wal` or `…-shm` beside it. Without this a stopped server
+/// leaves the write-ahead log behind (harmless to SQLite, which replays it,
+/// but a copy of the `.db` file alone would lack the last writes).
+///
+/// SQLite copies the log into the database and deletes it when the *last*
+/// connection to the file closes — and only then: a connection that closes
+/// while another is open leaves the log. sqlx's `close` does not wait for
+/// connections still checked out (they close when returned, possibly at
+/// the same moment as the idle ones), so closing the pool alone left the
+/// log now and then. Hence: close the pool, wait (up to
+/// [`CLOSE_TIMEOUT`]) until it holds no connection at all, then open one
+/// connection of our own — now the only one — checkpoint with
+/// `wal_checkpoint(TRUNCATE)` and close it. If another process has the file
+/// open the log stays (truncated when possible), which is SQLite's normal,
+/// safe state; this is logged, never an error.
+pub async fn close(pool: &SqlitePool) {
+    pool.close().await;
+    let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+    while pool.size() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut conn = match sqlx::ConnectOptions::connect(&*pool.connect_options()).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(error = %e, "SQLite: cannot reopen the database to checkpoint it");
+            return;
+        }
+    };
+    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_optional(&mut conn)
+        .await
+    {
+        tracing::warn!(error = %e, "SQLite: checkpoint at shutdown failed");
+    }
+    if let Err(e) = sqlx::Connection::close(conn).await {
+        tracing::warn!(error = %e, "SQLite: closing the database at shutdown failed");
+    }
+}
+
 /// Every store over one pool, ready for the facade.
 pub fn stores(pool: SqlitePool) -> Stores {
     SqliteStores::new(pool).into_stores()
