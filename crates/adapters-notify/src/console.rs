@@ -18,7 +18,8 @@ pub const LOG_TARGET: &str = "regstack::email::console";
 /// The header line (`To | From | Subject`) is always logged. The text body
 /// is logged only when `log_bodies` is on; otherwise it is logged at no
 /// level at all, because it holds live one-time tokens (regstack logged it
-/// at `debug`; we do not, see security.md LG-1).
+/// at `debug`; we do not: no secret — password, token, code — reaches a
+/// log or an error at any level).
 #[derive(Debug, Clone)]
 pub struct ConsoleMailer {
     from: String,

@@ -34,13 +34,15 @@
 //!   one-time links and codes. The one exception is the console and null
 //!   transports with `log_bodies` explicitly on;
 //! - every network send is bounded by a timeout, so a black-holed relay or
-//!   API cannot hang a request (security.md RL-6);
+//!   API cannot hang a request (every outbound call has one);
 //! - a transport failure is a [`NotifyError`](regstack_ports::NotifyError)
 //!   naming the step and the provider's short reason, never a panic:
 //!   `Rejected` when the provider refused this message for good (an invalid
 //!   number), `Delivery` when the same message may pass later; what to do
-//!   about it (keep the pending registration, DECISIONS.md §21) is the
-//!   caller's decision;
+//!   about it is the caller's decision (the engine keeps the pending
+//!   registration or reset request, logs the failure without secrets and
+//!   lets a resend or a new request mail again once delivery works, so a
+//!   mail outage never loses the user's work or becomes a 500);
 //! - nothing is retried here: one message, at most one request.
 //!
 //! Start reading at [`smtp`], then [`sms`].

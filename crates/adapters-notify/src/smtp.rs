@@ -19,7 +19,8 @@
 //! Why no connection pool: a send abandoned by the outer timeout would hand
 //! a half-finished SMTP transaction back to lettre's pool, and the next
 //! mail would read the previous command's replies. Account mail is rare
-//! (DECISIONS.md §20 caps it per address), so one connection per mail —
+//! (at most `email.max_per_address_per_hour` to one address), so one
+//! connection per mail —
 //! as regstack's `aiosmtplib.send` does — costs little and is always clean.
 
 use std::fmt;

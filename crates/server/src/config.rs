@@ -1,6 +1,5 @@
-//! Loading `regstack.toml` and `REGSTACK_*` variables (DECISIONS.md §4–§6)
-//! into [`FileConfig`], the file-level shape with regstack's key names,
-//! and splitting it into the [`Settings`] parts each ring reads.
+//! Loading `regstack.toml` and `REGSTACK_*` variables into [`FileConfig`],
+//! the file-level shape with regstack's key names, and splitting it into the [`Settings`] parts each ring reads.
 //!
 //! Order, lowest first: built-in defaults, the TOML file (`--config`, else
 //! `$REGSTACK_CONFIG`, else `./regstack.toml` when present), then
@@ -40,11 +39,14 @@ use crate::settings::{DatabaseSettings, OAuthSettings, Settings};
 
 /// Top-level keys regstack 0.9.3 defines that this build does not
 /// implement yet and whose presence promises no protection: accepted,
-/// warned about, ignored (DECISIONS.md §4). Keys that do promise one are
+/// warned about, ignored, so that a regstack configuration loads unchanged
+/// (a key neither regstack nor we know stops start-up naming it). Keys that
+/// do promise one are
 /// [`UNSUPPORTED_SECURITY_SWITCHES`] and [`UNSUPPORTED_RATE_LIMITS`].
 const REGSTACK_ONLY_KEYS: &[&str] = &[
     // Where regstack keeps its data. A wrong name finds no data; it exposes
-    // none (our names are regstack's defaults, DECISIONS.md §9).
+    // none (our table and collection names are regstack's defaults, so a
+    // regstack database can later be adopted in place by a migration).
     "user_collection",
     "pending_collection",
     "blacklist_collection",
@@ -73,7 +75,8 @@ const REGSTACK_ONLY_KEYS: &[&str] = &[
 const UNSUPPORTED_SECURITY_SWITCHES: &[(&str, &str)] = &[];
 
 /// regstack 0.9.3's per-IP route limits (slowapi strings such as
-/// `"5/minute"`), which this build does not enforce yet (security.md LK-5;
+/// `"5/minute"`), which this build does not enforce yet (per-IP limits on
+/// the sign-in, code, exchange, phone and mail-sending routes come later;
 /// what it does enforce is the per-address lockout and mail quota). A limit
 /// is a promise that a route cannot be hammered, so a set one stops
 /// start-up naming the key. That includes the limits of routes this build
@@ -160,10 +163,12 @@ pub struct EmailSection {
     pub ses_secret_access_key: Option<SecretString>,
     /// Console transport only: log the text body (it holds live links).
     /// `None` means "not set": on in zero-config development mode, off
-    /// otherwise (DECISIONS.md §6).
+    /// otherwise — with any configuration present the server may face real
+    /// users, whose live links must not reach a log.
     pub log_bodies: Option<bool>,
-    /// At most this many mails to one address per hour (policy,
-    /// DECISIONS.md §20).
+    /// At most this many mails to one address per hour (policy: past it
+    /// the mail-sending routes give the same answer and send nothing, so
+    /// nobody can flood an inbox through them).
     pub max_per_address_per_hour: u32,
 }
 

@@ -1,5 +1,6 @@
-//! The guards of the zero-config development mode (DECISIONS.md §6): the
-//! generated secret in `./.regstack-secret`, and where that mode may
+//! The guards of the zero-config development mode — the mode `serve` runs
+//! in when there is no configuration file and no `REGSTACK_*` variable at
+//! all: the generated secret in `./.regstack-secret`, and where that mode may
 //! listen.
 //!
 //! Development mode signs with a secret it generates and keeps in a file

@@ -272,7 +272,8 @@ impl RegStackBuilder {
 /// The OAuth providers the engine signs in with: none unless
 /// `enable_oauth`. Each one's callback URL is the one registered with the
 /// provider — its `redirect_uri`, else built from `base_url` and the API's
-/// mount point — never anything a request says (security.md OA-8).
+/// mount point — never anything a request says: a `Host` header an attacker
+/// chose must not change where the provider sends the user's code.
 fn oauth_providers(
     oauth: &OAuthSettings,
     config: &Config,
@@ -545,8 +546,9 @@ impl RegStack {
         self.engine.events()
     }
 
-    /// Purges expired rows every `every` until the runtime stops
-    /// (DECISIONS.md §11).
+    /// Purges expired rows every `every` until the runtime stops. Only
+    /// housekeeping: reads never trust a row past its expiry anyway, so a
+    /// late purge keeps rows longer but never lets an expired one work.
     pub fn spawn_housekeeping(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let engine = self.engine.clone();
         tokio::spawn(async move {

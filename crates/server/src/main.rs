@@ -99,8 +99,9 @@ fn prepare(
     let mut config = loaded.config;
     let mut secret_note = None;
     if loaded.development_mode {
-        // Zero-config development mode (DECISIONS.md §6), which must not
-        // face a network unasked: decided before the secret file is made.
+        // Zero-config development mode (no configuration file, no
+        // REGSTACK_* variable: a generated secret, mail bodies with live
+        // links in the log), which must not face a network unasked: decided before the secret file is made.
         if let Some(l) = &listening {
             exposure(l.ip, l.dev).map_err(anyhow::Error::msg)?;
         }
