@@ -336,9 +336,7 @@ impl Report {
                 let _ = write!(why, "; {x:.2} × the axum ceiling");
             }
             if !reg_ok && ceil_ok {
-                why.push_str(
-                    " — 50 × regstack is beyond this machine; ≥ 0.8 × ceiling meets it (DECISIONS §17)",
-                );
+                why.push_str(" — 50 × regstack is beyond this machine; ≥ 0.8 × ceiling meets it");
             }
             if reg_ok && !ceil_ok && vs_ceiling.is_some() {
                 why.push_str(

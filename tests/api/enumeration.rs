@@ -1,6 +1,6 @@
 //! What an attacker can learn, and what an operator gets to see.
 //!
-//! - Opt-in uniform registration (security.md EN-5): with
+//! - Opt-in uniform registration (checklist row EN-5): with
 //!   `uniform_registration = true` a taken address is answered exactly like
 //!   a new one and its owner gets a notice; nothing about the account
 //!   changes and no link is issued. (The default stays regstack's 409:

@@ -1,4 +1,4 @@
-//! Malicious lockout (security.md LK-4): a stranger who fails against an
+//! Malicious lockout (checklist row LK-4): a stranger who fails against an
 //! address locks it for clients without a device cookie (429, as in
 //! `security.rs`), but a browser that signed in to the address before
 //! carries a device cookie and counts in a bucket of its own — until its

@@ -1,5 +1,5 @@
 //! SMS as a second factor over HTTP, on every backend, with regstack's
-//! wire shapes (`../shared/wire-api/examples.md`, "SMS two-factor"): proving
+//! wire shapes (its `/phone` routes and answers, as in `docs/api.md`): proving
 //! a number, signing in with a texted code, removing the number — and the
 //! daily caps that keep the texting routes from being a toll-fraud pump.
 

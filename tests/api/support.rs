@@ -183,7 +183,8 @@ impl Reply {
     }
 }
 
-/// Test configuration: OWASP-floor Argon2 (DECISIONS.md §12), a fixed secret.
+/// Test configuration: OWASP-floor Argon2 (regstack's 64 MiB would make
+/// every sign-in in the suite slow), a fixed secret.
 pub fn test_config() -> Config {
     let mut c = Config {
         jwt_secret: "test-secret-test-secret-test-secret-0123".into(),

@@ -1,6 +1,7 @@
 //! Multi-step sequences that finish once started, whoever stops waiting.
 //!
-//! Without transactions (DECISIONS.md §10) an account-level change is a
+//! Without multi-document transactions (a standalone `mongod` refuses
+//! them) an account-level change is a
 //! few document operations, ordered so that stopping between two of them
 //! leaves nothing a user could exploit, and with a compensation step (a
 //! spent link put back) where an error strikes half-way. "Stopping" is not

@@ -1,5 +1,6 @@
 //! Documents ↔ domain records. Field names follow the SQL columns (and so
-//! regstack's, DECISIONS.md §9); ids are the `_id` where the record has one
+//! regstack's, so a regstack database can be adopted by a migration); ids
+//! are the `_id` where the record has one
 //! of its own (users, sessions), instants are `Int64` microseconds
 //! (`time.rs`), absent optional values are stored as explicit `null`.
 //!

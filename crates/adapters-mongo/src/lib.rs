@@ -16,8 +16,9 @@
 //! documents into domain records.
 //!
 //! Invariants:
-//! - **no multi-document transactions** (DECISIONS.md §10: a standalone
-//!   mongod refuses them). Every decision — who spends a token, who
+//! - **no multi-document transactions** (a standalone mongod refuses
+//!   them, so a transactional path could not be relied on everywhere).
+//!   Every decision — who spends a token, who
 //!   rotates a refresh token, whether an attempt is admitted — is **one
 //!   document operation**: a conditional `findAndModify`, a conditional
 //!   update, or an insert against a unique index. Steps of a flow that

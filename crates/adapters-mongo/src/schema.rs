@@ -38,7 +38,7 @@
 //! Every collection whose documents expire also has `expire_at_ttl`, a TTL
 //! index on the BSON date `expire_at` (the exact end, rounded up to the
 //! millisecond) that reaps documents [`TTL_GRACE`] after they ended. It is
-//! a backstop for the periodic purge (DECISIONS.md §11), not the rule:
+//! a backstop for the server's periodic purge, not the rule:
 //! reads compare the exact microsecond fields with the caller's `now`.
 
 use std::time::Duration;

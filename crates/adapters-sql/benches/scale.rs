@@ -1,8 +1,9 @@
-//! Scale benchmark (issue 3, DECISIONS.md §15): per-request cost must not
-//! grow with the number of users. Seeds users straight through the stores
-//! (one precomputed hash), each with a session and a reset token, then
-//! times the three per-request lookups — user by email (login), session with
-//! its user (every authenticated request), token by hash (links) — at 1,000
+//! Scale benchmark (issue 3): per-request cost must not grow with the
+//! number of users. Seeds users straight through the stores (one
+//! precomputed hash, as hashing 100,000 passwords through the API would
+//! take hours), each with a session and a reset token, then times the
+//! three per-request lookups — user by email (login), session with its
+//! user (every authenticated request), token by hash (links) — at 1,000
 //! and at 100,000 users, on SQLite and (with `TEST_PG_URL`) PostgreSQL.
 //! MongoDB's index use is shown by `explain` in
 //! `crates/adapters-mongo/tests/mongo_specific.rs` instead (SecantusDB is

@@ -1,7 +1,8 @@
 //! Timestamps as stored: INTEGER microseconds since the Unix epoch, UTC.
 //!
 //! The ports promise microsecond precision ([`Timestamp`]), so a value
-//! written and read back compares equal (security.md RL-9), and integers
+//! written and read back compares equal on every backend (checklist row
+//! RL-9: expiries compare exactly, to the microsecond), and integers
 //! compare in the index without parsing. Every conversion goes through
 //! here.
 

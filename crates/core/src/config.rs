@@ -11,7 +11,7 @@
 //! it into these parts.
 //!
 //! Key names and defaults are regstack 0.9.3's where regstack has the
-//! setting (DECISIONS.md §5), so a regstack `regstack.toml` loads unchanged.
+//! setting, so a regstack `regstack.toml` loads unchanged.
 //! This module only describes and validates; reading files and environment
 //! variables is the server crate's job (core does no I/O).
 
@@ -69,7 +69,8 @@ pub struct EmailPolicy {
     pub from_address: String,
     /// Sender display name; `app_name` when unset (regstack).
     pub from_name: Option<String>,
-    /// At most this many mails to one address per hour (DECISIONS.md §20).
+    /// At most this many mails to one address per hour: past it the
+    /// mail-sending routes answer the same and send nothing.
     pub max_per_address_per_hour: u32,
 }
 
@@ -109,7 +110,8 @@ impl Default for PasswordConfig {
     }
 }
 
-/// `[sessions]`: refresh-token families (DECISIONS.md §5, §7, §8).
+/// `[sessions]`: refresh-token families — their lifetimes, the retry grace
+/// and the cookie transport.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionsConfig {
@@ -144,7 +146,8 @@ pub struct OAuthPolicy {
     /// `callback`); 60–3600, default 300.
     pub state_ttl_seconds: u64,
     /// How long the browser has to exchange a completed flow; 5–120,
-    /// default 30 (security.md OA-13 asks for at most 30).
+    /// default 30 (the exchange id is a bearer secret in a URL: it must
+    /// not outlive the page that redeems it).
     pub completion_ttl_seconds: u64,
     /// Link a first sign-in to the existing account holding the provider's
     /// address — only when the provider asserted it verified (the JSON
@@ -243,7 +246,8 @@ pub struct Config {
     pub allow_registration: bool,
     /// Registering a taken address answers exactly like registering a new
     /// one (201, pending verification) and mails the address's owner a
-    /// notice instead of answering 409 (security.md EN-5). Off by default:
+    /// notice instead of answering 409, so registration cannot tell who
+    /// has an account. Off by default:
     /// regstack's clients expect the 409. Needs `require_verification`.
     pub uniform_registration: bool,
     /// The forgot/reset routes exist.

@@ -1,5 +1,5 @@
-//! Device cookies: `<device id>.<tag>` (security.md LK-4; OWASP "Slow Down
-//! Online Guessing Attacks with Device Cookies").
+//! Device cookies: `<device id>.<tag>` (checklist row LK-4; OWASP "Slow
+//! Down Online Guessing Attacks with Device Cookies").
 //!
 //! **Why.** The sign-in lockout counts failures per address, so anyone who
 //! knows an address can lock its owner out by failing on purpose. A browser

@@ -10,7 +10,7 @@
 //! a little behind), never more; `aud` is required exactly when configured
 //! and refused when not.
 //!
-//! **Key rotation** (security.md JW-5): every token names its key in the
+//! **Key rotation**: every token names its key in the
 //! header's `kid` (a fingerprint of the derived key, never the key), and
 //! verification picks the key by `kid` from a keyring — the current
 //! `jwt_secret`'s, then each of `jwt_previous_secrets`'. An unknown `kid`

@@ -10,7 +10,7 @@
 //! argon2-cffi hashes included), and `needs_rehash` reports hashes made with
 //! weaker parameters than configured so the flow can upgrade them.
 //!
-//! **Unicode** (security.md PW-5, NIST SP 800-63B §5.1.1.2): a password is
+//! **Unicode** (NIST SP 800-63B §5.1.1.2): a password is
 //! hashed in its NFKC form, so "é" typed as one code point or as "e" plus a
 //! combining accent — which keyboards, platforms and password managers
 //! produce differently — is one password. regstack hashed the raw UTF-8, so

@@ -1,5 +1,5 @@
 //! Where a browser may be sent back to after an OAuth flow: the service's
-//! own origin, nothing else (security.md OA-9).
+//! own origin, nothing else (no open redirect).
 //!
 //! Open redirects hide in the gap between how a filter reads a string and
 //! how a browser does: a browser turns `\` into `/`, drops tabs and line

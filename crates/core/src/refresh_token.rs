@@ -6,8 +6,8 @@
 //!   access tokens carry it as `sid` too.
 //! - The **secret** is 256 bits: random for the token a sign-in hands out,
 //!   `HMAC(successor key, presented token)` for each successor, so a client
-//!   retrying a lost answer gets the same successor again (DECISIONS.md §7)
-//!   and nothing but hashes is stored.
+//!   retrying a lost answer gets the same successor again and nothing but
+//!   hashes is stored.
 //! - The **tag** is a 128-bit HMAC of `<session id>.<secret>` under a key
 //!   only the server holds. It proves we minted the token for that session,
 //!   so a tagged token of a live session that is not its live token can only

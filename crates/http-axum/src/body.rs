@@ -63,7 +63,7 @@ fn body_type(req: &Request) -> BodyType {
 /// Whether a body without a `Content-Type` comes from another site. A page
 /// elsewhere can send exactly that (`fetch` with `mode: "no-cors"`) without
 /// a CORS preflight, so such a body is read as JSON only when the browser
-/// says the request is not cross-site (DECISIONS.md §3): an `Origin` that is
+/// says the request is not cross-site: an `Origin` that is
 /// neither ours nor a configured CORS origin (`null` included), or
 /// `Sec-Fetch-Site: cross-site`, refuses it. Clients that send no `Origin`
 /// (curl, servers, regstack's own clients) keep regstack parity.

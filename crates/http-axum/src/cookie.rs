@@ -1,6 +1,6 @@
 //! Cookies: the refresh token's and the device cookie.
 //!
-//! **Refresh token** (`sessions.refresh_cookie`, DECISIONS.md §8). Off by
+//! **Refresh token** (`sessions.refresh_cookie`). Off by
 //! default; when off, nothing here is called for it and no route reads it.
 //! The cookie is `__Secure-regstack_refresh; HttpOnly; Secure;
 //! SameSite=Strict; Path={prefix}/refresh`: scripts cannot read it, it
@@ -8,7 +8,8 @@
 //! refresh route additionally refuses requests whose `Origin` is not the
 //! service's own or whose `Sec-Fetch-Site` says `cross-site` (CSRF).
 //!
-//! **Device cookie** (security.md LK-4, `regstack_core::device_cookie`).
+//! **Device cookie** (`regstack_core::device_cookie`: strangers failing
+//! against an address must not lock out its owner's browser).
 //! Always on: every successful `/login` sets `__Host-regstack_device;
 //! HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=` one year, and
 //! `/login` reads it back so that a browser that signed in before counts
@@ -55,7 +56,8 @@ pub fn set_device(value: &str) -> Option<HeaderValue> {
     .ok()
 }
 
-/// The OAuth browser-binding cookie's name (security.md OA-1, SE-8).
+/// The OAuth browser-binding cookie's name: `__Host-`, so it is Secure,
+/// host-only and for `/` — no other host or path can set or read it.
 pub const OAUTH_BINDING_COOKIE: &str = "__Host-regstack_oauth";
 
 /// `Set-Cookie` binding OAuth flows to this browser: `SameSite=Lax`, the

@@ -21,7 +21,8 @@ pub enum ApiError {
     /// 422 with regstack's `{"detail": [{type, loc, msg, ctx?}]}` list.
     #[error("request validation failed")]
     Validation(Vec<Value>),
-    /// 415: a body that is not JSON (DECISIONS.md §3).
+    /// 415: a body that is not JSON (which also stops cross-site form
+    /// posts).
     #[error("unsupported media type")]
     UnsupportedMediaType,
     /// 413: body over `http.body_limit_bytes`.
@@ -61,7 +62,9 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// One pydantic-style validation entry (no `input`: DECISIONS.md §2).
+/// One pydantic-style validation entry, without pydantic's `input`: the
+/// refused value may be a password or a token, and an error body must
+/// never echo a secret.
 pub fn validation_entry(
     kind: &str,
     loc: &[Value],

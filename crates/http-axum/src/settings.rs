@@ -37,8 +37,8 @@ pub struct HttpSettings {
     /// count too, so this also sheds a flood.
     pub request_timeout_seconds: u64,
     /// Send `Strict-Transport-Security: max-age=…` on every response, so
-    /// browsers use only HTTPS for this host from then on (security.md
-    /// SE-11). Off by default: the server itself speaks plain HTTP, and
+    /// browsers use only HTTPS for this host from then on. Off by default:
+    /// the server itself speaks plain HTTP, and
     /// only the operator knows that it is reached over HTTPS alone (behind
     /// a TLS-terminating proxy); a browser that got the header cannot reach
     /// the host over HTTP until `max-age` has passed.

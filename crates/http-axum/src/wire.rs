@@ -65,7 +65,8 @@ pub struct PendingResponse {
 }
 
 /// `TokenResponse`, plus the refresh fields regstack clients ignore
-/// (DECISIONS.md §8). In cookie mode `refresh_token` is left out.
+/// (`refresh_token`, `refresh_expires_in`). In cookie mode `refresh_token`
+/// is left out.
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
     /// Bearer token.

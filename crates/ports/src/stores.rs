@@ -194,7 +194,8 @@ pub trait TokenStore: Send + Sync {
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
 
-/// Which lockout window an attempt counts in (security.md LK-4).
+/// Which lockout window an attempt counts in, so that strangers failing
+/// against an address cannot lock out its owner's browser.
 ///
 /// An address's own bucket is shared by every client that shows no trusted
 /// device: anyone who knows the address can fill it, and then such clients

@@ -12,7 +12,8 @@ use crate::clock::Timestamp;
 pub struct InvalidEmail(pub &'static str);
 
 /// An email address in canonical form: trimmed, Unicode NFC, lower-cased as
-/// a whole (DECISIONS.md §1), and only then checked — syntactically valid,
+/// a whole (`Alice@Example.COM` is `alice@example.com`: one account, one
+/// lockout counter), and only then checked — syntactically valid,
 /// at most 254 bytes. The one key for storage, lookup, uniqueness, lockout
 /// and rate limits.
 ///
@@ -144,7 +145,8 @@ opaque_id!(
 opaque_id!(
     /// Names a device that signed in to an account before: the nonce of
     /// its device cookie, which `core` hands out on a successful sign-in
-    /// and recognises only under its MAC (security.md LK-4). Not a secret
+    /// and recognises only under its MAC (so a stranger's failures count
+    /// apart from the owner's browser). Not a secret
     /// on its own — without the MAC it proves nothing — but no more
     /// predictable than any other id here.
     DeviceId

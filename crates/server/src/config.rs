@@ -1,5 +1,6 @@
 //! Loading `regstack.toml` and `REGSTACK_*` variables into [`FileConfig`],
-//! the file-level shape with regstack's key names, and splitting it into the [`Settings`] parts each ring reads.
+//! the file-level shape with regstack's key names, and splitting it into
+//! the [`Settings`] parts each ring reads.
 //!
 //! Order, lowest first: built-in defaults, the TOML file (`--config`, else
 //! `$REGSTACK_CONFIG`, else `./regstack.toml` when present), then

@@ -2,9 +2,10 @@
 //! observable, [`FakeHasher`] makes it cheap.
 //!
 //! The anti-enumeration and lockout properties are proven by counting, not
-//! by timing (DECISIONS.md §13): "an unknown email pays exactly one verify"
-//! is `total_verifications() == 1`, and "at most N hashes run at once" is
-//! `max_in_flight() <= N`.
+//! by timing (a timing assertion flakes on a shared machine; the spreads
+//! are the benchmark's to measure): "an unknown email pays exactly one
+//! verify" is `total_verifications() == 1`, and "at most N hashes run at
+//! once" is `max_in_flight() <= N`.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};

@@ -21,8 +21,9 @@
 //!   operations fail with `StoreError::Unavailable`.
 //! - [`FixedClock`], [`RecordingMailer`], [`CountingHasher`] and
 //!   [`FakeHasher`]: the other ports, made observable. Timing properties are
-//!   proven by counting (DECISIONS.md §13), so the hasher counts and the
-//!   mailer records rather than anything measuring wall time.
+//!   proven by counting, so the hasher counts and the mailer records
+//!   rather than anything measuring wall time (which flakes on a shared
+//!   machine).
 //! - [`fixtures`]: fixed instants and ready-made rows for tests.
 //! - [`forward`]: delegating wrappers for the store ports, so a test that
 //!   breaks or observes one method writes only that method.

@@ -5,7 +5,8 @@
 //! may not see the mail yet (a flow may even do its store work after the
 //! answer, as `forgot_password` does): [`RecordingMailer::wait_for`] waits
 //! until it arrives, woken by each delivery rather than polling. Failure and delay can be switched on to prove that an SMTP
-//! outage never loses the user's work (DECISIONS.md §21) and that a slow
+//! outage never loses the user's work (the pending registration or reset
+//! request is kept, and a resend works once mail is back) and that a slow
 //! transport never delays the response.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,4 +1,5 @@
-//! Housekeeping: deleting rows past their expiry (DECISIONS.md §11).
+//! Housekeeping: deleting rows past their expiry. Only to keep tables
+//! small: reads never trust a row past its expiry, purged or not.
 
 use chrono::TimeDelta;
 
@@ -25,8 +26,8 @@ pub struct PurgeReport {
 }
 
 impl Engine {
-    /// Deletes rows past their expiry (DECISIONS.md §11). Run periodically
-    /// by the server and by the CLI.
+    /// Deletes rows past their expiry. Run periodically by the server and
+    /// by the CLI (`regstack purge`).
     pub async fn purge_expired(&self) -> Result<PurgeReport, regstack_ports::StoreError> {
         let now = self.now();
         let s = &self.stores;

@@ -4,7 +4,9 @@
 //! runner takes `now` from the Clock once per request, calls the ports in
 //! order, and turns outcomes into [`AuthError`]s. Mail leaves the request
 //! path: it is composed here and delivered by a background task, so a slow
-//! or failing relay never delays or fails the request (DECISIONS.md §21).
+//! or failing relay never delays or fails the request, and never loses the
+//! user's work (the pending registration or reset request stays; a resend
+//! mails again).
 //! Where the answer must not depend on whether an address has an account
 //! (`forgot_password`), everything address-dependent leaves the request
 //! path too, as one job of the engine's `background` queue.

@@ -36,7 +36,8 @@ pub struct OAuthProvider {
     /// Who answers for it.
     pub provider: Arc<dyn IdentityProvider>,
     /// The exact callback URL registered with the provider, built from
-    /// configuration — never from a request's `Host` (security.md OA-8).
+    /// configuration — never from a request's `Host`, which an attacker
+    /// chooses.
     pub redirect_uri: String,
 }
 
@@ -138,8 +139,8 @@ fn pkce_challenge(verifier: &str) -> String {
 }
 
 /// A provider's `error` text as it may be logged: no control characters
-/// (no forged lines, no terminal escapes), at most 200 characters
-/// (security.md OA-18).
+/// (no forged lines, no terminal escapes), at most 200 characters: the
+/// provider's redirect carries it, so anyone can put text there.
 pub fn sanitize_for_log(value: &str) -> String {
     value
         .chars()

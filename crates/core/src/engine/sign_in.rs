@@ -7,7 +7,8 @@
 //! machine. `start_session` is the one place a session begins. The second
 //! factor goes between the credential check and the session.
 //!
-//! Device cookies (security.md LK-4, [`crate::device_cookie`]): `login`
+//! Device cookies ([`crate::device_cookie`]: a stranger's failures must not
+//! lock out the owner's browser): `login`
 //! recognises the cookie the client presented ([`ClientContext`]'s
 //! `device_cookie`) for the presented address before the run — a parse,
 //! like the body's — and the machine decides which lockout bucket that

@@ -1,5 +1,5 @@
 //! Backup codes: ten single-use codes shown once at enrolment, for when the
-//! authenticator is lost (security.md MF-9).
+//! authenticator is lost; each works once, and a new set kills the old.
 //!
 //! Each code is ten characters of Crockford's base32 in lower case (50
 //! bits), written `xxxxx-xxxxx`. The alphabet has no `i`, `l`, `o` or `u`,

@@ -3,8 +3,9 @@
 //!
 //! Nothing here stores, sends or reads a clock: each function takes what it
 //! decides with (`now`, the server secret, the user id) and returns a value
-//! for the store or the user. The single-use and replay rules (security.md
-//! MF-2, MF-7, MF-9) need an atomic conditional write, so they belong to the
+//! for the store or the user. The single-use and replay rules (a code or
+//! TOTP step works once, also among parallel attempts and across
+//! instances) need an atomic conditional write, so they belong to the
 //! stores; these types hand the stores exactly what such a write compares:
 //! the TOTP step that matched ([`TotpStep`]), and the keyed digests of
 //! backup and SMS codes ([`regstack_ports::TokenHash`]).

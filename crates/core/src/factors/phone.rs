@@ -1,5 +1,6 @@
 //! Phone numbers for SMS codes, parsed with libphonenumber's metadata (the
-//! `phonenumber` crate) and kept in E.164 (security.md MF-4).
+//! `phonenumber` crate) and kept in E.164, one spelling per number, so the
+//! daily per-number text caps count one number once.
 //!
 //! A regex would accept numbers no carrier routes and spell one number
 //! several ways; per-country metadata refuses impossible lengths and

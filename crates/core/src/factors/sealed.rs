@@ -1,4 +1,4 @@
-//! TOTP secrets at rest (security.md MF-6): sealed with XChaCha20-Poly1305
+//! TOTP secrets at rest: sealed with XChaCha20-Poly1305
 //! under a key derived from the server secret, so a copy of the database
 //! alone yields no secret, and tampering is detected rather than turning
 //! into wrong codes.

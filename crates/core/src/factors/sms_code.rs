@@ -1,4 +1,4 @@
-//! One-time codes sent by SMS (security.md MF-1, OT-2): uniformly random
+//! One-time codes sent by SMS (checklist rows MF-1, OT-2): uniformly random
 //! decimal digits, six or more, stored only as an HMAC bound to the
 //! challenge they were sent for.
 //!

@@ -9,7 +9,7 @@
 //!                                               step > last accepted step
 //! ```
 //!
-//! Replay (security.md MF-7, RFC 6238 §5.2 "MUST NOT accept the second
+//! Replay (RFC 6238 §5.2 "MUST NOT accept the second
 //! attempt") is the store's half: [`TotpSecret::verify`] says *which* step
 //! a code belongs to, and the store records it with a conditional update
 //! that succeeds only if the step is later than the last one it accepted.

@@ -21,7 +21,8 @@
 //! gate: Cleared ──▶ Passed ──SessionStarted──▶ SignedIn · a second factor due ──▶ Challenging ──Opened──▶ SecondFactorRequired
 //! ```
 //!
-//! The rules are regstack's, without its holes (security.md §7):
+//! The rules are regstack's, without its holes (the OA-n tags below name
+//! each rule):
 //! - the flow is bound to the browser that started it: the callback and the
 //!   exchange must bring the binding cookie whose hash is on the row (OA-1);
 //! - `state` is spent at the callback — a replayed callback finds nothing —

@@ -8,7 +8,8 @@
 //!                                                                             └──Checked(right), re-authentication──▶ Confirmed
 //! ```
 //!
-//! **Which lockout bucket** (security.md LK-4) is decided here, from what
+//! **Which lockout bucket** (so strangers cannot lock out the owner's
+//! browser) is decided here, from what
 //! the attempt came with: a client whose device cookie the runner
 //! recognised for this address (`Attempted { device: Some(_) }`) is
 //! admitted against that device's own bucket ([`Bucket::Device`]) and

@@ -4,9 +4,11 @@
 //!
 //! The browser-binding cookie (`crate::cookie::OAUTH_BINDING_COOKIE`) is
 //! set by both starts and read by the callback and the exchange: a flow
-//! finished or exchanged by another browser finds nothing (security.md
-//! OA-1). Redirects carry only our own values — the exchange id or an
-//! error code from a fixed set — never what the provider sent.
+//! finished or exchanged by another browser finds nothing, so nobody can
+//! start a flow and have a victim finish it into the attacker's session
+//! (or link the victim's identity to the attacker's account). Redirects
+//! carry only our own values — the exchange id or an error code from a
+//! fixed set — never what the provider sent.
 
 use std::sync::Arc;
 

@@ -24,7 +24,9 @@
 //!   `expires_at > now` and `idle_expires_at > now`; revocation never
 //!   overwrites the reason a dead session died of, and a session that
 //!   expired or idled out is never marked revoked after the fact.
-//! - **Refresh families** (DECISIONS.md §7). `rotate` spends the family's
+//! - **Refresh families** (successors are derived from the presented
+//!   token, never stored; a spent token is a replay inside the grace
+//!   window, else reuse that ends the family). `rotate` spends the family's
 //!   live token and makes the successor live; of any number of concurrent
 //!   presentations exactly one rotates. Tokens come with the session they
 //!   were minted for (the engine checks that before the store is asked).
