@@ -608,6 +608,39 @@ async fn a_closed_pool_is_unavailable_not_a_backend_failure() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
 
+/// `sqlite::close` leaves the database as one file by the time it returns,
+/// even when a connection is still checked out as the close starts (sqlx's
+/// own close can return while that one is still closing: a server exiting
+/// right then kept its `-wal`), and every committed write is in that file.
+#[tokio::test]
+async fn closing_leaves_one_file_holding_every_write() {
+    let (pool, stores, dir) = file_db().await;
+    let user = stores
+        .users
+        .insert(new_user("closing@example.com", now()))
+        .await
+        .unwrap();
+    let wal = dir.join("regstack.db-wal");
+    assert!(wal.exists(), "no write-ahead log to begin with");
+    let held = pool.acquire().await.unwrap();
+    let returns_late = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        drop(held);
+    });
+    // A read whose connection is on its way back to the pool as the close
+    // starts, as after a server's last request.
+    stores.users.get(&user.id).await.unwrap();
+    sqlite::close(&pool).await;
+    // Checked the moment `close` returns: a process exits right then.
+    for side in ["regstack.db-wal", "regstack.db-shm"] {
+        assert!(!dir.join(side).exists(), "{side} left after close");
+    }
+    returns_late.await.unwrap();
+    let url = format!("sqlite://{}", dir.join("regstack.db").display());
+    let reopened = sqlite::stores(sqlite::connect(&url).await.unwrap());
+    assert_eq!(reopened.users.get(&user.id).await.unwrap(), Some(user));
+}
+
 /// How many rows `table` holds.
 async fn count_rows(pool: &SqlitePool, table: &'static str) -> i64 {
     let sql = match table {

@@ -153,10 +153,10 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// SQLite copies the log into the database and deletes it when the *last*
 /// connection to the file closes — and only then: a connection that closes
-/// while another is open leaves the log. sqlx's `close` does not wait for
-/// connections still checked out (they close when returned, possibly at
-/// the same moment as the idle ones), so closing the pool alone left the
-/// log now and then. Hence: close the pool, wait (up to
+/// while another is open leaves the log. sqlx's `close` can return while a
+/// connection on its way back to the pool (the last request's) is still
+/// closing, so a process exiting right then kept its log now and then.
+/// Hence: close the pool, wait (up to
 /// [`CLOSE_TIMEOUT`]) until it holds no connection at all, then open one
 /// connection of our own — now the only one — checkpoint with
 /// `wal_checkpoint(TRUNCATE)` and close it. If another process has the file
