@@ -486,6 +486,9 @@ async fn refusals_before_the_provider_is_asked() {
         ("", "missing_code_or_state"),
         ("?code=abc", "missing_code_or_state"),
         ("?code=abc&state=unknown-state-value", "bad_state"),
+        // A crafted query still lands on the login page, never on JSON.
+        ("?code=a&code=b&state=s&state=t", "bad_state"),
+        ("?error=&code=abc&state=unknown", "bad_state"),
     ] {
         assert_eq!(
             t.callback(&mut browser, &cb(query)).await,
