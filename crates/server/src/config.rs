@@ -1667,4 +1667,37 @@ refresh_cookie = true
         assert!(!parts.contains("xxxxxxxx"));
         assert!(!parts.contains("dbpass"));
     }
+
+    #[test]
+    fn the_secrets_file_beside_the_config_is_read_and_must_be_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("regstack.toml");
+        let path = secrets_env_path(&config);
+        assert_eq!(path, dir.path().join(SECRETS_FILE));
+        assert!(
+            read_secrets_env(&path).unwrap().is_empty(),
+            "no file, no lines"
+        );
+        let text = "# comment\n\nREGSTACK_JWT_SECRET=abc=def\nexport REGSTACK_EMAIL__SMTP_PASSWORD=\"p w\"\nOTHER=1\nREGSTACK_CONFIG=elsewhere.toml\n";
+        crate::development::write_private_file(&path, text.as_bytes()).unwrap();
+        assert_eq!(
+            read_secrets_env(&path).unwrap(),
+            vec![
+                ("REGSTACK_JWT_SECRET".to_owned(), "abc=def".to_owned()),
+                ("REGSTACK_EMAIL__SMTP_PASSWORD".to_owned(), "p w".to_owned()),
+            ]
+        );
+        crate::development::write_private_file(&path, b"REGSTACK_JWT_SECRET\n").unwrap();
+        assert!(read_secrets_env(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("line 1"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = read_secrets_env(&path).unwrap_err().to_string();
+            assert!(err.contains("group or others"), "{err}");
+        }
+    }
 }

@@ -89,17 +89,17 @@ impl Probe {
 
     fn pass(&mut self, name: &str, detail: &str) {
         self.passed += 1;
-        println!("PASS  {name:<22} {detail}");
+        println!("PASS  {name:<24} {detail}");
     }
 
     fn fail(&mut self, name: &str, detail: &str) {
         self.failed += 1;
-        println!("FAIL  {name:<22} {detail}");
+        println!("FAIL  {name:<24} {detail}");
     }
 
     fn skip(&mut self, name: &str, detail: &str) {
         self.skipped += 1;
-        println!("SKIP  {name:<22} {detail}");
+        println!("SKIP  {name:<24} {detail}");
     }
 
     /// Records `got` as a pass when its status is `want`.
