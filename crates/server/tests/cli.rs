@@ -447,3 +447,55 @@ fn validate_fails_against_a_port_where_nothing_listens() {
     assert!(stdout(&out).contains("FAIL  reachable"), "{}", stdout(&out));
     assert_code(&regstack(dir.path(), &["validate", "not a url"], ""), 2);
 }
+
+/// The OpenID Provider `TEST_OIDC_URL` names; `None` (after saying so)
+/// without it, except under `CI=true`.
+fn oidc_url(test: &str) -> Option<String> {
+    if let Some(url) = std::env::var("TEST_OIDC_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        return Some(url.trim_end_matches('/').to_owned());
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(
+        !in_ci,
+        "{test}: TEST_OIDC_URL is not set, and CI=true forbids skipping"
+    );
+    eprintln!("SKIPPED {test}: TEST_OIDC_URL is not set");
+    None
+}
+
+#[test]
+fn doctor_reads_each_oidc_providers_discovery_document() {
+    let Some(issuer) = oidc_url("doctor_reads_each_oidc_providers_discovery_document") else {
+        return;
+    };
+    let dir = initialised();
+    assert_code(&regstack(dir.path(), &["migrate"], ""), 0);
+    let toml = dir.path().join("regstack.toml");
+    let base = std::fs::read_to_string(&toml).unwrap();
+    let with_provider = |issuer: &str| {
+        format!(
+            "enable_oauth = true\n{base}\n[oauth.providers.corp]\nkind = \"oidc\"\n\
+             issuer = \"{issuer}\"\nclient_id = \"regstack\"\nclient_secret = \"not-checked-here\"\n"
+        )
+    };
+    std::fs::write(&toml, with_provider(&issuer)).unwrap();
+    let out = regstack(dir.path(), &["doctor"], "");
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains("OK    oauth       corp: discovery document"),
+        "{}",
+        stdout(&out)
+    );
+    // An issuer with no discovery document there: FAIL, exit 1.
+    std::fs::write(&toml, with_provider(&format!("{issuer}/no-such-issuer"))).unwrap();
+    let out = regstack(dir.path(), &["doctor"], "");
+    assert_code(&out, 1);
+    assert!(
+        stdout(&out).contains("FAIL  oauth       corp:"),
+        "{}",
+        stdout(&out)
+    );
+}
