@@ -132,7 +132,7 @@ fn answers(args: Args, interactive: bool) -> Result<Answers, Failure> {
             .unwrap_or(0);
         let chosen = dialoguer::Select::new()
             .with_prompt("Mail transport")
-            .items(&backends)
+            .items(backends)
             .default(current)
             .interact()
             .map_err(|e| Failure::Failed(format!("reading an answer: {e}")))?;
