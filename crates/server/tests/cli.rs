@@ -448,6 +448,29 @@ fn validate_fails_against_a_port_where_nothing_listens() {
     assert_code(&regstack(dir.path(), &["validate", "not a url"], ""), 2);
 }
 
+#[test]
+fn every_command_documents_its_exit_codes_in_its_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in [
+        "init",
+        "migrate",
+        "create-admin",
+        "set-password-change",
+        "doctor",
+        "validate",
+    ] {
+        let out = regstack(dir.path(), &[command, "--help"], "");
+        assert_code(&out, 0);
+        assert!(
+            stdout(&out).contains("Exit codes: 0"),
+            "{command}:\n{}",
+            stdout(&out)
+        );
+    }
+    // clap's own usage error is exit 2 as well.
+    assert_code(&regstack(dir.path(), &["create-admin"], ""), 2);
+}
+
 /// The OpenID Provider `TEST_OIDC_URL` names; `None` (after saying so)
 /// without it, except under `CI=true`.
 fn oidc_url(test: &str) -> Option<String> {

@@ -6,8 +6,9 @@
 //!
 //! It exists because each of these otherwise shows up as a failed request
 //! in production: a 503 at the first sign-in, a link nobody receives, an
-//! OAuth button that errors. Nothing is written: the database is opened
-//! without migrating it.
+//! OAuth button that errors. The database is opened without migrating it;
+//! the one thing doctor may write is development mode's secret file, made
+//! as `serve` would make it when there is no configuration at all.
 
 use std::path::PathBuf;
 use std::time::Duration;
