@@ -194,6 +194,27 @@ fn doctor_passes_a_good_sqlite_config_and_fails_an_unreachable_database() {
         assert!(shown.contains(line), "{line} missing:\n{shown}");
     }
     assert!(!shown.contains("FAIL"), "{shown}");
+    assert!(
+        shown.contains("WARN  mail"),
+        "console mail is only a warning:\n{shown}"
+    );
+
+    // --send-test goes through the configured transport (here the console).
+    let out = regstack(
+        dir.path(),
+        &["doctor", "--send-test", "ops@example.com"],
+        "",
+    );
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains("OK    test mail   sent to ops@example.com"),
+        "{}",
+        stdout(&out)
+    );
+    assert_code(
+        &regstack(dir.path(), &["doctor", "--send-test", "nope"], ""),
+        2,
+    );
 
     // Nothing listens on port 1.
     let out = command(dir.path(), &["doctor"])
