@@ -853,3 +853,36 @@ async fn the_database_never_holds_a_session_token_or_the_raw_state() {
     let text = String::from_utf8_lossy(&bytes);
     assert!(!text.contains(&access) && !text.contains(refresh));
 }
+
+#[tokio::test]
+async fn a_code_the_provider_refuses_is_token_exchange_failed_and_spends_the_flow() {
+    let Some(t) = spawn_oauth(|_| {}).await else {
+        return;
+    };
+    let mut browser = Browser::default();
+    let auth = t.start(&mut browser, None).await;
+    let back = t.at_provider(&auth, &OidcUser::fresh()).await;
+    let mut forged = url::Url::parse(&back).unwrap();
+    let pairs: Vec<(String, String)> = forged
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "code" {
+                "not-a-code".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    forged.query_pairs_mut().clear().extend_pairs(&pairs);
+    assert_eq!(
+        t.callback(&mut browser, forged.as_str()).await,
+        Landed::Error("token_exchange_failed".into())
+    );
+    // The state was spent by that attempt: the real code cannot follow.
+    assert_eq!(
+        t.callback(&mut browser, &back).await,
+        Landed::Error("bad_state".into())
+    );
+    assert_eq!(t.accounts_created(), 0);
+}
