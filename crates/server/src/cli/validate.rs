@@ -254,13 +254,17 @@ pub async fn run(args: Args) -> Outcome {
         failed: 0,
         skipped: 0,
     };
-    let email = args.email.unwrap_or_else(|| {
-        use rand::Rng;
-        format!(
-            "regstack-validate-{:016x}@example.com",
-            rand::thread_rng().gen::<u64>()
-        )
-    });
+    // The canonical form (trimmed, lower-case) is what the mail log shows.
+    let email = args
+        .email
+        .map(|e| e.trim().to_lowercase())
+        .unwrap_or_else(|| {
+            use rand::Rng;
+            format!(
+                "regstack-validate-{:016x}@example.com",
+                rand::thread_rng().gen::<u64>()
+            )
+        });
     let mut password = format!("Validate-{:x}", rand::random::<u64>());
 
     // Reachability.
