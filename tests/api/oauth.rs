@@ -486,6 +486,9 @@ async fn refusals_before_the_provider_is_asked() {
         ("", "missing_code_or_state"),
         ("?code=abc", "missing_code_or_state"),
         ("?code=abc&state=unknown-state-value", "bad_state"),
+        // A crafted query still lands on the login page, never on JSON.
+        ("?code=a&code=b&state=s&state=t", "bad_state"),
+        ("?error=&code=abc&state=unknown", "bad_state"),
     ] {
         assert_eq!(
             t.callback(&mut browser, &cb(query)).await,
@@ -852,4 +855,37 @@ async fn the_database_never_holds_a_session_token_or_the_raw_state() {
     let bytes = t.app.database_bytes().await;
     let text = String::from_utf8_lossy(&bytes);
     assert!(!text.contains(&access) && !text.contains(refresh));
+}
+
+#[tokio::test]
+async fn a_code_the_provider_refuses_is_token_exchange_failed_and_spends_the_flow() {
+    let Some(t) = spawn_oauth(|_| {}).await else {
+        return;
+    };
+    let mut browser = Browser::default();
+    let auth = t.start(&mut browser, None).await;
+    let back = t.at_provider(&auth, &OidcUser::fresh()).await;
+    let mut forged = url::Url::parse(&back).unwrap();
+    let pairs: Vec<(String, String)> = forged
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "code" {
+                "not-a-code".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    forged.query_pairs_mut().clear().extend_pairs(&pairs);
+    assert_eq!(
+        t.callback(&mut browser, forged.as_str()).await,
+        Landed::Error("token_exchange_failed".into())
+    );
+    // The state was spent by that attempt: the real code cannot follow.
+    assert_eq!(
+        t.callback(&mut browser, &back).await,
+        Landed::Error("bad_state".into())
+    );
+    assert_eq!(t.accounts_created(), 0);
 }

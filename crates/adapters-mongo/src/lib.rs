@@ -66,7 +66,7 @@ use crate::error::{map_mongo, run};
 
 pub use mongodb::Database;
 pub use oauth::UNCONFIRMED_IDENTITY_GRACE;
-pub use schema::{index_names, migrate, SCHEMA_VERSION, TTL_GRACE};
+pub use schema::{index_names, migrate, recorded_version, SCHEMA_VERSION, TTL_GRACE};
 
 /// How long an operation waits for a reachable server before the store
 /// reports [`StoreError::Unavailable`] (HTTP 503). Short on purpose: a

@@ -139,7 +139,7 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::ReturnDocument;
 use regstack_ports::{
     Claim, Creation, FlowMode, FlowResult, Linking, NewUser, OAuthFlow, OAuthIdentity, OAuthStore,
-    Redemption, StoreError, Timestamp, TokenHash, Unlinking, User, UserId,
+    Redemption, StoreError, Timestamp, TokenHash, Unlinking, UserId,
 };
 
 use crate::detached::to_completion;
@@ -449,22 +449,7 @@ impl MongoStores {
         if self.insert_pending(&identity, link).await?.is_err() {
             return Ok(Creation::IdentityInUse);
         }
-        let user = User {
-            id: new.id,
-            email: new.email,
-            password_hash: new.password_hash,
-            is_active: true,
-            is_verified: new.is_verified,
-            is_superuser: new.is_superuser,
-            full_name: new.full_name,
-            phone_number: None,
-            is_mfa_enabled: false,
-            must_change_password: false,
-            created_at: new.created_at,
-            updated_at: new.created_at,
-            last_login: None,
-            tokens_invalidated_after: None,
-        };
+        let user = new.into_user();
         let mut document = docs::user_doc(&user);
         document.insert(LINKS, vec![link]);
         // The commit point. A retried insert is not a duplicate of itself

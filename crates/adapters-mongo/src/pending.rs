@@ -13,7 +13,7 @@
 use async_trait::async_trait;
 use mongodb::bson::doc;
 use regstack_ports::{
-    Email, PendingRegistration, PendingStore, Promotion, StoreError, Timestamp, TokenHash, User,
+    Email, NewUser, PendingRegistration, PendingStore, Promotion, StoreError, Timestamp, TokenHash,
     UserId,
 };
 
@@ -51,22 +51,16 @@ impl MongoStores {
             return Ok(Promotion::InvalidToken);
         };
         let pending = docs::pending(&row)?;
-        let user = User {
+        let user = NewUser {
             id: id.clone(),
             email: pending.email,
             password_hash: Some(pending.password_hash),
-            is_active: true,
+            full_name: pending.full_name,
             is_verified: true,
             is_superuser: false,
-            full_name: pending.full_name,
-            phone_number: None,
-            is_mfa_enabled: false,
-            must_change_password: false,
             created_at: now,
-            updated_at: now,
-            last_login: None,
-            tokens_invalidated_after: None,
-        };
+        }
+        .into_user();
         // A retried insert is not a duplicate of itself (`insert_once`):
         // the user is ours if it has this id.
         let mine = doc! { "_id": id.as_str() };

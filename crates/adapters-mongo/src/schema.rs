@@ -300,6 +300,17 @@ async fn create_collection(db: &Database, name: &str) -> Result<(), StoreError> 
     }
 }
 
+/// The schema version [`migrate`] last recorded in `db` (`None`: never
+/// migrated). Only reads; `regstack migrate --dry-run` compares it with
+/// [`SCHEMA_VERSION`].
+pub async fn recorded_version(db: &Database) -> Result<Option<i64>, StoreError> {
+    let meta: Collection<Document> = db.collection(META);
+    match run(meta.find_one(doc! { "_id": "schema" })).await? {
+        Some(d) => Ok(Some(docs::int(&d, "version")?)),
+        None => Ok(None),
+    }
+}
+
 /// Whether [`migrate`] of this build (or a later one) has run.
 pub(crate) async fn is_current(meta: &Collection<Document>) -> Result<bool, StoreError> {
     let Some(d) = run(meta.find_one(doc! { "_id": "schema" })).await? else {

@@ -179,22 +179,7 @@ async fn or_restore<T>(
 #[async_trait]
 impl UserStore for MongoStores {
     async fn insert(&self, user: NewUser) -> Result<User, StoreError> {
-        let user = User {
-            id: user.id,
-            email: user.email,
-            password_hash: user.password_hash,
-            is_active: true,
-            is_verified: user.is_verified,
-            is_superuser: user.is_superuser,
-            full_name: user.full_name,
-            phone_number: None,
-            is_mfa_enabled: false,
-            must_change_password: false,
-            created_at: user.created_at,
-            updated_at: user.created_at,
-            last_login: None,
-            tokens_invalidated_after: None,
-        };
+        let user = user.into_user();
         // The unique index on `email` decides a race: one insert wins, the
         // others get Conflict("email").
         run(self.users.insert_one(docs::user_doc(&user))).await?;

@@ -56,8 +56,13 @@ async fn migrate_is_idempotent_and_creates_every_index() {
         "an empty database is not current"
     );
 
+    assert_eq!(mongo::recorded_version(&db).await.unwrap(), None);
     mongo::migrate(&db).await.expect("first migrate");
     assert!(stores.schema_is_current().await.unwrap());
+    assert_eq!(
+        mongo::recorded_version(&db).await.unwrap(),
+        Some(mongo::SCHEMA_VERSION)
+    );
     mongo::migrate(&db)
         .await
         .expect("second migrate changes nothing");

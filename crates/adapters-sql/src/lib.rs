@@ -45,5 +45,6 @@ pub mod sqlite;
 mod store;
 mod time;
 
+pub use migrations::PendingMigration;
 pub use sqlite::SqliteStores;
 pub use store::SqlStores;

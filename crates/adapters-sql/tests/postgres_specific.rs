@@ -944,3 +944,25 @@ async fn a_stopped_server_is_unavailable_and_the_same_pool_recovers_when_it_retu
 
 // ---------------------------------------------------------------------------
 // Concurrency beyond the contract's single-token races
+
+#[tokio::test]
+async fn pending_migrations_lists_what_a_fresh_schema_lacks_and_applies_nothing() {
+    let Some(url) =
+        pg_url("pending_migrations_lists_what_a_fresh_schema_lacks_and_applies_nothing")
+    else {
+        return;
+    };
+    let url = fresh_schema(&url).await;
+    let pool = postgres::connect(&url).await.unwrap();
+    let known: Vec<i64> = postgres::MIGRATOR.iter().map(|m| m.version).collect();
+    for _ in 0..2 {
+        let pending = postgres::pending_migrations(&pool).await.unwrap();
+        let versions: Vec<i64> = pending.iter().map(|m| m.version).collect();
+        assert_eq!(versions, known, "listing applies nothing");
+    }
+    postgres::migrate(&pool).await.unwrap();
+    assert!(postgres::pending_migrations(&pool)
+        .await
+        .unwrap()
+        .is_empty());
+}

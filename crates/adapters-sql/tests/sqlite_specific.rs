@@ -764,3 +764,19 @@ async fn deleting_an_account_removes_every_row_keyed_by_it() {
     assert_eq!(keys, ["mail:axb@example.com", "mail:xa_b@example.com"]);
     assert_eq!(stores.users.delete_account(&user.id).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn pending_migrations_lists_what_a_fresh_file_lacks_and_applies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("fresh.db").display());
+    let pool = sqlite::connect(&url).await.unwrap();
+    let known: Vec<i64> = sqlite::MIGRATOR.iter().map(|m| m.version).collect();
+    for _ in 0..2 {
+        let pending = sqlite::pending_migrations(&pool).await.unwrap();
+        let versions: Vec<i64> = pending.iter().map(|m| m.version).collect();
+        assert_eq!(versions, known, "listing applies nothing");
+        assert!(pending.iter().all(|m| !m.description.is_empty()));
+    }
+    sqlite::migrate(&pool).await.unwrap();
+    assert!(sqlite::pending_migrations(&pool).await.unwrap().is_empty());
+}

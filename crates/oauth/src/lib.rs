@@ -96,6 +96,28 @@ pub fn build(
     })
 }
 
+/// Reads the discovery document of a provider that has one (kinds `oidc`
+/// and `microsoft`) and checks it as a first sign-in would, so an operator
+/// learns of a wrong issuer or an unreachable provider before a user does
+/// (`regstack doctor`). `Ok(Some(url))`: the document at `url` is usable;
+/// `Ok(None)`: the kind has written-down endpoints and nothing to fetch.
+/// The error names no secret.
+pub async fn probe(config: &ProviderConfig, http: &HttpClient) -> Result<Option<String>, String> {
+    let checked = config.check().map_err(|e| e.to_string())?;
+    let parts = match checked.kind {
+        ProviderKind::Oidc => presets::oidc(checked),
+        ProviderKind::Microsoft => presets::microsoft(checked),
+        ProviderKind::Google | ProviderKind::Github => return Ok(None),
+    }
+    .map_err(|e| e.to_string())?;
+    let oidc::Source::Discover { url, expect } = &parts.source else {
+        return Ok(None);
+    };
+    let meta = discovery::fetch(http, url, parts.allow_hs256).await?;
+    oidc::check_advertised_issuer(expect, &meta.issuer)?;
+    Ok(Some(url.to_string()))
+}
+
 /// Prefixes the provider's name to an error, so a log line says which
 /// provider failed.
 pub(crate) fn named(name: &str, e: ProviderError) -> ProviderError {

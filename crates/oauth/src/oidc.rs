@@ -193,7 +193,10 @@ fn check_response_issuer(meta: &Metadata, iss: Option<&str>) -> Result<(), Provi
     }
 }
 
-fn check_advertised_issuer(expect: &ExpectedIssuer, advertised: &str) -> Result<(), String> {
+pub(crate) fn check_advertised_issuer(
+    expect: &ExpectedIssuer,
+    advertised: &str,
+) -> Result<(), String> {
     match expect {
         ExpectedIssuer::Exact(issuer) if advertised == issuer => Ok(()),
         ExpectedIssuer::Exact(issuer) => Err(format!(

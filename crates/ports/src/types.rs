@@ -272,6 +272,31 @@ pub struct NewUser {
     pub created_at: Timestamp,
 }
 
+impl NewUser {
+    /// The account as a store records it on creation: active, no second
+    /// factor, no flag, never signed in, `updated_at` = `created_at`.
+    /// Every store builds its row from this, so they agree on what a new
+    /// account is.
+    pub fn into_user(self) -> User {
+        User {
+            id: self.id,
+            email: self.email,
+            password_hash: self.password_hash,
+            is_active: true,
+            is_verified: self.is_verified,
+            is_superuser: self.is_superuser,
+            full_name: self.full_name,
+            phone_number: None,
+            is_mfa_enabled: false,
+            must_change_password: false,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+            last_login: None,
+            tokens_invalidated_after: None,
+        }
+    }
+}
+
 /// A registration waiting for its address to be proven. At most one per
 /// email: a new one replaces the old, and the old link stops working.
 #[derive(Clone, Debug, PartialEq)]

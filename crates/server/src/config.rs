@@ -865,10 +865,16 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, LoadError> {
     }
     let development_mode = file.is_none() && !regstack_env_vars(&env);
     let mut figment = Figment::new();
+    // The secrets file beside the TOML sits between the file and the
+    // process environment (as in regstack): a variable set by the operator
+    // still wins.
+    let mut overlay = Vec::new();
     if let Some(path) = &file {
         figment = figment.merge(Toml::file_exact(path));
+        overlay = read_secrets_env(&secrets_env_path(path))?;
     }
-    figment = figment.merge(figment::providers::Serialized::defaults(env_dict(&env)));
+    overlay.extend(env.iter().cloned());
+    figment = figment.merge(figment::providers::Serialized::defaults(env_dict(&overlay)));
     let dict: Dict = figment.extract().map_err(|e| match &file {
         Some(path) => LoadError::File {
             path: path.clone(),
@@ -883,6 +889,57 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, LoadError> {
         file,
         warnings,
     })
+}
+
+/// The name of the secrets file `regstack init` writes beside
+/// `regstack.toml` (regstack's name): `REGSTACK_*` lines, mode 0600, kept
+/// out of version control while the TOML may be committed.
+pub const SECRETS_FILE: &str = "regstack.secrets.env";
+
+/// Where the secrets file of the configuration file `config` is: beside it.
+pub fn secrets_env_path(config: &Path) -> PathBuf {
+    config.with_file_name(SECRETS_FILE)
+}
+
+/// The `REGSTACK_*` assignments of the secrets file at `path` (none if
+/// there is no file). Like the development secret, it must be a regular
+/// file that neither group nor others can read or write: it holds the
+/// signing key. Lines are `KEY=value` (an `export ` prefix and quotes
+/// around the value are allowed); blank lines and `#` comments are
+/// skipped, other keys ignored.
+pub fn read_secrets_env(path: &Path) -> Result<Vec<(String, String)>, LoadError> {
+    let refuse = |reason: String| LoadError::Secret {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(refuse(e.to_string())),
+    };
+    crate::development::check_file(&meta).map_err(refuse)?;
+    let text = std::fs::read_to_string(path).map_err(|e| refuse(e.to_string()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(refuse(format!("line {} is not KEY=value", n + 1)));
+        };
+        let key = key.trim();
+        let value = value.trim();
+        let value = ['"', '\'']
+            .iter()
+            .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+            .unwrap_or(value);
+        if key.starts_with("REGSTACK_") && key != "REGSTACK_CONFIG" {
+            out.push((key.to_owned(), value.to_owned()));
+        }
+    }
+    Ok(out)
 }
 
 /// `REGSTACK_*` variables as a nested dictionary of *strings*
@@ -1615,5 +1672,38 @@ refresh_cookie = true
         let parts = format!("{:?}", c.split().unwrap());
         assert!(!parts.contains("xxxxxxxx"));
         assert!(!parts.contains("dbpass"));
+    }
+
+    #[test]
+    fn the_secrets_file_beside_the_config_is_read_and_must_be_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("regstack.toml");
+        let path = secrets_env_path(&config);
+        assert_eq!(path, dir.path().join(SECRETS_FILE));
+        assert!(
+            read_secrets_env(&path).unwrap().is_empty(),
+            "no file, no lines"
+        );
+        let text = "# comment\n\nREGSTACK_JWT_SECRET=abc=def\nexport REGSTACK_EMAIL__SMTP_PASSWORD=\"p w\"\nOTHER=1\nREGSTACK_CONFIG=elsewhere.toml\n";
+        crate::development::write_private_file(&path, text.as_bytes()).unwrap();
+        assert_eq!(
+            read_secrets_env(&path).unwrap(),
+            vec![
+                ("REGSTACK_JWT_SECRET".to_owned(), "abc=def".to_owned()),
+                ("REGSTACK_EMAIL__SMTP_PASSWORD".to_owned(), "p w".to_owned()),
+            ]
+        );
+        crate::development::write_private_file(&path, b"REGSTACK_JWT_SECRET\n").unwrap();
+        assert!(read_secrets_env(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("line 1"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = read_secrets_env(&path).unwrap_err().to_string();
+            assert!(err.contains("group or others"), "{err}");
+        }
     }
 }

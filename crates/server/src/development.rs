@@ -95,7 +95,7 @@ pub fn development_secret(path: &Path) -> Result<DevelopmentSecret, LoadError> {
 
 /// What the file found at the path must be before it is read: a regular
 /// file only its owner can touch.
-fn check_file(meta: &std::fs::Metadata) -> Result<(), String> {
+pub(crate) fn check_file(meta: &std::fs::Metadata) -> Result<(), String> {
     let kind = meta.file_type();
     if kind.is_symlink() {
         return Err(
@@ -149,25 +149,41 @@ fn read_checked(path: &Path, checked: &std::fs::Metadata) -> Result<String, Stri
     Ok(text)
 }
 
-/// Generates a secret and puts it at `path` atomically: written to a new
-/// file in the same directory (created exclusively, mode 0600, so it is
-/// never readable by others and never an existing file or link), synced,
-/// then renamed over `path`.
+/// Generates a secret and puts it at `path` atomically (see
+/// [`write_private_file`]).
 fn write_new(path: &Path) -> Result<SecretString, LoadError> {
-    use base64::Engine as _;
-    use rand::RngCore;
-    let fail = |e: std::io::Error| LoadError::Secret {
+    let secret = generate_secret();
+    write_private_file(path, secret.as_bytes()).map_err(|e| LoadError::Secret {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    };
+    })?;
+    Ok(SecretString::from(secret))
+}
+
+/// A new signing secret: 48 random bytes from the OS, URL-safe base64 (64
+/// characters, well over the 32-byte minimum). Shared by development mode
+/// and `regstack init`, so both make secrets the same way.
+pub fn generate_secret() -> String {
+    use base64::Engine as _;
+    use rand::RngCore;
     let mut bytes = [0u8; 48];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Puts `contents` at `path` the way a key file must be written: into a
+/// new file in the same directory (created exclusively, mode 0600, so it is
+/// never readable by others and never an existing file or link), synced,
+/// then renamed over `path`, so no reader sees it half-written. Used for
+/// the development secret and for `regstack init`'s secrets file.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use base64::Engine as _;
+    use rand::RngCore;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(fail)?;
+    std::fs::create_dir_all(dir)?;
     let mut tag = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut tag);
     let name = path
@@ -186,22 +202,22 @@ fn write_new(path: &Path) -> Result<SecretString, LoadError> {
         opts.mode(0o600);
     }
     let written = opts.open(&temp).and_then(|mut f| {
-        f.write_all(secret.as_bytes())?;
+        f.write_all(contents)?;
         f.sync_all()?;
         drop(f);
         std::fs::rename(&temp, path)
     });
     if let Err(e) = written {
         let _ = std::fs::remove_file(&temp);
-        return Err(fail(e));
+        return Err(e);
     }
     // Make the rename itself durable; a failure here loses nothing that a
-    // new secret at the next start would not replace.
+    // rerun would not replace.
     #[cfg(unix)]
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(SecretString::from(secret))
+    Ok(())
 }
 
 /// Whether the zero-config development mode may serve on `bound` (the

@@ -4,6 +4,8 @@
 //! mode, on a loopback address only unless `--dev` is given (the guards are
 //! in `regstack::development`).
 
+mod cli;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,10 +48,14 @@ enum Command {
         dev: bool,
     },
     /// Apply pending database migrations and exit.
+    #[command(after_help = cli::EXIT_CODES)]
     Migrate {
         /// Configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// List the pending migrations without applying them.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Delete expired rows (pending registrations, tokens, sessions, …).
     Purge {
@@ -57,6 +63,16 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Write a commented regstack.toml and a private secrets file beside it.
+    Init(cli::init::Args),
+    /// Create a verified administrator account (password from a prompt or stdin).
+    CreateAdmin(cli::create_admin::Args),
+    /// Make an account set a new password at its next sign-in; ends its sessions.
+    SetPasswordChange(cli::set_password_change::Args),
+    /// Check configuration, secret, database, mail and OAuth providers.
+    Doctor(cli::doctor::Args),
+    /// Probe a running instance end to end through its HTTP API.
+    Validate(cli::validate::Args),
 }
 
 /// Logs to stdout, filtered by `RUST_LOG`; coloured only on a terminal, so
@@ -248,7 +264,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             dev,
         } => serve(host, port, config, dev).await,
-        Command::Migrate { config } => {
+        Command::Migrate {
+            config,
+            dry_run: true,
+        } => cli::finish(cli::migrate::dry_run(config.as_deref()).await),
+        Command::Migrate { config, .. } => {
             let p = prepare(config.as_deref(), None, None)?;
             let database = &p.settings.database;
             regstack::open_stores(database.url.expose_secret(), &database.mongodb_database).await?;
@@ -263,5 +283,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{:?}", report?);
             Ok(())
         }
+        Command::Init(args) => cli::finish(cli::init::run(args)),
+        Command::CreateAdmin(args) => cli::finish(cli::create_admin::run(args).await),
+        Command::SetPasswordChange(args) => cli::finish(cli::set_password_change::run(args).await),
+        Command::Doctor(args) => cli::finish(cli::doctor::run(args).await),
+        Command::Validate(args) => cli::finish(cli::validate::run(args).await),
     }
 }

@@ -422,22 +422,7 @@ impl State {
 impl UserStore for MemoryStore {
     async fn insert(&self, new: NewUser) -> Result<User, StoreError> {
         let mut st = self.enter("users.insert")?;
-        st.insert_user(User {
-            id: new.id,
-            email: new.email,
-            password_hash: new.password_hash,
-            is_active: true,
-            is_verified: new.is_verified,
-            is_superuser: new.is_superuser,
-            full_name: new.full_name,
-            phone_number: None,
-            is_mfa_enabled: false,
-            must_change_password: false,
-            created_at: new.created_at,
-            updated_at: new.created_at,
-            last_login: None,
-            tokens_invalidated_after: None,
-        })
+        st.insert_user(new.into_user())
     }
 
     async fn get(&self, id: &UserId) -> Result<Option<User>, StoreError> {
@@ -651,22 +636,18 @@ impl PendingStore for MemoryStore {
         if st.user_by_email.contains_key(&row.email) {
             return Ok(Promotion::EmailTaken);
         }
-        let user = st.insert_user(User {
-            id: id.clone(),
-            email: row.email,
-            password_hash: Some(row.password_hash),
-            is_active: true,
-            is_verified: true,
-            is_superuser: false,
-            full_name: row.full_name,
-            phone_number: None,
-            is_mfa_enabled: false,
-            must_change_password: false,
-            created_at: now,
-            updated_at: now,
-            last_login: None,
-            tokens_invalidated_after: None,
-        })?;
+        let user = st.insert_user(
+            NewUser {
+                id: id.clone(),
+                email: row.email,
+                password_hash: Some(row.password_hash),
+                full_name: row.full_name,
+                is_verified: true,
+                is_superuser: false,
+                created_at: now,
+            }
+            .into_user(),
+        )?;
         Ok(Promotion::Promoted(user))
     }
 
@@ -1339,22 +1320,7 @@ impl OAuthStore for MemoryStore {
         if st.user_by_email.contains_key(&new.email) {
             return Ok(Creation::EmailTaken);
         }
-        let user = st.insert_user(User {
-            id: new.id,
-            email: new.email,
-            password_hash: new.password_hash,
-            is_active: true,
-            is_verified: new.is_verified,
-            is_superuser: new.is_superuser,
-            full_name: new.full_name,
-            phone_number: None,
-            is_mfa_enabled: false,
-            must_change_password: false,
-            created_at: new.created_at,
-            updated_at: new.created_at,
-            last_login: None,
-            tokens_invalidated_after: None,
-        })?;
+        let user = st.insert_user(new.into_user())?;
         st.identities.insert(
             key,
             OAuthIdentity {

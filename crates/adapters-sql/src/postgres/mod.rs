@@ -138,6 +138,27 @@ pub fn connect_lazy_with(url: &str, settings: PoolSettings) -> Result<PgPool, St
     Ok(settings.pool_options().connect_lazy_with(options))
 }
 
+/// The migrations in [`MIGRATOR`] that the database lacks, without
+/// applying them (`regstack migrate --dry-run`).
+pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<crate::PendingMigration>, StoreError> {
+    let (has_table,): (bool,) =
+        sqlx::query_as(<PostgresBackend as Backend>::MIGRATIONS_TABLE_EXISTS)
+            .fetch_one(pool)
+            .await
+            .map_err(map_pg)?;
+    let applied: std::collections::HashMap<i64, Vec<u8>> = if has_table {
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+            .map_err(map_pg)?
+            .into_iter()
+            .collect()
+    } else {
+        Default::default()
+    };
+    Ok(crate::migrations::pending(&MIGRATOR, &applied))
+}
+
 /// Applies every migration in [`MIGRATOR`] that the database lacks, each in
 /// its own transaction, under sqlx's advisory lock (so two instances
 /// starting together do not both migrate). Idempotent; safe to run at

@@ -137,6 +137,28 @@ pub async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
         .map_err(map_sqlx)
 }
 
+/// The migrations in [`MIGRATOR`] that the database lacks, without
+/// applying them (`regstack migrate --dry-run`).
+pub async fn pending_migrations(
+    pool: &SqlitePool,
+) -> Result<Vec<crate::PendingMigration>, StoreError> {
+    let (has_table,): (bool,) = sqlx::query_as(<SqliteBackend as Backend>::MIGRATIONS_TABLE_EXISTS)
+        .fetch_one(pool)
+        .await
+        .map_err(map_sqlx)?;
+    let applied: std::collections::HashMap<i64, Vec<u8>> = if has_table {
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+            .map_err(map_sqlx)?
+            .into_iter()
+            .collect()
+    } else {
+        Default::default()
+    };
+    Ok(crate::migrations::pending(&MIGRATOR, &applied))
+}
+
 /// Applies every migration in [`MIGRATOR`] that the database lacks.
 /// Idempotent; safe to run at every start.
 pub async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
@@ -122,8 +122,12 @@ pub async fn link_start(
     with_binding((StatusCode::OK, body).into_response(), &e, &s)
 }
 
-/// The callback's query; anything else the provider adds is ignored.
-#[derive(Deserialize)]
+/// The callback's query, read leniently: whatever the provider (or
+/// someone crafting the URL) sends, the browser ends on the login page with
+/// an error code, never on a JSON error. A repeated key keeps its last
+/// value, anything else is ignored, and an empty `error` counts as absent
+/// (as regstack reads it).
+#[derive(Default)]
 pub struct CallbackParams {
     code: Option<String>,
     state: Option<String>,
@@ -131,15 +135,36 @@ pub struct CallbackParams {
     iss: Option<String>,
 }
 
+impl CallbackParams {
+    fn parse(query: Option<&str>) -> Self {
+        let mut p = Self::default();
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let slot = match k.as_ref() {
+                "code" => &mut p.code,
+                "state" => &mut p.state,
+                "error" => &mut p.error,
+                "iss" => &mut p.iss,
+                _ => continue,
+            };
+            *slot = Some(v.into_owned());
+        }
+        if p.error.as_deref() == Some("") {
+            p.error = None;
+        }
+        p
+    }
+}
+
 /// `GET /oauth/{p}/callback` → 302 to `{ui_prefix}/oauth-complete?id=…`, or
 /// to `{ui_prefix}/login?error=<code>`.
 pub async fn callback(
     State(e): Engine_,
     Path(provider): Path<String>,
-    Query(q): Query<CallbackParams>,
+    RawQuery(raw): RawQuery,
     Client(c): Client,
     headers: HeaderMap,
 ) -> Answer {
+    let q = CallbackParams::parse(raw.as_deref());
     let ui = e.config().ui_prefix.trim_end_matches('/').to_owned();
     let query = CallbackQuery {
         code: q.code.as_deref(),
@@ -306,4 +331,22 @@ pub async fn unlink(
 #[derive(Serialize)]
 struct UnlinkedResponse {
     message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callback_query_is_read_leniently() {
+        let p = CallbackParams::parse(Some("code=a&code=b&state=s&error=&x=1&iss=https%3A%2F%2Fi"));
+        assert_eq!(p.code.as_deref(), Some("b"));
+        assert_eq!(p.state.as_deref(), Some("s"));
+        assert_eq!(p.error, None);
+        assert_eq!(p.iss.as_deref(), Some("https://i"));
+        let p = CallbackParams::parse(None);
+        assert!(p.code.is_none() && p.state.is_none() && p.error.is_none());
+        let p = CallbackParams::parse(Some("error=access_denied&error_description=%0d%0a"));
+        assert_eq!(p.error.as_deref(), Some("access_denied"));
+    }
 }
