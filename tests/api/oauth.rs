@@ -398,6 +398,19 @@ async fn link_then_unlink_and_every_link_conflict() {
         "linker@example.com"
     );
     assert!(t.app.event_names().contains(&"oauth_account_linked"));
+    // The owner is told, in case the session that linked was not theirs.
+    let notice = t
+        .app
+        .mailer
+        .wait_for("linker@example.com", 2, std::time::Duration::from_secs(10))
+        .await;
+    let last = notice.last().unwrap();
+    assert!(
+        last.subject.contains("new way to sign in"),
+        "{}",
+        last.subject
+    );
+    assert!(last.text.contains("/account/me"), "{}", last.text);
     // The identity now signs in to this account.
     let again = access_of(&t.sign_in(&identity).await);
     assert_eq!(t.app.me(&again).await.body["email"], "linker@example.com");

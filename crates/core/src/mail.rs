@@ -25,6 +25,10 @@ pub enum MailKind {
     /// (`uniform_registration`, EN-5). Its link carries no token: it leads
     /// to the forgot-password page.
     AccountExists,
+    /// Tell an account's owner that an identity at another service was
+    /// linked to it: a stolen session that links the thief's own account
+    /// would otherwise keep a way in after the session is gone.
+    OAuthLinked,
 }
 
 impl MailKind {
@@ -35,11 +39,12 @@ impl MailKind {
             Self::PasswordReset => "password_reset",
             Self::EmailChange => "email_change",
             Self::AccountExists => "account_exists",
+            Self::OAuthLinked => "oauth_linked",
         }
     }
 }
 
-const BUILTIN: [(&str, &str); 13] = [
+const BUILTIN: [(&str, &str); 16] = [
     (
         "verification.subject.txt",
         include_str!("../templates/verification.subject.txt"),
@@ -87,6 +92,18 @@ const BUILTIN: [(&str, &str); 13] = [
     (
         "account_exists.html",
         include_str!("../templates/account_exists.html"),
+    ),
+    (
+        "oauth_linked.subject.txt",
+        include_str!("../templates/oauth_linked.subject.txt"),
+    ),
+    (
+        "oauth_linked.txt",
+        include_str!("../templates/oauth_linked.txt"),
+    ),
+    (
+        "oauth_linked.html",
+        include_str!("../templates/oauth_linked.html"),
     ),
     // Not mail, but a host overrides it the same way: regstack's text by
     // default (`app_name`, `code`, `ttl_minutes`).
@@ -175,6 +192,7 @@ impl Composer {
             MailKind::PasswordReset,
             MailKind::EmailChange,
             MailKind::AccountExists,
+            MailKind::OAuthLinked,
         ] {
             composer.compose_sms_code("123456", 300)?;
             composer.compose(

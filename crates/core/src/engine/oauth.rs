@@ -27,6 +27,7 @@ use crate::flows::oauth::{
     Exchange, ExchangeEffect, ExchangeEvent, ExchangePolicy,
 };
 use crate::flows::{drive, Effects};
+use crate::mail::MailKind;
 use crate::redirect;
 use crate::tokens;
 
@@ -348,7 +349,44 @@ impl Engine {
                 e.provider = Some(provider.to_owned());
                 e.ip.clone_from(&client.ip);
             });
+            if let Some(user) = &user {
+                self.mail_identity_linked(user).await;
+            }
         }
+    }
+
+    /// Tells the owner that an identity was linked to the account, within
+    /// the address's mail quota. Someone who stole a session and linked an
+    /// account of their own keeps a way in after the session ends; this
+    /// mail is how the owner learns it. (A placeholder address is not
+    /// mailed.)
+    async fn mail_identity_linked(&self, user: &User) {
+        if user.email.as_str().ends_with("@oauth.invalid") {
+            return;
+        }
+        match self
+            .take_mail_quota(&user.email, MailKind::OAuthLinked)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "no linked-account notice: the mail quota could not be read");
+                return;
+            }
+        }
+        let url = format!(
+            "{}{}/me",
+            self.cfg.base(),
+            self.cfg.ui_prefix.trim_end_matches('/')
+        );
+        self.send_mail(
+            MailKind::OAuthLinked,
+            &user.email,
+            user.full_name.as_deref(),
+            &url,
+            0,
+        );
     }
 
     /// `POST /oauth/exchange`: trades a completed flow's exchange id — from
