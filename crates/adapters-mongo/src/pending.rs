@@ -30,22 +30,25 @@ use crate::MongoStores;
 pub(crate) const UPSERT_RETRIES: usize = 3;
 
 impl MongoStores {
-    /// [`PendingStore::promote`]'s two steps (module doc).
+    /// [`PendingStore::promote`]'s and [`PendingStore::promote_email`]'s
+    /// two steps (module doc); `key` names the pending row by its token's
+    /// hash or its address, with the index `index`.
     async fn promote_steps(
         &self,
-        token: &TokenHash,
+        key: (&'static str, &str),
+        index: &'static str,
         id: &UserId,
         now: Timestamp,
     ) -> Result<Promotion, StoreError> {
-        // The decision: of any number of callers with this link, one gets
-        // the document; the others find nothing to delete.
+        // The decision: of any number of callers with this link (or this
+        // address), one gets the document; the others find nothing to
+        // delete.
+        let mut filter = doc! { "expires_at": { "$gt": to_db(now) } };
+        filter.insert(key.0, key.1);
         let taken = run(self
             .pending
-            .find_one_and_delete(doc! {
-                "token_hash": token.as_str(),
-                "expires_at": { "$gt": to_db(now) },
-            })
-            .hint(hint::by(hint::TOKEN_HASH)))
+            .find_one_and_delete(filter)
+            .hint(hint::by(index)))
         .await?;
         let Some(row) = taken else {
             return Ok(Promotion::InvalidToken);
@@ -174,7 +177,32 @@ impl PendingStore for MongoStores {
         now: Timestamp,
     ) -> Result<Promotion, StoreError> {
         let (this, token, id) = (self.clone(), token.clone(), id.clone());
-        to_completion(async move { this.promote_steps(&token, &id, now).await }).await
+        to_completion(async move {
+            this.promote_steps(("token_hash", token.as_str()), hint::TOKEN_HASH, &id, now)
+                .await
+        })
+        .await
+    }
+
+    async fn promote_email(
+        &self,
+        email: &Email,
+        id: &UserId,
+        now: Timestamp,
+    ) -> Result<Promotion, StoreError> {
+        let (this, email, id) = (self.clone(), email.clone(), id.clone());
+        to_completion(async move {
+            this.promote_steps(("email", email.as_str()), hint::EMAIL, &id, now)
+                .await
+        })
+        .await
+    }
+
+    async fn count_live(&self, now: Timestamp) -> Result<u64, StoreError> {
+        run(self
+            .pending
+            .count_documents(doc! { "expires_at": { "$gt": to_db(now) } }))
+        .await
     }
 
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {

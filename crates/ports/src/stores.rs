@@ -45,6 +45,39 @@ pub enum EmailChangeOutcome {
     EmailTaken,
 }
 
+/// How many accounts there are, for an administrator's overview
+/// ([`UserStore::count_users`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UserCounts {
+    /// Every account.
+    pub total: u64,
+    /// Accounts not disabled.
+    pub active: u64,
+    /// Accounts whose address was proven.
+    pub verified: u64,
+    /// Administrators.
+    pub superusers: u64,
+}
+
+/// An administrator's change to an account ([`UserStore::admin_update`]):
+/// `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminChange {
+    /// Enable or disable the account. Disabling ends every session.
+    pub is_active: Option<bool>,
+    /// Grant or withdraw administrator rights.
+    pub is_superuser: Option<bool>,
+    /// A new display name (checked by the caller).
+    pub full_name: Option<String>,
+}
+
+impl AdminChange {
+    /// Whether the change leaves the account as it is.
+    pub fn is_empty(&self) -> bool {
+        self.is_active.is_none() && self.is_superuser.is_none() && self.full_name.is_none()
+    }
+}
+
 /// Outcome of [`LoginAttemptStore::admit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -130,6 +163,27 @@ pub trait UserStore: Send + Sync {
     /// with the rest, or finds the user gone (`SessionStart::Stale`; an issue
     /// that stores nothing).
     async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+    /// Counts every account, and those active, verified and
+    /// administrators.
+    async fn count_users(&self) -> Result<UserCounts, StoreError>;
+    /// One page of accounts, newest first (`created_at` descending, then
+    /// `id` descending, so that equal times still have one order): `skip`
+    /// accounts left out, at most `limit` returned.
+    async fn list_users(&self, skip: u64, limit: u64) -> Result<Vec<User>, StoreError>;
+    /// Applies an administrator's change in one step and returns the
+    /// account as it now is; `updated_at = now` if anything was given.
+    /// Disabling (`is_active: Some(false)`) also moves the credential epoch
+    /// strictly forward, as [`change_password`](Self::change_password)
+    /// does, and revokes every live session ([`RevokeReason::Disabled`]) in
+    /// the same step: no session of a disabled account lives on, and a
+    /// sign-in that read the old epoch cannot start one. `None` if the
+    /// user is gone.
+    async fn admin_update(
+        &self,
+        id: &UserId,
+        change: &AdminChange,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError>;
 }
 
 /// The `pending_registrations` table / collection.
@@ -167,6 +221,19 @@ pub trait PendingStore: Send + Sync {
         id: &UserId,
         now: Timestamp,
     ) -> Result<Promotion, StoreError>;
+    /// Atomically: removes the live pending row of `email` and creates the
+    /// verified user with `id` from it, as [`promote`](Self::promote) does
+    /// for a token — an administrator vouching for the address instead of
+    /// the mailed link. [`Promotion::InvalidToken`] here means "no live
+    /// pending registration for the address".
+    async fn promote_email(
+        &self,
+        email: &Email,
+        id: &UserId,
+        now: Timestamp,
+    ) -> Result<Promotion, StoreError>;
+    /// How many pending registrations are live at `now`.
+    async fn count_live(&self, now: Timestamp) -> Result<u64, StoreError>;
     /// Deletes rows past their expiry. Returns how many.
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
