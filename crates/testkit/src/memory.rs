@@ -749,7 +749,7 @@ impl PendingStore for MemoryStore {
         now: Timestamp,
     ) -> Result<Promotion, StoreError> {
         let mut st = self.enter("pending.promote_email")?;
-        if !st.pending.get(email).is_some_and(|p| p.expires_at > now) {
+        if st.pending.get(email).is_none_or(|p| p.expires_at <= now) {
             return Ok(Promotion::InvalidToken);
         }
         st.promote_row(email, id, now)
