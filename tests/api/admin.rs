@@ -4,7 +4,7 @@
 //! promotion, pagination and the refusals of self-lockout.
 
 use regstack::Settings;
-use regstack_ports::{AdminChange, NewUser, UserId};
+use regstack_ports::{AdminChange, NewUser, PasswordHasher, UserId};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -733,6 +733,12 @@ async fn resend_verification_follows_regstack() {
         .users
         .insert(NewUser {
             is_verified: false,
+            password_hash: Some(
+                app.hasher
+                    .hash(&secrecy::SecretString::from(PW))
+                    .await
+                    .unwrap(),
+            ),
             ..regstack_testkit::fixtures::new_user("carol@example.com")
         })
         .await
@@ -752,7 +758,20 @@ async fn resend_verification_follows_regstack() {
             json!({ "message": "Verification email sent to carol@example.com." })
         )
     );
-    app.mailed_token("carol@example.com", 1, "/verify").await;
+    let r = app.login("carol@example.com", PW).await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (403, "Email address has not been verified.")
+    );
+    let token = app.mailed_token("carol@example.com", 1, "/verify").await;
+    let r = app.post("/verify", json!({ "token": token })).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (r.body["id"].as_str(), r.body["is_verified"].clone()),
+        (Some(unproven.id.as_str()), json!(true)),
+        "the link verifies that same account"
+    );
+    assert_eq!(app.login("carol@example.com", PW).await.status, 200);
 }
 
 #[tokio::test]

@@ -12,9 +12,10 @@
 
 use async_trait::async_trait;
 use mongodb::bson::doc;
+use mongodb::options::ReturnDocument;
 use regstack_ports::{
-    Email, PendingRegistration, PendingStore, Promotion, StoreError, Timestamp, TokenHash, User,
-    UserId,
+    Email, PasswordHash, PendingRegistration, PendingStore, Promotion, StoreError, Timestamp,
+    TokenHash, User, UserId,
 };
 
 use crate::detached::to_completion;
@@ -75,9 +76,29 @@ impl MongoStores {
         let mine = doc! { "_id": id.as_str() };
         match insert_once(&self.users, docs::user_doc(&user), mine).await {
             Ok(_) => Ok(Promotion::Promoted(user)),
-            // The address became an account meanwhile; the pending row
-            // stays deleted.
-            Err(StoreError::Conflict("email")) => Ok(Promotion::EmailTaken),
+            // The address is an account's; the pending row stays deleted.
+            // If it is the unverified account this row was made for (same
+            // password hash), that one is verified, in one conditional
+            // update.
+            Err(StoreError::Conflict("email")) => {
+                let verified = run(self
+                    .users
+                    .find_one_and_update(
+                        doc! {
+                            "email": user.email.as_str(),
+                            "is_verified": false,
+                            "hashed_password": user.password_hash.as_ref().map(PasswordHash::as_str),
+                        },
+                        doc! { "$set": { "is_verified": true, "updated_at": to_db(now) } },
+                    )
+                    .return_document(ReturnDocument::After)
+                    .hint(hint::by(hint::EMAIL)))
+                .await?;
+                match verified {
+                    Some(d) => Ok(Promotion::Promoted(docs::user(&d)?)),
+                    None => Ok(Promotion::EmailTaken),
+                }
+            }
             Err(e) => {
                 // Compensation: put the row back as it was (same `_id`,
                 // same token), so the link works again. If a newer

@@ -214,7 +214,12 @@ pub trait PendingStore: Send + Sync {
         now: Timestamp,
     ) -> Result<bool, StoreError>;
     /// Atomically: removes the live pending row with this token and creates
-    /// the verified user with `id`. Either both happen or neither.
+    /// the verified user with `id`. Either both happen or neither. If the
+    /// address belongs to an unverified account whose password hash is the
+    /// row's own — a row made for that very account (an administrator's
+    /// resend of its verification mail) — that account is marked verified
+    /// instead and is the answer; any other account at the address is
+    /// [`Promotion::EmailTaken`].
     async fn promote(
         &self,
         token: &TokenHash,

@@ -153,6 +153,7 @@ macro_rules! __store_contract_cases {
             disabling_revokes_every_session_and_moves_the_epoch,
             disabling_racing_sign_ins_leaves_no_session,
             promote_email_creates_the_verified_account_once,
+            promote_verifies_the_unverified_account_its_row_was_made_for,
             // Account deletion.
             delete_account_removes_every_row_of_the_user,
             deletion_racing_sign_ins_and_link_issues_leaves_nothing,

@@ -424,8 +424,18 @@ impl State {
         let Some(row) = self.pending.remove(email) else {
             return Ok(Promotion::InvalidToken);
         };
-        if self.user_by_email.contains_key(&row.email) {
-            return Ok(Promotion::EmailTaken);
+        if let Some(owner) = self.user_by_email.get(&row.email).cloned() {
+            return Ok(match self.users.get_mut(&owner) {
+                Some(user)
+                    if !user.is_verified
+                        && user.password_hash.as_ref() == Some(&row.password_hash) =>
+                {
+                    user.is_verified = true;
+                    user.updated_at = now;
+                    Promotion::Promoted(user.clone())
+                }
+                _ => Promotion::EmailTaken,
+            });
         }
         let user = self.insert_user(User {
             id: id.clone(),

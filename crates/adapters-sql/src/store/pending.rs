@@ -162,12 +162,16 @@ impl<B: Backend> SqlStores<B> {
         now: Timestamp,
     ) -> Result<Promotion, StoreError> {
         // An address taken since registration (even by a transaction still
-        // in flight: the insert waits for it) leaves no row here.
+        // in flight: the insert waits for it) leaves no row here — unless
+        // the account there is the unverified one this row was made for
+        // (same password hash): then it is the one verified.
         const INSERT_USER: &str = concat!(
             "INSERT INTO users (id, email, hashed_password, is_active, is_verified, \
              is_superuser, full_name, created_at, updated_at) \
              VALUES ($1, $2, $3, TRUE, TRUE, FALSE, $4, $5, $5) \
-             ON CONFLICT (email) DO NOTHING RETURNING ",
+             ON CONFLICT (email) DO UPDATE SET is_verified = TRUE, updated_at = excluded.updated_at \
+             WHERE users.is_verified = FALSE AND users.hashed_password = excluded.hashed_password \
+             RETURNING ",
             user_cols!()
         );
         let now = to_db(now);

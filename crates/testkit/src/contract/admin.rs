@@ -12,6 +12,18 @@ use crate::fixtures::{self, at, t0};
 use super::support::*;
 use super::RACERS;
 
+/// A live pending row for `email` carrying `hash`, with a fresh token.
+fn pending_with(
+    email: &str,
+    hash: &regstack_ports::PasswordHash,
+    expires_at: regstack_ports::Timestamp,
+) -> regstack_ports::PendingRegistration {
+    regstack_ports::PendingRegistration {
+        password_hash: hash.clone(),
+        ..fixtures::pending(email, &fixtures::token_hash(), expires_at)
+    }
+}
+
 fn disable() -> AdminChange {
     AdminChange {
         is_active: Some(false),
@@ -411,4 +423,77 @@ pub async fn promote_email_creates_the_verified_account_once(stores: Stores) {
         0,
         "the row for a taken address is gone"
     );
+}
+
+/// A pending row with the same password hash as the unverified account at
+/// its address (what an administrator's resend makes) verifies that
+/// account on `promote` — same id, nothing else changed; a row with
+/// another hash, or for a verified account, is `EmailTaken`.
+pub async fn promote_verifies_the_unverified_account_its_row_was_made_for(stores: Stores) {
+    let unproven = stores
+        .users
+        .insert(regstack_ports::NewUser {
+            is_verified: false,
+            ..fixtures::new_user("unproven@example.com")
+        })
+        .await
+        .expect("insert");
+    let stranger = pending_with(
+        "unproven@example.com",
+        &fixtures::hash_of("someone else's password"),
+        at(hours(1)),
+    );
+    assert!(stores.pending.put(stranger.clone()).await.expect("put"));
+    assert_eq!(
+        stores
+            .pending
+            .promote(&stranger.token_hash, &UserId::generate(), at(minutes(1)))
+            .await
+            .expect("promote"),
+        Promotion::EmailTaken,
+        "another password's row verifies nothing"
+    );
+    assert!(!get_user(&stores, &unproven.id).await.is_verified);
+
+    let own = pending_with(
+        "unproven@example.com",
+        &fixtures::password_hash(),
+        at(hours(1)),
+    );
+    assert!(stores.pending.put(own.clone()).await.expect("put"));
+    let when = at(minutes(2));
+    let Promotion::Promoted(user) = stores
+        .pending
+        .promote(&own.token_hash, &UserId::generate(), when)
+        .await
+        .expect("promote")
+    else {
+        panic!("the account's own row verifies it");
+    };
+    assert_eq!(user.id, unproven.id, "the same account");
+    assert!(user.is_verified);
+    assert_eq!(user.updated_at, when);
+    assert_eq!(user.created_at, unproven.created_at);
+    assert_eq!(get_user(&stores, &unproven.id).await, user);
+    assert_eq!(
+        stores.users.count_users().await.expect("count_users").total,
+        1
+    );
+
+    let verified = add_user(&stores, "proven@example.com").await;
+    let again = pending_with(
+        "proven@example.com",
+        &fixtures::password_hash(),
+        at(hours(1)),
+    );
+    assert!(stores.pending.put(again.clone()).await.expect("put"));
+    assert_eq!(
+        stores
+            .pending
+            .promote(&again.token_hash, &UserId::generate(), when)
+            .await
+            .expect("promote"),
+        Promotion::EmailTaken
+    );
+    assert_eq!(get_user(&stores, &verified.id).await, verified);
 }
