@@ -870,6 +870,40 @@ async fn operators_levers_beyond_regstack() {
         "{factors:?}"
     );
 
+    // A locked-out address, unlocked.
+    for _ in 0..5 {
+        app.login("dora@example.com", "wrong-password").await;
+    }
+    let r = app.login("dora@example.com", PW).await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    let r = admin_call(
+        &app,
+        Method::POST,
+        "/admin/unlock",
+        &admin,
+        Some(json!({ "email": "Dora@Example.com" })),
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.clone()),
+        (
+            200,
+            json!({ "message": "Sign-in lockout cleared for dora@example.com." })
+        )
+    );
+    let r = app.login("dora@example.com", PW).await;
+    assert_eq!(r.body["status"], "password_change_required", "{:?}", r.body);
+    assert!(app.event_names().contains(&"admin_lockout_cleared"));
+    let r = admin_call(
+        &app,
+        Method::POST,
+        "/admin/unlock",
+        &admin,
+        Some(json!({ "email": "nope" })),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+
     for path in ["/admin/users/nobody/sessions", "/admin/users/nobody/mfa"] {
         let r = admin_call(&app, Method::DELETE, path, &admin, None).await;
         assert_eq!(

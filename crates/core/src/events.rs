@@ -78,11 +78,14 @@ pub enum EventKind {
     /// An administrator flagged an account to set a new password at its
     /// next sign-in (its sessions ended).
     AdminPasswordChangeRequired,
+    /// An administrator forgot every sign-in failure counted against an
+    /// address (its lockout, the address's own and its devices').
+    AdminLockoutCleared,
 }
 
 impl EventKind {
     /// Every kind, for exhaustive checks.
-    pub const ALL: [EventKind; 28] = [
+    pub const ALL: [EventKind; 29] = [
         Self::UserRegistered,
         Self::VerificationRequested,
         Self::UserVerified,
@@ -111,6 +114,7 @@ impl EventKind {
         Self::OAuthAccountUnlinked,
         Self::AdminUserUpdated,
         Self::AdminPasswordChangeRequired,
+        Self::AdminLockoutCleared,
     ];
 
     /// The wire name hosts subscribe by.
@@ -144,6 +148,7 @@ impl EventKind {
             Self::OAuthAccountUnlinked => "oauth_account_unlinked",
             Self::AdminUserUpdated => "admin_user_updated",
             Self::AdminPasswordChangeRequired => "admin_password_change_required",
+            Self::AdminLockoutCleared => "admin_lockout_cleared",
         }
     }
 

@@ -334,6 +334,9 @@ pub trait LoginAttemptStore: Send + Sync {
     /// only there: clearing the address's own bucket leaves its devices'
     /// buckets as they are, and the other way round.
     async fn clear(&self, key: &LockoutKey) -> Result<(), StoreError>;
+    /// Forgets every bucket of an address — its own and each device's —
+    /// and nothing of any other address (an administrator unlocking it).
+    async fn forget_address(&self, email: &Email) -> Result<(), StoreError>;
     /// Deletes attempts older than `before`, in every bucket. Returns how
     /// many.
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError>;

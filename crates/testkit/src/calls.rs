@@ -66,6 +66,7 @@ pub fn every_store_call(stores: &Stores) -> Vec<StoreCall> {
         "tokens.purge_expired" => |s| s.tokens.purge_expired(t0());
         "login_attempts.admit" => |s| s.login_attempts.admit(&LockoutKey::address(email()), t0(), TimeDelta::minutes(15), 5);
         "login_attempts.clear" => |s| s.login_attempts.clear(&LockoutKey::address(email()));
+        "login_attempts.forget_address" => |s| s.login_attempts.forget_address(&email());
         "login_attempts.purge_expired" => |s| s.login_attempts.purge_expired(t0());
         "sessions.start" => |s| s.sessions.start(fixtures::new_session(&uid(), t0(), at(TimeDelta::days(1))));
         "sessions.rotate" => |s| s.sessions.rotate(&sid(), &hash(), &hash(), t0(), TimeDelta::hours(1));

@@ -196,6 +196,7 @@ forward! {
     LoginAttemptStoreForward for LoginAttemptStore via login_attempts {
         fn admit(key: &LockoutKey, now: Timestamp, window: TimeDelta, threshold: u32) -> Admission;
         fn clear(key: &LockoutKey) -> ();
+        fn forget_address(email: &Email) -> ();
         fn purge_expired(before: Timestamp) -> u64;
     }
 }

@@ -85,6 +85,7 @@ pub const OPERATIONS: &[&str] = &[
     "tokens.purge_expired",
     "login_attempts.admit",
     "login_attempts.clear",
+    "login_attempts.forget_address",
     "login_attempts.purge_expired",
     "sessions.start",
     "sessions.rotate",
@@ -854,6 +855,12 @@ impl LoginAttemptStore for MemoryStore {
     async fn clear(&self, key: &LockoutKey) -> Result<(), StoreError> {
         let mut st = self.enter("login_attempts.clear")?;
         st.attempts.remove(key);
+        Ok(())
+    }
+
+    async fn forget_address(&self, email: &Email) -> Result<(), StoreError> {
+        let mut st = self.enter("login_attempts.forget_address")?;
+        st.forget_attempts(email);
         Ok(())
     }
 

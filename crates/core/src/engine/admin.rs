@@ -2,7 +2,7 @@
 //! list, one account, its flags, its deletion, a new verification mail,
 //! promoting a pending registration, and the operator's levers beyond
 //! regstack (a forced password change, the account's sessions, its second
-//! factors).
+//! factors, an address's lockout).
 //!
 //! Each runner first checks that the caller is an administrator — as the
 //! store read the account for this very request, so a withdrawn right
@@ -312,5 +312,24 @@ impl Engine {
             .get(&user.id)
             .await?
             .ok_or(AuthError::UserNotFound)
+    }
+
+    /// `POST /admin/unlock`: forgets every sign-in failure counted against
+    /// the address — its own bucket and each device's — whether or not an
+    /// account has it (the answer says nothing about that).
+    pub async fn admin_unlock(
+        &self,
+        admin: &Principal,
+        email: &Email,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
+        Self::require_admin(admin)?;
+        self.stores.login_attempts.forget_address(email).await?;
+        self.emit(EventKind::AdminLockoutCleared, |e| {
+            e.email = Some(email.clone());
+            e.actor_id = Some(admin.user.id.clone());
+            e.ip.clone_from(&client.ip);
+        });
+        Ok(())
     }
 }

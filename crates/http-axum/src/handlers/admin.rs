@@ -1,6 +1,7 @@
 //! The admin routes (`/admin/*`), mounted only with `enable_admin_router`:
 //! regstack's seven, plus the operator's levers beyond them (a forced
-//! password change, an account's sessions, its second factors).
+//! password change, an account's sessions, its second factors, an
+//! address's lockout).
 //!
 //! [`AdminUser`] answers a caller who is no administrator before anything
 //! else is read — a plain user's malformed body or query gets the 403, as
@@ -18,7 +19,7 @@ use regstack_ports::AdminChange;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{ok_json, Answer, Engine_};
+use super::{ok_json, Answer, EmailBody, Engine_};
 use crate::body::{Fields, FromJsonObject, JsonBody};
 use crate::error::{validation_entry, ApiError};
 use crate::extract::{Client, CurrentUser};
@@ -50,6 +51,7 @@ pub fn router() -> Router<Arc<Engine>> {
             get(list_sessions).delete(revoke_sessions),
         )
         .route("/admin/users/{id}/mfa", axum::routing::delete(reset_mfa))
+        .route("/admin/unlock", post(unlock))
 }
 
 /// A signed-in administrator: 401 without a valid token, 403 for anyone
@@ -327,4 +329,19 @@ pub async fn reset_mfa(
 ) -> Answer {
     let user = e.admin_reset_mfa(&admin, &id, &c).await?;
     ok_json(StatusCode::OK, UserPublic::from(&user))
+}
+
+/// `POST /admin/unlock` `{email}` → 200: the address's sign-in failures
+/// are forgotten, in every bucket.
+pub async fn unlock(
+    State(e): Engine_,
+    Client(c): Client,
+    AdminUser(admin): AdminUser,
+    JsonBody(b): JsonBody<EmailBody>,
+) -> Answer {
+    e.admin_unlock(&admin, &b.email, &c).await?;
+    owned_message(
+        StatusCode::OK,
+        format!("Sign-in lockout cleared for {}.", b.email),
+    )
 }
