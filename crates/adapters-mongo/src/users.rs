@@ -39,7 +39,7 @@ use mongodb::bson::{doc, Document};
 use mongodb::options::ReturnDocument;
 use regstack_ports::{
     AdminChange, Email, EmailChangeOutcome, NewUser, PasswordHash, RevokeReason, StoreError,
-    Timestamp, TokenHash, TokenKind, User, UserCounts, UserId, UserStore,
+    Timestamp, TokenHash, TokenKind, User, UserCounts, UserCursor, UserFilter, UserId, UserStore,
 };
 
 use crate::detached::to_completion;
@@ -60,6 +60,33 @@ pub(crate) fn epoch_bump(now: i64) -> Document {
         { "$add": ["$tokens_invalidated_after", 1_i64] },
         now,
     ] }
+}
+
+/// A [`UserFilter`] as a query document. The address part is matched
+/// literally: every character a regular expression would read is escaped.
+fn filter_doc(f: &UserFilter) -> Document {
+    let mut q = doc! {};
+    if let Some(part) = &f.email_contains {
+        let mut pattern = String::new();
+        for c in part.chars() {
+            if "\\^$.|?*+()[]{}-/".contains(c) {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        q.insert("email", doc! { "$regex": pattern });
+    }
+    for (field, want) in [
+        ("is_active", f.is_active),
+        ("is_verified", f.is_verified),
+        ("is_superuser", f.is_superuser),
+        ("is_mfa_enabled", f.has_mfa),
+    ] {
+        if let Some(want) = want {
+            q.insert(field, want);
+        }
+    }
+    q
 }
 
 impl MongoStores {
@@ -314,6 +341,46 @@ impl UserStore for MongoStores {
             .iter()
             .map(|d| docs::user(d).map_err(StoreError::from))
             .collect()
+    }
+
+    async fn search_users<'c>(
+        &self,
+        filter: &UserFilter,
+        after: Option<&'c UserCursor>,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Vec<User>, StoreError> {
+        let mut query = filter_doc(filter);
+        if let Some(c) = after {
+            let at = to_db(c.created_at);
+            query.insert(
+                "$or",
+                vec![
+                    doc! { "created_at": { "$lt": at } },
+                    doc! { "created_at": at, "_id": { "$lt": c.id.as_str() } },
+                ],
+            );
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let found: Vec<Document> = run(async {
+            self.users
+                .find(query)
+                .sort(doc! { "created_at": -1, "_id": -1 })
+                .skip(skip)
+                .limit(limit)
+                .await?
+                .try_collect::<Vec<Document>>()
+                .await
+        })
+        .await?;
+        found
+            .iter()
+            .map(|d| docs::user(d).map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn count_matching(&self, filter: &UserFilter) -> Result<u64, StoreError> {
+        run(self.users.count_documents(filter_doc(filter))).await
     }
 
     async fn admin_update(

@@ -78,6 +78,35 @@ impl AdminChange {
     }
 }
 
+/// Which accounts [`UserStore::search_users`] returns: each `Some` must
+/// hold, `None` does not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    /// A part of the canonical address, taken literally (`%`, `_` and `.`
+    /// are just characters); lower-case it as addresses are.
+    pub email_contains: Option<String>,
+    /// Active or disabled.
+    pub is_active: Option<bool>,
+    /// Verified or not.
+    pub is_verified: Option<bool>,
+    /// Administrator or not.
+    pub is_superuser: Option<bool>,
+    /// Has a second factor or not ([`User::is_mfa_enabled`]).
+    pub has_mfa: Option<bool>,
+}
+
+/// A place in the list order (`created_at`, then `id`, both descending):
+/// the last account of the page before. Accounts created after it was
+/// taken sort before it, so the pages that follow neither repeat nor skip
+/// an account while others are added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCursor {
+    /// The last listed account's creation time.
+    pub created_at: Timestamp,
+    /// And its id, for accounts created at the same instant.
+    pub id: UserId,
+}
+
 /// Outcome of [`LoginAttemptStore::admit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -170,6 +199,18 @@ pub trait UserStore: Send + Sync {
     /// `id` descending, so that equal times still have one order): `skip`
     /// accounts left out, at most `limit` returned.
     async fn list_users(&self, skip: u64, limit: u64) -> Result<Vec<User>, StoreError>;
+    /// The accounts matching `filter`, in [`list_users`](Self::list_users)'
+    /// order, from just after `after` (from the start without one), `skip`
+    /// of them left out, at most `limit`.
+    async fn search_users<'c>(
+        &self,
+        filter: &UserFilter,
+        after: Option<&'c UserCursor>,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Vec<User>, StoreError>;
+    /// How many accounts match `filter`.
+    async fn count_matching(&self, filter: &UserFilter) -> Result<u64, StoreError>;
     /// Applies an administrator's change in one step and returns the
     /// account as it now is; `updated_at = now` if anything was given.
     /// Disabling (`is_active: Some(false)`) also moves the credential epoch

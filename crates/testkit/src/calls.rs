@@ -16,7 +16,7 @@ use std::pin::Pin;
 use chrono::TimeDelta;
 use regstack_ports::{
     AdminChange, ChallengeKind, FlowMode, FlowResult, LockoutKey, MfaChallenge, RevokeReason,
-    SessionId, StoreError, Stores, TokenKind, UserId,
+    SessionId, StoreError, Stores, TokenKind, UserFilter, UserId,
 };
 
 use crate::fixtures::{self, at, t0};
@@ -53,6 +53,8 @@ pub fn every_store_call(stores: &Stores) -> Vec<StoreCall> {
         "users.delete_account" => |s| s.users.delete_account(&uid());
         "users.count_users" => |s| s.users.count_users();
         "users.list_users" => |s| s.users.list_users(0, 10);
+        "users.search_users" => |s| s.users.search_users(&UserFilter { is_active: Some(true), ..UserFilter::default() }, None, 0, 10);
+        "users.count_matching" => |s| s.users.count_matching(&UserFilter::default());
         "users.admin_update" => |s| s.users.admin_update(&uid(), &AdminChange { is_active: Some(false), ..AdminChange::default() }, t0());
         "pending.put" => |s| s.pending.put(fixtures::pending("outage@example.com", &hash(), later()));
         "pending.find_by_email" => |s| s.pending.find_by_email(&email(), t0());

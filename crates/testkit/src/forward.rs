@@ -76,7 +76,7 @@ use regstack_ports::{
     NewUser, OAuthFlow, OAuthIdentity, OAuthStore, OneTimeToken, PasswordHash, PendingRegistration,
     PendingStore, Promotion, RateLimitStore, Redemption, RevokeReason, Rotation, Session,
     SessionId, SessionStart, SessionStore, StoreError, StoreHealth, Timestamp, TokenHash,
-    TokenKind, TokenStore, Unlinking, User, UserCounts, UserId, UserStore,
+    TokenKind, TokenStore, Unlinking, User, UserCounts, UserCursor, UserFilter, UserId, UserStore,
 };
 
 /// A wrapper `F` seen as the store ports whose `…Forward` traits it
@@ -157,6 +157,13 @@ forward! {
         fn delete_account(id: &UserId) -> Option<User>;
         fn count_users() -> UserCounts;
         fn list_users(skip: u64, limit: u64) -> Vec<User>;
+        fn search_users<'c>(
+            filter: &UserFilter,
+            after: Option<&'c UserCursor>,
+            skip: u64,
+            limit: u64,
+        ) -> Vec<User>;
+        fn count_matching(filter: &UserFilter) -> u64;
         fn admin_update(id: &UserId, change: &AdminChange, now: Timestamp) -> Option<User>;
     }
 }

@@ -154,6 +154,8 @@ macro_rules! __store_contract_cases {
             disabling_racing_sign_ins_leaves_no_session,
             promote_email_creates_the_verified_account_once,
             promote_verifies_the_unverified_account_its_row_was_made_for,
+            search_users_filters_by_address_part_and_flags,
+            search_users_pages_by_cursor_while_accounts_are_added,
             // Account deletion.
             delete_account_removes_every_row_of_the_user,
             deletion_racing_sign_ins_and_link_issues_leaves_nothing,

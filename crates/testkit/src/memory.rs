@@ -29,7 +29,7 @@ use regstack_ports::{
     PendingRegistration, PendingStore, Promotion, RateLimitStore, Redemption, RefreshFamily,
     RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
     StoreHealth, Stores, Timestamp, TokenHash, TokenKind, TokenStore, TotpFactor, Unlinking, User,
-    UserCounts, UserId, UserStore,
+    UserCounts, UserCursor, UserFilter, UserId, UserStore,
 };
 
 /// A fresh, empty, independent set of in-memory stores.
@@ -72,6 +72,8 @@ pub const OPERATIONS: &[&str] = &[
     "users.delete_account",
     "users.count_users",
     "users.list_users",
+    "users.search_users",
+    "users.count_matching",
     "users.admin_update",
     "pending.put",
     "pending.find_by_email",
@@ -290,6 +292,18 @@ struct Family {
 fn window_start(now: Timestamp, window: TimeDelta) -> Timestamp {
     now.checked_sub_signed(window)
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Whether an account passes a [`UserFilter`].
+fn matches(f: &UserFilter, u: &User) -> bool {
+    let flag = |want: Option<bool>, have: bool| want.is_none_or(|w| w == have);
+    f.email_contains
+        .as_deref()
+        .is_none_or(|part| u.email.as_str().contains(part))
+        && flag(f.is_active, u.is_active)
+        && flag(f.is_verified, u.is_verified)
+        && flag(f.is_superuser, u.is_superuser)
+        && flag(f.has_mfa, u.is_mfa_enabled)
 }
 
 /// A session is live while it is neither revoked nor past either of its
@@ -649,6 +663,33 @@ impl UserStore for MemoryStore {
         let skip = usize::try_from(skip).unwrap_or(usize::MAX);
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         Ok(all.into_iter().skip(skip).take(limit).cloned().collect())
+    }
+
+    async fn search_users<'c>(
+        &self,
+        filter: &UserFilter,
+        after: Option<&'c UserCursor>,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Vec<User>, StoreError> {
+        let st = self.enter("users.search_users")?;
+        let mut found: Vec<&User> = st
+            .users
+            .values()
+            .filter(|u| matches(filter, u))
+            .filter(|u| {
+                after.is_none_or(|c| (u.created_at, u.id.as_str()) < (c.created_at, c.id.as_str()))
+            })
+            .collect();
+        found.sort_by(|a, b| (b.created_at, b.id.as_str()).cmp(&(a.created_at, a.id.as_str())));
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(found.into_iter().skip(skip).take(limit).cloned().collect())
+    }
+
+    async fn count_matching(&self, filter: &UserFilter) -> Result<u64, StoreError> {
+        let st = self.enter("users.count_matching")?;
+        Ok(st.users.values().filter(|u| matches(filter, u)).count() as u64)
     }
 
     async fn admin_update(

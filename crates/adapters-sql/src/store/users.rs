@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 use regstack_ports::{
     AdminChange, Email, EmailChangeOutcome, NewUser, PasswordHash, RevokeReason, StoreError,
-    Timestamp, TokenHash, TokenKind, User, UserCounts, UserId, UserStore,
+    Timestamp, TokenHash, TokenKind, User, UserCounts, UserCursor, UserFilter, UserId, UserStore,
 };
 
 use super::{
@@ -97,6 +97,44 @@ async fn set_password_on(
     let user = rows::user(&row, 0)?;
     invalidate_credentials(conn, &user, reason, now, &[user.email.as_str()]).await?;
     Ok(Some(user))
+}
+
+/// The `WHERE` conditions of a [`UserFilter`], `$1`–`$5`
+/// ([`filter_args`]); a null parameter filters nothing.
+macro_rules! user_filter {
+    () => {
+        "($1 IS NULL OR email LIKE $1 ESCAPE '\\') \
+         AND ($2 IS NULL OR is_active = $2) AND ($3 IS NULL OR is_verified = $3) \
+         AND ($4 IS NULL OR is_superuser = $4) AND ($5 IS NULL OR is_mfa_enabled = $5)"
+    };
+}
+
+/// The filter's address part as a `LIKE` pattern that matches it
+/// literally: `\`, `%` and `_` escaped (the statement names `\` as the
+/// escape character).
+fn like_pattern(filter: &UserFilter) -> Option<String> {
+    filter.email_contains.as_deref().map(|part| {
+        let mut p = String::from("%");
+        for c in part.chars() {
+            if matches!(c, '\\' | '%' | '_') {
+                p.push('\\');
+            }
+            p.push(c);
+        }
+        p.push('%');
+        p
+    })
+}
+
+/// `$1`–`$5` of [`user_filter!`].
+fn filter_args<'a>(filter: &UserFilter, pattern: Option<&'a str>) -> [Arg<'a>; 5] {
+    [
+        Arg::OptText(pattern),
+        Arg::OptBool(filter.is_active),
+        Arg::OptBool(filter.is_verified),
+        Arg::OptBool(filter.is_superuser),
+        Arg::OptBool(filter.has_mfa),
+    ]
 }
 
 #[async_trait]
@@ -391,6 +429,51 @@ impl<B: Backend> UserStore for SqlStores<B> {
             .iter()
             .map(|r| rows::user(r, 0))
             .collect()
+    }
+
+    async fn search_users<'c>(
+        &self,
+        filter: &UserFilter,
+        after: Option<&'c UserCursor>,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Vec<User>, StoreError> {
+        const SEARCH: &str = concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE ",
+            user_filter!(),
+            " AND ($6 IS NULL OR created_at < $6 OR (created_at = $6 AND id < $7)) \
+             ORDER BY created_at DESC, id DESC LIMIT $8 OFFSET $9"
+        );
+        let pattern = like_pattern(filter);
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let mut args = filter_args(filter, pattern.as_deref()).to_vec();
+        args.extend([
+            Arg::OptInt(after.map(|c| to_db(c.created_at))),
+            Arg::OptText(after.map(|c| c.id.as_str())),
+            Arg::Int(clamp(limit)),
+            Arg::Int(clamp(skip)),
+        ]);
+        self.read_conn()
+            .await?
+            .fetch_all(SEARCH, &args)
+            .await?
+            .iter()
+            .map(|r| rows::user(r, 0))
+            .collect()
+    }
+
+    async fn count_matching(&self, filter: &UserFilter) -> Result<u64, StoreError> {
+        const COUNT: &str = concat!("SELECT COUNT(*) FROM users WHERE ", user_filter!());
+        let pattern = like_pattern(filter);
+        let row = self
+            .read_conn()
+            .await?
+            .fetch_optional(COUNT, &filter_args(filter, pattern.as_deref()))
+            .await?
+            .ok_or(CorruptRow("count returned no row"))?;
+        Ok(u64::try_from(row.int(0)?).unwrap_or(0))
     }
 
     async fn admin_update(

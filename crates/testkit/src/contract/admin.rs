@@ -4,7 +4,8 @@
 //! registration by its address.
 
 use regstack_ports::{
-    AdminChange, NewSession, Promotion, RevokeReason, SessionStart, Stores, UserCounts, UserId,
+    AdminChange, NewSession, Promotion, RevokeReason, SessionStart, Stores, UserCounts, UserCursor,
+    UserFilter, UserId,
 };
 
 use crate::fixtures::{self, at, t0};
@@ -496,4 +497,189 @@ pub async fn promote_verifies_the_unverified_account_its_row_was_made_for(stores
         Promotion::EmailTaken
     );
     assert_eq!(get_user(&stores, &verified.id).await, verified);
+}
+
+/// `search_users` keeps only the accounts every given filter admits — the
+/// address part matched literally (`_` and `%` are characters, not
+/// wildcards) — and `count_matching` counts the same set.
+pub async fn search_users_filters_by_address_part_and_flags(stores: Stores) {
+    let plain = add_user(&stores, "under_score@example.com").await;
+    let lookalike = add_user(&stores, "underxscore@example.com").await;
+    let admin = stores
+        .users
+        .insert(regstack_ports::NewUser {
+            is_superuser: true,
+            ..fixtures::new_user("boss@example.org")
+        })
+        .await
+        .expect("insert");
+    let unproven = stores
+        .users
+        .insert(regstack_ports::NewUser {
+            is_verified: false,
+            ..fixtures::new_user("new@example.org")
+        })
+        .await
+        .expect("insert");
+    stores
+        .users
+        .admin_update(&lookalike.id, &disable(), t0())
+        .await
+        .expect("admin_update");
+    assert!(stores
+        .mfa
+        .enable_totp(&admin.id, "sealed", &[], None, t0())
+        .await
+        .expect("enable_totp"));
+
+    let search = |f: UserFilter| {
+        let stores = stores.clone();
+        async move {
+            let found = stores
+                .users
+                .search_users(&f, None, 0, 100)
+                .await
+                .expect("search_users");
+            let n = stores
+                .users
+                .count_matching(&f)
+                .await
+                .expect("count_matching");
+            assert_eq!(n, found.len() as u64, "count_matching agrees: {f:?}");
+            let mut ids: Vec<UserId> = found.into_iter().map(|u| u.id).collect();
+            ids.sort();
+            ids
+        }
+    };
+    let sorted = |mut v: Vec<UserId>| {
+        v.sort();
+        v
+    };
+    let part = |p: &str| UserFilter {
+        email_contains: Some(p.into()),
+        ..UserFilter::default()
+    };
+    assert_eq!(search(UserFilter::default()).await.len(), 4);
+    assert_eq!(
+        search(part("r_s")).await,
+        vec![plain.id.clone()],
+        "`_` is literal"
+    );
+    assert_eq!(search(part("%")).await, vec![], "`%` is literal");
+    assert_eq!(
+        search(part(".org")).await,
+        sorted(vec![admin.id.clone(), unproven.id.clone()])
+    );
+    assert_eq!(search(part("x.org")).await, vec![], "`.` is literal");
+    assert_eq!(
+        search(UserFilter {
+            is_active: Some(false),
+            ..UserFilter::default()
+        })
+        .await,
+        vec![lookalike.id.clone()]
+    );
+    assert_eq!(
+        search(UserFilter {
+            is_verified: Some(false),
+            ..UserFilter::default()
+        })
+        .await,
+        vec![unproven.id.clone()]
+    );
+    assert_eq!(
+        search(UserFilter {
+            is_superuser: Some(true),
+            has_mfa: Some(true),
+            ..UserFilter::default()
+        })
+        .await,
+        vec![admin.id.clone()]
+    );
+    assert_eq!(
+        search(UserFilter {
+            email_contains: Some("example.com".into()),
+            is_active: Some(true),
+            has_mfa: Some(false),
+            ..UserFilter::default()
+        })
+        .await,
+        vec![plain.id.clone()]
+    );
+}
+
+/// Paging by cursor walks the whole list once, in order, while accounts
+/// are added between pages (they are newer, so they sort before the
+/// cursor); `skip` and filters combine with it.
+pub async fn search_users_pages_by_cursor_while_accounts_are_added(stores: Stores) {
+    let mut made = Vec::new();
+    for (n, minute) in [(0, 1), (1, 2), (2, 2), (3, 2), (4, 3), (5, 4), (6, 5)] {
+        let user = stores
+            .users
+            .insert(regstack_ports::NewUser {
+                created_at: at(minutes(minute)),
+                ..fixtures::new_user(&format!("pager{n}@example.com"))
+            })
+            .await
+            .expect("insert");
+        made.push(user);
+    }
+    made.sort_by(|a, b| (b.created_at, b.id.as_str()).cmp(&(a.created_at, a.id.as_str())));
+    let expected: Vec<UserId> = made.iter().map(|u| u.id.clone()).collect();
+
+    let all = UserFilter::default();
+    let mut walked = Vec::new();
+    let mut cursor: Option<UserCursor> = None;
+    for page in 0.. {
+        let items = stores
+            .users
+            .search_users(&all, cursor.as_ref(), 0, 2)
+            .await
+            .expect("search_users");
+        let Some(last) = items.last() else { break };
+        cursor = Some(UserCursor {
+            created_at: last.created_at,
+            id: last.id.clone(),
+        });
+        walked.extend(items.iter().map(|u| u.id.clone()));
+        // Someone signs up between two pages.
+        add_user(&stores, &format!("late{page}@example.com")).await;
+        stores
+            .users
+            .insert(regstack_ports::NewUser {
+                created_at: at(minutes(10 + page)),
+                ..fixtures::new_user(&format!("later{page}@example.com"))
+            })
+            .await
+            .expect("insert");
+        assert!(page < 10, "the walk ends");
+    }
+    // `add_user` creates at t0, before every account above: those rows
+    // sort after the cursor and are walked too — exactly once each.
+    let late: Vec<UserId> = walked.iter().skip(expected.len()).cloned().collect();
+    assert_eq!(
+        &walked[..expected.len()],
+        &expected[..],
+        "in order, none twice"
+    );
+    let mut unique = walked.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), walked.len(), "no account is listed twice");
+    assert!(late.iter().all(|id| !expected.contains(id)));
+
+    let after_first = UserCursor {
+        created_at: made[0].created_at,
+        id: made[0].id.clone(),
+    };
+    let skipped = stores
+        .users
+        .search_users(&all, Some(&after_first), 1, 2)
+        .await
+        .expect("search_users");
+    assert_eq!(
+        skipped.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
+        expected[2..4].to_vec(),
+        "skip counts from the cursor"
+    );
 }
