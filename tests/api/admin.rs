@@ -913,3 +913,83 @@ async fn operators_levers_beyond_regstack() {
         );
     }
 }
+
+#[tokio::test]
+async fn search_filters_and_a_cursor_that_survives_sign_ups() {
+    let app = admin_app().await;
+    let (admin_id, admin) = make_admin(&app, "admin@example.com").await;
+    let mut ids = vec![admin_id.clone()];
+    for name in ["ann_a", "annxa", "bob", "cid"] {
+        let (id, _) = make_user(&app, &format!("{name}@example.com")).await;
+        ids.push(id);
+    }
+    ids.reverse(); // newest first
+    let list = |query: String| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            admin_call(
+                app,
+                Method::GET,
+                &format!("/admin/users?{query}"),
+                &admin,
+                None,
+            )
+            .await
+        }
+    };
+    let ids_of = |r: &Reply| -> Vec<String> {
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let r = list("q=N_A".into()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["total"], 1, "`_` is no wildcard: {:?}", r.body);
+    assert_eq!(r.body["items"][0]["email"], "ann_a@example.com");
+    assert_eq!(r.body["next_cursor"], Value::Null);
+    let r = list("q=%25".into()).await;
+    assert_eq!(r.body["total"], 0, "`%` is no wildcard");
+    let r = list("is_superuser=true".into()).await;
+    assert_eq!(ids_of(&r), vec![admin_id.clone()]);
+    let r = list("is_superuser=false&has_mfa=false&is_active=1&is_verified=yes".into()).await;
+    assert_eq!(r.body["total"], 4);
+    let r = list("is_active=maybe".into()).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.body["detail"][0],
+        json!({ "type": "bool_parsing", "loc": ["query", "is_active"],
+                "msg": "Input should be a valid boolean, unable to interpret input" })
+    );
+    let r = list("cursor=garbage".into()).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["detail"][0]["loc"], json!(["query", "cursor"]));
+    let r = list("skip=0&limit=2".into()).await;
+    assert!(
+        r.body.get("next_cursor").is_none(),
+        "regstack's list is unchanged"
+    );
+
+    // Walk two at a time; someone signs up between pages.
+    let mut walked = Vec::new();
+    let mut cursor = String::new();
+    for page in 0..10 {
+        let r = list(format!("limit=2&cursor={cursor}")).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["total"].as_u64().unwrap(), 5 + page);
+        walked.extend(ids_of(&r));
+        make_user(&app, &format!("late{page}@example.com")).await;
+        match r.body["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(
+        walked, ids,
+        "every account once, in order, none of the late ones"
+    );
+}

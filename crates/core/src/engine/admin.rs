@@ -13,7 +13,7 @@
 
 use regstack_ports::{
     AdminChange, Email, PendingRegistration, Promotion, RevokeReason, Session, User, UserCounts,
-    UserId,
+    UserCursor, UserFilter, UserId,
 };
 use secrecy::ExposeSecret;
 
@@ -91,6 +91,28 @@ impl Engine {
         Self::require_admin(admin)?;
         let items = self.stores.users.list_users(skip, limit).await?;
         let total = self.stores.users.count_users().await?.total;
+        Ok(UserPage { items, total })
+    }
+
+    /// `GET /admin/users` with filters or a cursor: the matching accounts
+    /// newest first, from just after `after`, and how many match in all.
+    /// The address part is lower-cased, as addresses are stored.
+    pub async fn admin_search_users(
+        &self,
+        admin: &Principal,
+        mut filter: UserFilter,
+        after: Option<&UserCursor>,
+        skip: u64,
+        limit: u64,
+    ) -> Result<UserPage, AuthError> {
+        Self::require_admin(admin)?;
+        filter.email_contains = filter.email_contains.map(|q| q.trim().to_lowercase());
+        let items = self
+            .stores
+            .users
+            .search_users(&filter, after, skip, limit)
+            .await?;
+        let total = self.stores.users.count_matching(&filter).await?;
         Ok(UserPage { items, total })
     }
 

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use regstack_core::{AuthError, Engine, Principal};
-use regstack_ports::AdminChange;
+use regstack_ports::{AdminChange, UserCursor, UserFilter, UserId};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -110,6 +110,9 @@ struct UserListResponse {
     total: u64,
     skip: u64,
     limit: u64,
+    /// Only when searching: where the next page starts (null at the end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<Option<String>>,
 }
 
 /// `GET /admin/stats` → 200 `AdminStats`.
@@ -174,8 +177,54 @@ fn query_int(
 /// The most accounts one page may hold (regstack's bound).
 const MAX_PAGE: u64 = 200;
 
+/// One boolean query parameter, read as FastAPI reads one (`true`/`false`,
+/// `1`/`0`, `yes`/`no`, `on`/`off`, any case); absent is `None`.
+fn query_bool(
+    query: &[(String, String)],
+    name: &'static str,
+    errors: &mut Vec<Value>,
+) -> Option<bool> {
+    let (_, raw) = query.iter().rev().find(|(k, _)| k == name)?;
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
+        "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
+        _ => {
+            errors.push(validation_entry(
+                "bool_parsing",
+                &[json!("query"), json!(name)],
+                "Input should be a valid boolean, unable to interpret input",
+                None,
+            ));
+            None
+        }
+    }
+}
+
+/// The longest address part `q` may be (an address is at most 320).
+const MAX_Q: usize = 320;
+
+/// A cursor as the answer hands it out: the last listed account's
+/// creation time in microseconds and its id. Opaque to clients.
+fn cursor_of(u: &regstack_ports::User) -> String {
+    format!("{}.{}", u.created_at.timestamp_micros(), u.id)
+}
+
+/// Reads a cursor back; `None` for one this server did not hand out.
+fn parse_cursor(raw: &str) -> Option<UserCursor> {
+    let (micros, id) = raw.split_once('.')?;
+    Some(UserCursor {
+        created_at: chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        id: UserId::parse(id)?,
+    })
+}
+
 /// `GET /admin/users?skip&limit` → 200 `UserListResponse`, newest first;
-/// `skip ≥ 0` (default 0), `1 ≤ limit ≤ 200` (default 50).
+/// `skip ≥ 0` (default 0), `1 ≤ limit ≤ 200` (default 50) — regstack's
+/// list. With any of the filters (`q`: a part of the address; `is_active`,
+/// `is_verified`, `is_superuser`, `has_mfa`) or a `cursor` (empty for the
+/// first page) it searches: `total` counts the matches, and `next_cursor`
+/// (null on the last page) continues after the page without repeating or
+/// skipping anyone while accounts are added.
 pub async fn list_users(
     State(e): Engine_,
     AdminUser(admin): AdminUser,
@@ -184,10 +233,60 @@ pub async fn list_users(
     let mut errors = Vec::new();
     let skip = query_int(&query, "skip", 0, 0, None, &mut errors);
     let limit = query_int(&query, "limit", 50, 1, Some(MAX_PAGE), &mut errors);
+    let q = query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.clone());
+    if q.as_ref().is_some_and(|q| q.chars().count() > MAX_Q) {
+        errors.push(validation_entry(
+            "string_too_long",
+            &[json!("query"), json!("q")],
+            format!("String should have at most {MAX_Q} characters"),
+            Some(json!({ "max_length": MAX_Q })),
+        ));
+    }
+    let filter = UserFilter {
+        email_contains: q,
+        is_active: query_bool(&query, "is_active", &mut errors),
+        is_verified: query_bool(&query, "is_verified", &mut errors),
+        is_superuser: query_bool(&query, "is_superuser", &mut errors),
+        has_mfa: query_bool(&query, "has_mfa", &mut errors),
+    };
+    let cursor_raw = query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "cursor")
+        .map(|(_, v)| v.as_str());
+    let cursor = match cursor_raw {
+        None | Some("") => None,
+        Some(raw) => {
+            let parsed = parse_cursor(raw);
+            if parsed.is_none() {
+                errors.push(validation_entry(
+                    "value_error",
+                    &[json!("query"), json!("cursor")],
+                    "Value error, invalid cursor",
+                    None,
+                ));
+            }
+            parsed
+        }
+    };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let page = e.admin_list_users(&admin, skip, limit).await?;
+    let searching = cursor_raw.is_some() || filter != UserFilter::default();
+    let (page, next_cursor) = if searching {
+        let page = e
+            .admin_search_users(&admin, filter, cursor.as_ref(), skip, limit)
+            .await?;
+        let full = u64::try_from(page.items.len()).unwrap_or(u64::MAX) == limit;
+        let next = page.items.last().filter(|_| full).map(cursor_of);
+        (page, Some(next))
+    } else {
+        (e.admin_list_users(&admin, skip, limit).await?, None)
+    };
     ok_json(
         StatusCode::OK,
         UserListResponse {
@@ -195,6 +294,7 @@ pub async fn list_users(
             total: page.total,
             skip,
             limit,
+            next_cursor,
         },
     )
 }
