@@ -993,3 +993,46 @@ async fn search_filters_and_a_cursor_that_survives_sign_ups() {
         "every account once, in order, none of the late ones"
     );
 }
+
+#[tokio::test]
+async fn a_disabled_or_demoted_admin_is_refused_at_once() {
+    let app = admin_app().await;
+    let (_, root) = make_admin(&app, "root@example.com").await;
+    let (other_id, other) = make_admin(&app, "other@example.com").await;
+    assert_eq!(
+        admin_call(&app, Method::GET, "/admin/stats", &other, None)
+            .await
+            .status,
+        200
+    );
+    let path = format!("/admin/users/{other_id}");
+    let r = admin_call(
+        &app,
+        Method::PATCH,
+        &path,
+        &root,
+        Some(json!({ "is_active": false })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = admin_call(&app, Method::GET, "/admin/stats", &other, None).await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (401, "User no longer active.")
+    );
+    let r = admin_call(
+        &app,
+        Method::PATCH,
+        &path,
+        &root,
+        Some(json!({ "is_active": true, "is_superuser": false })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let fresh = app.access_token("other@example.com", PW).await;
+    let r = admin_call(&app, Method::GET, "/admin/stats", &fresh, None).await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (403, "Administrator privileges required.")
+    );
+}
