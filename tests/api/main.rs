@@ -3,6 +3,7 @@
 //! stores of the same backend directly, with `core`'s machines as oracle.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod bad_input;
 mod embedding;
 mod enumeration;

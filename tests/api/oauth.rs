@@ -206,8 +206,11 @@ impl OAuthApp {
     }
 
     /// Accounts created so far (password sign-ups and OAuth ones alike
-    /// fire `user_registered` once, when the row is written).
-    fn accounts_created(&self) -> usize {
+    /// fire `user_registered` once, when the row is written). Handlers run
+    /// in tasks of their own, so the count is read once the bus has had a
+    /// moment to deliver.
+    async fn accounts_created(&self) -> usize {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         self.app
             .event_names()
             .iter()
@@ -301,7 +304,7 @@ async fn a_returning_identity_signs_in_to_the_same_account() {
     let a = t.app.me(&first).await.body["id"].clone();
     let b = t.app.me(&second).await.body["id"].clone();
     assert_eq!(a, b);
-    assert_eq!(t.accounts_created(), 1);
+    assert_eq!(t.accounts_created().await, 1);
     let r = t
         .app
         .call(Method::GET, "/oauth/providers", Some(&second), None)
@@ -363,7 +366,7 @@ async fn an_existing_address_is_email_in_use_unless_auto_link_and_both_verified(
                 "auto={auto} {verified:?}"
             );
         }
-        assert_eq!(t.accounts_created(), 1);
+        assert_eq!(t.accounts_created().await, 1);
     }
 }
 
@@ -374,7 +377,7 @@ async fn sign_up_through_a_provider_obeys_allow_registration() {
     };
     let (_, landed) = t.flow(&OidcUser::fresh()).await;
     assert_eq!(landed, Landed::Error("registration_disabled".into()));
-    assert_eq!(t.accounts_created(), 0);
+    assert_eq!(t.accounts_created().await, 0);
 }
 
 #[tokio::test]
@@ -606,7 +609,7 @@ async fn every_tampered_id_token_is_refused_with_id_token_failed() {
         );
     }
     assert_eq!(
-        t.accounts_created(),
+        t.accounts_created().await,
         1,
         "no refused flow created an account"
     );
@@ -671,12 +674,26 @@ async fn two_simultaneous_first_sign_ins_of_one_identity_make_one_account() {
     let back_b = t.at_provider(&auth_b, &user).await;
     let t = Arc::new(t);
     let (ta, tb) = (t.clone(), t.clone());
+    let (a2, b2) = (a.clone(), b.clone());
     let ja = tokio::spawn(async move { ta.callback(&mut a, &back_a).await });
     let jb = tokio::spawn(async move { tb.callback(&mut b, &back_b).await });
     let (la, lb) = (ja.await.unwrap(), jb.await.unwrap());
-    assert!(matches!(la, Landed::Complete(_)), "{la:?}");
-    assert!(matches!(lb, Landed::Complete(_)), "{lb:?}");
-    assert_eq!(t.accounts_created(), 1);
+    let (Landed::Complete(ia), Landed::Complete(ib)) = (&la, &lb) else {
+        panic!("{la:?} {lb:?}")
+    };
+    // Both sign in, to one account, which exactly one of them created.
+    let (ra, rb) = (t.exchange(&a2, ia).await, t.exchange(&b2, ib).await);
+    let (aa, ab) = (access_of(&ra), access_of(&rb));
+    assert_eq!(
+        t.app.me(&aa).await.body["id"],
+        t.app.me(&ab).await.body["id"]
+    );
+    let created = [&ra, &rb]
+        .iter()
+        .filter(|r| r.body["was_new_account"] == true)
+        .count();
+    assert_eq!(created, 1, "{:?} {:?}", ra.body, rb.body);
+    assert_eq!(t.accounts_created().await, 1);
 }
 
 #[tokio::test]
@@ -900,5 +917,5 @@ async fn a_code_the_provider_refuses_is_token_exchange_failed_and_spends_the_flo
         t.callback(&mut browser, &back).await,
         Landed::Error("bad_state".into())
     );
-    assert_eq!(t.accounts_created(), 0);
+    assert_eq!(t.accounts_created().await, 0);
 }

@@ -54,7 +54,7 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::ReturnDocument;
 use mongodb::Collection;
 use regstack_ports::{
-    Admission, LockoutKey, LoginAttemptStore, RateLimitStore, StoreError, Timestamp,
+    Admission, Email, LockoutKey, LoginAttemptStore, RateLimitStore, StoreError, Timestamp,
 };
 
 use crate::docs;
@@ -331,6 +331,10 @@ impl LoginAttemptStore for MongoStores {
 
     async fn clear(&self, key: &LockoutKey) -> Result<(), StoreError> {
         empty_window(&self.login_attempts, &bucket_id(key)).await
+    }
+
+    async fn forget_address(&self, email: &Email) -> Result<(), StoreError> {
+        self.clear_attempts(email.as_str()).await
     }
 
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {

@@ -12,9 +12,10 @@
 
 use async_trait::async_trait;
 use mongodb::bson::doc;
+use mongodb::options::ReturnDocument;
 use regstack_ports::{
-    Email, NewUser, PendingRegistration, PendingStore, Promotion, StoreError, Timestamp, TokenHash,
-    UserId,
+    Email, NewUser, PasswordHash, PendingRegistration, PendingStore, Promotion, StoreError,
+    Timestamp, TokenHash, UserId,
 };
 
 use crate::detached::to_completion;
@@ -30,22 +31,25 @@ use crate::MongoStores;
 pub(crate) const UPSERT_RETRIES: usize = 3;
 
 impl MongoStores {
-    /// [`PendingStore::promote`]'s two steps (module doc).
+    /// [`PendingStore::promote`]'s and [`PendingStore::promote_email`]'s
+    /// two steps (module doc); `key` names the pending row by its token's
+    /// hash or its address, with the index `index`.
     async fn promote_steps(
         &self,
-        token: &TokenHash,
+        key: (&'static str, &str),
+        index: &'static str,
         id: &UserId,
         now: Timestamp,
     ) -> Result<Promotion, StoreError> {
-        // The decision: of any number of callers with this link, one gets
-        // the document; the others find nothing to delete.
+        // The decision: of any number of callers with this link (or this
+        // address), one gets the document; the others find nothing to
+        // delete.
+        let mut filter = doc! { "expires_at": { "$gt": to_db(now) } };
+        filter.insert(key.0, key.1);
         let taken = run(self
             .pending
-            .find_one_and_delete(doc! {
-                "token_hash": token.as_str(),
-                "expires_at": { "$gt": to_db(now) },
-            })
-            .hint(hint::by(hint::TOKEN_HASH)))
+            .find_one_and_delete(filter)
+            .hint(hint::by(index)))
         .await?;
         let Some(row) = taken else {
             return Ok(Promotion::InvalidToken);
@@ -66,9 +70,29 @@ impl MongoStores {
         let mine = doc! { "_id": id.as_str() };
         match insert_once(&self.users, docs::user_doc(&user), mine).await {
             Ok(_) => Ok(Promotion::Promoted(user)),
-            // The address became an account meanwhile; the pending row
-            // stays deleted.
-            Err(StoreError::Conflict("email")) => Ok(Promotion::EmailTaken),
+            // The address is an account's; the pending row stays deleted.
+            // If it is the unverified account this row was made for (same
+            // password hash), that one is verified, in one conditional
+            // update.
+            Err(StoreError::Conflict("email")) => {
+                let verified = run(self
+                    .users
+                    .find_one_and_update(
+                        doc! {
+                            "email": user.email.as_str(),
+                            "is_verified": false,
+                            "hashed_password": user.password_hash.as_ref().map(PasswordHash::as_str),
+                        },
+                        doc! { "$set": { "is_verified": true, "updated_at": to_db(now) } },
+                    )
+                    .return_document(ReturnDocument::After)
+                    .hint(hint::by(hint::EMAIL)))
+                .await?;
+                match verified {
+                    Some(d) => Ok(Promotion::Promoted(docs::user(&d)?)),
+                    None => Ok(Promotion::EmailTaken),
+                }
+            }
             Err(e) => {
                 // Compensation: put the row back as it was (same `_id`,
                 // same token), so the link works again. If a newer
@@ -168,7 +192,32 @@ impl PendingStore for MongoStores {
         now: Timestamp,
     ) -> Result<Promotion, StoreError> {
         let (this, token, id) = (self.clone(), token.clone(), id.clone());
-        to_completion(async move { this.promote_steps(&token, &id, now).await }).await
+        to_completion(async move {
+            this.promote_steps(("token_hash", token.as_str()), hint::TOKEN_HASH, &id, now)
+                .await
+        })
+        .await
+    }
+
+    async fn promote_email(
+        &self,
+        email: &Email,
+        id: &UserId,
+        now: Timestamp,
+    ) -> Result<Promotion, StoreError> {
+        let (this, email, id) = (self.clone(), email.clone(), id.clone());
+        to_completion(async move {
+            this.promote_steps(("email", email.as_str()), hint::EMAIL, &id, now)
+                .await
+        })
+        .await
+    }
+
+    async fn count_live(&self, now: Timestamp) -> Result<u64, StoreError> {
+        run(self
+            .pending
+            .count_documents(doc! { "expires_at": { "$gt": to_db(now) } }))
+        .await
     }
 
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `users` | `_id` | the user id: `get`, `authenticate`'s join |
 //! | `users` | `email_unique` (unique) | sign-in lookup; one account per canonical address |
+//! | `users` | `created_at_id` | the admin account list and search, newest first, by offset or cursor |
 //! | `pending_registrations` | `email_unique` (unique) | one pending row per address; `put` replaces by it |
 //! | `pending_registrations` | `token_hash_unique` (unique) | the verification link |
 //! | `pending_registrations` | `expires_at` | `purge_expired` |
@@ -129,7 +130,7 @@ pub(crate) mod hint {
 /// The version [`migrate`] records. Raise it whenever the index list
 /// changes, so `schema_is_current` reports a database that needs
 /// `regstack migrate`.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// How long after its exact end a document may linger before the TTL
 /// monitor reaps it. A day covers clock skew between the application and
@@ -175,6 +176,7 @@ fn ttl(collection: &'static str) -> Spec {
 fn specs() -> Vec<Spec> {
     vec![
         unique(USERS, "email_unique", doc! { "email": 1 }),
+        index(USERS, "created_at_id", doc! { "created_at": -1, "_id": -1 }),
         unique(PENDING, "email_unique", doc! { "email": 1 }),
         unique(PENDING, "token_hash_unique", doc! { "token_hash": 1 }),
         index(PENDING, "expires_at", doc! { "expires_at": 1 }),

@@ -34,11 +34,12 @@
 //!   `link_identity` and `begin`).
 
 use async_trait::async_trait;
+use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use mongodb::options::ReturnDocument;
 use regstack_ports::{
-    Email, EmailChangeOutcome, NewUser, PasswordHash, RevokeReason, StoreError, Timestamp,
-    TokenHash, TokenKind, User, UserId, UserStore,
+    AdminChange, Email, EmailChangeOutcome, NewUser, PasswordHash, RevokeReason, StoreError,
+    Timestamp, TokenHash, TokenKind, User, UserCounts, UserCursor, UserFilter, UserId, UserStore,
 };
 
 use crate::detached::to_completion;
@@ -59,6 +60,33 @@ pub(crate) fn epoch_bump(now: i64) -> Document {
         { "$add": ["$tokens_invalidated_after", 1_i64] },
         now,
     ] }
+}
+
+/// A [`UserFilter`] as a query document. The address part is matched
+/// literally: every character a regular expression would read is escaped.
+fn filter_doc(f: &UserFilter) -> Document {
+    let mut q = doc! {};
+    if let Some(part) = &f.email_contains {
+        let mut pattern = String::new();
+        for c in part.chars() {
+            if "\\^$.|?*+()[]{}-/".contains(c) {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        q.insert("email", doc! { "$regex": pattern });
+    }
+    for (field, want) in [
+        ("is_active", f.is_active),
+        ("is_verified", f.is_verified),
+        ("is_superuser", f.is_superuser),
+        ("is_mfa_enabled", f.has_mfa),
+    ] {
+        if let Some(want) = want {
+            q.insert(field, want);
+        }
+    }
+    q
 }
 
 impl MongoStores {
@@ -270,11 +298,136 @@ impl UserStore for MongoStores {
         let (this, id) = (self.clone(), id.clone());
         to_completion(async move { this.delete_account_steps(&id).await }).await
     }
+
+    async fn count_users(&self) -> Result<UserCounts, StoreError> {
+        let count = |filter: Document| async move { run(self.users.count_documents(filter)).await };
+        Ok(UserCounts {
+            total: count(doc! {}).await?,
+            active: count(doc! { "is_active": true }).await?,
+            verified: count(doc! { "is_verified": true }).await?,
+            superusers: count(doc! { "is_superuser": true }).await?,
+        })
+    }
+
+    async fn list_users(&self, skip: u64, limit: u64) -> Result<Vec<User>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let found: Vec<Document> = run(async {
+            self.users
+                .find(doc! {})
+                .sort(doc! { "created_at": -1, "_id": -1 })
+                .skip(skip)
+                .limit(limit)
+                .await?
+                .try_collect::<Vec<Document>>()
+                .await
+        })
+        .await?;
+        found
+            .iter()
+            .map(|d| docs::user(d).map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn search_users<'c>(
+        &self,
+        filter: &UserFilter,
+        after: Option<&'c UserCursor>,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Vec<User>, StoreError> {
+        let mut query = filter_doc(filter);
+        if let Some(c) = after {
+            let at = to_db(c.created_at);
+            query.insert(
+                "$or",
+                vec![
+                    doc! { "created_at": { "$lt": at } },
+                    doc! { "created_at": at, "_id": { "$lt": c.id.as_str() } },
+                ],
+            );
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let found: Vec<Document> = run(async {
+            self.users
+                .find(query)
+                .sort(doc! { "created_at": -1, "_id": -1 })
+                .skip(skip)
+                .limit(limit)
+                .await?
+                .try_collect::<Vec<Document>>()
+                .await
+        })
+        .await?;
+        found
+            .iter()
+            .map(|d| docs::user(d).map_err(StoreError::from))
+            .collect()
+    }
+
+    async fn count_matching(&self, filter: &UserFilter) -> Result<u64, StoreError> {
+        run(self.users.count_documents(filter_doc(filter))).await
+    }
+
+    async fn admin_update(
+        &self,
+        id: &UserId,
+        change: &AdminChange,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        if change.is_empty() {
+            return self.user_by_id(id.as_str()).await;
+        }
+        let (this, id, change) = (self.clone(), id.clone(), change.clone());
+        to_completion(async move { this.admin_update_steps(&id, &change, now).await }).await
+    }
 }
 
 /// The multi-step sequences behind [`UserStore`], each run by its trait
 /// method through [`to_completion`].
 impl MongoStores {
+    /// The flags in one document update; disabling moves the credential
+    /// epoch in that same update (the switch), then revokes every live
+    /// session. A session started before the switch is revoked by that
+    /// sweep; one whose start comes after it finds the epoch moved and
+    /// takes itself back (`sessions.rs`, `start`). An error before the
+    /// sweep leaves a disabled account, which no request authenticates as.
+    async fn admin_update_steps(
+        &self,
+        id: &UserId,
+        change: &AdminChange,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let now_db = to_db(now);
+        let mut set = doc! { "updated_at": now_db };
+        if let Some(active) = change.is_active {
+            set.insert("is_active", active);
+        }
+        if let Some(superuser) = change.is_superuser {
+            set.insert("is_superuser", superuser);
+        }
+        if let Some(name) = &change.full_name {
+            // `$literal`: a name may start with `$`, which a pipeline would
+            // read as a field path.
+            set.insert("full_name", doc! { "$literal": name.as_str() });
+        }
+        let disabling = change.is_active == Some(false);
+        if disabling {
+            set.insert("tokens_invalidated_after", epoch_bump(now_db));
+        }
+        let updated = run(self
+            .users
+            .find_one_and_update(doc! { "_id": id.as_str() }, vec![doc! { "$set": set }])
+            .return_document(ReturnDocument::After))
+        .await?
+        .map(|d| docs::user(&d).map_err(StoreError::from))
+        .transpose()?;
+        if updated.is_some() && disabling {
+            self.revoke_live_of_user(id.as_str(), RevokeReason::Disabled, now)
+                .await?;
+        }
+        Ok(updated)
+    }
+
     async fn change_password_steps(
         &self,
         id: &UserId,

@@ -45,6 +45,8 @@ pub enum Arg<'a> {
     OptInt(Option<i64>),
     /// A boolean (an INTEGER 0/1 in SQLite).
     Bool(bool),
+    /// A nullable boolean (an optional filter).
+    OptBool(Option<bool>),
 }
 
 /// One connection's way of running a static statement with its arguments.
@@ -103,6 +105,7 @@ macro_rules! impl_conn {
                     Arg::Int(v) => q.bind(v),
                     Arg::OptInt(v) => q.bind(v),
                     Arg::Bool(v) => q.bind(v),
+                    Arg::OptBool(v) => q.bind(v),
                 };
             }
             q

@@ -169,7 +169,11 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(applied, [1, 2, 3, 4, 5, 6], "each migration recorded once");
+    assert_eq!(
+        applied,
+        [1, 2, 3, 4, 5, 6, 7],
+        "each migration recorded once"
+    );
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
          AND tablename NOT LIKE '\\_%' ORDER BY tablename",

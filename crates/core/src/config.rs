@@ -254,6 +254,10 @@ pub struct Config {
     pub enable_password_reset: bool,
     /// `DELETE /account` exists.
     pub enable_account_deletion: bool,
+    /// The `/admin/*` routes exist (regstack's key). Off by default: they
+    /// answer only administrators, but an API that is not mounted cannot
+    /// be probed at all.
+    pub enable_admin_router: bool,
     /// Verification link lifetime.
     pub verification_token_ttl_seconds: u64,
     /// Reset link lifetime.
@@ -306,6 +310,7 @@ impl Default for Config {
             uniform_registration: false,
             enable_password_reset: true,
             enable_account_deletion: true,
+            enable_admin_router: false,
             verification_token_ttl_seconds: 86_400,
             password_reset_token_ttl_seconds: 1800,
             email_change_token_ttl_seconds: 3600,

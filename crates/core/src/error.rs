@@ -22,6 +22,20 @@ pub enum AuthFailure {
     Inactive,
 }
 
+/// What an administrator may not do to their own account: each would lock
+/// the only person who can undo it out of the admin API (the last
+/// administrator could otherwise leave none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelfChange {
+    /// Withdraw their own administrator rights.
+    Demote,
+    /// Disable their own account.
+    Disable,
+    /// Delete their own account (the account routes do that, with the
+    /// password).
+    Delete,
+}
+
 /// Everything a flow can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -142,6 +156,30 @@ pub enum AuthError {
     /// authorization URL (discovery failed).
     #[error("OAuth provider unavailable")]
     OAuthProviderUnavailable,
+    /// 403: the caller is signed in but is not an administrator.
+    #[error("administrator privileges required")]
+    NotAdmin,
+    /// 404: no account has that id.
+    #[error("user not found")]
+    UserNotFound,
+    /// 400: the account's address is proven already (administrator's
+    /// resend of the verification mail).
+    #[error("user is already verified")]
+    AlreadyVerified,
+    /// 400: the account has no password (it signs in through OAuth only),
+    /// so a verification link could not finish anything.
+    #[error("user has no password")]
+    NoPasswordToVerify,
+    /// 404: no live pending registration for the address, as it was given.
+    #[error("no pending registration for {0}")]
+    NoPendingRegistration(String),
+    /// 409: the pending registration's address belongs to an account, as
+    /// the address was given.
+    #[error("a user with email {0} already exists")]
+    PendingAddressTaken(String),
+    /// 400: an administrator tried to lock themselves out.
+    #[error("administrators cannot do this to their own account: {0:?}")]
+    AdminSelfChange(SelfChange),
     /// 401: see [`AuthFailure`].
     #[error("not authenticated: {0:?}")]
     Unauthenticated(AuthFailure),

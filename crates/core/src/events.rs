@@ -72,11 +72,20 @@ pub enum EventKind {
     OAuthAccountLinked,
     /// An identity was removed from an account.
     OAuthAccountUnlinked,
+    /// An administrator changed an account's flags or name (`actor_id`
+    /// says who; disabling ended its sessions).
+    AdminUserUpdated,
+    /// An administrator flagged an account to set a new password at its
+    /// next sign-in (its sessions ended).
+    AdminPasswordChangeRequired,
+    /// An administrator forgot every sign-in failure counted against an
+    /// address (its lockout, the address's own and its devices').
+    AdminLockoutCleared,
 }
 
 impl EventKind {
     /// Every kind, for exhaustive checks.
-    pub const ALL: [EventKind; 26] = [
+    pub const ALL: [EventKind; 29] = [
         Self::UserRegistered,
         Self::VerificationRequested,
         Self::UserVerified,
@@ -103,6 +112,9 @@ impl EventKind {
         Self::OAuthSignInCompleted,
         Self::OAuthAccountLinked,
         Self::OAuthAccountUnlinked,
+        Self::AdminUserUpdated,
+        Self::AdminPasswordChangeRequired,
+        Self::AdminLockoutCleared,
     ];
 
     /// The wire name hosts subscribe by.
@@ -134,6 +146,9 @@ impl EventKind {
             Self::OAuthSignInCompleted => "oauth_signin_completed",
             Self::OAuthAccountLinked => "oauth_account_linked",
             Self::OAuthAccountUnlinked => "oauth_account_unlinked",
+            Self::AdminUserUpdated => "admin_user_updated",
+            Self::AdminPasswordChangeRequired => "admin_password_change_required",
+            Self::AdminLockoutCleared => "admin_lockout_cleared",
         }
     }
 
@@ -174,6 +189,10 @@ pub struct Event {
     pub mode: Option<&'static str>,
     /// For `oauth_signin_completed`: the callback created the account.
     pub was_new: Option<bool>,
+    /// The administrator who acted, for what an administrator did to an
+    /// account (`admin_*`, and `user_deleted` / `user_verified` /
+    /// `verification_requested` from the admin routes).
+    pub actor_id: Option<UserId>,
 }
 
 impl Event {
@@ -192,6 +211,7 @@ impl Event {
             provider: None,
             mode: None,
             was_new: None,
+            actor_id: None,
         }
     }
 }

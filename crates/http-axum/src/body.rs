@@ -328,6 +328,19 @@ impl Fields<'_> {
         }
     }
 
+    /// An optional, nullable boolean: `None` when absent or null. Strict:
+    /// only JSON `true` / `false` (no `"yes"`, no `1`).
+    pub fn optional_bool(&mut self, name: &'static str) -> Option<Option<bool>> {
+        match self.raw(name).cloned() {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::Bool(b)) => Some(Some(b)),
+            Some(_) => {
+                self.push("bool_type", name, "Input should be a valid boolean", None);
+                None
+            }
+        }
+    }
+
     /// An optional string that must be one of `allowed` (pydantic's
     /// `Literal`): `None` when absent or null, a `literal_error` naming the
     /// choices otherwise.

@@ -8,7 +8,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use regstack_core::{AuthError, AuthFailure};
+use regstack_core::{AuthError, AuthFailure, SelfChange};
 use regstack_ports::StoreError;
 use serde_json::{json, Value};
 
@@ -253,6 +253,19 @@ impl IntoResponse for ApiError {
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
                     r
                 }
+                A::NotAdmin => detail(StatusCode::FORBIDDEN, "Administrator privileges required."),
+                A::UserNotFound => detail(StatusCode::NOT_FOUND, "User not found."),
+                A::AlreadyVerified => detail(StatusCode::BAD_REQUEST, "User is already verified."),
+                A::NoPasswordToVerify => detail(StatusCode::BAD_REQUEST, NO_PASSWORD_TO_VERIFY),
+                A::NoPendingRegistration(ref email) => detail(
+                    StatusCode::NOT_FOUND,
+                    format!("No pending registration for {email}."),
+                ),
+                A::PendingAddressTaken(ref email) => detail(
+                    StatusCode::CONFLICT,
+                    format!("A user with email {email} already exists."),
+                ),
+                A::AdminSelfChange(what) => detail(StatusCode::BAD_REQUEST, self_change(what)),
                 A::Unauthenticated(f) => match f {
                     AuthFailure::Missing => bearer_challenge(detail(
                         StatusCode::UNAUTHORIZED,
@@ -297,6 +310,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// regstack's answer to resending verification to an OAuth-only account.
+const NO_PASSWORD_TO_VERIFY: &str = "User has no password (OAuth-only). Verify them directly \
+     via the user record instead of resending verification email.";
+
+/// What an administrator is told when they try to lock themselves out.
+fn self_change(what: SelfChange) -> &'static str {
+    match what {
+        SelfChange::Demote => "You cannot remove your own administrator privileges.",
+        SelfChange::Disable => "You cannot disable your own account.",
+        SelfChange::Delete => {
+            "You cannot delete your own account here; use DELETE /account instead."
+        }
+    }
+}
+
 /// A name as Python's `repr` quotes it in regstack's messages
 /// (`'github'`; double quotes when the name holds a single quote).
 fn python_repr(name: &str) -> String {
@@ -327,7 +355,7 @@ mod tests {
     }
 
     /// How many rows [`row`] has.
-    const ROWS: usize = 51;
+    const ROWS: usize = 60;
 
     /// The wire answer every error must get: its row number, status and
     /// body. Exhaustive on purpose — no `_` arm — so a new variant of
@@ -457,6 +485,37 @@ mod tests {
                     503,
                     d("The sign-in provider is unavailable. Try again shortly."),
                 ),
+                A::NotAdmin => (51, 403, d("Administrator privileges required.")),
+                A::UserNotFound => (52, 404, d("User not found.")),
+                A::AlreadyVerified => (53, 400, d("User is already verified.")),
+                A::NoPasswordToVerify => (
+                    54,
+                    400,
+                    d("User has no password (OAuth-only). Verify them directly via the user record instead of resending verification email."),
+                ),
+                A::NoPendingRegistration(email) => (
+                    55,
+                    404,
+                    d(&format!("No pending registration for {email}.")),
+                ),
+                A::PendingAddressTaken(email) => (
+                    56,
+                    409,
+                    d(&format!("A user with email {email} already exists.")),
+                ),
+                A::AdminSelfChange(SelfChange::Demote) => (
+                    57,
+                    400,
+                    d("You cannot remove your own administrator privileges."),
+                ),
+                A::AdminSelfChange(SelfChange::Disable) => {
+                    (58, 400, d("You cannot disable your own account."))
+                }
+                A::AdminSelfChange(SelfChange::Delete) => (
+                    59,
+                    400,
+                    d("You cannot delete your own account here; use DELETE /account instead."),
+                ),
                 A::Unauthenticated(f) => match f {
                     AuthFailure::Missing => (25, 401, d("Authentication required.")),
                     AuthFailure::Invalid => (26, 401, d("Invalid or expired token.")),
@@ -522,6 +581,15 @@ mod tests {
             AuthError::OAuthNotLinked,
             AuthError::OAuthLastSignInMethod,
             AuthError::OAuthProviderUnavailable,
+            AuthError::NotAdmin,
+            AuthError::UserNotFound,
+            AuthError::AlreadyVerified,
+            AuthError::NoPasswordToVerify,
+            AuthError::NoPendingRegistration("bob@example.com".into()),
+            AuthError::PendingAddressTaken("bob@example.com".into()),
+            AuthError::AdminSelfChange(SelfChange::Demote),
+            AuthError::AdminSelfChange(SelfChange::Disable),
+            AuthError::AdminSelfChange(SelfChange::Delete),
             AuthError::Unauthenticated(AuthFailure::Missing),
             AuthError::Unauthenticated(AuthFailure::Invalid),
             AuthError::Unauthenticated(AuthFailure::Revoked),

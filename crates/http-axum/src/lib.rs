@@ -115,6 +115,9 @@ pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
     if !engine.oauth_providers().is_empty() {
         routes = routes.merge(handlers::oauth_routes());
     }
+    if engine.config().enable_admin_router {
+        routes = routes.merge(handlers::admin_routes());
+    }
     let api = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

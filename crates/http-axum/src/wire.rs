@@ -115,6 +115,13 @@ pub struct LogoutAllResponse {
     pub revoked: u64,
 }
 
+/// `MessageResponse` with a message that names something (an address).
+#[derive(Debug, Serialize)]
+pub struct OwnedMessage {
+    /// Human-readable outcome.
+    pub message: String,
+}
+
 /// `MessageResponse`.
 #[derive(Debug, Serialize)]
 pub struct MessageResponse {

@@ -45,6 +45,68 @@ pub enum EmailChangeOutcome {
     EmailTaken,
 }
 
+/// How many accounts there are, for an administrator's overview
+/// ([`UserStore::count_users`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UserCounts {
+    /// Every account.
+    pub total: u64,
+    /// Accounts not disabled.
+    pub active: u64,
+    /// Accounts whose address was proven.
+    pub verified: u64,
+    /// Administrators.
+    pub superusers: u64,
+}
+
+/// An administrator's change to an account ([`UserStore::admin_update`]):
+/// `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminChange {
+    /// Enable or disable the account. Disabling ends every session.
+    pub is_active: Option<bool>,
+    /// Grant or withdraw administrator rights.
+    pub is_superuser: Option<bool>,
+    /// A new display name (checked by the caller).
+    pub full_name: Option<String>,
+}
+
+impl AdminChange {
+    /// Whether the change leaves the account as it is.
+    pub fn is_empty(&self) -> bool {
+        self.is_active.is_none() && self.is_superuser.is_none() && self.full_name.is_none()
+    }
+}
+
+/// Which accounts [`UserStore::search_users`] returns: each `Some` must
+/// hold, `None` does not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    /// A part of the canonical address, taken literally (`%`, `_` and `.`
+    /// are just characters); lower-case it as addresses are.
+    pub email_contains: Option<String>,
+    /// Active or disabled.
+    pub is_active: Option<bool>,
+    /// Verified or not.
+    pub is_verified: Option<bool>,
+    /// Administrator or not.
+    pub is_superuser: Option<bool>,
+    /// Has a second factor or not ([`User::is_mfa_enabled`]).
+    pub has_mfa: Option<bool>,
+}
+
+/// A place in the list order (`created_at`, then `id`, both descending):
+/// the last account of the page before. Accounts created after it was
+/// taken sort before it, so the pages that follow neither repeat nor skip
+/// an account while others are added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCursor {
+    /// The last listed account's creation time.
+    pub created_at: Timestamp,
+    /// And its id, for accounts created at the same instant.
+    pub id: UserId,
+}
+
 /// Outcome of [`LoginAttemptStore::admit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -130,6 +192,39 @@ pub trait UserStore: Send + Sync {
     /// with the rest, or finds the user gone (`SessionStart::Stale`; an issue
     /// that stores nothing).
     async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+    /// Counts every account, and those active, verified and
+    /// administrators.
+    async fn count_users(&self) -> Result<UserCounts, StoreError>;
+    /// One page of accounts, newest first (`created_at` descending, then
+    /// `id` descending, so that equal times still have one order): `skip`
+    /// accounts left out, at most `limit` returned.
+    async fn list_users(&self, skip: u64, limit: u64) -> Result<Vec<User>, StoreError>;
+    /// The accounts matching `filter`, in [`list_users`](Self::list_users)'
+    /// order, from just after `after` (from the start without one), `skip`
+    /// of them left out, at most `limit`.
+    async fn search_users<'c>(
+        &self,
+        filter: &UserFilter,
+        after: Option<&'c UserCursor>,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Vec<User>, StoreError>;
+    /// How many accounts match `filter`.
+    async fn count_matching(&self, filter: &UserFilter) -> Result<u64, StoreError>;
+    /// Applies an administrator's change in one step and returns the
+    /// account as it now is; `updated_at = now` if anything was given.
+    /// Disabling (`is_active: Some(false)`) also moves the credential epoch
+    /// strictly forward, as [`change_password`](Self::change_password)
+    /// does, and revokes every live session ([`RevokeReason::Disabled`]) in
+    /// the same step: no session of a disabled account lives on, and a
+    /// sign-in that read the old epoch cannot start one. `None` if the
+    /// user is gone.
+    async fn admin_update(
+        &self,
+        id: &UserId,
+        change: &AdminChange,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError>;
 }
 
 /// The `pending_registrations` table / collection.
@@ -160,13 +255,31 @@ pub trait PendingStore: Send + Sync {
         now: Timestamp,
     ) -> Result<bool, StoreError>;
     /// Atomically: removes the live pending row with this token and creates
-    /// the verified user with `id`. Either both happen or neither.
+    /// the verified user with `id`. Either both happen or neither. If the
+    /// address belongs to an unverified account whose password hash is the
+    /// row's own — a row made for that very account (an administrator's
+    /// resend of its verification mail) — that account is marked verified
+    /// instead and is the answer; any other account at the address is
+    /// [`Promotion::EmailTaken`].
     async fn promote(
         &self,
         token: &TokenHash,
         id: &UserId,
         now: Timestamp,
     ) -> Result<Promotion, StoreError>;
+    /// Atomically: removes the live pending row of `email` and creates the
+    /// verified user with `id` from it, as [`promote`](Self::promote) does
+    /// for a token — an administrator vouching for the address instead of
+    /// the mailed link. [`Promotion::InvalidToken`] here means "no live
+    /// pending registration for the address".
+    async fn promote_email(
+        &self,
+        email: &Email,
+        id: &UserId,
+        now: Timestamp,
+    ) -> Result<Promotion, StoreError>;
+    /// How many pending registrations are live at `now`.
+    async fn count_live(&self, now: Timestamp) -> Result<u64, StoreError>;
     /// Deletes rows past their expiry. Returns how many.
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
@@ -263,6 +376,9 @@ pub trait LoginAttemptStore: Send + Sync {
     /// only there: clearing the address's own bucket leaves its devices'
     /// buckets as they are, and the other way round.
     async fn clear(&self, key: &LockoutKey) -> Result<(), StoreError>;
+    /// Forgets every bucket of an address — its own and each device's —
+    /// and nothing of any other address (an administrator unlocking it).
+    async fn forget_address(&self, email: &Email) -> Result<(), StoreError>;
     /// Deletes attempts older than `before`, in every bucket. Returns how
     /// many.
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError>;

@@ -57,7 +57,6 @@ const REGSTACK_ONLY_KEYS: &[&str] = &[
     "oauth_state_collection",
     // Features that add routes. Without them the routes are absent: a
     // missing capability, never a missing protection.
-    "enable_admin_router",
     "enable_ui_router",
     // Looks of the account pages (a later issue).
     "brand_logo_url",
@@ -455,6 +454,8 @@ pub struct FileConfig {
     pub enable_password_reset: bool,
     /// `DELETE /account` exists.
     pub enable_account_deletion: bool,
+    /// The `/admin/*` routes exist.
+    pub enable_admin_router: bool,
     /// Verification link lifetime.
     pub verification_token_ttl_seconds: u64,
     /// Reset link lifetime.
@@ -591,6 +592,7 @@ impl Default for FileConfig {
             uniform_registration,
             enable_password_reset,
             enable_account_deletion,
+            enable_admin_router,
             verification_token_ttl_seconds,
             password_reset_token_ttl_seconds,
             email_change_token_ttl_seconds,
@@ -643,6 +645,7 @@ impl Default for FileConfig {
             uniform_registration,
             enable_password_reset,
             enable_account_deletion,
+            enable_admin_router,
             verification_token_ttl_seconds,
             password_reset_token_ttl_seconds,
             email_change_token_ttl_seconds,
@@ -712,6 +715,7 @@ impl FileConfig {
             uniform_registration,
             enable_password_reset,
             enable_account_deletion,
+            enable_admin_router,
             verification_token_ttl_seconds,
             password_reset_token_ttl_seconds,
             email_change_token_ttl_seconds,
@@ -755,6 +759,7 @@ impl FileConfig {
                 uniform_registration,
                 enable_password_reset,
                 enable_account_deletion,
+                enable_admin_router,
                 verification_token_ttl_seconds,
                 password_reset_token_ttl_seconds,
                 email_change_token_ttl_seconds,
@@ -1155,7 +1160,7 @@ mod tests {
         for key in REGSTACK_ONLY_KEYS {
             let value = match *key {
                 "sms" => "{ backend = \"twilio\" }",
-                "enable_admin_router" | "enable_ui_router" => "true",
+                "enable_ui_router" => "true",
                 k if k.starts_with("sms_") || k.ends_with("_seconds") => "6",
                 "extra_static_dirs" => "[\"/srv/static\"]",
                 _ => "\"x\"",

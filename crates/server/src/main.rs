@@ -69,6 +69,8 @@ enum Command {
     CreateAdmin(cli::create_admin::Args),
     /// Make an account set a new password at its next sign-in; ends its sessions.
     SetPasswordChange(cli::set_password_change::Args),
+    /// Make an existing account an administrator (or `--revoke` it).
+    Promote(cli::promote::Args),
     /// Check configuration, secret, database, mail and OAuth providers.
     Doctor(cli::doctor::Args),
     /// Probe a running instance end to end through its HTTP API.
@@ -286,6 +288,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => cli::finish(cli::init::run(args)),
         Command::CreateAdmin(args) => cli::finish(cli::create_admin::run(args).await),
         Command::SetPasswordChange(args) => cli::finish(cli::set_password_change::run(args).await),
+        Command::Promote(args) => cli::finish(cli::promote::run(args).await),
         Command::Doctor(args) => cli::finish(cli::doctor::run(args).await),
         Command::Validate(args) => cli::finish(cli::validate::run(args).await),
     }

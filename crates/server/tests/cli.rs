@@ -393,6 +393,62 @@ async fn create_admin_makes_a_verified_superuser_and_set_password_change_flags_i
     );
 }
 
+#[tokio::test]
+async fn promote_grants_and_revokes_administrator_rights() {
+    let dir = initialised();
+    let out = regstack(
+        dir.path(),
+        &["create-admin", "first@example.com", "--password-stdin"],
+        "admin-password-1\n",
+    );
+    assert_code(&out, 0);
+    // An ordinary account, registered through the API.
+    let server = Server::start(dir.path(), &["serve", "--port", "0"]);
+    let api = format!("{}/api/auth", server.url);
+    let is_superuser = |access: String| {
+        let api = api.clone();
+        async move {
+            let me: Value = reqwest::Client::new()
+                .get(format!("{api}/me"))
+                .bearer_auth(access)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            me["is_superuser"].clone()
+        }
+    };
+    let out = regstack(
+        dir.path(),
+        &["create-admin", "second@example.com", "--password-stdin"],
+        "admin-password-2\n",
+    );
+    assert_code(&out, 0);
+    let login = json!({ "email": "second@example.com", "password": "admin-password-2" });
+    let (_, tokens) = post(&format!("{api}/login"), login.clone(), None).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(is_superuser(access.clone()).await, json!(true));
+    let out = regstack(
+        dir.path(),
+        &["promote", "second@example.com", "--revoke"],
+        "",
+    );
+    assert_code(&out, 0);
+    assert_eq!(is_superuser(access.clone()).await, json!(false));
+    let out = regstack(dir.path(), &["promote", "Second@Example.com"], "");
+    assert_code(&out, 0);
+    assert_eq!(is_superuser(access).await, json!(true));
+    let out = regstack(dir.path(), &["promote", "nobody@example.com"], "");
+    assert_code(&out, 1);
+    assert!(
+        stderr(&out).contains("nobody@example.com"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn a_configuration_error_is_exit_2() {
     let dir = initialised();
@@ -477,6 +533,7 @@ fn every_command_documents_its_exit_codes_in_its_help() {
         "migrate",
         "create-admin",
         "set-password-change",
+        "promote",
         "doctor",
         "validate",
     ] {

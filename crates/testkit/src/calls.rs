@@ -15,8 +15,8 @@ use std::pin::Pin;
 
 use chrono::TimeDelta;
 use regstack_ports::{
-    ChallengeKind, FlowMode, FlowResult, LockoutKey, MfaChallenge, RevokeReason, SessionId,
-    StoreError, Stores, TokenKind, UserId,
+    AdminChange, ChallengeKind, FlowMode, FlowResult, LockoutKey, MfaChallenge, RevokeReason,
+    SessionId, StoreError, Stores, TokenKind, UserFilter, UserId,
 };
 
 use crate::fixtures::{self, at, t0};
@@ -51,16 +51,24 @@ pub fn every_store_call(stores: &Stores) -> Vec<StoreCall> {
         "users.complete_password_reset" => |s| s.users.complete_password_reset(&hash(), &pw(), t0());
         "users.confirm_email_change" => |s| s.users.confirm_email_change(&hash(), t0());
         "users.delete_account" => |s| s.users.delete_account(&uid());
+        "users.count_users" => |s| s.users.count_users();
+        "users.list_users" => |s| s.users.list_users(0, 10);
+        "users.search_users" => |s| s.users.search_users(&UserFilter { is_active: Some(true), ..UserFilter::default() }, None, 0, 10);
+        "users.count_matching" => |s| s.users.count_matching(&UserFilter::default());
+        "users.admin_update" => |s| s.users.admin_update(&uid(), &AdminChange { is_active: Some(false), ..AdminChange::default() }, t0());
         "pending.put" => |s| s.pending.put(fixtures::pending("outage@example.com", &hash(), later()));
         "pending.find_by_email" => |s| s.pending.find_by_email(&email(), t0());
         "pending.replace_token" => |s| s.pending.replace_token(&email(), &hash(), later(), t0());
         "pending.promote" => |s| s.pending.promote(&hash(), &uid(), t0());
+        "pending.promote_email" => |s| s.pending.promote_email(&email(), &uid(), t0());
+        "pending.count_live" => |s| s.pending.count_live(t0());
         "pending.purge_expired" => |s| s.pending.purge_expired(t0());
         "tokens.issue" => |s| s.tokens.issue(fixtures::reset_token(&uid(), later()));
         "tokens.peek" => |s| s.tokens.peek(TokenKind::PasswordReset, &hash(), t0());
         "tokens.purge_expired" => |s| s.tokens.purge_expired(t0());
         "login_attempts.admit" => |s| s.login_attempts.admit(&LockoutKey::address(email()), t0(), TimeDelta::minutes(15), 5);
         "login_attempts.clear" => |s| s.login_attempts.clear(&LockoutKey::address(email()));
+        "login_attempts.forget_address" => |s| s.login_attempts.forget_address(&email());
         "login_attempts.purge_expired" => |s| s.login_attempts.purge_expired(t0());
         "sessions.start" => |s| s.sessions.start(fixtures::new_session(&uid(), t0(), at(TimeDelta::days(1))));
         "sessions.rotate" => |s| s.sessions.rotate(&sid(), &hash(), &hash(), t0(), TimeDelta::hours(1));

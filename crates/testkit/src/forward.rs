@@ -71,12 +71,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::TimeDelta;
 use regstack_ports::{
-    Admission, ChallengeAttempt, Claim, Creation, Email, EmailChangeOutcome, Factors, FlowResult,
-    Linking, LockoutKey, LoginAttemptStore, MfaChallenge, MfaStore, NewSession, NewUser, OAuthFlow,
-    OAuthIdentity, OAuthStore, OneTimeToken, PasswordHash, PendingRegistration, PendingStore,
-    Promotion, RateLimitStore, Redemption, RevokeReason, Rotation, Session, SessionId,
-    SessionStart, SessionStore, StoreError, StoreHealth, Timestamp, TokenHash, TokenKind,
-    TokenStore, Unlinking, User, UserId, UserStore,
+    AdminChange, Admission, ChallengeAttempt, Claim, Creation, Email, EmailChangeOutcome, Factors,
+    FlowResult, Linking, LockoutKey, LoginAttemptStore, MfaChallenge, MfaStore, NewSession,
+    NewUser, OAuthFlow, OAuthIdentity, OAuthStore, OneTimeToken, PasswordHash, PendingRegistration,
+    PendingStore, Promotion, RateLimitStore, Redemption, RevokeReason, Rotation, Session,
+    SessionId, SessionStart, SessionStore, StoreError, StoreHealth, Timestamp, TokenHash,
+    TokenKind, TokenStore, Unlinking, User, UserCounts, UserCursor, UserFilter, UserId, UserStore,
 };
 
 /// A wrapper `F` seen as the store ports whose `…Forward` traits it
@@ -155,6 +155,16 @@ forward! {
         ) -> Option<User>;
         fn confirm_email_change(token: &TokenHash, now: Timestamp) -> EmailChangeOutcome;
         fn delete_account(id: &UserId) -> Option<User>;
+        fn count_users() -> UserCounts;
+        fn list_users(skip: u64, limit: u64) -> Vec<User>;
+        fn search_users<'c>(
+            filter: &UserFilter,
+            after: Option<&'c UserCursor>,
+            skip: u64,
+            limit: u64,
+        ) -> Vec<User>;
+        fn count_matching(filter: &UserFilter) -> u64;
+        fn admin_update(id: &UserId, change: &AdminChange, now: Timestamp) -> Option<User>;
     }
 }
 
@@ -171,6 +181,8 @@ forward! {
             now: Timestamp,
         ) -> bool;
         fn promote(token: &TokenHash, id: &UserId, now: Timestamp) -> Promotion;
+        fn promote_email(email: &Email, id: &UserId, now: Timestamp) -> Promotion;
+        fn count_live(now: Timestamp) -> u64;
         fn purge_expired(now: Timestamp) -> u64;
     }
 }
@@ -191,6 +203,7 @@ forward! {
     LoginAttemptStoreForward for LoginAttemptStore via login_attempts {
         fn admit(key: &LockoutKey, now: Timestamp, window: TimeDelta, threshold: u32) -> Admission;
         fn clear(key: &LockoutKey) -> ();
+        fn forget_address(email: &Email) -> ();
         fn purge_expired(before: Timestamp) -> u64;
     }
 }

@@ -147,6 +147,16 @@ macro_rules! __store_contract_cases {
             revoke_owned_refuses_another_users_session,
             delete_account_removes_refresh_tokens_too,
             refresh_tokens_are_purged_with_their_session,
+            // Administration.
+            count_users_and_live_pending_registrations,
+            list_users_pages_newest_first_in_one_stable_order,
+            admin_update_changes_only_what_is_given,
+            disabling_revokes_every_session_and_moves_the_epoch,
+            disabling_racing_sign_ins_leaves_no_session,
+            promote_email_creates_the_verified_account_once,
+            promote_verifies_the_unverified_account_its_row_was_made_for,
+            search_users_filters_by_address_part_and_flags,
+            search_users_pages_by_cursor_while_accounts_are_added,
             // Account deletion.
             delete_account_removes_every_row_of_the_user,
             deletion_racing_sign_ins_and_link_issues_leaves_nothing,

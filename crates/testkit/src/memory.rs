@@ -23,12 +23,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
-    Admission, ChallengeAttempt, Claim, Creation, Email, EmailChangeOutcome, Factors, FlowMode,
-    FlowResult, Linking, LockoutKey, LoginAttemptStore, MfaChallenge, MfaStore, NewSession,
-    NewUser, OAuthFlow, OAuthIdentity, OAuthStore, OneTimeToken, PasswordHash, PendingRegistration,
-    PendingStore, Promotion, RateLimitStore, Redemption, RefreshFamily, RevokeReason, Rotation,
-    Session, SessionId, SessionStart, SessionStore, StoreError, StoreHealth, Stores, Timestamp,
-    TokenHash, TokenKind, TokenStore, TotpFactor, Unlinking, User, UserId, UserStore,
+    AdminChange, Admission, ChallengeAttempt, Claim, Creation, Email, EmailChangeOutcome, Factors,
+    FlowMode, FlowResult, Linking, LockoutKey, LoginAttemptStore, MfaChallenge, MfaStore,
+    NewSession, NewUser, OAuthFlow, OAuthIdentity, OAuthStore, OneTimeToken, PasswordHash,
+    PendingRegistration, PendingStore, Promotion, RateLimitStore, Redemption, RefreshFamily,
+    RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
+    StoreHealth, Stores, Timestamp, TokenHash, TokenKind, TokenStore, TotpFactor, Unlinking, User,
+    UserCounts, UserCursor, UserFilter, UserId, UserStore,
 };
 
 /// A fresh, empty, independent set of in-memory stores.
@@ -69,16 +70,24 @@ pub const OPERATIONS: &[&str] = &[
     "users.complete_password_reset",
     "users.confirm_email_change",
     "users.delete_account",
+    "users.count_users",
+    "users.list_users",
+    "users.search_users",
+    "users.count_matching",
+    "users.admin_update",
     "pending.put",
     "pending.find_by_email",
     "pending.replace_token",
     "pending.promote",
+    "pending.promote_email",
+    "pending.count_live",
     "pending.purge_expired",
     "tokens.issue",
     "tokens.peek",
     "tokens.purge_expired",
     "login_attempts.admit",
     "login_attempts.clear",
+    "login_attempts.forget_address",
     "login_attempts.purge_expired",
     "sessions.start",
     "sessions.rotate",
@@ -285,6 +294,18 @@ fn window_start(now: Timestamp, window: TimeDelta) -> Timestamp {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// Whether an account passes a [`UserFilter`].
+fn matches(f: &UserFilter, u: &User) -> bool {
+    let flag = |want: Option<bool>, have: bool| want.is_none_or(|w| w == have);
+    f.email_contains
+        .as_deref()
+        .is_none_or(|part| u.email.as_str().contains(part))
+        && flag(f.is_active, u.is_active)
+        && flag(f.is_verified, u.is_verified)
+        && flag(f.is_superuser, u.is_superuser)
+        && flag(f.has_mfa, u.is_mfa_enabled)
+}
+
 /// A session is live while it is neither revoked nor past either of its
 /// ends ([`Session::is_live`]); a dead one keeps what it died of.
 fn is_live(session: &Session, now: Timestamp) -> bool {
@@ -400,6 +421,50 @@ impl State {
                 session.revoked_reason = Some(RevokeReason::FactorChanged);
             }
         }
+    }
+
+    /// The body of both promotions, once the live pending row of `email`
+    /// is chosen: it goes, and the verified user takes its place unless
+    /// the address became an account meanwhile.
+    fn promote_row(
+        &mut self,
+        email: &Email,
+        id: &UserId,
+        now: Timestamp,
+    ) -> Result<Promotion, StoreError> {
+        // Refuse before removing anything: "either both happen or neither".
+        if self.users.contains_key(id) {
+            return Err(StoreError::Conflict("user id"));
+        }
+        let Some(row) = self.pending.remove(email) else {
+            return Ok(Promotion::InvalidToken);
+        };
+        if let Some(owner) = self.user_by_email.get(&row.email).cloned() {
+            return Ok(match self.users.get_mut(&owner) {
+                Some(user)
+                    if !user.is_verified
+                        && user.password_hash.as_ref() == Some(&row.password_hash) =>
+                {
+                    user.is_verified = true;
+                    user.updated_at = now;
+                    Promotion::Promoted(user.clone())
+                }
+                _ => Promotion::EmailTaken,
+            });
+        }
+        let user = self.insert_user(
+            NewUser {
+                id: id.clone(),
+                email: row.email,
+                password_hash: Some(row.password_hash),
+                full_name: row.full_name,
+                is_verified: true,
+                is_superuser: false,
+                created_at: now,
+            }
+            .into_user(),
+        )?;
+        Ok(Promotion::Promoted(user))
     }
 
     /// Forgets every second-factor row of a user.
@@ -560,6 +625,87 @@ impl UserStore for MemoryStore {
         st.hits.retain(|key, _| !key.ends_with(&suffix));
         Ok(Some(user))
     }
+
+    async fn count_users(&self) -> Result<UserCounts, StoreError> {
+        let st = self.enter("users.count_users")?;
+        let count = |f: fn(&User) -> bool| st.users.values().filter(|u| f(u)).count() as u64;
+        Ok(UserCounts {
+            total: st.users.len() as u64,
+            active: count(|u| u.is_active),
+            verified: count(|u| u.is_verified),
+            superusers: count(|u| u.is_superuser),
+        })
+    }
+
+    async fn list_users(&self, skip: u64, limit: u64) -> Result<Vec<User>, StoreError> {
+        let st = self.enter("users.list_users")?;
+        let mut all: Vec<&User> = st.users.values().collect();
+        all.sort_by(|a, b| (b.created_at, b.id.as_str()).cmp(&(a.created_at, a.id.as_str())));
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(all.into_iter().skip(skip).take(limit).cloned().collect())
+    }
+
+    async fn search_users<'c>(
+        &self,
+        filter: &UserFilter,
+        after: Option<&'c UserCursor>,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Vec<User>, StoreError> {
+        let st = self.enter("users.search_users")?;
+        let mut found: Vec<&User> = st
+            .users
+            .values()
+            .filter(|u| matches(filter, u))
+            .filter(|u| {
+                after.is_none_or(|c| (u.created_at, u.id.as_str()) < (c.created_at, c.id.as_str()))
+            })
+            .collect();
+        found.sort_by(|a, b| (b.created_at, b.id.as_str()).cmp(&(a.created_at, a.id.as_str())));
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(found.into_iter().skip(skip).take(limit).cloned().collect())
+    }
+
+    async fn count_matching(&self, filter: &UserFilter) -> Result<u64, StoreError> {
+        let st = self.enter("users.count_matching")?;
+        Ok(st.users.values().filter(|u| matches(filter, u)).count() as u64)
+    }
+
+    async fn admin_update(
+        &self,
+        id: &UserId,
+        change: &AdminChange,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let mut st = self.enter("users.admin_update")?;
+        let Some(user) = st.users.get_mut(id) else {
+            return Ok(None);
+        };
+        if change.is_empty() {
+            return Ok(Some(user.clone()));
+        }
+        if let Some(active) = change.is_active {
+            user.is_active = active;
+        }
+        if let Some(superuser) = change.is_superuser {
+            user.is_superuser = superuser;
+        }
+        if let Some(name) = &change.full_name {
+            user.full_name = Some(name.clone());
+        }
+        user.updated_at = now;
+        let disabled = change.is_active == Some(false);
+        if disabled {
+            user.tokens_invalidated_after = Some(user.next_credential_epoch(now));
+        }
+        let user = user.clone();
+        if disabled {
+            st.revoke_live_sessions(id, RevokeReason::Disabled, now);
+        }
+        Ok(Some(user))
+    }
 }
 
 #[async_trait]
@@ -626,29 +772,25 @@ impl PendingStore for MemoryStore {
         else {
             return Ok(Promotion::InvalidToken);
         };
-        // Refuse before removing anything: "either both happen or neither".
-        if st.users.contains_key(id) {
-            return Err(StoreError::Conflict("user id"));
-        }
-        let Some(row) = st.pending.remove(&email) else {
+        st.promote_row(&email, id, now)
+    }
+
+    async fn promote_email(
+        &self,
+        email: &Email,
+        id: &UserId,
+        now: Timestamp,
+    ) -> Result<Promotion, StoreError> {
+        let mut st = self.enter("pending.promote_email")?;
+        if st.pending.get(email).is_none_or(|p| p.expires_at <= now) {
             return Ok(Promotion::InvalidToken);
-        };
-        if st.user_by_email.contains_key(&row.email) {
-            return Ok(Promotion::EmailTaken);
         }
-        let user = st.insert_user(
-            NewUser {
-                id: id.clone(),
-                email: row.email,
-                password_hash: Some(row.password_hash),
-                full_name: row.full_name,
-                is_verified: true,
-                is_superuser: false,
-                created_at: now,
-            }
-            .into_user(),
-        )?;
-        Ok(Promotion::Promoted(user))
+        st.promote_row(email, id, now)
+    }
+
+    async fn count_live(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let st = self.enter("pending.count_live")?;
+        Ok(st.pending.values().filter(|p| p.expires_at > now).count() as u64)
     }
 
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
@@ -735,6 +877,12 @@ impl LoginAttemptStore for MemoryStore {
     async fn clear(&self, key: &LockoutKey) -> Result<(), StoreError> {
         let mut st = self.enter("login_attempts.clear")?;
         st.attempts.remove(key);
+        Ok(())
+    }
+
+    async fn forget_address(&self, email: &Email) -> Result<(), StoreError> {
+        let mut st = self.enter("login_attempts.forget_address")?;
+        st.forget_attempts(email);
         Ok(())
     }
 

@@ -12,7 +12,7 @@
 
 use async_trait::async_trait;
 use chrono::TimeDelta;
-use regstack_ports::{Admission, LockoutKey, LoginAttemptStore, StoreError, Timestamp};
+use regstack_ports::{Admission, Email, LockoutKey, LoginAttemptStore, StoreError, Timestamp};
 
 use super::{commit, SqlStores};
 use crate::backend::{Arg, Backend, Commit, Conn};
@@ -127,6 +127,11 @@ impl<B: Backend> LoginAttemptStore for SqlStores<B> {
             )
             .await
             .map(drop)
+    }
+
+    async fn forget_address(&self, email: &Email) -> Result<(), StoreError> {
+        let mut conn = self.write_conn(Commit::Relaxed).await?;
+        clear_on(&mut *conn, email.as_str()).await.map(drop)
     }
 
     async fn purge_expired(&self, before: Timestamp) -> Result<u64, StoreError> {

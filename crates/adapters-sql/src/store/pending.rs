@@ -7,7 +7,8 @@ use regstack_ports::{
 
 use super::{commit, rollback, SqlStores};
 use crate::backend::{Arg, Backend, Commit, Conn};
-use crate::rows::{self, pending_cols, user_cols};
+use crate::error::CorruptRow;
+use crate::rows::{self, pending_cols, user_cols, Cells};
 use crate::time::to_db;
 
 /// Deletes the pending registration for a user's current address (account
@@ -110,13 +111,67 @@ impl<B: Backend> PendingStore for SqlStores<B> {
              RETURNING ",
             pending_cols!()
         );
+        self.promote_with(SPEND, token.as_str(), id, now).await
+    }
+
+    async fn promote_email(
+        &self,
+        email: &Email,
+        id: &UserId,
+        now: Timestamp,
+    ) -> Result<Promotion, StoreError> {
+        const SPEND: &str = concat!(
+            "DELETE FROM pending_registrations WHERE email = $1 AND expires_at > $2 \
+             RETURNING ",
+            pending_cols!()
+        );
+        self.promote_with(SPEND, email.as_str(), id, now).await
+    }
+
+    async fn count_live(&self, now: Timestamp) -> Result<u64, StoreError> {
+        const COUNT: &str = "SELECT COUNT(*) FROM pending_registrations WHERE expires_at > $1";
+        let row = self
+            .read_conn()
+            .await?
+            .fetch_optional(COUNT, &[Arg::Int(to_db(now))])
+            .await?
+            .ok_or(CorruptRow("count returned no row"))?;
+        Ok(u64::try_from(row.int(0)?).unwrap_or(0))
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.write_conn(Commit::Relaxed)
+            .await?
+            .execute(
+                "DELETE FROM pending_registrations WHERE expires_at <= $1",
+                &[Arg::Int(to_db(now))],
+            )
+            .await
+    }
+}
+
+impl<B: Backend> SqlStores<B> {
+    /// Both promotions: `spend` deletes the live pending row chosen by
+    /// `key` (`$1`, with `now` as `$2`) and returns it, then the verified
+    /// user is inserted in the same transaction.
+    async fn promote_with(
+        &self,
+        spend: &'static str,
+        key: &str,
+        id: &UserId,
+        now: Timestamp,
+    ) -> Result<Promotion, StoreError> {
         // An address taken since registration (even by a transaction still
-        // in flight: the insert waits for it) leaves no row here.
+        // in flight: the insert waits for it) leaves no row here — unless
+        // the account there is the unverified one this row was made for
+        // (same password hash): then it is the one verified.
         const INSERT_USER: &str = concat!(
             "INSERT INTO users (id, email, hashed_password, is_active, is_verified, \
              is_superuser, full_name, created_at, updated_at) \
              VALUES ($1, $2, $3, TRUE, TRUE, FALSE, $4, $5, $5) \
-             ON CONFLICT (email) DO NOTHING RETURNING ",
+             ON CONFLICT (email) DO UPDATE SET is_verified = TRUE, updated_at = excluded.updated_at \
+             WHERE users.is_verified = FALSE AND users.hashed_password = excluded.hashed_password \
+             RETURNING ",
             user_cols!()
         );
         let now = to_db(now);
@@ -124,8 +179,8 @@ impl<B: Backend> PendingStore for SqlStores<B> {
         // The returned row decides the winner: a second caller with the
         // same token (waiting for the first to commit, on PostgreSQL) finds
         // nothing to delete.
-        let spend = [Arg::Text(token.as_str()), Arg::Int(now)];
-        let Some(row) = tx.fetch_optional(SPEND, &spend).await? else {
+        let args = [Arg::Text(key), Arg::Int(now)];
+        let Some(row) = tx.fetch_optional(spend, &args).await? else {
             rollback::<B>(tx).await?;
             return Ok(Promotion::InvalidToken);
         };
@@ -144,15 +199,5 @@ impl<B: Backend> PendingStore for SqlStores<B> {
         };
         commit::<B>(tx).await?;
         Ok(outcome)
-    }
-
-    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        self.write_conn(Commit::Relaxed)
-            .await?
-            .execute(
-                "DELETE FROM pending_registrations WHERE expires_at <= $1",
-                &[Arg::Int(to_db(now))],
-            )
-            .await
     }
 }

@@ -8,8 +8,8 @@
 
 use async_trait::async_trait;
 use regstack_ports::{
-    Email, EmailChangeOutcome, NewUser, PasswordHash, RevokeReason, StoreError, Timestamp,
-    TokenHash, TokenKind, User, UserId, UserStore,
+    AdminChange, Email, EmailChangeOutcome, NewUser, PasswordHash, RevokeReason, StoreError,
+    Timestamp, TokenHash, TokenKind, User, UserCounts, UserCursor, UserFilter, UserId, UserStore,
 };
 
 use super::{
@@ -17,7 +17,7 @@ use super::{
 };
 use crate::backend::{select_user_by_id, Arg, Backend, Commit, Conn};
 use crate::error::CorruptRow;
-use crate::rows::{self, bump_epoch, user_cols};
+use crate::rows::{self, bump_epoch, user_cols, Cells};
 use crate::time::to_db;
 
 /// How strongly [`lock_user`] locks the row.
@@ -97,6 +97,44 @@ async fn set_password_on(
     let user = rows::user(&row, 0)?;
     invalidate_credentials(conn, &user, reason, now, &[user.email.as_str()]).await?;
     Ok(Some(user))
+}
+
+/// The `WHERE` conditions of a [`UserFilter`], `$1`–`$5`
+/// ([`filter_args`]); a null parameter filters nothing.
+macro_rules! user_filter {
+    () => {
+        "($1 IS NULL OR email LIKE $1 ESCAPE '\\') \
+         AND ($2 IS NULL OR is_active = $2) AND ($3 IS NULL OR is_verified = $3) \
+         AND ($4 IS NULL OR is_superuser = $4) AND ($5 IS NULL OR is_mfa_enabled = $5)"
+    };
+}
+
+/// The filter's address part as a `LIKE` pattern that matches it
+/// literally: `\`, `%` and `_` escaped (the statement names `\` as the
+/// escape character).
+fn like_pattern(filter: &UserFilter) -> Option<String> {
+    filter.email_contains.as_deref().map(|part| {
+        let mut p = String::from("%");
+        for c in part.chars() {
+            if matches!(c, '\\' | '%' | '_') {
+                p.push('\\');
+            }
+            p.push(c);
+        }
+        p.push('%');
+        p
+    })
+}
+
+/// `$1`–`$5` of [`user_filter!`].
+fn filter_args<'a>(filter: &UserFilter, pattern: Option<&'a str>) -> [Arg<'a>; 5] {
+    [
+        Arg::OptText(pattern),
+        Arg::OptBool(filter.is_active),
+        Arg::OptBool(filter.is_verified),
+        Arg::OptBool(filter.is_superuser),
+        Arg::OptBool(filter.has_mfa),
+    ]
 }
 
 #[async_trait]
@@ -354,6 +392,139 @@ impl<B: Backend> UserStore for SqlStores<B> {
         oauth::delete_all_of_user(&mut *tx, user.id.as_str()).await?;
         attempts::clear_on(&mut *tx, user.email.as_str()).await?;
         rate_limits::delete_for_email_on(&mut *tx, user.email.as_str()).await?;
+        commit::<B>(tx).await?;
+        Ok(Some(user))
+    }
+
+    async fn count_users(&self) -> Result<UserCounts, StoreError> {
+        const COUNT: &str = "SELECT COUNT(*), COUNT(*) FILTER (WHERE is_active), \
+             COUNT(*) FILTER (WHERE is_verified), COUNT(*) FILTER (WHERE is_superuser) \
+             FROM users";
+        let row = self
+            .read_conn()
+            .await?
+            .fetch_optional(COUNT, &[])
+            .await?
+            .ok_or(CorruptRow("count returned no row"))?;
+        let n = |i| row.int(i).map(|v| u64::try_from(v).unwrap_or(0));
+        Ok(UserCounts {
+            total: n(0)?,
+            active: n(1)?,
+            verified: n(2)?,
+            superusers: n(3)?,
+        })
+    }
+
+    async fn list_users(&self, skip: u64, limit: u64) -> Result<Vec<User>, StoreError> {
+        const PAGE: &str = concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
+        );
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.read_conn()
+            .await?
+            .fetch_all(PAGE, &[Arg::Int(clamp(limit)), Arg::Int(clamp(skip))])
+            .await?
+            .iter()
+            .map(|r| rows::user(r, 0))
+            .collect()
+    }
+
+    async fn search_users<'c>(
+        &self,
+        filter: &UserFilter,
+        after: Option<&'c UserCursor>,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Vec<User>, StoreError> {
+        const SEARCH: &str = concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE ",
+            user_filter!(),
+            " AND ($6 IS NULL OR created_at < $6 OR (created_at = $6 AND id < $7)) \
+             ORDER BY created_at DESC, id DESC LIMIT $8 OFFSET $9"
+        );
+        let pattern = like_pattern(filter);
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let mut args = filter_args(filter, pattern.as_deref()).to_vec();
+        args.extend([
+            Arg::OptInt(after.map(|c| to_db(c.created_at))),
+            Arg::OptText(after.map(|c| c.id.as_str())),
+            Arg::Int(clamp(limit)),
+            Arg::Int(clamp(skip)),
+        ]);
+        self.read_conn()
+            .await?
+            .fetch_all(SEARCH, &args)
+            .await?
+            .iter()
+            .map(|r| rows::user(r, 0))
+            .collect()
+    }
+
+    async fn count_matching(&self, filter: &UserFilter) -> Result<u64, StoreError> {
+        const COUNT: &str = concat!("SELECT COUNT(*) FROM users WHERE ", user_filter!());
+        let pattern = like_pattern(filter);
+        let row = self
+            .read_conn()
+            .await?
+            .fetch_optional(COUNT, &filter_args(filter, pattern.as_deref()))
+            .await?
+            .ok_or(CorruptRow("count returned no row"))?;
+        Ok(u64::try_from(row.int(0)?).unwrap_or(0))
+    }
+
+    async fn admin_update(
+        &self,
+        id: &UserId,
+        change: &AdminChange,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        const SET_FLAGS: &str = concat!(
+            "UPDATE users SET is_active = $1, is_superuser = $2, full_name = $3, updated_at = $4 \
+             WHERE id = $5 RETURNING ",
+            user_cols!()
+        );
+        // Disabling is a credential change: the epoch moves in the same
+        // statement, the sessions go in the same transaction.
+        const DISABLE: &str = concat!(
+            "UPDATE users SET is_active = $1, is_superuser = $2, full_name = $3, updated_at = $4, ",
+            bump_epoch!("$4"),
+            " WHERE id = $5 RETURNING ",
+            user_cols!()
+        );
+        if change.is_empty() {
+            return self.get(id).await;
+        }
+        let now = to_db(now);
+        let mut tx = self.begin(Commit::Durable).await?;
+        // The row is locked, so the values computed from it below are
+        // written before anyone else can change it.
+        let Some(old) = lock_user::<B>(&mut *tx, id.as_str(), Lock::Write).await? else {
+            rollback::<B>(tx).await?;
+            return Ok(None);
+        };
+        let disabling = change.is_active == Some(false);
+        let full_name = change.full_name.as_deref().or(old.full_name.as_deref());
+        let args = [
+            Arg::Bool(change.is_active.unwrap_or(old.is_active)),
+            Arg::Bool(change.is_superuser.unwrap_or(old.is_superuser)),
+            Arg::OptText(full_name),
+            Arg::Int(now),
+            Arg::Text(id.as_str()),
+        ];
+        let sql = if disabling { DISABLE } else { SET_FLAGS };
+        let Some(row) = tx.fetch_optional(sql, &args).await? else {
+            rollback::<B>(tx).await?;
+            return Ok(None);
+        };
+        let user = rows::user(&row, 0)?;
+        if disabling {
+            sessions::revoke_live_of_user(&mut *tx, id.as_str(), RevokeReason::Disabled, now)
+                .await?;
+        }
         commit::<B>(tx).await?;
         Ok(Some(user))
     }

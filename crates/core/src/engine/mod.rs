@@ -54,6 +54,7 @@ use crate::tokens;
 use background::Background;
 
 mod account;
+mod admin;
 mod background;
 mod deletion;
 mod forced_change;
@@ -66,6 +67,7 @@ mod registration;
 mod sessions;
 mod sign_in;
 
+pub use admin::{AdminStats, UserPage};
 pub use forced_change::PasswordChangePending;
 pub use housekeeping::PurgeReport;
 pub use mfa::{BackupCodes, LoginOutcome, Method, MfaPending, PresentedCode, TotpSetup};

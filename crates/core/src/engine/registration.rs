@@ -192,7 +192,7 @@ impl Engine {
         Ok(())
     }
 
-    fn mail_verification(
+    pub(super) fn mail_verification(
         &self,
         email: &Email,
         full_name: Option<&str>,

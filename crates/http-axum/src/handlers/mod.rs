@@ -36,6 +36,7 @@ pub(crate) fn message(status: StatusCode, message: &'static str) -> Answer {
 }
 
 mod account;
+mod admin;
 mod deletion;
 mod mfa;
 mod oauth;
@@ -62,6 +63,12 @@ pub fn routes() -> axum::Router<Arc<Engine>> {
 /// providers (regstack mounts them only then).
 pub fn oauth_routes() -> axum::Router<Arc<Engine>> {
     oauth::router()
+}
+
+/// The admin routes, merged by [`crate::router`] when `enable_admin_router`
+/// is on (regstack mounts them only then).
+pub fn admin_routes() -> axum::Router<Arc<Engine>> {
+    admin::router()
 }
 
 /// `{token}` bodies: `VerifyRequest`, `ConfirmEmailChangeRequest`.

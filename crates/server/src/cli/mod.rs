@@ -15,6 +15,7 @@ pub mod create_admin;
 pub mod doctor;
 pub mod init;
 pub mod migrate;
+pub mod promote;
 pub mod set_password_change;
 pub mod validate;
 

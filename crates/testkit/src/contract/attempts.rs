@@ -215,8 +215,9 @@ async fn fill_buckets(
     }
 }
 
-/// The account-level steps that forget an address's attempts — a completed
-/// password reset, account deletion — forget every bucket of it: its own
+/// The steps that forget an address's attempts — a completed password
+/// reset, account deletion, an administrator's unlock — forget every
+/// bucket of it: its own
 /// and each of its devices'. Another address's device buckets stay, even
 /// when that address starts like this one and the device id is the same.
 pub async fn forgetting_an_address_forgets_its_device_buckets(stores: Stores) {
@@ -225,6 +226,7 @@ pub async fn forgetting_an_address_forgets_its_device_buckets(stores: Stores) {
     for (case, raw) in [
         ("reset", "forget-me@example.com"),
         ("delete", "forget-me-too@example.com"),
+        ("unlock", "unlock-me@example.com"),
     ] {
         let user = add_user(&stores, raw).await;
         let devices = [DeviceId::generate(), DeviceId::generate()];
@@ -242,6 +244,11 @@ pub async fn forgetting_an_address_forgets_its_device_buckets(stores: Stores) {
                     .expect("complete_password_reset");
                 assert!(done.is_some(), "the reset applies");
             }
+            "unlock" => stores
+                .login_attempts
+                .forget_address(&user.email)
+                .await
+                .expect("forget_address"),
             _ => {
                 let gone = stores
                     .users

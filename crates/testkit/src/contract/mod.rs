@@ -39,7 +39,8 @@
 //!   it. Rotation moves
 //!   `idle_expires_at` to `min(now + idle, expires_at)`, never `expires_at`.
 //!
-//! One file per aggregate (`users.rs`, `pending.rs`, `tokens.rs`,
+//! One file per aggregate (`users.rs`, `admin.rs` (what the admin routes
+//! ask of users and pending registrations), `pending.rs`, `tokens.rs`,
 //! `attempts.rs`, `sessions.rs`, `refresh.rs`, `deletion.rs`,
 //! `rate_limits.rs`, `mfa.rs`, `oauth.rs`, `housekeeping.rs`), plus `parallel.rs` for many
 //! writers at once across aggregates; the race harness, time helpers and
@@ -51,6 +52,7 @@
 
 use std::future::Future;
 
+mod admin;
 mod attempts;
 mod deletion;
 mod housekeeping;
@@ -65,6 +67,7 @@ mod support;
 mod tokens;
 mod users;
 
+pub use admin::*;
 pub use attempts::*;
 pub use deletion::*;
 pub use housekeeping::*;

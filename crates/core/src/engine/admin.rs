@@ -1,0 +1,357 @@
+//! The administrator's runners (`/admin/*`): the overview, the account
+//! list, one account, its flags, its deletion, a new verification mail,
+//! promoting a pending registration, and the operator's levers beyond
+//! regstack (a forced password change, the account's sessions, its second
+//! factors, an address's lockout).
+//!
+//! Each runner first checks that the caller is an administrator — as the
+//! store read the account for this very request, so a withdrawn right
+//! stops working at once — and only then looks at the target. What an
+//! administrator may not do to their own account is refused here
+//! ([`SelfChange`]); every change is one store step, and an event names
+//! the administrator who made it.
+
+use regstack_ports::{
+    AdminChange, Email, PendingRegistration, Promotion, RevokeReason, Session, User, UserCounts,
+    UserCursor, UserFilter, UserId,
+};
+use secrecy::ExposeSecret;
+
+use super::{secs, ClientContext, Engine, Principal};
+use crate::error::{AuthError, SelfChange};
+use crate::events::EventKind;
+use crate::mail::MailKind;
+use crate::tokens;
+
+/// The overview of `GET /admin/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminStats {
+    /// Accounts, by flag.
+    pub users: UserCounts,
+    /// Registrations waiting for their link, live now.
+    pub pending_registrations: u64,
+}
+
+/// One page of `GET /admin/users`.
+#[derive(Debug, Clone)]
+pub struct UserPage {
+    /// The accounts, newest first.
+    pub items: Vec<User>,
+    /// Every account, for the pager.
+    pub total: u64,
+}
+
+impl Engine {
+    /// Refuses a caller who is not an administrator.
+    fn require_admin(admin: &Principal) -> Result<(), AuthError> {
+        if admin.user.is_superuser {
+            Ok(())
+        } else {
+            Err(AuthError::NotAdmin)
+        }
+    }
+
+    /// The account an admin route names; a malformed id names none.
+    async fn target(&self, admin: &Principal, id: &str) -> Result<User, AuthError> {
+        Self::require_admin(admin)?;
+        let id = UserId::parse(id).ok_or(AuthError::UserNotFound)?;
+        self.stores
+            .users
+            .get(&id)
+            .await?
+            .ok_or(AuthError::UserNotFound)
+    }
+
+    /// Fires an event about what an administrator did to an account.
+    fn emit_admin(&self, kind: EventKind, admin: &Principal, user: &User, client: &ClientContext) {
+        self.emit(kind, |e| {
+            e.user_id = Some(user.id.clone());
+            e.email = Some(user.email.clone());
+            e.actor_id = Some(admin.user.id.clone());
+            e.ip.clone_from(&client.ip);
+        });
+    }
+
+    /// `GET /admin/stats`.
+    pub async fn admin_stats(&self, admin: &Principal) -> Result<AdminStats, AuthError> {
+        Self::require_admin(admin)?;
+        Ok(AdminStats {
+            users: self.stores.users.count_users().await?,
+            pending_registrations: self.stores.pending.count_live(self.now()).await?,
+        })
+    }
+
+    /// `GET /admin/users`: a page of accounts, newest first.
+    pub async fn admin_list_users(
+        &self,
+        admin: &Principal,
+        skip: u64,
+        limit: u64,
+    ) -> Result<UserPage, AuthError> {
+        Self::require_admin(admin)?;
+        let items = self.stores.users.list_users(skip, limit).await?;
+        let total = self.stores.users.count_users().await?.total;
+        Ok(UserPage { items, total })
+    }
+
+    /// `GET /admin/users` with filters or a cursor: the matching accounts
+    /// newest first, from just after `after`, and how many match in all.
+    /// The address part is lower-cased, as addresses are stored.
+    pub async fn admin_search_users(
+        &self,
+        admin: &Principal,
+        mut filter: UserFilter,
+        after: Option<&UserCursor>,
+        skip: u64,
+        limit: u64,
+    ) -> Result<UserPage, AuthError> {
+        Self::require_admin(admin)?;
+        filter.email_contains = filter.email_contains.map(|q| q.trim().to_lowercase());
+        let items = self
+            .stores
+            .users
+            .search_users(&filter, after, skip, limit)
+            .await?;
+        let total = self.stores.users.count_matching(&filter).await?;
+        Ok(UserPage { items, total })
+    }
+
+    /// `GET /admin/users/{id}`.
+    pub async fn admin_get_user(&self, admin: &Principal, id: &str) -> Result<User, AuthError> {
+        self.target(admin, id).await
+    }
+
+    /// `PATCH /admin/users/{id}`: flags and name in one store step;
+    /// disabling ends every session of the account in that step. An
+    /// administrator can neither withdraw their own rights nor disable
+    /// themselves.
+    pub async fn admin_update_user(
+        &self,
+        admin: &Principal,
+        id: &str,
+        change: AdminChange,
+        client: &ClientContext,
+    ) -> Result<User, AuthError> {
+        let user = self.target(admin, id).await?;
+        if user.id == admin.user.id {
+            if change.is_superuser == Some(false) {
+                return Err(AuthError::AdminSelfChange(SelfChange::Demote));
+            }
+            if change.is_active == Some(false) {
+                return Err(AuthError::AdminSelfChange(SelfChange::Disable));
+            }
+        }
+        if change.is_empty() {
+            return Ok(user);
+        }
+        let updated = self
+            .stores
+            .users
+            .admin_update(&user.id, &change, self.now())
+            .await?
+            .ok_or(AuthError::UserNotFound)?;
+        self.emit_admin(EventKind::AdminUserUpdated, admin, &updated, client);
+        Ok(updated)
+    }
+
+    /// `DELETE /admin/users/{id}`: every row of the account goes, exactly
+    /// as when its owner deletes it. Returns the account as it was.
+    pub async fn admin_delete_user(
+        &self,
+        admin: &Principal,
+        id: &str,
+        client: &ClientContext,
+    ) -> Result<User, AuthError> {
+        let user = self.target(admin, id).await?;
+        if user.id == admin.user.id {
+            return Err(AuthError::AdminSelfChange(SelfChange::Delete));
+        }
+        let deleted = self
+            .stores
+            .users
+            .delete_account(&user.id)
+            .await?
+            .ok_or(AuthError::UserNotFound)?;
+        self.emit_admin(EventKind::UserDeleted, admin, &deleted, client);
+        Ok(deleted)
+    }
+
+    /// `POST /admin/users/{id}/resend-verification`: mails an unverified
+    /// account a verification link, through a pending registration that
+    /// carries the account's own password hash (verifying it proves the
+    /// address of that same account). Within the address's mail quota;
+    /// over it nothing changes and the answer is the same. Returns the
+    /// address.
+    pub async fn admin_resend_verification(
+        &self,
+        admin: &Principal,
+        id: &str,
+        client: &ClientContext,
+    ) -> Result<Email, AuthError> {
+        let user = self.target(admin, id).await?;
+        if user.is_verified {
+            return Err(AuthError::AlreadyVerified);
+        }
+        let Some(hash) = user.password_hash.clone() else {
+            return Err(AuthError::NoPasswordToVerify);
+        };
+        if !self
+            .take_mail_quota(&user.email, MailKind::Verification)
+            .await?
+        {
+            return Ok(user.email);
+        }
+        let now = self.now();
+        let token = tokens::issue();
+        let expires_at = now + secs(self.cfg.verification_token_ttl_seconds);
+        let stored = self
+            .stores
+            .pending
+            .put(PendingRegistration {
+                email: user.email.clone(),
+                password_hash: hash,
+                full_name: user.full_name.clone(),
+                token_hash: token.hash.clone(),
+                created_at: now,
+                expires_at,
+            })
+            .await?;
+        // A live row for the address already: it gets the new link.
+        let linked = stored
+            || self
+                .stores
+                .pending
+                .replace_token(&user.email, &token.hash, expires_at, now)
+                .await?;
+        if linked {
+            self.mail_verification(
+                &user.email,
+                user.full_name.as_deref(),
+                token.raw.expose_secret(),
+                client,
+            );
+        }
+        Ok(user.email)
+    }
+
+    /// `POST /admin/pending/{email}/promote`: the pending registration
+    /// becomes a verified account without its link — the administrator
+    /// vouches for the address. `raw` is the address as given, which the
+    /// refusals repeat.
+    pub async fn admin_promote_pending(
+        &self,
+        admin: &Principal,
+        raw: &str,
+        client: &ClientContext,
+    ) -> Result<User, AuthError> {
+        Self::require_admin(admin)?;
+        let Ok(email) = Email::parse(raw) else {
+            return Err(AuthError::NoPendingRegistration(raw.to_owned()));
+        };
+        match self
+            .stores
+            .pending
+            .promote_email(&email, &UserId::generate(), self.now())
+            .await?
+        {
+            Promotion::Promoted(user) => {
+                for kind in [EventKind::UserVerified, EventKind::UserRegistered] {
+                    self.emit_admin(kind, admin, &user, client);
+                }
+                Ok(user)
+            }
+            Promotion::InvalidToken => Err(AuthError::NoPendingRegistration(raw.to_owned())),
+            Promotion::EmailTaken => Err(AuthError::PendingAddressTaken(raw.to_owned())),
+        }
+    }
+
+    /// `POST /admin/users/{id}/require-password-change`: the account must
+    /// set a new password at its next sign-in, and every session of it
+    /// ends now ([`Engine::require_password_change`]).
+    pub async fn admin_require_password_change(
+        &self,
+        admin: &Principal,
+        id: &str,
+        client: &ClientContext,
+    ) -> Result<User, AuthError> {
+        let user = self.target(admin, id).await?;
+        if !self.require_password_change(&user.id, true).await? {
+            return Err(AuthError::UserNotFound);
+        }
+        self.emit_admin(EventKind::AdminPasswordChangeRequired, admin, &user, client);
+        Ok(user)
+    }
+
+    /// `GET /admin/users/{id}/sessions`: the account's live sessions,
+    /// newest first.
+    pub async fn admin_list_sessions(
+        &self,
+        admin: &Principal,
+        id: &str,
+    ) -> Result<Vec<Session>, AuthError> {
+        let user = self.target(admin, id).await?;
+        Ok(self.stores.sessions.list(&user.id, self.now()).await?)
+    }
+
+    /// `DELETE /admin/users/{id}/sessions`: ends every session of the
+    /// account. Returns the account and how many sessions ended.
+    pub async fn admin_revoke_sessions(
+        &self,
+        admin: &Principal,
+        id: &str,
+        client: &ClientContext,
+    ) -> Result<(User, u64), AuthError> {
+        let user = self.target(admin, id).await?;
+        let n = self
+            .stores
+            .sessions
+            .revoke_all(&user.id, RevokeReason::Revoked, self.now())
+            .await?;
+        self.emit_admin(EventKind::SessionsRevokedAll, admin, &user, client);
+        Ok((user, n))
+    }
+
+    /// `DELETE /admin/users/{id}/mfa`: removes the account's TOTP factor,
+    /// its phone and (with the last factor) its backup codes — for an
+    /// owner who lost their device. Each removal is one store step that
+    /// ends the account's sessions; an account with no factor is left as
+    /// it is. Returns the account as it now is.
+    pub async fn admin_reset_mfa(
+        &self,
+        admin: &Principal,
+        id: &str,
+        client: &ClientContext,
+    ) -> Result<User, AuthError> {
+        let user = self.target(admin, id).await?;
+        let now = self.now();
+        let totp = self.stores.mfa.disable_totp(&user.id, None, now).await?;
+        let phone = self.stores.mfa.clear_phone(&user.id, None, now).await?;
+        if totp || phone {
+            self.emit_admin(EventKind::MfaFactorDisabled, admin, &user, client);
+        }
+        self.stores
+            .users
+            .get(&user.id)
+            .await?
+            .ok_or(AuthError::UserNotFound)
+    }
+
+    /// `POST /admin/unlock`: forgets every sign-in failure counted against
+    /// the address — its own bucket and each device's — whether or not an
+    /// account has it (the answer says nothing about that).
+    pub async fn admin_unlock(
+        &self,
+        admin: &Principal,
+        email: &Email,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
+        Self::require_admin(admin)?;
+        self.stores.login_attempts.forget_address(email).await?;
+        self.emit(EventKind::AdminLockoutCleared, |e| {
+            e.email = Some(email.clone());
+            e.actor_id = Some(admin.user.id.clone());
+            e.ip.clone_from(&client.ip);
+        });
+        Ok(())
+    }
+}

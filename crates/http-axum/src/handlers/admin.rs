@@ -1,0 +1,447 @@
+//! The admin routes (`/admin/*`), mounted only with `enable_admin_router`:
+//! regstack's seven, plus the operator's levers beyond them (a forced
+//! password change, an account's sessions, its second factors, an
+//! address's lockout).
+//!
+//! [`AdminUser`] answers a caller who is no administrator before anything
+//! else is read — a plain user's malformed body or query gets the 403, as
+//! in regstack, never a 422 that would describe the admin API to them.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use regstack_core::{AuthError, Engine, Principal};
+use regstack_ports::{AdminChange, UserCursor, UserFilter, UserId};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{ok_json, Answer, EmailBody, Engine_};
+use crate::body::{Fields, FromJsonObject, JsonBody};
+use crate::error::{validation_entry, ApiError};
+use crate::extract::{Client, CurrentUser};
+use crate::read_all;
+use crate::wire::{
+    user_time, LogoutAllResponse, OwnedMessage, SessionInfo, SessionList, UserPublic,
+};
+
+/// This capability's routes, relative to the API prefix.
+pub fn router() -> Router<Arc<Engine>> {
+    Router::new()
+        .route("/admin/stats", get(stats))
+        .route("/admin/users", get(list_users))
+        .route(
+            "/admin/users/{id}",
+            get(get_user).patch(update_user).delete(delete_user),
+        )
+        .route(
+            "/admin/users/{id}/resend-verification",
+            post(resend_verification),
+        )
+        .route("/admin/pending/{email}/promote", post(promote_pending))
+        .route(
+            "/admin/users/{id}/require-password-change",
+            post(require_password_change),
+        )
+        .route(
+            "/admin/users/{id}/sessions",
+            get(list_sessions).delete(revoke_sessions),
+        )
+        .route("/admin/users/{id}/mfa", axum::routing::delete(reset_mfa))
+        .route("/admin/unlock", post(unlock))
+}
+
+/// A signed-in administrator: 401 without a valid token, 403 for anyone
+/// else (regstack's `current_admin`). The engine checks again; this one
+/// runs before the body and the query are read.
+pub struct AdminUser(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let CurrentUser(principal) = CurrentUser::from_request_parts(parts, state).await?;
+        if !principal.user.is_superuser {
+            return Err(AuthError::NotAdmin.into());
+        }
+        Ok(AdminUser(principal))
+    }
+}
+
+/// `AdminUserUpdate`: each field optional; `null` changes nothing
+/// (regstack's reading); unknown fields refused.
+pub struct AdminUserUpdate {
+    change: AdminChange,
+}
+impl FromJsonObject for AdminUserUpdate {
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        read_all! {
+            is_active = f.optional_bool("is_active");
+            is_superuser = f.optional_bool("is_superuser");
+            full_name = f.full_name("full_name");
+        }
+        Some(Self {
+            change: AdminChange {
+                is_active,
+                is_superuser,
+                full_name: full_name.flatten().map(|n| n.into_string()),
+            },
+        })
+    }
+}
+
+/// `AdminStats`.
+#[derive(Serialize)]
+struct AdminStats {
+    total_users: u64,
+    active_users: u64,
+    verified_users: u64,
+    superusers: u64,
+    pending_registrations: u64,
+}
+
+/// `UserListResponse`.
+#[derive(Serialize)]
+struct UserListResponse {
+    items: Vec<UserPublic>,
+    total: u64,
+    skip: u64,
+    limit: u64,
+    /// Only when searching: where the next page starts (null at the end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<Option<String>>,
+}
+
+/// `GET /admin/stats` → 200 `AdminStats`.
+pub async fn stats(State(e): Engine_, AdminUser(admin): AdminUser) -> Answer {
+    let s = e.admin_stats(&admin).await?;
+    ok_json(
+        StatusCode::OK,
+        AdminStats {
+            total_users: s.users.total,
+            active_users: s.users.active,
+            verified_users: s.users.verified,
+            superusers: s.users.superusers,
+            pending_registrations: s.pending_registrations,
+        },
+    )
+}
+
+/// One integer query parameter with regstack's bounds and default, or
+/// FastAPI's 422 entry for it. The last of repeated values counts.
+fn query_int(
+    query: &[(String, String)],
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: Option<u64>,
+    errors: &mut Vec<Value>,
+) -> u64 {
+    let Some((_, raw)) = query.iter().rev().find(|(k, _)| k == name) else {
+        return default;
+    };
+    let loc = [json!("query"), json!(name)];
+    let Ok(n) = raw.trim().parse::<i128>() else {
+        errors.push(validation_entry(
+            "int_parsing",
+            &loc,
+            "Input should be a valid integer, unable to parse string as an integer",
+            None,
+        ));
+        return default;
+    };
+    if n < i128::from(min) {
+        errors.push(validation_entry(
+            "greater_than_equal",
+            &loc,
+            format!("Input should be greater than or equal to {min}"),
+            Some(json!({ "ge": min })),
+        ));
+        return default;
+    }
+    if let Some(max) = max.filter(|m| n > i128::from(*m)) {
+        errors.push(validation_entry(
+            "less_than_equal",
+            &loc,
+            format!("Input should be less than or equal to {max}"),
+            Some(json!({ "le": max })),
+        ));
+        return default;
+    }
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// The most accounts one page may hold (regstack's bound).
+const MAX_PAGE: u64 = 200;
+
+/// One boolean query parameter, read as FastAPI reads one (`true`/`false`,
+/// `1`/`0`, `yes`/`no`, `on`/`off`, any case); absent is `None`.
+fn query_bool(
+    query: &[(String, String)],
+    name: &'static str,
+    errors: &mut Vec<Value>,
+) -> Option<bool> {
+    let (_, raw) = query.iter().rev().find(|(k, _)| k == name)?;
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
+        "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
+        _ => {
+            errors.push(validation_entry(
+                "bool_parsing",
+                &[json!("query"), json!(name)],
+                "Input should be a valid boolean, unable to interpret input",
+                None,
+            ));
+            None
+        }
+    }
+}
+
+/// The longest address part `q` may be (an address is at most 320).
+const MAX_Q: usize = 320;
+
+/// A cursor as the answer hands it out: the last listed account's
+/// creation time in microseconds and its id. Opaque to clients.
+fn cursor_of(u: &regstack_ports::User) -> String {
+    format!("{}.{}", u.created_at.timestamp_micros(), u.id)
+}
+
+/// Reads a cursor back; `None` for one this server did not hand out.
+fn parse_cursor(raw: &str) -> Option<UserCursor> {
+    let (micros, id) = raw.split_once('.')?;
+    Some(UserCursor {
+        created_at: chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        id: UserId::parse(id)?,
+    })
+}
+
+/// `GET /admin/users?skip&limit` → 200 `UserListResponse`, newest first;
+/// `skip ≥ 0` (default 0), `1 ≤ limit ≤ 200` (default 50) — regstack's
+/// list. With any of the filters (`q`: a part of the address; `is_active`,
+/// `is_verified`, `is_superuser`, `has_mfa`) or a `cursor` (empty for the
+/// first page) it searches: `total` counts the matches, and `next_cursor`
+/// (null on the last page) continues after the page without repeating or
+/// skipping anyone while accounts are added.
+pub async fn list_users(
+    State(e): Engine_,
+    AdminUser(admin): AdminUser,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Answer {
+    let mut errors = Vec::new();
+    let skip = query_int(&query, "skip", 0, 0, None, &mut errors);
+    let limit = query_int(&query, "limit", 50, 1, Some(MAX_PAGE), &mut errors);
+    let q = query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.clone());
+    if q.as_ref().is_some_and(|q| q.chars().count() > MAX_Q) {
+        errors.push(validation_entry(
+            "string_too_long",
+            &[json!("query"), json!("q")],
+            format!("String should have at most {MAX_Q} characters"),
+            Some(json!({ "max_length": MAX_Q })),
+        ));
+    }
+    let filter = UserFilter {
+        email_contains: q,
+        is_active: query_bool(&query, "is_active", &mut errors),
+        is_verified: query_bool(&query, "is_verified", &mut errors),
+        is_superuser: query_bool(&query, "is_superuser", &mut errors),
+        has_mfa: query_bool(&query, "has_mfa", &mut errors),
+    };
+    let cursor_raw = query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "cursor")
+        .map(|(_, v)| v.as_str());
+    let cursor = match cursor_raw {
+        None | Some("") => None,
+        Some(raw) => {
+            let parsed = parse_cursor(raw);
+            if parsed.is_none() {
+                errors.push(validation_entry(
+                    "value_error",
+                    &[json!("query"), json!("cursor")],
+                    "Value error, invalid cursor",
+                    None,
+                ));
+            }
+            parsed
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let searching = cursor_raw.is_some() || filter != UserFilter::default();
+    let (page, next_cursor) = if searching {
+        let page = e
+            .admin_search_users(&admin, filter, cursor.as_ref(), skip, limit)
+            .await?;
+        let full = u64::try_from(page.items.len()).unwrap_or(u64::MAX) == limit;
+        let next = page.items.last().filter(|_| full).map(cursor_of);
+        (page, Some(next))
+    } else {
+        (e.admin_list_users(&admin, skip, limit).await?, None)
+    };
+    ok_json(
+        StatusCode::OK,
+        UserListResponse {
+            items: page.items.iter().map(UserPublic::from).collect(),
+            total: page.total,
+            skip,
+            limit,
+            next_cursor,
+        },
+    )
+}
+
+/// `GET /admin/users/{id}` → 200 `UserPublic`, or 404.
+pub async fn get_user(
+    State(e): Engine_,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Answer {
+    let user = e.admin_get_user(&admin, &id).await?;
+    ok_json(StatusCode::OK, UserPublic::from(&user))
+}
+
+/// `PATCH /admin/users/{id}` → 200 `UserPublic` as stored now.
+pub async fn update_user(
+    State(e): Engine_,
+    Client(c): Client,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<AdminUserUpdate>,
+) -> Answer {
+    let user = e.admin_update_user(&admin, &id, b.change, &c).await?;
+    ok_json(StatusCode::OK, UserPublic::from(&user))
+}
+
+fn owned_message(status: StatusCode, message: String) -> Answer {
+    ok_json(status, OwnedMessage { message })
+}
+
+/// `DELETE /admin/users/{id}` → 200 `User {email} deleted.`
+pub async fn delete_user(
+    State(e): Engine_,
+    Client(c): Client,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Answer {
+    let user = e.admin_delete_user(&admin, &id, &c).await?;
+    owned_message(StatusCode::OK, format!("User {} deleted.", user.email))
+}
+
+/// `POST /admin/users/{id}/resend-verification` → 202.
+pub async fn resend_verification(
+    State(e): Engine_,
+    Client(c): Client,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Answer {
+    let email = e.admin_resend_verification(&admin, &id, &c).await?;
+    owned_message(
+        StatusCode::ACCEPTED,
+        format!("Verification email sent to {email}."),
+    )
+}
+
+/// `POST /admin/pending/{email}/promote` → 201 `UserPublic`.
+pub async fn promote_pending(
+    State(e): Engine_,
+    Client(c): Client,
+    AdminUser(admin): AdminUser,
+    Path(email): Path<String>,
+) -> Answer {
+    let user = e.admin_promote_pending(&admin, &email, &c).await?;
+    ok_json(StatusCode::CREATED, UserPublic::from(&user))
+}
+
+/// `POST /admin/users/{id}/require-password-change` → 200; the account's
+/// sessions end and its next sign-in must set a new password.
+pub async fn require_password_change(
+    State(e): Engine_,
+    Client(c): Client,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Answer {
+    let user = e.admin_require_password_change(&admin, &id, &c).await?;
+    owned_message(
+        StatusCode::OK,
+        format!(
+            "User {} must set a new password at the next sign-in.",
+            user.email
+        ),
+    )
+}
+
+/// `GET /admin/users/{id}/sessions` → 200 the account's live sessions, in
+/// `GET /sessions`'s shape (`current` is always false: none is the
+/// administrator's).
+pub async fn list_sessions(
+    State(e): Engine_,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Answer {
+    let list = e.admin_list_sessions(&admin, &id).await?;
+    let sessions = list
+        .iter()
+        .map(|s| SessionInfo {
+            id: s.id.to_string(),
+            created_at: user_time(&s.created_at),
+            last_used_at: user_time(&s.last_used_at),
+            user_agent: s.user_agent.clone(),
+            ip: s.ip.clone(),
+            current: s.id == admin.session.id,
+        })
+        .collect();
+    ok_json(StatusCode::OK, SessionList { sessions })
+}
+
+/// `DELETE /admin/users/{id}/sessions` → 200 with how many ended.
+pub async fn revoke_sessions(
+    State(e): Engine_,
+    Client(c): Client,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Answer {
+    let (_, n) = e.admin_revoke_sessions(&admin, &id, &c).await?;
+    ok_json(
+        StatusCode::OK,
+        LogoutAllResponse {
+            message: format!("Signed out of {n} session(s)."),
+            revoked: n,
+        },
+    )
+}
+
+/// `DELETE /admin/users/{id}/mfa` → 200 `UserPublic` without second
+/// factors.
+pub async fn reset_mfa(
+    State(e): Engine_,
+    Client(c): Client,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Answer {
+    let user = e.admin_reset_mfa(&admin, &id, &c).await?;
+    ok_json(StatusCode::OK, UserPublic::from(&user))
+}
+
+/// `POST /admin/unlock` `{email}` → 200: the address's sign-in failures
+/// are forgotten, in every bucket.
+pub async fn unlock(
+    State(e): Engine_,
+    Client(c): Client,
+    AdminUser(admin): AdminUser,
+    JsonBody(b): JsonBody<EmailBody>,
+) -> Answer {
+    e.admin_unlock(&admin, &b.email, &c).await?;
+    owned_message(
+        StatusCode::OK,
+        format!("Sign-in lockout cleared for {}.", b.email),
+    )
+}
