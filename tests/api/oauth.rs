@@ -919,3 +919,36 @@ async fn a_code_the_provider_refuses_is_token_exchange_failed_and_spends_the_flo
     );
     assert_eq!(t.accounts_created().await, 0);
 }
+
+#[tokio::test]
+async fn a_disabled_account_is_user_inactive_and_its_pending_exchange_gives_nothing() {
+    let Some(t) = spawn_oauth(|_| {}).await else {
+        return;
+    };
+    let user = OidcUser::fresh();
+    let access = access_of(&t.sign_in(&user).await);
+    let id = t.app.me(&access).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = regstack_ports::UserId::parse(&id).unwrap();
+    // A flow completes, then the account is disabled before the exchange.
+    let (browser, landed) = t.flow(&user).await;
+    let Landed::Complete(exchange_id) = landed else {
+        panic!("{landed:?}")
+    };
+    let off = regstack_ports::AdminChange {
+        is_active: Some(false),
+        ..Default::default()
+    };
+    t.app
+        .stores
+        .users
+        .admin_update(&id, &off, chrono::Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.exchange(&browser, &exchange_id).await.status, 404);
+    let (_, landed) = t.flow(&user).await;
+    assert_eq!(landed, Landed::Error("user_inactive".into()));
+}
