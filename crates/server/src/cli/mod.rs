@@ -134,6 +134,26 @@ pub fn read_password(prompt: &str, from_stdin: bool) -> Result<SecretString, Fai
     Ok(SecretString::from(password))
 }
 
+/// The account with address `raw` (checked as `/register` checks it), on
+/// the configured database: what every command about one account starts
+/// from. No such account is exit 1.
+pub async fn account(
+    raw: &str,
+    config: Option<&Path>,
+) -> Result<(RegStack, regstack_ports::User), Failure> {
+    let email = parse_email(raw)?;
+    let rs = open(load_settings(config)?).await?;
+    let user = rs
+        .engine()
+        .stores()
+        .users
+        .find_by_email(&email)
+        .await
+        .map_err(|e| Failure::Failed(format!("database: {e}")))?
+        .ok_or_else(|| Failure::Failed(format!("no account has the address {email}")))?;
+    Ok((rs, user))
+}
+
 /// Reads an address the way every flow does (trimmed, lower-cased,
 /// checked); a malformed one is a usage error.
 pub fn parse_email(raw: &str) -> Result<regstack_ports::Email, Failure> {

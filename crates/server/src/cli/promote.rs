@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use regstack_ports::AdminChange;
 
-use super::{load_settings, open, parse_email, Failure, Outcome, EXIT_CODES};
+use super::{account, Failure, Outcome, EXIT_CODES};
 
 /// `regstack promote` arguments.
 #[derive(clap::Args, Debug)]
@@ -29,23 +29,16 @@ pub struct Args {
 /// Grants (or with `--revoke` withdraws) administrator rights; no such
 /// account is exit 1.
 pub async fn run(args: Args) -> Outcome {
-    let email = parse_email(&args.email)?;
-    let settings = load_settings(args.config.as_deref())?;
-    let rs = open(settings).await?;
+    let (rs, user) = account(&args.email, args.config.as_deref()).await?;
     let engine = rs.engine();
-    let stores = engine.stores();
-    let user = stores
-        .users
-        .find_by_email(&email)
-        .await
-        .map_err(|e| Failure::Failed(format!("database: {e}")))?
-        .ok_or_else(|| Failure::Failed(format!("no account has the address {email}")))?;
+    let email = &user.email;
     let grant = !args.revoke;
     let change = AdminChange {
         is_superuser: Some(grant),
         ..AdminChange::default()
     };
-    stores
+    engine
+        .stores()
         .users
         .admin_update(&user.id, &change, engine.now())
         .await

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use super::{load_settings, open, parse_email, Failure, Outcome, EXIT_CODES};
+use super::{account, Failure, Outcome, EXIT_CODES};
 
 /// `regstack set-password-change` arguments.
 #[derive(clap::Args, Debug)]
@@ -28,17 +28,9 @@ pub struct Args {
 /// Flags (or with `--clear` unflags) the account; no such account is
 /// exit 1.
 pub async fn run(args: Args) -> Outcome {
-    let email = parse_email(&args.email)?;
-    let settings = load_settings(args.config.as_deref())?;
-    let rs = open(settings).await?;
+    let (rs, user) = account(&args.email, args.config.as_deref()).await?;
     let engine = rs.engine();
-    let user = engine
-        .stores()
-        .users
-        .find_by_email(&email)
-        .await
-        .map_err(|e| Failure::Failed(format!("database: {e}")))?
-        .ok_or_else(|| Failure::Failed(format!("no account has the address {email}")))?;
+    let email = &user.email;
     let required = !args.clear;
     let done = engine
         .require_password_change(&user.id, required)
