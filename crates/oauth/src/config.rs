@@ -371,6 +371,21 @@ impl ProviderConfig {
                         ));
                     }
                     identity_issuer = Some(raw.clone());
+                } else if self.api_url.is_some()
+                    || self.authorization_endpoint.is_some()
+                    || self.token_endpoint.is_some()
+                {
+                    // Another GitHub (Enterprise) numbers its accounts from
+                    // 1 as github.com does: under github.com's issuer, its
+                    // account N would sign in as whoever linked
+                    // github.com's account N.
+                    return Err(err(
+                        "issuer",
+                        "is required when GitHub's endpoints are overridden: the URL naming that \
+                         GitHub (e.g. https://ghe.example.com), so its accounts are never taken \
+                         for github.com's"
+                            .to_owned(),
+                    ));
                 }
             }
             Google | Microsoft => {}
@@ -484,6 +499,14 @@ mod tests {
         assert!(c.validate().unwrap_err().reason.contains("https"));
         let c = table(
             r#"{"kind":"github","client_id":"a","client_secret":"b","api_url":"https://ghe.example.com/api/v3"}"#,
+        )
+        .unwrap();
+        assert!(
+            c.validate().unwrap_err().key.ends_with(".issuer"),
+            "an overridden GitHub must name its issuer"
+        );
+        let c = table(
+            r#"{"kind":"github","client_id":"a","client_secret":"b","api_url":"https://ghe.example.com/api/v3","issuer":"https://ghe.example.com"}"#,
         )
         .unwrap();
         let checked = c.check().unwrap();

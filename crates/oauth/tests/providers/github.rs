@@ -32,6 +32,8 @@ async fn setup(api_prefix: &str) -> (StandIn, Arc<dyn IdentityProvider>) {
         ]);
     });
     let mut cfg = config("github", ProviderKind::Github);
+    // Pointed at a stand-in, it must name its issuer; it plays github.com.
+    cfg.issuer = Some("https://github.com".into());
     cfg.authorization_endpoint = Some(stand_in.url("/login/oauth/authorize"));
     cfg.token_endpoint = Some(stand_in.url("/login/oauth/access_token"));
     cfg.api_url = Some(stand_in.url(api_prefix));
@@ -151,6 +153,7 @@ async fn refusals_map_to_the_ports_errors() {
     stand_in.with(|s| s.github_user["id"] = json!(583231));
     let mut cfg = config("github", ProviderKind::Github);
     cfg.client_secret = "wrong".to_owned().into();
+    cfg.issuer = Some("https://github.com".into());
     cfg.token_endpoint = Some(stand_in.url("/login/oauth/access_token"));
     cfg.api_url = Some(stand_in.base.clone());
     let provider = build(&cfg, TestClock::at(T0), http()).unwrap();
