@@ -14,14 +14,14 @@ fn with_admin(s: &mut Settings) {
     s.config.enable_admin_router = true;
 }
 
-async fn admin_app() -> TestApp {
+pub(crate) async fn admin_app() -> TestApp {
     spawn_app_with(with_admin, false).await
 }
 
 /// A verified account made through the routes, turned administrator
 /// through the store (the first administrator's way in until the CLI has
 /// a command for it). Returns its id and a fresh access token.
-async fn make_admin(app: &TestApp, email: &str) -> (String, String) {
+pub(crate) async fn make_admin(app: &TestApp, email: &str) -> (String, String) {
     let (id, _) = make_user(app, email).await;
     let done = app
         .stores
@@ -42,7 +42,7 @@ async fn make_admin(app: &TestApp, email: &str) -> (String, String) {
 }
 
 /// A verified plain account: its id and an access token.
-async fn make_user(app: &TestApp, email: &str) -> (String, String) {
+pub(crate) async fn make_user(app: &TestApp, email: &str) -> (String, String) {
     app.create_user(email, PW).await;
     let token = app.access_token(email, PW).await;
     let id = app.me(&token).await.body["id"].as_str().unwrap().to_owned();

@@ -35,6 +35,8 @@
 //! | `oauth_identities` | `_id` (an ObjectId, named in the user's `oauth_links`) | unlink, confirm, repair one identity |
 //! | `oauth_identities` | `issuer_subject_unique` (unique) | sign-in lookup; one account per external identity |
 //! | `oauth_identities` | `user_id_provider_unique` (unique) | one identity per provider and account; an account's identities |
+//! | `audit_log` | `at_id` | the audit list and its keyset cursor, the retention purge |
+//! | `audit_log` | `user_id_at`, `actor_id_at`, `kind_at`, `email_at` | the audit list filtered by account or kind |
 //!
 //! Every collection whose documents expire also has `expire_at_ttl`, a TTL
 //! index on the BSON date `expire_at` (the exact end, rounded up to the
@@ -80,6 +82,8 @@ pub(crate) const MFA_BACKUP_CODES: &str = "mfa_backup_codes";
 pub(crate) const OAUTH_STATES: &str = "oauth_states";
 /// External identities linked to accounts (regstack's name).
 pub(crate) const OAUTH_IDENTITIES: &str = "oauth_identities";
+/// The audit log, one document per entry.
+pub(crate) const AUDIT_LOG: &str = "audit_log";
 /// Collections with no index but `_id`, created by [`migrate`] so that a
 /// prepared database has every collection before its first write.
 const BARE: [&str; 2] = [MFA_TOTP, MFA_BACKUP_CODES];
@@ -130,7 +134,7 @@ pub(crate) mod hint {
 /// The version [`migrate`] records. Raise it whenever the index list
 /// changes, so `schema_is_current` reports a database that needs
 /// `regstack migrate`.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// How long after its exact end a document may linger before the TTL
 /// monitor reaps it. A day covers clock skew between the application and
@@ -217,6 +221,11 @@ fn specs() -> Vec<Spec> {
             "user_id_provider_unique",
             doc! { "user_id": 1, "provider": 1 },
         ),
+        index(AUDIT_LOG, "at_id", doc! { "at": 1, "_id": 1 }),
+        index(AUDIT_LOG, "user_id_at", doc! { "user_id": 1, "at": 1 }),
+        index(AUDIT_LOG, "actor_id_at", doc! { "actor_id": 1, "at": 1 }),
+        index(AUDIT_LOG, "kind_at", doc! { "kind": 1, "at": 1 }),
+        index(AUDIT_LOG, "email_at", doc! { "email": 1, "at": 1 }),
     ]
 }
 

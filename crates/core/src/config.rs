@@ -172,6 +172,34 @@ impl Default for OAuthPolicy {
     }
 }
 
+/// The audit log (`[audit]`): what happened to accounts, kept in the
+/// database for the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditPolicy {
+    /// Security events are written to the audit log. On by default: it is
+    /// the record an operator needs the day something went wrong, and the
+    /// day is not known in advance.
+    pub enabled: bool,
+    /// Entries older than this many days are purged by housekeeping
+    /// (1–3650, default 90); 0 keeps them for ever.
+    pub retention_days: u32,
+    /// Entries waiting to be written, at most (100–1 000 000, default
+    /// 10 000); past it new entries are dropped and counted rather than
+    /// slowing requests down.
+    pub queue_capacity: usize,
+}
+
+impl Default for AuditPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retention_days: 90,
+            queue_capacity: 10_000,
+        }
+    }
+}
+
 /// The second-factor step: regstack's top-level keys of the same names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MfaPolicy {
@@ -292,6 +320,8 @@ pub struct Config {
     pub mfa: MfaPolicy,
     /// OAuth sign-in.
     pub oauth: OAuthPolicy,
+    /// The audit log.
+    pub audit: AuditPolicy,
 }
 
 impl Default for Config {
@@ -328,6 +358,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             mfa: MfaPolicy::default(),
             oauth: OAuthPolicy::default(),
+            audit: AuditPolicy::default(),
         }
     }
 }
@@ -412,6 +443,18 @@ impl Config {
             return Err(ConfigError::new(
                 "oauth.completion_ttl_seconds",
                 "must be between 5 and 120: only the browser's own redirect needs it",
+            ));
+        }
+        if self.audit.retention_days > 3650 {
+            return Err(ConfigError::new(
+                "audit.retention_days",
+                "must be at most 3650 (0 keeps entries for ever)",
+            ));
+        }
+        if !(100..=1_000_000).contains(&self.audit.queue_capacity) {
+            return Err(ConfigError::new(
+                "audit.queue_capacity",
+                "must be between 100 and 1000000",
             ));
         }
         if self.uniform_registration && !self.require_verification {

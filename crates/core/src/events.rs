@@ -193,6 +193,10 @@ pub struct Event {
     /// account (`admin_*`, and `user_deleted` / `user_verified` /
     /// `verification_requested` from the admin routes).
     pub actor_id: Option<UserId>,
+    /// For `admin_user_updated`: each field the administrator set, with
+    /// its new value (flags as booleans; a name change as `true`, the name
+    /// itself is not repeated).
+    pub changes: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Event {
@@ -212,6 +216,7 @@ impl Event {
             mode: None,
             was_new: None,
             actor_id: None,
+            changes: Vec::new(),
         }
     }
 }

@@ -20,6 +20,7 @@
 //! - a refusal never says more than regstack's answer for the same case
 //!   (one body for unknown email, wrong and missing password).
 
+pub mod audit;
 pub mod config;
 pub mod device_cookie;
 pub mod engine;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::TimeDelta;
 
+use crate::audit::AuditStore;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::oauth::OAuthStore;
@@ -673,6 +674,8 @@ pub struct Stores {
     pub mfa: Arc<dyn MfaStore>,
     /// OAuth flows in flight and the identities linked to accounts.
     pub oauth: Arc<dyn OAuthStore>,
+    /// The append-only audit log.
+    pub audit: Arc<dyn AuditStore>,
     /// Backend health.
     pub health: Arc<dyn StoreHealth>,
 }

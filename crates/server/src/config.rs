@@ -28,7 +28,7 @@ use figment::Figment;
 use regstack_adapters_notify::SmsTransport;
 use regstack_adapters_notify::{MailTransport, SesSettings, SmtpSecurity, SmtpSettings};
 use regstack_core::config::{
-    EmailPolicy, JwtAlgorithm, MfaPolicy, OAuthPolicy, PasswordConfig, SessionsConfig,
+    AuditPolicy, EmailPolicy, JwtAlgorithm, MfaPolicy, OAuthPolicy, PasswordConfig, SessionsConfig,
 };
 use regstack_core::{Config, ConfigError};
 use regstack_http_axum::HttpSettings;
@@ -506,6 +506,8 @@ pub struct FileConfig {
     pub enable_oauth: bool,
     /// `[oauth]`: policy (core) and providers (the oauth adapter).
     pub oauth: OAuthSection,
+    /// `[audit]`: the audit log (core).
+    pub audit: AuditPolicy,
 }
 
 /// `[sms]`: regstack's transport keys, plus the daily caps that keep a
@@ -618,6 +620,7 @@ impl Default for FileConfig {
                     ..
                 },
             oauth: _,
+            audit,
         } = Config::default();
         let HttpSettings {
             api_prefix,
@@ -671,6 +674,7 @@ impl Default for FileConfig {
             sms: SmsSection::default(),
             enable_oauth: false,
             oauth: OAuthSection::default(),
+            audit,
         }
     }
 }
@@ -741,6 +745,7 @@ impl FileConfig {
             sms,
             enable_oauth,
             oauth,
+            audit,
         } = self;
         let (email, mail) = email.split()?;
         let (oauth_policy, providers) = oauth.split()?;
@@ -786,6 +791,7 @@ impl FileConfig {
                     sms_max_per_day: sms.max_per_day,
                 },
                 oauth: oauth_policy,
+                audit,
             },
             database: DatabaseSettings {
                 url: database_url,

@@ -481,7 +481,8 @@ impl RegStack {
         }
     }
 
-    /// Closes the database connection the builder opened, once the HTTP
+    /// Writes the audit entries still queued, then closes the database
+    /// connection the builder opened, once the HTTP
     /// server has finished its graceful shutdown (requests after this get
     /// 503). For SQLite this leaves the database as one file: the
     /// write-ahead log is checkpointed into it and `…-wal` and `…-shm` are
@@ -490,6 +491,11 @@ impl RegStack {
     /// rather than dropped with the process. Stores a host passed to
     /// [`RegStackBuilder::stores`] are left open: their pool is the host's.
     pub async fn shutdown(&self) {
+        // The audit entries of the last requests first, while the database
+        // is still open.
+        if let Some(audit) = self.engine.audit_log() {
+            audit.flush(Duration::from_secs(5)).await;
+        }
         if let Some(db) = &self.opened {
             db.close().await;
         }

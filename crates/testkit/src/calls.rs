@@ -15,8 +15,8 @@ use std::pin::Pin;
 
 use chrono::TimeDelta;
 use regstack_ports::{
-    AdminChange, ChallengeKind, FlowMode, FlowResult, LockoutKey, MfaChallenge, RevokeReason,
-    SessionId, StoreError, Stores, TokenKind, UserFilter, UserId,
+    AdminChange, AuditQuery, ChallengeKind, FlowMode, FlowResult, LockoutKey, MfaChallenge,
+    RevokeReason, SessionId, StoreError, Stores, TokenKind, UserFilter, UserId,
 };
 
 use crate::fixtures::{self, at, t0};
@@ -121,6 +121,9 @@ pub fn every_store_call(stores: &Stores) -> Vec<StoreCall> {
         "oauth.unlink_identity" => |s| s.oauth.unlink_identity(&uid(), "google");
         "oauth.touch_identity" => |s| s.oauth.touch_identity("https://accounts.google.com", "outage", t0());
         "oauth.purge_expired" => |s| s.oauth.purge_expired(t0());
+        "audit.append" => |s| s.audit.append(&[fixtures::audit_entry("login_failed", t0())]);
+        "audit.query" => |s| s.audit.query(&AuditQuery::default());
+        "audit.purge_before" => |s| s.audit.purge_before(t0());
         "health.ping" => |s| s.health.ping();
         "health.schema_is_current" => |s| s.health.schema_is_current();
     }

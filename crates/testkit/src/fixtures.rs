@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
-    Email, FlowMode, NewSession, NewUser, OAuthFlow, OAuthIdentity, OneTimeToken, PasswordHash,
-    PendingRegistration, SessionId, Timestamp, TokenHash, TokenKind, UserId,
+    AuditEntry, Email, FlowMode, NewSession, NewUser, OAuthFlow, OAuthIdentity, OneTimeToken,
+    PasswordHash, PendingRegistration, SessionId, Timestamp, TokenHash, TokenKind, UserId,
 };
 
 use crate::hasher::FakeHasher;
@@ -158,5 +158,20 @@ pub fn oauth_identity(user: &UserId, provider: &str, issuer: &str, subject: &str
         email: Some(format!("{subject}@{provider}.example")),
         linked_at: t0(),
         last_used_at: None,
+    }
+}
+
+/// An audit entry of `kind` at `at`, with a fresh random id and a reason in
+/// its detail.
+pub fn audit_entry(kind: &str, at: Timestamp) -> AuditEntry {
+    AuditEntry {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        at,
+        kind: kind.to_owned(),
+        user_id: Some(UserId::generate()),
+        actor_id: None,
+        email: Some(email("audited@example.com")),
+        ip: Some("192.0.2.1".to_owned()),
+        detail: r#"{"reason":"wrong_password"}"#.to_owned(),
     }
 }

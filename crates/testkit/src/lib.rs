@@ -163,6 +163,11 @@ macro_rules! __store_contract_cases {
             // Rate limits.
             rate_limit_hit_never_exceeds_the_limit_under_20_parallel_hits,
             rate_limit_window_slides_and_keys_are_independent,
+            // Audit log.
+            audit_entries_round_trip_and_append_is_idempotent,
+            audit_query_filters_by_user_kind_and_time,
+            audit_keyset_pages_neither_repeat_nor_skip_while_appending,
+            audit_purge_removes_only_entries_older_than_the_instant,
             // Second factors.
             open_challenge_supersedes_only_the_users_challenge_of_that_kind,
             attempt_challenge_counts_down_to_exhaustion,

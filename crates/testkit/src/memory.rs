@@ -23,13 +23,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
-    AdminChange, Admission, ChallengeAttempt, Claim, Creation, Email, EmailChangeOutcome, Factors,
-    FlowMode, FlowResult, Linking, LockoutKey, LoginAttemptStore, MfaChallenge, MfaStore,
-    NewSession, NewUser, OAuthFlow, OAuthIdentity, OAuthStore, OneTimeToken, PasswordHash,
-    PendingRegistration, PendingStore, Promotion, RateLimitStore, Redemption, RefreshFamily,
-    RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
-    StoreHealth, Stores, Timestamp, TokenHash, TokenKind, TokenStore, TotpFactor, Unlinking, User,
-    UserCounts, UserCursor, UserFilter, UserId, UserStore,
+    AdminChange, Admission, AuditEntry, AuditQuery, AuditStore, ChallengeAttempt, Claim, Creation,
+    Email, EmailChangeOutcome, Factors, FlowMode, FlowResult, Linking, LockoutKey,
+    LoginAttemptStore, MfaChallenge, MfaStore, NewSession, NewUser, OAuthFlow, OAuthIdentity,
+    OAuthStore, OneTimeToken, PasswordHash, PendingRegistration, PendingStore, Promotion,
+    RateLimitStore, Redemption, RefreshFamily, RevokeReason, Rotation, Session, SessionId,
+    SessionStart, SessionStore, StoreError, StoreHealth, Stores, Timestamp, TokenHash, TokenKind,
+    TokenStore, TotpFactor, Unlinking, User, UserCounts, UserCursor, UserFilter, UserId, UserStore,
 };
 
 /// A fresh, empty, independent set of in-memory stores.
@@ -53,6 +53,7 @@ pub fn memory_stores_with_faults() -> (Stores, FaultInjector) {
         rate_limits: store.clone(),
         mfa: store.clone(),
         oauth: store.clone(),
+        audit: store.clone(),
         health: store,
     };
     (stores, faults)
@@ -123,6 +124,9 @@ pub const OPERATIONS: &[&str] = &[
     "oauth.unlink_identity",
     "oauth.touch_identity",
     "oauth.purge_expired",
+    "audit.append",
+    "audit.query",
+    "audit.purge_before",
     "health.ping",
     "health.schema_is_current",
 ];
@@ -269,6 +273,8 @@ struct State {
     flows: HashMap<TokenHash, FlowRow>,
     /// Linked identities by `(issuer, subject)` (`oauth_identities`).
     identities: HashMap<(String, String), OAuthIdentity>,
+    /// The audit log by id (`audit_log`).
+    audit: HashMap<String, AuditEntry>,
 }
 
 /// An `oauth_states` row: the flow as started, whether a callback claimed
@@ -1098,6 +1104,58 @@ impl RateLimitStore for MemoryStore {
         }
         st.hits.retain(|_, h| !h.is_empty());
         Ok(removed)
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn append(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let mut st = self.enter("audit.append")?;
+        for e in entries {
+            st.audit.entry(e.id.clone()).or_insert_with(|| e.clone());
+        }
+        Ok(())
+    }
+
+    async fn query(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let st = self.enter("audit.query")?;
+        let key = |e: &AuditEntry| (e.at, e.id.clone());
+        let mut rows: Vec<&AuditEntry> = st
+            .audit
+            .values()
+            .filter(|e| {
+                q.user_id
+                    .as_ref()
+                    .is_none_or(|u| e.user_id.as_ref() == Some(u) || e.actor_id.as_ref() == Some(u))
+            })
+            .filter(|e| q.email.as_ref().is_none_or(|m| e.email.as_ref() == Some(m)))
+            .filter(|e| q.kind.as_ref().is_none_or(|k| &e.kind == k))
+            .filter(|e| q.since.is_none_or(|t| e.at >= t))
+            .filter(|e| q.until.is_none_or(|t| e.at < t))
+            .filter(|e| {
+                q.after.as_ref().is_none_or(|c| {
+                    let here = key(e);
+                    let there = (c.at, c.id.clone());
+                    if q.newest_first {
+                        here < there
+                    } else {
+                        here > there
+                    }
+                })
+            })
+            .collect();
+        rows.sort_by_key(|e| key(e));
+        if q.newest_first {
+            rows.reverse();
+        }
+        Ok(rows.into_iter().take(q.limit as usize).cloned().collect())
+    }
+
+    async fn purge_before(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut st = self.enter("audit.purge_before")?;
+        let len = st.audit.len();
+        st.audit.retain(|_, e| e.at >= before);
+        Ok((len - st.audit.len()) as u64)
     }
 }
 

@@ -43,7 +43,7 @@ pub struct UserPage {
 
 impl Engine {
     /// Refuses a caller who is not an administrator.
-    fn require_admin(admin: &Principal) -> Result<(), AuthError> {
+    pub(super) fn require_admin(admin: &Principal) -> Result<(), AuthError> {
         if admin.user.is_superuser {
             Ok(())
         } else {
@@ -150,7 +150,23 @@ impl Engine {
             .admin_update(&user.id, &change, self.now())
             .await?
             .ok_or(AuthError::UserNotFound)?;
-        self.emit_admin(EventKind::AdminUserUpdated, admin, &updated, client);
+        let mut changes = Vec::new();
+        if let Some(v) = change.is_active {
+            changes.push(("is_active", v.into()));
+        }
+        if let Some(v) = change.is_superuser {
+            changes.push(("is_superuser", v.into()));
+        }
+        if change.full_name.is_some() {
+            changes.push(("full_name", true.into()));
+        }
+        self.emit(EventKind::AdminUserUpdated, |e| {
+            e.user_id = Some(updated.id.clone());
+            e.email = Some(updated.email.clone());
+            e.actor_id = Some(admin.user.id.clone());
+            e.ip.clone_from(&client.ip);
+            e.changes = changes;
+        });
         Ok(updated)
     }
 

@@ -23,6 +23,8 @@ pub struct PurgeReport {
     /// OAuth flows past their expiry (never redeemed, or abandoned at the
     /// provider).
     pub oauth_flows: u64,
+    /// Audit entries older than `audit.retention_days`.
+    pub audit_entries: u64,
 }
 
 impl Engine {
@@ -53,6 +55,14 @@ impl Engine {
                 .await?,
             mfa_challenges: s.mfa.purge_expired(now).await?,
             oauth_flows: s.oauth.purge_expired(now).await?,
+            audit_entries: match self.cfg.audit.retention_days {
+                0 => 0,
+                days => {
+                    s.audit
+                        .purge_before(now - TimeDelta::days(i64::from(days)))
+                        .await?
+                }
+            },
         })
     }
 }

@@ -25,6 +25,7 @@
 //! | `mfa` | `confirm_sign_in`, `totp_setup`, `totp_confirm`, `totp_disable`, `regenerate_backup_codes` | `flows::mfa`, `flows::gate` |
 //! | `oauth` | `oauth_start`, `oauth_callback`, `oauth_exchange`, `oauth_unlink`, `oauth_identities` | `flows::oauth`, `flows::gate` |
 //! | `deletion` | `delete_account` | |
+//! | `audit` | `admin_audit` (reading; [`crate::audit`] writes) | |
 //! | `housekeeping` | `purge_expired` | |
 //!
 //! A new capability (second factors, OAuth) adds its machine under
@@ -42,6 +43,7 @@ use regstack_ports::{
 };
 use secrecy::SecretString;
 
+use crate::audit::AuditLog;
 use crate::config::{Config, ConfigError};
 use crate::device_cookie::DeviceCookies;
 use crate::error::AuthError;
@@ -55,6 +57,7 @@ use background::Background;
 
 mod account;
 mod admin;
+mod audit;
 mod background;
 mod deletion;
 mod forced_change;
@@ -157,6 +160,8 @@ pub struct Engine {
     background: Arc<Background>,
     /// OAuth providers by name (none unless the host adds some).
     oauth: Arc<OAuthProviders>,
+    /// The audit log's queue (`audit.enabled`).
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -209,6 +214,12 @@ impl Engine {
                     .collect(),
             ),
             sms_codes: Arc::new(SmsCodeHasher::new(&cfg.jwt_secret)),
+            audit: cfg.audit.enabled.then(|| {
+                Arc::new(AuditLog::new(
+                    deps.stores.audit.clone(),
+                    cfg.audit.queue_capacity,
+                ))
+            }),
             cfg: Arc::new(cfg),
             stores: deps.stores,
             hasher: deps.hasher,
@@ -250,9 +261,18 @@ impl Engine {
         self.clock.now()
     }
 
+    /// The audit log's queue, when `audit.enabled`: its counters, and
+    /// [`AuditLog::flush`] for shutdown.
+    pub fn audit_log(&self) -> Option<&AuditLog> {
+        self.audit.as_deref()
+    }
+
     fn emit(&self, kind: EventKind, f: impl FnOnce(&mut Event)) {
         let mut e = Event::new(kind, self.now());
         f(&mut e);
+        if let Some(audit) = &self.audit {
+            audit.record(&e);
+        }
         self.events.emit(e);
     }
 

@@ -132,7 +132,7 @@ pub async fn stats(State(e): Engine_, AdminUser(admin): AdminUser) -> Answer {
 
 /// One integer query parameter with regstack's bounds and default, or
 /// FastAPI's 422 entry for it. The last of repeated values counts.
-fn query_int(
+pub(super) fn query_int(
     query: &[(String, String)],
     name: &'static str,
     default: u64,
@@ -179,7 +179,7 @@ const MAX_PAGE: u64 = 200;
 
 /// One boolean query parameter, read as FastAPI reads one (`true`/`false`,
 /// `1`/`0`, `yes`/`no`, `on`/`off`, any case); absent is `None`.
-fn query_bool(
+pub(super) fn query_bool(
     query: &[(String, String)],
     name: &'static str,
     errors: &mut Vec<Value>,

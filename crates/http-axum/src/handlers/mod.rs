@@ -37,6 +37,7 @@ pub(crate) fn message(status: StatusCode, message: &'static str) -> Answer {
 
 mod account;
 mod admin;
+mod audit;
 mod deletion;
 mod mfa;
 mod oauth;
@@ -68,7 +69,7 @@ pub fn oauth_routes() -> axum::Router<Arc<Engine>> {
 /// The admin routes, merged by [`crate::router`] when `enable_admin_router`
 /// is on (regstack mounts them only then).
 pub fn admin_routes() -> axum::Router<Arc<Engine>> {
-    admin::router()
+    admin::router().route("/admin/audit", axum::routing::get(audit::list))
 }
 
 /// `{token}` bodies: `VerifyRequest`, `ConfirmEmailChangeRequest`.

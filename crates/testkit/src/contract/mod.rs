@@ -42,7 +42,7 @@
 //! One file per aggregate (`users.rs`, `admin.rs` (what the admin routes
 //! ask of users and pending registrations), `pending.rs`, `tokens.rs`,
 //! `attempts.rs`, `sessions.rs`, `refresh.rs`, `deletion.rs`,
-//! `rate_limits.rs`, `mfa.rs`, `oauth.rs`, `housekeeping.rs`), plus `parallel.rs` for many
+//! `rate_limits.rs`, `mfa.rs`, `oauth.rs`, `audit.rs`, `housekeeping.rs`), plus `parallel.rs` for many
 //! writers at once across aggregates; the race harness, time helpers and
 //! short forms of store calls are in `support.rs`. A new store brings its
 //! own file of cases and lists them in `store_contract!` — a test
@@ -54,6 +54,7 @@ use std::future::Future;
 
 mod admin;
 mod attempts;
+mod audit;
 mod deletion;
 mod housekeeping;
 mod mfa;
@@ -69,6 +70,7 @@ mod users;
 
 pub use admin::*;
 pub use attempts::*;
+pub use audit::*;
 pub use deletion::*;
 pub use housekeeping::*;
 pub use mfa::*;
