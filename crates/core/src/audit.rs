@@ -214,6 +214,11 @@ pub fn is_audited(kind: EventKind) -> bool {
     !matches!(kind, EventKind::SessionStarted)
 }
 
+/// A fresh entry id: 128 random bits as 32 hex digits.
+pub fn new_entry_id() -> String {
+    hex::encode(crate::tokens::random_bytes::<16>())
+}
+
 /// The entry an event becomes, or `None` for kinds not audited.
 pub fn entry_for(e: &Event) -> Option<AuditEntry> {
     if !is_audited(e.kind) {
@@ -250,7 +255,7 @@ pub fn entry_for(e: &Event) -> Option<AuditEntry> {
         put("changes", Value::Object(changes));
     }
     Some(AuditEntry {
-        id: hex::encode(crate::tokens::random_bytes::<16>()),
+        id: new_entry_id(),
         at: e.at,
         kind: e.kind.name().to_owned(),
         user_id: e.user_id.clone(),

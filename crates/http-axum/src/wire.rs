@@ -1,8 +1,9 @@
 //! Response bodies, field for field as regstack 0.9.3 sends them.
 
 use chrono::SecondsFormat;
-use regstack_ports::{Timestamp, User};
+use regstack_ports::{AuditEntry, Timestamp, User};
 use serde::Serialize;
+use serde_json::Value;
 
 /// regstack's user timestamps: `2026-11-22T23:38:06.801196Z`. (RFC 3339
 /// with microseconds; chrono's fixed formatter, not a format string
@@ -140,5 +141,34 @@ mod tests {
             + chrono::TimeDelta::microseconds(801_196);
         assert_eq!(user_time(&t), "2026-11-22T23:38:06.801196Z");
         assert_eq!(iso_offset(&t), "2026-11-22T23:38:06.801196+00:00");
+    }
+}
+
+/// An audit entry as `GET /admin/audit` and `regstack audit export` show
+/// it: times in RFC 3339 UTC, `detail` as the JSON object it holds.
+#[derive(Serialize)]
+pub struct AuditEntryOut {
+    id: String,
+    at: String,
+    kind: String,
+    user_id: Option<String>,
+    actor_id: Option<String>,
+    email: Option<String>,
+    ip: Option<String>,
+    detail: Value,
+}
+
+impl From<&AuditEntry> for AuditEntryOut {
+    fn from(e: &AuditEntry) -> Self {
+        Self {
+            id: e.id.clone(),
+            at: user_time(&e.at),
+            kind: e.kind.clone(),
+            user_id: e.user_id.as_ref().map(ToString::to_string),
+            actor_id: e.actor_id.as_ref().map(ToString::to_string),
+            email: e.email.as_ref().map(|m| m.as_str().to_owned()),
+            ip: e.ip.clone(),
+            detail: serde_json::from_str(&e.detail).unwrap_or(Value::Null),
+        }
     }
 }

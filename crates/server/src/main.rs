@@ -75,6 +75,9 @@ enum Command {
     Doctor(cli::doctor::Args),
     /// Probe a running instance end to end through its HTTP API.
     Validate(cli::validate::Args),
+    /// Read the audit log: `tail [--follow]`, `export --format jsonl`.
+    #[command(subcommand)]
+    Audit(cli::audit::Command),
 }
 
 /// Logs to stdout, filtered by `RUST_LOG`; coloured only on a terminal, so
@@ -291,5 +294,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Promote(args) => cli::finish(cli::promote::run(args).await),
         Command::Doctor(args) => cli::finish(cli::doctor::run(args).await),
         Command::Validate(args) => cli::finish(cli::validate::run(args).await),
+        Command::Audit(cmd) => cli::finish(cli::audit::run(cmd).await),
     }
 }

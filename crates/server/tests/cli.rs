@@ -536,8 +536,12 @@ fn every_command_documents_its_exit_codes_in_its_help() {
         "promote",
         "doctor",
         "validate",
+        "audit tail",
+        "audit export",
     ] {
-        let out = regstack(dir.path(), &[command, "--help"], "");
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.push("--help");
+        let out = regstack(dir.path(), &args, "");
         assert_code(&out, 0);
         assert!(
             stdout(&out).contains("Exit codes: 0"),
@@ -599,4 +603,123 @@ fn doctor_reads_each_oidc_providers_discovery_document() {
         "{}",
         stdout(&out)
     );
+}
+
+/// `regstack audit export` / `tail`: the entries a running server wrote,
+/// read from the same database — filtered, oldest first as JSON lines, the
+/// newest as text, and `--follow` printing one that arrives later; bad
+/// flags are exit 2.
+#[tokio::test]
+async fn audit_export_and_tail_read_what_the_server_recorded() {
+    let dir = initialised();
+    let out = regstack(
+        dir.path(),
+        &["create-admin", "root@example.com", "--password-stdin"],
+        "admin-password-1\n",
+    );
+    assert_code(&out, 0);
+    let server = Server::start(dir.path(), &["serve", "--port", "0"]);
+    let login = format!("{}/api/auth/login", server.url);
+    for email in ["root@example.com", "ghost@example.com"] {
+        let body = json!({ "email": email, "password": "wrong-password-1" });
+        assert_eq!(post(&login, body, None).await.0, 401);
+    }
+    let export = |args: &[&str]| {
+        let mut all = vec!["audit", "export", "--format", "jsonl"];
+        all.extend_from_slice(args);
+        regstack(dir.path(), &all, "")
+    };
+    // The server writes its entries off the request path: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let out = export(&["--kind", "login_failed"]);
+        assert_code(&out, 0);
+        let lines: Vec<Value> = stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        if lines.len() == 2 || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["email"], "root@example.com", "oldest first");
+    assert_eq!(lines[0]["detail"]["reason"], "wrong_password");
+    assert_eq!(lines[1]["email"], "ghost@example.com");
+    assert_eq!(lines[1]["detail"]["reason"], "no_account");
+    assert!(lines[0]["at"].as_str() < lines[1]["at"].as_str());
+
+    let everything = stdout(&export(&[]));
+    let created: Value = serde_json::from_str(
+        everything
+            .lines()
+            .find(|l| l.contains("\"user_registered\""))
+            .expect("create-admin is in the log"),
+    )
+    .unwrap();
+    assert_eq!(created["email"], "root@example.com");
+    assert_eq!(created["detail"]["via"], "cli");
+    assert_eq!(created["detail"]["changes"]["is_superuser"], true);
+    assert!(!everything.contains("admin-password-1"));
+    assert!(!everything.contains("wrong-password-1"));
+    let ghost = export(&["--email", "Ghost@Example.com"]);
+    assert_eq!(stdout(&ghost).lines().count(), 1, "{}", stdout(&ghost));
+    let future = export(&["--since", "2999-01-01T00:00:00Z"]);
+    assert_code(&future, 0);
+    assert_eq!(stdout(&future), "");
+
+    let tail = regstack(dir.path(), &["audit", "tail", "-n", "2"], "");
+    assert_code(&tail, 0);
+    let text = stdout(&tail);
+    let shown: Vec<&str> = text.lines().collect();
+    assert_eq!(shown.len(), 2, "{text}");
+    assert!(
+        shown[1].contains("login_failed email=ghost@example.com"),
+        "the newest last: {text}"
+    );
+
+    for bad in [
+        &["audit", "tail", "--kind", "no_such_event"][..],
+        &["audit", "export", "--since", "yesterday"],
+        &["audit", "export", "--format", "csv"],
+        &["audit", "tail", "--user-id", "not an id"],
+    ] {
+        assert_code(&regstack(dir.path(), bad, ""), 2);
+    }
+
+    // --follow prints an entry written after it started.
+    let mut follow = command(
+        dir.path(),
+        &["audit", "tail", "-n", "0", "--follow", "--interval", "1"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let reader = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(reader)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let body = json!({ "email": "late@example.com", "password": "wrong-password-1" });
+    assert_eq!(post(&login, body, None).await.0, 401);
+    let line = rx.recv_timeout(Duration::from_secs(15));
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let line = line.expect("--follow printed the new entry");
+    assert!(
+        line.contains("login_failed email=late@example.com"),
+        "{line}"
+    );
+    drop(server);
 }

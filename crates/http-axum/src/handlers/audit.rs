@@ -11,39 +11,11 @@ use serde_json::{json, Value};
 use super::admin::{query_int, AdminUser};
 use super::{ok_json, Answer, Engine_};
 use crate::error::{validation_entry, ApiError};
-use crate::wire::user_time;
+use crate::wire::AuditEntryOut;
 use axum::extract::State;
 
 /// The most entries one page may hold.
 const MAX_PAGE: u64 = 500;
-
-/// One entry as the API shows it; `detail` is the stored JSON object.
-#[derive(Serialize)]
-pub(crate) struct AuditEntryOut {
-    id: String,
-    at: String,
-    kind: String,
-    user_id: Option<String>,
-    actor_id: Option<String>,
-    email: Option<String>,
-    ip: Option<String>,
-    detail: Value,
-}
-
-impl From<&AuditEntry> for AuditEntryOut {
-    fn from(e: &AuditEntry) -> Self {
-        Self {
-            id: e.id.clone(),
-            at: user_time(&e.at),
-            kind: e.kind.clone(),
-            user_id: e.user_id.as_ref().map(ToString::to_string),
-            actor_id: e.actor_id.as_ref().map(ToString::to_string),
-            email: e.email.as_ref().map(|m| m.as_str().to_owned()),
-            ip: e.ip.clone(),
-            detail: serde_json::from_str(&e.detail).unwrap_or(Value::Null),
-        }
-    }
-}
 
 #[derive(Serialize)]
 struct AuditPage {

@@ -85,6 +85,13 @@ pub async fn run(args: Args) -> Outcome {
             }
             other => failed(other),
         })?;
+    super::record(
+        &rs,
+        regstack_core::events::EventKind::UserRegistered,
+        &user,
+        serde_json::json!({ "is_superuser": true, "is_verified": true }),
+    )
+    .await;
     println!("administrator {} created (id {})", user.email, user.id);
     Ok(())
 }

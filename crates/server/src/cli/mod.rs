@@ -1,6 +1,6 @@
 //! The operator commands of the `regstack` binary besides `serve`, `migrate`
 //! and `purge`: `init`, `migrate --dry-run`, `create-admin`,
-//! `set-password-change`, `doctor` and `validate`.
+//! `set-password-change`, `doctor`, `validate` and `audit tail|export`.
 //!
 //! They exist so that setting up, checking and repairing a deployment
 //! needs no hand-written SQL and no one-off scripts, and so scripts can
@@ -11,6 +11,7 @@
 //! [`Outcome`]; `main.rs` only lists them and hands the outcome to
 //! [`finish`].
 
+pub mod audit;
 pub mod create_admin;
 pub mod doctor;
 pub mod init;
@@ -159,4 +160,36 @@ pub async fn account(
 pub fn parse_email(raw: &str) -> Result<regstack_ports::Email, Failure> {
     regstack_ports::Email::parse(raw)
         .map_err(|e| Failure::Usage(format!("`{raw}` is not an email address: {e}")))
+}
+
+/// Writes the audit entry for what an operator command did to an account,
+/// before the command reports success: the same kinds the admin routes
+/// record, with `"via": "cli"` and the operating-system user who ran it
+/// in the detail (the command has no signed-in administrator to name).
+/// A command's change is already made when this runs, so a failure to
+/// record it is reported on stderr but does not fail the command.
+pub async fn record(
+    rs: &RegStack,
+    kind: regstack_core::events::EventKind,
+    user: &regstack_ports::User,
+    changes: serde_json::Value,
+) {
+    let engine = rs.engine();
+    let mut detail = serde_json::json!({ "via": "cli", "changes": changes });
+    if let Ok(who) = std::env::var("USER").or_else(|_| std::env::var("USERNAME")) {
+        detail["operator"] = serde_json::Value::String(who);
+    }
+    let entry = regstack_ports::AuditEntry {
+        id: regstack_core::audit::new_entry_id(),
+        at: engine.now(),
+        kind: kind.name().to_owned(),
+        user_id: Some(user.id.clone()),
+        actor_id: None,
+        email: Some(user.email.clone()),
+        ip: None,
+        detail: detail.to_string(),
+    };
+    if let Err(e) = engine.stores().audit.append(&[entry]).await {
+        eprintln!("warning: the change is made, but its audit entry was not written: {e}");
+    }
 }

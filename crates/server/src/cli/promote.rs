@@ -48,6 +48,13 @@ pub async fn run(args: Args) -> Outcome {
                 "no account has the address {email} (deleted meanwhile?)"
             ))
         })?;
+    super::record(
+        &rs,
+        regstack_core::events::EventKind::AdminUserUpdated,
+        &user,
+        serde_json::json!({ "is_superuser": grant }),
+    )
+    .await;
     if grant {
         println!("{email} is an administrator");
     } else {

@@ -41,6 +41,13 @@ pub async fn run(args: Args) -> Outcome {
             "no account has the address {email} (deleted meanwhile?)"
         )));
     }
+    super::record(
+        &rs,
+        regstack_core::events::EventKind::AdminPasswordChangeRequired,
+        &user,
+        serde_json::json!({ "must_change_password": required }),
+    )
+    .await;
     if required {
         println!("{email} must set a new password at the next sign-in; its sessions have ended");
     } else {
