@@ -17,6 +17,7 @@
 //!   [`Clock`]; no store reads the system clock to decide expiry.
 #![warn(missing_docs)]
 
+pub mod breach;
 pub mod clock;
 pub mod error;
 pub mod hashing;
@@ -26,6 +27,7 @@ pub mod rules;
 pub mod stores;
 pub mod types;
 
+pub use breach::{BreachVerdict, BreachedPasswords, PasswordSha1};
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{HashError, NotifyError, StoreError};
 pub use hashing::{PasswordHasher, Verification};
