@@ -15,6 +15,7 @@ mod lockout;
 mod mfa;
 mod model;
 mod oauth;
+mod password_policy;
 mod phone;
 mod security;
 mod sessions;

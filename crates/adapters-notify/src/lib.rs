@@ -45,9 +45,14 @@
 //!   mail outage never loses the user's work or becomes a 500);
 //! - nothing is retried here: one message, at most one request.
 //!
+//! It also holds the breached-password screens ([`breach`]): the same
+//! kind of outbound call (a bounded, redirect-free reqwest client), or a
+//! local range directory.
+//!
 //! Start reading at [`smtp`], then [`sms`].
 
 pub mod aws;
+pub mod breach;
 pub mod console;
 mod http;
 pub mod ses;
@@ -56,6 +61,7 @@ pub mod smtp;
 pub mod transport;
 
 pub use aws::AwsCredentials;
+pub use breach::{RangeApiScreen, RangeFileScreen};
 pub use console::ConsoleMailer;
 pub use http::TransportConfigError;
 pub use ses::{SesMailer, SesSettings};

@@ -97,6 +97,40 @@ pub struct PasswordConfig {
     /// Hashes allowed to run at once; `None` = number of cores. Bounds the
     /// memory a login flood can claim: this × `argon2_memory_kib`.
     pub max_concurrent_hashes: Option<usize>,
+    /// Refuse a new password found in the bundled list of the most common
+    /// passwords (NIST SP 800-63B §5.1.1.2). Default on.
+    pub blocklist: bool,
+    /// Refuse a new password made of the site's name or the account's
+    /// email address (its local part, its domain's name). Default on.
+    pub context_words: bool,
+    /// Screen new passwords against breach corpora: `"off"` (default, no
+    /// outbound call), `"range"` (a k-anonymity range API at
+    /// `breach_range_url`) or `"file"` (a local range directory at
+    /// `breach_file`).
+    pub breach_check: BreachCheck,
+    /// Base URL of the range API (`GET <base>/range/<5 hex digits>`).
+    pub breach_range_url: String,
+    /// How long one range query may take before it counts as unavailable.
+    pub breach_timeout_ms: u64,
+    /// When the breach screen is unavailable: refuse the request with a 503
+    /// (`true`) or let the password through, logging a warning (`false`,
+    /// default — an outage of a third-party service does not stop sign-ups).
+    pub breach_fail_closed: bool,
+    /// The range directory of `breach_check = "file"`.
+    pub breach_file: Option<std::path::PathBuf>,
+}
+
+/// Where new passwords are screened for breaches (`password.breach_check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BreachCheck {
+    /// No breach screen.
+    #[default]
+    Off,
+    /// A k-anonymity range API over HTTP(S).
+    Range,
+    /// A local directory of range files.
+    File,
 }
 
 impl Default for PasswordConfig {
@@ -106,6 +140,13 @@ impl Default for PasswordConfig {
             argon2_iterations: 3,
             argon2_parallelism: 4,
             max_concurrent_hashes: None,
+            blocklist: true,
+            context_words: true,
+            breach_check: BreachCheck::Off,
+            breach_range_url: "https://api.pwnedpasswords.com".into(),
+            breach_timeout_ms: 1500,
+            breach_fail_closed: false,
+            breach_file: None,
         }
     }
 }
@@ -551,6 +592,30 @@ impl Config {
             return Err(ConfigError::new(
                 "password.max_concurrent_hashes",
                 "must be at least 1",
+            ));
+        }
+        if p.breach_check == BreachCheck::Range {
+            let url = p.breach_range_url.to_ascii_lowercase();
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if !rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/')) {
+                return Err(ConfigError::new(
+                    "password.breach_range_url",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        if p.breach_check != BreachCheck::Off && !(1..=60_000).contains(&p.breach_timeout_ms) {
+            return Err(ConfigError::new(
+                "password.breach_timeout_ms",
+                "must be between 1 and 60000",
+            ));
+        }
+        if p.breach_check == BreachCheck::File && p.breach_file.is_none() {
+            return Err(ConfigError::new(
+                "password.breach_file",
+                "must name the range directory when breach_check = \"file\"",
             ));
         }
         let s = &self.sessions;

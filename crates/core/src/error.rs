@@ -180,6 +180,14 @@ pub enum AuthError {
     /// 400: an administrator tried to lock themselves out.
     #[error("administrators cannot do this to their own account: {0:?}")]
     AdminSelfChange(SelfChange),
+    /// 422: the new password is common, made of context words or known
+    /// breached ([`crate::password_policy`]). Nothing was changed.
+    #[error("new password refused: {0:?}")]
+    PasswordRefused(crate::password_policy::PasswordRefusal),
+    /// 503: the breach screen gave no answer and `password.breach_fail_closed`
+    /// is on. Nothing was changed; the same request may pass later.
+    #[error("breached-password screen unavailable")]
+    PasswordScreenUnavailable,
     /// 401: see [`AuthFailure`].
     #[error("not authenticated: {0:?}")]
     Unauthenticated(AuthFailure),

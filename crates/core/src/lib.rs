@@ -31,6 +31,7 @@ pub mod flows;
 pub mod jwt;
 pub mod mail;
 pub mod password;
+pub mod password_policy;
 pub mod redirect;
 pub mod refresh_token;
 pub mod tokens;

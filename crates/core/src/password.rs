@@ -352,6 +352,7 @@ mod tests {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: Some(2),
+            ..PasswordConfig::default()
         }
     }
 

@@ -8,6 +8,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use regstack_core::password_policy::PasswordRefusal;
 use regstack_core::{AuthError, AuthFailure, SelfChange};
 use regstack_ports::StoreError;
 use serde_json::{json, Value};
@@ -76,6 +77,48 @@ pub fn validation_entry(
         obj.insert("ctx".into(), ctx);
     }
     v
+}
+
+/// What the user is told about a refused new password: which rule, never
+/// the password.
+pub fn refusal_message(refusal: PasswordRefusal) -> &'static str {
+    match refusal {
+        PasswordRefusal::Common => "This password is too common. Choose a different one.",
+        PasswordRefusal::ContextWord => {
+            "The password must not contain your email address or the site name."
+        }
+        PasswordRefusal::Breached => {
+            "This password has appeared in a data breach. Choose a different one."
+        }
+    }
+}
+
+/// A refused new password as regstack's 422 list: one pydantic
+/// `value_error` at the password field (`loc` `["body"]` alone when the
+/// field is not known), like the length rule's answer.
+fn refusal_entry(field: Option<&str>, refusal: PasswordRefusal) -> Value {
+    let loc: Vec<Value> = std::iter::once(json!("body"))
+        .chain(field.map(|f| json!(f)))
+        .collect();
+    validation_entry(
+        "value_error",
+        &loc,
+        format!("Value error, {}", refusal_message(refusal)),
+        Some(json!({ "error": {} })),
+    )
+}
+
+impl ApiError {
+    /// For the routes that set a password: a refusal of the new password
+    /// becomes a 422 at `field` (`password`, `new_password`).
+    pub fn at_password_field(field: &'static str) -> impl Fn(AuthError) -> ApiError {
+        move |e| match e {
+            AuthError::PasswordRefused(r) => {
+                ApiError::Validation(vec![refusal_entry(Some(field), r)])
+            }
+            e => ApiError::Auth(e),
+        }
+    }
 }
 
 fn bearer_challenge(mut r: Response) -> Response {
@@ -253,6 +296,20 @@ impl IntoResponse for ApiError {
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
                     r
                 }
+                A::PasswordRefused(r) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(json!({ "detail": [refusal_entry(None, r)] })),
+                )
+                    .into_response(),
+                A::PasswordScreenUnavailable => {
+                    let mut r = detail(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        PASSWORD_SCREEN_UNAVAILABLE,
+                    );
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    r
+                }
                 A::NotAdmin => detail(StatusCode::FORBIDDEN, "Administrator privileges required."),
                 A::UserNotFound => detail(StatusCode::NOT_FOUND, "User not found."),
                 A::AlreadyVerified => detail(StatusCode::BAD_REQUEST, "User is already verified."),
@@ -310,6 +367,10 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The 503 of a fail-closed breach screen without an answer.
+const PASSWORD_SCREEN_UNAVAILABLE: &str =
+    "The password could not be checked right now. Try again shortly.";
+
 /// regstack's answer to resending verification to an OAuth-only account.
 const NO_PASSWORD_TO_VERIFY: &str = "User has no password (OAuth-only). Verify them directly \
      via the user record instead of resending verification email.";
@@ -355,7 +416,7 @@ mod tests {
     }
 
     /// How many rows [`row`] has.
-    const ROWS: usize = 60;
+    const ROWS: usize = 64;
 
     /// The wire answer every error must get: its row number, status and
     /// body. Exhaustive on purpose — no `_` arm — so a new variant of
@@ -485,6 +546,36 @@ mod tests {
                     503,
                     d("The sign-in provider is unavailable. Try again shortly."),
                 ),
+                A::PasswordRefused(r) => {
+                    let (n, msg) = match r {
+                        PasswordRefusal::Common => {
+                            (60, "This password is too common. Choose a different one.")
+                        }
+                        PasswordRefusal::ContextWord => (
+                            61,
+                            "The password must not contain your email address or the site name.",
+                        ),
+                        PasswordRefusal::Breached => (
+                            62,
+                            "This password has appeared in a data breach. Choose a different one.",
+                        ),
+                    };
+                    (
+                        n,
+                        422,
+                        json!({ "detail": [{
+                            "type": "value_error",
+                            "loc": ["body"],
+                            "msg": format!("Value error, {msg}"),
+                            "ctx": { "error": {} },
+                        }] }),
+                    )
+                }
+                A::PasswordScreenUnavailable => (
+                    63,
+                    503,
+                    d("The password could not be checked right now. Try again shortly."),
+                ),
                 A::NotAdmin => (51, 403, d("Administrator privileges required.")),
                 A::UserNotFound => (52, 404, d("User not found.")),
                 A::AlreadyVerified => (53, 400, d("User is already verified.")),
@@ -581,6 +672,10 @@ mod tests {
             AuthError::OAuthNotLinked,
             AuthError::OAuthLastSignInMethod,
             AuthError::OAuthProviderUnavailable,
+            AuthError::PasswordRefused(PasswordRefusal::Common),
+            AuthError::PasswordRefused(PasswordRefusal::ContextWord),
+            AuthError::PasswordRefused(PasswordRefusal::Breached),
+            AuthError::PasswordScreenUnavailable,
             AuthError::NotAdmin,
             AuthError::UserNotFound,
             AuthError::AlreadyVerified,
@@ -663,5 +758,20 @@ mod tests {
         assert_eq!(retry.as_deref(), Some("5"));
         let (_, _, retry, _) = render(ApiError::Timeout(std::time::Duration::from_secs(1))).await;
         assert_eq!(retry.as_deref(), Some("5"));
+        let (_, _, retry, _) = render(AuthError::PasswordScreenUnavailable.into()).await;
+        assert_eq!(retry.as_deref(), Some("5"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_password_is_reported_at_its_field() {
+        let e = ApiError::at_password_field("new_password")(AuthError::PasswordRefused(
+            PasswordRefusal::Breached,
+        ));
+        let (status, _, _, body) = render(e).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["detail"][0]["loc"], json!(["body", "new_password"]));
+        assert_eq!(body["detail"][0]["type"], "value_error");
+        let other = ApiError::at_password_field("password")(AuthError::SamePassword);
+        assert!(matches!(other, ApiError::Auth(AuthError::SamePassword)));
     }
 }

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod breach;
 pub mod clock;
 pub mod error;
 pub mod hashing;
@@ -28,6 +29,7 @@ pub mod stores;
 pub mod types;
 
 pub use audit::{AuditCursor, AuditEntry, AuditQuery, AuditStore};
+pub use breach::{BreachVerdict, BreachedPasswords, PasswordSha1};
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{HashError, NotifyError, StoreError};
 pub use hashing::{PasswordHasher, Verification};

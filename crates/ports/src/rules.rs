@@ -6,6 +6,12 @@
 //! mail headers and logs). They live here so the engine, the HTTP layer's
 //! 422 answers and any other front end read the same constants and call
 //! the same check; a value of these types has passed it.
+//!
+//! A [`NewPassword`] has passed the length rule only. The rest of the
+//! password policy — common passwords, context words, breach corpora —
+//! needs the account's address, the site's name or I/O, so the engine
+//! applies it where a password is set (`regstack_core::password_policy`,
+//! the [`BreachedPasswords`](crate::BreachedPasswords) port).
 
 use secrecy::{ExposeSecret, SecretString};
 

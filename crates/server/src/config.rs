@@ -1066,6 +1066,7 @@ fn refuse_unsupported_protections(dict: &Dict) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use regstack_core::config::BreachCheck;
 
     fn dict(toml_src: &str) -> Dict {
         Figment::from(Toml::string(toml_src)).extract().unwrap()
@@ -1640,11 +1641,62 @@ refresh_cookie = true
     }
 
     #[test]
+    fn the_password_policy_keys_load_with_safe_defaults() {
+        let d = split("");
+        let p = &d.config.password;
+        assert!(p.blocklist && p.context_words);
+        assert_eq!(
+            p.breach_check,
+            BreachCheck::Off,
+            "no outbound call by default"
+        );
+        assert_eq!(p.breach_range_url, "https://api.pwnedpasswords.com");
+        assert_eq!(p.breach_timeout_ms, 1500);
+        assert!(!p.breach_fail_closed);
+        assert_eq!(p.breach_file, None);
+
+        let s = split(
+            "[password]\nblocklist = false\ncontext_words = false\n\
+             breach_check = \"range\"\nbreach_range_url = \"https://ranges.acme.example\"\n\
+             breach_timeout_ms = 800\nbreach_fail_closed = true\n\
+             breach_file = \"/srv/ranges\"\n",
+        );
+        let p = &s.config.password;
+        assert!(!p.blocklist && !p.context_words && p.breach_fail_closed);
+        assert_eq!(p.breach_check, BreachCheck::Range);
+        assert_eq!(p.breach_range_url, "https://ranges.acme.example");
+        assert_eq!(p.breach_timeout_ms, 800);
+        assert_eq!(p.breach_file.as_deref(), Some(Path::new("/srv/ranges")));
+
+        // A mode that does not exist names the key; so do bad values.
+        let err = from_dict(dict("[password]\nbreach_check = \"online\"\n")).unwrap_err();
+        assert!(err.to_string().contains("breach_check"), "{err}");
+        for (src, key) in [
+            (
+                "[password]\nbreach_check = \"range\"\nbreach_range_url = \"ftp://x\"\n",
+                "password.breach_range_url",
+            ),
+            (
+                "[password]\nbreach_check = \"range\"\nbreach_timeout_ms = 0\n",
+                "password.breach_timeout_ms",
+            ),
+            (
+                "[password]\nbreach_check = \"file\"\n",
+                "password.breach_file",
+            ),
+        ] {
+            let s = split(&format!("jwt_secret = \"{}\"\n{src}", "k".repeat(32)));
+            assert_eq!(s.validate().unwrap_err().key, key, "{src}");
+        }
+    }
+
+    #[test]
     fn an_unknown_key_in_any_table_fails_naming_it_and_listing_the_table() {
         for (src, key) in [
             ("[http]\nbody_limit = 1", "body_limit"),
             ("[http]\nhsts_max_age = 1", "hsts_max_age"),
             ("[password]\nargon2_memory = 1", "argon2_memory"),
+            ("[password]\nbreach_url = \"https://x\"", "breach_url"),
             ("[sessions]\nrefresh_ttl = 1", "refresh_ttl"),
             ("[email]\nsmtp_hots = \"x\"", "smtp_hots"),
             ("database_ur = \"sqlite:x.db\"", "database_ur"),

@@ -45,7 +45,9 @@ use regstack_adapters_notify::{MailConfigError, SmsTransport, SmtpConfigError};
 use regstack_core::engine::{OAuthProvider, OAuthProviders};
 use regstack_core::password::Argon2Hasher;
 use regstack_core::{ConfigError, Deps, Engine, EngineError, EventBus};
-use regstack_ports::{Clock, Mailer, PasswordHasher, SmsSender, Stores, SystemClock};
+use regstack_ports::{
+    BreachedPasswords, Clock, Mailer, PasswordHasher, SmsSender, Stores, SystemClock,
+};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
@@ -138,6 +140,7 @@ pub struct RegStackBuilder {
     sms: Option<Arc<dyn SmsSender>>,
     clock: Option<Arc<dyn Clock>>,
     hasher: Option<Arc<dyn PasswordHasher>>,
+    breach: Option<Arc<dyn BreachedPasswords>>,
     events: EventBus,
 }
 
@@ -198,6 +201,12 @@ impl RegStackBuilder {
         self.hasher = Some(hasher);
         self
     }
+    /// Screen new passwords with this breach corpus instead of the one
+    /// `password.breach_check` configures.
+    pub fn breach_screen(mut self, screen: Arc<dyn BreachedPasswords>) -> Self {
+        self.breach = Some(screen);
+        self
+    }
     /// Use this event bus (subscribe before building, or after through
     /// [`RegStack::events`]).
     pub fn events(mut self, events: EventBus) -> Self {
@@ -210,6 +219,10 @@ impl RegStackBuilder {
     /// fails before the database is touched.
     pub async fn build(self) -> Result<RegStack, BuildError> {
         self.settings.validate()?;
+        let breach = match self.breach {
+            Some(b) => Some(b),
+            None => self.settings.breach_screen()?,
+        };
         let Settings {
             config,
             database,
@@ -261,6 +274,10 @@ impl RegStackBuilder {
             },
         )?
         .with_oauth_providers(providers);
+        let engine = match breach {
+            Some(b) => engine.with_breach_screen(b),
+            None => engine,
+        };
         Ok(RegStack {
             engine: Arc::new(engine),
             http: Arc::new(http),
@@ -477,6 +494,7 @@ impl RegStack {
             sms: None,
             clock: None,
             hasher: None,
+            breach: None,
             events: EventBus::default(),
         }
     }

@@ -10,10 +10,15 @@
 //! host builds them in code, usually starting from a `Config`
 //! (`Settings::from(config)` takes every other part's defaults).
 
-use regstack_adapters_notify::{MailTransport, SmsTransport};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regstack_adapters_notify::{MailTransport, RangeApiScreen, RangeFileScreen, SmsTransport};
+use regstack_core::config::BreachCheck;
 use regstack_core::{Config, ConfigError};
 use regstack_http_axum::HttpSettings;
 use regstack_oauth::ProviderConfig;
+use regstack_ports::BreachedPasswords;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::parse_database_url;
@@ -142,7 +147,37 @@ impl Settings {
         self.config.validate()?;
         self.database.validate()?;
         self.oauth.validate()?;
-        self.http.validate()
+        self.http.validate()?;
+        self.breach_screen().map(|_| ())
+    }
+
+    /// The breached-password screen `password.breach_check` asks for: none
+    /// (`"off"`), the range API at `breach_range_url` (`"range"`), or the
+    /// range directory at `breach_file` (`"file"`, which must be readable
+    /// now).
+    pub fn breach_screen(&self) -> Result<Option<Arc<dyn BreachedPasswords>>, ConfigError> {
+        let p = &self.config.password;
+        let adapter_error =
+            |e: regstack_adapters_notify::TransportConfigError| ConfigError::new(e.key, e.reason);
+        Ok(match p.breach_check {
+            BreachCheck::Off => None,
+            BreachCheck::Range => Some(Arc::new(
+                RangeApiScreen::new(
+                    &p.breach_range_url,
+                    Duration::from_millis(p.breach_timeout_ms),
+                )
+                .map_err(adapter_error)?,
+            )),
+            BreachCheck::File => {
+                let Some(dir) = &p.breach_file else {
+                    return Err(ConfigError::new(
+                        "password.breach_file",
+                        "must name the range directory when breach_check = \"file\"",
+                    ));
+                };
+                Some(Arc::new(RangeFileScreen::new(dir).map_err(adapter_error)?))
+            }
+        })
     }
 }
 
@@ -184,5 +219,29 @@ mod tests {
         let mut s = valid;
         s.config.jwt_secret = "short".into();
         assert_eq!(s.validate().unwrap_err().key, "jwt_secret");
+    }
+
+    #[test]
+    fn the_breach_screen_is_built_from_its_keys_and_checked_up_front() {
+        let valid = Settings::from(Config {
+            jwt_secret: "x".repeat(32).into(),
+            ..Config::default()
+        });
+        assert!(valid.breach_screen().unwrap().is_none(), "off by default");
+        let mut s = valid.clone();
+        s.config.password.breach_check = BreachCheck::Range;
+        assert!(s.breach_screen().unwrap().is_some());
+        s.config.password.breach_range_url = "ftp://ranges.test".into();
+        assert_eq!(s.validate().unwrap_err().key, "password.breach_range_url");
+        let mut s = valid.clone();
+        s.config.password.breach_check = BreachCheck::File;
+        assert_eq!(s.validate().unwrap_err().key, "password.breach_file");
+        s.config.password.breach_file = Some("/nonexistent/ranges".into());
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.key, "password.breach_file");
+        assert!(e.to_string().contains("/nonexistent/ranges"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        s.config.password.breach_file = Some(dir.path().to_owned());
+        assert_eq!(s.validate(), Ok(()));
     }
 }

@@ -335,6 +335,19 @@ async fn create_admin_makes_a_verified_superuser_and_set_password_change_flags_i
         &regstack(dir.path(), &["create-admin", "x@example.com"], "short\n"),
         2,
     );
+    // The password policy holds here too: common, or made of the address.
+    for (pw, why) in [
+        ("password123\n", "too common"),
+        ("maxwell.root2024\n", "email address"),
+    ] {
+        let out = regstack(
+            dir.path(),
+            &["create-admin", "maxwell.root@example.com"],
+            pw,
+        );
+        assert_code(&out, 2);
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+    }
     assert_code(
         &regstack(
             dir.path(),

@@ -31,6 +31,8 @@
 //!   cuts off and restores, the database stopping and starting.
 //! - [`calls::every_store_call`]: one call of every store method, the one
 //!   list the outage tests of every backend run.
+//! - [`range_server`]: a stand-in breached-password range API on
+//!   127.0.0.1 that records what it received.
 //! - [`oidc`]: a client for the test OpenID Provider
 //!   (`scripts/services/oidc.sh`): registers a test app's client and drives
 //!   a sign-in as a chosen user, normal or with a chosen failure, up to the
@@ -46,6 +48,7 @@ pub mod mailer;
 pub mod memory;
 pub mod oidc;
 pub mod proxy;
+pub mod range_server;
 pub mod sms;
 pub mod totp;
 

@@ -42,6 +42,7 @@ impl Engine {
             return Err(AuthError::SamePassword);
         }
         self.require_current_password(&p.user, current).await?;
+        self.screen_new_password(new, &p.user.email).await?;
         let hash = self.hasher.hash(new.secret()).await?;
         self.stores
             .users

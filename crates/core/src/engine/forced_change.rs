@@ -61,6 +61,9 @@ impl Effects<ForcedChange<SignedIn>> for ForcedChangeRunner<'_> {
                 ForcedChangeEvent::Loaded(engine.stores.users.get(&id).await?.map(Box::new))
             }
             ForcedChangeEffect::Compare(user) => {
+                // Refused before the token is spent: the owner may try
+                // another password with it.
+                engine.screen_new_password(self.new, &user.email).await?;
                 let differs = match &user.password_hash {
                     Some(stored) => {
                         !engine

@@ -38,10 +38,10 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use regstack_ports::{
-    Clock, Email, Mailer, OneTimeToken, OutgoingMail, PasswordHasher, SmsSender, Stores, Timestamp,
-    TokenKind, User, UserId,
+    BreachVerdict, BreachedPasswords, Clock, Email, Mailer, NewPassword, OneTimeToken,
+    OutgoingMail, PasswordHasher, SmsSender, Stores, Timestamp, TokenKind, User, UserId,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::audit::AuditLog;
 use crate::config::{Config, ConfigError};
@@ -51,6 +51,7 @@ use crate::events::{Event, EventBus, EventKind};
 use crate::factors::{BackupCodeHasher, SecretSealer, SmsCodeHasher};
 use crate::jwt::JwtCodec;
 use crate::mail::{Composer, MailContext, MailKind, TemplateError};
+use crate::password_policy::{self, PasswordRefusal};
 use crate::refresh_token::RefreshTokens;
 use crate::tokens;
 use background::Background;
@@ -162,6 +163,9 @@ pub struct Engine {
     oauth: Arc<OAuthProviders>,
     /// The audit log's queue (`audit.enabled`).
     audit: Option<Arc<AuditLog>>,
+    /// Screens new passwords against breach corpora (none unless the host
+    /// or the server's `password.breach_check` adds one).
+    breach: Option<Arc<dyn BreachedPasswords>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -231,6 +235,7 @@ impl Engine {
             events: deps.events,
             background: Arc::default(),
             oauth: Arc::default(),
+            breach: None,
         })
     }
 
@@ -239,6 +244,56 @@ impl Engine {
     pub fn with_oauth_providers(mut self, providers: OAuthProviders) -> Self {
         self.oauth = Arc::new(providers);
         self
+    }
+
+    /// Screens every new password (register, change, reset, the forced
+    /// change) with this breach corpus, bounded by
+    /// `password.breach_timeout_ms`; what an unavailable screen means is
+    /// `password.breach_fail_closed`.
+    pub fn with_breach_screen(mut self, screen: Arc<dyn BreachedPasswords>) -> Self {
+        self.breach = Some(screen);
+        self
+    }
+
+    /// Refuses a new password for `email`'s account that is common, made
+    /// of context words, or breached — before anything is hashed or
+    /// changed ([`crate::password_policy`]). Every flow that sets a
+    /// password calls it; public for the ones outside the engine (the
+    /// CLI's `create-admin`).
+    pub async fn screen_new_password(
+        &self,
+        new: &NewPassword,
+        email: &Email,
+    ) -> Result<(), AuthError> {
+        let p = &self.cfg.password;
+        let context = p
+            .context_words
+            .then(|| (self.cfg.app_name.as_str(), email.as_str()));
+        if let Some(refusal) =
+            password_policy::refusal(new.secret().expose_secret(), p.blocklist, context)
+        {
+            return Err(AuthError::PasswordRefused(refusal));
+        }
+        let Some(screen) = &self.breach else {
+            return Ok(());
+        };
+        let digest = password_policy::sha1_of(new.secret());
+        let limit = Duration::from_millis(p.breach_timeout_ms.max(1));
+        let verdict = tokio::time::timeout(limit, screen.check(&digest))
+            .await
+            .unwrap_or_else(|_| BreachVerdict::Unavailable("timed out".into()));
+        match verdict {
+            BreachVerdict::Breached => Err(AuthError::PasswordRefused(PasswordRefusal::Breached)),
+            BreachVerdict::NotBreached => Ok(()),
+            BreachVerdict::Unavailable(reason) if p.breach_fail_closed => {
+                tracing::warn!(%reason, "breached-password screen unavailable: request refused (breach_fail_closed)");
+                Err(AuthError::PasswordScreenUnavailable)
+            }
+            BreachVerdict::Unavailable(reason) => {
+                tracing::warn!(%reason, "breached-password screen unavailable: password accepted unscreened (fail open)");
+                Ok(())
+            }
+        }
     }
 
     /// The configuration in force.

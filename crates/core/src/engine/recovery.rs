@@ -117,10 +117,12 @@ impl Engine {
         else {
             return Err(AuthError::InvalidResetToken);
         };
-        match self.stores.users.get(&record.user_id).await? {
-            Some(u) if u.is_active => {}
+        let user = match self.stores.users.get(&record.user_id).await? {
+            Some(u) if u.is_active => u,
             _ => return Err(AuthError::InvalidResetToken),
-        }
+        };
+        // The link stays valid: the owner may try another password.
+        self.screen_new_password(new, &user.email).await?;
         let new_hash = self.hasher.hash(new.secret()).await?;
         let user = self
             .stores

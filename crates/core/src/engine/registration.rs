@@ -51,6 +51,9 @@ impl Engine {
         if !self.cfg.allow_registration {
             return Err(AuthError::RegistrationClosed);
         }
+        // Before anything else: the answer must not depend on whether the
+        // address has an account.
+        self.screen_new_password(&reg.password, &reg.email).await?;
         let taken = self.stores.users.find_by_email(&reg.email).await?.is_some();
         let now = self.now();
         let expires_at = now + secs(self.cfg.verification_token_ttl_seconds);

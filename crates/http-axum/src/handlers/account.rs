@@ -12,6 +12,7 @@ use secrecy::SecretString;
 
 use super::{message, ok_json, Answer, Engine_, TokenBody};
 use crate::body::{Fields, FromJsonObject, JsonBody, Len};
+use crate::error::ApiError;
 use crate::extract::{Client, CurrentUser};
 use crate::read_all;
 use crate::wire::UserPublic;
@@ -100,7 +101,8 @@ pub async fn change_password(
     JsonBody(b): JsonBody<ChangePasswordRequest>,
 ) -> Answer {
     e.change_password(&user, &b.current_password, &b.new_password, &c)
-        .await?;
+        .await
+        .map_err(ApiError::at_password_field("new_password"))?;
     message(
         StatusCode::OK,
         "Password changed. Existing sessions have been signed out.",

@@ -12,6 +12,7 @@ use secrecy::SecretString;
 
 use super::{message, Answer, EmailBody, Engine_};
 use crate::body::{Fields, FromJsonObject, JsonBody, Len};
+use crate::error::ApiError;
 use crate::extract::Client;
 use crate::read_all;
 
@@ -59,6 +60,8 @@ pub async fn reset_password(
     Client(c): Client,
     JsonBody(b): JsonBody<ResetPasswordRequest>,
 ) -> Answer {
-    e.reset_password(&b.token, &b.new_password, &c).await?;
+    e.reset_password(&b.token, &b.new_password, &c)
+        .await
+        .map_err(ApiError::at_password_field("new_password"))?;
     message(StatusCode::OK, "Password has been reset. Please sign in.")
 }

@@ -11,6 +11,7 @@ use regstack_ports::{DisplayName, Email, NewPassword};
 
 use super::{message, ok_json, Answer, EmailBody, Engine_, TokenBody};
 use crate::body::{Fields, FromJsonObject, JsonBody};
+use crate::error::ApiError;
 use crate::extract::Client;
 use crate::read_all;
 use crate::wire::{iso_offset, PendingResponse, UserPublic};
@@ -55,7 +56,11 @@ pub async fn register(
         password: b.password,
         full_name: b.full_name,
     };
-    match e.register(reg, &c).await? {
+    match e
+        .register(reg, &c)
+        .await
+        .map_err(ApiError::at_password_field("password"))?
+    {
         Registered::Pending { email, expires_at } => ok_json(
             StatusCode::CREATED,
             PendingResponse {

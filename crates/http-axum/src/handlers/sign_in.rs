@@ -17,6 +17,7 @@ use super::mfa::{signed_in_answer, CODE};
 use super::{ok_json, Answer, Engine_, Http};
 use crate::body::{Fields, FromJsonObject, JsonBody, Len};
 use crate::cookie;
+use crate::error::ApiError;
 use crate::extract::Client;
 use crate::read_all;
 
@@ -149,6 +150,7 @@ pub async fn change_password_to_sign_in(
 ) -> Answer {
     let outcome = e
         .complete_password_change(&b.password_change_token, &b.new_password, &c)
-        .await?;
+        .await
+        .map_err(ApiError::at_password_field("new_password"))?;
     login_answer(&e, &http, outcome)
 }

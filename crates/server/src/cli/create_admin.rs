@@ -12,6 +12,8 @@
 use std::path::PathBuf;
 
 use regstack_core::password::Argon2Hasher;
+use regstack_core::password_policy::PasswordRefusal;
+use regstack_core::AuthError;
 use regstack_ports::{NewPassword, NewUser, PasswordHasher, StoreError, UserId};
 
 use super::{load_settings, open, parse_email, read_password, Failure, Outcome, EXIT_CODES};
@@ -50,6 +52,26 @@ pub async fn run(args: Args) -> Outcome {
         .map_err(|e| Failure::Usage(format!("password: {e}")))?;
     let rs = open(settings).await?;
     let engine = rs.engine();
+    engine
+        .screen_new_password(&password, &email)
+        .await
+        .map_err(|e| match e {
+            AuthError::PasswordRefused(r) => Failure::Usage(format!(
+                "the password is refused: {}",
+                match r {
+                    PasswordRefusal::Common => "it is too common",
+                    PasswordRefusal::ContextWord =>
+                        "it is made of the email address or the site name",
+                    PasswordRefusal::Breached => "it has appeared in a data breach",
+                }
+            )),
+            AuthError::PasswordScreenUnavailable => Failure::Failed(
+                "the breached-password screen is unavailable (password.breach_fail_closed); \
+                 nothing changed, try again"
+                    .to_owned(),
+            ),
+            e => Failure::Failed(e.to_string()),
+        })?;
     let stores = engine.stores();
     let failed = |e: StoreError| Failure::Failed(format!("database: {e}"));
     if stores
