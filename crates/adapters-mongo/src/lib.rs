@@ -44,6 +44,7 @@ mod counters;
 mod detached;
 mod docs;
 mod error;
+mod invites;
 mod mfa;
 mod oauth;
 mod pending;
@@ -125,6 +126,7 @@ pub fn stores(db: Database) -> Stores {
         rate_limits: s.clone(),
         mfa: s.clone(),
         oauth: s.clone(),
+        invites: s.clone(),
         health: s,
     }
 }
@@ -145,6 +147,7 @@ pub struct MongoStores {
     mfa_backup_codes: Collection<Document>,
     oauth_states: Collection<Document>,
     oauth_identities: Collection<Document>,
+    invites: Collection<Document>,
     meta: Collection<Document>,
 }
 
@@ -163,6 +166,7 @@ impl MongoStores {
             mfa_backup_codes: db.collection(schema::MFA_BACKUP_CODES),
             oauth_states: db.collection(schema::OAUTH_STATES),
             oauth_identities: db.collection(schema::OAUTH_IDENTITIES),
+            invites: db.collection(schema::INVITES),
             meta: db.collection(schema::META),
             db,
         }

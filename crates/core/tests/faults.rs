@@ -83,6 +83,7 @@ async fn registered_and_verified(r: &Rig, addr: &str) {
                 email: email(addr),
                 password: new_pw(PW),
                 full_name: None,
+                invite_code: None,
             },
             &c,
         )
@@ -100,6 +101,7 @@ async fn a_failed_registration_writes_nothing_and_a_retry_works() {
         email: email("a@example.com"),
         password: new_pw(PW),
         full_name: None,
+        invite_code: None,
     };
     r.faults.fail_next("pending.put");
     unavailable(r.engine.register(reg(), &c).await);
@@ -136,6 +138,7 @@ async fn a_failed_verification_keeps_the_pending_row_and_creates_no_user() {
                 email: email("b@example.com"),
                 password: new_pw(PW),
                 full_name: None,
+                invite_code: None,
             },
             &c,
         )

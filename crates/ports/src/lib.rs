@@ -20,6 +20,7 @@
 pub mod clock;
 pub mod error;
 pub mod hashing;
+pub mod invites;
 pub mod notify;
 pub mod oauth;
 pub mod rules;
@@ -29,6 +30,7 @@ pub mod types;
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use error::{HashError, NotifyError, StoreError};
 pub use hashing::{PasswordHasher, Verification};
+pub use invites::*;
 pub use notify::{Mailer, OutgoingMail, OutgoingSms, SmsSender};
 pub use oauth::*;
 pub use rules::*;

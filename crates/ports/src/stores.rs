@@ -18,6 +18,7 @@ use chrono::TimeDelta;
 
 use crate::clock::Timestamp;
 use crate::error::StoreError;
+use crate::invites::InviteStore;
 use crate::oauth::OAuthStore;
 use crate::types::*;
 
@@ -673,6 +674,8 @@ pub struct Stores {
     pub mfa: Arc<dyn MfaStore>,
     /// OAuth flows in flight and the identities linked to accounts.
     pub oauth: Arc<dyn OAuthStore>,
+    /// Invitations, for invite-only registration.
+    pub invites: Arc<dyn InviteStore>,
     /// Backend health.
     pub health: Arc<dyn StoreHealth>,
 }

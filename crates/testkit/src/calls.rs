@@ -15,7 +15,7 @@ use std::pin::Pin;
 
 use chrono::TimeDelta;
 use regstack_ports::{
-    AdminChange, ChallengeKind, FlowMode, FlowResult, LockoutKey, MfaChallenge, RevokeReason,
+    AdminChange, ChallengeKind, FlowMode, FlowResult, InviteId, LockoutKey, MfaChallenge, RevokeReason,
     SessionId, StoreError, Stores, TokenKind, UserFilter, UserId,
 };
 
@@ -121,6 +121,12 @@ pub fn every_store_call(stores: &Stores) -> Vec<StoreCall> {
         "oauth.unlink_identity" => |s| s.oauth.unlink_identity(&uid(), "google");
         "oauth.touch_identity" => |s| s.oauth.touch_identity("https://accounts.google.com", "outage", t0());
         "oauth.purge_expired" => |s| s.oauth.purge_expired(t0());
+        "invites.create" => |s| s.invites.create(fixtures::invite(&hash(), Some("outage@example.com"), later()));
+        "invites.list" => |s| s.invites.list(true, 10, t0());
+        "invites.revoke" => |s| s.invites.revoke(&InviteId::generate(), t0());
+        "invites.redeem" => |s| s.invites.redeem(&hash(), &email(), t0());
+        "invites.release" => |s| s.invites.release(&InviteId::generate(), &email());
+        "invites.purge_expired" => |s| s.invites.purge_expired(t0());
         "health.ping" => |s| s.health.ping();
         "health.schema_is_current" => |s| s.health.schema_is_current();
     }

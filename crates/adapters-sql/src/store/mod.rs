@@ -14,6 +14,7 @@
 //! not deadlock on PostgreSQL.
 
 mod attempts;
+mod invites;
 mod mfa;
 mod oauth;
 mod pending;
@@ -54,6 +55,7 @@ impl<B: Backend + Clone> SqlStores<B> {
             rate_limits: s.clone(),
             mfa: s.clone(),
             oauth: s.clone(),
+            invites: s.clone(),
             health: s,
         }
     }

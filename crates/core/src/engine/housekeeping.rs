@@ -23,6 +23,8 @@ pub struct PurgeReport {
     /// OAuth flows past their expiry (never redeemed, or abandoned at the
     /// provider).
     pub oauth_flows: u64,
+    /// Invitations past their expiry, spent or not.
+    pub invites: u64,
 }
 
 impl Engine {
@@ -53,6 +55,7 @@ impl Engine {
                 .await?,
             mfa_challenges: s.mfa.purge_expired(now).await?,
             oauth_flows: s.oauth.purge_expired(now).await?,
+            invites: s.invites.purge_expired(now).await?,
         })
     }
 }

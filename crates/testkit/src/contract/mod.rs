@@ -42,7 +42,7 @@
 //! One file per aggregate (`users.rs`, `admin.rs` (what the admin routes
 //! ask of users and pending registrations), `pending.rs`, `tokens.rs`,
 //! `attempts.rs`, `sessions.rs`, `refresh.rs`, `deletion.rs`,
-//! `rate_limits.rs`, `mfa.rs`, `oauth.rs`, `housekeeping.rs`), plus `parallel.rs` for many
+//! `rate_limits.rs`, `mfa.rs`, `oauth.rs`, `invites.rs`, `housekeeping.rs`), plus `parallel.rs` for many
 //! writers at once across aggregates; the race harness, time helpers and
 //! short forms of store calls are in `support.rs`. A new store brings its
 //! own file of cases and lists them in `store_contract!` — a test
@@ -56,6 +56,7 @@ mod admin;
 mod attempts;
 mod deletion;
 mod housekeeping;
+mod invites;
 mod mfa;
 mod oauth;
 mod parallel;
@@ -71,6 +72,7 @@ pub use admin::*;
 pub use attempts::*;
 pub use deletion::*;
 pub use housekeeping::*;
+pub use invites::*;
 pub use mfa::*;
 pub use oauth::*;
 pub use parallel::*;
