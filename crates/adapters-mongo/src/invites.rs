@@ -61,6 +61,27 @@ fn invite(d: &Document) -> Result<Invite, StoreError> {
     })
 }
 
+impl MongoStores {
+    /// What account deletion takes of the invitations: those bound to or
+    /// spent by the address go, the account's name as a maker is cleared.
+    pub(crate) async fn forget_invites_of(
+        &self,
+        user_id: &str,
+        email: &str,
+    ) -> Result<(), StoreError> {
+        run(self.invites.delete_many(doc! {
+            "$or": [{ "email": email }, { "used_by": email }],
+        }))
+        .await?;
+        run(self.invites.update_many(
+            doc! { "created_by": user_id },
+            doc! { "$set": { "created_by": Bson::Null } },
+        ))
+        .await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl InviteStore for MongoStores {
     async fn create(&self, i: Invite) -> Result<(), StoreError> {

@@ -229,7 +229,11 @@ fn specs() -> Vec<Spec> {
             doc! { "user_id": 1, "provider": 1 },
         ),
         unique(INVITES, "code_hash_unique", doc! { "code_hash": 1 }),
-        index(INVITES, "created_at_id", doc! { "created_at": -1, "_id": -1 }),
+        index(
+            INVITES,
+            "created_at_id",
+            doc! { "created_at": -1, "_id": -1 },
+        ),
         index(INVITES, "expires_at", doc! { "expires_at": 1 }),
         ttl(INVITES),
     ]

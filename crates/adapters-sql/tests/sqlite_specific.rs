@@ -122,6 +122,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
     assert_eq!(
         tables,
         [
+            "invites",
             "login_attempts",
             "mfa_backup_codes",
             "mfa_codes",

@@ -186,8 +186,10 @@ pub trait UserStore: Send + Sync {
     /// Removes the user and every row that belongs to it: sessions, tokens,
     /// second-factor challenges, its TOTP factor and backup codes, its
     /// linked OAuth identities and the OAuth flows it started to link one,
-    /// login attempts in every bucket of its address (its devices' too) and
-    /// rate-limit hits keyed by its address. Returns the removed user. A
+    /// login attempts in every bucket of its address (its devices' too),
+    /// rate-limit hits keyed by its address and the invitations bound to or
+    /// spent by its address (those it made as an administrator stay, no
+    /// longer naming it). Returns the removed user. A
     /// [`SessionStore::start`] or [`TokenStore::issue`] for the user racing
     /// the deletion leaves nothing behind: it lands before and is removed
     /// with the rest, or finds the user gone (`SessionStart::Stale`; an issue

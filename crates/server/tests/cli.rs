@@ -534,6 +534,7 @@ fn every_command_documents_its_exit_codes_in_its_help() {
         "create-admin",
         "set-password-change",
         "promote",
+        "invite",
         "doctor",
         "validate",
     ] {

@@ -15,8 +15,8 @@ use std::pin::Pin;
 
 use chrono::TimeDelta;
 use regstack_ports::{
-    AdminChange, ChallengeKind, FlowMode, FlowResult, InviteId, LockoutKey, MfaChallenge, RevokeReason,
-    SessionId, StoreError, Stores, TokenKind, UserFilter, UserId,
+    AdminChange, ChallengeKind, FlowMode, FlowResult, InviteId, LockoutKey, MfaChallenge,
+    RevokeReason, SessionId, StoreError, Stores, TokenKind, UserFilter, UserId,
 };
 
 use crate::fixtures::{self, at, t0};

@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
-    Email, FlowMode, Invite, InviteId, NewSession, NewUser, OAuthFlow, OAuthIdentity, OneTimeToken, PasswordHash,
-    PendingRegistration, SessionId, Timestamp, TokenHash, TokenKind, UserId,
+    Email, FlowMode, Invite, InviteId, NewSession, NewUser, OAuthFlow, OAuthIdentity, OneTimeToken,
+    PasswordHash, PendingRegistration, SessionId, Timestamp, TokenHash, TokenKind, UserId,
 };
 
 use crate::hasher::FakeHasher;

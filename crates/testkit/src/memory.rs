@@ -23,13 +23,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
-    AdminChange, Admission, ChallengeAttempt, Invite, InviteId, InviteRedemption, InviteStore, Claim, Creation, Email, EmailChangeOutcome, Factors,
-    FlowMode, FlowResult, Linking, LockoutKey, LoginAttemptStore, MfaChallenge, MfaStore,
-    NewSession, NewUser, OAuthFlow, OAuthIdentity, OAuthStore, OneTimeToken, PasswordHash,
-    PendingRegistration, PendingStore, Promotion, RateLimitStore, Redemption, RefreshFamily,
-    RevokeReason, Rotation, Session, SessionId, SessionStart, SessionStore, StoreError,
-    StoreHealth, Stores, Timestamp, TokenHash, TokenKind, TokenStore, TotpFactor, Unlinking, User,
-    UserCounts, UserCursor, UserFilter, UserId, UserStore,
+    AdminChange, Admission, ChallengeAttempt, Claim, Creation, Email, EmailChangeOutcome, Factors,
+    FlowMode, FlowResult, Invite, InviteId, InviteRedemption, InviteStore, Linking, LockoutKey,
+    LoginAttemptStore, MfaChallenge, MfaStore, NewSession, NewUser, OAuthFlow, OAuthIdentity,
+    OAuthStore, OneTimeToken, PasswordHash, PendingRegistration, PendingStore, Promotion,
+    RateLimitStore, Redemption, RefreshFamily, RevokeReason, Rotation, Session, SessionId,
+    SessionStart, SessionStore, StoreError, StoreHealth, Stores, Timestamp, TokenHash, TokenKind,
+    TokenStore, TotpFactor, Unlinking, User, UserCounts, UserCursor, UserFilter, UserId, UserStore,
 };
 
 /// A fresh, empty, independent set of in-memory stores.
@@ -632,6 +632,14 @@ impl UserStore for MemoryStore {
         // `jbob@x.org`'s counters with it.
         let suffix = format!(":{}", user.email);
         st.hits.retain(|key, _| !key.ends_with(&suffix));
+        st.invites.retain(|_, i| {
+            i.email.as_ref() != Some(&user.email) && i.used_by.as_ref() != Some(&user.email)
+        });
+        for i in st.invites.values_mut() {
+            if i.created_by.as_ref() == Some(id) {
+                i.created_by = None;
+            }
+        }
         Ok(Some(user))
     }
 
@@ -1552,12 +1560,9 @@ impl InviteStore for MemoryStore {
     async fn create(&self, invite: Invite) -> Result<(), StoreError> {
         let mut st = self.enter("invites.create")?;
         if st.invites.contains_key(&invite.id)
-            || st
-                .invites
-                .values()
-                .any(|i| i.code_hash == invite.code_hash)
+            || st.invites.values().any(|i| i.code_hash == invite.code_hash)
         {
-            return Err(StoreError::Conflict("invite".into()));
+            return Err(StoreError::Conflict("invite"));
         }
         st.invites.insert(invite.id.clone(), invite);
         Ok(())

@@ -293,7 +293,8 @@ mod tests {
     #[test]
     fn every_migration_is_embedded_in_order() {
         let versions: Vec<i64> = super::MIGRATOR.iter().map(|m| m.version).collect();
-        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
+        // 8 is left for the audit log (another branch); sqlx applies a gap.
+        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 9]);
     }
 }
 

@@ -45,6 +45,27 @@ fn invite(row: &impl Cells) -> Result<Invite, StoreError> {
     })
 }
 
+/// What account deletion takes of the invitations: those bound to or
+/// spent by the address go, and the account's name as a maker is cleared
+/// (the invitations it made stay usable).
+pub(super) async fn forget_user_on(
+    conn: &mut impl Conn,
+    user_id: &str,
+    email: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM invites WHERE email = $1 OR used_by = $1",
+        &[Arg::Text(email)],
+    )
+    .await?;
+    conn.execute(
+        "UPDATE invites SET created_by = NULL WHERE created_by = $1",
+        &[Arg::Text(user_id)],
+    )
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl<B: Backend> InviteStore for SqlStores<B> {
     async fn create(&self, i: Invite) -> Result<(), StoreError> {
@@ -126,7 +147,11 @@ impl<B: Backend> InviteStore for SqlStores<B> {
              AND expires_at > $3 AND (email IS NULL OR email = $2) RETURNING ",
             invite_cols!()
         );
-        const WHY: &str = concat!("SELECT ", invite_cols!(), " FROM invites WHERE code_hash = $1");
+        const WHY: &str = concat!(
+            "SELECT ",
+            invite_cols!(),
+            " FROM invites WHERE code_hash = $1"
+        );
         let mut conn = self.write_conn(Commit::Durable).await?;
         let args = [
             Arg::Text(code.as_str()),
@@ -157,7 +182,10 @@ impl<B: Backend> InviteStore for SqlStores<B> {
         let n = self
             .write_conn(Commit::Durable)
             .await?
-            .execute(RELEASE, &[Arg::Text(id.as_str()), Arg::Text(email.as_str())])
+            .execute(
+                RELEASE,
+                &[Arg::Text(id.as_str()), Arg::Text(email.as_str())],
+            )
             .await?;
         Ok(n == 1)
     }

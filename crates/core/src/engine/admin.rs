@@ -12,8 +12,8 @@
 //! the administrator who made it.
 
 use regstack_ports::{
-    AdminChange, Email, Invite, InviteId, PendingRegistration, Promotion, RevokeReason, Session, User, UserCounts,
-    UserCursor, UserFilter, UserId,
+    AdminChange, Email, Invite, InviteId, PendingRegistration, Promotion, RevokeReason, Session,
+    User, UserCounts, UserCursor, UserFilter, UserId,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -87,8 +87,7 @@ impl InviteSpec {
             }
         }
         if let Some(note) = &self.note {
-            if note.chars().count() > MAX_INVITE_NOTE_CHARS || note.chars().any(char::is_control)
-            {
+            if note.chars().count() > MAX_INVITE_NOTE_CHARS || note.chars().any(char::is_control) {
                 return Err(InviteSpecError {
                     field: "note",
                     reason: format!(

@@ -255,7 +255,11 @@ pub async fn invites_list_newest_first_and_purge_the_expired(stores: Stores) {
 
     let now = at(minutes(2));
     let open = stores.invites.list(false, 10, now).await.expect("list");
-    assert_eq!(open, vec![new.clone(), old.clone()], "open ones, newest first");
+    assert_eq!(
+        open,
+        vec![new.clone(), old.clone()],
+        "open ones, newest first"
+    );
     let all = stores.invites.list(true, 10, now).await.expect("list");
     assert_eq!(
         all.iter().map(|i| &i.id).collect::<Vec<_>>(),
