@@ -203,7 +203,11 @@ async fn without_required_verification_register_returns_the_user() {
 
 #[tokio::test]
 async fn closed_registration_is_403_and_creates_nothing() {
-    let app = spawn_app_with(|c| c.config.allow_registration = false, false).await;
+    let app = spawn_app_with(
+        |c| c.config.registration_mode = regstack_core::RegistrationMode::Closed,
+        false,
+    )
+    .await;
     let r = app.register("frank@example.com", PW).await;
     assert_eq!(
         (r.status.as_u16(), r.detail()),
@@ -501,6 +505,24 @@ async fn delete_account_needs_the_password_and_removes_every_row() {
             browser: token_hash(4),
             created_at: now,
             expires_at: now + chrono::TimeDelta::minutes(10),
+        })
+        .await
+        .unwrap();
+    // And an invitation made for the address (an administrator's, before
+    // the mode was switched to open).
+    app.stores
+        .invites
+        .create(regstack_ports::Invite {
+            id: regstack_ports::InviteId::generate(),
+            code_hash: token_hash(5),
+            email: Some(regstack_ports::Email::parse("jack@example.com").unwrap()),
+            note: None,
+            created_by: None,
+            created_at: now,
+            expires_at: now + chrono::TimeDelta::days(1),
+            used_at: None,
+            used_by: None,
+            revoked_at: None,
         })
         .await
         .unwrap();

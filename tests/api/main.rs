@@ -9,6 +9,7 @@ mod bad_input;
 mod embedding;
 mod enumeration;
 mod faults;
+mod invites;
 mod layering;
 mod lifecycle;
 mod lockout;

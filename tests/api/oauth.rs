@@ -372,12 +372,75 @@ async fn an_existing_address_is_email_in_use_unless_auto_link_and_both_verified(
 
 #[tokio::test]
 async fn sign_up_through_a_provider_obeys_allow_registration() {
-    let Some(t) = spawn_oauth(|s| s.config.allow_registration = false).await else {
+    let Some(t) =
+        spawn_oauth(|s| s.config.registration_mode = regstack_core::RegistrationMode::Closed).await
+    else {
         return;
     };
     let (_, landed) = t.flow(&OidcUser::fresh()).await;
     assert_eq!(landed, Landed::Error("registration_disabled".into()));
     assert_eq!(t.accounts_created().await, 0);
+}
+
+/// Invite-only registration: a first sign-in cannot bring an invitation,
+/// so it creates no account; an account made with one still links an
+/// identity and signs in through it.
+#[tokio::test]
+async fn sign_up_through_a_provider_is_refused_in_invite_mode_but_linking_works() {
+    let Some(t) = spawn_oauth(|s| {
+        s.config.registration_mode = regstack_core::RegistrationMode::Invite;
+    })
+    .await
+    else {
+        return;
+    };
+    let (_, landed) = t.flow(&OidcUser::fresh()).await;
+    assert_eq!(landed, Landed::Error("registration_disabled".into()));
+    assert_eq!(t.accounts_created().await, 0);
+
+    let made = t
+        .app
+        .rs
+        .engine()
+        .create_invite(regstack_core::engine::InviteSpec::default(), None)
+        .await
+        .unwrap();
+    use secrecy::ExposeSecret;
+    let r = t
+        .app
+        .post(
+            "/register",
+            serde_json::json!({
+                "email": "invited@example.com",
+                "password": PW,
+                "invite_code": made.code.expose_secret(),
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let token = t
+        .app
+        .mailed_token("invited@example.com", 1, "/verify")
+        .await;
+    assert_eq!(
+        t.app
+            .post("/verify", serde_json::json!({ "token": token }))
+            .await
+            .status,
+        200
+    );
+    let access = t.app.access_token("invited@example.com", PW).await;
+    let identity = OidcUser::fresh();
+    let mut browser = Browser::default();
+    let Landed::Complete(id) = t.link(&mut browser, &access, &identity).await else {
+        panic!("linking works in invite mode")
+    };
+    assert_eq!(
+        t.exchange(&browser, &id).await.body["was_new_account"],
+        false
+    );
+    let again = access_of(&t.sign_in(&identity).await);
+    assert_eq!(t.app.me(&again).await.body["email"], "invited@example.com");
 }
 
 #[tokio::test]

@@ -475,7 +475,8 @@ impl Gate {
 
 /// The tables (MongoDB: collections) a row of a user can be in: every
 /// one the schema has but the migration or schema-version record.
-pub const USER_TABLES: [&str; 11] = [
+pub const USER_TABLES: [&str; 12] = [
+    "invites",
     "login_attempts",
     "mfa_backup_codes",
     "mfa_codes",
@@ -509,6 +510,14 @@ macro_rules! sql_rows_keyed_by {
                         .await
                         .unwrap()
                 }
+                "invites" => sqlx::query_scalar(
+                    "SELECT count(*) FROM invites WHERE email = $2 OR used_by = $2 OR created_by = $1",
+                )
+                .bind($id)
+                .bind($email)
+                .fetch_one(pool)
+                .await
+                .unwrap(),
                 "rate_limit_hits" => {
                     let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM rate_limit_hits")
                         .fetch_all(pool)
@@ -587,6 +596,9 @@ impl TestApp {
                         "login_attempts" => doc! { "_id": email },
                         "mfa_totp" | "mfa_backup_codes" => doc! { "_id": id },
                         "oauth_states" => doc! { "link_user_id": id },
+                        "invites" => doc! {
+                            "$or": [{ "email": email }, { "used_by": email }, { "created_by": id }]
+                        },
                         "rate_limit_hits" => {
                             let suffix = format!(":{email}");
                             let all: Vec<Document> = coll

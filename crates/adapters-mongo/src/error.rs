@@ -127,6 +127,7 @@ fn conflict_rule(message: &str) -> &'static str {
     match index {
         Some(i) if i.contains("email") => "email",
         Some(i) if i.contains("token_hash") => "token",
+        Some("code_hash_unique") => "invite",
         Some("issuer_subject_unique") => "identity",
         Some("user_id_provider_unique") => "provider",
         Some("_id_") => match collection {

@@ -45,6 +45,7 @@ mod counters;
 mod detached;
 mod docs;
 mod error;
+mod invites;
 mod mfa;
 mod oauth;
 mod pending;
@@ -127,6 +128,7 @@ pub fn stores(db: Database) -> Stores {
         mfa: s.clone(),
         oauth: s.clone(),
         audit: s.clone(),
+        invites: s.clone(),
         health: s,
     }
 }
@@ -148,6 +150,7 @@ pub struct MongoStores {
     oauth_states: Collection<Document>,
     oauth_identities: Collection<Document>,
     audit_log: Collection<Document>,
+    invites: Collection<Document>,
     meta: Collection<Document>,
 }
 
@@ -167,6 +170,7 @@ impl MongoStores {
             oauth_states: db.collection(schema::OAUTH_STATES),
             oauth_identities: db.collection(schema::OAUTH_IDENTITIES),
             audit_log: db.collection(schema::AUDIT_LOG),
+            invites: db.collection(schema::INVITES),
             meta: db.collection(schema::META),
             db,
         }

@@ -37,6 +37,10 @@
 //! | `oauth_identities` | `user_id_provider_unique` (unique) | one identity per provider and account; an account's identities |
 //! | `audit_log` | `at_id` | the audit list and its keyset cursor, the retention purge |
 //! | `audit_log` | `user_id_at`, `actor_id_at`, `kind_at`, `email_at` | the audit list filtered by account or kind |
+//! | `invites` | `_id` (the invite id) | revoke, release |
+//! | `invites` | `code_hash_unique` (unique) | redeem a code once |
+//! | `invites` | `created_at_id` | the list, newest first |
+//! | `invites` | `expires_at` | `purge_expired` |
 //!
 //! Every collection whose documents expire also has `expire_at_ttl`, a TTL
 //! index on the BSON date `expire_at` (the exact end, rounded up to the
@@ -84,6 +88,8 @@ pub(crate) const OAUTH_STATES: &str = "oauth_states";
 pub(crate) const OAUTH_IDENTITIES: &str = "oauth_identities";
 /// The audit log, one document per entry.
 pub(crate) const AUDIT_LOG: &str = "audit_log";
+/// Invitations for invite-only registration, `_id` = the invite id.
+pub(crate) const INVITES: &str = "invites";
 /// Collections with no index but `_id`, created by [`migrate`] so that a
 /// prepared database has every collection before its first write.
 const BARE: [&str; 2] = [MFA_TOTP, MFA_BACKUP_CODES];
@@ -125,6 +131,11 @@ pub(crate) mod hint {
     /// `oauth_identities.user_id_provider_unique`.
     pub(crate) const USER_PROVIDER: &str = "user_id_provider_unique";
 
+    /// `invites.code_hash_unique`.
+    pub(crate) const CODE_HASH: &str = "code_hash_unique";
+    /// `users.created_at_id`, `invites.created_at_id`.
+    pub(crate) const CREATED_AT_ID: &str = "created_at_id";
+
     /// The hint naming `index`.
     pub(crate) fn by(index: &str) -> Hint {
         Hint::Name(index.to_owned())
@@ -134,7 +145,7 @@ pub(crate) mod hint {
 /// The version [`migrate`] records. Raise it whenever the index list
 /// changes, so `schema_is_current` reports a database that needs
 /// `regstack migrate`.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// How long after its exact end a document may linger before the TTL
 /// monitor reaps it. A day covers clock skew between the application and
@@ -226,6 +237,14 @@ fn specs() -> Vec<Spec> {
         index(AUDIT_LOG, "actor_id_at", doc! { "actor_id": 1, "at": 1 }),
         index(AUDIT_LOG, "kind_at", doc! { "kind": 1, "at": 1 }),
         index(AUDIT_LOG, "email_at", doc! { "email": 1, "at": 1 }),
+        unique(INVITES, "code_hash_unique", doc! { "code_hash": 1 }),
+        index(
+            INVITES,
+            "created_at_id",
+            doc! { "created_at": -1, "_id": -1 },
+        ),
+        index(INVITES, "expires_at", doc! { "expires_at": 1 }),
+        ttl(INVITES),
     ]
 }
 

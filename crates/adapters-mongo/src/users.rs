@@ -561,6 +561,8 @@ impl MongoStores {
             .await?;
         self.delete_factors_of_user(user.id.as_str()).await?;
         self.delete_oauth_of_user(user.id.as_str()).await?;
+        self.forget_invites_of(user.id.as_str(), user.email.as_str())
+            .await?;
         let removed = run(self
             .users
             .find_one_and_delete(doc! { "_id": user.id.as_str() }))

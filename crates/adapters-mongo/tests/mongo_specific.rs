@@ -494,7 +494,8 @@ async fn per_request_lookups_read_an_index_not_the_collection() {
 /// The collections that hold documents of users: every collection
 /// `migrate` makes but the schema record. A new one fails the deletion
 /// test until [`documents_keyed_by`] counts it.
-const USER_COLLECTIONS: [&str; 11] = [
+const USER_COLLECTIONS: [&str; 12] = [
+    "invites",
     "login_attempts",
     "mfa_backup_codes",
     "mfa_codes",
@@ -525,6 +526,9 @@ async fn documents_keyed_by(db: &Database, user: &User) -> Vec<(&'static str, u6
             "oauth_states" => doc! { "link_user_id": id },
             "mfa_totp" | "mfa_backup_codes" => doc! { "_id": id },
             "login_attempts" => doc! { "_id": email },
+            "invites" => doc! {
+                "$or": [{ "email": email }, { "used_by": email }, { "created_by": id }]
+            },
             // Counters are keyed `<purpose>:<address>`: the suffix is
             // compared in Rust, literally (a regex would take `.` for a
             // wildcard).
@@ -661,6 +665,27 @@ async fn deleting_an_account_removes_every_document_keyed_by_it() {
             .hit(&format!("mail:{}", who.email), t0(), window, 5)
             .await
             .unwrap());
+        // An invitation bound to the address, one it spent, and one the
+        // account made (which stays, without its maker's name).
+        let mut made = fixtures::invite(&fixtures::token_hash(), None, at(window));
+        made.created_by = Some(who.id.clone());
+        stores.invites.create(made).await.unwrap();
+        let bound = fixtures::invite(
+            &fixtures::token_hash(),
+            Some(who.email.as_str()),
+            at(window),
+        );
+        stores.invites.create(bound).await.unwrap();
+        let spent = fixtures::invite(&fixtures::token_hash(), None, at(window));
+        stores.invites.create(spent.clone()).await.unwrap();
+        assert!(matches!(
+            stores
+                .invites
+                .redeem(&spent.code_hash, &who.email, t0())
+                .await
+                .unwrap(),
+            regstack_ports::InviteRedemption::Redeemed(_)
+        ));
         // A pending row for a held address: a registration that lost the
         // race, or one from before the address was taken.
         assert!(stores

@@ -171,7 +171,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             .unwrap();
     assert_eq!(
         applied,
-        [1, 2, 3, 4, 5, 6, 7, 8],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9],
         "each migration recorded once"
     );
     let tables: Vec<String> = sqlx::query_scalar(
@@ -185,6 +185,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
         tables,
         [
             "audit_log",
+            "invites",
             "login_attempts",
             "mfa_backup_codes",
             "mfa_codes",
@@ -608,8 +609,10 @@ async fn a_tampered_migration_record_makes_the_schema_not_current() {
 /// The tables a row of a user can be in, and how a row names the user
 /// (`$1` its id, `$2` its address): every table of the schema but the
 /// migration record. A new table fails the test below until it is added.
-const KEYED_BY_USER: [(&str, &str); 11] = [
+const KEYED_BY_USER: [(&str, &str); 12] = [
     ("users", "id = $1 OR email = $2"),
+    // Bound to, spent by or made by the account.
+    ("invites", "email = $2 OR used_by = $2 OR created_by = $1"),
     ("pending_registrations", "email = $2"),
     ("one_time_tokens", "user_id = $1"),
     ("sessions", "user_id = $1"),
@@ -747,6 +750,27 @@ async fn deleting_an_account_removes_every_row_keyed_by_it() {
             ))
             .await
             .unwrap();
+        // An invitation bound to the address, one it spent, and one the
+        // account made (which stays, without its maker's name).
+        let mut made = fixtures::invite(&fixtures::token_hash(), None, at(window));
+        made.created_by = Some(who.id.clone());
+        stores.invites.create(made).await.unwrap();
+        let bound = fixtures::invite(
+            &fixtures::token_hash(),
+            Some(who.email.as_str()),
+            at(window),
+        );
+        stores.invites.create(bound).await.unwrap();
+        let spent = fixtures::invite(&fixtures::token_hash(), None, at(window));
+        stores.invites.create(spent.clone()).await.unwrap();
+        assert!(matches!(
+            stores
+                .invites
+                .redeem(&spent.code_hash, &who.email, t0())
+                .await
+                .unwrap(),
+            regstack_ports::InviteRedemption::Redeemed(_)
+        ));
         // A pending row for a held address: a registration that lost the
         // race, or one from before the address was taken.
         assert!(stores

@@ -123,6 +123,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
         tables,
         [
             "audit_log",
+            "invites",
             "login_attempts",
             "mfa_backup_codes",
             "mfa_codes",

@@ -48,6 +48,33 @@ impl ConfigError {
     }
 }
 
+/// Who may create an account (`registration_mode`): by `POST /register`
+/// and by a first OAuth sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    /// Anyone (regstack's `allow_registration = true`).
+    #[default]
+    Open,
+    /// Only with an invitation code an administrator made; a first OAuth
+    /// sign-in cannot present one, so it creates no account (linking and
+    /// existing accounts are unaffected).
+    Invite,
+    /// Nobody (regstack's `allow_registration = false`).
+    Closed,
+}
+
+impl RegistrationMode {
+    /// The key's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Invite => "invite",
+            Self::Closed => "closed",
+        }
+    }
+}
+
 /// HMAC algorithms accepted for access tokens (regstack's set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 pub enum JwtAlgorithm {
@@ -311,8 +338,9 @@ pub struct Config {
     pub jwt_iat_leeway_seconds: u64,
     /// Registration waits for the address to be proven.
     pub require_verification: bool,
-    /// Registration is open.
-    pub allow_registration: bool,
+    /// Who may create an account: open, by invitation only, or nobody
+    /// (regstack's `allow_registration = false` is `Closed`).
+    pub registration_mode: RegistrationMode,
     /// Registering a taken address answers exactly like registering a new
     /// one (201, pending verification) and mails the address's owner a
     /// notice instead of answering 409, so registration cannot tell who
@@ -377,7 +405,7 @@ impl Default for Config {
             jwt_audience: None,
             jwt_iat_leeway_seconds: 5,
             require_verification: true,
-            allow_registration: true,
+            registration_mode: RegistrationMode::Open,
             uniform_registration: false,
             enable_password_reset: true,
             enable_account_deletion: true,

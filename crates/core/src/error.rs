@@ -177,6 +177,15 @@ pub enum AuthError {
     /// the address was given.
     #[error("a user with email {0} already exists")]
     PendingAddressTaken(String),
+    /// 403: `registration_mode = "invite"` and the registration brought no
+    /// invitation that admits it — missing, unknown, spent, expired,
+    /// revoked or bound to another address: one answer for all, given
+    /// before the address is looked at, so it says nothing about accounts.
+    #[error("a valid invitation is required")]
+    InviteRequired,
+    /// 404: no open invitation has that id (administrator's revoke).
+    #[error("invite not found")]
+    InviteNotFound,
     /// 400: an administrator tried to lock themselves out.
     #[error("administrators cannot do this to their own account: {0:?}")]
     AdminSelfChange(SelfChange),

@@ -81,11 +81,19 @@ pub enum EventKind {
     /// An administrator forgot every sign-in failure counted against an
     /// address (its lockout, the address's own and its devices').
     AdminLockoutCleared,
+    /// An administrator made an invitation (`email`: the address it is
+    /// bound to, if any; `actor_id`: who; none from the command line).
+    AdminInviteCreated,
+    /// An administrator withdrew an invitation.
+    AdminInviteRevoked,
+    /// A registration spent an invitation (`email`: the address that
+    /// registered).
+    InviteRedeemed,
 }
 
 impl EventKind {
     /// Every kind, for exhaustive checks.
-    pub const ALL: [EventKind; 29] = [
+    pub const ALL: [EventKind; 32] = [
         Self::UserRegistered,
         Self::VerificationRequested,
         Self::UserVerified,
@@ -115,6 +123,9 @@ impl EventKind {
         Self::AdminUserUpdated,
         Self::AdminPasswordChangeRequired,
         Self::AdminLockoutCleared,
+        Self::AdminInviteCreated,
+        Self::AdminInviteRevoked,
+        Self::InviteRedeemed,
     ];
 
     /// The wire name hosts subscribe by.
@@ -149,6 +160,9 @@ impl EventKind {
             Self::AdminUserUpdated => "admin_user_updated",
             Self::AdminPasswordChangeRequired => "admin_password_change_required",
             Self::AdminLockoutCleared => "admin_lockout_cleared",
+            Self::AdminInviteCreated => "admin_invite_created",
+            Self::AdminInviteRevoked => "admin_invite_revoked",
+            Self::InviteRedeemed => "invite_redeemed",
         }
     }
 

@@ -36,7 +36,7 @@ pub mod redirect;
 pub mod refresh_token;
 pub mod tokens;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, RegistrationMode};
 pub use engine::{
     ClientContext, Deps, Engine, EngineError, Principal, Registered, Registration, SignedIn,
 };

@@ -23,11 +23,15 @@ struct Rig {
 }
 
 fn rig() -> Rig {
+    rig_with(Config::default())
+}
+
+fn rig_with(base: Config) -> Rig {
     let (stores, faults) = memory_stores_with_faults();
     let mailer = RecordingMailer::new();
     let cfg = Config {
         jwt_secret: "fault-test-secret-fault-test-secret-0001".into(),
-        ..Config::default()
+        ..base
     };
     let engine = Engine::new(
         cfg,
@@ -83,6 +87,7 @@ async fn registered_and_verified(r: &Rig, addr: &str) {
                 email: email(addr),
                 password: new_pw(PW),
                 full_name: None,
+                invite_code: None,
             },
             &c,
         )
@@ -100,6 +105,7 @@ async fn a_failed_registration_writes_nothing_and_a_retry_works() {
         email: email("a@example.com"),
         password: new_pw(PW),
         full_name: None,
+        invite_code: None,
     };
     r.faults.fail_next("pending.put");
     unavailable(r.engine.register(reg(), &c).await);
@@ -126,6 +132,56 @@ async fn a_failed_registration_writes_nothing_and_a_retry_works() {
     );
 }
 
+/// Invite-only registration: a registration that fails after its code was
+/// redeemed (the pending row cannot be stored, the hash fails… here the
+/// store) gives the code back, so the invitee's retry works and nothing
+/// is half-written; a failing redemption admits nobody (fail closed).
+#[tokio::test]
+async fn a_failed_invited_registration_gives_its_code_back() {
+    let r = rig_with(Config {
+        registration_mode: regstack_core::RegistrationMode::Invite,
+        ..Config::default()
+    });
+    let c = ClientContext::default();
+    let made = r
+        .engine
+        .create_invite(regstack_core::engine::InviteSpec::default(), None)
+        .await
+        .unwrap();
+    let reg = || Registration {
+        email: email("invited@example.com"),
+        password: new_pw(PW),
+        full_name: None,
+        invite_code: Some(SecretString::from(made.code.expose_secret().to_owned())),
+    };
+    r.faults.fail_next("invites.redeem");
+    unavailable(r.engine.register(reg(), &c).await);
+    r.faults.fail_next("pending.put");
+    unavailable(r.engine.register(reg(), &c).await);
+    let now = r.engine.now();
+    assert!(r
+        .stores
+        .pending
+        .find_by_email(&email("invited@example.com"), now)
+        .await
+        .unwrap()
+        .is_none());
+    let open = r.stores.invites.list(false, 10, now).await.unwrap();
+    assert_eq!(open.len(), 1, "the code was given back");
+    r.engine.register(reg(), &c).await.unwrap();
+    assert!(r
+        .stores
+        .invites
+        .list(false, 10, now)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        r.engine.register(reg(), &c).await,
+        Err(AuthError::InviteRequired)
+    ));
+}
+
 #[tokio::test]
 async fn a_failed_verification_keeps_the_pending_row_and_creates_no_user() {
     let r = rig();
@@ -136,6 +192,7 @@ async fn a_failed_verification_keeps_the_pending_row_and_creates_no_user() {
                 email: email("b@example.com"),
                 password: new_pw(PW),
                 full_name: None,
+                invite_code: None,
             },
             &c,
         )

@@ -409,6 +409,60 @@ impl Fields<'_> {
         }
     }
 
+    /// An optional, nullable email address, canonicalised: `None` when
+    /// absent or null.
+    pub fn optional_email(&mut self, name: &'static str) -> Option<Option<Email>> {
+        let Some(s) = self.optional_nullable(name, Len::ANY)?.flatten() else {
+            return Some(None);
+        };
+        match Email::parse(&s) {
+            Ok(e) => Some(Some(e)),
+            Err(reason) => {
+                self.push(
+                    "value_error",
+                    name,
+                    format!("value is not a valid email address: {reason}"),
+                    Some(json!({ "reason": reason.to_string() })),
+                );
+                None
+            }
+        }
+    }
+
+    /// An optional, nullable integer within `min..=max`: `None` when
+    /// absent or null. Strict: a JSON integer (no `"60"`, no `60.0`).
+    pub fn optional_int(&mut self, name: &'static str, min: u64, max: u64) -> Option<Option<u64>> {
+        let n = match self.raw(name).cloned() {
+            None | Some(Value::Null) => return Some(None),
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
+                n.as_i64().map_or(i128::MAX, i128::from)
+            }
+            Some(_) => {
+                self.push("int_type", name, "Input should be a valid integer", None);
+                return None;
+            }
+        };
+        if n < i128::from(min) {
+            self.push(
+                "greater_than_equal",
+                name,
+                format!("Input should be greater than or equal to {min}"),
+                Some(json!({ "ge": min })),
+            );
+            return None;
+        }
+        if n > i128::from(max) {
+            self.push(
+                "less_than_equal",
+                name,
+                format!("Input should be less than or equal to {max}"),
+                Some(json!({ "le": max })),
+            );
+            return None;
+        }
+        Some(u64::try_from(n).ok())
+    }
+
     /// A required email address, canonicalised.
     pub fn email(&mut self, name: &'static str) -> Option<Email> {
         let s = self.string_value(name, true)??;

@@ -322,6 +322,11 @@ impl IntoResponse for ApiError {
                     StatusCode::CONFLICT,
                     format!("A user with email {email} already exists."),
                 ),
+                A::InviteRequired => detail(
+                    StatusCode::FORBIDDEN,
+                    "Registration requires a valid invitation code.",
+                ),
+                A::InviteNotFound => detail(StatusCode::NOT_FOUND, "Invite not found."),
                 A::AdminSelfChange(what) => detail(StatusCode::BAD_REQUEST, self_change(what)),
                 A::Unauthenticated(f) => match f {
                     AuthFailure::Missing => bearer_challenge(detail(
@@ -416,7 +421,7 @@ mod tests {
     }
 
     /// How many rows [`row`] has.
-    const ROWS: usize = 64;
+    const ROWS: usize = 66;
 
     /// The wire answer every error must get: its row number, status and
     /// body. Exhaustive on purpose — no `_` arm — so a new variant of
@@ -607,6 +612,12 @@ mod tests {
                     400,
                     d("You cannot delete your own account here; use DELETE /account instead."),
                 ),
+                A::InviteRequired => (
+                    60,
+                    403,
+                    d("Registration requires a valid invitation code."),
+                ),
+                A::InviteNotFound => (61, 404, d("Invite not found.")),
                 A::Unauthenticated(f) => match f {
                     AuthFailure::Missing => (25, 401, d("Authentication required.")),
                     AuthFailure::Invalid => (26, 401, d("Invalid or expired token.")),
@@ -682,6 +693,8 @@ mod tests {
             AuthError::NoPasswordToVerify,
             AuthError::NoPendingRegistration("bob@example.com".into()),
             AuthError::PendingAddressTaken("bob@example.com".into()),
+            AuthError::InviteRequired,
+            AuthError::InviteNotFound,
             AuthError::AdminSelfChange(SelfChange::Demote),
             AuthError::AdminSelfChange(SelfChange::Disable),
             AuthError::AdminSelfChange(SelfChange::Delete),

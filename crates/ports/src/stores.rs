@@ -19,6 +19,7 @@ use chrono::TimeDelta;
 use crate::audit::AuditStore;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
+use crate::invites::InviteStore;
 use crate::oauth::OAuthStore;
 use crate::types::*;
 
@@ -186,8 +187,10 @@ pub trait UserStore: Send + Sync {
     /// Removes the user and every row that belongs to it: sessions, tokens,
     /// second-factor challenges, its TOTP factor and backup codes, its
     /// linked OAuth identities and the OAuth flows it started to link one,
-    /// login attempts in every bucket of its address (its devices' too) and
-    /// rate-limit hits keyed by its address. Returns the removed user. A
+    /// login attempts in every bucket of its address (its devices' too),
+    /// rate-limit hits keyed by its address and the invitations bound to or
+    /// spent by its address (those it made as an administrator stay, no
+    /// longer naming it). Returns the removed user. A
     /// [`SessionStore::start`] or [`TokenStore::issue`] for the user racing
     /// the deletion leaves nothing behind: it lands before and is removed
     /// with the rest, or finds the user gone (`SessionStart::Stale`; an issue
@@ -676,6 +679,8 @@ pub struct Stores {
     pub oauth: Arc<dyn OAuthStore>,
     /// The append-only audit log.
     pub audit: Arc<dyn AuditStore>,
+    /// Invitations, for invite-only registration.
+    pub invites: Arc<dyn InviteStore>,
     /// Backend health.
     pub health: Arc<dyn StoreHealth>,
 }

@@ -139,6 +139,11 @@ opaque_id!(
     UserId
 );
 opaque_id!(
+    /// Names one invitation (what administrators list and revoke by); not
+    /// the code, which is a secret of its own.
+    InviteId
+);
+opaque_id!(
     /// Identifies one sign-in session; access tokens carry it as `sid`.
     SessionId
 );

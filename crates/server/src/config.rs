@@ -30,7 +30,7 @@ use regstack_adapters_notify::{MailTransport, SesSettings, SmtpSecurity, SmtpSet
 use regstack_core::config::{
     AuditPolicy, EmailPolicy, JwtAlgorithm, MfaPolicy, OAuthPolicy, PasswordConfig, SessionsConfig,
 };
-use regstack_core::{Config, ConfigError};
+use regstack_core::{Config, ConfigError, RegistrationMode};
 use regstack_http_axum::HttpSettings;
 use regstack_oauth::{ProviderConfig, ProviderKind};
 use secrecy::SecretString;
@@ -415,6 +415,29 @@ impl OAuthSection {
     }
 }
 
+/// `registration_mode`, or regstack's `allow_registration` for it; the two
+/// set against each other is a configuration error (which one was meant
+/// cannot be guessed, and guessing "open" would open a closed service).
+fn registration_mode_of(
+    mode: Option<RegistrationMode>,
+    allow: Option<bool>,
+) -> Result<RegistrationMode, ConfigError> {
+    match (mode, allow) {
+        (None, None | Some(true)) => Ok(RegistrationMode::Open),
+        (None, Some(false)) => Ok(RegistrationMode::Closed),
+        (Some(mode), None) => Ok(mode),
+        (Some(RegistrationMode::Closed), Some(false)) => Ok(RegistrationMode::Closed),
+        (Some(mode @ (RegistrationMode::Open | RegistrationMode::Invite)), Some(true)) => Ok(mode),
+        (Some(mode), Some(allow)) => Err(ConfigError::new(
+            "registration_mode",
+            format!(
+                "is \"{}\" but allow_registration = {allow} says otherwise; set only registration_mode",
+                mode.as_str()
+            ),
+        )),
+    }
+}
+
 /// `regstack.toml` and `REGSTACK_*` as read: every key regstack-rs
 /// implements, with regstack's names and defaults. [`FileConfig::split`]
 /// turns it into the [`Settings`] parts.
@@ -445,8 +468,13 @@ pub struct FileConfig {
     pub jwt_iat_leeway_seconds: u64,
     /// Registration waits for the address to be proven.
     pub require_verification: bool,
-    /// Registration is open.
-    pub allow_registration: bool,
+    /// Who may register: `"open"`, `"invite"` or `"closed"` (unset: open,
+    /// or what `allow_registration` says).
+    pub registration_mode: Option<RegistrationMode>,
+    /// regstack's switch: `false` is `registration_mode = "closed"`. Kept
+    /// working; set beside a `registration_mode` it contradicts, start-up
+    /// fails.
+    pub allow_registration: Option<bool>,
     /// A taken address gets the same answer as a new one, and its owner a
     /// notice (EN-5); off: regstack's 409.
     pub uniform_registration: bool,
@@ -590,7 +618,7 @@ impl Default for FileConfig {
             jwt_audience,
             jwt_iat_leeway_seconds,
             require_verification,
-            allow_registration,
+            registration_mode: _,
             uniform_registration,
             enable_password_reset,
             enable_account_deletion,
@@ -644,7 +672,8 @@ impl Default for FileConfig {
             jwt_audience,
             jwt_iat_leeway_seconds,
             require_verification,
-            allow_registration,
+            registration_mode: None,
+            allow_registration: None,
             uniform_registration,
             enable_password_reset,
             enable_account_deletion,
@@ -715,6 +744,7 @@ impl FileConfig {
             jwt_audience,
             jwt_iat_leeway_seconds,
             require_verification,
+            registration_mode,
             allow_registration,
             uniform_registration,
             enable_password_reset,
@@ -747,6 +777,7 @@ impl FileConfig {
             oauth,
             audit,
         } = self;
+        let registration_mode = registration_mode_of(registration_mode, allow_registration)?;
         let (email, mail) = email.split()?;
         let (oauth_policy, providers) = oauth.split()?;
         Ok(Settings {
@@ -760,7 +791,7 @@ impl FileConfig {
                 jwt_audience,
                 jwt_iat_leeway_seconds,
                 require_verification,
-                allow_registration,
+                registration_mode,
                 uniform_registration,
                 enable_password_reset,
                 enable_account_deletion,
@@ -1316,6 +1347,58 @@ client_secret = "ms-secret"
     }
 
     #[test]
+    fn registration_mode_and_regstacks_allow_registration_agree_or_fail() {
+        let mode = |src: &str| {
+            from_dict(dict(src))
+                .unwrap()
+                .0
+                .split()
+                .map(|s| s.config.registration_mode)
+        };
+        assert_eq!(mode("").unwrap(), RegistrationMode::Open);
+        assert_eq!(
+            mode("registration_mode = \"invite\"").unwrap(),
+            RegistrationMode::Invite
+        );
+        assert_eq!(
+            mode("registration_mode = \"closed\"").unwrap(),
+            RegistrationMode::Closed
+        );
+        assert_eq!(
+            mode("allow_registration = false").unwrap(),
+            RegistrationMode::Closed
+        );
+        assert_eq!(
+            mode("allow_registration = true").unwrap(),
+            RegistrationMode::Open
+        );
+        assert_eq!(
+            mode("allow_registration = true\nregistration_mode = \"invite\"").unwrap(),
+            RegistrationMode::Invite
+        );
+        assert_eq!(
+            mode("allow_registration = false\nregistration_mode = \"closed\"").unwrap(),
+            RegistrationMode::Closed
+        );
+        for contradiction in [
+            "allow_registration = false\nregistration_mode = \"open\"",
+            "allow_registration = false\nregistration_mode = \"invite\"",
+            "allow_registration = true\nregistration_mode = \"closed\"",
+        ] {
+            let err = mode(contradiction).unwrap_err();
+            assert_eq!(err.key, "registration_mode", "{contradiction}");
+            assert!(err.to_string().contains("allow_registration"), "{err}");
+        }
+        assert!(from_dict(dict("registration_mode = \"invitation\"")).is_err());
+        let env = [("REGSTACK_REGISTRATION_MODE".to_owned(), "invite".to_owned())];
+        let (c, _) = from_dict(env_dict(&env)).unwrap();
+        assert_eq!(
+            c.split().unwrap().config.registration_mode,
+            RegistrationMode::Invite
+        );
+    }
+
+    #[test]
     fn the_file_defaults_are_each_parts_defaults() {
         let s = FileConfig::default().split().unwrap();
         let core = Config::default();
@@ -1427,7 +1510,7 @@ refresh_cookie = true
         assert_eq!(c.jwt_audience.as_deref(), Some("acme-api"));
         assert_eq!(c.jwt_iat_leeway_seconds, 2);
         assert!(!c.require_verification);
-        assert!(!c.allow_registration);
+        assert_eq!(c.registration_mode, RegistrationMode::Closed);
         assert!(!c.enable_password_reset);
         assert!(!c.enable_account_deletion);
         assert_eq!(c.verification_token_ttl_seconds, 120);

@@ -71,6 +71,8 @@ enum Command {
     SetPasswordChange(cli::set_password_change::Args),
     /// Make an existing account an administrator (or `--revoke` it).
     Promote(cli::promote::Args),
+    /// Make, list or revoke invitations (registration_mode = "invite").
+    Invite(cli::invite::Args),
     /// Check configuration, secret, database, mail and OAuth providers.
     Doctor(cli::doctor::Args),
     /// Probe a running instance end to end through its HTTP API.
@@ -292,6 +294,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CreateAdmin(args) => cli::finish(cli::create_admin::run(args).await),
         Command::SetPasswordChange(args) => cli::finish(cli::set_password_change::run(args).await),
         Command::Promote(args) => cli::finish(cli::promote::run(args).await),
+        Command::Invite(args) => cli::finish(cli::invite::run(args).await),
         Command::Doctor(args) => cli::finish(cli::doctor::run(args).await),
         Command::Validate(args) => cli::finish(cli::validate::run(args).await),
         Command::Audit(cmd) => cli::finish(cli::audit::run(cmd).await),

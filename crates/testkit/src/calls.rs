@@ -16,6 +16,7 @@ use std::pin::Pin;
 use chrono::TimeDelta;
 use regstack_ports::{
     AdminChange, AuditQuery, ChallengeKind, FlowMode, FlowResult, LockoutKey, MfaChallenge,
+    AdminChange, ChallengeKind, FlowMode, FlowResult, InviteId, LockoutKey, MfaChallenge,
     RevokeReason, SessionId, StoreError, Stores, TokenKind, UserFilter, UserId,
 };
 
@@ -124,6 +125,12 @@ pub fn every_store_call(stores: &Stores) -> Vec<StoreCall> {
         "audit.append" => |s| s.audit.append(&[fixtures::audit_entry("login_failed", t0())]);
         "audit.query" => |s| s.audit.query(&AuditQuery::default());
         "audit.purge_before" => |s| s.audit.purge_before(t0());
+        "invites.create" => |s| s.invites.create(fixtures::invite(&hash(), Some("outage@example.com"), later()));
+        "invites.list" => |s| s.invites.list(true, 10, t0());
+        "invites.revoke" => |s| s.invites.revoke(&InviteId::generate(), t0());
+        "invites.redeem" => |s| s.invites.redeem(&hash(), &email(), t0());
+        "invites.release" => |s| s.invites.release(&InviteId::generate(), &email());
+        "invites.purge_expired" => |s| s.invites.purge_expired(t0());
         "health.ping" => |s| s.health.ping();
         "health.schema_is_current" => |s| s.health.schema_is_current();
     }

@@ -7,6 +7,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
     AuditEntry, Email, FlowMode, NewSession, NewUser, OAuthFlow, OAuthIdentity, OneTimeToken,
+    Email, FlowMode, Invite, InviteId, NewSession, NewUser, OAuthFlow, OAuthIdentity, OneTimeToken,
     PasswordHash, PendingRegistration, SessionId, Timestamp, TokenHash, TokenKind, UserId,
 };
 
@@ -84,6 +85,23 @@ pub fn pending(email_raw: &str, token: &TokenHash, expires_at: Timestamp) -> Pen
         token_hash: token.clone(),
         created_at: t0(),
         expires_at,
+    }
+}
+
+/// An open invite made at [`t0`] with the code hash `code`, bound to
+/// `bound` when given.
+pub fn invite(code: &TokenHash, bound: Option<&str>, expires_at: Timestamp) -> Invite {
+    Invite {
+        id: InviteId::generate(),
+        code_hash: code.clone(),
+        email: bound.map(email),
+        note: None,
+        created_by: None,
+        created_at: t0(),
+        expires_at,
+        used_at: None,
+        used_by: None,
+        revoked_at: None,
     }
 }
 

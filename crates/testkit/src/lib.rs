@@ -203,6 +203,13 @@ macro_rules! __store_contract_cases {
             identities_of_lists_the_oldest_link_first,
             purge_expired_removes_only_dead_oauth_flows,
             delete_account_removes_identities_and_link_flows,
+            // Invitations.
+            invite_is_single_use_under_20_parallel_redemptions,
+            invite_expires_at_its_exact_microsecond,
+            invite_bound_to_an_address_admits_only_that_address,
+            revoked_invite_admits_nobody,
+            released_invite_opens_again_for_one_more_redemption,
+            invites_list_newest_first_and_purge_the_expired,
             // Housekeeping.
             purge_expired_removes_only_dead_rows,
             health_ping_and_schema,

@@ -25,6 +25,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
     AdminChange, Admission, AuditEntry, AuditQuery, AuditStore, ChallengeAttempt, Claim, Creation,
     Email, EmailChangeOutcome, Factors, FlowMode, FlowResult, Linking, LockoutKey,
+    AdminChange, Admission, ChallengeAttempt, Claim, Creation, Email, EmailChangeOutcome, Factors,
+    FlowMode, FlowResult, Invite, InviteId, InviteRedemption, InviteStore, Linking, LockoutKey,
     LoginAttemptStore, MfaChallenge, MfaStore, NewSession, NewUser, OAuthFlow, OAuthIdentity,
     OAuthStore, OneTimeToken, PasswordHash, PendingRegistration, PendingStore, Promotion,
     RateLimitStore, Redemption, RefreshFamily, RevokeReason, Rotation, Session, SessionId,
@@ -54,6 +56,7 @@ pub fn memory_stores_with_faults() -> (Stores, FaultInjector) {
         mfa: store.clone(),
         oauth: store.clone(),
         audit: store.clone(),
+        invites: store.clone(),
         health: store,
     };
     (stores, faults)
@@ -127,6 +130,12 @@ pub const OPERATIONS: &[&str] = &[
     "audit.append",
     "audit.query",
     "audit.purge_before",
+    "invites.create",
+    "invites.list",
+    "invites.revoke",
+    "invites.redeem",
+    "invites.release",
+    "invites.purge_expired",
     "health.ping",
     "health.schema_is_current",
 ];
@@ -275,6 +284,8 @@ struct State {
     identities: HashMap<(String, String), OAuthIdentity>,
     /// The audit log by id (`audit_log`).
     audit: HashMap<String, AuditEntry>,
+    /// Invitations by id (`invites`).
+    invites: HashMap<InviteId, Invite>,
 }
 
 /// An `oauth_states` row: the flow as started, whether a callback claimed
@@ -629,6 +640,14 @@ impl UserStore for MemoryStore {
         // `jbob@x.org`'s counters with it.
         let suffix = format!(":{}", user.email);
         st.hits.retain(|key, _| !key.ends_with(&suffix));
+        st.invites.retain(|_, i| {
+            i.email.as_ref() != Some(&user.email) && i.used_by.as_ref() != Some(&user.email)
+        });
+        for i in st.invites.values_mut() {
+            if i.created_by.as_ref() == Some(id) {
+                i.created_by = None;
+            }
+        }
         Ok(Some(user))
     }
 
@@ -1593,6 +1612,93 @@ impl OAuthStore for MemoryStore {
         let before = st.flows.len();
         st.flows.retain(|_, row| row.flow.expires_at > now);
         Ok((before - st.flows.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl InviteStore for MemoryStore {
+    async fn create(&self, invite: Invite) -> Result<(), StoreError> {
+        let mut st = self.enter("invites.create")?;
+        if st.invites.contains_key(&invite.id)
+            || st.invites.values().any(|i| i.code_hash == invite.code_hash)
+        {
+            return Err(StoreError::Conflict("invite"));
+        }
+        st.invites.insert(invite.id.clone(), invite);
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        include_closed: bool,
+        limit: u64,
+        now: Timestamp,
+    ) -> Result<Vec<Invite>, StoreError> {
+        let st = self.enter("invites.list")?;
+        let mut all: Vec<Invite> = st
+            .invites
+            .values()
+            .filter(|i| include_closed || i.is_open(now))
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(all)
+    }
+
+    async fn revoke(&self, id: &InviteId, now: Timestamp) -> Result<Option<Invite>, StoreError> {
+        let mut st = self.enter("invites.revoke")?;
+        match st.invites.get_mut(id) {
+            Some(i) if i.used_at.is_none() && i.revoked_at.is_none() => {
+                i.revoked_at = Some(now);
+                Ok(Some(i.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn redeem(
+        &self,
+        code: &TokenHash,
+        email: &Email,
+        now: Timestamp,
+    ) -> Result<InviteRedemption, StoreError> {
+        let mut st = self.enter("invites.redeem")?;
+        let Some(invite) = st.invites.values_mut().find(|i| &i.code_hash == code) else {
+            return Ok(InviteRedemption::Unknown);
+        };
+        Ok(if invite.revoked_at.is_some() {
+            InviteRedemption::Revoked
+        } else if invite.used_at.is_some() {
+            InviteRedemption::Spent
+        } else if invite.expires_at <= now {
+            InviteRedemption::Expired
+        } else if invite.email.as_ref().is_some_and(|bound| bound != email) {
+            InviteRedemption::WrongAddress
+        } else {
+            invite.used_at = Some(now);
+            invite.used_by = Some(email.clone());
+            InviteRedemption::Redeemed(invite.clone())
+        })
+    }
+
+    async fn release(&self, id: &InviteId, email: &Email) -> Result<bool, StoreError> {
+        let mut st = self.enter("invites.release")?;
+        match st.invites.get_mut(id) {
+            Some(i) if i.used_at.is_some() && i.used_by.as_ref() == Some(email) => {
+                i.used_at = None;
+                i.used_by = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut st = self.enter("invites.purge_expired")?;
+        let before = st.invites.len();
+        st.invites.retain(|_, i| i.expires_at > now);
+        Ok((before - st.invites.len()) as u64)
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod attempts;
 mod audit;
+mod invites;
 mod mfa;
 mod oauth;
 mod pending;
@@ -56,6 +57,7 @@ impl<B: Backend + Clone> SqlStores<B> {
             mfa: s.clone(),
             oauth: s.clone(),
             audit: s.clone(),
+            invites: s.clone(),
             health: s,
         }
     }

@@ -13,7 +13,8 @@ use regstack_ports::{
 };
 
 use super::{
-    attempts, commit, mfa, oauth, pending, rate_limits, rollback, sessions, tokens, SqlStores,
+    attempts, commit, invites, mfa, oauth, pending, rate_limits, rollback, sessions, tokens,
+    SqlStores,
 };
 use crate::backend::{select_user_by_id, Arg, Backend, Commit, Conn};
 use crate::error::CorruptRow;
@@ -392,6 +393,7 @@ impl<B: Backend> UserStore for SqlStores<B> {
         oauth::delete_all_of_user(&mut *tx, user.id.as_str()).await?;
         attempts::clear_on(&mut *tx, user.email.as_str()).await?;
         rate_limits::delete_for_email_on(&mut *tx, user.email.as_str()).await?;
+        invites::forget_user_on(&mut *tx, user.id.as_str(), user.email.as_str()).await?;
         commit::<B>(tx).await?;
         Ok(Some(user))
     }

@@ -12,10 +12,10 @@
 //! the administrator who made it.
 
 use regstack_ports::{
-    AdminChange, Email, PendingRegistration, Promotion, RevokeReason, Session, User, UserCounts,
-    UserCursor, UserFilter, UserId,
+    AdminChange, Email, Invite, InviteId, PendingRegistration, Promotion, RevokeReason, Session,
+    User, UserCounts, UserCursor, UserFilter, UserId,
 };
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{secs, ClientContext, Engine, Principal};
 use crate::error::{AuthError, SelfChange};
@@ -41,7 +41,180 @@ pub struct UserPage {
     pub total: u64,
 }
 
+/// How long an invitation lives when its maker does not say: a week.
+pub const DEFAULT_INVITE_TTL_SECONDS: u64 = 7 * 24 * 3600;
+/// The longest an invitation may live: 90 days. A forgotten code should
+/// not admit someone a year later.
+pub const MAX_INVITE_TTL_SECONDS: u64 = 90 * 24 * 3600;
+/// The longest note an invitation may carry, in characters.
+pub const MAX_INVITE_NOTE_CHARS: usize = 500;
+/// The most invitations one list answer holds.
+pub const MAX_INVITE_PAGE: u64 = 200;
+
+/// What an invitation is made with (`POST /admin/invites`,
+/// `regstack invite create`); checked by [`Engine::create_invite`].
+#[derive(Debug, Clone, Default)]
+pub struct InviteSpec {
+    /// The only address it will admit, when given.
+    pub email: Option<Email>,
+    /// Its lifetime in seconds (default [`DEFAULT_INVITE_TTL_SECONDS`],
+    /// 60 to [`MAX_INVITE_TTL_SECONDS`]).
+    pub expires_in_seconds: Option<u64>,
+    /// A reminder for the operators (≤ [`MAX_INVITE_NOTE_CHARS`], no
+    /// control characters).
+    pub note: Option<String>,
+}
+
+/// Why an [`InviteSpec`] was refused: the field and what is wrong, for the
+/// caller's own wording (a 422, a usage error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteSpecError {
+    /// `expires_in_seconds` or `note`.
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl InviteSpec {
+    /// Checks the lifetime and the note.
+    pub fn check(&self) -> Result<(), InviteSpecError> {
+        if let Some(ttl) = self.expires_in_seconds {
+            if !(60..=MAX_INVITE_TTL_SECONDS).contains(&ttl) {
+                return Err(InviteSpecError {
+                    field: "expires_in_seconds",
+                    reason: format!("must be between 60 and {MAX_INVITE_TTL_SECONDS}"),
+                });
+            }
+        }
+        if let Some(note) = &self.note {
+            if note.chars().count() > MAX_INVITE_NOTE_CHARS || note.chars().any(char::is_control) {
+                return Err(InviteSpecError {
+                    field: "note",
+                    reason: format!(
+                        "must be at most {MAX_INVITE_NOTE_CHARS} characters, without control characters"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A new invitation and its code — the only time the code exists outside
+/// the hands it is given to; it is never stored or shown again.
+pub struct NewInvite {
+    /// The invitation as stored.
+    pub invite: Invite,
+    /// The code to hand to the invitee.
+    pub code: SecretString,
+}
+
 impl Engine {
+    /// Makes an invitation (module doc of `registration.rs` for how it is
+    /// spent); `created_by` names the administrator, `None` the command
+    /// line. The spec must pass [`InviteSpec::check`].
+    pub async fn create_invite(
+        &self,
+        spec: InviteSpec,
+        created_by: Option<&UserId>,
+    ) -> Result<NewInvite, AuthError> {
+        spec.check().map_err(|e| {
+            AuthError::internal(format!("unchecked invite spec: {} {}", e.field, e.reason))
+        })?;
+        let now = self.now();
+        let ttl = spec
+            .expires_in_seconds
+            .unwrap_or(DEFAULT_INVITE_TTL_SECONDS);
+        let token = tokens::issue();
+        let invite = Invite {
+            id: InviteId::generate(),
+            code_hash: token.hash,
+            email: spec.email,
+            note: spec.note,
+            created_by: created_by.cloned(),
+            created_at: now,
+            expires_at: now + secs(ttl),
+            used_at: None,
+            used_by: None,
+            revoked_at: None,
+        };
+        self.stores.invites.create(invite.clone()).await?;
+        Ok(NewInvite {
+            invite,
+            code: token.raw,
+        })
+    }
+
+    /// Invitations newest first: the open ones, or every stored one.
+    pub async fn list_invites(
+        &self,
+        include_closed: bool,
+        limit: u64,
+    ) -> Result<Vec<Invite>, AuthError> {
+        let limit = limit.clamp(1, MAX_INVITE_PAGE);
+        Ok(self
+            .stores
+            .invites
+            .list(include_closed, limit, self.now())
+            .await?)
+    }
+
+    /// Withdraws an invitation not yet spent or withdrawn; anything else
+    /// (unknown, malformed id, spent, revoked) is [`AuthError::InviteNotFound`].
+    pub async fn revoke_invite(&self, id: &str) -> Result<Invite, AuthError> {
+        let id = InviteId::parse(id).ok_or(AuthError::InviteNotFound)?;
+        self.stores
+            .invites
+            .revoke(&id, self.now())
+            .await?
+            .ok_or(AuthError::InviteNotFound)
+    }
+
+    /// `POST /admin/invites`.
+    pub async fn admin_create_invite(
+        &self,
+        admin: &Principal,
+        spec: InviteSpec,
+        client: &ClientContext,
+    ) -> Result<NewInvite, AuthError> {
+        Self::require_admin(admin)?;
+        let made = self.create_invite(spec, Some(&admin.user.id)).await?;
+        self.emit(EventKind::AdminInviteCreated, |e| {
+            e.email.clone_from(&made.invite.email);
+            e.actor_id = Some(admin.user.id.clone());
+            e.ip.clone_from(&client.ip);
+        });
+        Ok(made)
+    }
+
+    /// `GET /admin/invites`.
+    pub async fn admin_list_invites(
+        &self,
+        admin: &Principal,
+        include_closed: bool,
+        limit: u64,
+    ) -> Result<Vec<Invite>, AuthError> {
+        Self::require_admin(admin)?;
+        self.list_invites(include_closed, limit).await
+    }
+
+    /// `DELETE /admin/invites/{id}`.
+    pub async fn admin_revoke_invite(
+        &self,
+        admin: &Principal,
+        id: &str,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
+        Self::require_admin(admin)?;
+        let invite = self.revoke_invite(id).await?;
+        self.emit(EventKind::AdminInviteRevoked, |e| {
+            e.email = invite.email;
+            e.actor_id = Some(admin.user.id.clone());
+            e.ip.clone_from(&client.ip);
+        });
+        Ok(())
+    }
+
     /// Refuses a caller who is not an administrator.
     pub(super) fn require_admin(admin: &Principal) -> Result<(), AuthError> {
         if admin.user.is_superuser {

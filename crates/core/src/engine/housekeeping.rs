@@ -25,6 +25,8 @@ pub struct PurgeReport {
     pub oauth_flows: u64,
     /// Audit entries older than `audit.retention_days`.
     pub audit_entries: u64,
+    /// Invitations past their expiry, spent or not.
+    pub invites: u64,
 }
 
 impl Engine {
@@ -63,6 +65,7 @@ impl Engine {
                         .await?
                 }
             },
+            invites: s.invites.purge_expired(now).await?,
         })
     }
 }

@@ -71,7 +71,10 @@ mod registration;
 mod sessions;
 mod sign_in;
 
-pub use admin::{AdminStats, UserPage};
+pub use admin::{
+    AdminStats, InviteSpec, InviteSpecError, NewInvite, UserPage, DEFAULT_INVITE_TTL_SECONDS,
+    MAX_INVITE_NOTE_CHARS, MAX_INVITE_PAGE, MAX_INVITE_TTL_SECONDS,
+};
 pub use forced_change::PasswordChangePending;
 pub use housekeeping::PurgeReport;
 pub use mfa::{BackupCodes, LoginOutcome, Method, MfaPending, PresentedCode, TotpSetup};

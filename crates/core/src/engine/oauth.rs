@@ -275,7 +275,10 @@ impl Engine {
         };
         let policy = CallbackPolicy {
             auto_link_verified_emails: self.cfg.oauth.auto_link_verified_emails,
-            allow_registration: self.cfg.allow_registration,
+            // An invitation cannot ride along a provider's redirect: in
+            // invite mode a first sign-in creates no account, as when
+            // registration is closed.
+            allow_registration: self.cfg.registration_mode == crate::RegistrationMode::Open,
             completion_ttl: secs(self.cfg.oauth.completion_ttl_seconds),
         };
         let arrival = Arrival {

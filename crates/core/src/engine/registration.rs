@@ -3,10 +3,32 @@
 //! A registration waits as a pending row until its mailed link is used
 //! (`PendingStore::promote`, one atomic step); the single-use rule is
 //! [`crate::flows::one_time`].
+//!
+//! With `registration_mode = "invite"` a registration must bring an
+//! invitation code. The code is spent **at `/register`**, before anything
+//! else is decided: one atomic `InviteStore::redeem` (single use under
+//! any number of racers), checked before the address is even looked up, so
+//! every refusal is the same 403 and says nothing about accounts. What
+//! follows is the registration as in open mode, whose answer does not
+//! depend on the address's state when `uniform_registration` is on — and
+//! so neither does the spending: a valid code is spent by every
+//! registration it admits, a taken or pending address included (a code
+//! left unspent there would tell its holder the address has an account).
+//! Only a registration that *fails* (a store or hashing error, or the
+//! non-uniform 409, which tells anyway) gives the code back
+//! (`InviteStore::release`, by the redeemer only). The redemption, the
+//! registration and the release run to the end in a task of their own, so
+//! a request dropped at its deadline cannot leave a spent code without
+//! its registration. Spending at `/register` rather than at verification
+//! keeps single use a property of one store step; the cost is that a code
+//! is used up by a registration whose owner never clicks the link (an
+//! administrator makes another). A code is a 256-bit secret, so only its
+//! holder can spend it, and a code bound to an address spends only on a
+//! registration for that address, whose link goes to that address.
 
 use regstack_ports::{
-    DisplayName, Email, NewPassword, NewUser, PendingRegistration, Promotion, Timestamp, User,
-    UserId,
+    DisplayName, Email, Invite, InviteRedemption, NewPassword, NewUser, PendingRegistration,
+    Promotion, Timestamp, User, UserId,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -15,6 +37,7 @@ use crate::error::AuthError;
 use crate::events::EventKind;
 use crate::mail::MailKind;
 use crate::tokens::{self, MAX_TOKEN_CHARS};
+use crate::RegistrationMode;
 
 /// A new registration as received.
 #[derive(Debug)]
@@ -25,6 +48,9 @@ pub struct Registration {
     pub password: NewPassword,
     /// Display name.
     pub full_name: Option<DisplayName>,
+    /// The invitation code, when registration is by invitation (ignored,
+    /// and not spent, when it is open).
+    pub invite_code: Option<SecretString>,
 }
 
 /// The outcome of `register`.
@@ -42,15 +68,86 @@ pub enum Registered {
 }
 
 impl Engine {
-    /// `POST /register`.
+    /// `POST /register`: open, by invitation (module doc), or closed.
     pub async fn register(
         &self,
         reg: Registration,
         client: &ClientContext,
     ) -> Result<Registered, AuthError> {
-        if !self.cfg.allow_registration {
-            return Err(AuthError::RegistrationClosed);
+        match self.cfg.registration_mode {
+            RegistrationMode::Closed => Err(AuthError::RegistrationClosed),
+            RegistrationMode::Open => self.register_admitted(reg, client).await,
+            RegistrationMode::Invite => {
+                let engine = self.clone();
+                let client = client.clone();
+                tokio::spawn(async move { engine.register_invited(reg, &client).await })
+                    .await
+                    .map_err(AuthError::internal)?
+            }
         }
+    }
+
+    /// Spends the registration's invitation, registers, and gives the
+    /// invitation back if the registration failed.
+    async fn register_invited(
+        &self,
+        mut reg: Registration,
+        client: &ClientContext,
+    ) -> Result<Registered, AuthError> {
+        let Some(code) = reg.invite_code.take() else {
+            return Err(AuthError::InviteRequired);
+        };
+        if code.expose_secret().is_empty() || code.expose_secret().len() > MAX_TOKEN_CHARS {
+            return Err(AuthError::InviteRequired);
+        }
+        let hash = tokens::hash_presented(&code);
+        let invite = match self
+            .stores
+            .invites
+            .redeem(&hash, &reg.email, self.now())
+            .await?
+        {
+            InviteRedemption::Redeemed(invite) => invite,
+            refused => {
+                tracing::info!(
+                    ip = client.ip.as_deref(),
+                    why = ?refused,
+                    "registration refused: no valid invitation"
+                );
+                return Err(AuthError::InviteRequired);
+            }
+        };
+        let email = reg.email.clone();
+        let result = self.register_admitted(reg, client).await;
+        match &result {
+            Ok(_) => self.emit(EventKind::InviteRedeemed, |e| {
+                e.email = Some(email);
+                e.ip.clone_from(&client.ip);
+            }),
+            Err(_) => self.release_invite(&invite, &email).await,
+        }
+        result
+    }
+
+    /// Gives back an invitation whose registration failed; a failure here
+    /// is logged (the code stays spent, the safe side of single use).
+    async fn release_invite(&self, invite: &Invite, email: &Email) {
+        if let Err(e) = self.stores.invites.release(&invite.id, email).await {
+            tracing::warn!(
+                invite = invite.id.as_str(),
+                error = %e,
+                "an invitation spent by a failed registration could not be given back"
+            );
+        }
+    }
+
+    /// The registration itself, once it is admitted (open mode, or a
+    /// redeemed invitation).
+    async fn register_admitted(
+        &self,
+        reg: Registration,
+        client: &ClientContext,
+    ) -> Result<Registered, AuthError> {
         // Before anything else: the answer must not depend on whether the
         // address has an account.
         self.screen_new_password(&reg.password, &reg.email).await?;

@@ -111,6 +111,27 @@ impl TotpSecret {
             .map_err(|_| TotpError::SecretLength)
     }
 
+    /// Reads a secret as `/totp/setup` shows it (unpadded RFC 4648
+    /// base32, any case, spaces ignored): what a client of the API enrols
+    /// from, as an authenticator app would — `regstack validate` does.
+    pub fn from_base32(encoded: &str) -> Result<Self, TotpError> {
+        let cleaned: String = encoded
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        let bytes = totp_rs::Secret::Encoded(cleaned)
+            .to_bytes()
+            .map_err(|_| TotpError::SecretLength)?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// The code an authenticator app shows during `step`, for a client
+    /// that proves the factor (the other side of [`Self::verify`]).
+    pub fn code_for(&self, step: TotpStep) -> SecretString {
+        SecretString::from(self.totp().generate(step.0.saturating_mul(STEP_SECONDS)))
+    }
+
     /// The raw key, for sealing. Never log or store it as is.
     pub fn expose_bytes(&self) -> &[u8; SECRET_BYTES] {
         &self.0
@@ -326,6 +347,36 @@ mod tests {
         let t = 1_700_000_000u64;
         let code = independent_totp(&parsed.secret, t, 6);
         assert_eq!(secret.verify(&code, at(t as i64)), Some(TotpStep(t / 30)));
+    }
+
+    #[test]
+    fn a_client_reads_the_base32_secret_back_and_computes_the_apps_code() {
+        let secret = TotpSecret::generate();
+        let shown = secret.to_base32();
+        let spaced: String = shown
+            .expose_secret()
+            .to_lowercase()
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| (i % 4 == 0 && i > 0).then_some(' ').into_iter().chain([c]))
+            .collect();
+        for encoded in [shown.expose_secret().to_owned(), spaced] {
+            let read = TotpSecret::from_base32(&encoded).unwrap();
+            assert_eq!(read.expose_bytes(), secret.expose_bytes(), "{encoded}");
+        }
+        let t = 1_700_000_000u64;
+        let step = TotpStep(t / 30);
+        let code = secret.code_for(step);
+        assert_eq!(
+            code.expose_secret(),
+            independent_totp(secret.expose_bytes(), t, 6)
+        );
+        assert_eq!(
+            secret.verify(code.expose_secret(), at(t as i64)),
+            Some(step)
+        );
+        assert!(TotpSecret::from_base32("not base32!").is_err());
+        assert!(TotpSecret::from_base32("MZXW6").is_err(), "too short");
     }
 
     #[test]

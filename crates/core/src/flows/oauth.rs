@@ -37,7 +37,7 @@
 //!   verified it; otherwise it gets a `.invalid` placeholder, so an
 //!   attacker cannot pre-claim a victim's address through a provider that
 //!   does not check it (OA-12);
-//! - `allow_registration = false` stops OAuth sign-up too (OA-15);
+//! - a registration mode other than `open` stops OAuth sign-up too (OA-15);
 //! - the row never holds a credential: the callback records whose account
 //!   and the credential epoch it read, the exchange — by a separate,
 //!   single-use id with a short life (OA-13) — starts the session through
@@ -118,7 +118,8 @@ impl CallbackError {
 pub struct CallbackPolicy {
     /// `oauth.auto_link_verified_emails`.
     pub auto_link_verified_emails: bool,
-    /// `allow_registration`.
+    /// Whether a first sign-in may create an account: only when
+    /// `registration_mode = "open"` (closed and invite-only both refuse).
     pub allow_registration: bool,
     /// How long the browser has to exchange a completed flow.
     pub completion_ttl: TimeDelta,

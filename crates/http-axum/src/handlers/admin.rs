@@ -12,15 +12,20 @@ use std::sync::Arc;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
+use regstack_core::engine::{
+    InviteSpec, MAX_INVITE_NOTE_CHARS, MAX_INVITE_PAGE, MAX_INVITE_TTL_SECONDS,
+};
 use regstack_core::{AuthError, Engine, Principal};
-use regstack_ports::{AdminChange, UserCursor, UserFilter, UserId};
+use regstack_ports::{AdminChange, Invite, UserCursor, UserFilter, UserId};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{ok_json, Answer, EmailBody, Engine_};
-use crate::body::{Fields, FromJsonObject, JsonBody};
+use crate::body::{Fields, FromJsonObject, JsonBody, Len};
 use crate::error::{validation_entry, ApiError};
 use crate::extract::{Client, CurrentUser};
 use crate::read_all;
@@ -52,6 +57,8 @@ pub fn router() -> Router<Arc<Engine>> {
         )
         .route("/admin/users/{id}/mfa", axum::routing::delete(reset_mfa))
         .route("/admin/unlock", post(unlock))
+        .route("/admin/invites", get(list_invites).post(create_invite))
+        .route("/admin/invites/{id}", axum::routing::delete(revoke_invite))
 }
 
 /// A signed-in administrator: 401 without a valid token, 403 for anyone
@@ -444,4 +451,143 @@ pub async fn unlock(
         StatusCode::OK,
         format!("Sign-in lockout cleared for {}.", b.email),
     )
+}
+
+/// `InviteCreate`: every field optional, unknown fields refused.
+pub struct InviteCreate {
+    spec: InviteSpec,
+}
+impl FromJsonObject for InviteCreate {
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        read_all! {
+            email = f.optional_email("email");
+            expires_in_seconds = f.optional_int("expires_in_seconds", 60, MAX_INVITE_TTL_SECONDS);
+            note = f.optional_nullable("note", Len { min: None, max: Some(MAX_INVITE_NOTE_CHARS) });
+        }
+        Some(Self {
+            spec: InviteSpec {
+                email,
+                expires_in_seconds,
+                note: note.flatten(),
+            },
+        })
+    }
+}
+
+/// An invitation as the admin routes show it: never its code.
+#[derive(Serialize)]
+struct InvitePublic {
+    id: String,
+    email: Option<String>,
+    note: Option<String>,
+    created_by: Option<String>,
+    created_at: String,
+    expires_at: String,
+    used_at: Option<String>,
+    used_by: Option<String>,
+    revoked_at: Option<String>,
+    /// `open`, `used`, `revoked` or `expired`, as of the answer.
+    status: &'static str,
+}
+
+impl InvitePublic {
+    fn new(i: &Invite, now: regstack_ports::Timestamp) -> Self {
+        let status = if i.revoked_at.is_some() {
+            "revoked"
+        } else if i.used_at.is_some() {
+            "used"
+        } else if i.expires_at <= now {
+            "expired"
+        } else {
+            "open"
+        };
+        Self {
+            id: i.id.to_string(),
+            email: i.email.as_ref().map(ToString::to_string),
+            note: i.note.clone(),
+            created_by: i.created_by.as_ref().map(ToString::to_string),
+            created_at: user_time(&i.created_at),
+            expires_at: user_time(&i.expires_at),
+            used_at: i.used_at.as_ref().map(user_time),
+            used_by: i.used_by.as_ref().map(ToString::to_string),
+            revoked_at: i.revoked_at.as_ref().map(user_time),
+            status,
+        }
+    }
+}
+
+/// `POST /admin/invites` answer: the invitation and, this once, its code.
+#[derive(Serialize)]
+struct InviteCreated {
+    code: String,
+    #[serde(flatten)]
+    invite: InvitePublic,
+}
+
+/// `GET /admin/invites` answer.
+#[derive(Serialize)]
+struct InviteList {
+    items: Vec<InvitePublic>,
+    limit: u64,
+}
+
+/// `POST /admin/invites` → 201 with the code, shown only here.
+pub async fn create_invite(
+    State(e): Engine_,
+    Client(c): Client,
+    AdminUser(admin): AdminUser,
+    JsonBody(b): JsonBody<InviteCreate>,
+) -> Answer {
+    if let Err(bad) = b.spec.check() {
+        return Err(ApiError::Validation(vec![validation_entry(
+            "value_error",
+            &[json!("body"), json!(bad.field)],
+            format!("Value error, {}", bad.reason),
+            None,
+        )]));
+    }
+    let made = e.admin_create_invite(&admin, b.spec, &c).await?;
+    ok_json(
+        StatusCode::CREATED,
+        InviteCreated {
+            code: made.code.expose_secret().to_owned(),
+            invite: InvitePublic::new(&made.invite, e.now()),
+        },
+    )
+}
+
+/// `GET /admin/invites?all=true&limit=N` → 200: newest first, the open
+/// ones (all of them with `all`), at most `limit` (1–200, default 50).
+pub async fn list_invites(
+    State(e): Engine_,
+    AdminUser(admin): AdminUser,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Answer {
+    let mut errors = Vec::new();
+    let limit = query_int(&query, "limit", 50, 1, Some(MAX_INVITE_PAGE), &mut errors);
+    let all = query_bool(&query, "all", &mut errors).unwrap_or(false);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let items = e.admin_list_invites(&admin, all, limit).await?;
+    let now = e.now();
+    ok_json(
+        StatusCode::OK,
+        InviteList {
+            items: items.iter().map(|i| InvitePublic::new(i, now)).collect(),
+            limit,
+        },
+    )
+}
+
+/// `DELETE /admin/invites/{id}` → 204; 404 unless the invitation is
+/// neither spent nor revoked.
+pub async fn revoke_invite(
+    State(e): Engine_,
+    Client(c): Client,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Answer {
+    e.admin_revoke_invite(&admin, &id, &c).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -8,10 +8,12 @@ use axum::routing::post;
 use axum::Router;
 use regstack_core::{Engine, Registered, Registration};
 use regstack_ports::{DisplayName, Email, NewPassword};
+use secrecy::SecretString;
 
 use super::{message, ok_json, Answer, EmailBody, Engine_, TokenBody};
 use crate::body::{Fields, FromJsonObject, JsonBody};
 use crate::error::ApiError;
+use crate::body::{Fields, FromJsonObject, JsonBody, Len};
 use crate::extract::Client;
 use crate::read_all;
 use crate::wire::{iso_offset, PendingResponse, UserPublic};
@@ -24,11 +26,14 @@ pub fn router() -> Router<Arc<Engine>> {
         .route("/resend-verification", post(resend_verification))
 }
 
-/// `UserCreate`.
+/// `UserCreate`, plus `invite_code` (optional, nullable): the invitation
+/// `registration_mode = "invite"` asks for. In open mode it is accepted
+/// and ignored — never looked up, never spent.
 pub struct UserCreate {
     email: Email,
     password: NewPassword,
     full_name: Option<DisplayName>,
+    invite_code: Option<SecretString>,
 }
 impl FromJsonObject for UserCreate {
     fn read(f: &mut Fields<'_>) -> Option<Self> {
@@ -36,11 +41,13 @@ impl FromJsonObject for UserCreate {
             email = f.email("email");
             password = f.new_password("password");
             full_name = f.full_name("full_name");
+            invite_code = f.optional_secret("invite_code", Len::TOKEN);
         }
         Some(Self {
             email,
             password,
             full_name: full_name.flatten(),
+            invite_code,
         })
     }
 }
@@ -55,6 +62,7 @@ pub async fn register(
         email: b.email,
         password: b.password,
         full_name: b.full_name,
+        invite_code: b.invite_code,
     };
     match e
         .register(reg, &c)

@@ -198,8 +198,9 @@ api_prefix = {api_prefix}
 jwt_ttl_seconds = {jwt_ttl}
 # New accounts confirm their address before they can sign in.
 require_verification = {require_verification}
-# Anyone may register.
-allow_registration = {allow_registration}
+# Who may register: "open" (anyone), "invite" (with a code from
+# `regstack invite create` or POST /admin/invites) or "closed".
+registration_mode = "open"
 # The forgot/reset-password routes exist.
 enable_password_reset = {enable_password_reset}
 # Failed sign-ins per address within the window before a lockout.
@@ -229,7 +230,6 @@ reuse_grace_seconds = {grace}
         api_prefix = quoted(&d.api_prefix),
         jwt_ttl = d.jwt_ttl_seconds,
         require_verification = d.require_verification,
-        allow_registration = d.allow_registration,
         enable_password_reset = d.enable_password_reset,
         lockout_threshold = d.login_lockout_threshold,
         lockout_window = d.login_lockout_window_seconds,

@@ -1,6 +1,7 @@
 //! The operator commands of the `regstack` binary besides `serve`, `migrate`
 //! and `purge`: `init`, `migrate --dry-run`, `create-admin`,
 //! `set-password-change`, `doctor`, `validate` and `audit tail|export`.
+//! `set-password-change`, `promote`, `invite`, `doctor` and `validate`.
 //!
 //! They exist so that setting up, checking and repairing a deployment
 //! needs no hand-written SQL and no one-off scripts, and so scripts can
@@ -15,6 +16,7 @@ pub mod audit;
 pub mod create_admin;
 pub mod doctor;
 pub mod init;
+pub mod invite;
 pub mod migrate;
 pub mod promote;
 pub mod set_password_change;

@@ -1,6 +1,8 @@
 //! `regstack validate <base_url>`: a black-box probe of a deployed
 //! instance, through its public HTTP API only — register, verify, sign in,
-//! `/me`, refresh rotation and reuse detection, logout-all, password
+//! `/me`, refresh rotation and reuse detection, logout-all, a TOTP second
+//! factor (enrol with a code computed from the returned secret, sign out,
+//! sign in through the challenge with a fresh code, remove it), password
 //! change, forgot/reset, and finally deleting the account it made.
 //!
 //! It exists to answer "does this deployment work end to end?" after a
@@ -15,7 +17,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use regstack_core::factors::{TotpSecret, TotpStep};
 use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use super::{Failure, Outcome};
@@ -400,6 +404,9 @@ pub async fn run(args: Args) -> Outcome {
         _ => p.fail("logout-all", "could not sign in twice"),
     }
 
+    // A second factor: TOTP.
+    totp(&mut p, &email, &password).await;
+
     // Password change.
     let changed_to = format!("Changed-{:x}", rand::random::<u64>());
     match p.login(&email, &password).await {
@@ -483,6 +490,153 @@ pub async fn run(args: Args) -> Outcome {
         ),
     }
     summary(&p)
+}
+
+/// The TOTP step the probe's own clock is in.
+fn current_step() -> Option<TotpStep> {
+    TotpStep::at(chrono::Utc::now())
+}
+
+/// Enrols a TOTP factor as an authenticator app would (the code computed
+/// from the secret `/totp/setup` returns), signs out, signs in again
+/// through the second-factor challenge, and removes the factor, so the
+/// checks after it sign in with the password alone. Skipped only when the
+/// server says TOTP is off: `/totp/setup` answers 404.
+///
+/// A code is accepted once per 30-second step and never an earlier one,
+/// so the sign-in presents the step after the enrolment's (or the
+/// current one, if later) — inside the server's ±1 step window as long as
+/// the two clocks agree within about 30 s.
+async fn totp(p: &mut Probe, email: &str, password: &str) {
+    let access = match p.login(email, password).await {
+        Ok((StatusCode::OK, s)) => str_field(&s, "access_token").unwrap_or_default().to_owned(),
+        other => {
+            p.fail(
+                "totp setup",
+                &format!("sign-in failed: {:?}", other.map(|(s, _)| s)),
+            );
+            return;
+        }
+    };
+    let with_password = json!({ "current_password": password });
+    let setup = p
+        .call(
+            Method::POST,
+            "/totp/setup",
+            Some(&access),
+            Some(with_password.clone()),
+        )
+        .await;
+    let (secret, pending) = match &setup {
+        Ok((StatusCode::NOT_FOUND, _)) => {
+            p.skip("totp", "(TOTP not enabled)");
+            return;
+        }
+        Ok((StatusCode::OK, b)) => {
+            let secret = str_field(b, "secret").map(TotpSecret::from_base32);
+            match (secret, str_field(b, "pending_token")) {
+                (Some(Ok(secret)), Some(pending)) => {
+                    p.pass("totp setup", "200, a secret and a pending token");
+                    (secret, pending.to_owned())
+                }
+                _ => {
+                    p.fail(
+                        "totp setup",
+                        "200 without a readable base32 secret and pending token",
+                    );
+                    return;
+                }
+            }
+        }
+        _ => {
+            p.expect("totp setup", &setup, StatusCode::OK);
+            return;
+        }
+    };
+    let Some(enrolled_at) = current_step() else {
+        p.fail("totp confirm", "the probe's clock is before 1970");
+        return;
+    };
+    let code = secret.code_for(enrolled_at);
+    let confirmed = p
+        .call(
+            Method::POST,
+            "/totp/confirm",
+            Some(&access),
+            Some(json!({ "pending_token": pending, "code": code.expose_secret() })),
+        )
+        .await;
+    let has_backup_codes = matches!(&confirmed, Ok((StatusCode::OK, b))
+        if b.get("backup_codes").and_then(Value::as_array).is_some_and(|c| !c.is_empty()));
+    if !p.expect("totp confirm", &confirmed, StatusCode::OK) {
+        return;
+    }
+    if !has_backup_codes {
+        p.fail(
+            "totp backup codes",
+            "the confirmation listed no backup codes",
+        );
+    }
+    let out = p.call(Method::POST, "/logout", Some(&access), None).await;
+    p.expect("totp sign out", &out, StatusCode::OK);
+
+    let challenged = p.login(email, password).await;
+    let token = match &challenged {
+        Ok((StatusCode::OK, b)) if str_field(b, "status") == Some("mfa_required") => {
+            p.pass("totp challenge", "200 mfa_required, no tokens yet");
+            str_field(b, "mfa_pending_token")
+                .unwrap_or_default()
+                .to_owned()
+        }
+        Ok((s, b)) => {
+            p.fail(
+                "totp challenge",
+                &format!("got {s}, wanted mfa_required: {}", brief(b)),
+            );
+            return;
+        }
+        Err(e) => {
+            p.fail("totp challenge", e);
+            return;
+        }
+    };
+    let step = current_step().map_or(enrolled_at, |now| {
+        now.max(TotpStep::from_counter(enrolled_at.counter() + 1))
+    });
+    let code = secret.code_for(step);
+    let signed_in = p
+        .post(
+            "/login/mfa-confirm",
+            json!({ "mfa_pending_token": token, "code": code.expose_secret(), "method": "totp" }),
+        )
+        .await;
+    let access = match &signed_in {
+        Ok((StatusCode::OK, b)) if str_field(b, "access_token").is_some() => {
+            p.pass("totp sign-in", "200, signed in with a fresh code");
+            str_field(b, "access_token").unwrap_or_default().to_owned()
+        }
+        _ => {
+            p.expect("totp sign-in", &signed_in, StatusCode::OK);
+            return;
+        }
+    };
+    let removed = p
+        .call(Method::DELETE, "/totp", Some(&access), Some(with_password))
+        .await;
+    if p.expect("totp disable", &removed, StatusCode::OK) {
+        match p.login(email, password).await {
+            Ok((StatusCode::OK, b)) if str_field(&b, "access_token").is_some() => {
+                p.pass("totp gone", "the password alone signs in again")
+            }
+            other => p.fail(
+                "totp gone",
+                &format!(
+                    "still challenged: {:?}",
+                    other.map(|(s, b)| (s, str_field(&b, "status").map(str::to_owned)))
+                ),
+            ),
+        }
+    }
 }
 
 fn summary(p: &Probe) -> Outcome {

@@ -43,6 +43,7 @@
 //! ask of users and pending registrations), `pending.rs`, `tokens.rs`,
 //! `attempts.rs`, `sessions.rs`, `refresh.rs`, `deletion.rs`,
 //! `rate_limits.rs`, `mfa.rs`, `oauth.rs`, `audit.rs`, `housekeeping.rs`), plus `parallel.rs` for many
+//! `rate_limits.rs`, `mfa.rs`, `oauth.rs`, `invites.rs`, `housekeeping.rs`), plus `parallel.rs` for many
 //! writers at once across aggregates; the race harness, time helpers and
 //! short forms of store calls are in `support.rs`. A new store brings its
 //! own file of cases and lists them in `store_contract!` — a test
@@ -57,6 +58,7 @@ mod attempts;
 mod audit;
 mod deletion;
 mod housekeeping;
+mod invites;
 mod mfa;
 mod oauth;
 mod parallel;
@@ -73,6 +75,7 @@ pub use attempts::*;
 pub use audit::*;
 pub use deletion::*;
 pub use housekeeping::*;
+pub use invites::*;
 pub use mfa::*;
 pub use oauth::*;
 pub use parallel::*;
