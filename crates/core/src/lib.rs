@@ -38,5 +38,5 @@ pub use config::{Config, ConfigError};
 pub use engine::{
     ClientContext, Deps, Engine, EngineError, Principal, Registered, Registration, SignedIn,
 };
-pub use error::{AuthError, AuthFailure, SelfChange};
+pub use error::{AuthError, AuthFailure, DisableRefusal, SelfChange};
 pub use events::{Event, EventBus, EventKind};

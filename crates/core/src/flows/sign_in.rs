@@ -358,7 +358,7 @@ impl<S> Machine for SignIn<S> {
                     )
                 }
                 CredentialCheck::Right(_) if !session => (SignIn::Confirmed, clear(counted)),
-                CredentialCheck::Right(user) if !user.is_active => (
+                CredentialCheck::Right(user) if !user.is_active_at(now) => (
                     SignIn::Refused(Refusal::Disabled),
                     vec![Effect::Failed(Failure::Disabled)],
                 ),
@@ -472,6 +472,8 @@ mod tests {
             updated_at: now(),
             last_login: None,
             tokens_invalidated_after: Some(now() - TimeDelta::days(1)),
+            disabled_reason: None,
+            disabled_until: None,
         })
     }
 

@@ -56,6 +56,8 @@ fn account(n: u8, verified: bool) -> Box<User> {
         updated_at: now(),
         last_login: None,
         tokens_invalidated_after: Some(now() - TimeDelta::days(1)),
+        disabled_reason: None,
+        disabled_until: None,
         must_change_password: false,
     })
 }
