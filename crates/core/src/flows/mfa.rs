@@ -382,9 +382,13 @@ mod tests {
         changed.tokens_invalidated_after = Some(now());
         let mut disabled = account();
         disabled.is_active = false;
+        let mut disabled_until_later = account();
+        disabled_until_later.is_active = false;
+        disabled_until_later.disabled_until = Some(now() + TimeDelta::microseconds(1));
         for (finished, loaded) in [
             (true, Some(changed)),
             (true, Some(disabled)),
+            (true, Some(disabled_until_later)),
             (true, None),
             (false, Some(account())),
         ] {

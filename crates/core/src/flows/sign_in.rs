@@ -699,6 +699,35 @@ mod tests {
     }
 
     #[test]
+    fn a_timed_disabling_refuses_until_its_end_and_not_from_it_on() {
+        let sign_in = |until| {
+            let mut account = user(false, true);
+            account.disabled_until = Some(until);
+            account.disabled_reason = Some("cool-off".into());
+            run(
+                vec![
+                    SignInEvent::Attempted { device: None },
+                    SignInEvent::Admitted { failures: 1 },
+                    SignInEvent::Checked(CredentialCheck::Right(account)),
+                ],
+                &P,
+            )
+        };
+        let (s, _) = sign_in(now() + TimeDelta::microseconds(1));
+        assert_eq!(
+            s,
+            SignIn::Refused(Refusal::Disabled),
+            "one µs before its end"
+        );
+        let (s, e) = sign_in(now());
+        assert!(
+            matches!(s, SignIn::Authenticated { .. }),
+            "at its end: {s:?}"
+        );
+        assert!(e.iter().any(|e| matches!(e, Effect::StartSession(_))));
+    }
+
+    #[test]
     fn the_session_starts_from_the_account_the_password_was_checked_against() {
         let account = user(true, true);
         let (s, e) = run(

@@ -210,6 +210,24 @@ fn a_returning_identity_of_a_disabled_account_is_refused() {
 }
 
 #[test]
+fn a_timed_disabling_refuses_a_returning_identity_until_its_end_only() {
+    let sign_in = |until| {
+        let mut events = to_identity(FlowMode::SignIn, external(None, false));
+        events.push(CallbackEvent::Found(Some(linked(7))));
+        let mut off = account(7, true);
+        off.is_active = false;
+        off.disabled_until = Some(until);
+        events.push(CallbackEvent::Loaded(Some(off)));
+        failed(&run(&POLICY, events).0).map(str::to_owned)
+    };
+    assert_eq!(
+        sign_in(now() + TimeDelta::microseconds(1)).as_deref(),
+        Some("user_inactive")
+    );
+    assert_eq!(sign_in(now()), None, "from its end on the account signs in");
+}
+
+#[test]
 fn linking_an_identity_already_linked_is_refused_with_which_account_has_it() {
     for (owner, code) in [(3, "already_linked"), (4, "identity_in_use")] {
         let mut events = to_identity(FlowMode::Link(uid(3)), external(None, false));
