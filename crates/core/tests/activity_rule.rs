@@ -2,8 +2,9 @@
 //! `User::is_active_at(now)`: a timed disabling ends at its instant whether
 //! or not housekeeping wrote the re-enabling down yet. A bare read of the
 //! stored flag in `core`'s code (tests aside) would keep such an account
-//! locked out — or, read the other way, let nothing through — so this
-//! test refuses one.
+//! locked out past its end, so this test refuses one.
+
+#![allow(clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 

@@ -23,6 +23,9 @@ use crate::types::*;
 
 /// Outcome of [`PendingStore::promote`].
 #[derive(Debug, Clone, PartialEq)]
+// One store step's answer, moved once to its caller and never kept in bulk:
+// boxing the account would cost an allocation per call for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Promotion {
     /// The pending row is gone and this verified user exists.
     Promoted(User),
@@ -36,6 +39,9 @@ pub enum Promotion {
 
 /// Outcome of [`UserStore::confirm_email_change`].
 #[derive(Debug, Clone, PartialEq)]
+// One store step's answer, moved once to its caller and never kept in bulk:
+// boxing the account would cost an allocation per call for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum EmailChangeOutcome {
     /// The address was switched; sessions were revoked.
     Changed(User),
