@@ -3,8 +3,10 @@
 //! answers; disabling ends every session; deletion leaves no row;
 //! promotion, pagination and the refusals of self-lockout.
 
+use std::sync::Arc;
+
 use regstack::Settings;
-use regstack_ports::{AdminChange, NewUser, PasswordHasher, UserId};
+use regstack_ports::{AdminChange, Clock, NewUser, PasswordHasher, UserId};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -230,12 +232,15 @@ async fn stats_list_and_get_follow_regstack() {
         "updated_at",
         "last_login",
         "tokens_invalidated_after",
+        // Beyond regstack, for administrators only: the disabling.
+        "disabled_reason",
+        "disabled_until",
     ] {
         assert!(item.get(key).is_some(), "UserPublic has {key}");
     }
     assert_eq!(
         item.as_object().unwrap().len(),
-        12,
+        14,
         "and nothing else: {item}"
     );
 
@@ -1035,4 +1040,411 @@ async fn a_disabled_or_demoted_admin_is_refused_at_once() {
         (r.status.as_u16(), r.detail()),
         (403, "Administrator privileges required.")
     );
+}
+
+/// An admin app whose clock moves only when told, and that clock.
+async fn admin_app_at_fixed_time() -> (TestApp, Arc<regstack_testkit::FixedClock>) {
+    let app = spawn_app_with(with_admin, true).await;
+    let clock = app.clock.clone().unwrap();
+    (app, clock)
+}
+
+fn instant(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The reason is for administrators: no answer, mail or event the owner
+/// can see carries it.
+fn assert_reason_unseen(app: &TestApp, replies: &[&Reply], reason: &str) {
+    for r in replies {
+        assert!(
+            !r.body.to_string().contains(reason),
+            "the owner was shown the reason: {:?}",
+            r.body
+        );
+        assert!(r.body.get("disabled_reason").is_none(), "{:?}", r.body);
+        assert!(r.body.get("disabled_until").is_none(), "{:?}", r.body);
+    }
+    for mail in app.mailer.sent() {
+        assert!(
+            !format!("{mail:?}").contains(reason),
+            "a mail carries the reason"
+        );
+    }
+    let events = app.events.lock().unwrap().clone();
+    assert!(
+        !format!("{events:?}").contains(reason),
+        "an event carries the reason"
+    );
+}
+
+#[tokio::test]
+async fn a_timed_disabling_with_a_reason_ends_every_session_and_ends_by_itself() {
+    let (app, clock) = admin_app_at_fixed_time().await;
+    let (_, admin) = make_admin(&app, "admin@example.com").await;
+    let (alice_id, alice) = make_user(&app, "alice@example.com").await;
+    let login = app.login("alice@example.com", PW).await;
+    let refresh = login.body["refresh_token"].as_str().unwrap().to_owned();
+    let path = format!("/admin/users/{alice_id}");
+    let reason = "Chargeback fraud, ticket 4711";
+    let until = Clock::now(&*clock) + chrono::TimeDelta::hours(1);
+
+    let r = admin_call(
+        &app,
+        Method::PATCH,
+        &path,
+        &admin,
+        Some(json!({
+            "is_active": false,
+            "disabled_reason": reason,
+            "disabled_until": instant(until),
+        })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["is_active"], false);
+    assert_eq!(r.body["disabled_reason"], reason);
+    assert_eq!(r.body["disabled_until"], instant(until));
+
+    // Every session ended at once, and no way in is left.
+    let me = app.me(&alice).await;
+    assert_eq!(
+        (me.status.as_u16(), me.detail()),
+        (401, "User no longer active.")
+    );
+    let refreshed = app
+        .post("/refresh", json!({ "refresh_token": refresh.clone() }))
+        .await;
+    assert_eq!(
+        (refreshed.status.as_u16(), refreshed.detail()),
+        (401, "Invalid or expired refresh token.")
+    );
+    let refused = app.login("alice@example.com", PW).await;
+    assert_eq!(
+        (refused.status.as_u16(), refused.detail()),
+        (403, "Account is disabled."),
+        "the generic answer, as for a disabling without end"
+    );
+    let forgot = app
+        .post("/forgot-password", json!({ "email": "alice@example.com" }))
+        .await;
+    assert_eq!(forgot.status, 202);
+    let r = admin_call(&app, Method::GET, &format!("{path}/sessions"), &admin, None).await;
+    assert_eq!(r.body["sessions"], json!([]), "no live session is left");
+
+    // Administrators see why and until when, in every answer about her.
+    let r = admin_call(&app, Method::GET, &path, &admin, None).await;
+    assert_eq!(
+        (
+            r.body["disabled_reason"].clone(),
+            r.body["disabled_until"].clone()
+        ),
+        (json!(reason), json!(instant(until)))
+    );
+    let r = admin_call(
+        &app,
+        Method::GET,
+        "/admin/users?is_active=false",
+        &admin,
+        None,
+    )
+    .await;
+    let items = r.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{:?}", r.body);
+    assert_eq!(items[0]["id"], alice_id.as_str());
+    assert_eq!(items[0]["disabled_reason"], reason);
+    let r = admin_call(&app, Method::GET, "/admin/users", &admin, None).await;
+    let listed = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == alice_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(listed["disabled_until"], instant(until));
+
+    // One microsecond before its end it still holds.
+    clock.set(until - chrono::TimeDelta::microseconds(1));
+    let early = app.login("alice@example.com", PW).await;
+    assert_eq!(
+        (early.status.as_u16(), early.detail()),
+        (403, "Account is disabled.")
+    );
+    assert_reason_unseen(&app, &[&me, &refreshed, &refused, &forgot, &early], reason);
+
+    // From its end on she signs in, before any housekeeping ran, and her
+    // own view shows an active account and nothing of the disabling.
+    clock.set(until);
+    let back = app.login("alice@example.com", PW).await;
+    assert_eq!(back.status, 200, "{:?}", back.body);
+    let token = back.body["access_token"].as_str().unwrap().to_owned();
+    let mine = app.me(&token).await;
+    assert_eq!(mine.status, 200);
+    assert_eq!(mine.body["is_active"], true);
+    assert_reason_unseen(&app, &[&back, &mine], reason);
+    let again = app
+        .post(
+            "/refresh",
+            json!({ "refresh_token": back.body["refresh_token"].clone() }),
+        )
+        .await;
+    assert_eq!(
+        again.status, 200,
+        "her new session refreshes: {:?}",
+        again.body
+    );
+    let old = app
+        .post("/refresh", json!({ "refresh_token": refresh }))
+        .await;
+    assert_eq!(
+        old.status, 401,
+        "the sessions the disabling ended stay ended"
+    );
+
+    // The admin views and filters agree with the clock.
+    let r = admin_call(&app, Method::GET, &path, &admin, None).await;
+    assert_eq!(r.body["is_active"], true);
+    assert_eq!(r.body["disabled_reason"], Value::Null);
+    assert_eq!(r.body["disabled_until"], Value::Null);
+    let r = admin_call(
+        &app,
+        Method::GET,
+        "/admin/users?is_active=false",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(r.body["total"], 0, "{:?}", r.body);
+    let r = admin_call(&app, Method::GET, "/admin/stats", &admin, None).await;
+    assert_eq!(r.body["active_users"], r.body["total_users"]);
+}
+
+#[tokio::test]
+async fn a_disabling_reason_and_end_are_checked_and_enabling_clears_them() {
+    let (app, clock) = admin_app_at_fixed_time().await;
+    let (_, admin) = make_admin(&app, "admin@example.com").await;
+    let (_, plain) = make_user(&app, "plain@example.com").await;
+    let (bob_id, bob) = make_user(&app, "bob@example.com").await;
+    let path = format!("/admin/users/{bob_id}");
+    let now = Clock::now(&*clock);
+    let later = instant(now + chrono::TimeDelta::days(7));
+    let body = json!({ "is_active": false, "disabled_reason": "spam", "disabled_until": later });
+
+    // Anonymous 401, a plain user 403 — the new fields change nothing.
+    let r = app
+        .call(Method::PATCH, &path, None, Some(body.clone()))
+        .await;
+    assert_eq!(r.status, 401);
+    let r = app
+        .call(Method::PATCH, &path, Some(&plain), Some(body.clone()))
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (403, "Administrator privileges required.")
+    );
+    assert_eq!(app.me(&bob).await.status, 200, "nothing was disabled");
+
+    let refused = |body: Value, field: &'static str, kind: &'static str| {
+        let app = &app;
+        let path = path.clone();
+        let admin = admin.clone();
+        async move {
+            let r = admin_call(app, Method::PATCH, &path, &admin, Some(body.clone())).await;
+            assert_eq!(r.status, 422, "{body}: {:?}", r.body);
+            let entry = &r.body["detail"][0];
+            assert_eq!(entry["loc"], json!(["body", field]), "{body}: {:?}", r.body);
+            assert_eq!(entry["type"], kind, "{body}: {:?}", r.body);
+            assert!(!entry["msg"].as_str().unwrap().is_empty());
+        }
+    };
+    refused(
+        json!({ "disabled_reason": "spam" }),
+        "disabled_reason",
+        "value_error",
+    )
+    .await;
+    refused(
+        json!({ "is_active": true, "disabled_reason": "spam" }),
+        "disabled_reason",
+        "value_error",
+    )
+    .await;
+    refused(
+        json!({ "disabled_until": later }),
+        "disabled_until",
+        "value_error",
+    )
+    .await;
+    refused(
+        json!({ "is_active": false, "disabled_until": instant(now) }),
+        "disabled_until",
+        "value_error",
+    )
+    .await;
+    refused(
+        json!({ "is_active": false, "disabled_until": instant(now - chrono::TimeDelta::days(1)) }),
+        "disabled_until",
+        "value_error",
+    )
+    .await;
+    for bad in [
+        "tomorrow",
+        "2030-01-01T00:00:00",
+        "2030-13-01T00:00:00Z",
+        "",
+    ] {
+        refused(
+            json!({ "is_active": false, "disabled_until": bad }),
+            "disabled_until",
+            "datetime_from_date_parsing",
+        )
+        .await;
+    }
+    refused(
+        json!({ "is_active": false, "disabled_reason": "x".repeat(501) }),
+        "disabled_reason",
+        "string_too_long",
+    )
+    .await;
+    refused(
+        json!({ "is_active": false, "disabled_reason": "spam\r\nX-Admin: yes" }),
+        "disabled_reason",
+        "value_error",
+    )
+    .await;
+    refused(
+        json!({ "is_active": false, "disabled_reason": 5 }),
+        "disabled_reason",
+        "string_type",
+    )
+    .await;
+    assert_eq!(app.me(&bob).await.status, 200, "no refused change disabled");
+
+    // 500 characters, and an end in another offset naming the same instant.
+    let reason = "é".repeat(500);
+    let plus_two = (now + chrono::TimeDelta::days(7))
+        .with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap())
+        .to_rfc3339();
+    let r = admin_call(
+        &app,
+        Method::PATCH,
+        &path,
+        &admin,
+        Some(json!({ "is_active": false, "disabled_reason": reason, "disabled_until": plus_two })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["disabled_reason"], reason.as_str());
+    assert_eq!(r.body["disabled_until"], later);
+
+    // Without an end (null is "until enabled by hand").
+    let r = admin_call(
+        &app,
+        Method::PATCH,
+        &path,
+        &admin,
+        Some(json!({ "is_active": false, "disabled_reason": "for good", "disabled_until": null })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["disabled_until"], Value::Null);
+    clock.advance(chrono::TimeDelta::days(365));
+    assert_eq!(
+        app.login("bob@example.com", PW).await.detail(),
+        "Account is disabled."
+    );
+    let admin = app.access_token("admin@example.com", PW).await;
+
+    // Enabling clears both; bob signs in and sees nothing of it.
+    let r = admin_call(
+        &app,
+        Method::PATCH,
+        &path,
+        &admin,
+        Some(json!({ "is_active": true })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (
+            r.body["disabled_reason"].clone(),
+            r.body["disabled_until"].clone()
+        ),
+        (Value::Null, Value::Null)
+    );
+    let token = app.access_token("bob@example.com", PW).await;
+    let mine = app.me(&token).await;
+    assert_eq!(mine.body["is_active"], true);
+    assert_reason_unseen(&app, &[&mine], "for good");
+}
+
+#[tokio::test]
+async fn a_second_factor_does_not_outlast_a_timed_disabling_nor_is_stopped_after_it() {
+    let (app, clock) = admin_app_at_fixed_time().await;
+    let (_, admin) = make_admin(&app, "admin@example.com").await;
+    let (carol_id, carol) = make_user(&app, "carol@example.com").await;
+    let r = app
+        .post_auth("/totp/setup", &carol, json!({ "current_password": PW }))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let secret = regstack_testkit::totp::base32_decode(r.body["secret"].as_str().unwrap());
+    let pending = r.body["pending_token"].as_str().unwrap().to_owned();
+    let code = |clock: &regstack_testkit::FixedClock| {
+        regstack_testkit::totp::code_at(&secret, Clock::now(clock))
+    };
+    let r = app
+        .post_auth(
+            "/totp/confirm",
+            &carol,
+            json!({ "pending_token": pending, "code": code(&clock) }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let challenge = |r: Reply| {
+        assert_eq!(r.body["status"], "mfa_required", "{:?}", r.body);
+        r.body["mfa_pending_token"].as_str().unwrap().to_owned()
+    };
+    let pending = challenge(app.login("carol@example.com", PW).await);
+
+    let until = Clock::now(&*clock) + chrono::TimeDelta::minutes(10);
+    let r = admin_call(
+        &app,
+        Method::PATCH,
+        &format!("/admin/users/{carol_id}"),
+        &admin,
+        Some(json!({ "is_active": false, "disabled_reason": "lost laptop", "disabled_until": instant(until) })),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    clock.advance(chrono::TimeDelta::seconds(30));
+    let r = app
+        .post(
+            "/login/mfa-confirm",
+            json!({ "mfa_pending_token": pending, "code": code(&clock) }),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.detail()),
+        (
+            400,
+            "Sign-in session is invalid or has expired. Start over from sign-in."
+        ),
+        "a challenge opened before the disabling dies with it"
+    );
+    assert_eq!(
+        app.login("carol@example.com", PW).await.detail(),
+        "Account is disabled."
+    );
+
+    clock.set(until);
+    let pending = challenge(app.login("carol@example.com", PW).await);
+    let r = app
+        .post(
+            "/login/mfa-confirm",
+            json!({ "mfa_pending_token": pending, "code": code(&clock) }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let token = r.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(app.me(&token).await.body["is_active"], true);
 }

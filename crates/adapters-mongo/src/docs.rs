@@ -133,6 +133,8 @@ pub(crate) fn user_doc(u: &User) -> Document {
         "last_login": opt_micros(u.last_login),
         "tokens_invalidated_after": opt_micros(u.tokens_invalidated_after),
         "must_change_password": u.must_change_password,
+        "disabled_reason": u.disabled_reason.as_deref(),
+        "disabled_until": opt_micros(u.disabled_until),
     }
 }
 
@@ -158,6 +160,10 @@ pub(crate) fn user(d: &Document) -> Result<User, CorruptRow> {
             None => false,
             Some(_) => boolean(d, "must_change_password")?,
         },
+        // Written since timed disablings; a document from before was
+        // never disabled with a reason or an end.
+        disabled_reason: opt_string(d, "disabled_reason")?,
+        disabled_until: opt_instant(d, "disabled_until")?,
     })
 }
 

@@ -35,7 +35,7 @@
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::ReturnDocument;
 use regstack_ports::{
     AdminChange, Email, EmailChangeOutcome, NewUser, PasswordHash, RevokeReason, StoreError,
@@ -380,6 +380,23 @@ impl UserStore for MongoStores {
         let (this, id, change) = (self.clone(), id.clone(), change.clone());
         to_completion(async move { this.admin_update_steps(&id, &change, now).await }).await
     }
+
+    async fn reenable_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        // One conditional update per document: a disabling written
+        // meanwhile (without end, or a later one) no longer matches.
+        let now_db = to_db(now);
+        let done = run(self.users.update_many(
+            doc! { "disabled_until": { "$ne": Bson::Null, "$lte": now_db }, "is_active": false },
+            doc! { "$set": {
+                "is_active": true,
+                "disabled_reason": Bson::Null,
+                "disabled_until": Bson::Null,
+                "updated_at": now_db,
+            } },
+        ))
+        .await?;
+        Ok(done.modified_count)
+    }
 }
 
 /// The multi-step sequences behind [`UserStore`], each run by its trait
@@ -409,6 +426,16 @@ impl MongoStores {
             // `$literal`: a name may start with `$`, which a pipeline would
             // read as a field path.
             set.insert("full_name", doc! { "$literal": name.as_str() });
+        }
+        if change.is_active.is_some() {
+            // A disabling states its reason and end; an enabling clears
+            // them. `$literal`: a reason may start with `$`.
+            let (reason, until) = change.disabled_fields((None, None));
+            set.insert(
+                "disabled_reason",
+                reason.map_or(Bson::Null, |r| doc! { "$literal": r }.into()),
+            );
+            set.insert("disabled_until", docs::opt_micros(until));
         }
         let disabling = change.is_active == Some(false);
         if disabling {

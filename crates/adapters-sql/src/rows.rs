@@ -24,12 +24,13 @@ macro_rules! user_cols {
     () => {
         "id, email, hashed_password, is_active, is_verified, is_superuser, full_name, \
          phone_number, is_mfa_enabled, created_at, updated_at, last_login, \
-         tokens_invalidated_after, must_change_password"
+         tokens_invalidated_after, must_change_password, disabled_reason, disabled_until"
     };
     (u) => {
         "u.id, u.email, u.hashed_password, u.is_active, u.is_verified, u.is_superuser, \
          u.full_name, u.phone_number, u.is_mfa_enabled, u.created_at, u.updated_at, \
-         u.last_login, u.tokens_invalidated_after, u.must_change_password"
+         u.last_login, u.tokens_invalidated_after, u.must_change_password, \
+         u.disabled_reason, u.disabled_until"
     };
 }
 pub(crate) use user_cols;
@@ -54,7 +55,7 @@ macro_rules! bump_epoch {
 pub(crate) use bump_epoch;
 
 /// How many columns [`user_cols!`] lists.
-pub(crate) const USER_COLS: usize = 14;
+pub(crate) const USER_COLS: usize = 16;
 
 /// The `sessions` columns in decoding order; `session_cols!(s)` prefixes
 /// them for a join.
@@ -191,6 +192,8 @@ pub(crate) fn user(row: &impl Cells, at: usize) -> Result<User, StoreError> {
         last_login: from_db_opt(row.opt_int(at + 11)?)?,
         tokens_invalidated_after: from_db_opt(row.opt_int(at + 12)?)?,
         must_change_password: row.flag(at + 13)?,
+        disabled_reason: row.opt_text(at + 14)?,
+        disabled_until: from_db_opt(row.opt_int(at + 15)?)?,
     })
 }
 

@@ -171,7 +171,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             .unwrap();
     assert_eq!(
         applied,
-        [1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
         "each migration recorded once"
     );
     let tables: Vec<String> = sqlx::query_scalar(
@@ -272,6 +272,8 @@ async fn insert_user_before_v5(pool: &PgPool, new: NewUser) -> User {
         updated_at: new.created_at,
         last_login: None,
         tokens_invalidated_after: None,
+        disabled_reason: None,
+        disabled_until: None,
     }
 }
 

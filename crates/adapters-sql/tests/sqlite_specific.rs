@@ -196,6 +196,8 @@ async fn insert_user_before_v5(pool: &SqlitePool, new: NewUser) -> User {
         updated_at: new.created_at,
         last_login: None,
         tokens_invalidated_after: None,
+        disabled_reason: None,
+        disabled_until: None,
     }
 }
 

@@ -36,6 +36,22 @@ pub enum SelfChange {
     Delete,
 }
 
+/// Why an administrator's disabling is refused (422, naming the field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisableRefusal {
+    /// A reason without `is_active: false`: it would describe nothing.
+    ReasonWithoutDisabling,
+    /// An end without `is_active: false`.
+    UntilWithoutDisabling,
+    /// An end at or before now: the disabling would be over already.
+    UntilNotInFuture,
+    /// A reason longer than [`DisableReason::MAX_CHARS`] or with a control
+    /// character.
+    ///
+    /// [`DisableReason::MAX_CHARS`]: regstack_ports::DisableReason::MAX_CHARS
+    ReasonInvalid,
+}
+
 /// Everything a flow can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -186,6 +202,9 @@ pub enum AuthError {
     /// 404: no open invitation has that id (administrator's revoke).
     #[error("invite not found")]
     InviteNotFound,
+    /// 422: see [`DisableRefusal`].
+    #[error("refused disabling: {0:?}")]
+    DisableRefused(DisableRefusal),
     /// 400: an administrator tried to lock themselves out.
     #[error("administrators cannot do this to their own account: {0:?}")]
     AdminSelfChange(SelfChange),

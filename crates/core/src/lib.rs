@@ -40,5 +40,5 @@ pub use config::{Config, ConfigError, RegistrationMode};
 pub use engine::{
     ClientContext, Deps, Engine, EngineError, Principal, Registered, Registration, SignedIn,
 };
-pub use error::{AuthError, AuthFailure, SelfChange};
+pub use error::{AuthError, AuthFailure, DisableRefusal, SelfChange};
 pub use events::{Event, EventBus, EventKind};

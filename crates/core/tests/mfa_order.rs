@@ -84,6 +84,8 @@ fn user() -> User {
         updated_at: t0() - TimeDelta::days(3),
         last_login: None,
         tokens_invalidated_after: epoch(),
+        disabled_reason: None,
+        disabled_until: None,
     }
 }
 

@@ -186,6 +186,8 @@ fn user_of(a: &Account) -> User {
         updated_at: t0() - TimeDelta::days(30),
         last_login: None,
         tokens_invalidated_after: a.epoch.map(|s| t0() - TimeDelta::seconds(s)),
+        disabled_reason: None,
+        disabled_until: None,
     }
 }
 

@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use regstack_core::{AuthError, Engine};
-use regstack_ports::{DisplayName, Email, NewPassword};
+use regstack_ports::{DisableReason, DisplayName, Email, NewPassword, Timestamp};
 use secrecy::SecretString;
 use serde_json::{json, Map, Value};
 
@@ -423,6 +423,26 @@ impl Fields<'_> {
                     name,
                     format!("value is not a valid email address: {reason}"),
                     Some(json!({ "reason": reason.to_string() })),
+    /// An administrator's reason for a disabling ([`DisableReason`]):
+    /// `None` when absent or null; too long is pydantic's
+    /// `string_too_long`, a control character a `value_error`.
+    pub fn disable_reason(&mut self, name: &'static str) -> Option<Option<String>> {
+        let len = Len {
+            min: None,
+            max: Some(DisableReason::MAX_CHARS),
+        };
+        let Some(s) = self.optional_nullable(name, len)?.flatten() else {
+            return Some(None);
+        };
+        match DisableReason::parse(&s) {
+            Ok(r) => Some(Some(r.into_string())),
+            // The length was refused above with pydantic's own shape.
+            Err(_) => {
+                self.push(
+                    "value_error",
+                    name,
+                    "Value error, must not contain control characters",
+                    Some(json!({ "error": {} })),
                 );
                 None
             }
@@ -461,6 +481,35 @@ impl Fields<'_> {
             return None;
         }
         Some(u64::try_from(n).ok())
+    /// An optional, nullable instant: ISO 8601 / RFC 3339 with a UTC
+    /// offset (`2026-12-31T23:59:59Z`, `…+00:00`, or any other offset —
+    /// each names one instant). `None` when absent or null. A time without
+    /// an offset is refused: it names no instant.
+    pub fn optional_instant(&mut self, name: &'static str) -> Option<Option<Timestamp>> {
+        let Some(s) = self
+            .optional_nullable(
+                name,
+                Len {
+                    min: None,
+                    max: Some(64),
+                },
+            )?
+            .flatten()
+        else {
+            return Some(None);
+        };
+        match chrono::DateTime::parse_from_rfc3339(s.trim()) {
+            Ok(t) => Some(Some(t.with_timezone(&chrono::Utc))),
+            Err(_) => {
+                self.push(
+                    "datetime_from_date_parsing",
+                    name,
+                    "Input should be an ISO 8601 instant with a UTC offset, e.g. 2026-12-31T23:59:59Z",
+                    None,
+                );
+                None
+            }
+        }
     }
 
     /// A required email address, canonicalised.

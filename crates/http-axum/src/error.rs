@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use regstack_core::password_policy::PasswordRefusal;
 use regstack_core::{AuthError, AuthFailure, SelfChange};
+use regstack_core::{AuthError, AuthFailure, DisableRefusal, SelfChange};
 use regstack_ports::StoreError;
 use serde_json::{json, Value};
 
@@ -328,6 +329,7 @@ impl IntoResponse for ApiError {
                 ),
                 A::InviteNotFound => detail(StatusCode::NOT_FOUND, "Invite not found."),
                 A::AdminSelfChange(what) => detail(StatusCode::BAD_REQUEST, self_change(what)),
+                A::DisableRefused(why) => ApiError::Validation(vec![disable_refusal(why)]).into_response(),
                 A::Unauthenticated(f) => match f {
                     AuthFailure::Missing => bearer_challenge(detail(
                         StatusCode::UNAUTHORIZED,
@@ -391,6 +393,35 @@ fn self_change(what: SelfChange) -> &'static str {
     }
 }
 
+/// The 422 entry of a refused disabling, naming the field at fault in
+/// pydantic's shape (a model validator's `value_error`).
+fn disable_refusal(why: DisableRefusal) -> Value {
+    let (field, msg) = match why {
+        DisableRefusal::ReasonWithoutDisabling => (
+            "disabled_reason",
+            "Value error, disabled_reason is only accepted together with is_active: false",
+        ),
+        DisableRefusal::UntilWithoutDisabling => (
+            "disabled_until",
+            "Value error, disabled_until is only accepted together with is_active: false",
+        ),
+        DisableRefusal::UntilNotInFuture => (
+            "disabled_until",
+            "Value error, disabled_until must be in the future",
+        ),
+        DisableRefusal::ReasonInvalid => (
+            "disabled_reason",
+            "Value error, disabled_reason must be at most 500 characters without control characters",
+        ),
+    };
+    validation_entry(
+        "value_error",
+        &[json!("body"), json!(field)],
+        msg,
+        Some(json!({ "error": {} })),
+    )
+}
+
 /// A name as Python's `repr` quotes it in regstack's messages
 /// (`'github'`; double quotes when the name holds a single quote).
 fn python_repr(name: &str) -> String {
@@ -421,7 +452,7 @@ mod tests {
     }
 
     /// How many rows [`row`] has.
-    const ROWS: usize = 66;
+    const ROWS: usize = 70;
 
     /// The wire answer every error must get: its row number, status and
     /// body. Exhaustive on purpose — no `_` arm — so a new variant of
@@ -613,11 +644,26 @@ mod tests {
                     d("You cannot delete your own account here; use DELETE /account instead."),
                 ),
                 A::InviteRequired => (
-                    60,
+                    64,
                     403,
                     d("Registration requires a valid invitation code."),
                 ),
-                A::InviteNotFound => (61, 404, d("Invite not found.")),
+                A::InviteNotFound => (65, 404, d("Invite not found.")),
+                A::DisableRefused(why) => {
+                    let (n, field, msg) = match why {
+                        DisableRefusal::ReasonWithoutDisabling => (66, "disabled_reason", "Value error, disabled_reason is only accepted together with is_active: false"),
+                        DisableRefusal::UntilWithoutDisabling => (67, "disabled_until", "Value error, disabled_until is only accepted together with is_active: false"),
+                        DisableRefusal::UntilNotInFuture => (68, "disabled_until", "Value error, disabled_until must be in the future"),
+                        DisableRefusal::ReasonInvalid => (69, "disabled_reason", "Value error, disabled_reason must be at most 500 characters without control characters"),
+                    };
+                    let entry = json!({
+                        "type": "value_error",
+                        "loc": ["body", field],
+                        "msg": msg,
+                        "ctx": { "error": {} },
+                    });
+                    (n, 422, json!({ "detail": [entry] }))
+                }
                 A::Unauthenticated(f) => match f {
                     AuthFailure::Missing => (25, 401, d("Authentication required.")),
                     AuthFailure::Invalid => (26, 401, d("Invalid or expired token.")),
@@ -698,6 +744,10 @@ mod tests {
             AuthError::AdminSelfChange(SelfChange::Demote),
             AuthError::AdminSelfChange(SelfChange::Disable),
             AuthError::AdminSelfChange(SelfChange::Delete),
+            AuthError::DisableRefused(DisableRefusal::ReasonWithoutDisabling),
+            AuthError::DisableRefused(DisableRefusal::UntilWithoutDisabling),
+            AuthError::DisableRefused(DisableRefusal::UntilNotInFuture),
+            AuthError::DisableRefused(DisableRefusal::ReasonInvalid),
             AuthError::Unauthenticated(AuthFailure::Missing),
             AuthError::Unauthenticated(AuthFailure::Invalid),
             AuthError::Unauthenticated(AuthFailure::Revoked),

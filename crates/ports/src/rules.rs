@@ -106,6 +106,46 @@ impl DisplayName {
     }
 }
 
+/// Why a disabling reason is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DisableReasonError {
+    /// More than [`DisableReason::MAX_CHARS`] code points.
+    #[error("reason longer than {} characters", DisableReason::MAX_CHARS)]
+    TooLong,
+    /// A control character (newline, NUL, …), which could forge a log line
+    /// or a row of an administrator's screen.
+    #[error("reason contains a control character")]
+    ControlCharacter,
+}
+
+/// An administrator's note on why an account is disabled
+/// ([`User::disabled_reason`](crate::User::disabled_reason)): at most
+/// [`Self::MAX_CHARS`] code points, no control characters. Shown to
+/// administrators only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisableReason(String);
+
+impl DisableReason {
+    /// Longest reason accepted.
+    pub const MAX_CHARS: usize = 500;
+
+    /// Checks the rule.
+    pub fn parse(reason: &str) -> Result<Self, DisableReasonError> {
+        if reason.chars().count() > Self::MAX_CHARS {
+            Err(DisableReasonError::TooLong)
+        } else if reason.chars().any(char::is_control) {
+            Err(DisableReasonError::ControlCharacter)
+        } else {
+            Ok(Self(reason.to_owned()))
+        }
+    }
+
+    /// The reason, owned (for a record).
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -156,5 +196,21 @@ mod tests {
             );
         }
         assert!(DisplayName::parse("").is_ok(), "an empty name is a name");
+    }
+
+    #[test]
+    fn disable_reasons_are_bounded_and_free_of_control_characters() {
+        assert!(DisableReason::parse(&"é".repeat(500)).is_ok());
+        assert_eq!(
+            DisableReason::parse(&"é".repeat(501)),
+            Err(DisableReasonError::TooLong)
+        );
+        for bad in ["spam\r\nX-Admin: yes", "nul\0", "\u{85}"] {
+            assert_eq!(
+                DisableReason::parse(bad),
+                Err(DisableReasonError::ControlCharacter),
+                "{bad:?}"
+            );
+        }
     }
 }

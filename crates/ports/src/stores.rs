@@ -25,6 +25,9 @@ use crate::types::*;
 
 /// Outcome of [`PendingStore::promote`].
 #[derive(Debug, Clone, PartialEq)]
+// One store step's answer, moved once to its caller and never kept in bulk:
+// boxing the account would cost an allocation per call for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Promotion {
     /// The pending row is gone and this verified user exists.
     Promoted(User),
@@ -38,6 +41,9 @@ pub enum Promotion {
 
 /// Outcome of [`UserStore::confirm_email_change`].
 #[derive(Debug, Clone, PartialEq)]
+// One store step's answer, moved once to its caller and never kept in bulk:
+// boxing the account would cost an allocation per call for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum EmailChangeOutcome {
     /// The address was switched; sessions were revoked.
     Changed(User),
@@ -63,6 +69,13 @@ pub struct UserCounts {
 
 /// An administrator's change to an account ([`UserStore::admin_update`]):
 /// `None` leaves a field as it is.
+///
+/// A disabling (`is_active: Some(false)`) states the whole disabling: the
+/// account's [`User::disabled_reason`] and [`User::disabled_until`] become
+/// the two fields here (`None` = no reason, until enabled by hand).
+/// Enabling (`Some(true)`) clears both. Without `is_active` they are left
+/// as they are, and the two fields here must be `None` (the engine refuses
+/// them otherwise).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AdminChange {
     /// Enable or disable the account. Disabling ends every session.
@@ -71,12 +84,36 @@ pub struct AdminChange {
     pub is_superuser: Option<bool>,
     /// A new display name (checked by the caller).
     pub full_name: Option<String>,
+    /// With a disabling: why, for other administrators (checked by the
+    /// caller: [`DisableReason`](crate::DisableReason)).
+    pub disabled_reason: Option<String>,
+    /// With a disabling: when it ends by itself (checked by the caller: in
+    /// the future).
+    pub disabled_until: Option<Timestamp>,
 }
 
 impl AdminChange {
     /// Whether the change leaves the account as it is.
     pub fn is_empty(&self) -> bool {
-        self.is_active.is_none() && self.is_superuser.is_none() && self.full_name.is_none()
+        self.is_active.is_none()
+            && self.is_superuser.is_none()
+            && self.full_name.is_none()
+            && self.disabled_reason.is_none()
+            && self.disabled_until.is_none()
+    }
+
+    /// The reason and end the account has after this change, given what
+    /// it has now: a disabling sets both, an enabling clears both, no
+    /// `is_active` keeps them. Every store writes these, so they agree.
+    pub fn disabled_fields(
+        &self,
+        old: (Option<String>, Option<Timestamp>),
+    ) -> (Option<String>, Option<Timestamp>) {
+        match self.is_active {
+            Some(false) => (self.disabled_reason.clone(), self.disabled_until),
+            Some(true) => (None, None),
+            None => old,
+        }
     }
 }
 
@@ -229,6 +266,15 @@ pub trait UserStore: Send + Sync {
         change: &AdminChange,
         now: Timestamp,
     ) -> Result<Option<User>, StoreError>;
+    /// Writes down the end of every timed disabling that has ended: each
+    /// account disabled until an instant at or before `now` becomes active,
+    /// its reason and end cleared, `updated_at = now` — in one conditional
+    /// step per account, so an administrator's concurrent change (a new
+    /// disabling without end, say) is never overwritten. The credential
+    /// epoch does not move and no session revives. Returns how many.
+    /// Correctness never waits for this ([`User::is_active_at`]); it keeps
+    /// lists, filters and counts truthful.
+    async fn reenable_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// The `pending_registrations` table / collection.

@@ -241,9 +241,44 @@ pub struct User {
     /// password can start its session only if it is still the same value
     /// ([`NewSession::credential_epoch`]).
     pub tokens_invalidated_after: Option<Timestamp>,
+    /// Why an administrator disabled the account: for administrators only
+    /// (the owner is told just that the account is disabled). Set only
+    /// while disabled; re-enabling clears it.
+    pub disabled_reason: Option<String>,
+    /// The instant a disabling ends by itself: disabled while `now` is
+    /// before it, active from it on ([`Self::is_active_at`]). `None` with
+    /// `is_active == false` is "until an administrator enables it". Set
+    /// only while disabled; re-enabling (by hand or by
+    /// [`UserStore::reenable_expired`](crate::UserStore::reenable_expired))
+    /// clears it.
+    pub disabled_until: Option<Timestamp>,
 }
 
 impl User {
+    /// Whether the account may be used at `now`: not disabled, or disabled
+    /// only until an instant at or before `now`. Every decision about an
+    /// account's activity asks this rather than reading [`Self::is_active`]
+    /// — a timed disabling ends on time whether or not housekeeping has
+    /// written the re-enabling yet.
+    pub fn is_active_at(&self, now: Timestamp) -> bool {
+        self.is_active || self.disabled_until.is_some_and(|until| until <= now)
+    }
+
+    /// The account as it stands at `now`: a timed disabling that has ended
+    /// reads as enabled, without reason or end — what
+    /// [`UserStore::reenable_expired`](crate::UserStore::reenable_expired)
+    /// will write. For answers that show the flags (a stored row may lag
+    /// behind until housekeeping runs).
+    #[must_use]
+    pub fn as_of(mut self, now: Timestamp) -> Self {
+        if !self.is_active && self.is_active_at(now) {
+            self.is_active = true;
+            self.disabled_reason = None;
+            self.disabled_until = None;
+        }
+        self
+    }
+
     /// The value a credential change gives [`Self::tokens_invalidated_after`]:
     /// `now`, or one microsecond past the old value when that is not
     /// before `now`. The epoch only ever moves strictly forward, so a
@@ -298,6 +333,8 @@ impl NewUser {
             updated_at: self.created_at,
             last_login: None,
             tokens_invalidated_after: None,
+            disabled_reason: None,
+            disabled_until: None,
         }
     }
 }
@@ -640,6 +677,43 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_timed_disabling_ends_at_its_instant_exactly() {
+        let t = chrono::DateTime::from_timestamp_micros(1_800_000_000_000_000).unwrap();
+        let micro = chrono::TimeDelta::microseconds(1);
+        let user = NewUser {
+            id: UserId::generate(),
+            email: Email::parse("timed@example.com").unwrap(),
+            password_hash: None,
+            full_name: None,
+            is_verified: true,
+            is_superuser: false,
+            created_at: t,
+        }
+        .into_user();
+        assert!(user.is_active_at(t), "never disabled");
+        let timed = User {
+            is_active: false,
+            disabled_reason: Some("cooling off".into()),
+            disabled_until: Some(t),
+            ..user.clone()
+        };
+        assert!(!timed.is_active_at(t - micro), "disabled before its end");
+        assert!(timed.is_active_at(t), "active from its end on");
+        assert_eq!(timed.clone().as_of(t - micro), timed);
+        let settled = timed.as_of(t);
+        assert!(settled.is_active);
+        assert_eq!(
+            (settled.disabled_reason, settled.disabled_until),
+            (None, None)
+        );
+        let forever = User {
+            is_active: false,
+            ..user
+        };
+        assert!(!forever.is_active_at(chrono::DateTime::<chrono::Utc>::MAX_UTC));
+    }
 
     #[test]
     fn canonical_form_is_checked_after_lower_casing() {

@@ -57,6 +57,7 @@ pub fn every_store_call(stores: &Stores) -> Vec<StoreCall> {
         "users.search_users" => |s| s.users.search_users(&UserFilter { is_active: Some(true), ..UserFilter::default() }, None, 0, 10);
         "users.count_matching" => |s| s.users.count_matching(&UserFilter::default());
         "users.admin_update" => |s| s.users.admin_update(&uid(), &AdminChange { is_active: Some(false), ..AdminChange::default() }, t0());
+        "users.reenable_expired" => |s| s.users.reenable_expired(t0());
         "pending.put" => |s| s.pending.put(fixtures::pending("outage@example.com", &hash(), later()));
         "pending.find_by_email" => |s| s.pending.find_by_email(&email(), t0());
         "pending.replace_token" => |s| s.pending.replace_token(&email(), &hash(), later(), t0());

@@ -165,6 +165,7 @@ forward! {
         ) -> Vec<User>;
         fn count_matching(filter: &UserFilter) -> u64;
         fn admin_update(id: &UserId, change: &AdminChange, now: Timestamp) -> Option<User>;
+        fn reenable_expired(now: Timestamp) -> u64;
     }
 }
 

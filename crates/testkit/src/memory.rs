@@ -79,6 +79,7 @@ pub const OPERATIONS: &[&str] = &[
     "users.search_users",
     "users.count_matching",
     "users.admin_update",
+    "users.reenable_expired",
     "pending.put",
     "pending.find_by_email",
     "pending.replace_token",
@@ -720,6 +721,8 @@ impl UserStore for MemoryStore {
         if let Some(name) = &change.full_name {
             user.full_name = Some(name.clone());
         }
+        (user.disabled_reason, user.disabled_until) =
+            change.disabled_fields((user.disabled_reason.take(), user.disabled_until));
         user.updated_at = now;
         let disabled = change.is_active == Some(false);
         if disabled {
@@ -730,6 +733,21 @@ impl UserStore for MemoryStore {
             st.revoke_live_sessions(id, RevokeReason::Disabled, now);
         }
         Ok(Some(user))
+    }
+
+    async fn reenable_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut st = self.enter("users.reenable_expired")?;
+        let mut n = 0;
+        for user in st.users.values_mut() {
+            if !user.is_active && user.is_active_at(now) {
+                user.is_active = true;
+                user.disabled_reason = None;
+                user.disabled_until = None;
+                user.updated_at = now;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 }
 

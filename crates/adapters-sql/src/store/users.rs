@@ -485,14 +485,15 @@ impl<B: Backend> UserStore for SqlStores<B> {
         now: Timestamp,
     ) -> Result<Option<User>, StoreError> {
         const SET_FLAGS: &str = concat!(
-            "UPDATE users SET is_active = $1, is_superuser = $2, full_name = $3, updated_at = $4 \
-             WHERE id = $5 RETURNING ",
+            "UPDATE users SET is_active = $1, is_superuser = $2, full_name = $3, updated_at = $4, \
+             disabled_reason = $6, disabled_until = $7 WHERE id = $5 RETURNING ",
             user_cols!()
         );
         // Disabling is a credential change: the epoch moves in the same
         // statement, the sessions go in the same transaction.
         const DISABLE: &str = concat!(
-            "UPDATE users SET is_active = $1, is_superuser = $2, full_name = $3, updated_at = $4, ",
+            "UPDATE users SET is_active = $1, is_superuser = $2, full_name = $3, updated_at = $4, \
+             disabled_reason = $6, disabled_until = $7, ",
             bump_epoch!("$4"),
             " WHERE id = $5 RETURNING ",
             user_cols!()
@@ -510,12 +511,16 @@ impl<B: Backend> UserStore for SqlStores<B> {
         };
         let disabling = change.is_active == Some(false);
         let full_name = change.full_name.as_deref().or(old.full_name.as_deref());
+        let (reason, until) =
+            change.disabled_fields((old.disabled_reason.clone(), old.disabled_until));
         let args = [
             Arg::Bool(change.is_active.unwrap_or(old.is_active)),
             Arg::Bool(change.is_superuser.unwrap_or(old.is_superuser)),
             Arg::OptText(full_name),
             Arg::Int(now),
             Arg::Text(id.as_str()),
+            Arg::OptText(reason.as_deref()),
+            Arg::OptInt(until.map(to_db)),
         ];
         let sql = if disabling { DISABLE } else { SET_FLAGS };
         let Some(row) = tx.fetch_optional(sql, &args).await? else {
@@ -529,5 +534,17 @@ impl<B: Backend> UserStore for SqlStores<B> {
         }
         commit::<B>(tx).await?;
         Ok(Some(user))
+    }
+
+    async fn reenable_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        // One statement: each row is re-checked as it is updated, so a
+        // disabling written meanwhile (without end, or a later one) stays.
+        const REENABLE: &str = "UPDATE users SET is_active = TRUE, disabled_reason = NULL, \
+             disabled_until = NULL, updated_at = $1 \
+             WHERE disabled_until IS NOT NULL AND disabled_until <= $1 AND NOT is_active";
+        self.write_conn(Commit::Durable)
+            .await?
+            .execute(REENABLE, &[Arg::Int(to_db(now))])
+            .await
     }
 }

@@ -11,14 +11,17 @@
 //! ([`SelfChange`]); every change is one store step, and an event names
 //! the administrator who made it.
 
+use chrono::SubsecRound;
 use regstack_ports::{
     AdminChange, Email, Invite, InviteId, PendingRegistration, Promotion, RevokeReason, Session,
     User, UserCounts, UserCursor, UserFilter, UserId,
+    AdminChange, DisableReason, Email, PendingRegistration, Promotion, RevokeReason, Session, User,
+    UserCounts, UserCursor, UserFilter, UserId,
 };
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{secs, ClientContext, Engine, Principal};
-use crate::error::{AuthError, SelfChange};
+use crate::error::{AuthError, DisableRefusal, SelfChange};
 use crate::events::EventKind;
 use crate::mail::MailKind;
 use crate::tokens;
@@ -224,7 +227,8 @@ impl Engine {
         }
     }
 
-    /// The account an admin route names; a malformed id names none.
+    /// The account an admin route names, as it stands now ([`User::as_of`]);
+    /// a malformed id names none.
     async fn target(&self, admin: &Principal, id: &str) -> Result<User, AuthError> {
         Self::require_admin(admin)?;
         let id = UserId::parse(id).ok_or(AuthError::UserNotFound)?;
@@ -232,7 +236,44 @@ impl Engine {
             .users
             .get(&id)
             .await?
+            .map(|u| u.as_of(self.now()))
             .ok_or(AuthError::UserNotFound)
+    }
+
+    /// Checks the disabling part of a change: a reason or an end only with
+    /// `is_active: false`, the reason within [`DisableReason`]'s rule, the
+    /// end in the future (to the microsecond, as stores keep instants).
+    fn checked_disabling(&self, mut change: AdminChange) -> Result<AdminChange, AuthError> {
+        let refuse = |why| Err(AuthError::DisableRefused(why));
+        if change.is_active != Some(false) {
+            if change.disabled_reason.is_some() {
+                return refuse(DisableRefusal::ReasonWithoutDisabling);
+            }
+            if change.disabled_until.is_some() {
+                return refuse(DisableRefusal::UntilWithoutDisabling);
+            }
+        }
+        if let Some(reason) = &change.disabled_reason {
+            if DisableReason::parse(reason).is_err() {
+                return refuse(DisableRefusal::ReasonInvalid);
+            }
+        }
+        if let Some(until) = change.disabled_until {
+            let until = until.trunc_subsecs(6);
+            if until <= self.now() {
+                return refuse(DisableRefusal::UntilNotInFuture);
+            }
+            change.disabled_until = Some(until);
+        }
+        Ok(change)
+    }
+
+    /// Writes down every timed disabling that has ended, so that the lists,
+    /// filters and counts an administrator reads next agree with
+    /// [`User::is_active_at`].
+    async fn settle_disablings(&self) -> Result<(), AuthError> {
+        self.stores.users.reenable_expired(self.now()).await?;
+        Ok(())
     }
 
     /// Fires an event about what an administrator did to an account.
@@ -248,6 +289,7 @@ impl Engine {
     /// `GET /admin/stats`.
     pub async fn admin_stats(&self, admin: &Principal) -> Result<AdminStats, AuthError> {
         Self::require_admin(admin)?;
+        self.settle_disablings().await?;
         Ok(AdminStats {
             users: self.stores.users.count_users().await?,
             pending_registrations: self.stores.pending.count_live(self.now()).await?,
@@ -262,6 +304,7 @@ impl Engine {
         limit: u64,
     ) -> Result<UserPage, AuthError> {
         Self::require_admin(admin)?;
+        self.settle_disablings().await?;
         let items = self.stores.users.list_users(skip, limit).await?;
         let total = self.stores.users.count_users().await?.total;
         Ok(UserPage { items, total })
@@ -279,6 +322,7 @@ impl Engine {
         limit: u64,
     ) -> Result<UserPage, AuthError> {
         Self::require_admin(admin)?;
+        self.settle_disablings().await?;
         filter.email_contains = filter.email_contains.map(|q| q.trim().to_lowercase());
         let items = self
             .stores
@@ -295,7 +339,10 @@ impl Engine {
     }
 
     /// `PATCH /admin/users/{id}`: flags and name in one store step;
-    /// disabling ends every session of the account in that step. An
+    /// disabling ends every session of the account in that step. A
+    /// disabling may carry a reason (for administrators only: the owner is
+    /// told just "disabled") and an end, from which the account is active
+    /// again by itself ([`User::is_active_at`]); enabling clears both. An
     /// administrator can neither withdraw their own rights nor disable
     /// themselves.
     pub async fn admin_update_user(
@@ -305,6 +352,8 @@ impl Engine {
         change: AdminChange,
         client: &ClientContext,
     ) -> Result<User, AuthError> {
+        Self::require_admin(admin)?;
+        let change = self.checked_disabling(change)?;
         let user = self.target(admin, id).await?;
         if user.id == admin.user.id {
             if change.is_superuser == Some(false) {
@@ -322,6 +371,7 @@ impl Engine {
             .users
             .admin_update(&user.id, &change, self.now())
             .await?
+            .map(|u| u.as_of(self.now()))
             .ok_or(AuthError::UserNotFound)?;
         let mut changes = Vec::new();
         if let Some(v) = change.is_active {
@@ -522,6 +572,7 @@ impl Engine {
             .users
             .get(&user.id)
             .await?
+            .map(|u| u.as_of(self.now()))
             .ok_or(AuthError::UserNotFound)
     }
 

@@ -1,5 +1,10 @@
-//! Housekeeping: deleting rows past their expiry. Only to keep tables
-//! small: reads never trust a row past its expiry, purged or not.
+//! Housekeeping: deleting rows past their expiry, and writing down the end
+//! of timed disablings. Only to keep tables small and lists truthful:
+//! reads never trust a row past its expiry, purged or not, and every
+//! decision about an account asks [`User::is_active_at`], re-enabled in
+//! the store yet or not.
+//!
+//! [`User::is_active_at`]: regstack_ports::User::is_active_at
 
 use chrono::TimeDelta;
 
@@ -27,11 +32,15 @@ pub struct PurgeReport {
     pub audit_entries: u64,
     /// Invitations past their expiry, spent or not.
     pub invites: u64,
+    /// Accounts whose timed disabling ended, now written down as active
+    /// ([`UserStore::reenable_expired`](regstack_ports::UserStore::reenable_expired)).
+    pub reenabled_users: u64,
 }
 
 impl Engine {
-    /// Deletes rows past their expiry. Run periodically by the server and
-    /// by the CLI (`regstack purge`).
+    /// Deletes rows past their expiry and re-enables accounts whose timed
+    /// disabling ended. Run periodically by the server and by the CLI
+    /// (`regstack purge`).
     pub async fn purge_expired(&self) -> Result<PurgeReport, regstack_ports::StoreError> {
         let now = self.now();
         let s = &self.stores;
@@ -66,6 +75,7 @@ impl Engine {
                 }
             },
             invites: s.invites.purge_expired(now).await?,
+            reenabled_users: s.users.reenable_expired(now).await?,
         })
     }
 }

@@ -620,7 +620,7 @@ impl Engine {
     ) -> Result<User, AuthError> {
         match self.stores.users.get(&challenge.user_id).await? {
             Some(user)
-                if user.is_active
+                if user.is_active_at(self.now())
                     && user.tokens_invalidated_after == challenge.credential_epoch =>
             {
                 Ok(user)

@@ -47,7 +47,7 @@ impl Engine {
         let Some(user) = self.stores.users.find_by_email(email).await? else {
             return Ok(());
         };
-        if !user.is_active {
+        if !user.is_active_at(self.now()) {
             return Ok(());
         }
         // Over the quota the last reset link mailed stays valid: nothing
@@ -118,7 +118,7 @@ impl Engine {
             return Err(AuthError::InvalidResetToken);
         };
         let user = match self.stores.users.get(&record.user_id).await? {
-            Some(u) if u.is_active => u,
+            Some(u) if u.is_active_at(self.now()) => u,
             _ => return Err(AuthError::InvalidResetToken),
         };
         // The link stays valid: the owner may try another password.

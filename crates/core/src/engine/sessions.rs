@@ -76,7 +76,7 @@ impl Engine {
                 }
             }
         };
-        if !user.is_active {
+        if !user.is_active_at(now) {
             return Err(AuthError::InvalidRefreshToken);
         }
         let access_token = self
@@ -182,7 +182,7 @@ impl Engine {
         if session.user_id != claims.user_id || user.id != claims.user_id {
             return Err(AuthError::Unauthenticated(AuthFailure::Invalid));
         }
-        if !user.is_active {
+        if !user.is_active_at(now) {
             return Err(AuthError::Unauthenticated(AuthFailure::Inactive));
         }
         if session.revoked_at.is_some() {
@@ -196,7 +196,12 @@ impl Engine {
         if !session.is_live(now) {
             return Err(AuthError::Unauthenticated(AuthFailure::Invalid));
         }
-        Ok(Principal { user, session })
+        // A timed disabling that ended reads as enabled, as housekeeping
+        // will write it.
+        Ok(Principal {
+            user: user.as_of(now),
+            session,
+        })
     }
 
     /// `POST /logout`: revokes the session of the presented token.

@@ -178,6 +178,8 @@ mod tests {
             updated_at: now,
             last_login: None,
             tokens_invalidated_after: None,
+            disabled_reason: None,
+            disabled_until: None,
             must_change_password: false,
         })
     }

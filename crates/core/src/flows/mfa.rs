@@ -177,7 +177,7 @@ impl<S> Machine for Challenge<S> {
     fn step(
         self,
         event: ChallengeEvent<S>,
-        _now: Timestamp,
+        now: Timestamp,
         purpose: &ChallengePurpose,
     ) -> (Self, Vec<ChallengeEffect>) {
         use ChallengeEffect as F;
@@ -236,7 +236,7 @@ impl<S> Machine for Challenge<S> {
                 // change or reset since ends the challenge), still active.
                 if user.id != counted.user_id
                     || user.tokens_invalidated_after != counted.credential_epoch
-                    || !user.is_active
+                    || !user.is_active_at(now)
                 {
                     return (Challenge::Expired, vec![]);
                 }
@@ -286,6 +286,8 @@ mod tests {
             updated_at: now(),
             last_login: None,
             tokens_invalidated_after: epoch(),
+            disabled_reason: None,
+            disabled_until: None,
             must_change_password: false,
         })
     }
@@ -380,9 +382,13 @@ mod tests {
         changed.tokens_invalidated_after = Some(now());
         let mut disabled = account();
         disabled.is_active = false;
+        let mut disabled_until_later = account();
+        disabled_until_later.is_active = false;
+        disabled_until_later.disabled_until = Some(now() + TimeDelta::microseconds(1));
         for (finished, loaded) in [
             (true, Some(changed)),
             (true, Some(disabled)),
+            (true, Some(disabled_until_later)),
             (true, None),
             (false, Some(account())),
         ] {

@@ -422,7 +422,7 @@ impl Machine for Callback {
                 }
                 (FlowMode::SignIn, _) => create(flow, id, None, policy),
             },
-            (C::LoadingOwner(flow, id), E::Loaded(Some(user))) if user.is_active => {
+            (C::LoadingOwner(flow, id), E::Loaded(Some(user))) if user.is_active_at(now) => {
                 let mut effects = vec![F::Touch {
                     issuer: id.issuer.clone(),
                     subject: id.subject.clone(),
@@ -433,7 +433,7 @@ impl Machine for Callback {
             }
             (C::LoadingOwner(..), E::Loaded(_)) => (C::Failed(X::UserInactive), vec![]),
             (C::LoadingTarget(flow, id), E::Loaded(Some(user)))
-                if user.is_active && flow.mode == FlowMode::Link(user.id.clone()) =>
+                if user.is_active_at(now) && flow.mode == FlowMode::Link(user.id.clone()) =>
             {
                 let link = identity_record(&flow, &id, user.id.clone(), now);
                 (C::Linking(flow, id, user), vec![F::Link(Box::new(link))])
@@ -444,7 +444,7 @@ impl Machine for Callback {
                     policy.auto_link_verified_emails && id.email_verified && user.is_verified;
                 if !may_link {
                     (C::Failed(X::EmailInUse), vec![])
-                } else if !user.is_active {
+                } else if !user.is_active_at(now) {
                     (C::Failed(X::UserInactive), vec![])
                 } else {
                     let link = identity_record(&flow, &id, user.id.clone(), now);
@@ -620,7 +620,7 @@ impl<S, P> Machine for Exchange<S, P> {
     fn step(
         self,
         event: ExchangeEvent<S, P>,
-        _now: Timestamp,
+        now: Timestamp,
         policy: &ExchangePolicy,
     ) -> (Self, Vec<ExchangeEffect>) {
         use Exchange as X;
@@ -636,7 +636,7 @@ impl<S, P> Machine for Exchange<S, P> {
             (X::Redeeming, E::Redeemed(Redemption::Unknown)) => (X::Unknown, vec![]),
             (X::Loading(flow, result), E::Loaded(Some(user)))
                 if user.id == result.user_id
-                    && user.is_active
+                    && user.is_active_at(now)
                     && user.tokens_invalidated_after == result.credential_epoch =>
             {
                 let first = FirstFactor::OAuth {

@@ -119,7 +119,7 @@ impl<S> Machine for ForcedChange<S> {
     fn step(
         self,
         event: ForcedChangeEvent<S>,
-        _now: Timestamp,
+        now: Timestamp,
         _policy: &(),
     ) -> (Self, Vec<ForcedChangeEffect>) {
         use ForcedChange as C;
@@ -135,7 +135,7 @@ impl<S> Machine for ForcedChange<S> {
             (C::Loading(c), E::Loaded(Some(user)))
                 if user.id == c.user_id
                     && user.tokens_invalidated_after == c.credential_epoch
-                    && user.is_active
+                    && user.is_active_at(now)
                     && user.must_change_password =>
             {
                 (C::Comparing(c), vec![F::Compare(user)])
@@ -197,6 +197,8 @@ mod tests {
             updated_at: now(),
             last_login: None,
             tokens_invalidated_after: epoch(),
+            disabled_reason: None,
+            disabled_until: None,
             must_change_password: flagged,
         })
     }

@@ -365,6 +365,8 @@ mod tests {
                 updated_at: t0(),
                 last_login: None,
                 tokens_invalidated_after: None,
+                disabled_reason: None,
+                disabled_until: None,
             },
             live: live.map(hash),
             previous: last.map(|(i, _)| hash(i)),

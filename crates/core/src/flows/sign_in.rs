@@ -358,7 +358,7 @@ impl<S> Machine for SignIn<S> {
                     )
                 }
                 CredentialCheck::Right(_) if !session => (SignIn::Confirmed, clear(counted)),
-                CredentialCheck::Right(user) if !user.is_active => (
+                CredentialCheck::Right(user) if !user.is_active_at(now) => (
                     SignIn::Refused(Refusal::Disabled),
                     vec![Effect::Failed(Failure::Disabled)],
                 ),
@@ -472,6 +472,8 @@ mod tests {
             updated_at: now(),
             last_login: None,
             tokens_invalidated_after: Some(now() - TimeDelta::days(1)),
+            disabled_reason: None,
+            disabled_until: None,
         })
     }
 
@@ -694,6 +696,35 @@ mod tests {
         );
         assert_eq!(s, SignIn::Refused(Refusal::Disabled));
         assert!(!e.iter().any(|e| matches!(e, Effect::ClearFailures(_))));
+    }
+
+    #[test]
+    fn a_timed_disabling_refuses_until_its_end_and_not_from_it_on() {
+        let sign_in = |until| {
+            let mut account = user(false, true);
+            account.disabled_until = Some(until);
+            account.disabled_reason = Some("cool-off".into());
+            run(
+                vec![
+                    SignInEvent::Attempted { device: None },
+                    SignInEvent::Admitted { failures: 1 },
+                    SignInEvent::Checked(CredentialCheck::Right(account)),
+                ],
+                &P,
+            )
+        };
+        let (s, _) = sign_in(now() + TimeDelta::microseconds(1));
+        assert_eq!(
+            s,
+            SignIn::Refused(Refusal::Disabled),
+            "one µs before its end"
+        );
+        let (s, e) = sign_in(now());
+        assert!(
+            matches!(s, SignIn::Authenticated { .. }),
+            "at its end: {s:?}"
+        );
+        assert!(e.iter().any(|e| matches!(e, Effect::StartSession(_))));
     }
 
     #[test]

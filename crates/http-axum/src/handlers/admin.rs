@@ -79,7 +79,11 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminUser {
 }
 
 /// `AdminUserUpdate`: each field optional; `null` changes nothing
-/// (regstack's reading); unknown fields refused.
+/// (regstack's reading); unknown fields refused. Beyond regstack, a
+/// disabling (`is_active: false`) may carry `disabled_reason` (≤ 500
+/// characters, shown to administrators only) and `disabled_until` (an
+/// instant in the future; absent or null: until enabled by hand); the
+/// engine refuses either without the disabling.
 pub struct AdminUserUpdate {
     change: AdminChange,
 }
@@ -89,14 +93,39 @@ impl FromJsonObject for AdminUserUpdate {
             is_active = f.optional_bool("is_active");
             is_superuser = f.optional_bool("is_superuser");
             full_name = f.full_name("full_name");
+            disabled_reason = f.disable_reason("disabled_reason");
+            disabled_until = f.optional_instant("disabled_until");
         }
         Some(Self {
             change: AdminChange {
                 is_active,
                 is_superuser,
                 full_name: full_name.flatten().map(|n| n.into_string()),
+                disabled_reason,
+                disabled_until,
             },
         })
+    }
+}
+
+/// An account as the admin routes show it: regstack's `UserPublic`, plus
+/// the disabling's reason and end (null when not disabled, or without
+/// them). Only here — the owner's own `/me` never carries the reason.
+#[derive(Serialize)]
+struct AdminUserView {
+    #[serde(flatten)]
+    public: UserPublic,
+    disabled_reason: Option<String>,
+    disabled_until: Option<String>,
+}
+
+impl From<&regstack_ports::User> for AdminUserView {
+    fn from(u: &regstack_ports::User) -> Self {
+        Self {
+            public: UserPublic::from(u),
+            disabled_reason: u.disabled_reason.clone(),
+            disabled_until: u.disabled_until.as_ref().map(user_time),
+        }
     }
 }
 
@@ -113,7 +142,7 @@ struct AdminStats {
 /// `UserListResponse`.
 #[derive(Serialize)]
 struct UserListResponse {
-    items: Vec<UserPublic>,
+    items: Vec<AdminUserView>,
     total: u64,
     skip: u64,
     limit: u64,
@@ -297,7 +326,7 @@ pub async fn list_users(
     ok_json(
         StatusCode::OK,
         UserListResponse {
-            items: page.items.iter().map(UserPublic::from).collect(),
+            items: page.items.iter().map(AdminUserView::from).collect(),
             total: page.total,
             skip,
             limit,
@@ -306,17 +335,19 @@ pub async fn list_users(
     )
 }
 
-/// `GET /admin/users/{id}` → 200 `UserPublic`, or 404.
+/// `GET /admin/users/{id}` → 200 `UserPublic` with the disabling's
+/// reason and end, or 404.
 pub async fn get_user(
     State(e): Engine_,
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Answer {
     let user = e.admin_get_user(&admin, &id).await?;
-    ok_json(StatusCode::OK, UserPublic::from(&user))
+    ok_json(StatusCode::OK, AdminUserView::from(&user))
 }
 
-/// `PATCH /admin/users/{id}` → 200 `UserPublic` as stored now.
+/// `PATCH /admin/users/{id}` → 200 `UserPublic` as stored now, with the
+/// disabling's reason and end.
 pub async fn update_user(
     State(e): Engine_,
     Client(c): Client,
@@ -325,7 +356,7 @@ pub async fn update_user(
     JsonBody(b): JsonBody<AdminUserUpdate>,
 ) -> Answer {
     let user = e.admin_update_user(&admin, &id, b.change, &c).await?;
-    ok_json(StatusCode::OK, UserPublic::from(&user))
+    ok_json(StatusCode::OK, AdminUserView::from(&user))
 }
 
 fn owned_message(status: StatusCode, message: String) -> Answer {
@@ -435,7 +466,7 @@ pub async fn reset_mfa(
     Path(id): Path<String>,
 ) -> Answer {
     let user = e.admin_reset_mfa(&admin, &id, &c).await?;
-    ok_json(StatusCode::OK, UserPublic::from(&user))
+    ok_json(StatusCode::OK, AdminUserView::from(&user))
 }
 
 /// `POST /admin/unlock` `{email}` → 200: the address's sign-in failures

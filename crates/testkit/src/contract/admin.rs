@@ -683,3 +683,273 @@ pub async fn search_users_pages_by_cursor_while_accounts_are_added(stores: Store
         "skip counts from the cursor"
     );
 }
+
+/// A disabling until `until`, with `reason`.
+fn disable_with(reason: Option<&str>, until: Option<regstack_ports::Timestamp>) -> AdminChange {
+    AdminChange {
+        is_active: Some(false),
+        disabled_reason: reason.map(str::to_owned),
+        disabled_until: until,
+        ..AdminChange::default()
+    }
+}
+
+async fn admin(
+    stores: &Stores,
+    id: &UserId,
+    change: &AdminChange,
+    now: regstack_ports::Timestamp,
+) -> regstack_ports::User {
+    stores
+        .users
+        .admin_update(id, change, now)
+        .await
+        .expect("admin_update")
+        .expect("the user exists")
+}
+
+/// A disabling stores its reason and end with the flag, in the step that
+/// revokes every session; a change without `is_active` keeps them; a new
+/// disabling states them afresh (none given: none kept); enabling clears
+/// both without moving the credential epoch. A reason that reads as an
+/// operator or a field path is stored as text.
+pub async fn disabling_with_a_reason_and_an_end_round_trips_and_enabling_clears_them(
+    stores: Stores,
+) {
+    let user = add_user(&stores, "timed@example.com").await;
+    let s1 = start_session(&stores, &user.id, t0(), at(days(1))).await;
+    let s2 = start_session(&stores, &user.id, t0(), at(days(1))).await;
+    let when = at(hours(1));
+    let until = at(days(3)) + fixtures::micro();
+
+    let disabled = admin(
+        &stores,
+        &user.id,
+        &disable_with(Some("Chargeback fraud — ticket #42"), Some(until)),
+        when,
+    )
+    .await;
+    assert!(!disabled.is_active);
+    assert_eq!(
+        disabled.disabled_reason.as_deref(),
+        Some("Chargeback fraud — ticket #42")
+    );
+    assert_eq!(disabled.disabled_until, Some(until));
+    assert_eq!(disabled.tokens_invalidated_after, Some(when));
+    assert_eq!(
+        get_user(&stores, &user.id).await,
+        disabled,
+        "stored as answered"
+    );
+    for sid in [&s1, &s2] {
+        let s = session(&stores, sid).await;
+        assert_eq!(s.revoked_at, Some(when), "{sid} revoked with the disabling");
+        assert_eq!(s.revoked_reason, Some(RevokeReason::Disabled));
+    }
+
+    let renamed = admin(
+        &stores,
+        &user.id,
+        &AdminChange {
+            full_name: Some("Renamed".into()),
+            ..AdminChange::default()
+        },
+        at(hours(2)),
+    )
+    .await;
+    assert_eq!(
+        (renamed.disabled_reason.as_deref(), renamed.disabled_until),
+        (Some("Chargeback fraud — ticket #42"), Some(until)),
+        "a change without is_active keeps the disabling as it is"
+    );
+    assert!(!renamed.is_active);
+
+    let operator = admin(
+        &stores,
+        &user.id,
+        &disable_with(Some("$set {\"is_active\": true}"), None),
+        at(hours(3)),
+    )
+    .await;
+    assert_eq!(
+        operator.disabled_reason.as_deref(),
+        Some("$set {\"is_active\": true}")
+    );
+    assert_eq!(operator.disabled_until, None, "a new disabling without end");
+    assert!(!operator.is_active);
+
+    let bare = admin(&stores, &user.id, &disable(), at(hours(4))).await;
+    assert_eq!((bare.disabled_reason, bare.disabled_until), (None, None));
+
+    let timed_again = admin(
+        &stores,
+        &user.id,
+        &disable_with(Some("again"), Some(until)),
+        at(hours(5)),
+    )
+    .await;
+    let enabled = admin(
+        &stores,
+        &user.id,
+        &AdminChange {
+            is_active: Some(true),
+            ..AdminChange::default()
+        },
+        at(hours(6)),
+    )
+    .await;
+    assert!(enabled.is_active);
+    assert_eq!(
+        (enabled.disabled_reason.clone(), enabled.disabled_until),
+        (None, None)
+    );
+    assert_eq!(
+        enabled.tokens_invalidated_after, timed_again.tokens_invalidated_after,
+        "enabling is no credential change"
+    );
+    assert_eq!(get_user(&stores, &user.id).await, enabled);
+}
+
+/// `reenable_expired(now)` enables exactly the accounts disabled until an
+/// instant at or before `now` — one microsecond earlier it leaves them —
+/// clearing reason and end, `updated_at = now`, the epoch unmoved and no
+/// session revived; an open-ended disabling, a later end and active
+/// accounts stay as they are; a second sweep finds nothing.
+pub async fn reenable_expired_ends_timed_disablings_at_their_instant_exactly(stores: Stores) {
+    let end = at(hours(5));
+    let due = add_user(&stores, "due@example.com").await;
+    let sid = start_session(&stores, &due.id, t0(), at(days(1))).await;
+    let forever = add_user(&stores, "forever@example.com").await;
+    let later = add_user(&stores, "later@example.com").await;
+    let active = add_user(&stores, "active@example.com").await;
+    let when = at(hours(1));
+    let due = admin(
+        &stores,
+        &due.id,
+        &disable_with(Some("cool-off"), Some(end)),
+        when,
+    )
+    .await;
+    let forever = admin(
+        &stores,
+        &forever.id,
+        &disable_with(Some("banned"), None),
+        when,
+    )
+    .await;
+    let later = admin(
+        &stores,
+        &later.id,
+        &disable_with(None, Some(end + fixtures::micro())),
+        when,
+    )
+    .await;
+
+    let sweep = |now| {
+        let stores = stores.clone();
+        async move {
+            stores
+                .users
+                .reenable_expired(now)
+                .await
+                .expect("reenable_expired")
+        }
+    };
+    assert_eq!(sweep(end - fixtures::micro()).await, 0, "not yet");
+    assert_eq!(get_user(&stores, &due.id).await, due);
+
+    assert_eq!(sweep(end).await, 1, "due at its end exactly");
+    let back = get_user(&stores, &due.id).await;
+    assert!(back.is_active);
+    assert_eq!(
+        (back.disabled_reason.clone(), back.disabled_until),
+        (None, None)
+    );
+    assert_eq!(back.updated_at, end);
+    assert_eq!(back.tokens_invalidated_after, due.tokens_invalidated_after);
+    assert!(
+        listed(&stores, &due.id, end).await.is_empty(),
+        "no session revives"
+    );
+    assert_eq!(
+        session(&stores, &sid).await.revoked_reason,
+        Some(RevokeReason::Disabled)
+    );
+    assert_eq!(
+        get_user(&stores, &forever.id).await,
+        forever,
+        "open-ended stays"
+    );
+    assert_eq!(
+        get_user(&stores, &later.id).await,
+        later,
+        "a later end stays"
+    );
+    assert_eq!(get_user(&stores, &active.id).await, active);
+    assert_eq!(sweep(end).await, 0, "nothing left at that instant");
+
+    let filter = UserFilter {
+        is_active: Some(false),
+        ..UserFilter::default()
+    };
+    assert_eq!(
+        stores.users.count_matching(&filter).await.expect("count"),
+        2
+    );
+    assert_eq!(
+        stores
+            .users
+            .count_users()
+            .await
+            .expect("count_users")
+            .active,
+        2
+    );
+    assert_eq!(sweep(end + fixtures::micro()).await, 1, "the later one");
+    assert!(get_user(&stores, &later.id).await.is_active);
+}
+
+/// A sweep racing a new open-ended disabling of an account whose timed
+/// disabling just ended never overwrites it: whichever lands first, the
+/// account ends up disabled without an end.
+pub async fn reenable_expired_racing_a_new_disabling_never_overwrites_it(stores: Stores) {
+    let end = at(hours(2));
+    for round in 0..5 {
+        let user = add_user(&stores, &format!("resweep-{round}@example.com")).await;
+        admin(
+            &stores,
+            &user.id,
+            &disable_with(None, Some(end)),
+            at(hours(1)),
+        )
+        .await;
+        let outcomes = race(|i| {
+            let stores = stores.clone();
+            let id = user.id.clone();
+            async move {
+                if i == RACERS / 2 {
+                    stores
+                        .users
+                        .admin_update(&id, &disable_with(Some("for good"), None), at(hours(3)))
+                        .await
+                        .map(drop)
+                } else {
+                    stores.users.reenable_expired(at(hours(3))).await.map(drop)
+                }
+            }
+        })
+        .await;
+        all_ok("sweeps racing a disabling", outcomes);
+        let after = get_user(&stores, &user.id).await;
+        assert!(
+            !after.is_active,
+            "round {round}: the new disabling was undone"
+        );
+        assert_eq!(after.disabled_until, None, "round {round}");
+        assert_eq!(
+            after.disabled_reason.as_deref(),
+            Some("for good"),
+            "round {round}"
+        );
+    }
+}

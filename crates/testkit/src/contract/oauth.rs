@@ -162,6 +162,8 @@ fn user_from(new: &NewUser) -> User {
         updated_at: new.created_at,
         last_login: None,
         tokens_invalidated_after: None,
+        disabled_reason: None,
+        disabled_until: None,
     }
 }
 

@@ -34,6 +34,8 @@ pub async fn promote_creates_a_verified_user_and_removes_the_pending_row(stores:
         updated_at: now,
         last_login: None,
         tokens_invalidated_after: None,
+        disabled_reason: None,
+        disabled_until: None,
     };
     assert_eq!(
         stores

@@ -30,6 +30,8 @@ pub async fn insert_stores_every_field_and_lookups_find_it(stores: Stores) {
         updated_at: t0(),
         last_login: None,
         tokens_invalidated_after: None,
+        disabled_reason: None,
+        disabled_until: None,
     };
     let created = stores.users.insert(new.clone()).await.expect("insert");
     assert_eq!(created, expected, "insert returns the stored row");

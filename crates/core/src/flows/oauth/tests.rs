@@ -56,6 +56,8 @@ fn account(n: u8, verified: bool) -> Box<User> {
         updated_at: now(),
         last_login: None,
         tokens_invalidated_after: Some(now() - TimeDelta::days(1)),
+        disabled_reason: None,
+        disabled_until: None,
         must_change_password: false,
     })
 }
@@ -205,6 +207,24 @@ fn a_returning_identity_of_a_disabled_account_is_refused() {
     off.is_active = false;
     events.push(CallbackEvent::Loaded(Some(off)));
     assert_eq!(failed(&run(&POLICY, events).0), Some("user_inactive"));
+}
+
+#[test]
+fn a_timed_disabling_refuses_a_returning_identity_until_its_end_only() {
+    let sign_in = |until| {
+        let mut events = to_identity(FlowMode::SignIn, external(None, false));
+        events.push(CallbackEvent::Found(Some(linked(7))));
+        let mut off = account(7, true);
+        off.is_active = false;
+        off.disabled_until = Some(until);
+        events.push(CallbackEvent::Loaded(Some(off)));
+        failed(&run(&POLICY, events).0).map(str::to_owned)
+    };
+    assert_eq!(
+        sign_in(now() + TimeDelta::microseconds(1)).as_deref(),
+        Some("user_inactive")
+    );
+    assert_eq!(sign_in(now()), None, "from its end on the account signs in");
 }
 
 #[test]
