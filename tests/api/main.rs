@@ -14,6 +14,7 @@ mod lockout;
 mod mfa;
 mod model;
 mod oauth;
+mod observability;
 mod phone;
 mod security;
 mod sessions;

@@ -506,6 +506,60 @@ pub struct FileConfig {
     pub enable_oauth: bool,
     /// `[oauth]`: policy (core) and providers (the oauth adapter).
     pub oauth: OAuthSection,
+    /// How the `regstack` binary writes log lines: `text` (the default)
+    /// or `json`, one object per line, for a log pipeline.
+    pub log_format: LogFormat,
+    /// `[metrics]`: whether and where the binary serves `GET /metrics`.
+    pub metrics: MetricsSection,
+}
+
+/// How log lines are written (`log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, with the request's span (request id,
+    /// method, route path) on each.
+    Json,
+}
+
+/// `[metrics]`: Prometheus metrics are always counted; this says whether
+/// the binary serves them. Off by default: a scrape tells how many
+/// sign-ins fail and why, which is not for the public. With `listen`, they
+/// are served on that address alone (a port the load balancer does not
+/// expose); without it, at `/metrics` on the main port, outside the API
+/// prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `GET /metrics`.
+    pub enabled: bool,
+    /// `host:port` of a listener of its own, e.g. `127.0.0.1:9464`.
+    pub listen: Option<String>,
+}
+
+impl MetricsSection {
+    /// The address of the metrics listener: `None` when metrics go on the
+    /// main port (or nowhere).
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let Some(listen) = &self.listen else {
+            return Ok(None);
+        };
+        if !self.enabled {
+            return Err(ConfigError::new(
+                "metrics.listen",
+                "is set but metrics.enabled is false: set metrics.enabled = true to serve metrics there",
+            ));
+        }
+        listen.parse().map(Some).map_err(|_| {
+            ConfigError::new(
+                "metrics.listen",
+                "must be an IP address and port, such as \"127.0.0.1:9464\"",
+            )
+        })
+    }
 }
 
 /// `[sms]`: regstack's transport keys, plus the daily caps that keep a
@@ -671,6 +725,8 @@ impl Default for FileConfig {
             sms: SmsSection::default(),
             enable_oauth: false,
             oauth: OAuthSection::default(),
+            log_format: LogFormat::default(),
+            metrics: MetricsSection::default(),
         }
     }
 }
@@ -741,7 +797,10 @@ impl FileConfig {
             sms,
             enable_oauth,
             oauth,
+            log_format: _,
+            metrics,
         } = self;
+        metrics.listen_addr()?;
         let (email, mail) = email.split()?;
         let (oauth_policy, providers) = oauth.split()?;
         Ok(Settings {

@@ -43,6 +43,7 @@ pub enum Registered {
 
 impl Engine {
     /// `POST /register`.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "register", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn register(
         &self,
         reg: Registration,
@@ -215,6 +216,7 @@ impl Engine {
     }
 
     /// `POST /verify`: the pending registration becomes a verified user.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "verify", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn verify(
         &self,
         token: &SecretString,
