@@ -81,8 +81,9 @@ enum Command {
 /// a log piped to a file or to `grep` (the README's quick start reads the
 /// mailed links from one) holds no escape sequences. With
 /// `log_format = "json"`, one JSON object per line, each with the spans it
-/// happened in (the request's carries `request_id`), and nothing else on
-/// stdout: the start-up banner goes to stderr.
+/// happened in (`spans`: the request's carries `request_id`, a flow's its
+/// name and the account's ids once known), and nothing else on stdout: the
+/// start-up banner goes to stderr.
 fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
@@ -97,8 +98,8 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
-            .with_current_span(true)
-            .with_span_list(false)
+            .with_current_span(false)
+            .with_span_list(true)
             .init(),
     }
 }
