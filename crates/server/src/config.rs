@@ -1770,4 +1770,35 @@ refresh_cookie = true
             assert!(err.contains("group or others"), "{err}");
         }
     }
+
+    #[test]
+    fn observability_keys_are_checked() {
+        let (c, _) = from_dict(dict(
+            "log_format = \"json\"\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:9464\"\n",
+        ))
+        .unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(
+            c.metrics.listen_addr().unwrap(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        let (c, _) = from_dict(dict("")).unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.metrics, MetricsSection::default(), "off by default");
+        for (src, key) in [
+            ("log_format = \"xml\"", "log_format"),
+            ("[metrics]\nenable = true", "enable"),
+            (
+                "[metrics]\nenabled = true\nlisten = \"localhost\"",
+                "metrics.listen",
+            ),
+            ("[metrics]\nlisten = \"127.0.0.1:9464\"", "metrics.enabled"),
+        ] {
+            let err = from_dict(dict(src))
+                .and_then(|(c, _)| c.split().map(|_| ()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{src}: {err}");
+        }
+    }
 }
