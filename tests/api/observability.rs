@@ -385,3 +385,40 @@ async fn request_ids_are_echoed_made_or_replaced() {
     }
     assert_eq!(id_of(Some(&"b".repeat(128)), "/me").await, "b".repeat(128));
 }
+
+/// Texts are counted like mail, and the number never reaches the scrape.
+#[tokio::test]
+async fn texts_are_counted_and_the_number_stays_out_of_the_scrape() {
+    const PHONE: &str = "+442079460958";
+    let app = spawn_app_with(|s| s.config.mfa.enable_sms_2fa = true, false).await;
+    let url = metrics_url(&app).await;
+    app.create_user("texted@example.com", PW).await;
+    let access = app.access_token("texted@example.com", PW).await;
+    let r = app
+        .post_auth(
+            "/phone/start",
+            &access,
+            json!({ "phone_number": PHONE, "current_password": PW }),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let texts = app.sms.wait_for(PHONE, 1, Duration::from_secs(10)).await;
+    let text = await_samples(
+        &url,
+        &[
+            s(
+                r#"regstack_notifications_total{channel="sms",outcome="sent"}"#,
+                texts.len() as f64,
+            ),
+            s(
+                r#"regstack_notifications_total{channel="sms",outcome="failed"}"#,
+                0.0,
+            ),
+            s(r#"regstack_notifications_queued{channel="sms"}"#, 0.0),
+        ],
+    )
+    .await;
+    for needle in [PHONE, "2079460958", "texted"] {
+        assert!(!text.contains(needle), "{needle} in the scrape");
+    }
+}
