@@ -422,3 +422,39 @@ async fn texts_are_counted_and_the_number_stays_out_of_the_scrape() {
         assert!(!text.contains(needle), "{needle} in the scrape");
     }
 }
+
+/// A client cannot grow the scrape: random paths, ids in paths and odd
+/// methods all land in the same few series.
+#[tokio::test]
+async fn random_paths_and_methods_cannot_add_series() {
+    let app = spawn_app().await;
+    let url = metrics_url(&app).await;
+    let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
+    for i in 0..20 {
+        let path = format!("{}/users/u{i}x/probe-{i}", app.api);
+        let method = if i % 2 == 0 {
+            brew.clone()
+        } else {
+            reqwest::Method::GET
+        };
+        let res = app.http.request(method, &path).send().await.unwrap();
+        assert_eq!(res.status(), 404);
+        let outside = format!("{}/elsewhere-{i}", app.base);
+        app.http.get(&outside).send().await.unwrap();
+    }
+    // 10 GETs and 10 BREWs inside the prefix, 20 GETs outside it.
+    let text = scrape(&url).await;
+    let http: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("regstack_http_request_duration_seconds_count"))
+        .collect();
+    assert_eq!(
+        http,
+        [
+            r#"regstack_http_request_duration_seconds_count{method="GET",route="unmatched",status="4xx"} 30"#,
+            r#"regstack_http_request_duration_seconds_count{method="other",route="unmatched",status="4xx"} 10"#,
+        ],
+        "{text}"
+    );
+    assert!(!text.contains("probe-") && !text.contains("elsewhere-") && !text.contains("BREW"));
+}
