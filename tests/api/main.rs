@@ -16,6 +16,7 @@ mod lockout;
 mod mfa;
 mod model;
 mod oauth;
+mod observability;
 mod password_policy;
 mod phone;
 mod security;

@@ -50,6 +50,9 @@ pub enum EventKind {
     SessionRevoked,
     /// Every session of a user was ended (`/logout-all`).
     SessionsRevokedAll,
+    /// A refresh token was exchanged for its successor (a rotation; a
+    /// replay inside the grace window is not one).
+    SessionRefreshed,
     /// A spent refresh token was presented again: its family was revoked.
     RefreshTokenReused,
     /// A wrong second-factor code was presented.
@@ -93,7 +96,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, for exhaustive checks.
-    pub const ALL: [EventKind; 32] = [
+    pub const ALL: [EventKind; 33] = [
         Self::UserRegistered,
         Self::VerificationRequested,
         Self::UserVerified,
@@ -110,6 +113,7 @@ impl EventKind {
         Self::SessionStarted,
         Self::SessionRevoked,
         Self::SessionsRevokedAll,
+        Self::SessionRefreshed,
         Self::RefreshTokenReused,
         Self::MfaChallengeFailed,
         Self::MfaChallengeExhausted,
@@ -147,6 +151,7 @@ impl EventKind {
             Self::SessionStarted => "session_started",
             Self::SessionRevoked => "session_revoked",
             Self::SessionsRevokedAll => "sessions_revoked_all",
+            Self::SessionRefreshed => "session_refreshed",
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::MfaChallengeFailed => "mfa_challenge_failed",
             Self::MfaChallengeExhausted => "mfa_challenge_exhausted",

@@ -33,7 +33,7 @@
 //! the budget, never more. (A stored hash with larger parameters than
 //! configured gets a buffer of its own for that call.)
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -132,6 +132,46 @@ pub struct Argon2Hasher {
     dummy: OnceCell<PasswordHash>,
     running: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
+    queue: Arc<QueueStats>,
+}
+
+/// How the hashing queue is doing, for metrics: a login flood shows up
+/// here first, as callers waiting for a permit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HashingStats {
+    /// Callers waiting for a permit right now.
+    pub waiting: usize,
+    /// Hashes or verifications running right now.
+    pub running: usize,
+    /// Permits granted so far (each a finished wait).
+    pub waits: u64,
+    /// Time those waits took together, in microseconds.
+    pub wait_micros: u64,
+}
+
+/// The queue's counters, shared with the futures that wait.
+#[derive(Default)]
+struct QueueStats {
+    waiting: AtomicUsize,
+    waits: AtomicU64,
+    wait_micros: AtomicU64,
+}
+
+/// Counts one caller in the queue until dropped (a caller that goes away
+/// while waiting leaves it too).
+struct Waiting<'a>(&'a QueueStats);
+
+impl<'a> Waiting<'a> {
+    fn enter(stats: &'a QueueStats) -> Self {
+        stats.waiting.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Argon2Hasher {
@@ -170,7 +210,20 @@ impl Argon2Hasher {
             dummy: OnceCell::new(),
             running: Arc::default(),
             peak: Arc::default(),
+            queue: Arc::default(),
         })
+    }
+
+    /// The queue right now and the waits so far. Wait times are measured
+    /// on the monotonic clock, for metrics only: no decision reads them
+    /// (decisions take time from the Clock port).
+    pub fn stats(&self) -> HashingStats {
+        HashingStats {
+            waiting: self.queue.waiting.load(Ordering::Relaxed),
+            running: self.running.load(Ordering::SeqCst),
+            waits: self.queue.waits.load(Ordering::Relaxed),
+            wait_micros: self.queue.wait_micros.load(Ordering::Relaxed),
+        }
     }
 
     /// The most hashes or verifications that ever ran at the same time: the
@@ -189,12 +242,18 @@ impl Argon2Hasher {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
+        let queued = std::time::Instant::now();
+        let waiting = Waiting::enter(&self.queue);
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|e| HashError::Failed(e.to_string()))?;
+        drop(waiting);
+        let waited = u64::try_from(queued.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.queue.waits.fetch_add(1, Ordering::Relaxed);
+        self.queue.wait_micros.fetch_add(waited, Ordering::Relaxed);
         let (running, peak) = (self.running.clone(), self.peak.clone());
         // The permit travels with the work: a caller that goes away (a
         // client disconnecting mid-login) drops this future, but the hash
@@ -659,5 +718,48 @@ mod tests {
         }
         assert_eq!(h.peak_concurrency(), 2, "never more than the bound at once");
         assert!(h.pooled_buffers() <= 2);
+    }
+
+    /// The queue is visible while a flood waits (what the
+    /// `regstack_password_hash_queue_depth` gauge shows), and empties
+    /// afterwards, callers that gave up included; every granted permit is
+    /// one counted wait.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_queue_shows_callers_waiting_and_empties_after() {
+        let h = Arc::new(Argon2Hasher::new(&floor()).unwrap()); // bound 2
+        assert_eq!(h.stats(), HashingStats::default());
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(
+                    async move { h.hash(&SecretString::from(format!("queued-{i}"))).await },
+                )
+            })
+            .collect();
+        let mut most_waiting = 0;
+        while !tasks.iter().all(|t| t.is_finished()) {
+            most_waiting = most_waiting.max(h.stats().waiting);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert!(most_waiting >= 1, "six hashes over two permits queue");
+        let gave_up: Vec<_> = (0..4)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(async move {
+                    let pw = SecretString::from(format!("gave-up-{i}"));
+                    tokio::time::timeout(Duration::from_micros(1), h.hash(&pw)).await
+                })
+            })
+            .collect();
+        for t in gave_up {
+            assert!(t.await.unwrap().is_err(), "each caller gave up");
+        }
+        let stats = h.stats();
+        assert_eq!(stats.waiting, 0, "a caller that left is not counted");
+        assert!(stats.waits >= 6);
+        assert!(stats.wait_micros > 0);
     }
 }

@@ -13,7 +13,10 @@
 //! - every response is JSON, including 404, 405, 413, 415, 422 and panics;
 //! - a rejected request writes nothing (validation happens before the
 //!   engine is called);
-//! - logs carry method and path, never the query string or a body.
+//! - logs carry method and path, never the query string or a body;
+//! - every response carries the request's `X-Request-Id` (the client's,
+//!   when it is sane, else a fresh one), and so does every log line the
+//!   request causes (its span's `request_id`).
 
 pub mod body;
 pub mod cookie;
@@ -27,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
@@ -39,6 +42,54 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 pub use extract::{CurrentUser, TrustProxy};
 pub use settings::HttpSettings;
+
+/// The header a request id travels in, both ways.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's id, in the request's extensions: the client's
+/// `X-Request-Id` when it is sane (1–128 visible ASCII characters, so it
+/// can neither break a log line nor bloat one), else 32 random hex digits.
+/// Correlates a client's report, a proxy's log and ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+fn sane_request_id(value: &HeaderValue) -> Option<&str> {
+    let s = value.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
+}
+
+fn fresh_request_id() -> String {
+    use std::fmt::Write;
+    regstack_core::tokens::random_bytes::<16>().iter().fold(
+        String::with_capacity(32),
+        |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        },
+    )
+}
+
+/// Takes or makes the request id, puts it where the span and handlers see
+/// it (the request's header, replaced when it was not sane, and
+/// [`RequestId`]), and echoes it on the response.
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(sane_request_id)
+        .map_or_else(fresh_request_id, str::to_owned);
+    // Visible ASCII or hex: always a header value.
+    let value = HeaderValue::from_str(&id).ok();
+    if let Some(v) = &value {
+        request.headers_mut().insert(REQUEST_ID_HEADER, v.clone());
+    }
+    request.extensions_mut().insert(RequestId(id));
+    let mut response = next.run(request).await;
+    if let Some(v) = value {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
 
 /// Answers unknown routes with regstack's JSON 404.
 pub async fn not_found() -> Response {
@@ -172,26 +223,37 @@ pub fn with_hsts(router: Router, http: &HttpSettings) -> Router {
     }))
 }
 
-/// Response headers, panic guard, failure logging and request spans shared
-/// by every regstack route (the server adds them to its health routes too).
+/// Response headers, panic guard, failure logging, request ids and request
+/// spans shared by every regstack route (the server adds them to its health
+/// routes too).
 pub fn with_common_layers(router: Router) -> Router {
     router
         .layer(middleware::from_fn(finish_response))
         .layer(CatchPanicLayer::custom(panic_response))
-        // One span and one line per request at DEBUG: an access log is
-        // the reverse proxy's job, and formatting and writing a line per
-        // request costs this server a sixth of its `/me` throughput.
-        // Account events (`regstack::events`), warnings and failures log at
-        // INFO and above regardless. `RUST_LOG=info,regstack_http_axum=debug,
-        // tower_http=debug` turns the access log on.
+        // One span per request at INFO, so every line a request causes
+        // (account events, warnings, failures) carries its request id, and
+        // its user and session once known (recorded by the engine; never
+        // an address or a secret). The access-log lines stay at DEBUG: an
+        // access log is the reverse proxy's job, and formatting and writing
+        // a line per request costs this server a sixth of its `/me`
+        // throughput. `RUST_LOG=info,tower_http=debug` turns it on.
         .layer(
             TraceLayer::new_for_http()
                 // Path only: query strings can carry tokens (OT-8).
                 .make_span_with(|req: &Request| {
-                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+                    let id = req.extensions().get::<RequestId>().map(|r| r.0.as_str());
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id = id,
+                        user_id = tracing::field::Empty,
+                        session_id = tracing::field::Empty,
+                    )
                 })
                 .on_response(
                     tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG),
                 ),
         )
+        .layer(middleware::from_fn(request_id))
 }

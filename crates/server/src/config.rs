@@ -536,6 +536,60 @@ pub struct FileConfig {
     pub oauth: OAuthSection,
     /// `[audit]`: the audit log (core).
     pub audit: AuditPolicy,
+    /// How the `regstack` binary writes log lines: `text` (the default)
+    /// or `json`, one object per line, for a log pipeline.
+    pub log_format: LogFormat,
+    /// `[metrics]`: whether and where the binary serves `GET /metrics`.
+    pub metrics: MetricsSection,
+}
+
+/// How log lines are written (`log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, with the request's span (request id,
+    /// method, route path) on each.
+    Json,
+}
+
+/// `[metrics]`: Prometheus metrics are always counted; this says whether
+/// the binary serves them. Off by default: a scrape tells how many
+/// sign-ins fail and why, which is not for the public. With `listen`, they
+/// are served on that address alone (a port the load balancer does not
+/// expose); without it, at `/metrics` on the main port, outside the API
+/// prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `GET /metrics`.
+    pub enabled: bool,
+    /// `host:port` of a listener of its own, e.g. `127.0.0.1:9464`.
+    pub listen: Option<String>,
+}
+
+impl MetricsSection {
+    /// The address of the metrics listener: `None` when metrics go on the
+    /// main port (or nowhere).
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let Some(listen) = &self.listen else {
+            return Ok(None);
+        };
+        if !self.enabled {
+            return Err(ConfigError::new(
+                "metrics.listen",
+                "is set but metrics.enabled is false: set metrics.enabled = true to serve metrics there",
+            ));
+        }
+        listen.parse().map(Some).map_err(|_| {
+            ConfigError::new(
+                "metrics.listen",
+                "must be an IP address and port, such as \"127.0.0.1:9464\"",
+            )
+        })
+    }
 }
 
 /// `[sms]`: regstack's transport keys, plus the daily caps that keep a
@@ -704,6 +758,8 @@ impl Default for FileConfig {
             enable_oauth: false,
             oauth: OAuthSection::default(),
             audit,
+            log_format: LogFormat::default(),
+            metrics: MetricsSection::default(),
         }
     }
 }
@@ -776,8 +832,11 @@ impl FileConfig {
             enable_oauth,
             oauth,
             audit,
+            log_format: _,
+            metrics,
         } = self;
         let registration_mode = registration_mode_of(registration_mode, allow_registration)?;
+        metrics.listen_addr()?;
         let (email, mail) = email.split()?;
         let (oauth_policy, providers) = oauth.split()?;
         Ok(Settings {
@@ -1850,6 +1909,37 @@ refresh_cookie = true
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
             let err = read_secrets_env(&path).unwrap_err().to_string();
             assert!(err.contains("group or others"), "{err}");
+        }
+    }
+
+    #[test]
+    fn observability_keys_are_checked() {
+        let (c, _) = from_dict(dict(
+            "log_format = \"json\"\n[metrics]\nenabled = true\nlisten = \"127.0.0.1:9464\"\n",
+        ))
+        .unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(
+            c.metrics.listen_addr().unwrap(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        let (c, _) = from_dict(dict("")).unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.metrics, MetricsSection::default(), "off by default");
+        for (src, key) in [
+            ("log_format = \"xml\"", "log_format"),
+            ("[metrics]\nenable = true", "enable"),
+            (
+                "[metrics]\nenabled = true\nlisten = \"localhost\"",
+                "metrics.listen",
+            ),
+            ("[metrics]\nlisten = \"127.0.0.1:9464\"", "metrics.enabled"),
+        ] {
+            let err = from_dict(dict(src))
+                .and_then(|(c, _)| c.split().map(|_| ()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{src}: {err}");
         }
     }
 }

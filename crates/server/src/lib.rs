@@ -30,6 +30,7 @@
 
 pub mod config;
 pub mod development;
+pub mod metrics;
 pub mod settings;
 
 use std::collections::HashMap;
@@ -51,6 +52,7 @@ use regstack_ports::{
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+pub use metrics::Metrics;
 pub use regstack_adapters_notify::{
     AwsCredentials, MailTransport, SesSettings, SmtpSecurity, SmtpSettings,
 };
@@ -251,13 +253,24 @@ impl RegStackBuilder {
                 (stores, Some(opened))
             }
         };
+        let metrics = Metrics::new();
         let hasher: Arc<dyn PasswordHasher> = match self.hasher {
             Some(h) => h,
-            None => Arc::new(
-                Argon2Hasher::new(&config.password)
-                    .map_err(|e| ConfigError::new("password", e.to_string()))?,
-            ),
+            None => {
+                let argon2 = Arc::new(
+                    Argon2Hasher::new(&config.password)
+                        .map_err(|e| ConfigError::new("password", e.to_string()))?,
+                );
+                metrics.watch_hasher(argon2.clone());
+                argon2
+            }
         };
+        let (hasher, mailer, sms) = (
+            metrics.hasher(hasher),
+            metrics.mailer(mailer),
+            metrics.sms(sms),
+        );
+        metrics.subscribe(&self.events);
         let template_overrides = read_template_overrides(&config.extra_template_dirs)?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let providers = oauth_providers(&oauth, &config, &http, &clock)?;
@@ -282,6 +295,7 @@ impl RegStackBuilder {
             engine: Arc::new(engine),
             http: Arc::new(http),
             opened,
+            metrics,
         })
     }
 }
@@ -471,6 +485,7 @@ pub struct RegStack {
     /// The connection [`RegStack::shutdown`] closes: `None` when the host
     /// handed in its own stores, whose pool is the host's to close.
     opened: Option<OpenedDatabase>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for RegStack {
@@ -519,9 +534,25 @@ impl RegStack {
         }
     }
 
-    /// The JSON API at `api_prefix`; merge it into your router.
+    /// The JSON API at `api_prefix`; merge it into your router. Its
+    /// requests are timed into `regstack_http_request_duration_seconds`.
     pub fn router(&self) -> Router {
-        regstack_http_axum::router(self.engine.clone(), &self.http)
+        self.metrics
+            .instrument(regstack_http_axum::router(self.engine.clone(), &self.http))
+    }
+
+    /// `GET /metrics`: this instance's Prometheus metrics (see the README's
+    /// Observability section). Mount it where the public cannot reach it —
+    /// a listener of its own, or behind the host's own guard — since it
+    /// tells how many sign-ins fail and why.
+    pub fn metrics_router(&self) -> Router {
+        self.metrics.router()
+    }
+
+    /// This instance's metrics: to render them elsewhere, or to time a
+    /// host's own routes with [`Metrics::instrument`].
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Makes [`CurrentUser`] work on your own routes.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use regstack::config::load;
+use regstack::config::{load, LogFormat, MetricsSection};
 use regstack::development::{development_secret, exposure, secret_path, SecretOrigin};
 use regstack::{parse_database_url, Backend, MailTransport, RegStack, Settings};
 use secrecy::ExposeSecret;
@@ -84,21 +84,63 @@ enum Command {
 
 /// Logs to stdout, filtered by `RUST_LOG`; coloured only on a terminal, so
 /// a log piped to a file or to `grep` (the README's quick start reads the
-/// mailed links from one) holds no escape sequences.
-fn init_logging() {
+/// mailed links from one) holds no escape sequences. With
+/// `log_format = "json"`, one JSON object per line, each with the spans it
+/// happened in (`spans`: the request's carries `request_id`, a flow's its
+/// name and the account's ids once known), and nothing else on stdout: the
+/// start-up banner goes to stderr.
+fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+    }
+}
+
+/// The log format, read before logging starts: from the configuration the
+/// command will load (its `log_format`, or `REGSTACK_LOG_FORMAT`). A
+/// configuration that does not load logs as text, and the command then
+/// reports why.
+fn log_format(cli: &Cli) -> LogFormat {
+    let config = match &cli.command {
+        None => None,
+        Some(
+            Command::Serve { config, .. }
+            | Command::Migrate { config, .. }
+            | Command::Purge { config },
+        ) => config.as_deref(),
+        Some(_) => return LogFormat::Text,
+    };
+    load(config).map_or(LogFormat::Text, |l| l.config.log_format)
+}
+
+/// The start-up banner: stdout, unless stdout carries JSON log lines.
+macro_rules! banner {
+    ($json:expr, $($arg:tt)*) => {
+        if $json {
+            eprintln!($($arg)*);
+        } else {
+            println!($($arg)*);
+        }
+    };
 }
 
 struct Prepared {
     settings: Settings,
+    metrics: MetricsSection,
+    log_format: LogFormat,
     development_mode: bool,
     secret_note: Option<String>,
 }
@@ -157,10 +199,13 @@ fn prepare(
     } else if listening.is_some_and(|l| l.dev) {
         tracing::warn!("--dev has no effect: configuration is present, so development mode is off");
     }
+    let (metrics, log_format) = (config.metrics.clone(), config.log_format);
     let settings = config.split()?;
     settings.validate()?;
     Ok(Prepared {
         settings,
+        metrics,
+        log_format,
         development_mode: loaded.development_mode,
         secret_note,
     })
@@ -202,17 +247,45 @@ async fn serve(
     let health = regstack_http_axum::with_common_layers(
         rs.health_router().fallback(regstack_http_axum::not_found),
     );
-    let app = rs
+    let mut app = rs
         .router()
         .merge(regstack_http_axum::with_hsts(health, &http));
+    let json = p.log_format == LogFormat::Json;
+    // Metrics: off unless enabled; on a listener of their own when
+    // `metrics.listen` names one, else at /metrics on this port.
+    let metrics_at = match p.metrics.listen_addr()? {
+        _ if !p.metrics.enabled => None,
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on metrics.listen {addr}"))?;
+            let bound = listener.local_addr()?;
+            let router = rs.metrics_router().fallback(regstack_http_axum::not_found);
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "metrics listener stopped");
+                }
+            });
+            Some(format!("http://{bound}/metrics"))
+        }
+        None => {
+            app = app.merge(rs.metrics_router());
+            Some(format!("{local_url}/metrics"))
+        }
+    };
 
-    println!(
+    banner!(
+        json,
         "regstack {} listening on {local_url}",
         env!("CARGO_PKG_VERSION")
     );
-    println!("  API:       {api}");
-    println!("  health:    {local_url}/healthz, {local_url}/readyz");
-    println!(
+    banner!(json, "  API:       {api}");
+    banner!(json, "  health:    {local_url}/healthz, {local_url}/readyz");
+    if let Some(at) = &metrics_at {
+        banner!(json, "  metrics:   {at}");
+    }
+    banner!(
+        json,
         "  database:  {}",
         if p.development_mode {
             database.clone()
@@ -220,12 +293,13 @@ async fn serve(
             "(from configuration)".into()
         }
     );
-    println!("  mail:      {mail}");
+    banner!(json, "  mail:      {mail}");
     if let Some(note) = &p.secret_note {
-        println!("  secret:    {note}");
+        banner!(json, "  secret:    {note}");
     }
     if p.development_mode {
-        println!(
+        banner!(
+            json,
             "  development mode — not for production (no regstack.toml, no REGSTACK_* variables)"
         );
     }
@@ -246,8 +320,9 @@ async fn serve(
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    init_logging();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    init_logging(log_format(&cli));
+    match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One readable line (with causes), no backtrace: most failures

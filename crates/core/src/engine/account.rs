@@ -31,6 +31,7 @@ impl Engine {
     }
 
     /// `POST /change-password`: every session ends, this one included.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "change_password", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn change_password(
         &self,
         p: &Principal,

@@ -13,10 +13,8 @@
 
 use chrono::SubsecRound;
 use regstack_ports::{
-    AdminChange, Email, Invite, InviteId, PendingRegistration, Promotion, RevokeReason, Session,
-    User, UserCounts, UserCursor, UserFilter, UserId,
-    AdminChange, DisableReason, Email, PendingRegistration, Promotion, RevokeReason, Session, User,
-    UserCounts, UserCursor, UserFilter, UserId,
+    AdminChange, DisableReason, Email, Invite, InviteId, PendingRegistration, Promotion,
+    RevokeReason, Session, User, UserCounts, UserCursor, UserFilter, UserId,
 };
 use secrecy::{ExposeSecret, SecretString};
 

@@ -327,6 +327,7 @@ impl Engine {
     }
 
     /// `POST /login/mfa-confirm`: a code for a pending sign-in challenge.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "confirm_sign_in", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn confirm_sign_in(
         &self,
         pending_token: &SecretString,

@@ -325,6 +325,17 @@ impl Engine {
         self.audit.as_deref()
     }
 
+    /// Names the account (and session) in the current span — a flow's,
+    /// or the HTTP request's — so the log lines after this carry them. Ids
+    /// only: never an address, never a secret.
+    fn record_ids(user: &UserId, session: Option<&regstack_ports::SessionId>) {
+        let span = tracing::Span::current();
+        span.record("user_id", user.as_str());
+        if let Some(s) = session {
+            span.record("session_id", s.as_str());
+        }
+    }
+
     fn emit(&self, kind: EventKind, f: impl FnOnce(&mut Event)) {
         let mut e = Event::new(kind, self.now());
         f(&mut e);

@@ -240,6 +240,7 @@ impl Engine {
     /// `GET /oauth/{p}/callback`: the provider's redirect. Answers the raw
     /// exchange id for `oauth-complete?id=…`, or the error code for
     /// `login?error=…`.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "oauth_callback", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn oauth_callback(
         &self,
         provider_name: &str,
@@ -395,6 +396,7 @@ impl Engine {
     /// `POST /oauth/exchange`: trades a completed flow's exchange id — from
     /// the browser that started the flow — for a session, or for the
     /// second-factor step the account requires.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "oauth_exchange", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn oauth_exchange(
         &self,
         id: &SecretString,

@@ -20,6 +20,7 @@ impl Engine {
     /// address: it queues `mail_reset_link` as a background job and
     /// returns. Jobs for one address run in the order they were queued
     /// (`background.rs`), so the link mailed last is the one that works.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "forgot_password", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn forgot_password(
         &self,
         email: &Email,
@@ -94,6 +95,7 @@ impl Engine {
     }
 
     /// `POST /reset-password`: single use; every session ends.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "reset_password", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn reset_password(
         &self,
         token: &SecretString,

@@ -69,6 +69,7 @@ pub enum Registered {
 
 impl Engine {
     /// `POST /register`: open, by invitation (module doc), or closed.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "register", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn register(
         &self,
         reg: Registration,
@@ -315,6 +316,7 @@ impl Engine {
     }
 
     /// `POST /verify`: the pending registration becomes a verified user.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "verify", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn verify(
         &self,
         token: &SecretString,

@@ -38,6 +38,7 @@ impl Engine {
     /// family the store read ([`judge`]): a retry inside the grace window
     /// gets the same successor, reuse ends the family, anything else is
     /// refused with one answer for every failure.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "refresh", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn refresh(
         &self,
         presented: &SecretString,
@@ -61,13 +62,13 @@ impl Engine {
                 secs(self.cfg.sessions.refresh_idle_ttl_seconds),
             )
             .await?;
-        let (session, user) = match rotation {
-            Rotation::Rotated { session, user } => (session, user),
+        let (session, user, rotated) = match rotation {
+            Rotation::Rotated { session, user } => (session, user, true),
             Rotation::Unknown => return Err(AuthError::InvalidRefreshToken),
             Rotation::NotLive(family) => {
                 let grace = secs(self.cfg.sessions.reuse_grace_seconds);
                 match judge(&family, &presented.hash, &successor.hash, now, grace) {
-                    Verdict::Replay => (family.session, family.user),
+                    Verdict::Replay => (family.session, family.user, false),
                     Verdict::Dead => return Err(AuthError::InvalidRefreshToken),
                     Verdict::Reuse => {
                         self.end_reused_family(&family, client, now).await?;
@@ -78,6 +79,14 @@ impl Engine {
         };
         if !user.is_active_at(now) {
             return Err(AuthError::InvalidRefreshToken);
+        }
+        Self::record_ids(&user.id, Some(&session.id));
+        if rotated {
+            self.emit(EventKind::SessionRefreshed, |e| {
+                e.user_id = Some(user.id.clone());
+                e.session_id = Some(session.id.clone());
+                e.ip.clone_from(&client.ip);
+            });
         }
         let access_token = self
             .jwt
@@ -118,6 +127,7 @@ impl Engine {
     }
 
     /// `POST /logout-all`: ends every session of the caller. Returns how many.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "logout_all", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn logout_all(
         &self,
         p: &Principal,
@@ -196,6 +206,7 @@ impl Engine {
         if !session.is_live(now) {
             return Err(AuthError::Unauthenticated(AuthFailure::Invalid));
         }
+        Self::record_ids(&user.id, Some(&session.id));
         // A timed disabling that ended reads as enabled, as housekeeping
         // will write it.
         Ok(Principal {
@@ -205,6 +216,7 @@ impl Engine {
     }
 
     /// `POST /logout`: revokes the session of the presented token.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "logout", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn logout(&self, p: &Principal, client: &ClientContext) -> Result<(), AuthError> {
         self.stores
             .sessions

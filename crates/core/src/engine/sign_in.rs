@@ -193,6 +193,7 @@ impl Engine {
     /// — unless the request carried a code (`one_step`, DocuVault's
     /// one-step login), which then answers that challenge at once; a wrong
     /// one counts against the challenge and the address's lockout.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "login", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
     pub async fn login(
         &self,
         email: &Email,
@@ -411,6 +412,7 @@ impl Engine {
             tracing::info!(user_id = %user.id, "sign-in lost a race with a credential change: no session");
             return Err(AuthError::InvalidCredentials { remaining: None });
         }
+        Self::record_ids(&user.id, Some(&session_id));
         let access_token = self
             .jwt
             .issue_access(&user.id, &session_id, now)

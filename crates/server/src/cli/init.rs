@@ -206,6 +206,8 @@ enable_password_reset = {enable_password_reset}
 # Failed sign-ins per address within the window before a lockout.
 login_lockout_threshold = {lockout_threshold}
 login_lockout_window_seconds = {lockout_window}
+# Log lines: "text", or "json" (one object per line, for a log pipeline).
+log_format = "text"
 
 [email]
 # console: mail is written to the log (development); smtp; ses.
@@ -222,6 +224,14 @@ refresh_absolute_ttl_seconds = {absolute}
 # A spent refresh token presented again within this window is a retry;
 # later it is theft and ends the session.
 reuse_grace_seconds = {grace}
+
+[metrics]
+# Serve Prometheus metrics at GET /metrics. Off by default: they tell how
+# many sign-ins fail and why.
+enabled = false
+# On this address alone (a port the public cannot reach); unset, on the
+# main port.
+# listen = "127.0.0.1:9464"
 "#,
         app_name = quoted(&a.app_name),
         base_url = quoted(&a.base_url),
