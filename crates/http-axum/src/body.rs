@@ -409,20 +409,6 @@ impl Fields<'_> {
         }
     }
 
-    /// An optional, nullable email address, canonicalised: `None` when
-    /// absent or null.
-    pub fn optional_email(&mut self, name: &'static str) -> Option<Option<Email>> {
-        let Some(s) = self.optional_nullable(name, Len::ANY)?.flatten() else {
-            return Some(None);
-        };
-        match Email::parse(&s) {
-            Ok(e) => Some(Some(e)),
-            Err(reason) => {
-                self.push(
-                    "value_error",
-                    name,
-                    format!("value is not a valid email address: {reason}"),
-                    Some(json!({ "reason": reason.to_string() })),
     /// An administrator's reason for a disabling ([`DisableReason`]):
     /// `None` when absent or null; too long is pydantic's
     /// `string_too_long`, a control character a `value_error`.
@@ -443,6 +429,57 @@ impl Fields<'_> {
                     name,
                     "Value error, must not contain control characters",
                     Some(json!({ "error": {} })),
+                );
+                None
+            }
+        }
+    }
+
+    /// An optional, nullable instant: ISO 8601 / RFC 3339 with a UTC
+    /// offset (`2026-12-31T23:59:59Z`, `…+00:00`, or any other offset —
+    /// each names one instant). `None` when absent or null. A time without
+    /// an offset is refused: it names no instant.
+    pub fn optional_instant(&mut self, name: &'static str) -> Option<Option<Timestamp>> {
+        let Some(s) = self
+            .optional_nullable(
+                name,
+                Len {
+                    min: None,
+                    max: Some(64),
+                },
+            )?
+            .flatten()
+        else {
+            return Some(None);
+        };
+        match chrono::DateTime::parse_from_rfc3339(s.trim()) {
+            Ok(t) => Some(Some(t.with_timezone(&chrono::Utc))),
+            Err(_) => {
+                self.push(
+                    "datetime_from_date_parsing",
+                    name,
+                    "Input should be an ISO 8601 instant with a UTC offset, e.g. 2026-12-31T23:59:59Z",
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    /// An optional, nullable email address, canonicalised: `None` when
+    /// absent or null.
+    pub fn optional_email(&mut self, name: &'static str) -> Option<Option<Email>> {
+        let Some(s) = self.optional_nullable(name, Len::ANY)?.flatten() else {
+            return Some(None);
+        };
+        match Email::parse(&s) {
+            Ok(e) => Some(Some(e)),
+            Err(reason) => {
+                self.push(
+                    "value_error",
+                    name,
+                    format!("value is not a valid email address: {reason}"),
+                    Some(json!({ "reason": reason.to_string() })),
                 );
                 None
             }
@@ -481,35 +518,6 @@ impl Fields<'_> {
             return None;
         }
         Some(u64::try_from(n).ok())
-    /// An optional, nullable instant: ISO 8601 / RFC 3339 with a UTC
-    /// offset (`2026-12-31T23:59:59Z`, `…+00:00`, or any other offset —
-    /// each names one instant). `None` when absent or null. A time without
-    /// an offset is refused: it names no instant.
-    pub fn optional_instant(&mut self, name: &'static str) -> Option<Option<Timestamp>> {
-        let Some(s) = self
-            .optional_nullable(
-                name,
-                Len {
-                    min: None,
-                    max: Some(64),
-                },
-            )?
-            .flatten()
-        else {
-            return Some(None);
-        };
-        match chrono::DateTime::parse_from_rfc3339(s.trim()) {
-            Ok(t) => Some(Some(t.with_timezone(&chrono::Utc))),
-            Err(_) => {
-                self.push(
-                    "datetime_from_date_parsing",
-                    name,
-                    "Input should be an ISO 8601 instant with a UTC offset, e.g. 2026-12-31T23:59:59Z",
-                    None,
-                );
-                None
-            }
-        }
     }
 
     /// A required email address, canonicalised.

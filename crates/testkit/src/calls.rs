@@ -15,9 +15,8 @@ use std::pin::Pin;
 
 use chrono::TimeDelta;
 use regstack_ports::{
-    AdminChange, AuditQuery, ChallengeKind, FlowMode, FlowResult, LockoutKey, MfaChallenge,
-    AdminChange, ChallengeKind, FlowMode, FlowResult, InviteId, LockoutKey, MfaChallenge,
-    RevokeReason, SessionId, StoreError, Stores, TokenKind, UserFilter, UserId,
+    AdminChange, AuditQuery, ChallengeKind, FlowMode, FlowResult, InviteId, LockoutKey,
+    MfaChallenge, RevokeReason, SessionId, StoreError, Stores, TokenKind, UserFilter, UserId,
 };
 
 use crate::fixtures::{self, at, t0};

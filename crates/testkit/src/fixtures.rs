@@ -6,9 +6,9 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
-    AuditEntry, Email, FlowMode, NewSession, NewUser, OAuthFlow, OAuthIdentity, OneTimeToken,
-    Email, FlowMode, Invite, InviteId, NewSession, NewUser, OAuthFlow, OAuthIdentity, OneTimeToken,
-    PasswordHash, PendingRegistration, SessionId, Timestamp, TokenHash, TokenKind, UserId,
+    AuditEntry, Email, FlowMode, Invite, InviteId, NewSession, NewUser, OAuthFlow, OAuthIdentity,
+    OneTimeToken, PasswordHash, PendingRegistration, SessionId, Timestamp, TokenHash, TokenKind,
+    UserId,
 };
 
 use crate::hasher::FakeHasher;

@@ -24,14 +24,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use regstack_ports::{
     AdminChange, Admission, AuditEntry, AuditQuery, AuditStore, ChallengeAttempt, Claim, Creation,
-    Email, EmailChangeOutcome, Factors, FlowMode, FlowResult, Linking, LockoutKey,
-    AdminChange, Admission, ChallengeAttempt, Claim, Creation, Email, EmailChangeOutcome, Factors,
-    FlowMode, FlowResult, Invite, InviteId, InviteRedemption, InviteStore, Linking, LockoutKey,
-    LoginAttemptStore, MfaChallenge, MfaStore, NewSession, NewUser, OAuthFlow, OAuthIdentity,
-    OAuthStore, OneTimeToken, PasswordHash, PendingRegistration, PendingStore, Promotion,
-    RateLimitStore, Redemption, RefreshFamily, RevokeReason, Rotation, Session, SessionId,
-    SessionStart, SessionStore, StoreError, StoreHealth, Stores, Timestamp, TokenHash, TokenKind,
-    TokenStore, TotpFactor, Unlinking, User, UserCounts, UserCursor, UserFilter, UserId, UserStore,
+    Email, EmailChangeOutcome, Factors, FlowMode, FlowResult, Invite, InviteId, InviteRedemption,
+    InviteStore, Linking, LockoutKey, LoginAttemptStore, MfaChallenge, MfaStore, NewSession,
+    NewUser, OAuthFlow, OAuthIdentity, OAuthStore, OneTimeToken, PasswordHash, PendingRegistration,
+    PendingStore, Promotion, RateLimitStore, Redemption, RefreshFamily, RevokeReason, Rotation,
+    Session, SessionId, SessionStart, SessionStore, StoreError, StoreHealth, Stores, Timestamp,
+    TokenHash, TokenKind, TokenStore, TotpFactor, Unlinking, User, UserCounts, UserCursor,
+    UserFilter, UserId, UserStore,
 };
 
 /// A fresh, empty, independent set of in-memory stores.

@@ -12,8 +12,8 @@ use secrecy::SecretString;
 
 use super::{message, ok_json, Answer, EmailBody, Engine_, TokenBody};
 use crate::body::{Fields, FromJsonObject, JsonBody};
-use crate::error::ApiError;
 use crate::body::{Fields, FromJsonObject, JsonBody, Len};
+use crate::error::ApiError;
 use crate::extract::Client;
 use crate::read_all;
 use crate::wire::{iso_offset, PendingResponse, UserPublic};
