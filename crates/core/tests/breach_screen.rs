@@ -66,6 +66,7 @@ fn registration(addr: &str, pw: &str) -> Registration {
         email: Email::parse(addr).unwrap(),
         password: NewPassword::parse(SecretString::from(pw)).unwrap(),
         full_name: None,
+        invite_code: None,
     }
 }
 

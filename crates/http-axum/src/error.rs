@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use regstack_core::password_policy::PasswordRefusal;
 use regstack_core::{AuthError, AuthFailure, DisableRefusal, SelfChange};
-use regstack_core::{AuthError, AuthFailure, SelfChange};
 use regstack_ports::StoreError;
 use serde_json::{json, Value};
 

@@ -11,7 +11,6 @@ use regstack_ports::{DisplayName, Email, NewPassword};
 use secrecy::SecretString;
 
 use super::{message, ok_json, Answer, EmailBody, Engine_, TokenBody};
-use crate::body::{Fields, FromJsonObject, JsonBody};
 use crate::body::{Fields, FromJsonObject, JsonBody, Len};
 use crate::error::ApiError;
 use crate::extract::Client;
