@@ -15,6 +15,7 @@ mod mfa;
 mod model;
 mod oauth;
 mod phone;
+mod rate_limits;
 mod security;
 mod sessions;
 mod support;
