@@ -574,3 +574,29 @@ async fn two_servers_over_one_database_enforce_one_limit() {
         "the 4th, on the other server",
     );
 }
+
+/// A host that mounts our router under its own prefix keeps the limits.
+#[tokio::test]
+async fn limits_hold_when_a_host_nests_the_router_under_its_own_prefix() {
+    let app = spawn_limited(|_| {}).await;
+    let host = axum::Router::new().nest("/v1", app.rs.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            host.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let client = raw_client();
+    let url = format!("http://{addr}/v1/api/auth/verify");
+    let body = json!({ "token": "x".repeat(43) });
+    for n in 1..=3 {
+        let r = client.post(&url).json(&body).send().await.unwrap();
+        assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS, "#{n}");
+    }
+    let r = client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+}

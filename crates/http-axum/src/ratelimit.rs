@@ -446,7 +446,8 @@ impl RouteLimits {
 /// The compiled limits the layer consults, by route pattern.
 #[derive(Debug)]
 pub(crate) struct Limiter {
-    prefix: String,
+    /// Every known route's path and its full pattern under the prefix.
+    patterns: Vec<(&'static str, String)>,
     routes: Vec<(LimitedRoute, Vec<Rate>)>,
     body_limit: usize,
 }
@@ -468,18 +469,32 @@ impl Limiter {
                 return None;
             }
         };
+        let prefix = api_prefix.trim_end_matches('/');
         (!routes.is_empty()).then(|| {
             Arc::new(Self {
-                prefix: api_prefix.trim_end_matches('/').to_owned(),
+                patterns: ROUTES
+                    .iter()
+                    .map(|r| (r.path, format!("{prefix}{}", r.path)))
+                    .collect(),
                 routes,
                 body_limit,
             })
         })
     }
 
+    /// The limited route a matched path is, if any. The matched path is the
+    /// whole pattern, `{api_prefix}{path}` — behind whatever prefix a host
+    /// nests our router under — so it is compared by its end, and of the
+    /// known routes that fit, the longest is the route (with the API at
+    /// `/`, `/login/change-password` also ends with `/change-password`).
     fn find(&self, matched: &str) -> Option<&(LimitedRoute, Vec<Rate>)> {
-        let path = matched.strip_prefix(&self.prefix).unwrap_or(matched);
-        self.routes.iter().find(|(r, _)| r.path == path)
+        let route = self
+            .patterns
+            .iter()
+            .filter(|(_, full)| matched.ends_with(full.as_str()))
+            .max_by_key(|(path, _)| path.len())?
+            .0;
+        self.routes.iter().find(|(r, _)| r.path == route)
     }
 }
 
@@ -528,6 +543,8 @@ fn body_address(bytes: &[u8]) -> Option<Email> {
     Email::parse(value.get("email")?.as_str()?).ok()
 }
 
+static NO_ADDRESS_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The middleware: finds the matched route in the table and, if it is
 /// limited, counts the client's IP and (for the routes that name one) the
 /// body's address. Fails closed: a counter store that cannot answer gives
@@ -556,16 +573,18 @@ pub(crate) async fn limit(
             Ok(Some(secs)) => return refused(secs).into_response(),
             Err(e) => return e.into_response(),
         },
-        None => {
+        None if !NO_ADDRESS_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) => {
             // Served without `into_make_service_with_connect_info` and no
             // trusted proxy header: there is no address to count, and one
-            // shared bucket would let one client lock everyone out.
+            // shared bucket would let one client lock everyone out. Said
+            // once per process.
             tracing::warn!(
                 route = route.path,
                 "no client address (serve with into_make_service_with_connect_info): \
-                 the per-IP route limit is not applied"
+                 per-IP route limits are not applied"
             );
         }
+        None => {}
     }
     let body = if route.by_address {
         let bytes = match axum::body::to_bytes(body, limiter.body_limit).await {
@@ -684,6 +703,51 @@ mod tests {
         }
         let mapped = ROUTES.iter().filter(|r| r.regstack_key.is_some()).count();
         assert_eq!(mapped, REGSTACK_KEYS.len());
+    }
+
+    #[test]
+    fn matched_paths_are_found_under_any_host_prefix_and_the_longest_route_wins() {
+        let all = every_group_at("1/minute");
+        for prefix in ["/api/auth", "/"] {
+            let l = Limiter::new(&all, prefix, 65536).unwrap();
+            let p = prefix.trim_end_matches('/');
+            let path = |m: &str| l.find(m).map(|(r, _)| r.path);
+            assert_eq!(path(&format!("{p}/login")), Some("/login"), "{prefix}");
+            assert_eq!(
+                path(&format!("/v1{p}/login/change-password")),
+                Some("/login/change-password"),
+                "{prefix}"
+            );
+            assert_eq!(
+                path(&format!("{p}/oauth/{{provider}}/link/start")),
+                Some("/oauth/{provider}/link/start")
+            );
+            assert_eq!(path(&format!("{p}/me")), None);
+        }
+        let l = Limiter::new(&all, "/api/auth", 65536).unwrap();
+        assert_eq!(l.find("/elsewhere/login").map(|(r, _)| r.path), None);
+        // `/change-password` has no group: unlimited unless its key is set,
+        // and never taken for `/login/change-password`'s.
+        assert_eq!(
+            l.find("/api/auth/change-password").map(|(r, _)| r.path),
+            None
+        );
+    }
+
+    fn every_group_at(limit: &str) -> RouteLimits {
+        let mut l = RouteLimits::none();
+        for g in [
+            Group::Login,
+            Group::Register,
+            Group::ForgotPassword,
+            Group::Verify,
+            Group::Mfa,
+            Group::Sms,
+            Group::OAuthStart,
+        ] {
+            l.set_group(g, limit);
+        }
+        l
     }
 
     #[test]
