@@ -7,7 +7,7 @@
 //! environment variables (`REGSTACK_EMAIL__SMTP_HOST` → `email.smtp_host`).
 //! A key regstack 0.9.3 knows but we do not implement yet is accepted with
 //! a warning — unless it promises a protection we do not give yet
-//! ([`UNSUPPORTED_SECURITY_SWITCHES`], none today): that stops start-up
+//! (none today): that stops start-up
 //! naming the key, as does a key neither knows. regstack's per-route
 //! `*_rate_limit` keys are enforced: each sets its route's limit beside the
 //! `[rate_limits]` groups (`regstack_http_axum::ratelimit::ROUTES` maps
