@@ -69,6 +69,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("regstack-adapters-sql", &["regstack-ports"]),
     ("regstack-adapters-mongo", &["regstack-ports"]),
     ("regstack-adapters-notify", &["regstack-ports"]),
+    ("regstack-adapters-redis", &["regstack-ports"]),
     ("regstack-oauth", &["regstack-ports"]),
     ("regstack-http-axum", &["regstack-ports", "regstack-core"]),
     (
@@ -79,6 +80,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "regstack-adapters-sql",
             "regstack-adapters-mongo",
             "regstack-adapters-notify",
+            "regstack-adapters-redis",
             "regstack-oauth",
             "regstack-http-axum",
         ],

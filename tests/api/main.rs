@@ -19,6 +19,7 @@ mod oauth;
 mod observability;
 mod password_policy;
 mod phone;
+mod rate_limits;
 mod security;
 mod sessions;
 mod support;

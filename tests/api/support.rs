@@ -200,8 +200,14 @@ pub fn test_config() -> Config {
 
 /// The test configuration with every other part at its default; tests
 /// tweak the policy (`s.config`) or the HTTP layer (`s.http`).
+///
+/// Route limits are off: the suite signs in, registers and resends from
+/// 127.0.0.1 far more often than a person would (the per-address lockout
+/// and mail quota stay on). `rate_limits.rs` turns them on.
 pub fn test_settings() -> Settings {
-    Settings::from(test_config())
+    let mut s = Settings::from(test_config());
+    s.http.route_limits = regstack::RouteLimits::none();
+    s
 }
 
 pub async fn spawn_app() -> TestApp {

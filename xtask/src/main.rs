@@ -55,9 +55,10 @@ fn run_env(program: &str, args: &[&str], envs: &[(String, String)]) -> Result<()
 }
 
 /// The real services the tests use: PostgreSQL (Debian's package, a
-/// throwaway cluster), a MongoDB-wire server (SecantusDB from PyPI) and an
-/// OpenID Provider (npm `oidc-provider` behind `tests/support/oidc/`).
-const SERVICES: &[&str] = &["postgres", "mongo", "oidc"];
+/// throwaway cluster), a MongoDB-wire server (SecantusDB from PyPI), an
+/// OpenID Provider (npm `oidc-provider` behind `tests/support/oidc/`) and
+/// Redis (Debian's `redis-server`, for the Redis rate-limit counters).
+const SERVICES: &[&str] = &["postgres", "mongo", "oidc", "redis"];
 
 /// Starts (or reuses) every service; returns the `TEST_*_URL` variables
 /// their scripts print.

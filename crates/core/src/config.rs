@@ -690,7 +690,8 @@ impl Config {
                 "rate_limit_disabled = true: the sign-in lockout is OFF — any number of \
                  password guesses per address, at login and at the current-password checks \
                  (change-password, change-email, delete-account); login_lockout_threshold and \
-                 login_lockout_window_seconds are ignored. Meant for benchmarks and tests, not \
+                 login_lockout_window_seconds are ignored; and the per-route request limits \
+                 ([rate_limits], *_rate_limit) are OFF too. Meant for benchmarks and tests, not \
                  production"
                     .to_owned(),
             );

@@ -41,6 +41,13 @@ pub enum ApiError {
     /// 503: no answer within `http.request_timeout_seconds`.
     #[error("no answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// 429 with `Retry-After`: a route limit (`rate_limits.*`) is spent for
+    /// this client or address. Worded like regstack's lockout answer.
+    #[error("route limit reached")]
+    RateLimited {
+        /// Whole seconds until the window that refused has slid past.
+        retry_after_secs: u64,
+    },
 }
 
 /// The source chain of a server-side failure, carried from `into_response`
@@ -153,6 +160,15 @@ impl IntoResponse for ApiError {
                 );
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                r
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                let mut r = detail(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("Too many requests. Try again in {retry_after_secs} seconds."),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 r
             }
             ApiError::UnsupportedMediaType => detail(
@@ -451,7 +467,7 @@ mod tests {
     }
 
     /// How many rows [`row`] has.
-    const ROWS: usize = 70;
+    const ROWS: usize = 71;
 
     /// The wire answer every error must get: its row number, status and
     /// body. Exhaustive on purpose — no `_` arm — so a new variant of
@@ -471,6 +487,13 @@ mod tests {
             ApiError::MethodNotAllowed => (4, 405, d("Method Not Allowed")),
             ApiError::Internal(_) => (5, 500, d("Internal Server Error")),
             ApiError::Timeout(_) => (6, 503, d(unavailable)),
+            ApiError::RateLimited { retry_after_secs } => (
+                70,
+                429,
+                d(&format!(
+                    "Too many requests. Try again in {retry_after_secs} seconds."
+                )),
+            ),
             ApiError::Auth(a) => match a {
                 A::RegistrationClosed => (7, 403, d("Registration is disabled.")),
                 A::PasswordResetDisabled => (
@@ -772,6 +795,9 @@ mod tests {
             ApiError::MethodNotAllowed,
             ApiError::Internal("body read failed".into()),
             ApiError::Timeout(std::time::Duration::from_secs(30)),
+            ApiError::RateLimited {
+                retry_after_secs: 60,
+            },
         ]);
         all
     }

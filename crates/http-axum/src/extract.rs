@@ -1,7 +1,7 @@
 //! Extractors hosts use on their own routes: [`CurrentUser`] and
 //! `Option<CurrentUser>`, plus the client context our handlers record.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts};
@@ -85,25 +85,99 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentUser {
 #[derive(Debug, Clone, Default)]
 pub struct Client(pub ClientContext);
 
-/// Whether to trust proxy headers for the client IP (`behind_proxy`).
-#[derive(Debug, Clone, Copy)]
-pub struct TrustProxy(pub bool);
+/// How far to trust proxy headers for the client IP: the number of
+/// reverse proxies in front of the service that each append the address
+/// they were reached from to `X-Forwarded-For` (or `Forwarded`). `0` — the
+/// default, `behind_proxy = false` — ignores those headers: the client IP
+/// is the socket's peer. With `n`, the client IP is the `n`-th entry from
+/// the right (`http.trusted_proxy_hops`): what the outermost of our proxies
+/// saw. Entries further left were written by whoever reached that proxy —
+/// possibly the client itself — so they are never read; a client that
+/// sends its own `X-Forwarded-For` only adds entries nobody looks at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrustProxy {
+    /// Trusted hops; 0 = not behind a proxy.
+    pub hops: usize,
+}
 
-fn forwarded_ip(headers: &HeaderMap) -> Option<String> {
-    // The nearest hop is the last entry: the one our trusted proxy appended.
-    if let Some(xff) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        if let Some(last) = xff.rsplit(',').map(str::trim).find(|s| !s.is_empty()) {
-            return Some(last.to_owned());
+impl TrustProxy {
+    /// What `behind_proxy` and `http.trusted_proxy_hops` amount to.
+    pub fn new(behind_proxy: bool, trusted_proxy_hops: usize) -> Self {
+        Self {
+            hops: if behind_proxy { trusted_proxy_hops } else { 0 },
         }
     }
-    let fwd = headers
-        .get(header::FORWARDED)
-        .and_then(|v| v.to_str().ok())?;
-    let last = fwd.rsplit(',').next()?;
-    last.split(';').find_map(|kv| {
-        let (k, v) = kv.trim().split_once('=')?;
-        k.eq_ignore_ascii_case("for")
-            .then(|| v.trim_matches('"').to_owned())
+}
+
+/// An address as proxies write it: `203.0.113.9`, `2001:db8::1`,
+/// `[2001:db8::1]:4711`, `203.0.113.9:4711`, optionally quoted
+/// (`Forwarded`). Anything else (`unknown`, an obfuscated `_node`) is no
+/// address.
+fn parse_ip(raw: &str) -> Option<IpAddr> {
+    let raw = raw.trim().trim_matches('"');
+    if let Ok(ip) = raw.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sock) = raw.parse::<SocketAddr>() {
+        return Some(sock.ip());
+    }
+    raw.strip_prefix('[')
+        .and_then(|r| r.split_once(']'))
+        .and_then(|(ip, _)| ip.parse().ok())
+}
+
+/// The entry `hops` from the right among the addresses our proxies
+/// appended, or the leftmost when the chain is shorter (every entry was
+/// then written by one of ours). `X-Forwarded-For` first (every header
+/// line, in order), else `Forwarded`'s `for=`.
+fn forwarded_ip(headers: &HeaderMap, hops: usize) -> Option<IpAddr> {
+    if hops == 0 {
+        return None;
+    }
+    let pick = |entries: Vec<&str>| -> Option<IpAddr> {
+        let i = entries.len().saturating_sub(hops);
+        entries.get(i).and_then(|e| parse_ip(e))
+    };
+    let xff: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !xff.is_empty() {
+        return pick(xff);
+    }
+    let fwd: Vec<&str> = headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|element| {
+            element.split(';').find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
+            })
+        })
+        .collect();
+    if fwd.is_empty() {
+        return None;
+    }
+    pick(fwd)
+}
+
+/// The client's address: from the proxy headers through the trusted hops
+/// ([`TrustProxy`] in the request extensions), else the socket's peer
+/// (axum's `ConnectInfo`; none if the host serves without it). Our handlers
+/// record it on sessions and events; the route limits count by it.
+pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    let hops = parts.extensions.get::<TrustProxy>().map_or(0, |t| t.hops);
+    forwarded_ip(&parts.headers, hops).or_else(|| {
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
     })
 }
 
@@ -111,17 +185,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let trust = parts.extensions.get::<TrustProxy>().is_some_and(|t| t.0);
-        let socket = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        let ip = if trust {
-            forwarded_ip(&parts.headers).or(socket)
-        } else {
-            socket
-        };
-        let ip = ip.filter(|s| s.len() <= 64 && !s.chars().any(char::is_control));
+        let ip = client_ip(parts).map(|ip| ip.to_string());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -154,19 +218,54 @@ mod tests {
         assert_eq!(bearer(&h), None);
     }
 
-    #[test]
-    fn the_nearest_forwarded_hop_wins() {
+    fn xff(value: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
+        h.insert("x-forwarded-for", HeaderValue::from_static(value));
+        h
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn the_client_ip_is_counted_from_the_right_through_the_trusted_hops() {
+        // A client claiming 6.6.6.6; our one proxy appended 203.0.113.9.
+        let h = xff("6.6.6.6, 203.0.113.9");
+        assert_eq!(forwarded_ip(&h, 1), ip("203.0.113.9"));
+        // Two proxies of ours: the outer one saw 6.6.6.6.
+        assert_eq!(forwarded_ip(&h, 2), ip("6.6.6.6"));
+        // A chain shorter than the trusted hops: all of it is ours.
+        assert_eq!(forwarded_ip(&h, 5), ip("6.6.6.6"));
+        // Not behind a proxy: the header is never read.
+        assert_eq!(forwarded_ip(&h, 0), None);
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        h.append(
             "x-forwarded-for",
-            HeaderValue::from_static("6.6.6.6, 203.0.113.9"),
+            HeaderValue::from_static("2.2.2.2, 3.3.3.3"),
         );
-        assert_eq!(forwarded_ip(&h).as_deref(), Some("203.0.113.9"));
+        assert_eq!(
+            forwarded_ip(&h, 1),
+            ip("3.3.3.3"),
+            "every header line counts"
+        );
+        assert_eq!(forwarded_ip(&h, 3), ip("1.1.1.1"));
+    }
+
+    #[test]
+    fn forwarded_for_entries_with_ports_brackets_and_quotes_are_read() {
         let mut h = HeaderMap::new();
         h.insert(
             header::FORWARDED,
-            HeaderValue::from_static("for=1.1.1.1, for=\"198.51.100.7\";proto=https"),
+            HeaderValue::from_static("for=1.1.1.1, for=\"[2001:db8::7]:4711\";proto=https"),
         );
-        assert_eq!(forwarded_ip(&h).as_deref(), Some("198.51.100.7"));
+        assert_eq!(forwarded_ip(&h, 1), ip("2001:db8::7"));
+        assert_eq!(forwarded_ip(&h, 2), ip("1.1.1.1"));
+        assert_eq!(
+            forwarded_ip(&xff("198.51.100.7:8080"), 1),
+            ip("198.51.100.7")
+        );
+        assert_eq!(forwarded_ip(&xff("unknown"), 1), None, "not an address");
     }
 }

@@ -23,6 +23,7 @@ pub mod cookie;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod ratelimit;
 pub mod settings;
 pub mod wire;
 
@@ -41,6 +42,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use extract::{CurrentUser, TrustProxy};
+pub use ratelimit::RouteLimits;
 pub use settings::HttpSettings;
 
 /// The header a request id travels in, both ways.
@@ -154,7 +156,8 @@ pub fn auth_layer(engine: Arc<Engine>) -> Extension<Arc<Engine>> {
 }
 
 /// The regstack API mounted at `api_prefix`, with its own 404/405 answers,
-/// `http`'s body limit and request deadline, security headers (HSTS when
+/// `http`'s body limit, route limits (unless `rate_limit_disabled`) and
+/// request deadline, security headers (HSTS when
 /// `http.hsts`), panic guard, request tracing and (when `http` names
 /// origins) CORS. Merge it into a
 /// host's router as is. `http` should have passed
@@ -169,13 +172,27 @@ pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
     if engine.config().enable_admin_router {
         routes = routes.merge(handlers::admin_routes());
     }
-    let api = routes
+    let mut routes = routes
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    if !engine.config().rate_limit_disabled {
+        if let Some(limiter) =
+            ratelimit::Limiter::new(&http.route_limits, &http.api_prefix, http.body_limit_bytes)
+        {
+            let engine = engine.clone();
+            routes = routes.layer(middleware::from_fn(move |request: Request, next: Next| {
+                ratelimit::limit(limiter.clone(), engine.clone(), request, next)
+            }));
+        }
+    }
+    let api = routes
         .layer(DefaultBodyLimit::max(http.body_limit_bytes))
         .layer(Extension(engine.clone()))
         .layer(Extension(Arc::new(http.clone())))
-        .layer(Extension(TrustProxy(http.behind_proxy)))
+        .layer(Extension(TrustProxy::new(
+            http.behind_proxy,
+            http.trusted_proxy_hops,
+        )))
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             deadline(limit, request, next)
         }))

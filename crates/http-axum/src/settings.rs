@@ -1,6 +1,7 @@
 //! The HTTP layer's own settings — where the API is mounted, whether to
-//! trust a proxy's client-IP headers, and `[http]`: body limit, CORS
-//! origins, the per-request deadline and HSTS — and their validation.
+//! trust a proxy's client-IP headers, the route limits, and `[http]`: body
+//! limit, CORS origins, the per-request deadline, HSTS and the trusted
+//! proxy hops — and their validation.
 //!
 //! They live here, next to [`router`](crate::router) which applies them,
 //! rather than in `core`'s policy `Config`: the engine decides nothing with
@@ -47,6 +48,18 @@ pub struct HttpSettings {
     /// only sent with `hsts = true`. 0 tells browsers to forget an earlier
     /// header.
     pub hsts_max_age_seconds: u64,
+    /// With `behind_proxy`: how many reverse proxies of ours stand in
+    /// front of the service, each appending to `X-Forwarded-For`. The
+    /// client IP is that many entries from the right; entries further left
+    /// are what the client (or anyone before our proxies) claimed, and are
+    /// never read (see [`TrustProxy`](crate::TrustProxy)). Default 1.
+    /// Ignored without `behind_proxy`, when the headers are not read at all.
+    pub trusted_proxy_hops: usize,
+    /// Per-route request limits (`[rate_limits]` and regstack's
+    /// `*_rate_limit` keys, which the server fills in); applied unless
+    /// `rate_limit_disabled`.
+    #[serde(skip)]
+    pub route_limits: crate::RouteLimits,
 }
 
 impl Default for HttpSettings {
@@ -59,6 +72,8 @@ impl Default for HttpSettings {
             request_timeout_seconds: 30,
             hsts: false,
             hsts_max_age_seconds: 31_536_000,
+            trusted_proxy_hops: 1,
+            route_limits: crate::RouteLimits::default(),
         }
     }
 }
@@ -83,7 +98,14 @@ impl HttpSettings {
         for origin in &self.cors_allowed_origins {
             check_cors_origin(origin)?;
         }
-        Ok(())
+        if !(1..=16).contains(&self.trusted_proxy_hops) {
+            return Err(ConfigError::new(
+                "http.trusted_proxy_hops",
+                "must be between 1 and 16 (the reverse proxies in front of the service; \
+                 set behind_proxy = false when there is none)",
+            ));
+        }
+        self.route_limits.validate()
     }
 
     /// The `Strict-Transport-Security` value to send, if any.

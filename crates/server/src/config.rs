@@ -7,8 +7,11 @@
 //! environment variables (`REGSTACK_EMAIL__SMTP_HOST` → `email.smtp_host`).
 //! A key regstack 0.9.3 knows but we do not implement yet is accepted with
 //! a warning — unless it promises a protection we do not give yet
-//! (`enable_sms_2fa = true`, a per-IP `*_rate_limit`): that stops start-up
-//! naming the key, as does a key neither knows.
+//! (none today): that stops start-up
+//! naming the key, as does a key neither knows. regstack's per-route
+//! `*_rate_limit` keys are enforced: each sets its route's limit beside the
+//! `[rate_limits]` groups (`regstack_http_axum::ratelimit::ROUTES` maps
+//! them).
 //!
 //! [`FileConfig`] lists every key itself rather than flattening the parts
 //! into one struct: serde's `deny_unknown_fields` does not work through
@@ -36,14 +39,13 @@ use regstack_oauth::{ProviderConfig, ProviderKind};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::settings::{DatabaseSettings, OAuthSettings, Settings};
+use crate::settings::{DatabaseSettings, OAuthSettings, RateLimitStore, Settings};
 
 /// Top-level keys regstack 0.9.3 defines that this build does not
 /// implement yet and whose presence promises no protection: accepted,
 /// warned about, ignored, so that a regstack configuration loads unchanged
 /// (a key neither regstack nor we know stops start-up naming it). Keys that
-/// do promise one are
-/// [`UNSUPPORTED_SECURITY_SWITCHES`] and [`UNSUPPORTED_RATE_LIMITS`].
+/// do promise one are [`UNSUPPORTED_SECURITY_SWITCHES`].
 const REGSTACK_ONLY_KEYS: &[&str] = &[
     // Where regstack keeps its data. A wrong name finds no data; it exposes
     // none (our table and collection names are regstack's defaults, so a
@@ -73,34 +75,6 @@ const REGSTACK_ONLY_KEYS: &[&str] = &[
 /// `"off"` from a variable) they promise nothing and only warn.
 /// (None today: `enable_sms_2fa`, the last one, is implemented.)
 const UNSUPPORTED_SECURITY_SWITCHES: &[(&str, &str)] = &[];
-
-/// regstack 0.9.3's per-IP route limits (slowapi strings such as
-/// `"5/minute"`), which this build does not enforce yet (per-IP limits on
-/// the sign-in, code, exchange, phone and mail-sending routes come later;
-/// what it does enforce is the per-address lockout and mail quota). A limit
-/// is a promise that a route cannot be hammered, so a set one stops
-/// start-up naming the key. That includes the limits of routes this build
-/// does not have yet (MFA confirm, OAuth exchange, phone): those routes may
-/// arrive before route limits do, and must not arrive with their limits
-/// silently dropped. An empty string, or `rate_limit_disabled = true`
-/// (which turns route limits off in regstack too), promises nothing: warn.
-const UNSUPPORTED_RATE_LIMITS: &[&str] = &[
-    "login_rate_limit",
-    "login_mfa_confirm_rate_limit",
-    "register_rate_limit",
-    "forgot_password_rate_limit",
-    "reset_password_rate_limit",
-    "verify_rate_limit",
-    "resend_verification_rate_limit",
-    "change_password_rate_limit",
-    "change_email_rate_limit",
-    "confirm_email_change_rate_limit",
-    "delete_account_rate_limit",
-    "oauth_exchange_rate_limit",
-    "phone_start_rate_limit",
-    "phone_confirm_rate_limit",
-    "phone_disable_rate_limit",
-];
 
 /// `email.backend`: which mail transport to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -438,6 +412,109 @@ fn registration_mode_of(
     }
 }
 
+/// `rate_limits.backend`: where the counters of the route limits, the
+/// mail quota and the SMS caps live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackendKey {
+    /// The accounts database (`database_url`): nothing more to run.
+    #[default]
+    Database,
+    /// A Redis server (`rate_limits.redis_url`): counters off the database.
+    Redis,
+}
+
+/// `[rate_limits]` as written: where counters live, and each route
+/// group's limit (slowapi strings, `""` = the group unlimited; see
+/// [`RouteLimits`](regstack_http_axum::RouteLimits) for the routes and
+/// defaults).
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitsSection {
+    /// `database` (default) or `redis`.
+    pub backend: RateLimitBackendKey,
+    /// `redis://[:password@]host:port[/db]`, with `backend = "redis"`.
+    pub redis_url: Option<SecretString>,
+    /// `/login`.
+    pub login: String,
+    /// `/register`, `/resend-verification`.
+    pub register: String,
+    /// `/forgot-password`, `/reset-password`.
+    pub forgot_password: String,
+    /// `/verify`, `/confirm-email-change`.
+    pub verify: String,
+    /// `/login/mfa-confirm`, `/login/change-password`, `/totp/confirm`.
+    pub mfa: String,
+    /// `/phone/*`.
+    pub sms: String,
+    /// `/oauth/{provider}/start`, `/oauth/{provider}/link/start`, `/oauth/exchange`.
+    pub oauth_start: String,
+}
+
+impl Default for RateLimitsSection {
+    fn default() -> Self {
+        let regstack_http_axum::RouteLimits {
+            login,
+            register,
+            forgot_password,
+            verify,
+            mfa,
+            sms,
+            oauth_start,
+            regstack_routes: _,
+        } = regstack_http_axum::RouteLimits::default();
+        Self {
+            backend: RateLimitBackendKey::Database,
+            redis_url: None,
+            login,
+            register,
+            forgot_password,
+            verify,
+            mfa,
+            sms,
+            oauth_start,
+        }
+    }
+}
+
+impl RateLimitsSection {
+    /// The HTTP layer's route limits (with regstack's per-route keys) and
+    /// the server's counter store.
+    fn split(
+        self,
+        regstack_routes: std::collections::BTreeMap<String, String>,
+    ) -> Result<(regstack_http_axum::RouteLimits, RateLimitStore), ConfigError> {
+        let store = match (self.backend, self.redis_url) {
+            (RateLimitBackendKey::Database, None) => RateLimitStore::Database,
+            (RateLimitBackendKey::Database, Some(_)) => {
+                return Err(ConfigError::new(
+                    "rate_limits.redis_url",
+                    "is set but rate_limits.backend is \"database\": set backend = \"redis\" \
+                     to keep the counters in Redis, or remove the URL",
+                ))
+            }
+            (RateLimitBackendKey::Redis, Some(url)) => RateLimitStore::Redis { url },
+            (RateLimitBackendKey::Redis, None) => {
+                return Err(ConfigError::new(
+                    "rate_limits.redis_url",
+                    "is required with rate_limits.backend = \"redis\" (redis://host:port)",
+                ))
+            }
+        };
+        let limits = regstack_http_axum::RouteLimits {
+            login: self.login,
+            register: self.register,
+            forgot_password: self.forgot_password,
+            verify: self.verify,
+            mfa: self.mfa,
+            sms: self.sms,
+            oauth_start: self.oauth_start,
+            regstack_routes,
+        };
+        Ok((limits, store))
+    }
+}
+
 /// `regstack.toml` and `REGSTACK_*` as read: every key regstack-rs
 /// implements, with regstack's names and defaults. [`FileConfig::split`]
 /// turns it into the [`Settings`] parts.
@@ -541,6 +618,13 @@ pub struct FileConfig {
     pub log_format: LogFormat,
     /// `[metrics]`: whether and where the binary serves `GET /metrics`.
     pub metrics: MetricsSection,
+    /// `[rate_limits]`: the route groups' limits (HTTP layer) and where
+    /// counters live (server).
+    pub rate_limits: RateLimitsSection,
+    /// regstack's per-route `*_rate_limit` keys that were set (top-level
+    /// keys, taken out by [`from_dict`]).
+    #[serde(skip)]
+    pub regstack_route_limits: std::collections::BTreeMap<String, String>,
 }
 
 /// How log lines are written (`log_format`).
@@ -760,6 +844,8 @@ impl Default for FileConfig {
             audit,
             log_format: LogFormat::default(),
             metrics: MetricsSection::default(),
+            rate_limits: RateLimitsSection::default(),
+            regstack_route_limits: Default::default(),
         }
     }
 }
@@ -834,9 +920,12 @@ impl FileConfig {
             audit,
             log_format: _,
             metrics,
+            rate_limits,
+            regstack_route_limits,
         } = self;
         let registration_mode = registration_mode_of(registration_mode, allow_registration)?;
         metrics.listen_addr()?;
+        let (route_limits, rate_limit_store) = rate_limits.split(regstack_route_limits)?;
         let (email, mail) = email.split()?;
         let (oauth_policy, providers) = oauth.split()?;
         Ok(Settings {
@@ -893,8 +982,10 @@ impl FileConfig {
             http: HttpSettings {
                 api_prefix,
                 behind_proxy,
+                route_limits,
                 ..http
             },
+            rate_limit_store,
             sms: sms.transport,
             oauth: OAuthSettings {
                 enabled: enable_oauth,
@@ -1091,16 +1182,30 @@ pub fn from_dict(mut dict: Dict) -> Result<(FileConfig, Vec<String>), ConfigErro
         }
     }
     refuse_unsupported_protections(&dict)?;
+    let mut regstack_route_limits = std::collections::BTreeMap::new();
+    for key in regstack_http_axum::ratelimit::REGSTACK_KEYS {
+        match dict.remove(*key) {
+            None => {}
+            Some(Value::String(_, limit)) => {
+                regstack_route_limits.insert((*key).to_owned(), limit);
+            }
+            Some(_) => {
+                return Err(ConfigError::new(
+                    *key,
+                    "must be a limit string such as \"5/minute\" (\"\" for none)",
+                ))
+            }
+        }
+    }
     let ignored = REGSTACK_ONLY_KEYS
         .iter()
-        .chain(UNSUPPORTED_SECURITY_SWITCHES.iter().map(|(key, _)| key))
-        .chain(UNSUPPORTED_RATE_LIMITS);
+        .chain(UNSUPPORTED_SECURITY_SWITCHES.iter().map(|(key, _)| key));
     for key in ignored {
         if dict.remove(*key).is_some() {
             warnings.push(format!("`{key}` is a regstack setting this version accepts but does not support yet; it is ignored"));
         }
     }
-    let config: FileConfig = Figment::from(figment::providers::Serialized::defaults(dict))
+    let mut config: FileConfig = Figment::from(figment::providers::Serialized::defaults(dict))
         .extract_lossy()
         .map_err(|e| {
             let key = e.path.join(".");
@@ -1111,13 +1216,13 @@ pub fn from_dict(mut dict: Dict) -> Result<(FileConfig, Vec<String>), ConfigErro
             };
             ConfigError::new(key, e.kind.to_string())
         })?;
+    config.regstack_route_limits = regstack_route_limits;
     Ok((config, warnings))
 }
 
 /// Stops start-up on a regstack key that promises a protection this build
-/// does not give yet ([`UNSUPPORTED_SECURITY_SWITCHES`],
-/// [`UNSUPPORTED_RATE_LIMITS`]); the same keys set to their "off" value
-/// pass, to be warned about with the rest.
+/// does not give yet ([`UNSUPPORTED_SECURITY_SWITCHES`]); the same keys set
+/// to their "off" value pass, to be warned about with the rest.
 fn refuse_unsupported_protections(dict: &Dict) -> Result<(), ConfigError> {
     for (key, why) in UNSUPPORTED_SECURITY_SWITCHES {
         if let Some(value) = dict.get(*key) {
@@ -1125,28 +1230,6 @@ fn refuse_unsupported_protections(dict: &Dict) -> Result<(), ConfigError> {
             // read must not pass as a protection turned off.
             if value.to_bool_lossy() != Some(false) {
                 return Err(ConfigError::new(*key, *why));
-            }
-        }
-    }
-    let limits_off = dict
-        .get("rate_limit_disabled")
-        .and_then(Value::to_bool_lossy)
-        .unwrap_or(false);
-    if !limits_off {
-        for key in UNSUPPORTED_RATE_LIMITS {
-            let set = match dict.get(*key) {
-                None => false,
-                Some(Value::String(_, limit)) => !limit.trim().is_empty(),
-                Some(_) => true,
-            };
-            if set {
-                return Err(ConfigError::new(
-                    *key,
-                    "per-IP route limits are not supported yet: this version would serve the \
-                     route without the limit. Remove the key (what this version enforces is \
-                     the per-address sign-in lockout, login_lockout_*, and the per-address \
-                     mail quota, email.max_per_address_per_hour)",
-                ));
             }
         }
     }
@@ -1187,17 +1270,6 @@ mod tests {
     }
 
     #[track_caller]
-    fn refused(d: Dict, key: &str) {
-        let err = from_dict(d).unwrap_err();
-        assert_eq!(err.key, key, "{err}");
-        let shown = err.to_string();
-        assert!(
-            shown.contains(key) && shown.contains("not supported yet"),
-            "{shown}"
-        );
-    }
-
-    #[track_caller]
     fn warned(d: Dict, key: &str) {
         let (_, warnings) = from_dict(d).unwrap();
         assert!(
@@ -1207,49 +1279,104 @@ mod tests {
     }
 
     #[test]
-    fn a_regstack_security_key_we_lack_stops_start_up_from_the_file_or_the_environment() {
-        // `enable_sms_2fa` is implemented now: on, it turns SMS on.
+    fn enable_sms_2fa_from_the_environment_turns_sms_on() {
         let (c, _) = from_dict(env(&[("REGSTACK_ENABLE_SMS_2FA", "true")])).unwrap();
         assert!(c.split().unwrap().config.mfa.enable_sms_2fa);
-        for key in UNSUPPORTED_RATE_LIMITS {
-            refused(dict(&format!("{key} = \"5/minute\"")), key);
+    }
+
+    /// regstack's per-route keys are enforced now: from the file or the
+    /// environment, each one lands on its route's limit (no warning), and a
+    /// bad string stops start-up naming the key.
+    #[test]
+    fn regstack_route_limit_keys_set_their_routes_limit() {
+        use regstack_http_axum::ratelimit::{Rate, REGSTACK_KEYS, ROUTES};
+        for key in REGSTACK_KEYS {
+            let route = ROUTES
+                .iter()
+                .find(|r| r.regstack_key == Some(*key))
+                .unwrap()
+                .path;
             let var = format!("REGSTACK_{}", key.to_uppercase());
-            refused(env(&[(var.as_str(), "5/minute;20/hour")]), key);
+            for d in [
+                dict(&format!("{key} = \"3/minute;7/hour\"")),
+                env(&[(var.as_str(), "3/minute;7/hour")]),
+            ] {
+                let (c, warnings) = from_dict(d).unwrap();
+                assert!(warnings.is_empty(), "{key}: {warnings:?}");
+                let s = c.split().unwrap();
+                s.http.validate().unwrap();
+                let compiled = s.http.route_limits.compile().unwrap();
+                let rates = &compiled.iter().find(|(r, _)| r.path == route).unwrap().1;
+                assert_eq!(
+                    rates,
+                    &vec![
+                        Rate {
+                            count: 3,
+                            window_seconds: 60
+                        },
+                        Rate {
+                            count: 7,
+                            window_seconds: 3600
+                        }
+                    ],
+                    "{key}"
+                );
+            }
+            let (c, _) = from_dict(dict(&format!("{key} = \"3/fortnight\""))).unwrap();
+            assert_eq!(c.split().unwrap().http.validate().unwrap_err().key, *key);
+            assert_eq!(
+                from_dict(dict(&format!("{key} = 5"))).unwrap_err().key,
+                *key
+            );
         }
-        // Route limits are refused even beside the per-address lockout.
-        refused(
-            dict("login_lockout_threshold = 3\nlogin_rate_limit = \"5/minute\""),
-            "login_rate_limit",
-        );
+        // An empty one unlimits its route, as in regstack.
+        let (c, _) = from_dict(dict("login_rate_limit = \"\"")).unwrap();
+        let compiled = c.split().unwrap().http.route_limits.compile().unwrap();
+        assert!(!compiled.iter().any(|(r, _)| r.path == "/login"));
+        assert!(compiled.iter().any(|(r, _)| r.path == "/register"));
     }
 
     #[test]
-    fn a_regstack_security_key_set_to_off_promises_nothing_and_only_warns() {
-        warned(dict("login_rate_limit = \"\""), "login_rate_limit");
-        warned(
-            env(&[("REGSTACK_LOGIN_RATE_LIMIT", " ")]),
-            "login_rate_limit",
+    fn rate_limits_table_sets_groups_and_the_counter_store() {
+        let s = split(
+            "[rate_limits]\nlogin = \"2/second\"\nsms = \"\"\nbackend = \"redis\"\n\
+             redis_url = \"redis://127.0.0.1:6379\"\n",
         );
-        // Limits switched off by rate_limit_disabled promise nothing either.
-        let (c, _) = from_dict(dict(
-            "rate_limit_disabled = true\nlogin_rate_limit = \"5/minute\"",
-        ))
+        assert_eq!(s.http.route_limits.login, "2/second");
+        assert_eq!(s.http.route_limits.sms, "");
+        assert_eq!(s.http.route_limits.register, "5/minute", "the default");
+        assert!(matches!(s.rate_limit_store, RateLimitStore::Redis { .. }));
+        let (c, _) = from_dict(env(&[
+            ("REGSTACK_RATE_LIMITS__BACKEND", "redis"),
+            ("REGSTACK_RATE_LIMITS__REDIS_URL", "redis://r:6379/2"),
+            ("REGSTACK_RATE_LIMITS__MFA", "4/minute"),
+        ]))
         .unwrap();
-        assert!(c.rate_limit_disabled);
-        warned(
-            env(&[
-                ("REGSTACK_RATE_LIMIT_DISABLED", "true"),
-                ("REGSTACK_REGISTER_RATE_LIMIT", "5/minute"),
-            ]),
-            "register_rate_limit",
+        let s = c.split().unwrap();
+        assert_eq!(s.http.route_limits.mfa, "4/minute");
+        assert!(matches!(s.rate_limit_store, RateLimitStore::Redis { .. }));
+        for (toml_src, key) in [
+            (
+                "[rate_limits]\nbackend = \"redis\"",
+                "rate_limits.redis_url",
+            ),
+            (
+                "[rate_limits]\nredis_url = \"redis://x\"",
+                "rate_limits.redis_url",
+            ),
+        ] {
+            let (c, _) = from_dict(dict(toml_src)).unwrap();
+            assert_eq!(c.split().unwrap_err().key, key, "{toml_src}");
+        }
+        let (c, _) = from_dict(dict("[rate_limits]\nverify = \"lots\"")).unwrap();
+        assert_eq!(
+            c.split().unwrap().http.validate().unwrap_err().key,
+            "rate_limits.verify"
         );
-        refused(
-            env(&[
-                ("REGSTACK_RATE_LIMIT_DISABLED", "false"),
-                ("REGSTACK_REGISTER_RATE_LIMIT", "5/minute"),
-            ]),
-            "register_rate_limit",
-        );
+        let err = from_dict(dict("[rate_limits]\nlogni = \"5/minute\"")).unwrap_err();
+        assert!(err.to_string().contains("logni"), "{err}");
+        let err = from_dict(dict("[rate_limits]\nbackend = \"memcached\"")).unwrap_err();
+        assert!(err.to_string().contains("rate_limits.backend"), "{err}");
     }
 
     #[test]

@@ -57,9 +57,9 @@ pub use regstack_adapters_notify::{
     AwsCredentials, MailTransport, SesSettings, SmtpSecurity, SmtpSettings,
 };
 pub use regstack_core::{Config, Event, EventKind};
-pub use regstack_http_axum::{CurrentUser, HttpSettings};
+pub use regstack_http_axum::{CurrentUser, HttpSettings, RouteLimits};
 pub use regstack_oauth::{ProviderConfig, ProviderKind};
-pub use settings::{DatabaseSettings, OAuthSettings, Settings};
+pub use settings::{DatabaseSettings, OAuthSettings, RateLimitStore, Settings};
 
 /// Building a [`RegStack`] failed; the message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,9 @@ pub enum BuildError {
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
     Database(#[from] regstack_ports::StoreError),
+    /// The Redis server of `rate_limits.redis_url` could not be reached.
+    #[error("rate_limits.redis_url: {0}")]
+    RateLimitStore(#[source] regstack_ports::StoreError),
     /// A template directory could not be read.
     #[error("template directory {path}: {reason}")]
     Templates {
@@ -232,6 +235,7 @@ impl RegStackBuilder {
             http,
             sms,
             oauth,
+            rate_limit_store,
         } = self.settings;
         let sms = match self.sms {
             Some(s) => s,
@@ -254,6 +258,14 @@ impl RegStackBuilder {
             }
         };
         let metrics = Metrics::new();
+        let mut stores = stores;
+        if let RateLimitStore::Redis { url } = &rate_limit_store {
+            stores.rate_limits = Arc::new(
+                regstack_adapters_redis::RedisRateLimits::connect(url.expose_secret(), "regstack")
+                    .await
+                    .map_err(BuildError::RateLimitStore)?,
+            );
+        }
         let hasher: Arc<dyn PasswordHasher> = match self.hasher {
             Some(h) => h,
             None => {

@@ -87,6 +87,34 @@ pub struct Settings {
     pub sms: SmsTransport,
     /// OAuth sign-in providers.
     pub oauth: OAuthSettings,
+    /// Where rate-limit counters live (`rate_limits.backend`).
+    pub rate_limit_store: RateLimitStore,
+}
+
+/// Where the rate-limit counters — route limits, mail quota, SMS caps —
+/// are kept: the accounts database (default), or Redis
+/// (`rate_limits.backend = "redis"`, the `regstack-adapters-redis` crate),
+/// which takes that write traffic off the database. Either way every
+/// instance shares them.
+#[derive(Clone, Default)]
+pub enum RateLimitStore {
+    /// The stores' own `RateLimitStore`.
+    #[default]
+    Database,
+    /// A Redis server.
+    Redis {
+        /// `redis://…`: a secret, it may carry a password.
+        url: SecretString,
+    },
+}
+
+impl std::fmt::Debug for RateLimitStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Database => f.write_str("Database"),
+            Self::Redis { .. } => f.write_str("Redis { url: [redacted] }"),
+        }
+    }
 }
 
 /// OAuth sign-in: whether its routes exist and which providers they offer
@@ -147,6 +175,10 @@ impl Settings {
         self.config.validate()?;
         self.database.validate()?;
         self.oauth.validate()?;
+        if let RateLimitStore::Redis { url } = &self.rate_limit_store {
+            regstack_adapters_redis::check_url(url.expose_secret())
+                .map_err(|reason| ConfigError::new("rate_limits.redis_url", reason))?;
+        }
         self.http.validate()?;
         self.breach_screen().map(|_| ())
     }

@@ -336,6 +336,25 @@ impl Engine {
         }
     }
 
+    /// Counts one request against a route limit — at most `limit` within
+    /// `window` for `key` — and answers whether it is admitted (a refused
+    /// request is not counted). The HTTP layer's per-route limits
+    /// (`rate_limits.*`) come here rather than to the store, so that they
+    /// count with the engine's clock in the same counter store as the mail
+    /// quota and the SMS caps: the database, or Redis when the server is
+    /// configured so — shared by every instance either way.
+    pub async fn take_route_limit(
+        &self,
+        key: &str,
+        window: TimeDelta,
+        limit: u32,
+    ) -> Result<bool, regstack_ports::StoreError> {
+        self.stores
+            .rate_limits
+            .hit(key, self.now(), window, limit)
+            .await
+    }
+
     fn emit(&self, kind: EventKind, f: impl FnOnce(&mut Event)) {
         let mut e = Event::new(kind, self.now());
         f(&mut e);
