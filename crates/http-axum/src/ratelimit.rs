@@ -311,7 +311,10 @@ pub const REGSTACK_KEYS: &[&str] = &[
 /// guesses or mails a minute, not thousands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteLimits {
-    /// `/login` (also per address). Default `"10/minute"`.
+    /// `/login` (also per address). Default `"20/minute"`: wrong
+    /// passwords are held by the per-address lockout long before this; the
+    /// limit is for a script trying many addresses, and an honest client
+    /// (`regstack validate` signs in a dozen times a minute) stays under it.
     pub login: String,
     /// `/register`, `/resend-verification` (also per address). Default
     /// `"5/minute"`.
@@ -338,7 +341,7 @@ pub struct RouteLimits {
 impl Default for RouteLimits {
     fn default() -> Self {
         Self {
-            login: "10/minute".into(),
+            login: "20/minute".into(),
             register: "5/minute".into(),
             forgot_password: "5/minute".into(),
             verify: "10/minute".into(),

@@ -10,7 +10,8 @@
 //!    │                      └ link ─────▶ Failed(identity_in_use | already_linked)
 //!    └─Found(none)── link ──▶ LoadingTarget ──Loaded(active)──▶ Linking ──Linked──▶ Completing
 //!                  └ sign-in, email ──▶ SearchingEmail ──ByEmail(account)── auto-link allowed ──▶ Linking
-//!                  │                          │                           └ otherwise ──▶ Failed(email_in_use)
+//!                  │                          │                           └ otherwise ──▶ Rechecking ──Found(identity)──▶ LoadingOwner
+//!                  │                          │                                           └─Found(none)──▶ Failed(email_in_use)
 //!                  │                          └─ByEmail(none)──▶ Creating ──Created──▶ Completing
 //!                  └ sign-in, no email ────────────────────────▶ Creating └─IdentityInUse──▶ Finding (once)
 //! Completing ──Completed(true)──▶ Done (the browser goes to `oauth-complete?id=<exchange id>`)
@@ -176,6 +177,19 @@ pub enum Callback {
     LoadingTarget(Box<OAuthFlow>, Box<ExternalIdentity>),
     /// First sign-in: waiting for the account holding the address, if any.
     SearchingEmail(Box<OAuthFlow>, Box<ExternalIdentity>),
+    /// First sign-in that met an account it may not take (its address is
+    /// held, or the link found the identity taken): looking the identity
+    /// up once more, because a concurrent first sign-in of the same
+    /// identity may have just created that account. Found: sign in to its
+    /// owner; still none: fail with `otherwise`.
+    Rechecking {
+        /// The flow.
+        flow: Box<OAuthFlow>,
+        /// Who signed in.
+        identity: Box<ExternalIdentity>,
+        /// The answer when the identity is still unlinked.
+        otherwise: CallbackError,
+    },
     /// Waiting for the identity to be linked to this account.
     Linking(Box<OAuthFlow>, Box<ExternalIdentity>, Box<User>),
     /// Waiting for the new account and its identity.
@@ -443,7 +457,7 @@ impl Machine for Callback {
                 let may_link =
                     policy.auto_link_verified_emails && id.email_verified && user.is_verified;
                 if !may_link {
-                    (C::Failed(X::EmailInUse), vec![])
+                    recheck(flow, id, X::EmailInUse)
                 } else if !user.is_active_at(now) {
                     (C::Failed(X::UserInactive), vec![])
                 } else {
@@ -458,9 +472,19 @@ impl Machine for Callback {
             (C::Linking(flow, _, user), E::Linked(Linking::Linked)) => {
                 complete(flow, &user, false, true, now, policy)
             }
+            (C::Linking(flow, id, _), E::Linked(Linking::IdentityInUse))
+                if flow.mode == FlowMode::SignIn =>
+            {
+                recheck(flow, id, X::IdentityInUse)
+            }
             (C::Linking(..), E::Linked(Linking::IdentityInUse)) => {
                 (C::Failed(X::IdentityInUse), vec![])
             }
+            (C::Rechecking { flow, identity, .. }, E::Found(Some(linked))) => (
+                C::LoadingOwner(flow, identity),
+                vec![F::LoadUser(linked.user_id)],
+            ),
+            (C::Rechecking { otherwise, .. }, E::Found(None)) => (C::Failed(otherwise), vec![]),
             (C::Linking(..), E::Linked(Linking::ProviderTaken)) => {
                 (C::Failed(X::AlreadyLinked), vec![])
             }
@@ -492,6 +516,26 @@ impl Machine for Callback {
             (state, _) => (state, vec![]),
         }
     }
+}
+
+/// Looks the identity up once more before failing with `otherwise`.
+fn recheck(
+    flow: Box<OAuthFlow>,
+    identity: Box<ExternalIdentity>,
+    otherwise: CallbackError,
+) -> (Callback, Vec<CallbackEffect>) {
+    let find = CallbackEffect::FindIdentity {
+        issuer: identity.issuer.clone(),
+        subject: identity.subject.clone(),
+    };
+    (
+        Callback::Rechecking {
+            flow,
+            identity,
+            otherwise,
+        },
+        vec![find],
+    )
 }
 
 /// A first sign-in's account: refused when sign-up is closed; the

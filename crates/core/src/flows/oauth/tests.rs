@@ -296,8 +296,50 @@ fn an_existing_address_is_linked_only_when_allowed_verified_by_the_provider_and_
         if linked {
             assert!(matches!(state, Callback::Linking(..)), "{state:?}");
         } else {
+            // The identity is looked up once more (a concurrent first
+            // sign-in may own the address now); still unlinked: refused.
+            assert!(matches!(state, Callback::Rechecking { .. }), "{state:?}");
+            let (state, _) = state.step(CallbackEvent::Found(None), now(), policy);
             assert_eq!(failed(&state), Some("email_in_use"));
         }
+    }
+}
+
+/// A first sign-in that lost the race to a concurrent one of the same
+/// identity finds the winner's account holding the address: it signs in
+/// to that account instead of failing with `email_in_use`.
+#[test]
+fn a_first_sign_in_that_finds_the_address_taken_by_its_own_identity_signs_in() {
+    for (policy, identity_on_link) in [
+        (&POLICY, false),
+        (
+            &CallbackPolicy {
+                auto_link_verified_emails: true,
+                ..POLICY
+            },
+            true,
+        ),
+    ] {
+        let mut events = to_identity(FlowMode::SignIn, external(Some("ada@example.com"), true));
+        events.push(CallbackEvent::Found(None));
+        events.push(CallbackEvent::ByEmail(Some(account(5, true))));
+        if identity_on_link {
+            events.push(CallbackEvent::Linked(Linking::IdentityInUse));
+        }
+        let (state, _) = run(policy, events);
+        assert!(matches!(state, Callback::Rechecking { .. }), "{state:?}");
+        let winner = OAuthIdentity {
+            user_id: uid(5),
+            provider: "corp".into(),
+            issuer: "https://idp.example".into(),
+            subject: "sub-1".into(),
+            email: None,
+            linked_at: now(),
+            last_used_at: None,
+        };
+        let (state, effects) = state.step(CallbackEvent::Found(Some(winner)), now(), policy);
+        assert!(matches!(state, Callback::LoadingOwner(..)), "{state:?}");
+        assert_eq!(effects, vec![CallbackEffect::LoadUser(uid(5))]);
     }
 }
 
