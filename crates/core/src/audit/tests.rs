@@ -1,3 +1,6 @@
+//! The audit queue against stores that hang, fail or recover, and what an
+//! entry keeps of an event.
+
 use std::sync::atomic::AtomicU32;
 
 use async_trait::async_trait;
