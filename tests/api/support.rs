@@ -120,15 +120,16 @@ pub async fn fresh_backend_via(host_port: &str) -> (Stores, Backend) {
     }
 }
 
-pub async fn fresh_backend() -> (Stores, Backend) {
+/// A fresh, empty database of the backend under test (`TEST_BACKEND`):
+/// its URL, the MongoDB database name (`mongodb_database`), and for SQLite
+/// the directory holding the file (removed when dropped). Nothing is
+/// migrated yet: what opens it first does that.
+pub async fn fresh_database() -> (String, String, Option<tempfile::TempDir>) {
     match std::env::var("TEST_BACKEND").as_deref().unwrap_or("sqlite") {
         "sqlite" => {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite:{}", dir.path().join("regstack.db").display());
-            (
-                regstack::open_stores(&url, "unused").await.unwrap(),
-                Backend::Sqlite(dir),
-            )
+            (url, "unused".into(), Some(dir))
         }
         "postgres" => {
             let admin_url = service_url("TEST_PG_URL");
@@ -140,17 +141,22 @@ pub async fn fresh_backend() -> (Stores, Backend) {
                 .unwrap();
             admin.close().await;
             let (base, _) = admin_url.rsplit_once('/').unwrap();
-            let url = format!("{base}/{name}");
-            let stores = regstack::open_stores(&url, "unused").await.unwrap();
-            (
-                stores,
-                Backend::Postgres(sqlx::PgPool::connect(&url).await.unwrap()),
-            )
+            (format!("{base}/{name}"), "unused".into(), None)
         }
-        "mongo" => {
-            let url = service_url("TEST_MONGO_URL");
-            let name = fresh_name();
-            let stores = regstack::open_stores(&url, &name).await.unwrap();
+        "mongo" => (service_url("TEST_MONGO_URL"), fresh_name(), None),
+        other => panic!("unknown TEST_BACKEND {other}: use sqlite, postgres or mongo"),
+    }
+}
+
+pub async fn fresh_backend() -> (Stores, Backend) {
+    let (url, name, dir) = fresh_database().await;
+    let stores = regstack::open_stores(&url, &name).await.unwrap();
+    let backend = match dir {
+        Some(dir) => Backend::Sqlite(dir),
+        None if backend_name() == "postgres" => {
+            Backend::Postgres(sqlx::PgPool::connect(&url).await.unwrap())
+        }
+        None => {
             let db = regstack_adapters_mongo::connect(&url, &name).await.unwrap();
             // Tests with a frozen clock write expiries in the past of the
             // server's wall clock; hold the TTL monitor off so it cannot
@@ -165,10 +171,10 @@ pub async fn fresh_backend() -> (Stores, Backend) {
                     .unwrap();
                 }
             }
-            (stores, Backend::Mongo(db))
+            Backend::Mongo(db)
         }
-        other => panic!("unknown TEST_BACKEND {other}: use sqlite, postgres or mongo"),
-    }
+    };
+    (stores, backend)
 }
 
 pub struct Reply {
