@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// `regstack invite …`: its own file, sharing these helpers.
+#[path = "cli/invite.rs"]
+mod invite;
+
 const BIN: &str = env!("CARGO_BIN_EXE_regstack");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,76 +1,18 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `regstack invite create|list|revoke` through the real binary, against
 //! a server started from the same configuration with
 //! `registration_mode = "invite"`: the printed code registers once, the
 //! list never shows a code, a revoked invitation admits nobody, and the
 //! exit codes are 0 done, 1 failed, 2 usage or configuration.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_regstack");
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).current_dir(dir);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("REGSTACK_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
-
-fn regstack(dir: &Path, args: &[&str]) -> Output {
-    let mut child = command(dir, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn regstack");
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_code(out: &Output, want: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(want),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(out),
-        stderr(out)
-    );
-}
+use super::{assert_code, initialised, regstack, stderr, stdout, Server};
 
 /// `init` on a SQLite file, then the mode switched to invitations.
 fn initialised_invite_only() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let out = regstack(
-        dir.path(),
-        &[
-            "init",
-            "--non-interactive",
-            "--database-url",
-            "sqlite:./app.db",
-            "--base-url",
-            "http://127.0.0.1:9",
-        ],
-    );
-    assert_code(&out, 0);
+    let dir = initialised();
     let toml = dir.path().join("regstack.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
     assert!(text.contains("registration_mode = \"open\""), "{text}");
@@ -83,50 +25,6 @@ fn initialised_invite_only() -> tempfile::TempDir {
     )
     .unwrap();
     dir
-}
-
-/// A server process; killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let log: PathBuf = dir.join("server.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = command(dir, &["serve", "--port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("spawn regstack serve");
-        let mut server = Server {
-            child,
-            url: String::new(),
-        };
-        let prefix = format!("regstack {VERSION} listening on ");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(url) = text.lines().find_map(|l| l.strip_prefix(prefix.as_str())) {
-                server.url = url.trim().to_owned();
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("regstack exited ({status}) before listening:\n{text}");
-            }
-            assert!(Instant::now() < deadline, "no banner:\n{text}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn register(server: &Server, email: &str, code: Option<&str>) -> (u16, Value) {
@@ -173,19 +71,20 @@ async fn invite_create_list_and_revoke_drive_invite_only_registration() {
             "--note",
             "for the guest",
         ],
+        "",
     );
     assert_code(&out, 0);
     let (code, id) = created(&out);
     assert!(stdout(&out).contains("email: guest@example.com"));
 
-    let out = regstack(d, &["invite", "list"]);
+    let out = regstack(d, &["invite", "list"], "");
     assert_code(&out, 0);
     let list = stdout(&out);
     assert!(list.contains(&id) && list.contains("open"), "{list}");
     assert!(list.contains("guest@example.com") && list.contains("for the guest"));
     assert!(!list.contains(&code), "the list never shows a code");
 
-    let server = Server::start(d);
+    let server = Server::start(d, &["serve", "--port", "0"]);
     let (status, body) = register(&server, "guest@example.com", None).await;
     assert_eq!(status, 403, "{body}");
     let (status, _) = register(&server, "other@example.com", Some(&code)).await;
@@ -195,10 +94,10 @@ async fn invite_create_list_and_revoke_drive_invite_only_registration() {
     let (status, _) = register(&server, "guest@example.com", Some(&code)).await;
     assert_eq!(status, 403, "spent");
 
-    let out = regstack(d, &["invite", "list"]);
+    let out = regstack(d, &["invite", "list"], "");
     assert_code(&out, 0);
     assert!(!stdout(&out).contains(&id), "{}", stdout(&out));
-    let out = regstack(d, &["invite", "list", "--all"]);
+    let out = regstack(d, &["invite", "list", "--all"], "");
     assert_code(&out, 0);
     assert!(
         stdout(&out)
@@ -209,16 +108,16 @@ async fn invite_create_list_and_revoke_drive_invite_only_registration() {
     );
 
     // A revoked invitation admits nobody; revoking twice is exit 1.
-    let out = regstack(d, &["invite", "create", "--expires-in", "3600"]);
+    let out = regstack(d, &["invite", "create", "--expires-in", "3600"], "");
     assert_code(&out, 0);
     let (code2, id2) = created(&out);
-    assert_code(&regstack(d, &["invite", "revoke", &id2]), 0);
-    let out = regstack(d, &["invite", "revoke", &id2]);
+    assert_code(&regstack(d, &["invite", "revoke", &id2], ""), 0);
+    let out = regstack(d, &["invite", "revoke", &id2], "");
     assert_code(&out, 1);
     assert!(stderr(&out).contains(&id2), "{}", stderr(&out));
     let (status, _) = register(&server, "late@example.com", Some(&code2)).await;
     assert_eq!(status, 403);
-    assert_code(&regstack(d, &["invite", "revoke", &id]), 1);
+    assert_code(&regstack(d, &["invite", "revoke", &id], ""), 1);
 }
 
 #[test]
@@ -234,11 +133,11 @@ fn invite_usage_and_configuration_errors_are_exit_2() {
         &["invite"],
         &["invite", "revoke"],
     ] {
-        let out = regstack(d, bad);
+        let out = regstack(d, bad, "");
         assert_code(&out, 2);
     }
     assert!(!d.join("app.db").exists(), "usage errors touch no database");
-    let out = regstack(d, &["invite", "--help"]);
+    let out = regstack(d, &["invite", "--help"], "");
     assert_code(&out, 0);
     assert!(stdout(&out).contains("Exit codes: 0"), "{}", stdout(&out));
 
@@ -247,7 +146,7 @@ fn invite_usage_and_configuration_errors_are_exit_2() {
     let toml = d.join("regstack.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
     std::fs::write(&toml, format!("allow_registration = false\n{text}")).unwrap();
-    let out = regstack(d, &["invite", "list"]);
+    let out = regstack(d, &["invite", "list"], "");
     assert_code(&out, 2);
     assert!(
         stderr(&out).contains("registration_mode") && stderr(&out).contains("allow_registration"),
