@@ -7,11 +7,9 @@
 //! The limited route is `/forgot-password` for unknown addresses: its
 //! handler is cheap (no hash, no mail), so what is measured is the
 //! limiter, not Argon2. Every request names a new address, so the per-IP
-//! limit is the one that binds (all come from 127.0.0.1): with one address
-//! for all, the address limit — counted after the IP's, with a later
-//! timestamp — refuses some requests the IP limit has already counted,
-//! and the admitted rate comes out below the limit (safe, but not the
-//! limit itself). The offered load is open-loop — `LANES` senders,
+//! limit is the one that binds (all come from 127.0.0.1) and is measured
+//! alone: the layer counts the IP first, so a request the address limit
+//! refused would already have taken one of the IP's slots. The offered load is open-loop — `LANES` senders,
 //! each on its own keep-alive connection to one instance (round-robin),
 //! each on a fixed schedule — so a refusal does not slow the sender down
 //! the way it would in a closed loop. The group allows `LIMIT_PER_SEC`

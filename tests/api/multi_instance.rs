@@ -4,7 +4,8 @@
 //! MongoDB), one `jwt_secret`, each scenario's requests spread round-robin
 //! across them. Nothing that decides a security question may live in one
 //! process: a lockout, a rotated or revoked session, an accepted TOTP step,
-//! a spent reset link are the database's, so every instance sees them. One
+//! a spent reset link, an OAuth flow and its exchange id are the
+//! database's, so every instance sees them. One
 //! instance killed with SIGKILL in the middle of a burst leaves nothing
 //! half-written while the others keep answering.
 //!
@@ -170,13 +171,18 @@ impl Cluster {
     /// `extra`: top-level TOML keys for this scenario; `tables`: more
     /// tables after the common ones.
     async fn start(extra: &str, tables: &str) -> Cluster {
+        Self::start_at("http://app.test", extra, tables).await
+    }
+
+    /// [`Cluster::start`] with the public origin (`base_url`) they share.
+    async fn start_at(base_url: &str, extra: &str, tables: &str) -> Cluster {
         let (database_url, mongodb_database, db) = fresh_database().await;
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("regstack.toml");
         std::fs::write(
             &config,
             format!(
-                "base_url = \"http://app.test\"\n\
+                "base_url = \"{base_url}\"\n\
                  database_url = \"{database_url}\"\n\
                  mongodb_database = \"{mongodb_database}\"\n\
                  jwt_secret = \"multi-instance-secret-multi-instance-0123\"\n\
@@ -696,4 +702,100 @@ async fn multi_instance_an_instance_killed_mid_burst_loses_and_half_writes_nothi
     // The restarted instance serves like the others.
     let r = c.login_on(1, created[0], PW).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// An OAuth flow started on one instance comes back (through the provider)
+/// to another, and its exchange id — posted twenty times at once, spread
+/// over the three — gives one session. The test plays the load balancer:
+/// the public origin is an address nothing listens on, and each hop goes
+/// to the instance the test picks.
+#[tokio::test]
+async fn multi_instance_an_oauth_exchange_id_is_redeemed_once_across_all() {
+    use regstack_testkit::oidc::{OidcProvider, OidcUser};
+    use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+    let Some(op) = OidcProvider::from_env("multi_instance_oauth") else {
+        return;
+    };
+    let lb = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let client = op
+        .register_client(&format!("{lb}/api/auth/oauth/op/callback"))
+        .await;
+    let tables = format!(
+        "[oauth.providers.op]\nkind = \"oidc\"\nissuer = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n",
+        op.issuer(),
+        client.client_id,
+        client.client_secret
+    );
+    let c = Arc::new(Cluster::start_at(&lb, "enable_oauth = true", &tables).await);
+    let raw = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let origin = |node: usize| format!("http://127.0.0.1:{}", c.nodes[node].port);
+
+    // Start on instance 0: the provider's URL and the flow's browser binding.
+    let res = raw
+        .get(format!("{}/api/auth/oauth/op/start", origin(0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let binding = res
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("__Host-regstack_oauth="))
+        .map(|v| format!("__Host-regstack_oauth={}", v.split(';').next().unwrap()))
+        .expect("the flow's binding cookie");
+    let auth = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    let back = op.authorize(&auth, &OidcUser::fresh()).await.unwrap();
+    let back = back.to_string();
+    assert!(back.starts_with(&lb), "{back}");
+    // The provider sends the browser back; the balancer picks instance 1.
+    let res = raw
+        .get(back.replacen(&lb, &origin(1), 1))
+        .header(COOKIE, &binding)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let to = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    let id = to
+        .strip_prefix("/account/oauth-complete?id=")
+        .unwrap_or_else(|| panic!("the callback sent the browser to {to}"))
+        .to_owned();
+
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (c, raw, binding, id) = (c.clone(), raw.clone(), binding.clone(), id.clone());
+            tokio::spawn(async move {
+                let res = raw
+                    .post(format!("{}/oauth/exchange", c.nodes[i % NODES].url()))
+                    .header(COOKIE, binding)
+                    .json(&json!({ "id": id }))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status().as_u16();
+                let body: Value = res.json().await.unwrap_or(Value::Null);
+                (status, body)
+            })
+        })
+        .collect();
+    let mut sessions = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status {
+            200 => sessions.push(body["access_token"].as_str().unwrap().to_owned()),
+            404 => {}
+            other => panic!("exchange answered {other}: {body}"),
+        }
+    }
+    assert_eq!(sessions.len(), 1, "one exchange, one session");
+    c.me_everywhere(&sessions[0], 200, "the session works everywhere")
+        .await;
 }
