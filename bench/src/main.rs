@@ -11,6 +11,7 @@
 
 mod ceiling;
 mod floor;
+mod limiter;
 mod load;
 mod postgres;
 mod proc;
@@ -107,7 +108,7 @@ pub struct Opts {
     #[arg(long = "server-env", value_name = "KEY=VALUE")]
     server_env: Vec<String>,
     /// Run only these scenarios (for diagnosis), comma-separated:
-    /// login-ok, login-wrong, register, me, refresh, mixed.
+    /// login-ok, login-wrong, register, me, refresh, mixed, limiter.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -671,6 +672,19 @@ async fn bench(cfg: Cfg, opts: &Opts) -> Result<Report> {
         }
     }
 
+    let mut limiter_offered = None;
+    if cfg.wants(Scenario::LimiterMe) {
+        let dir = fresh_dir(&cfg, "ours-limiter")?;
+        match limiter::run(&cfg, &dir).await {
+            Ok((off, on, offered)) => {
+                runs.push(off);
+                runs.push(on);
+                limiter_offered = Some(offered);
+            }
+            Err(e) => fatal.push(format!("limiter (3 instances): {e:#}")),
+        }
+    }
+
     if cfg.smoke || opts.no_postgres {
         skipped.push((
             "ours (PostgreSQL)".to_owned(),
@@ -729,6 +743,7 @@ async fn bench(cfg: Cfg, opts: &Opts) -> Result<Report> {
         runs,
         skipped,
         fatal,
+        limiter_offered,
     })
 }
 

@@ -266,29 +266,36 @@ fn machine_busy() -> u64 {
 }
 
 pub struct CpuMeter {
-    pid: u32,
+    pids: Vec<u32>,
     start: CpuSnap,
 }
 
 impl CpuMeter {
-    fn snap(pid: u32) -> CpuSnap {
+    fn snap(pids: &[u32]) -> CpuSnap {
         CpuSnap {
             at: Instant::now(),
             busy: machine_busy(),
-            server: proc_ticks(&format!("/proc/{pid}/stat")),
+            server: pids
+                .iter()
+                .map(|pid| proc_ticks(&format!("/proc/{pid}/stat")))
+                .sum(),
             me: proc_ticks("/proc/self/stat"),
         }
     }
 
     pub fn start(pid: u32) -> Self {
-        Self {
-            pid,
-            start: Self::snap(pid),
-        }
+        Self::start_many(vec![pid])
+    }
+
+    /// One meter over several server processes (instances sharing a
+    /// store): their CPU is the "server" share, not "others".
+    pub fn start_many(pids: Vec<u32>) -> Self {
+        let start = Self::snap(&pids);
+        Self { pids, start }
     }
 
     pub fn finish(self) -> CpuUse {
-        let end = Self::snap(self.pid);
+        let end = Self::snap(&self.pids);
         // USER_HZ is 100 on every Linux this runs on.
         let secs = (end.at - self.start.at).as_secs_f64().max(1e-3) * 100.0;
         let server = end.server.saturating_sub(self.start.server) as f64;

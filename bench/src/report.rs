@@ -20,6 +20,10 @@ pub enum Scenario {
     RefreshMinimal,
     MixedLogin,
     MixedMe,
+    /// `GET /me` on one of three instances (limiter on or off: the run).
+    LimiterMe,
+    /// The limited route's admitted rate across three instances.
+    LimiterAdmitted,
 }
 
 impl Scenario {
@@ -32,6 +36,7 @@ impl Scenario {
             Self::Me => "me",
             Self::Refresh | Self::RefreshMinimal => "refresh",
             Self::MixedLogin | Self::MixedMe => "mixed",
+            Self::LimiterMe | Self::LimiterAdmitted => "limiter",
         }
     }
 
@@ -45,6 +50,11 @@ impl Scenario {
             Self::RefreshMinimal => "POST /refresh, one-row UPDATE only",
             Self::MixedLogin => "mixed: login flood",
             Self::MixedMe => "mixed: GET /me during the flood",
+            Self::LimiterMe => "GET /me, 1 of 3 instances",
+            // crate::limiter's constants: LIMIT_PER_SEC, × OFFER_FACTOR.
+            Self::LimiterAdmitted => {
+                "/forgot-password over 3 instances: admitted (limit 50/s, 200/s offered)"
+            }
         }
     }
 }
@@ -151,6 +161,8 @@ pub struct Report {
     pub runs: Vec<Run>,
     pub skipped: Vec<(String, String)>,
     pub fatal: Vec<String>,
+    /// The rate really offered to the limited route (limiter scenario).
+    pub limiter_offered: Option<f64>,
 }
 
 fn mib(kib: u64) -> String {
@@ -490,7 +502,60 @@ impl Report {
                 self.cfg.hash_bound
             ),
         ));
+        self.limiter_verdicts(&mut v);
         v
+    }
+
+    /// The limiter across instances: the admitted rate at the configured
+    /// limit, and `/me` as fast with it as without.
+    fn limiter_verdicts(&self, v: &mut Vec<(Verdict, String, String)>) {
+        let on = self.runs.iter().find(|r| r.name.ends_with("limiter on"));
+        let off = self.runs.iter().find(|r| r.name.ends_with("limiter off"));
+        let limit = f64::from(crate::limiter::LIMIT_PER_SEC);
+        if let Some(a) = on.and_then(|r| r.get(Scenario::LimiterAdmitted)) {
+            let dev = (a.rps() - limit) / limit;
+            v.push((
+                if dev.abs() <= 0.05 && a.errors == 0 {
+                    Verdict::Met
+                } else {
+                    Verdict::Missed
+                },
+                format!(
+                    "limiter holds {limit:.0}/s within 5% across {} instances",
+                    crate::limiter::INSTANCES
+                ),
+                format!(
+                    "limit {}/{} s; {} admitted/s of {} offered/s ({:+.1}%), {} errors",
+                    crate::limiter::LIMIT_PER_SEC * crate::limiter::window_secs(&self.cfg),
+                    crate::limiter::window_secs(&self.cfg),
+                    num(a.rps()),
+                    num(self.limiter_offered.unwrap_or(f64::NAN)),
+                    dev * 100.0,
+                    a.errors
+                ),
+            ));
+        }
+        if let (Some(with), Some(without)) = (
+            on.and_then(|r| r.get(Scenario::LimiterMe)),
+            off.and_then(|r| r.get(Scenario::LimiterMe)),
+        ) {
+            let added = with.ms(0.5) - without.ms(0.5);
+            // Negligible: within a tenth of a millisecond or 10 % of p50.
+            let ok = added <= 0.1_f64.max(without.ms(0.5) * 0.1);
+            v.push((
+                if ok { Verdict::Met } else { Verdict::Missed },
+                "the limiter adds negligible latency to GET /me".into(),
+                format!(
+                    "p50 {} ms on vs {} ms off ({added:+.3} ms), p99 {} vs {} ms; {} vs {} req/s",
+                    ms(with.ms(0.5)),
+                    ms(without.ms(0.5)),
+                    ms(with.ms(0.99)),
+                    ms(without.ms(0.99)),
+                    num(with.rps()),
+                    num(without.rps())
+                ),
+            ));
+        }
     }
 
     pub fn render(&self) -> String {
