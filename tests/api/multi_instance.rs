@@ -25,24 +25,11 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{fresh_database, token_in, Reply, PW};
+use crate::support::{fresh_database, regstack_binary, token_in, Reply, PW};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const MAIL_TIMEOUT: Duration = Duration::from_secs(15);
 const NODES: usize = 3;
-
-/// The `regstack` binary the workspace build put beside this test binary.
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join(format!("regstack{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace's binaries first (cargo nextest run --workspace does)",
-        bin.display()
-    );
-    bin
-}
 
 /// Everything one process wrote, stdout and stderr, whole lines.
 #[derive(Clone, Default)]
@@ -88,7 +75,7 @@ struct Node {
 impl Node {
     /// Starts `regstack serve` on `port` (0: any) and waits for its banner.
     async fn start(config: &Path, port: u16) -> Node {
-        let mut cmd = Command::new(binary());
+        let mut cmd = Command::new(regstack_binary());
         cmd.args(["serve", "--port", &port.to_string(), "--config"])
             .arg(config)
             .current_dir(config.parent().unwrap())

@@ -6,27 +6,12 @@
 //! invite create/list/revoke, audit export and purge, read back through
 //! the stores and through a server on the same database.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use regstack_ports::Email;
 use serde_json::Value;
 
 use crate::support::*;
-
-/// The `regstack` binary the workspace build put beside this test binary
-/// (`target/<profile>/regstack`, this one being in `…/deps/`).
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join(format!("regstack{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace's binaries first (cargo nextest run --workspace does)",
-        bin.display()
-    );
-    bin
-}
 
 struct Operator {
     dir: tempfile::TempDir,
@@ -62,7 +47,7 @@ impl Operator {
     fn run(&self, args: &[&str], stdin: &str) -> Output {
         use std::io::Write;
         let config = self.dir.path().join("regstack.toml");
-        let mut cmd = Command::new(binary());
+        let mut cmd = Command::new(regstack_binary());
         cmd.args(args)
             .arg("--config")
             .arg(&config)

@@ -682,3 +682,18 @@ impl std::io::Write for Capture {
         Ok(())
     }
 }
+
+/// The `regstack` binary the workspace build put beside this test binary
+/// (`target/<profile>/regstack`, this one being in `…/deps/`): the
+/// process-level tests run the real server and commands.
+pub fn regstack_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(std::path::Path::parent).unwrap();
+    let bin = dir.join(format!("regstack{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace's binaries first (cargo nextest run --workspace does)",
+        bin.display()
+    );
+    bin
+}
