@@ -17,6 +17,7 @@ mod mfa;
 mod model;
 mod oauth;
 mod observability;
+mod openapi;
 mod operator_cli;
 mod password_policy;
 mod phone;
