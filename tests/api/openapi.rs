@@ -269,6 +269,23 @@ async fn docs_page_is_self_hosted() {
     let prefix = app.api.trim_start_matches(&app.base);
     assert!(init.contains(&format!("{prefix}/openapi.json")), "{init}");
     assert!(!init.contains("https://"), "{init}");
+    // `/docs` leads to the page under the prefix.
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/docs", app.api))
+        .send()
+        .await
+        .unwrap();
+    assert!(bare.status().is_redirection());
+    assert_eq!(bare.headers()["location"], format!("{prefix}/docs/"));
+    let missing = get("/docs/nope.js").await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.json::<Value>().await.unwrap()["detail"],
+        "Not Found"
+    );
     let bundle = get("/docs/swagger-ui-bundle.js").await.unwrap();
     assert_eq!(bundle.status(), 200);
     assert!(bundle.bytes().await.unwrap().len() > 100_000);
@@ -340,6 +357,19 @@ async fn token_signs_in_with_the_password_form() {
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
+    // The same form from the page this server serves (`/docs`) is welcome.
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let same = app
+        .http
+        .post(format!("{}/token", app.api))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", format!("http://{host}"))
+        .header("sec-fetch-site", "same-origin")
+        .body(format!("username=form%40example.com&password={PW}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), 200);
 }
 
 /// Failures at `/token` and `/login` count toward one lockout: the
@@ -426,4 +456,127 @@ async fn token_gives_an_mfa_account_the_challenge_not_a_token() {
         .await;
     assert_eq!(done.status, 200, "{:?}", done.body);
     assert!(done.body["access_token"].is_string());
+}
+
+/// A Python venv with schemathesis from
+/// `tests/support/schemathesis/requirements.txt`, under
+/// `<target>/test-services/schemathesis-venv`, made on first use and
+/// remade when the requirements change. `Err` says why there is none.
+fn schemathesis() -> Result<std::path::PathBuf, String> {
+    use std::process::{Command, Stdio};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let req_path = root.join("tests/support/schemathesis/requirements.txt");
+    let requirements = std::fs::read_to_string(&req_path).map_err(|e| e.to_string())?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| root.join(d))
+        .unwrap_or_else(|| root.join("target"));
+    let venv = target.join("test-services/schemathesis-venv");
+    let st = venv.join("bin/schemathesis");
+    let stamp = venv.join(".regstack-requirements");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == requirements) && st.exists() {
+        return Ok(st);
+    }
+    let run = |cmd: &mut Command| -> Result<(), String> {
+        let shown = format!("{cmd:?}");
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{shown}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{shown}: {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    eprintln!("schemathesis: creating the venv at {} …", venv.display());
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).map_err(|e| e.to_string())?;
+    }
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run(Command::new(venv.join("bin/python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-r",
+        ])
+        .arg(&req_path))?;
+    std::fs::write(&stamp, &requirements).map_err(|e| e.to_string())?;
+    Ok(st)
+}
+
+/// Property-based: schemathesis generates requests from the document
+/// (valid and invalid ones) for every operation and sends them to a real
+/// server with the admin API on, as an administrator; no answer may be a
+/// 5xx, and every answer must fit the document (status documented, body
+/// valid against its schema, content type as documented). Bounded to a
+/// few minutes. Run by `cargo xtask ci` (needs `python3` with venv and
+/// PyPI on first use); under `CI=true` a missing Python fails it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "property-based run with schemathesis from PyPI; `cargo xtask ci` runs it"]
+async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
+    let st = match tokio::task::spawn_blocking(schemathesis).await.unwrap() {
+        Ok(st) => st,
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("no schemathesis venv, and CI=true: {why}")
+        }
+        Err(why) => {
+            eprintln!("\n*** SKIPPED: no schemathesis venv ({why}) ***\n");
+            return;
+        }
+    };
+    let app = spawn_app_with(|s| s.config.enable_admin_router = true, false).await;
+    let (_, admin) = crate::admin::make_admin(&app, "st-admin@example.com").await;
+    let api = app.api.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(st)
+            .args([
+                "run",
+                &format!("{api}/openapi.json"),
+                "--url",
+                &api,
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "--max-examples",
+                "10",
+                // The whole run's budget: a few minutes at most.
+                "--max-time",
+                "150",
+                // One worker: Python 3.11's `ast.parse` is not safe across
+                // the threads schemathesis would run its workers in.
+                "--workers",
+                "1",
+                "--request-timeout",
+                "30",
+                "--seed",
+                "20261207",
+                "--no-color",
+                "--warnings",
+                "off",
+                "-H",
+                &format!("Authorization: Bearer {admin}"),
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}"
+    );
 }

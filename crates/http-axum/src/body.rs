@@ -196,6 +196,30 @@ fn is_form(req: &Request) -> bool {
         })
 }
 
+/// Whether a form post comes from another site's page: the browser says
+/// `Sec-Fetch-Site: cross-site`, or sends an `Origin` that is neither this
+/// server as the request addresses it (`Host`: the `/docs` page served
+/// here), nor `base_url`'s origin, nor a configured CORS origin.
+fn form_is_cross_site(req: &Request) -> bool {
+    let headers = req.headers();
+    let fetch_cross = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
+    if fetch_cross {
+        return true;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let authority = origin.split_once("://").map(|(_, a)| a);
+    if host.is_some() && authority.is_some_and(|a| Some(a) == host.map(str::trim)) {
+        return false;
+    }
+    untyped_body_is_cross_site(req)
+}
+
 /// Parses form bytes into a validated model (shared by the extractor and
 /// tests). A repeated field keeps its last value.
 pub fn parse_form<T: FromJsonObject>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -212,7 +236,7 @@ impl<S: Send + Sync, T: FromJsonObject> FromRequest<S> for FormBody<T> {
         if !is_form(&req) {
             return Err(ApiError::FormExpected);
         }
-        if untyped_body_is_cross_site(&req) {
+        if form_is_cross_site(&req) {
             return Err(AuthError::CrossSiteRefused.into());
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {

@@ -7,7 +7,7 @@
 //! Paths are relative to the API prefix, which the document names as its
 //! one server, so a host mounting the API elsewhere still gets a correct
 //! document. Errors every route can answer are added here once
-//! ([`CommonErrors`]) rather than repeated on each handler.
+//! (`CommonErrors`) rather than repeated on each handler.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -353,19 +353,46 @@ pub async fn openapi_json(axum::Extension(http): super::Http) -> Response {
 }
 
 /// The documentation routes: the document, and the Swagger UI page at
-/// `/docs` (served from the binary: no CDN), whose Authorize button signs
-/// in through `POST {prefix}/token`.
+/// `/docs/` (served from the binary: no CDN), whose Authorize button signs
+/// in through `POST {prefix}/token`. `/docs` redirects to `/docs/` under
+/// the prefix, so the page's relative asset links resolve.
 pub fn router(prefix: &str) -> axum::Router<Arc<regstack_core::Engine>> {
-    use utoipa_swagger_ui::{Config, SwaggerUi};
-    let config = Config::new([format!("{prefix}/openapi.json")])
-        .validator_url("none")
-        .persist_authorization(false)
-        .try_it_out_enabled(true);
-    let ui: axum::Router<Arc<regstack_core::Engine>> =
-        SwaggerUi::new("/docs").config(config).into();
+    use axum::extract::Path;
+    use axum::routing::get;
+    use utoipa_swagger_ui::Config;
+    let config: Arc<Config<'static>> = Arc::new(
+        Config::new([format!("{prefix}/openapi.json")])
+            .validator_url("none")
+            .persist_authorization(false)
+            .try_it_out_enabled(true),
+    );
+    let home = format!("{prefix}/docs/");
+    let index = config.clone();
     axum::Router::new()
-        .route("/openapi.json", axum::routing::get(openapi_json))
-        .merge(ui)
+        .route("/openapi.json", get(openapi_json))
+        .route(
+            "/docs",
+            get(move || async move { axum::response::Redirect::to(&home) }),
+        )
+        .route("/docs/", get(move || docs_file(String::new(), index)))
+        .route(
+            "/docs/{*file}",
+            get(move |Path(file): Path<String>| docs_file(file, config)),
+        )
+}
+
+/// One file of the vendored Swagger UI (its settings file names our
+/// document); an unknown file is the API's JSON 404.
+async fn docs_file(file: String, config: Arc<utoipa_swagger_ui::Config<'static>>) -> Response {
+    match utoipa_swagger_ui::serve(&file, config) {
+        Ok(Some(f)) => (
+            [(axum::http::header::CONTENT_TYPE, f.content_type)],
+            f.bytes.into_owned(),
+        )
+            .into_response(),
+        Ok(None) => crate::ApiError::NotFound.into_response(),
+        Err(e) => crate::ApiError::Internal(format!("swagger ui: {e}")).into_response(),
+    }
 }
 
 #[cfg(test)]
@@ -447,7 +474,12 @@ mod tests {
     #[test]
     fn every_mounted_route_is_documented_and_every_documented_route_is_mounted() {
         let documented = operations();
-        let mounted = mounted_routes();
+        // The documentation page itself (HTML and its assets).
+        let page = ["/docs", "/docs/", "/docs/{*file}"];
+        let mounted: Vec<_> = mounted_routes()
+            .into_iter()
+            .filter(|(_, p, _)| !page.contains(&p.as_str()))
+            .collect();
         assert!(
             mounted.len() > 40,
             "the route scan found too little: {mounted:?}"
