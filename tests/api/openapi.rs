@@ -535,8 +535,13 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let app = spawn_app_with(|s| s.config.enable_admin_router = true, false).await;
     let (_, admin) = crate::admin::make_admin(&app, "st-admin@example.com").await;
     let api = app.api.clone();
+    // Schemathesis keeps its example database in the working directory:
+    // a scratch one, so the checkout stays clean.
+    let scratch = tempfile::tempdir().unwrap();
+    let cwd = scratch.path().to_owned();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(st)
+            .current_dir(cwd)
             .args([
                 "run",
                 &format!("{api}/openapi.json"),
