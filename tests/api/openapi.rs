@@ -293,18 +293,17 @@ async fn docs_page_is_self_hosted() {
 
 /// `POST /token` as Swagger UI's Authorize button sends it.
 async fn token(app: &TestApp, username: &str, password: &str) -> Reply {
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "password")
+        .append_pair("username", username)
+        .append_pair("password", password)
+        .append_pair("scope", "")
+        .finish();
     let res = app
         .http
         .post(format!("{}/token", app.api))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("grant_type", "password")
-                .append_pair("username", username)
-                .append_pair("password", password)
-                .append_pair("scope", "")
-                .finish(),
-        )
+        .body(form)
         .send()
         .await
         .unwrap();
@@ -584,4 +583,36 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         out.status.success(),
         "schemathesis found problems:\n{report}"
     );
+}
+
+/// The lockout holds when both doors are hammered at once: 20 simultaneous
+/// wrong passwords, half at `/token` and half at `/login`, get exactly the
+/// threshold's 401s between them; every other answer is the lock's 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_across_token_and_login_is_held_to_one_threshold() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    app.create_user("burst-form@example.com", PW).await;
+    let tasks = (0..20).map(|i| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let r = if i % 2 == 0 {
+                token(&app, "burst-form@example.com", "wrong-password-1").await
+            } else {
+                app.login("burst-form@example.com", "wrong-password-1")
+                    .await
+            };
+            assert!(r.body.get("access_token").is_none());
+            r.status.as_u16()
+        })
+    });
+    let statuses: Vec<u16> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let wrong = statuses.iter().filter(|&&s| s == 401).count();
+    let locked = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!((wrong, locked), (5, 15), "{statuses:?}");
+    let r = token(&app, "burst-form@example.com", PW).await;
+    assert_eq!(r.status, 429, "the right password is refused while locked");
 }
