@@ -18,6 +18,7 @@ mod model;
 mod multi_instance;
 mod oauth;
 mod observability;
+mod openapi;
 mod operator_cli;
 mod password_policy;
 mod phone;

@@ -5,7 +5,8 @@
 //! layering and documentation checks (`tidy`, `cargo doc` with warnings denied), the
 //! dependency policy (`cargo deny`, installed on first use), the benchmark's smoke, and every test
 //! with nextest (one shared build; the SMTP tests install their Python SMTP
-//! sink on first use). `bench` is the load benchmark (`xtask/src/bench.rs`).
+//! sink on first use), then the property-based API test (schemathesis against
+//! `/openapi.json` and a real server; its venv is made on first use). `bench` is the load benchmark (`xtask/src/bench.rs`).
 
 mod bench;
 
@@ -278,6 +279,34 @@ fn ci() -> Result<()> {
         e.push(("TEST_BACKEND".into(), backend.into()));
         run_env(&c, &[tester, black_box].concat(), &e)?;
     }
+    // The property-based API test (schemathesis from PyPI, in a venv the
+    // test makes under target/test-services): ignored in the runs above,
+    // run once here against the SQLite-backed server, bounded to minutes.
+    let property: &[&str] = if has_nextest() {
+        &[
+            "nextest",
+            "run",
+            "--locked",
+            "-j2",
+            "--workspace",
+            "--run-ignored",
+            "only",
+            "-E",
+            "package(regstack-tests) & test(schemathesis)",
+        ]
+    } else {
+        &[
+            "test",
+            "--locked",
+            "-j2",
+            "-p",
+            "regstack-tests",
+            "--",
+            "--ignored",
+            "schemathesis",
+        ]
+    };
+    run_env(&c, property, &envs)?;
     Ok(())
 }
 

@@ -128,10 +128,16 @@ pub fn parse<T: FromJsonObject>(bytes: &[u8]) -> Result<T, ApiError> {
             None,
         )]));
     };
+    read_map(&map)
+}
+
+/// Reads a model from an object's fields, with every problem listed.
+fn read_map<T: FromJsonObject>(map: &Map<String, Value>) -> Result<T, ApiError> {
     let mut fields = Fields {
-        map: &map,
+        map,
         errors: Vec::new(),
         known: Vec::new(),
+        shape: None,
     };
     let model = T::read(&mut fields);
     fields.forbid_extra();
@@ -167,6 +173,83 @@ impl<S: Send + Sync, T: FromJsonObject> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A validated `application/x-www-form-urlencoded` body (the OAuth2
+/// password form of `POST /token`), read by the same field rules as a
+/// JSON body: every value is a string, unknown fields are refused.
+///
+/// A form post is a request any page can make without a CORS preflight,
+/// so one that the browser marks as cross-site (an `Origin` that is
+/// neither ours nor a configured CORS origin, or `Sec-Fetch-Site:
+/// cross-site`) is refused before the body is read.
+#[derive(Debug)]
+pub struct FormBody<T>(pub T);
+
+/// Whether a `Content-Type` names a form body.
+fn is_form(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// Whether a form post comes from another site's page: the browser says
+/// `Sec-Fetch-Site: cross-site`, or sends an `Origin` that is neither this
+/// server as the request addresses it (`Host`: the `/docs` page served
+/// here), nor `base_url`'s origin, nor a configured CORS origin.
+fn form_is_cross_site(req: &Request) -> bool {
+    let headers = req.headers();
+    let fetch_cross = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
+    if fetch_cross {
+        return true;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let authority = origin.split_once("://").map(|(_, a)| a);
+    if host.is_some() && authority.is_some_and(|a| Some(a) == host.map(str::trim)) {
+        return false;
+    }
+    untyped_body_is_cross_site(req)
+}
+
+/// Parses form bytes into a validated model (shared by the extractor and
+/// tests). A repeated field keeps its last value.
+pub fn parse_form<T: FromJsonObject>(bytes: &[u8]) -> Result<T, ApiError> {
+    let map: Map<String, Value> = url::form_urlencoded::parse(bytes)
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect();
+    read_map(&map)
+}
+
+impl<S: Send + Sync, T: FromJsonObject> FromRequest<S> for FormBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_form(&req) {
+            return Err(ApiError::FormExpected);
+        }
+        if form_is_cross_site(&req) {
+            return Err(AuthError::CrossSiteRefused.into());
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::Internal(rejection.body_text())
+            }
+        })?;
+        parse_form(&bytes).map(FormBody)
+    }
+}
+
 /// A JSON body that may be absent altogether (an empty body is `None`;
 /// anything else must be a valid model).
 #[derive(Debug)]
@@ -189,6 +272,49 @@ pub struct Fields<'a> {
     map: &'a Map<String, Value>,
     errors: Vec<Value>,
     known: Vec<&'static str>,
+    /// When describing rather than reading ([`request_schema`]): each
+    /// field's JSON Schema and whether it is required, in reading order.
+    shape: Option<Vec<(&'static str, Value, bool)>>,
+}
+
+/// The JSON Schema (2020-12, as OpenAPI 3.1 uses it) of the bodies `T`
+/// accepts, taken from `T`'s own reader: every reader runs once on an
+/// empty object while each field rule describes itself, so the published
+/// schema cannot drift from what the parser enforces. Unknown fields are
+/// refused (`additionalProperties: false`), as [`parse`] does.
+pub fn request_schema<T: FromJsonObject>() -> Value {
+    let map = Map::new();
+    let mut fields = Fields {
+        map: &map,
+        errors: Vec::new(),
+        known: Vec::new(),
+        shape: Some(Vec::new()),
+    };
+    let _ = T::read(&mut fields);
+    let shape = fields.shape.unwrap_or_default();
+    let required: Vec<&str> = shape.iter().filter(|f| f.2).map(|f| f.0).collect();
+    let properties: Map<String, Value> = shape
+        .into_iter()
+        .map(|(name, schema, _)| (name.to_owned(), schema))
+        .collect();
+    json!({
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    })
+}
+
+fn string_schema(len: Len, nullable: bool) -> Value {
+    let mut s =
+        json!({ "type": if nullable { json!(["string", "null"]) } else { json!("string") } });
+    if let Some(min) = len.min {
+        s["minLength"] = json!(min);
+    }
+    if let Some(max) = len.max {
+        s["maxLength"] = json!(max);
+    }
+    s
 }
 
 /// Length rule of a string field, in Unicode code points (as pydantic).
@@ -229,6 +355,16 @@ impl Len {
 }
 
 impl Fields<'_> {
+    /// Records a field's schema when describing; the outermost rule that
+    /// names a field describes it (a rule built on another keeps its own).
+    fn describe(&mut self, name: &'static str, required: bool, schema: impl FnOnce() -> Value) {
+        if let Some(shape) = &mut self.shape {
+            if !shape.iter().any(|f| f.0 == name) {
+                shape.push((name, schema(), required));
+            }
+        }
+    }
+
     fn loc(name: &str) -> [Value; 2] {
         [json!("body"), json!(name)]
     }
@@ -289,6 +425,7 @@ impl Fields<'_> {
 
     /// A required string.
     pub fn string(&mut self, name: &'static str, len: Len) -> Option<String> {
+        self.describe(name, true, || string_schema(len, false));
         let s = self.string_value(name, true)??;
         self.check_len(name, &s, len).then_some(s)
     }
@@ -317,6 +454,7 @@ impl Fields<'_> {
         name: &'static str,
         len: Len,
     ) -> Option<Option<Option<String>>> {
+        self.describe(name, false, || string_schema(len, true));
         match self.raw(name).cloned() {
             None => Some(None),
             Some(Value::Null) => Some(Some(None)),
@@ -331,6 +469,7 @@ impl Fields<'_> {
     /// An optional, nullable boolean: `None` when absent or null. Strict:
     /// only JSON `true` / `false` (no `"yes"`, no `1`).
     pub fn optional_bool(&mut self, name: &'static str) -> Option<Option<bool>> {
+        self.describe(name, false, || json!({ "type": ["boolean", "null"] }));
         match self.raw(name).cloned() {
             None | Some(Value::Null) => Some(None),
             Some(Value::Bool(b)) => Some(Some(b)),
@@ -349,6 +488,11 @@ impl Fields<'_> {
         name: &'static str,
         allowed: &[&'static str],
     ) -> Option<Option<&'static str>> {
+        self.describe(name, false, || {
+            let mut choices: Vec<Value> = allowed.iter().map(|a| json!(a)).collect();
+            choices.push(Value::Null);
+            json!({ "enum": choices })
+        });
         let longest = allowed.iter().map(|a| a.chars().count()).max();
         let given = self.optional_nullable(
             name,
@@ -389,6 +533,7 @@ impl Fields<'_> {
     /// A display name ([`DisplayName`]): optional, nullable; too long is
     /// pydantic's `string_too_long`, a control character a `value_error`.
     pub fn full_name(&mut self, name: &'static str) -> Option<Option<Option<DisplayName>>> {
+        self.describe(name, false, || string_schema(Len::NAME, true));
         match self.optional_nullable(name, Len::NAME)? {
             None => Some(None),
             Some(None) => Some(Some(None)),
@@ -440,6 +585,11 @@ impl Fields<'_> {
     /// each names one instant). `None` when absent or null. A time without
     /// an offset is refused: it names no instant.
     pub fn optional_instant(&mut self, name: &'static str) -> Option<Option<Timestamp>> {
+        self.describe(
+            name,
+            false,
+            || json!({ "type": ["string", "null"], "format": "date-time", "maxLength": 64 }),
+        );
         let Some(s) = self
             .optional_nullable(
                 name,
@@ -469,6 +619,11 @@ impl Fields<'_> {
     /// An optional, nullable email address, canonicalised: `None` when
     /// absent or null.
     pub fn optional_email(&mut self, name: &'static str) -> Option<Option<Email>> {
+        self.describe(
+            name,
+            false,
+            || json!({ "type": ["string", "null"], "format": "email" }),
+        );
         let Some(s) = self.optional_nullable(name, Len::ANY)?.flatten() else {
             return Some(None);
         };
@@ -489,6 +644,11 @@ impl Fields<'_> {
     /// An optional, nullable integer within `min..=max`: `None` when
     /// absent or null. Strict: a JSON integer (no `"60"`, no `60.0`).
     pub fn optional_int(&mut self, name: &'static str, min: u64, max: u64) -> Option<Option<u64>> {
+        self.describe(
+            name,
+            false,
+            || json!({ "type": ["integer", "null"], "minimum": min, "maximum": max }),
+        );
         let n = match self.raw(name).cloned() {
             None | Some(Value::Null) => return Some(None),
             Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
@@ -522,6 +682,11 @@ impl Fields<'_> {
 
     /// A required email address, canonicalised.
     pub fn email(&mut self, name: &'static str) -> Option<Email> {
+        self.describe(
+            name,
+            true,
+            || json!({ "type": "string", "format": "email" }),
+        );
         let s = self.string_value(name, true)??;
         match Email::parse(&s) {
             Ok(e) => Some(e),

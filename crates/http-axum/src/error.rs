@@ -48,6 +48,10 @@ pub enum ApiError {
         /// Whole seconds until the window that refused has slid past.
         retry_after_secs: u64,
     },
+    /// 415 from `POST /token`, which reads the OAuth2 password form
+    /// (`application/x-www-form-urlencoded`), not JSON.
+    #[error("form body expected")]
+    FormExpected,
 }
 
 /// The source chain of a server-side failure, carried from `into_response`
@@ -171,6 +175,10 @@ impl IntoResponse for ApiError {
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 r
             }
+            ApiError::FormExpected => detail(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/x-www-form-urlencoded.",
+            ),
             ApiError::UnsupportedMediaType => detail(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Content-Type must be application/json.",
@@ -467,7 +475,7 @@ mod tests {
     }
 
     /// How many rows [`row`] has.
-    const ROWS: usize = 71;
+    const ROWS: usize = 72;
 
     /// The wire answer every error must get: its row number, status and
     /// body. Exhaustive on purpose — no `_` arm — so a new variant of
@@ -493,6 +501,11 @@ mod tests {
                 d(&format!(
                     "Too many requests. Try again in {retry_after_secs} seconds."
                 )),
+            ),
+            ApiError::FormExpected => (
+                71,
+                415,
+                d("Content-Type must be application/x-www-form-urlencoded."),
             ),
             ApiError::Auth(a) => match a {
                 A::RegistrationClosed => (7, 403, d("Registration is disabled.")),
@@ -798,6 +811,7 @@ mod tests {
             ApiError::RateLimited {
                 retry_after_secs: 60,
             },
+            ApiError::FormExpected,
         ]);
         all
     }

@@ -165,7 +165,7 @@ pub fn auth_layer(engine: Arc<Engine>) -> Extension<Arc<Engine>> {
 /// skipped.
 pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
     let limit = Duration::from_secs(http.request_timeout_seconds);
-    let mut routes = handlers::routes();
+    let mut routes = handlers::routes().merge(handlers::doc_routes(&http.api_prefix));
     if !engine.oauth_providers().is_empty() {
         routes = routes.merge(handlers::oauth_routes());
     }

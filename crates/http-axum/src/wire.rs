@@ -19,9 +19,10 @@ pub fn iso_offset(t: &Timestamp) -> String {
 }
 
 /// `UserPublic`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserPublic {
     id: String,
+    #[schema(format = Email)]
     email: String,
     is_active: bool,
     is_verified: bool,
@@ -29,9 +30,13 @@ pub struct UserPublic {
     full_name: Option<String>,
     phone_number: Option<String>,
     is_mfa_enabled: bool,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
+    #[schema(format = DateTime)]
     last_login: Option<String>,
+    #[schema(format = DateTime)]
     tokens_invalidated_after: Option<String>,
 }
 
@@ -55,9 +60,10 @@ impl From<&User> for UserPublic {
 }
 
 /// `PendingResponse`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PendingResponse {
     /// Always `pending_verification`.
+    #[schema(value_type = String)]
     pub status: &'static str,
     /// Canonical address.
     pub email: String,
@@ -68,11 +74,12 @@ pub struct PendingResponse {
 /// `TokenResponse`, plus the refresh fields regstack clients ignore
 /// (`refresh_token`, `refresh_expires_in`). In cookie mode `refresh_token`
 /// is left out.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     /// Bearer token.
     pub access_token: String,
     /// Always `bearer`.
+    #[schema(value_type = String)]
     pub token_type: &'static str,
     /// Seconds.
     pub expires_in: u64,
@@ -80,11 +87,12 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     /// Seconds until the refresh token dies if unused.
+    #[schema(value_type = Option<u64>)]
     pub refresh_expires_in: u64,
 }
 
 /// One entry of `GET /sessions`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     /// Session id (what `DELETE /sessions/{id}` takes).
     pub id: String,
@@ -101,14 +109,14 @@ pub struct SessionInfo {
 }
 
 /// `GET /sessions`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionList {
     /// Newest first.
     pub sessions: Vec<SessionInfo>,
 }
 
 /// `POST /logout-all`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LogoutAllResponse {
     /// `Signed out of N session(s).`
     pub message: String,
@@ -117,16 +125,17 @@ pub struct LogoutAllResponse {
 }
 
 /// `MessageResponse` with a message that names something (an address).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OwnedMessage {
     /// Human-readable outcome.
     pub message: String,
 }
 
 /// `MessageResponse`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageResponse {
     /// Human-readable outcome.
+    #[schema(value_type = String)]
     pub message: &'static str,
 }
 
@@ -146,7 +155,7 @@ mod tests {
 
 /// An audit entry as `GET /admin/audit` and `regstack audit export` show
 /// it: times in RFC 3339 UTC, `detail` as the JSON object it holds.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AuditEntryOut {
     id: String,
     at: String,
@@ -155,6 +164,7 @@ pub struct AuditEntryOut {
     actor_id: Option<String>,
     email: Option<String>,
     ip: Option<String>,
+    #[schema(value_type = Object)]
     detail: Value,
 }
 

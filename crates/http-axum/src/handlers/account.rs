@@ -76,11 +76,13 @@ impl FromJsonObject for ChangeEmailRequest {
 }
 
 /// `GET /me` → 200 `UserPublic`.
+#[utoipa::path(get, path = "/me", tag = "account", security(("bearer" = []), ("password" = [])), responses((status = 200, description = "The caller.", body = crate::wire::UserPublic)))]
 pub async fn me(user: CurrentUser) -> Answer {
     ok_json(StatusCode::OK, UserPublic::from(&user.user))
 }
 
 /// `PATCH /me` → 200 `UserPublic`.
+#[utoipa::path(patch, path = "/me", tag = "account", request_body = UpdateProfileRequest, security(("bearer" = []), ("password" = [])), responses((status = 200, description = "The caller, updated.", body = crate::wire::UserPublic)))]
 pub async fn update_me(
     State(e): Engine_,
     user: CurrentUser,
@@ -94,6 +96,7 @@ pub async fn update_me(
 }
 
 /// `POST /change-password` → 200.
+#[utoipa::path(post, path = "/change-password", tag = "account", request_body = ChangePasswordRequest, security(("bearer" = []), ("password" = [])), responses((status = 200, description = "Changed; other sessions are signed out.", body = crate::wire::MessageResponse), (status = 400, description = "Wrong current password, or the same password.", body = super::doc::Detail)))]
 pub async fn change_password(
     State(e): Engine_,
     Client(c): Client,
@@ -110,6 +113,7 @@ pub async fn change_password(
 }
 
 /// `POST /change-email` → 202 whether or not the address is free.
+#[utoipa::path(post, path = "/change-email", tag = "account", request_body = ChangeEmailRequest, security(("bearer" = []), ("password" = [])), responses((status = 202, description = "A confirmation link went out if the address is free.", body = crate::wire::MessageResponse), (status = 400, description = "Wrong current password, or the same address.", body = super::doc::Detail)))]
 pub async fn change_email(
     State(e): Engine_,
     Client(c): Client,
@@ -125,6 +129,7 @@ pub async fn change_email(
 }
 
 /// `POST /confirm-email-change` → 200 `UserPublic`.
+#[utoipa::path(post, path = "/confirm-email-change", tag = "account", request_body = super::TokenBody, responses((status = 200, description = "The account with its new address.", body = crate::wire::UserPublic), (status = 400, description = "The link is invalid or expired.", body = super::doc::Detail)))]
 pub async fn confirm_email_change(
     State(e): Engine_,
     Client(c): Client,

@@ -111,7 +111,7 @@ impl FromJsonObject for AdminUserUpdate {
 /// An account as the admin routes show it: regstack's `UserPublic`, plus
 /// the disabling's reason and end (null when not disabled, or without
 /// them). Only here — the owner's own `/me` never carries the reason.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AdminUserView {
     #[serde(flatten)]
     public: UserPublic,
@@ -130,7 +130,7 @@ impl From<&regstack_ports::User> for AdminUserView {
 }
 
 /// `AdminStats`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AdminStats {
     total_users: u64,
     active_users: u64,
@@ -140,7 +140,7 @@ struct AdminStats {
 }
 
 /// `UserListResponse`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct UserListResponse {
     items: Vec<AdminUserView>,
     total: u64,
@@ -148,10 +148,12 @@ struct UserListResponse {
     limit: u64,
     /// Only when searching: where the next page starts (null at the end).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     next_cursor: Option<Option<String>>,
 }
 
 /// `GET /admin/stats` → 200 `AdminStats`.
+#[utoipa::path(get, path = "/admin/stats", tag = "admin", security(("bearer" = []), ("password" = [])), responses((status = 200, description = "Counts.", body = AdminStats), (status = 403, description = "Not an administrator.", body = super::doc::Detail)))]
 pub async fn stats(State(e): Engine_, AdminUser(admin): AdminUser) -> Answer {
     let s = e.admin_stats(&admin).await?;
     ok_json(
@@ -261,6 +263,7 @@ fn parse_cursor(raw: &str) -> Option<UserCursor> {
 /// first page) it searches: `total` counts the matches, and `next_cursor`
 /// (null on the last page) continues after the page without repeating or
 /// skipping anyone while accounts are added.
+#[utoipa::path(get, path = "/admin/users", tag = "admin", params(("skip" = Option<u64>, Query, description = "Accounts to skip."), ("limit" = Option<u64>, Query, description = "Page size.")), security(("bearer" = []), ("password" = [])), responses((status = 200, description = "A page of accounts, newest first.", body = UserListResponse), (status = 403, description = "Not an administrator.", body = super::doc::Detail)))]
 pub async fn list_users(
     State(e): Engine_,
     AdminUser(admin): AdminUser,
@@ -337,6 +340,7 @@ pub async fn list_users(
 
 /// `GET /admin/users/{id}` → 200 `UserPublic` with the disabling's
 /// reason and end, or 404.
+#[utoipa::path(get, path = "/admin/users/{id}", tag = "admin", params(("id" = String, Path, description = "The user's id.")), security(("bearer" = []), ("password" = [])), responses((status = 200, description = "The account.", body = AdminUserView), (status = 403, description = "Not an administrator.", body = super::doc::Detail), (status = 404, description = "No such user.", body = super::doc::Detail)))]
 pub async fn get_user(
     State(e): Engine_,
     AdminUser(admin): AdminUser,
@@ -348,6 +352,7 @@ pub async fn get_user(
 
 /// `PATCH /admin/users/{id}` → 200 `UserPublic` as stored now, with the
 /// disabling's reason and end.
+#[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", request_body = AdminUserUpdate, params(("id" = String, Path, description = "The user's id.")), security(("bearer" = []), ("password" = [])), responses((status = 200, description = "The account as stored now.", body = AdminUserView), (status = 400, description = "An administrator cannot demote or disable themself.", body = super::doc::Detail), (status = 403, description = "Not an administrator.", body = super::doc::Detail), (status = 404, description = "No such user.", body = super::doc::Detail)))]
 pub async fn update_user(
     State(e): Engine_,
     Client(c): Client,
@@ -364,6 +369,7 @@ fn owned_message(status: StatusCode, message: String) -> Answer {
 }
 
 /// `DELETE /admin/users/{id}` → 200 `User {email} deleted.`
+#[utoipa::path(delete, path = "/admin/users/{id}", tag = "admin", params(("id" = String, Path, description = "The user's id.")), security(("bearer" = []), ("password" = [])), responses((status = 200, description = "Deleted.", body = crate::wire::MessageResponse), (status = 400, description = "Not yourself.", body = super::doc::Detail), (status = 403, description = "Not an administrator.", body = super::doc::Detail), (status = 404, description = "No such user.", body = super::doc::Detail)))]
 pub async fn delete_user(
     State(e): Engine_,
     Client(c): Client,
@@ -375,6 +381,7 @@ pub async fn delete_user(
 }
 
 /// `POST /admin/users/{id}/resend-verification` → 202.
+#[utoipa::path(post, path = "/admin/users/{id}/resend-verification", tag = "admin", params(("id" = String, Path, description = "The user's id.")), security(("bearer" = []), ("password" = [])), responses((status = 202, description = "Sent.", body = crate::wire::MessageResponse), (status = 400, description = "Already verified, or no password.", body = super::doc::Detail), (status = 403, description = "Not an administrator.", body = super::doc::Detail), (status = 404, description = "No such user.", body = super::doc::Detail)))]
 pub async fn resend_verification(
     State(e): Engine_,
     Client(c): Client,
@@ -389,6 +396,7 @@ pub async fn resend_verification(
 }
 
 /// `POST /admin/pending/{email}/promote` → 201 `UserPublic`.
+#[utoipa::path(post, path = "/admin/pending/{email}/promote", tag = "admin", params(("email" = String, Path, description = "The pending address.")), security(("bearer" = []), ("password" = [])), responses((status = 201, description = "The new account.", body = crate::wire::UserPublic), (status = 403, description = "Not an administrator.", body = super::doc::Detail), (status = 404, description = "No pending registration.", body = super::doc::Detail), (status = 409, description = "The address has an account.", body = super::doc::Detail)))]
 pub async fn promote_pending(
     State(e): Engine_,
     Client(c): Client,
@@ -401,6 +409,7 @@ pub async fn promote_pending(
 
 /// `POST /admin/users/{id}/require-password-change` → 200; the account's
 /// sessions end and its next sign-in must set a new password.
+#[utoipa::path(post, path = "/admin/users/{id}/require-password-change", tag = "admin", params(("id" = String, Path, description = "The user's id.")), security(("bearer" = []), ("password" = [])), responses((status = 200, description = "The next sign-in must change the password.", body = crate::wire::MessageResponse), (status = 403, description = "Not an administrator.", body = super::doc::Detail), (status = 404, description = "No such user.", body = super::doc::Detail)))]
 pub async fn require_password_change(
     State(e): Engine_,
     Client(c): Client,
@@ -420,6 +429,7 @@ pub async fn require_password_change(
 /// `GET /admin/users/{id}/sessions` → 200 the account's live sessions, in
 /// `GET /sessions`'s shape (`current` is always false: none is the
 /// administrator's).
+#[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "admin", params(("id" = String, Path, description = "The user's id.")), security(("bearer" = []), ("password" = [])), responses((status = 200, description = "The account's live sessions.", body = crate::wire::SessionList), (status = 403, description = "Not an administrator.", body = super::doc::Detail), (status = 404, description = "No such user.", body = super::doc::Detail)))]
 pub async fn list_sessions(
     State(e): Engine_,
     AdminUser(admin): AdminUser,
@@ -441,6 +451,7 @@ pub async fn list_sessions(
 }
 
 /// `DELETE /admin/users/{id}/sessions` → 200 with how many ended.
+#[utoipa::path(delete, path = "/admin/users/{id}/sessions", tag = "admin", params(("id" = String, Path, description = "The user's id.")), security(("bearer" = []), ("password" = [])), responses((status = 200, description = "How many ended.", body = crate::wire::LogoutAllResponse), (status = 403, description = "Not an administrator.", body = super::doc::Detail), (status = 404, description = "No such user.", body = super::doc::Detail)))]
 pub async fn revoke_sessions(
     State(e): Engine_,
     Client(c): Client,
@@ -459,6 +470,7 @@ pub async fn revoke_sessions(
 
 /// `DELETE /admin/users/{id}/mfa` → 200 `UserPublic` without second
 /// factors.
+#[utoipa::path(delete, path = "/admin/users/{id}/mfa", tag = "admin", params(("id" = String, Path, description = "The user's id.")), security(("bearer" = []), ("password" = [])), responses((status = 200, description = "The account without second factors.", body = crate::wire::UserPublic), (status = 403, description = "Not an administrator.", body = super::doc::Detail), (status = 404, description = "No such user.", body = super::doc::Detail)))]
 pub async fn reset_mfa(
     State(e): Engine_,
     Client(c): Client,
@@ -471,6 +483,7 @@ pub async fn reset_mfa(
 
 /// `POST /admin/unlock` `{email}` → 200: the address's sign-in failures
 /// are forgotten, in every bucket.
+#[utoipa::path(post, path = "/admin/unlock", tag = "admin", request_body = super::EmailBody, security(("bearer" = []), ("password" = [])), responses((status = 200, description = "The address's sign-in failures are forgotten.", body = crate::wire::MessageResponse), (status = 403, description = "Not an administrator.", body = super::doc::Detail)))]
 pub async fn unlock(
     State(e): Engine_,
     Client(c): Client,
@@ -506,7 +519,7 @@ impl FromJsonObject for InviteCreate {
 }
 
 /// An invitation as the admin routes show it: never its code.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct InvitePublic {
     id: String,
     email: Option<String>,
@@ -518,6 +531,7 @@ struct InvitePublic {
     used_by: Option<String>,
     revoked_at: Option<String>,
     /// `open`, `used`, `revoked` or `expired`, as of the answer.
+    #[schema(value_type = String)]
     status: &'static str,
 }
 
@@ -548,7 +562,7 @@ impl InvitePublic {
 }
 
 /// `POST /admin/invites` answer: the invitation and, this once, its code.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct InviteCreated {
     code: String,
     #[serde(flatten)]
@@ -556,13 +570,14 @@ struct InviteCreated {
 }
 
 /// `GET /admin/invites` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct InviteList {
     items: Vec<InvitePublic>,
     limit: u64,
 }
 
 /// `POST /admin/invites` → 201 with the code, shown only here.
+#[utoipa::path(post, path = "/admin/invites", tag = "admin", request_body = InviteCreate, security(("bearer" = []), ("password" = [])), responses((status = 201, description = "The invitation and, this once, its code.", body = InviteCreated), (status = 403, description = "Not an administrator.", body = super::doc::Detail)))]
 pub async fn create_invite(
     State(e): Engine_,
     Client(c): Client,
@@ -589,6 +604,7 @@ pub async fn create_invite(
 
 /// `GET /admin/invites?all=true&limit=N` → 200: newest first, the open
 /// ones (all of them with `all`), at most `limit` (1–200, default 50).
+#[utoipa::path(get, path = "/admin/invites", tag = "admin", params(("all" = Option<bool>, Query, description = "Include used, revoked and expired ones."), ("limit" = Option<u64>, Query, description = "Page size.")), security(("bearer" = []), ("password" = [])), responses((status = 200, description = "Invitations, newest first.", body = InviteList), (status = 403, description = "Not an administrator.", body = super::doc::Detail)))]
 pub async fn list_invites(
     State(e): Engine_,
     AdminUser(admin): AdminUser,
@@ -613,6 +629,7 @@ pub async fn list_invites(
 
 /// `DELETE /admin/invites/{id}` → 204; 404 unless the invitation is
 /// neither spent nor revoked.
+#[utoipa::path(delete, path = "/admin/invites/{id}", tag = "admin", params(("id" = String, Path, description = "The invitation's id.")), security(("bearer" = []), ("password" = [])), responses((status = 204, description = "Revoked."), (status = 403, description = "Not an administrator.", body = super::doc::Detail), (status = 404, description = "No open invitation with that id.", body = super::doc::Detail)))]
 pub async fn revoke_invite(
     State(e): Engine_,
     Client(c): Client,

@@ -17,7 +17,7 @@ use axum::extract::State;
 /// The most entries one page may hold.
 const MAX_PAGE: u64 = 500;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AuditPage {
     entries: Vec<AuditEntryOut>,
     /// Where the next page starts; null on the last page.
@@ -82,6 +82,7 @@ fn instant(
 /// (default) or `oldest`; `limit` 1–500 (default 50); `next_cursor`
 /// continues after the page without repeating or skipping an entry while
 /// new ones are written.
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", params(("user_id" = Option<String>, Query, description = "Subject or acting administrator."), ("email" = Option<String>, Query, description = "An address."), ("kind" = Option<String>, Query, description = "An event kind."), ("since" = Option<String>, Query, description = "RFC 3339 instant, inclusive."), ("until" = Option<String>, Query, description = "RFC 3339 instant, exclusive."), ("order" = Option<String>, Query, description = "asc or desc."), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page."), ("limit" = Option<u64>, Query, description = "Page size.")), security(("bearer" = []), ("password" = [])), responses((status = 200, description = "A page of audit entries.", body = AuditPage), (status = 403, description = "Not an administrator.", body = super::doc::Detail)))]
 pub async fn list(
     State(e): Engine_,
     AdminUser(admin): AdminUser,

@@ -31,6 +31,7 @@ impl FromJsonObject for DeleteAccountRequest {
 }
 
 /// `DELETE /account` → 200.
+#[utoipa::path(delete, path = "/account", tag = "account", request_body = DeleteAccountRequest, security(("bearer" = []), ("password" = [])), responses((status = 200, description = "Deleted.", body = crate::wire::MessageResponse), (status = 400, description = "Wrong current password.", body = super::doc::Detail), (status = 404, description = "Account deletion is disabled.", body = super::doc::Detail)))]
 pub async fn delete_account(
     State(e): Engine_,
     Client(c): Client,

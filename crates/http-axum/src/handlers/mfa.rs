@@ -89,6 +89,7 @@ pub(crate) fn signed_in_answer_with<T: serde::Serialize>(
 }
 
 /// `POST /login/mfa-confirm` → 200 `TokenResponse` (+ refresh fields).
+#[utoipa::path(post, path = "/login/mfa-confirm", tag = "sign-in", request_body = MfaConfirmRequest, responses((status = 200, description = "Signed in.", body = crate::wire::TokenResponse), (status = 400, description = "Wrong code or expired challenge.", body = super::doc::Detail)))]
 pub async fn mfa_confirm(
     State(e): Engine_,
     axum::Extension(http): Http,
@@ -122,7 +123,7 @@ impl FromJsonObject for CurrentPasswordBody {
 }
 
 /// `TotpSetupResponse`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TotpSetupResponse {
     secret: String,
     otpauth_uri: String,
@@ -133,6 +134,7 @@ struct TotpSetupResponse {
 
 /// `POST /totp/setup` → 200 with the secret, its URI and QR code, and the
 /// pending token `/totp/confirm` takes.
+#[utoipa::path(post, path = "/totp/setup", tag = "second factors", request_body = CurrentPasswordBody, security(("bearer" = []), ("password" = [])), responses((status = 200, description = "A new secret to confirm.", body = TotpSetupResponse), (status = 400, description = "Wrong current password.", body = super::doc::Detail)))]
 pub async fn totp_setup(
     State(e): Engine_,
     user: CurrentUser,
@@ -170,7 +172,7 @@ impl FromJsonObject for TotpConfirmRequest {
 }
 
 /// `BackupCodesResponse`: shown once.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BackupCodesResponse {
     backup_codes: Vec<String>,
 }
@@ -188,6 +190,7 @@ impl BackupCodesResponse {
 }
 
 /// `POST /totp/confirm` → 200 `{backup_codes}`.
+#[utoipa::path(post, path = "/totp/confirm", tag = "second factors", request_body = TotpConfirmRequest, security(("bearer" = []), ("password" = [])), responses((status = 200, description = "TOTP on; the backup codes, shown once.", body = BackupCodesResponse), (status = 400, description = "Wrong code or expired setup.", body = super::doc::Detail)))]
 pub async fn totp_confirm(
     State(e): Engine_,
     Client(c): Client,
@@ -201,6 +204,7 @@ pub async fn totp_confirm(
 }
 
 /// `DELETE /totp` → 200.
+#[utoipa::path(delete, path = "/totp", tag = "second factors", request_body = CurrentPasswordBody, security(("bearer" = []), ("password" = [])), responses((status = 200, description = "TOTP off.", body = crate::wire::MessageResponse), (status = 400, description = "Wrong password, or TOTP is not enabled.", body = super::doc::Detail)))]
 pub async fn totp_disable(
     State(e): Engine_,
     Client(c): Client,
@@ -213,6 +217,7 @@ pub async fn totp_disable(
 }
 
 /// `POST /mfa/backup-codes` → 200 `{backup_codes}`; the old ones are dead.
+#[utoipa::path(post, path = "/mfa/backup-codes", tag = "second factors", request_body = CurrentPasswordBody, security(("bearer" = []), ("password" = [])), responses((status = 200, description = "New backup codes; the old ones are dead.", body = BackupCodesResponse), (status = 400, description = "Wrong password, or no second factor.", body = super::doc::Detail)))]
 pub async fn regenerate_backup_codes(
     State(e): Engine_,
     user: CurrentUser,

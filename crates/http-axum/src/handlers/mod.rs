@@ -39,6 +39,7 @@ mod account;
 mod admin;
 mod audit;
 mod deletion;
+pub mod doc;
 mod mfa;
 mod oauth;
 mod phone;
@@ -70,6 +71,12 @@ pub fn oauth_routes() -> axum::Router<Arc<Engine>> {
 /// is on (regstack mounts them only then).
 pub fn admin_routes() -> axum::Router<Arc<Engine>> {
     admin::router().route("/admin/audit", axum::routing::get(audit::list))
+}
+
+/// The documentation routes (`/openapi.json`, `/docs`), merged by
+/// [`crate::router`]; `prefix` is where the API is mounted.
+pub fn doc_routes(prefix: &str) -> axum::Router<Arc<Engine>> {
+    doc::router(prefix)
 }
 
 /// `{token}` bodies: `VerifyRequest`, `ConfirmEmailChangeRequest`.

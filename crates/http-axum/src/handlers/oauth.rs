@@ -72,6 +72,7 @@ fn found(location: &str) -> axum::response::Response {
 }
 
 /// `GET /oauth/{p}/start` → 302 to the provider, with the binding cookie.
+#[utoipa::path(get, path = "/oauth/{provider}/start", tag = "oauth", params(("provider" = String, Path, description = "A configured provider's name."), ("redirect_to" = Option<String>, Query, description = "Same-origin path or URL to land on afterwards.")), responses((status = 302, description = "To the provider."), (status = 400, description = "redirect_to is not same-origin.", body = super::doc::Detail), (status = 404, description = "Unknown provider.", body = super::doc::Detail)))]
 pub async fn start(
     State(e): Engine_,
     Path(provider): Path<String>,
@@ -92,13 +93,14 @@ pub async fn start(
 }
 
 /// `LinkStartResponse`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct LinkStartResponse {
     authorization_url: String,
 }
 
 /// `POST /oauth/{p}/link/start` → 200 `{authorization_url}`, with the
 /// binding cookie (the browser then navigates there itself).
+#[utoipa::path(post, path = "/oauth/{provider}/link/start", tag = "oauth", params(("provider" = String, Path, description = "A configured provider's name."), ("redirect_to" = Option<String>, Query, description = "Same-origin path or URL to land on afterwards.")), security(("bearer" = []), ("password" = [])), responses((status = 200, description = "Where to send the browser.", body = LinkStartResponse), (status = 400, description = "redirect_to is not same-origin.", body = super::doc::Detail), (status = 404, description = "Unknown provider.", body = super::doc::Detail)))]
 pub async fn link_start(
     State(e): Engine_,
     Path(provider): Path<String>,
@@ -157,6 +159,7 @@ impl CallbackParams {
 
 /// `GET /oauth/{p}/callback` → 302 to `{ui_prefix}/oauth-complete?id=…`, or
 /// to `{ui_prefix}/login?error=<code>`.
+#[utoipa::path(get, path = "/oauth/{provider}/callback", tag = "oauth", params(("provider" = String, Path, description = "A configured provider's name."), ("code" = Option<String>, Query, description = "Authorization code."), ("state" = Option<String>, Query, description = "The state handed out."), ("error" = Option<String>, Query, description = "The provider's refusal."), ("iss" = Option<String>, Query, description = "RFC 9207 issuer.")), responses((status = 302, description = "To the UI, with an exchange id or an error."), (status = 404, description = "Unknown provider.", body = super::doc::Detail)))]
 pub async fn callback(
     State(e): Engine_,
     Path(provider): Path<String>,
@@ -202,22 +205,46 @@ impl FromJsonObject for ExchangeRequest {
 
 /// `ExchangeResponse` in its second-factor shape (the session shape is the
 /// token answer plus `redirect_to`, `was_new_account` and `mfa_required`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct MfaExchangeResponse {
+    #[schema(value_type = String)]
     access_token: &'static str,
     redirect_to: String,
     was_new_account: bool,
+    #[schema(value_type = String)]
     token_type: &'static str,
     expires_in: u64,
     mfa_required: bool,
     mfa_pending_token: String,
+    #[schema(value_type = String)]
     delivery: &'static str,
+    #[schema(value_type = Vec<String>)]
     methods: Vec<&'static str>,
+}
+
+/// `ExchangeResponse` as documented: the session shape (token fields and
+/// `ExchangeExtra`) and the second-factor shape ([`MfaExchangeResponse`])
+/// both fit it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ExchangeResponse {
+    access_token: String,
+    token_type: String,
+    expires_in: u64,
+    refresh_token: Option<String>,
+    refresh_expires_in: Option<u64>,
+    redirect_to: String,
+    was_new_account: bool,
+    mfa_required: bool,
+    mfa_pending_token: Option<String>,
+    delivery: Option<String>,
+    methods: Option<Vec<String>>,
 }
 
 /// `POST /oauth/exchange` → 200 `ExchangeResponse`: the session (with the
 /// refresh token as `/login` gives it), or `mfa_required` with the pending
 /// token for `/login/mfa-confirm`.
+#[utoipa::path(post, path = "/oauth/exchange", tag = "oauth", request_body = ExchangeRequest, responses((status = 200, description = "The session (or, with mfa_required, the second-factor challenge).", body = ExchangeResponse), (status = 404, description = "Unknown or consumed id.", body = super::doc::Detail)))]
 pub async fn exchange(
     State(e): Engine_,
     axum::Extension(http): Http,
@@ -264,7 +291,7 @@ pub async fn exchange(
 }
 
 /// The exchange's own fields of `ExchangeResponse`, beside the token's.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ExchangeExtra {
     redirect_to: String,
     was_new_account: bool,
@@ -273,7 +300,7 @@ struct ExchangeExtra {
 }
 
 /// `LinkedIdentitySummary`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct LinkedIdentitySummary {
     provider: String,
     email: Option<String>,
@@ -282,7 +309,7 @@ struct LinkedIdentitySummary {
 }
 
 /// `ProvidersResponse`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ProvidersResponse {
     available: Vec<String>,
     linked: Vec<LinkedIdentitySummary>,
@@ -290,6 +317,7 @@ struct ProvidersResponse {
 
 /// `GET /oauth/providers` → the configured providers and the bearer's
 /// identities.
+#[utoipa::path(get, path = "/oauth/providers", tag = "oauth", security(("bearer" = []), ("password" = [])), responses((status = 200, description = "Configured providers and the caller's linked identities.", body = ProvidersResponse)))]
 pub async fn providers(State(e): Engine_, CurrentUser(p): CurrentUser) -> Answer {
     let linked = e
         .oauth_identities(&p.user.id)
@@ -312,6 +340,7 @@ pub async fn providers(State(e): Engine_, CurrentUser(p): CurrentUser) -> Answer
 }
 
 /// `DELETE /oauth/{p}/link` → 200 `{"message": "Unlinked {p}."}`.
+#[utoipa::path(delete, path = "/oauth/{provider}/link", tag = "oauth", params(("provider" = String, Path, description = "A configured provider's name.")), security(("bearer" = []), ("password" = [])), responses((status = 200, description = "Unlinked.", body = UnlinkedResponse), (status = 400, description = "The only sign-in method.", body = super::doc::Detail), (status = 404, description = "Not linked, or unknown provider.", body = super::doc::Detail)))]
 pub async fn unlink(
     State(e): Engine_,
     Path(provider): Path<String>,
@@ -328,7 +357,7 @@ pub async fn unlink(
 }
 
 /// `MessageResponse` with a message built from the request.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct UnlinkedResponse {
     message: String,
 }

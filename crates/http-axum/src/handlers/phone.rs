@@ -44,14 +44,16 @@ impl FromJsonObject for PhoneStartRequest {
 }
 
 /// `PhoneStartResponse`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct PhoneStartResponse {
+    #[schema(value_type = String)]
     status: &'static str,
     pending_token: String,
     expires_in: u64,
 }
 
 /// `POST /phone/start` → 202 `{status: "code_sent", pending_token, expires_in}`.
+#[utoipa::path(post, path = "/phone/start", tag = "second factors", request_body = PhoneStartRequest, security(("bearer" = []), ("password" = [])), responses((status = 202, description = "A code was sent.", body = PhoneStartResponse), (status = 400, description = "Not an E.164 number, or a wrong password.", body = super::doc::Detail), (status = 404, description = "SMS second factors are disabled.", body = super::doc::Detail)))]
 pub async fn phone_start(
     State(e): Engine_,
     user: CurrentUser,
@@ -91,6 +93,7 @@ impl FromJsonObject for PhoneConfirmRequest {
 /// `POST /phone/confirm` → 200 `UserPublic` with `is_mfa_enabled`. No
 /// bearer token is needed (regstack's route); one that is presented keeps
 /// its session when the others end.
+#[utoipa::path(post, path = "/phone/confirm", tag = "second factors", request_body = PhoneConfirmRequest, responses((status = 200, description = "SMS second factor on.", body = crate::wire::UserPublic), (status = 400, description = "Wrong code or expired session.", body = super::doc::Detail)))]
 pub async fn phone_confirm(
     State(e): Engine_,
     Client(c): Client,
@@ -105,6 +108,7 @@ pub async fn phone_confirm(
 }
 
 /// `DELETE /phone` → 200 `{message: "SMS 2FA disabled."}`.
+#[utoipa::path(delete, path = "/phone", tag = "second factors", request_body = super::mfa::CurrentPasswordBody, security(("bearer" = []), ("password" = [])), responses((status = 200, description = "SMS second factor off.", body = crate::wire::MessageResponse), (status = 400, description = "Wrong password, or SMS is not enabled.", body = super::doc::Detail)))]
 pub async fn phone_disable(
     State(e): Engine_,
     Client(c): Client,

@@ -42,6 +42,7 @@ impl FromJsonObject for ResetPasswordRequest {
 }
 
 /// `POST /forgot-password` → always the same 202.
+#[utoipa::path(post, path = "/forgot-password", tag = "recovery", request_body = super::EmailBody, responses((status = 202, description = "Always the same answer.", body = crate::wire::MessageResponse), (status = 404, description = "Password reset is disabled.", body = super::doc::Detail)))]
 pub async fn forgot_password(
     State(e): Engine_,
     Client(c): Client,
@@ -55,6 +56,7 @@ pub async fn forgot_password(
 }
 
 /// `POST /reset-password` → 200.
+#[utoipa::path(post, path = "/reset-password", tag = "recovery", request_body = ResetPasswordRequest, responses((status = 200, description = "Reset; sign in again.", body = crate::wire::MessageResponse), (status = 400, description = "The link is invalid or expired.", body = super::doc::Detail)))]
 pub async fn reset_password(
     State(e): Engine_,
     Client(c): Client,

@@ -51,7 +51,17 @@ impl FromJsonObject for UserCreate {
     }
 }
 
+/// What `/register` answers with 201.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum RegisterAnswer {
+    Pending(PendingResponse),
+    Active(UserPublic),
+}
+
 /// `POST /register` → 201 `PendingResponse` or `UserPublic`.
+#[utoipa::path(post, path = "/register", tag = "registration", request_body = UserCreate, responses((status = 201, description = "Registered: pending verification, or active at once.", body = RegisterAnswer), (status = 403, description = "Registration closed, or an invitation is required.", body = super::doc::Detail), (status = 409, description = "The address has an account.", body = super::doc::Detail)))]
 pub async fn register(
     State(e): Engine_,
     Client(c): Client,
@@ -81,6 +91,7 @@ pub async fn register(
 }
 
 /// `POST /verify` → 200 `UserPublic`.
+#[utoipa::path(post, path = "/verify", tag = "registration", request_body = TokenBody, responses((status = 200, description = "Verified: the new account.", body = crate::wire::UserPublic), (status = 400, description = "The link is invalid or expired.", body = super::doc::Detail)))]
 pub async fn verify(
     State(e): Engine_,
     Client(c): Client,
@@ -91,6 +102,7 @@ pub async fn verify(
 }
 
 /// `POST /resend-verification` → always the same 202.
+#[utoipa::path(post, path = "/resend-verification", tag = "registration", request_body = EmailBody, responses((status = 202, description = "Always the same answer.", body = crate::wire::MessageResponse)))]
 pub async fn resend_verification(
     State(e): Engine_,
     Client(c): Client,

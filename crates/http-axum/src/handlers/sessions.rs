@@ -41,6 +41,7 @@ impl FromJsonObject for RefreshRequest {
 
 /// `POST /refresh` → 200 with a new access token and the successor
 /// refresh token; every failure is one 401.
+#[utoipa::path(post, path = "/refresh", tag = "sessions", request_body = RefreshRequest, responses((status = 200, description = "A new access token and the successor refresh token.", body = crate::wire::TokenResponse), (status = 401, description = "The refresh token is invalid, expired or reused.", body = super::doc::Detail)))]
 pub async fn refresh(
     State(e): Engine_,
     axum::Extension(http): Http,
@@ -84,6 +85,7 @@ fn clearing_cookie(
 }
 
 /// `POST /logout` → 200; the session (and its refresh tokens) ends.
+#[utoipa::path(post, path = "/logout", tag = "sessions", security(("bearer" = []), ("password" = [])), responses((status = 200, description = "Signed out.", body = crate::wire::MessageResponse)))]
 pub async fn logout(
     State(e): Engine_,
     axum::Extension(http): Http,
@@ -95,6 +97,7 @@ pub async fn logout(
 }
 
 /// `POST /logout-all` → 200 with the number of sessions ended.
+#[utoipa::path(post, path = "/logout-all", tag = "sessions", security(("bearer" = []), ("password" = [])), responses((status = 200, description = "Every session ended.", body = crate::wire::LogoutAllResponse)))]
 pub async fn logout_all(
     State(e): Engine_,
     axum::Extension(http): Http,
@@ -110,6 +113,7 @@ pub async fn logout_all(
 }
 
 /// `GET /sessions` → the caller's live sessions.
+#[utoipa::path(get, path = "/sessions", tag = "sessions", security(("bearer" = []), ("password" = [])), responses((status = 200, description = "The caller's live sessions.", body = crate::wire::SessionList)))]
 pub async fn sessions(State(e): Engine_, user: CurrentUser) -> Answer {
     let list = e.list_sessions(&user).await?;
     let sessions = list
@@ -128,6 +132,7 @@ pub async fn sessions(State(e): Engine_, user: CurrentUser) -> Answer {
 
 /// `DELETE /sessions/{id}` → 200, or 404 for an unknown id or another
 /// user's session (the two are indistinguishable).
+#[utoipa::path(delete, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "A session id from GET /sessions.")), security(("bearer" = []), ("password" = [])), responses((status = 200, description = "Ended.", body = crate::wire::MessageResponse), (status = 404, description = "No such session of the caller.", body = super::doc::Detail)))]
 pub async fn revoke_session(
     State(e): Engine_,
     Client(c): Client,
