@@ -15,6 +15,7 @@ mod lifecycle;
 mod lockout;
 mod mfa;
 mod model;
+mod notices;
 mod oauth;
 mod observability;
 mod operator_cli;

@@ -31,7 +31,8 @@ use figment::Figment;
 use regstack_adapters_notify::SmsTransport;
 use regstack_adapters_notify::{MailTransport, SesSettings, SmtpSecurity, SmtpSettings};
 use regstack_core::config::{
-    AuditPolicy, EmailPolicy, JwtAlgorithm, MfaPolicy, OAuthPolicy, PasswordConfig, SessionsConfig,
+    AuditPolicy, EmailPolicy, JwtAlgorithm, MfaPolicy, NoticesPolicy, OAuthPolicy, PasswordConfig,
+    SessionsConfig,
 };
 use regstack_core::{Config, ConfigError, RegistrationMode};
 use regstack_http_axum::HttpSettings;
@@ -585,6 +586,8 @@ pub struct FileConfig {
     pub password_reset_url_template: Option<String>,
     /// Full URL template of the email-change link.
     pub email_change_url_template: Option<String>,
+    /// Full URL template of the "this wasn't me" link of an email change.
+    pub revert_email_change_url_template: Option<String>,
     /// Directories whose templates override the built-in ones.
     pub extra_template_dirs: Vec<String>,
     /// `[email]`: sender, quota (core) and transport (notify adapter).
@@ -613,6 +616,8 @@ pub struct FileConfig {
     pub oauth: OAuthSection,
     /// `[audit]`: the audit log (core).
     pub audit: AuditPolicy,
+    /// `[notices]`: security notices by mail (core).
+    pub notices: NoticesPolicy,
     /// How the `regstack` binary writes log lines: `text` (the default)
     /// or `json`, one object per line, for a log pipeline.
     pub log_format: LogFormat,
@@ -772,6 +777,7 @@ impl Default for FileConfig {
             verify_url_template,
             password_reset_url_template,
             email_change_url_template,
+            revert_email_change_url_template,
             extra_template_dirs,
             email: _,
             password,
@@ -787,6 +793,7 @@ impl Default for FileConfig {
                 },
             oauth: _,
             audit,
+            notices,
         } = Config::default();
         let HttpSettings {
             api_prefix,
@@ -828,6 +835,7 @@ impl Default for FileConfig {
             verify_url_template,
             password_reset_url_template,
             email_change_url_template,
+            revert_email_change_url_template,
             extra_template_dirs,
             email: EmailSection::default(),
             password,
@@ -842,6 +850,7 @@ impl Default for FileConfig {
             enable_oauth: false,
             oauth: OAuthSection::default(),
             audit,
+            notices,
             log_format: LogFormat::default(),
             metrics: MetricsSection::default(),
             rate_limits: RateLimitsSection::default(),
@@ -904,6 +913,7 @@ impl FileConfig {
             verify_url_template,
             password_reset_url_template,
             email_change_url_template,
+            revert_email_change_url_template,
             extra_template_dirs,
             email,
             password,
@@ -918,6 +928,7 @@ impl FileConfig {
             enable_oauth,
             oauth,
             audit,
+            notices,
             log_format: _,
             metrics,
             rate_limits,
@@ -955,6 +966,7 @@ impl FileConfig {
                 verify_url_template,
                 password_reset_url_template,
                 email_change_url_template,
+                revert_email_change_url_template,
                 extra_template_dirs,
                 email,
                 password,
@@ -971,6 +983,7 @@ impl FileConfig {
                 },
                 oauth: oauth_policy,
                 audit,
+                notices,
             },
             database: DatabaseSettings {
                 url: database_url,
