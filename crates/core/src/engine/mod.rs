@@ -20,7 +20,7 @@
 //! | `registration` | `register`, `verify`, `resend_verification` | `flows::one_time` |
 //! | `sign_in` | `login`, `start_session`, `require_current_password` | `flows::sign_in` |
 //! | `sessions` | `authenticate`, `refresh`, `logout`, `logout_all`, `list_sessions`, `revoke_session` | `flows::refresh` |
-//! | `account` | `update_profile`, `change_password`, `request_email_change`, `confirm_email_change` | `flows::one_time` |
+//! | `account` | `update_profile`, `change_password`, `request_email_change`, `confirm_email_change`, `revert_email_change` | `flows::one_time` |
 //! | `recovery` | `forgot_password`, `reset_password` | `flows::one_time` |
 //! | `mfa` | `confirm_sign_in`, `totp_setup`, `totp_confirm`, `totp_disable`, `regenerate_backup_codes` | `flows::mfa`, `flows::gate` |
 //! | `oauth` | `oauth_start`, `oauth_callback`, `oauth_exchange`, `oauth_unlink`, `oauth_identities` | `flows::oauth`, `flows::gate` |
