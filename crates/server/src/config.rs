@@ -1659,6 +1659,7 @@ email_link_prefix = "/links"
 verify_url_template = "{base_url}/v/{token}"
 password_reset_url_template = "{base_url}/r/{token}"
 email_change_url_template = "{base_url}/c/{token}"
+revert_email_change_url_template = "{base_url}/undo/{token}"
 extra_template_dirs = ["/etc/acme/templates"]
 
 [email]
@@ -1693,6 +1694,14 @@ refresh_idle_ttl_seconds = 3600
 refresh_absolute_ttl_seconds = 7200
 reuse_grace_seconds = 2
 refresh_cookie = true
+
+[notices]
+new_device = false
+password_changed = false
+email_changed = false
+mfa_disabled = false
+refresh_reuse = false
+email_revert_ttl_seconds = 7200
 "#,
         );
         use secrecy::ExposeSecret;
@@ -1748,6 +1757,19 @@ refresh_cookie = true
         assert_eq!(c.sessions.refresh_absolute_ttl_seconds, 7200);
         assert_eq!(c.sessions.reuse_grace_seconds, 2);
         assert!(c.sessions.refresh_cookie);
+        assert_eq!(
+            c.revert_email_change_url_template.as_deref(),
+            Some("{base_url}/undo/{token}")
+        );
+        let n = c.notices;
+        assert!(
+            !(n.new_device
+                || n.password_changed
+                || n.email_changed
+                || n.mfa_disabled
+                || n.refresh_reuse)
+        );
+        assert_eq!(n.email_revert_ttl_seconds, 7200);
 
         assert_eq!(s.database.url.expose_secret(), "postgres://u:pw@db/acme");
         assert_eq!(s.database.mongodb_database, "acme");
@@ -1775,6 +1797,37 @@ refresh_cookie = true
         assert!(s.http.hsts);
         assert_eq!(s.http.hsts_max_age_seconds, 600);
         assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn notices_are_on_by_default_and_their_link_lifetime_is_bounded() {
+        let s = split("");
+        let n = s.config.notices;
+        assert!(
+            n.new_device
+                && n.password_changed
+                && n.email_changed
+                && n.mfa_disabled
+                && n.refresh_reuse
+        );
+        assert_eq!(n.email_revert_ttl_seconds, 604_800);
+        assert!(from_dict(dict(
+            "[notices]
+new_devices = true
+"
+        ))
+        .is_err());
+        let mut s = split(
+            "[notices]
+email_revert_ttl_seconds = 60
+",
+        );
+        s.config.jwt_secret = "0123456789abcdef0123456789abcdef".into();
+        let err = s.validate().unwrap_err();
+        assert!(
+            format!("{err:?}").contains("notices.email_revert_ttl_seconds"),
+            "{err:?}"
+        );
     }
 
     #[test]
