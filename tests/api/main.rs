@@ -16,6 +16,7 @@ mod lockout;
 mod mfa;
 mod model;
 mod multi_instance;
+mod notices;
 mod oauth;
 mod observability;
 mod openapi;

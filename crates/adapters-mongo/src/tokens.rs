@@ -21,11 +21,43 @@ use crate::time::to_db;
 use crate::MongoStores;
 
 impl MongoStores {
-    /// Deletes every reset and email-change token of a user.
+    /// Deletes every reset and email-change token of a user; its revert
+    /// tokens stay (a credential change must not kill the owner's way
+    /// back).
+    pub(crate) async fn delete_credential_tokens_of_user(
+        &self,
+        user_id: &str,
+    ) -> Result<u64, StoreError> {
+        Ok(run(self.tokens.delete_many(doc! {
+            "user_id": user_id,
+            "kind": { "$ne": TokenKind::EmailChangeRevert.as_str() },
+        }))
+        .await?
+        .deleted_count)
+    }
+
+    /// Deletes every token of a user, revert tokens included (account
+    /// deletion).
     pub(crate) async fn delete_tokens_of_user(&self, user_id: &str) -> Result<u64, StoreError> {
         Ok(run(self.tokens.delete_many(doc! { "user_id": user_id }))
             .await?
             .deleted_count)
+    }
+
+    /// Deletes the user's revert tokens issued at or after `created_at`:
+    /// the earliest "this wasn't me" link wins.
+    pub(crate) async fn delete_later_reverts(
+        &self,
+        user_id: &str,
+        created_at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        Ok(run(self.tokens.delete_many(doc! {
+            "user_id": user_id,
+            "kind": TokenKind::EmailChangeRevert.as_str(),
+            "created_at": { "$gte": to_db(created_at) },
+        }))
+        .await?
+        .deleted_count)
     }
 
     /// [`TokenStore::issue`]'s steps (module doc).
@@ -49,15 +81,18 @@ impl MongoStores {
         // A retried insert is not a duplicate of itself (`insert_once`):
         // the `_id` is ours, so finding it means the insert landed.
         insert_once(&self.tokens, document, doc! { "_id": id }).await?;
-        run(self
-            .tokens
-            .delete_many(doc! {
-                "user_id": token.user_id.as_str(),
-                "kind": token.kind.as_str(),
-                "_id": { "$lt": id },
-            })
-            .hint(hint::by(hint::USER_TOKENS)))
-        .await?;
+        // A revert link supersedes nothing (the port's rule).
+        if token.kind != TokenKind::EmailChangeRevert {
+            run(self
+                .tokens
+                .delete_many(doc! {
+                    "user_id": token.user_id.as_str(),
+                    "kind": token.kind.as_str(),
+                    "_id": { "$lt": id },
+                })
+                .hint(hint::by(hint::USER_TOKENS)))
+            .await?;
+        }
         // Account deletion deletes the user, then sweeps its tokens
         // (`users.rs`). A token inserted after that sweep finds the user
         // gone here and goes again: nothing of a deleted user stays, and

@@ -110,7 +110,7 @@ impl MongoStores {
         emails: &[&Email],
     ) -> Result<(), StoreError> {
         self.revoke_live_of_user(user.as_str(), reason, now).await?;
-        self.delete_tokens_of_user(user.as_str()).await?;
+        self.delete_credential_tokens_of_user(user.as_str()).await?;
         for email in emails {
             self.clear_attempts(email.as_str()).await?;
         }
@@ -292,6 +292,17 @@ impl UserStore for MongoStores {
     ) -> Result<EmailChangeOutcome, StoreError> {
         let (this, token) = (self.clone(), token.clone());
         to_completion(async move { this.confirm_email_change_steps(&token, now).await }).await
+    }
+
+    async fn revert_email_change(
+        &self,
+        token: &TokenHash,
+        lockout: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let (this, token, lockout) = (self.clone(), token.clone(), lockout.clone());
+        to_completion(async move { this.revert_email_change_steps(&token, &lockout, now).await })
+            .await
     }
 
     async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError> {
@@ -568,6 +579,64 @@ impl MongoStores {
                 Err(StoreError::Conflict("email")) => Ok(EmailChangeOutcome::EmailTaken),
                 Err(e) => Err(e),
             }
+        })
+        .await
+    }
+
+    async fn revert_email_change_steps(
+        &self,
+        token: &TokenHash,
+        lockout: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        // The decision: of any number of callers with this link, one gets
+        // the document.
+        let Some(spent) = self
+            .spend_token(TokenKind::EmailChangeRevert, token, now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        or_restore(self, &spent, async {
+            let record = docs::token(&spent)?;
+            self.delete_later_reverts(record.user_id.as_str(), record.created_at)
+                .await?;
+            let Some(before) = self.user_by_id(record.user_id.as_str()).await? else {
+                return Ok(None);
+            };
+            // Invalidations first, the switches last (module doc).
+            self.invalidate_credentials(
+                &before.id,
+                RevokeReason::EmailChanged,
+                now,
+                &[&before.email],
+            )
+            .await?;
+            if let Some(restore) = record.new_email.filter(|e| *e != before.email) {
+                let holder = run(self
+                    .users
+                    .find_one(doc! {
+                        "email": restore.as_str(),
+                        "_id": { "$ne": before.id.as_str() },
+                    })
+                    .hint(hint::by(hint::EMAIL)))
+                .await?;
+                if holder.is_none() {
+                    let switched = run(self.users.update_one(
+                        doc! { "_id": before.id.as_str() },
+                        vec![doc! { "$set": { "email": { "$literal": restore.as_str() } } }],
+                    ))
+                    .await;
+                    match switched {
+                        // Taken meanwhile: the address stays.
+                        Ok(_) | Err(StoreError::Conflict("email")) => {}
+                        Err(e) => return Err(e),
+                    }
+                    self.clear_attempts(restore.as_str()).await?;
+                }
+            }
+            self.set_password(&before.id, lockout, RevokeReason::EmailChanged, now)
+                .await
         })
         .await
     }

@@ -171,7 +171,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
             .unwrap();
     assert_eq!(
         applied,
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
         "each migration recorded once"
     );
     let tables: Vec<String> = sqlx::query_scalar(

@@ -268,6 +268,57 @@ impl Default for AuditPolicy {
     }
 }
 
+/// Security notices (`[notices]`): mail to an account's owner when
+/// something happens to it that an intruder would do, each behind its own
+/// switch. Every notice counts against the address's mail quota
+/// (`email.max_per_address_per_hour`) like any other mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoticesPolicy {
+    /// A password sign-in from a device the account has not used recently
+    /// ([`crate::engine`]'s `login`: no device cookie minted for the
+    /// address, and no live session with the same browser and network).
+    /// On by default: it is the one notice that tells an owner someone
+    /// else knows the password. Never sent for an account's first sign-in.
+    pub new_device: bool,
+    /// The password was changed from a session. On by default: a thief
+    /// with a session and the password changes it to keep the owner out;
+    /// this mail is often the owner's only warning.
+    pub password_changed: bool,
+    /// An address change was requested: the *old* address is told, with a
+    /// link that revokes every session and blocks the change (or undoes
+    /// it). On by default: taking over the address is taking over the
+    /// account (every later reset link goes to the new one), so the old
+    /// address must hear of it while it still can act.
+    pub email_changed: bool,
+    /// A second factor was removed (TOTP disabled, SMS phone removed). On
+    /// by default: removing it is what an intruder does first, and the
+    /// owner would otherwise only notice at the next sign-in.
+    pub mfa_disabled: bool,
+    /// A spent refresh token was presented again, so the session was
+    /// revoked as stolen. On by default: the owner should change the
+    /// password, since whoever copied the token may have had more.
+    pub refresh_reuse: bool,
+    /// Lifetime of the "this wasn't me" link mailed to the old address
+    /// (3600–2 592 000, default 604 800: a week). It outlives the
+    /// confirmation link on purpose: an owner away for a few days can
+    /// still undo a change that was confirmed meanwhile.
+    pub email_revert_ttl_seconds: u64,
+}
+
+impl Default for NoticesPolicy {
+    fn default() -> Self {
+        Self {
+            new_device: true,
+            password_changed: true,
+            email_changed: true,
+            mfa_disabled: true,
+            refresh_reuse: true,
+            email_revert_ttl_seconds: 604_800,
+        }
+    }
+}
+
 /// The second-factor step: regstack's top-level keys of the same names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MfaPolicy {
@@ -377,6 +428,11 @@ pub struct Config {
     pub password_reset_url_template: Option<String>,
     /// Full URL template of the email-change link.
     pub email_change_url_template: Option<String>,
+    /// Full URL template of the "this wasn't me" link mailed to the old
+    /// address of an email change (`{base_url}`, `{token}`); default
+    /// `{base_url}{ui_prefix}/revert-email-change?token=…`, the account
+    /// page that posts it to `revert-email-change`.
+    pub revert_email_change_url_template: Option<String>,
     /// Directories whose templates override the built-in ones.
     pub extra_template_dirs: Vec<String>,
     /// Mail sender and quota.
@@ -391,6 +447,8 @@ pub struct Config {
     pub oauth: OAuthPolicy,
     /// The audit log.
     pub audit: AuditPolicy,
+    /// Security notices by mail.
+    pub notices: NoticesPolicy,
 }
 
 impl Default for Config {
@@ -421,6 +479,7 @@ impl Default for Config {
             verify_url_template: None,
             password_reset_url_template: None,
             email_change_url_template: None,
+            revert_email_change_url_template: None,
             extra_template_dirs: Vec::new(),
             email: EmailPolicy::default(),
             password: PasswordConfig::default(),
@@ -428,6 +487,7 @@ impl Default for Config {
             mfa: MfaPolicy::default(),
             oauth: OAuthPolicy::default(),
             audit: AuditPolicy::default(),
+            notices: NoticesPolicy::default(),
         }
     }
 }
@@ -518,6 +578,12 @@ impl Config {
             return Err(ConfigError::new(
                 "audit.retention_days",
                 "must be at most 3650 (0 keeps entries for ever)",
+            ));
+        }
+        if !(3600..=2_592_000).contains(&self.notices.email_revert_ttl_seconds) {
+            return Err(ConfigError::new(
+                "notices.email_revert_ttl_seconds",
+                "must be between 3600 (an hour) and 2592000 (30 days)",
             ));
         }
         if !(100..=1_000_000).contains(&self.audit.queue_capacity) {

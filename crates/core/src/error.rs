@@ -94,6 +94,10 @@ pub enum AuthError {
     /// 400: email-change link dead.
     #[error("invalid email-change token")]
     InvalidEmailChangeToken,
+    /// 400: the "this wasn't me" link of an email change is dead (used,
+    /// expired, or beaten by an earlier one).
+    #[error("invalid email-change revert token")]
+    InvalidEmailRevertToken,
     /// 400: re-authentication failed.
     #[error("current password is incorrect")]
     WrongCurrentPassword,

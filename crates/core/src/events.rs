@@ -92,11 +92,16 @@ pub enum EventKind {
     /// A registration spent an invitation (`email`: the address that
     /// registered).
     InviteRedeemed,
+    /// The old address's owner used the "this wasn't me" link of an email
+    /// change: every session ended, the change was blocked or undone
+    /// (`old_email`: the address it held before, if it moved back), and
+    /// the password must be reset.
+    EmailChangeReverted,
 }
 
 impl EventKind {
     /// Every kind, for exhaustive checks.
-    pub const ALL: [EventKind; 33] = [
+    pub const ALL: [EventKind; 34] = [
         Self::UserRegistered,
         Self::VerificationRequested,
         Self::UserVerified,
@@ -130,6 +135,7 @@ impl EventKind {
         Self::AdminInviteCreated,
         Self::AdminInviteRevoked,
         Self::InviteRedeemed,
+        Self::EmailChangeReverted,
     ];
 
     /// The wire name hosts subscribe by.
@@ -168,6 +174,7 @@ impl EventKind {
             Self::AdminInviteCreated => "admin_invite_created",
             Self::AdminInviteRevoked => "admin_invite_revoked",
             Self::InviteRedeemed => "invite_redeemed",
+            Self::EmailChangeReverted => "email_change_reverted",
         }
     }
 

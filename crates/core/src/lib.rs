@@ -30,6 +30,7 @@ pub mod factors;
 pub mod flows;
 pub mod jwt;
 pub mod mail;
+pub mod notices;
 pub mod password;
 pub mod password_policy;
 pub mod redirect;

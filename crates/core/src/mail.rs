@@ -29,6 +29,35 @@ pub enum MailKind {
     /// linked to it: a stolen session that links the thief's own account
     /// would otherwise keep a way in after the session is gone.
     OAuthLinked,
+    /// Security notice (`notices.new_device`): a password sign-in from a
+    /// device the account has not used recently.
+    NewDevice,
+    /// Security notice (`notices.password_changed`).
+    PasswordChanged,
+    /// Security notice (`notices.email_changed`) to the *old* address of a
+    /// requested change, with the one-use link that revokes every session
+    /// and blocks (or undoes) the change.
+    EmailChangeNotice,
+    /// Security notice (`notices.mfa_disabled`): a second factor removed.
+    MfaDisabled,
+    /// Security notice (`notices.refresh_reuse`): a session ended as stolen.
+    RefreshReuse,
+}
+
+impl MailKind {
+    /// Every kind, so that start-up renders each once.
+    pub const ALL: [MailKind; 10] = [
+        MailKind::Verification,
+        MailKind::PasswordReset,
+        MailKind::EmailChange,
+        MailKind::AccountExists,
+        MailKind::OAuthLinked,
+        MailKind::NewDevice,
+        MailKind::PasswordChanged,
+        MailKind::EmailChangeNotice,
+        MailKind::MfaDisabled,
+        MailKind::RefreshReuse,
+    ];
 }
 
 impl MailKind {
@@ -40,11 +69,16 @@ impl MailKind {
             Self::EmailChange => "email_change",
             Self::AccountExists => "account_exists",
             Self::OAuthLinked => "oauth_linked",
+            Self::NewDevice => "new_device",
+            Self::PasswordChanged => "password_changed",
+            Self::EmailChangeNotice => "email_change_notice",
+            Self::MfaDisabled => "mfa_disabled",
+            Self::RefreshReuse => "refresh_reuse",
         }
     }
 }
 
-const BUILTIN: [(&str, &str); 16] = [
+const BUILTIN: [(&str, &str); 31] = [
     (
         "verification.subject.txt",
         include_str!("../templates/verification.subject.txt"),
@@ -105,6 +139,66 @@ const BUILTIN: [(&str, &str); 16] = [
         "oauth_linked.html",
         include_str!("../templates/oauth_linked.html"),
     ),
+    (
+        "new_device.subject.txt",
+        include_str!("../templates/new_device.subject.txt"),
+    ),
+    (
+        "new_device.txt",
+        include_str!("../templates/new_device.txt"),
+    ),
+    (
+        "new_device.html",
+        include_str!("../templates/new_device.html"),
+    ),
+    (
+        "password_changed.subject.txt",
+        include_str!("../templates/password_changed.subject.txt"),
+    ),
+    (
+        "password_changed.txt",
+        include_str!("../templates/password_changed.txt"),
+    ),
+    (
+        "password_changed.html",
+        include_str!("../templates/password_changed.html"),
+    ),
+    (
+        "email_change_notice.subject.txt",
+        include_str!("../templates/email_change_notice.subject.txt"),
+    ),
+    (
+        "email_change_notice.txt",
+        include_str!("../templates/email_change_notice.txt"),
+    ),
+    (
+        "email_change_notice.html",
+        include_str!("../templates/email_change_notice.html"),
+    ),
+    (
+        "mfa_disabled.subject.txt",
+        include_str!("../templates/mfa_disabled.subject.txt"),
+    ),
+    (
+        "mfa_disabled.txt",
+        include_str!("../templates/mfa_disabled.txt"),
+    ),
+    (
+        "mfa_disabled.html",
+        include_str!("../templates/mfa_disabled.html"),
+    ),
+    (
+        "refresh_reuse.subject.txt",
+        include_str!("../templates/refresh_reuse.subject.txt"),
+    ),
+    (
+        "refresh_reuse.txt",
+        include_str!("../templates/refresh_reuse.txt"),
+    ),
+    (
+        "refresh_reuse.html",
+        include_str!("../templates/refresh_reuse.html"),
+    ),
     // Not mail, but a host overrides it the same way: regstack's text by
     // default (`app_name`, `code`, `ttl_minutes`).
     ("sms_code.txt", include_str!("../templates/sms_code.txt")),
@@ -151,6 +245,12 @@ pub struct MailContext<'a> {
     pub url: &'a str,
     /// Link lifetime in seconds.
     pub ttl_seconds: u64,
+    /// The client's IP, for a security notice (`ip`): what the owner needs
+    /// to tell their own action from someone else's.
+    pub ip: Option<&'a str>,
+    /// The client's user agent, for a security notice (`user_agent`).
+    /// Client-chosen text: escaped in HTML like every variable.
+    pub user_agent: Option<&'a str>,
 }
 
 impl Composer {
@@ -187,14 +287,8 @@ impl Composer {
             name: "sample".into(),
             reason: e.to_string(),
         })?;
-        for kind in [
-            MailKind::Verification,
-            MailKind::PasswordReset,
-            MailKind::EmailChange,
-            MailKind::AccountExists,
-            MailKind::OAuthLinked,
-        ] {
-            composer.compose_sms_code("123456", 300)?;
+        composer.compose_sms_code("123456", 300)?;
+        for kind in MailKind::ALL {
             composer.compose(
                 kind,
                 &MailContext {
@@ -202,6 +296,8 @@ impl Composer {
                     full_name: Some("Sample"),
                     url: "https://example.com/x",
                     ttl_seconds: 3600,
+                    ip: Some("192.0.2.1"),
+                    user_agent: Some("Sample/1.0"),
                 },
             )?;
         }
@@ -240,6 +336,8 @@ impl Composer {
             ttl_minutes => (ctx.ttl_seconds / 60).max(1),
             ttl_hours => (ctx.ttl_seconds / 3600).max(1),
             email => ctx.to.as_str(),
+            ip => ctx.ip,
+            user_agent => ctx.user_agent,
         };
         let render = |suffix: &str| {
             let name = format!("{}.{suffix}", kind.stem());
@@ -277,6 +375,8 @@ mod tests {
             full_name: name,
             url: "https://app.example/verify?token=T0K",
             ttl_seconds: 86_400,
+            ip: None,
+            user_agent: None,
         }
     }
 
@@ -310,6 +410,39 @@ mod tests {
         assert_eq!(
             c.compose_sms_code("111222", 300).unwrap(),
             "Your Acme code is 111222"
+        );
+    }
+
+    #[test]
+    fn notices_name_the_client_escaped_and_overrides_apply() {
+        let c = Composer::new("Acme", HashMap::new()).unwrap();
+        let to = Email::parse("a@example.com").unwrap();
+        let m = c
+            .compose(
+                MailKind::NewDevice,
+                &MailContext {
+                    ip: Some("192.0.2.7"),
+                    user_agent: Some("<b>Evil</b>"),
+                    ..ctx(&to, None)
+                },
+            )
+            .unwrap();
+        assert_eq!(m.subject, "New sign-in to your Acme account");
+        assert!(m.text.contains("192.0.2.7"));
+        assert!(!m.html.contains("<b>Evil</b>"));
+        let mut o = HashMap::new();
+        o.insert(
+            "refresh_reuse.subject.txt".to_owned(),
+            "Stolen session at {{ app_name }}".to_owned(),
+        );
+        let c = Composer::new("Acme", o).unwrap();
+        let m = c.compose(MailKind::RefreshReuse, &ctx(&to, None)).unwrap();
+        assert_eq!(m.subject, "Stolen session at Acme");
+        let mut bad = HashMap::new();
+        bad.insert("mfa_disabled.html".to_owned(), "{% if %}".to_owned());
+        assert_eq!(
+            Composer::new("Acme", bad).unwrap_err().name,
+            "mfa_disabled.html"
         );
     }
 

@@ -351,6 +351,10 @@ impl IntoResponse for ApiError {
                     "Registration requires a valid invitation code.",
                 ),
                 A::InviteNotFound => detail(StatusCode::NOT_FOUND, "Invite not found."),
+                A::InvalidEmailRevertToken => detail(
+                    StatusCode::BAD_REQUEST,
+                    "This link is invalid, was already used, or has expired.",
+                ),
                 A::AdminSelfChange(what) => detail(StatusCode::BAD_REQUEST, self_change(what)),
                 A::DisableRefused(why) => ApiError::Validation(vec![disable_refusal(why)]).into_response(),
                 A::Unauthenticated(f) => match f {
@@ -684,6 +688,11 @@ mod tests {
                     d("Registration requires a valid invitation code."),
                 ),
                 A::InviteNotFound => (65, 404, d("Invite not found.")),
+                A::InvalidEmailRevertToken => (
+                    71,
+                    400,
+                    d("This link is invalid, was already used, or has expired."),
+                ),
                 A::DisableRefused(why) => {
                     let (n, field, msg) = match why {
                         DisableRefusal::ReasonWithoutDisabling => (66, "disabled_reason", "Value error, disabled_reason is only accepted together with is_active: false"),
@@ -776,6 +785,7 @@ mod tests {
             AuthError::PendingAddressTaken("bob@example.com".into()),
             AuthError::InviteRequired,
             AuthError::InviteNotFound,
+            AuthError::InvalidEmailRevertToken,
             AuthError::AdminSelfChange(SelfChange::Demote),
             AuthError::AdminSelfChange(SelfChange::Disable),
             AuthError::AdminSelfChange(SelfChange::Delete),

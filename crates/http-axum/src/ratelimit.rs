@@ -225,6 +225,7 @@ pub const ROUTES: &[LimitedRoute] = &[
         Some("confirm_email_change_rate_limit"),
         false,
     ),
+    route("/revert-email-change", Some(Group::Verify), None, false),
     route(
         "/login/mfa-confirm",
         Some(Group::Mfa),

@@ -192,7 +192,7 @@ pub trait UserStore: Send + Sync {
     /// `tokens_invalidated_after` strictly forward (to `now`, or one
     /// microsecond past its old value if that is not before `now`), revokes
     /// every live session of the user with `reason`, and deletes the user's
-    /// outstanding reset and email-change tokens.
+    /// outstanding reset and email-change tokens (revert tokens stay).
     async fn change_password(
         &self,
         id: &UserId,
@@ -221,6 +221,27 @@ pub trait UserStore: Send + Sync {
         token: &TokenHash,
         now: Timestamp,
     ) -> Result<EmailChangeOutcome, StoreError>;
+    /// Atomically: spends the live [`TokenKind::EmailChangeRevert`] token
+    /// with this hash; deletes the user's revert tokens issued at or after
+    /// it (an intruder's later change mailed its own link to an address
+    /// it holds: the earliest link wins, whichever is used first); switches
+    /// the address back to the token's `new_email` unless it is already
+    /// that or another account holds it now (then it stays); sets the
+    /// password hash to `lockout` (a password nobody knows: whoever changed
+    /// the address knew the old one) and clears `must_change_password`;
+    /// moves `tokens_invalidated_after` strictly forward; revokes every
+    /// live session ([`RevokeReason::EmailChanged`]); deletes the user's
+    /// reset and email-change tokens (a pending change is cancelled; a
+    /// reset link sent to the other address dies) and forgets the lockout
+    /// buckets of both addresses. Credential changes and
+    /// `confirm_email_change` keep revert tokens. `None` if no live token
+    /// matches.
+    async fn revert_email_change(
+        &self,
+        token: &TokenHash,
+        lockout: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError>;
     /// Removes the user and every row that belongs to it: sessions, tokens,
     /// second-factor challenges, its TOTP factor and backup codes, its
     /// linked OAuth identities and the OAuth flows it started to link one,
@@ -339,7 +360,9 @@ pub trait PendingStore: Send + Sync {
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     /// Stores a token and, in the same step, deletes the user's earlier
-    /// tokens of the same kind (a newer link supersedes older ones). If the
+    /// tokens of the same kind (a newer link supersedes older ones) —
+    /// except for [`TokenKind::EmailChangeRevert`], which supersedes
+    /// nothing: each mailed "this wasn't me" link stays valid. If the
     /// user is gone (an account deletion won a race), nothing is stored
     /// and the answer is still `Ok`: as if the deletion had come after the
     /// issue and taken the token along. Never an error for that race.

@@ -365,6 +365,12 @@ pub enum TokenKind {
     PasswordReset,
     /// `POST /confirm-email-change`.
     EmailChange,
+    /// `POST /revert-email-change`: the link mailed to the *old* address
+    /// of an email change; `new_email` holds the address to restore. Never
+    /// superseded by a newer one and kept through credential changes (an
+    /// intruder's password or address change must not kill the owner's
+    /// way back); see [`UserStore::revert_email_change`](crate::UserStore::revert_email_change).
+    EmailChangeRevert,
 }
 
 impl TokenKind {
@@ -373,6 +379,7 @@ impl TokenKind {
         match self {
             Self::PasswordReset => "password_reset",
             Self::EmailChange => "email_change",
+            Self::EmailChangeRevert => "email_change_revert",
         }
     }
     /// Reads a stored kind.
@@ -380,6 +387,7 @@ impl TokenKind {
         match s {
             "password_reset" => Some(Self::PasswordReset),
             "email_change" => Some(Self::EmailChange),
+            "email_change_revert" => Some(Self::EmailChangeRevert),
             _ => None,
         }
     }

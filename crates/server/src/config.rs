@@ -31,7 +31,8 @@ use figment::Figment;
 use regstack_adapters_notify::SmsTransport;
 use regstack_adapters_notify::{MailTransport, SesSettings, SmtpSecurity, SmtpSettings};
 use regstack_core::config::{
-    AuditPolicy, EmailPolicy, JwtAlgorithm, MfaPolicy, OAuthPolicy, PasswordConfig, SessionsConfig,
+    AuditPolicy, EmailPolicy, JwtAlgorithm, MfaPolicy, NoticesPolicy, OAuthPolicy, PasswordConfig,
+    SessionsConfig,
 };
 use regstack_core::{Config, ConfigError, RegistrationMode};
 use regstack_http_axum::HttpSettings;
@@ -585,6 +586,8 @@ pub struct FileConfig {
     pub password_reset_url_template: Option<String>,
     /// Full URL template of the email-change link.
     pub email_change_url_template: Option<String>,
+    /// Full URL template of the "this wasn't me" link of an email change.
+    pub revert_email_change_url_template: Option<String>,
     /// Directories whose templates override the built-in ones.
     pub extra_template_dirs: Vec<String>,
     /// `[email]`: sender, quota (core) and transport (notify adapter).
@@ -613,6 +616,8 @@ pub struct FileConfig {
     pub oauth: OAuthSection,
     /// `[audit]`: the audit log (core).
     pub audit: AuditPolicy,
+    /// `[notices]`: security notices by mail (core).
+    pub notices: NoticesPolicy,
     /// How the `regstack` binary writes log lines: `text` (the default)
     /// or `json`, one object per line, for a log pipeline.
     pub log_format: LogFormat,
@@ -772,6 +777,7 @@ impl Default for FileConfig {
             verify_url_template,
             password_reset_url_template,
             email_change_url_template,
+            revert_email_change_url_template,
             extra_template_dirs,
             email: _,
             password,
@@ -787,6 +793,7 @@ impl Default for FileConfig {
                 },
             oauth: _,
             audit,
+            notices,
         } = Config::default();
         let HttpSettings {
             api_prefix,
@@ -828,6 +835,7 @@ impl Default for FileConfig {
             verify_url_template,
             password_reset_url_template,
             email_change_url_template,
+            revert_email_change_url_template,
             extra_template_dirs,
             email: EmailSection::default(),
             password,
@@ -842,6 +850,7 @@ impl Default for FileConfig {
             enable_oauth: false,
             oauth: OAuthSection::default(),
             audit,
+            notices,
             log_format: LogFormat::default(),
             metrics: MetricsSection::default(),
             rate_limits: RateLimitsSection::default(),
@@ -904,6 +913,7 @@ impl FileConfig {
             verify_url_template,
             password_reset_url_template,
             email_change_url_template,
+            revert_email_change_url_template,
             extra_template_dirs,
             email,
             password,
@@ -918,6 +928,7 @@ impl FileConfig {
             enable_oauth,
             oauth,
             audit,
+            notices,
             log_format: _,
             metrics,
             rate_limits,
@@ -955,6 +966,7 @@ impl FileConfig {
                 verify_url_template,
                 password_reset_url_template,
                 email_change_url_template,
+                revert_email_change_url_template,
                 extra_template_dirs,
                 email,
                 password,
@@ -971,6 +983,7 @@ impl FileConfig {
                 },
                 oauth: oauth_policy,
                 audit,
+                notices,
             },
             database: DatabaseSettings {
                 url: database_url,
@@ -1646,6 +1659,7 @@ email_link_prefix = "/links"
 verify_url_template = "{base_url}/v/{token}"
 password_reset_url_template = "{base_url}/r/{token}"
 email_change_url_template = "{base_url}/c/{token}"
+revert_email_change_url_template = "{base_url}/undo/{token}"
 extra_template_dirs = ["/etc/acme/templates"]
 
 [email]
@@ -1680,6 +1694,14 @@ refresh_idle_ttl_seconds = 3600
 refresh_absolute_ttl_seconds = 7200
 reuse_grace_seconds = 2
 refresh_cookie = true
+
+[notices]
+new_device = false
+password_changed = false
+email_changed = false
+mfa_disabled = false
+refresh_reuse = false
+email_revert_ttl_seconds = 7200
 "#,
         );
         use secrecy::ExposeSecret;
@@ -1735,6 +1757,19 @@ refresh_cookie = true
         assert_eq!(c.sessions.refresh_absolute_ttl_seconds, 7200);
         assert_eq!(c.sessions.reuse_grace_seconds, 2);
         assert!(c.sessions.refresh_cookie);
+        assert_eq!(
+            c.revert_email_change_url_template.as_deref(),
+            Some("{base_url}/undo/{token}")
+        );
+        let n = c.notices;
+        assert!(
+            !(n.new_device
+                || n.password_changed
+                || n.email_changed
+                || n.mfa_disabled
+                || n.refresh_reuse)
+        );
+        assert_eq!(n.email_revert_ttl_seconds, 7200);
 
         assert_eq!(s.database.url.expose_secret(), "postgres://u:pw@db/acme");
         assert_eq!(s.database.mongodb_database, "acme");
@@ -1762,6 +1797,37 @@ refresh_cookie = true
         assert!(s.http.hsts);
         assert_eq!(s.http.hsts_max_age_seconds, 600);
         assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn notices_are_on_by_default_and_their_link_lifetime_is_bounded() {
+        let s = split("");
+        let n = s.config.notices;
+        assert!(
+            n.new_device
+                && n.password_changed
+                && n.email_changed
+                && n.mfa_disabled
+                && n.refresh_reuse
+        );
+        assert_eq!(n.email_revert_ttl_seconds, 604_800);
+        assert!(from_dict(dict(
+            "[notices]
+new_devices = true
+"
+        ))
+        .is_err());
+        let mut s = split(
+            "[notices]
+email_revert_ttl_seconds = 60
+",
+        );
+        s.config.jwt_secret = "0123456789abcdef0123456789abcdef".into();
+        let err = s.validate().unwrap_err();
+        assert!(
+            format!("{err:?}").contains("notices.email_revert_ttl_seconds"),
+            "{err:?}"
+        );
     }
 
     #[test]

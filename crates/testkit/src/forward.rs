@@ -154,6 +154,11 @@ forward! {
             now: Timestamp,
         ) -> Option<User>;
         fn confirm_email_change(token: &TokenHash, now: Timestamp) -> EmailChangeOutcome;
+        fn revert_email_change(
+            token: &TokenHash,
+            lockout: &PasswordHash,
+            now: Timestamp,
+        ) -> Option<User>;
         fn delete_account(id: &UserId) -> Option<User>;
         fn count_users() -> UserCounts;
         fn list_users(skip: u64, limit: u64) -> Vec<User>;

@@ -123,6 +123,8 @@ macro_rules! __store_contract_cases {
             confirm_email_change_switches_the_address_once_under_20_parallel_attempts,
             confirm_email_change_revokes_sessions_and_burns_other_tokens,
             confirm_email_change_reports_a_taken_address,
+            revert_email_change_applies_once_under_20_parallel_attempts,
+            revert_email_change_spares_earlier_links_and_kills_later_ones,
             // Lockout counter.
             admit_never_admits_more_than_the_threshold_under_20_parallel_attempts,
             admit_window_slides,

@@ -400,11 +400,15 @@ impl State {
         user.tokens_invalidated_after = Some(user.next_credential_epoch(now));
         let user = user.clone();
         self.revoke_live_sessions(id, reason, now);
-        // Reset and email-change tokens are the only kinds there are, so
-        // "the user's outstanding reset and email-change tokens" is all of
-        // the user's tokens.
-        self.tokens.retain(|_, t| &t.user_id != id);
+        self.drop_credential_tokens(id);
         Some(user)
+    }
+
+    /// Deletes the user's reset and email-change tokens; revert tokens
+    /// stay (the port's rule).
+    fn drop_credential_tokens(&mut self, id: &UserId) {
+        self.tokens
+            .retain(|_, t| &t.user_id != id || t.kind == TokenKind::EmailChangeRevert);
     }
 
     /// Forgets the refresh state of sessions that are gone (in SQL these
@@ -618,8 +622,51 @@ impl UserStore for MemoryStore {
         user.tokens_invalidated_after = Some(user.next_credential_epoch(now));
         let user = user.clone();
         st.revoke_live_sessions(&user.id, RevokeReason::EmailChanged, now);
-        st.tokens.retain(|_, t| t.user_id != user.id);
+        st.drop_credential_tokens(&user.id);
         Ok(EmailChangeOutcome::Changed(user))
+    }
+
+    async fn revert_email_change(
+        &self,
+        token: &TokenHash,
+        lockout: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        let mut st = self.enter("users.revert_email_change")?;
+        let Some(token) = st.take_live_token(TokenKind::EmailChangeRevert, token, now) else {
+            return Ok(None);
+        };
+        st.tokens.retain(|_, t| {
+            !(t.user_id == token.user_id
+                && t.kind == TokenKind::EmailChangeRevert
+                && t.created_at >= token.created_at)
+        });
+        let st = &mut *st;
+        let Some(user) = st.users.get_mut(&token.user_id) else {
+            return Ok(None);
+        };
+        let previous = user.email.clone();
+        if let Some(restore) = token.new_email {
+            let free = st
+                .user_by_email
+                .get(&restore)
+                .is_none_or(|owner| owner == &user.id);
+            if free && restore != user.email {
+                st.user_by_email.remove(&user.email);
+                st.user_by_email.insert(restore.clone(), user.id.clone());
+                user.email = restore;
+            }
+        }
+        user.password_hash = Some(lockout.clone());
+        user.must_change_password = false;
+        user.updated_at = now;
+        user.tokens_invalidated_after = Some(user.next_credential_epoch(now));
+        let user = user.clone();
+        st.revoke_live_sessions(&user.id, RevokeReason::EmailChanged, now);
+        st.drop_credential_tokens(&user.id);
+        st.forget_attempts(&previous);
+        st.forget_attempts(&user.email);
+        Ok(Some(user))
     }
 
     async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError> {
@@ -851,7 +898,11 @@ impl TokenStore for MemoryStore {
         if !st.users.contains_key(&token.user_id) {
             return Ok(());
         }
-        let supersedes = |t: &OneTimeToken| t.user_id == token.user_id && t.kind == token.kind;
+        let supersedes = |t: &OneTimeToken| {
+            t.user_id == token.user_id
+                && t.kind == token.kind
+                && token.kind != TokenKind::EmailChangeRevert
+        };
         // A hash is a primary key. Colliding with a row this call is about
         // to supersede is fine; with anyone else's, it is refused.
         if st.tokens.get(&token.hash).is_some_and(|t| !supersedes(t)) {

@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn every_migration_is_embedded_in_order() {
         let versions: Vec<i64> = super::MIGRATOR.iter().map(|m| m.version).collect();
-        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
     }
 }
 

@@ -56,14 +56,44 @@ pub(super) async fn spend_on(
         .transpose()
 }
 
-/// Deletes every reset and email-change token of a user.
+/// Deletes every reset and email-change token of a user; its revert
+/// tokens stay (`TokenKind::EmailChangeRevert`: a credential change must
+/// not kill the owner's way back).
 pub(super) async fn delete_all_of_user(
+    conn: &mut impl Conn,
+    user_id: &str,
+) -> Result<u64, StoreError> {
+    conn.execute(
+        "DELETE FROM one_time_tokens WHERE user_id = $1 AND kind <> 'email_change_revert'",
+        &[Arg::Text(user_id)],
+    )
+    .await
+}
+
+/// Deletes every token of a user, revert tokens included (account
+/// deletion).
+pub(super) async fn delete_every_token_of_user(
     conn: &mut impl Conn,
     user_id: &str,
 ) -> Result<u64, StoreError> {
     conn.execute(
         "DELETE FROM one_time_tokens WHERE user_id = $1",
         &[Arg::Text(user_id)],
+    )
+    .await
+}
+
+/// Deletes the user's revert tokens issued at or after `created_at` (µs):
+/// the earliest "this wasn't me" link wins.
+pub(super) async fn delete_later_reverts_on(
+    conn: &mut impl Conn,
+    user_id: &str,
+    created_at: i64,
+) -> Result<u64, StoreError> {
+    conn.execute(
+        "DELETE FROM one_time_tokens \
+         WHERE user_id = $1 AND kind = 'email_change_revert' AND created_at >= $2",
+        &[Arg::Text(user_id), Arg::Int(created_at)],
     )
     .await
 }
@@ -85,12 +115,15 @@ impl<B: Backend> TokenStore for SqlStores<B> {
         if tx.fetch_optional(B::USER_FOR_WRITE, &user).await?.is_none() {
             return rollback::<B>(tx).await;
         }
-        // A newer link supersedes the older ones of the same kind.
-        tx.execute(
-            "DELETE FROM one_time_tokens WHERE user_id = $1 AND kind = $2",
-            &[user[0], Arg::Text(token.kind.as_str())],
-        )
-        .await?;
+        // A newer link supersedes the older ones of the same kind; a
+        // revert link supersedes nothing (the port's rule).
+        if token.kind != TokenKind::EmailChangeRevert {
+            tx.execute(
+                "DELETE FROM one_time_tokens WHERE user_id = $1 AND kind = $2",
+                &[user[0], Arg::Text(token.kind.as_str())],
+            )
+            .await?;
+        }
         let args = [
             Arg::Text(token.hash.as_str()),
             Arg::Text(token.kind.as_str()),

@@ -370,6 +370,55 @@ impl<B: Backend> UserStore for SqlStores<B> {
         Ok(EmailChangeOutcome::Changed(user))
     }
 
+    async fn revert_email_change(
+        &self,
+        token: &TokenHash,
+        lockout: &PasswordHash,
+        now: Timestamp,
+    ) -> Result<Option<User>, StoreError> {
+        // The address goes back only where it is free; the unique index
+        // decides a race with a registration (savepoint, as above).
+        const RESTORE_EMAIL: &str = "UPDATE users SET email = $1 \
+             WHERE id = $2 AND email <> $1 \
+             AND NOT EXISTS (SELECT 1 FROM users WHERE email = $1 AND id <> $2)";
+        let now = to_db(now);
+        let mut tx = self.begin(Commit::Durable).await?;
+        let Some(owner) =
+            tokens::owner_on(&mut *tx, TokenKind::EmailChangeRevert, token, now).await?
+        else {
+            rollback::<B>(tx).await?;
+            return Ok(None);
+        };
+        let Some(before) = lock_user::<B>(&mut *tx, &owner, Lock::KeyChange).await? else {
+            rollback::<B>(tx).await?;
+            return Ok(None);
+        };
+        // The returned row decides the winner of concurrent presentations.
+        let Some(spent) =
+            tokens::spend_on(&mut *tx, TokenKind::EmailChangeRevert, token, now).await?
+        else {
+            rollback::<B>(tx).await?;
+            return Ok(None);
+        };
+        tokens::delete_later_reverts_on(&mut *tx, &owner, to_db(spent.created_at)).await?;
+        if let Some(restore) = &spent.new_email {
+            let args = [Arg::Text(restore.as_str()), Arg::Text(owner.as_str())];
+            match tx.fetch_optional_in_savepoint(RESTORE_EMAIL, &args).await {
+                Ok(_) | Err(StoreError::Conflict("email")) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(user) =
+            set_password_on(&mut *tx, &owner, lockout, RevokeReason::EmailChanged, now).await?
+        else {
+            rollback::<B>(tx).await?;
+            return Ok(None);
+        };
+        attempts::clear_on(&mut *tx, before.email.as_str()).await?;
+        commit::<B>(tx).await?;
+        Ok(Some(user))
+    }
+
     async fn delete_account(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         const DELETE: &str = concat!("DELETE FROM users WHERE id = $1 RETURNING ", user_cols!());
         let mut tx = self.begin(Commit::Durable).await?;
@@ -388,7 +437,7 @@ impl<B: Backend> UserStore for SqlStores<B> {
         // opened without foreign keys. The counters are keyed by address
         // and always go by name.
         sessions::delete_all_of_user(&mut *tx, user.id.as_str()).await?;
-        tokens::delete_all_of_user(&mut *tx, user.id.as_str()).await?;
+        tokens::delete_every_token_of_user(&mut *tx, user.id.as_str()).await?;
         mfa::delete_all_of_user(&mut *tx, user.id.as_str()).await?;
         oauth::delete_all_of_user(&mut *tx, user.id.as_str()).await?;
         attempts::clear_on(&mut *tx, user.email.as_str()).await?;

@@ -51,6 +51,8 @@ impl Engine {
             .await?
             .ok_or(AuthError::Unauthenticated(AuthFailure::Inactive))?;
         self.emit_for(EventKind::PasswordChanged, &p.user, client);
+        self.notify(MailKind::PasswordChanged, &p.user, Some(client))
+            .await;
         Ok(())
     }
 
@@ -76,6 +78,7 @@ impl Engine {
         {
             return Ok(());
         }
+        self.mail_email_change_notice(&p.user, client).await?;
         let token = self
             .issue_link_token(
                 TokenKind::EmailChange,
@@ -105,6 +108,102 @@ impl Engine {
             e.ip.clone_from(&client.ip);
         });
         Ok(())
+    }
+
+    /// Tells the *old* address that a change was requested, with the
+    /// one-use link that revokes every session and blocks the change
+    /// (`notices.email_changed`). Sent at the request, not at the
+    /// confirmation: the owner hears of it before the change can take
+    /// effect, and the link (living `notices.email_revert_ttl_seconds`,
+    /// longer than the confirmation link) still undoes a change confirmed
+    /// meanwhile. The link's token is stored hashed, like every other.
+    /// Nothing is sent or issued when the switch is off or the old address
+    /// is over its mail quota.
+    async fn mail_email_change_notice(
+        &self,
+        user: &User,
+        client: &ClientContext,
+    ) -> Result<(), AuthError> {
+        let kind = MailKind::EmailChangeNotice;
+        if !self.notice_allowed(kind, &user.email).await {
+            return Ok(());
+        }
+        let ttl = self.cfg.notices.email_revert_ttl_seconds;
+        let token = self
+            .issue_link_token(
+                TokenKind::EmailChangeRevert,
+                &user.id,
+                Some(user.email.clone()),
+                ttl,
+            )
+            .await?;
+        let raw = token.expose_secret();
+        let url = match self.cfg.revert_email_change_url_template.as_deref() {
+            Some(t) => self.link(Some(t), "", raw),
+            None => format!(
+                "{}{}/revert-email-change?token={raw}",
+                self.cfg.base(),
+                self.cfg.ui_prefix.trim_end_matches('/')
+            ),
+        };
+        if let Some(mail) = self.compose_for(
+            kind,
+            &user.email,
+            user.full_name.as_deref(),
+            &url,
+            ttl,
+            Some(client),
+        ) {
+            self.spawn_delivery(kind, mail);
+        }
+        Ok(())
+    }
+
+    /// `POST /revert-email-change`: the owner of the old address says
+    /// "this wasn't me". In one store step
+    /// ([`regstack_ports::UserStore::revert_email_change`]): every session
+    /// ends, a pending change is cancelled or a confirmed one undone, and
+    /// the password becomes one nobody knows — whoever asked for the
+    /// change knew the old one, so the owner sets a new one through a reset
+    /// mailed to the restored address. The hash of that unknown password is
+    /// paid only for a live link.
+    #[tracing::instrument(name = "flow", skip_all, fields(flow = "revert_email_change", user_id = tracing::field::Empty, session_id = tracing::field::Empty))]
+    pub async fn revert_email_change(
+        &self,
+        token: &SecretString,
+        client: &ClientContext,
+    ) -> Result<User, AuthError> {
+        if token.expose_secret().len() > MAX_TOKEN_CHARS {
+            return Err(AuthError::InvalidEmailRevertToken);
+        }
+        let hash = tokens::hash_presented(token);
+        let Some(record) = self
+            .stores
+            .tokens
+            .peek(TokenKind::EmailChangeRevert, &hash, self.now())
+            .await?
+        else {
+            return Err(AuthError::InvalidEmailRevertToken);
+        };
+        let unknown = tokens::issue().raw;
+        let lockout = self.hasher.hash(&unknown).await?;
+        let before = self.stores.users.get(&record.user_id).await?;
+        let Some(user) = self
+            .stores
+            .users
+            .revert_email_change(&hash, &lockout, self.now())
+            .await?
+        else {
+            return Err(AuthError::InvalidEmailRevertToken);
+        };
+        Self::record_ids(&user.id, None);
+        self.emit(EventKind::EmailChangeReverted, |e| {
+            e.user_id = Some(user.id.clone());
+            e.email = Some(user.email.clone());
+            e.old_email = before.map(|u| u.email).filter(|e| *e != user.email);
+            e.ip.clone_from(&client.ip);
+        });
+        Ok(user)
     }
 
     /// `POST /confirm-email-change`.

@@ -34,6 +34,7 @@ use crate::flows::mfa::{
     Challenge, ChallengeEffect, ChallengeEvent, ChallengePurpose, CodeCheck, Counting,
 };
 use crate::flows::{drive, Effects};
+use crate::mail::MailKind;
 use crate::tokens;
 
 use super::sign_in::SignedIn;
@@ -581,6 +582,7 @@ impl Engine {
             return Err(AuthError::TotpNotEnabled);
         }
         self.emit_for(EventKind::MfaFactorDisabled, user, client);
+        self.notify(MailKind::MfaDisabled, user, Some(client)).await;
         Ok(())
     }
 

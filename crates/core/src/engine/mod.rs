@@ -20,7 +20,7 @@
 //! | `registration` | `register`, `verify`, `resend_verification` | `flows::one_time` |
 //! | `sign_in` | `login`, `start_session`, `require_current_password` | `flows::sign_in` |
 //! | `sessions` | `authenticate`, `refresh`, `logout`, `logout_all`, `list_sessions`, `revoke_session` | `flows::refresh` |
-//! | `account` | `update_profile`, `change_password`, `request_email_change`, `confirm_email_change` | `flows::one_time` |
+//! | `account` | `update_profile`, `change_password`, `request_email_change`, `confirm_email_change`, `revert_email_change` | `flows::one_time` |
 //! | `recovery` | `forgot_password`, `reset_password` | `flows::one_time` |
 //! | `mfa` | `confirm_sign_in`, `totp_setup`, `totp_confirm`, `totp_disable`, `regenerate_backup_codes` | `flows::mfa`, `flows::gate` |
 //! | `oauth` | `oauth_start`, `oauth_callback`, `oauth_exchange`, `oauth_unlink`, `oauth_identities` | `flows::oauth`, `flows::gate` |
@@ -442,11 +442,27 @@ impl Engine {
         url: &str,
         ttl_seconds: u64,
     ) -> Option<OutgoingMail> {
+        self.compose_for(kind, to, full_name, url, ttl_seconds, None)
+    }
+
+    /// [`Self::compose_mail`], naming the client (IP, user agent) when
+    /// one is given: a security notice says where the change came from.
+    fn compose_for(
+        &self,
+        kind: MailKind,
+        to: &Email,
+        full_name: Option<&str>,
+        url: &str,
+        ttl_seconds: u64,
+        client: Option<&ClientContext>,
+    ) -> Option<OutgoingMail> {
         let context = MailContext {
             to,
             full_name,
             url,
             ttl_seconds,
+            ip: client.and_then(|c| c.ip.as_deref()),
+            user_agent: client.and_then(|c| c.user_agent.as_deref()),
         };
         self.composer
             .compose(kind, &context)
@@ -464,6 +480,105 @@ impl Engine {
         }
     }
 
+    /// Whether a security notice of `kind` may go to `to`: its switch in
+    /// `[notices]` is on, the address is a real one (not an OAuth
+    /// placeholder) and the address's notice quota admits it (taken here):
+    /// `email.max_per_address_per_hour` notices an hour, counted apart
+    /// from the links (`notice:<address>`), so that a burst of notices an
+    /// intruder provokes can neither flood the owner nor use up the quota
+    /// the owner's own reset link needs. A notice never fails the flow
+    /// that caused it: a quota that cannot be read is logged and the
+    /// notice skipped.
+    async fn notice_allowed(&self, kind: MailKind, to: &Email) -> bool {
+        let n = &self.cfg.notices;
+        let on = match kind {
+            MailKind::NewDevice => n.new_device,
+            MailKind::PasswordChanged => n.password_changed,
+            MailKind::EmailChangeNotice => n.email_changed,
+            MailKind::MfaDisabled => n.mfa_disabled,
+            MailKind::RefreshReuse => n.refresh_reuse,
+            _ => true,
+        };
+        if !on || to.as_str().ends_with("@oauth.invalid") {
+            return false;
+        }
+        let quota = self
+            .stores
+            .rate_limits
+            .hit(
+                &format!("notice:{}", to.as_str()),
+                self.now(),
+                TimeDelta::hours(1),
+                self.cfg.email.max_per_address_per_hour,
+            )
+            .await;
+        match quota {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(
+                    kind = kind.stem(),
+                    "notice quota for this address reached: notice not sent"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, kind = kind.stem(), "no security notice: the mail quota could not be read");
+                false
+            }
+        }
+    }
+
+    /// The account page, where a notice's reader acts (change the
+    /// password, sign out everywhere, remove what was added).
+    fn account_page_url(&self) -> String {
+        format!(
+            "{}{}/me",
+            self.cfg.base(),
+            self.cfg.ui_prefix.trim_end_matches('/')
+        )
+    }
+
+    /// Mails the security notice `kind` about `user` to the account's
+    /// address, linking the account page — if [`Self::notice_allowed`].
+    /// Delivery is in the background; nothing secret is in it.
+    async fn notify(&self, kind: MailKind, user: &User, client: Option<&ClientContext>) {
+        if !self.notice_allowed(kind, &user.email).await {
+            return;
+        }
+        let url = match kind {
+            // A password changed by someone else: the owner's way back is
+            // a reset mailed to this address.
+            MailKind::PasswordChanged => format!(
+                "{}{}/forgot-password",
+                self.cfg.base(),
+                self.cfg.ui_prefix.trim_end_matches('/')
+            ),
+            _ => self.account_page_url(),
+        };
+        let Some(mail) = self.compose_for(
+            kind,
+            &user.email,
+            user.full_name.as_deref(),
+            &url,
+            0,
+            client,
+        ) else {
+            return;
+        };
+        self.spawn_delivery(kind, mail);
+    }
+
+    /// Delivers a composed mail in the background.
+    fn spawn_delivery(&self, kind: MailKind, mail: OutgoingMail) {
+        let engine = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move { engine.deliver(kind, mail).await });
+            }
+            Err(_) => tracing::error!("no async runtime: mail not sent"),
+        }
+    }
+
     /// Composes now and delivers in the background; the caller has taken
     /// the quota ([`Self::take_mail_quota`]). Failures are logged without
     /// the body.
@@ -478,12 +593,6 @@ impl Engine {
         let Some(mail) = self.compose_mail(kind, to, full_name, url, ttl_seconds) else {
             return;
         };
-        let engine = self.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move { engine.deliver(kind, mail).await });
-            }
-            Err(_) => tracing::error!("no async runtime: mail not sent"),
-        }
+        self.spawn_delivery(kind, mail);
     }
 }

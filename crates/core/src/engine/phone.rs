@@ -21,6 +21,7 @@ use crate::events::EventKind;
 use crate::factors::{sms_code, E164};
 use crate::flows::drive;
 use crate::flows::mfa::{Challenge, ChallengeEvent, ChallengePurpose};
+use crate::mail::MailKind;
 use crate::tokens;
 
 /// `/phone/start`'s answer: a code is on its way.
@@ -270,6 +271,7 @@ impl Engine {
             return Err(AuthError::SmsNotEnabled);
         }
         self.emit_for(EventKind::MfaFactorDisabled, user, client);
+        self.notify(MailKind::MfaDisabled, user, Some(client)).await;
         Ok(())
     }
 }

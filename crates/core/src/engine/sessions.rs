@@ -9,6 +9,7 @@ use super::{seconds_until, secs, ClientContext, Engine};
 use crate::error::{AuthError, AuthFailure};
 use crate::events::EventKind;
 use crate::flows::refresh::{judge, Verdict};
+use crate::mail::MailKind;
 
 /// The answer to `POST /refresh`.
 #[derive(Debug, Clone)]
@@ -122,6 +123,8 @@ impl Engine {
                 e.session_id = Some(session_id.clone());
                 e.ip.clone_from(&client.ip);
             });
+            self.notify(MailKind::RefreshReuse, &family.user, Some(client))
+                .await;
         }
         Ok(())
     }

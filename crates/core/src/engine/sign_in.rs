@@ -31,6 +31,7 @@ use crate::flows::sign_in::{
     SignInPolicy,
 };
 use crate::flows::{drive, Effects};
+use crate::mail::MailKind;
 
 /// A started session and its first tokens.
 #[derive(Debug, Clone)]
@@ -62,6 +63,10 @@ struct LoginEffects<'a> {
     password: &'a SecretString,
     client: &'a ClientContext,
     now: Timestamp,
+    /// The account's `last_login` before this sign-in, read from the
+    /// cleared record just before the session starts (`Some(None)`: it
+    /// never signed in): the new-device notice skips a first sign-in.
+    prior_login: Option<Option<Timestamp>>,
 }
 
 impl Effects<SignIn<SignedIn>> for LoginEffects<'_> {
@@ -83,9 +88,12 @@ impl Effects<SignIn<SignedIn>> for LoginEffects<'_> {
                 engine.stores.login_attempts.clear(&key).await?;
                 None
             }
-            Effect::StartSession(cleared) => Some(SignInEvent::SessionStarted(
-                engine.start_session(cleared, self.client).await?,
-            )),
+            Effect::StartSession(cleared) => {
+                self.prior_login = Some(cleared.user().last_login);
+                Some(SignInEvent::SessionStarted(
+                    engine.start_session(cleared, self.client).await?,
+                ))
+            }
             Effect::Emit(kind) => {
                 engine.emit(kind, |e| {
                     e.email = Some(self.email.clone());
@@ -103,6 +111,17 @@ impl Effects<SignIn<SignedIn>> for LoginEffects<'_> {
             }
         })
     }
+}
+
+/// The client's user agent as a session records it: control characters
+/// dropped, at most [`MAX_USER_AGENT_CHARS`].
+fn normalized_user_agent(client: &ClientContext) -> Option<String> {
+    client.user_agent.as_ref().map(|ua| {
+        ua.chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_USER_AGENT_CHARS)
+            .collect()
+    })
 }
 
 /// The store's key for `bucket` of `email`.
@@ -204,12 +223,14 @@ impl Engine {
         let now = self.now();
         let policy = self.sign_in_policy(Purpose::Session);
         let device = self.recognize_device(email, client);
+        let known_device = device.is_some();
         let mut effects = LoginEffects {
             engine: self,
             email,
             password,
             client,
             now,
+            prior_login: None,
         };
         let end = drive(
             SignIn::Started,
@@ -223,10 +244,17 @@ impl Engine {
             // The password was right for `email` from this client: from now
             // on it is a device of the address (a new id every time, so a
             // copy of an older cookie does not share the new bucket).
-            SignIn::SignedIn(signed_in) => Ok(LoginOutcome::SignedIn(Box::new(SignedIn {
-                device_cookie: Some(self.device_cookies.mint(email)),
-                ..signed_in
-            }))),
+            SignIn::SignedIn(signed_in) => {
+                if !known_device {
+                    if let Some(Some(_)) = effects.prior_login {
+                        self.notice_if_new_device(&signed_in, client).await;
+                    }
+                }
+                Ok(LoginOutcome::SignedIn(Box::new(SignedIn {
+                    device_cookie: Some(self.device_cookies.mint(email)),
+                    ..signed_in
+                })))
+            }
             SignIn::PasswordChangeRequired { user } => Ok(LoginOutcome::PasswordChangeRequired(
                 self.open_password_change(&user).await?,
             )),
@@ -242,10 +270,15 @@ impl Engine {
                     .confirm_sign_in(&pending.mfa_pending_token, &code, client)
                     .await
                 {
-                    Ok(signed_in) => Ok(LoginOutcome::SignedIn(Box::new(SignedIn {
-                        device_cookie: Some(self.device_cookies.mint(email)),
-                        ..signed_in
-                    }))),
+                    Ok(signed_in) => {
+                        if !known_device && user.last_login.is_some() {
+                            self.notice_if_new_device(&signed_in, client).await;
+                        }
+                        Ok(LoginOutcome::SignedIn(Box::new(SignedIn {
+                            device_cookie: Some(self.device_cookies.mint(email)),
+                            ..signed_in
+                        })))
+                    }
                     // A wrong code: the password's attempt stays counted
                     // in the lockout (the machine did not clear it).
                     Err(e) => Err(e),
@@ -260,6 +293,43 @@ impl Engine {
             | SignIn::Admitted { .. }
             | SignIn::Authenticated { .. }
             | SignIn::Confirmed => Err(AuthError::internal("sign-in did not finish")),
+        }
+    }
+
+    /// Mails the new-device notice ([`crate::notices`]) unless another
+    /// live session of the account is the same client. The caller has
+    /// checked the other two conditions (no device cookie for the address,
+    /// a sign-in before this one). A store error skips the notice, never
+    /// the sign-in.
+    async fn notice_if_new_device(&self, signed_in: &SignedIn, client: &ClientContext) {
+        if !self.cfg.notices.new_device {
+            return;
+        }
+        let sessions = match self
+            .stores
+            .sessions
+            .list(&signed_in.user.id, self.now())
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "no new-device notice: sessions could not be read");
+                return;
+            }
+        };
+        let user_agent = normalized_user_agent(client);
+        let seen = sessions.iter().any(|s| {
+            s.id != signed_in.session_id
+                && crate::notices::same_client(
+                    s.ip.as_deref(),
+                    s.user_agent.as_deref(),
+                    client.ip.as_deref(),
+                    user_agent.as_deref(),
+                )
+        });
+        if !seen {
+            self.notify(MailKind::NewDevice, &signed_in.user, Some(client))
+                .await;
         }
     }
 
@@ -383,12 +453,7 @@ impl Engine {
         let user = cleared.into_user();
         let now = self.now();
         let session_id = SessionId::generate();
-        let user_agent = client.user_agent.as_ref().map(|ua| {
-            ua.chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_USER_AGENT_CHARS)
-                .collect()
-        });
+        let user_agent = normalized_user_agent(client);
         let refresh = self.refresh_tokens.mint(&session_id);
         let expires_at = now + secs(self.cfg.sessions.refresh_absolute_ttl_seconds);
         let idle_expires_at =

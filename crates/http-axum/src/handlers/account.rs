@@ -24,6 +24,7 @@ pub fn router() -> Router<Arc<Engine>> {
         .route("/change-password", post(change_password))
         .route("/change-email", post(change_email))
         .route("/confirm-email-change", post(confirm_email_change))
+        .route("/revert-email-change", post(revert_email_change))
 }
 
 /// `UpdateProfileRequest`: an absent `full_name` changes nothing; `null`
@@ -137,4 +138,19 @@ pub async fn confirm_email_change(
 ) -> Answer {
     let user = e.confirm_email_change(&b.token, &c).await?;
     ok_json(StatusCode::OK, UserPublic::from(&user))
+}
+
+/// `POST /revert-email-change` → 200: the "this wasn't me" link mailed to
+/// the old address of an email change. Every session ends, the change is
+/// cancelled (or undone) and the password must be reset.
+pub async fn revert_email_change(
+    State(e): Engine_,
+    Client(c): Client,
+    JsonBody(b): JsonBody<TokenBody>,
+) -> Answer {
+    e.revert_email_change(&b.token, &c).await?;
+    message(
+        StatusCode::OK,
+        "The email change was stopped and every session signed out. Set a new password through \"forgot password\" to sign in again.",
+    )
 }

@@ -535,3 +535,175 @@ pub async fn confirm_email_change_reports_a_taken_address(stores: Stores) {
         "the token is spent"
     );
 }
+
+/// A revert link of an email change: issued at `created_at`, restoring
+/// `restore`.
+fn revert_token(
+    user: &regstack_ports::UserId,
+    restore: &str,
+    created_at: regstack_ports::Timestamp,
+    expires_at: regstack_ports::Timestamp,
+) -> regstack_ports::OneTimeToken {
+    regstack_ports::OneTimeToken {
+        kind: TokenKind::EmailChangeRevert,
+        new_email: Some(email(restore)),
+        created_at,
+        ..fixtures::reset_token(user, expires_at)
+    }
+}
+
+/// 20 simultaneous presentations of one revert link (`revert_email_change`):
+/// one wins and restores the address; 19 see `None`, none an error. The
+/// winner's password is the lockout hash, every live session is revoked,
+/// a pending change and reset links are gone.
+pub async fn revert_email_change_applies_once_under_20_parallel_attempts(stores: Stores) {
+    let user = add_user(&stores, "owner@example.com").await;
+    let s1 = start_session(&stores, &user.id, t0(), at(days(1))).await;
+    let revert = issue(
+        &stores,
+        revert_token(&user.id, "owner@example.com", t0(), at(days(7))),
+    )
+    .await;
+    let change = issue(
+        &stores,
+        fixtures::email_change_token(&user.id, "thief@example.net", at(hours(1))),
+    )
+    .await;
+    // The intruder confirms: the revert link survives the change.
+    let now = at(minutes(1));
+    assert!(matches!(
+        stores
+            .users
+            .confirm_email_change(&change.hash, now)
+            .await
+            .expect("confirm"),
+        EmailChangeOutcome::Changed(_)
+    ));
+    // And a reset link to the address it now holds, and a password change:
+    // the revert link survives those too.
+    let reset = issue(&stores, fixtures::reset_token(&user.id, at(hours(1)))).await;
+    let s2 = start_session(&stores, &user.id, now, at(days(1))).await;
+    let lockout = hash_of("nobody knows this one");
+    let later = at(minutes(2));
+    let users = stores.users.clone();
+    let results = race(|_| {
+        let users = users.clone();
+        let token = revert.hash.clone();
+        let lockout = lockout.clone();
+        async move { users.revert_email_change(&token, &lockout, later).await }
+    })
+    .await;
+    let results = all_ok("revert_email_change", results);
+    let winners: Vec<&User> = results.iter().flatten().collect();
+    assert_eq!(winners.len(), 1, "exactly one revert applies: {results:?}");
+    let reverted = get_user(&stores, &user.id).await;
+    assert_eq!(reverted.email, email("owner@example.com"));
+    assert_eq!(reverted.password_hash, Some(lockout));
+    assert!(reverted
+        .tokens_invalidated_after
+        .is_some_and(|t| t >= later));
+    assert_eq!(
+        stores
+            .users
+            .find_by_email(&email("thief@example.net"))
+            .await
+            .expect("find_by_email"),
+        None
+    );
+    for id in [s1, s2] {
+        assert!(
+            session(&stores, &id).await.revoked_at.is_some(),
+            "every session ends"
+        );
+    }
+    for token in [&reset, &revert] {
+        assert_eq!(peek(&stores, token, later).await, None);
+    }
+}
+
+/// The earliest revert link wins: redeeming a link deletes the user's
+/// revert links issued at or after it, never an earlier one; and a newer
+/// revert link supersedes nothing, while credential changes keep them all.
+pub async fn revert_email_change_spares_earlier_links_and_kills_later_ones(stores: Stores) {
+    let user = add_user(&stores, "first@example.com").await;
+    let owners = issue(
+        &stores,
+        revert_token(&user.id, "first@example.com", t0(), at(days(7))),
+    )
+    .await;
+    let intruders = issue(
+        &stores,
+        revert_token(&user.id, "evil@example.net", at(minutes(5)), at(days(7))),
+    )
+    .await;
+    let now = at(minutes(10));
+    assert!(
+        peek(&stores, &owners, now).await.is_some(),
+        "a newer revert link supersedes nothing"
+    );
+    stores
+        .users
+        .change_password(&user.id, &hash_of("p2"), RevokeReason::PasswordChanged, now)
+        .await
+        .expect("change_password")
+        .expect("user");
+    // The intruder's (later) link first: it spends itself only.
+    let lockout = hash_of("void");
+    assert!(stores
+        .users
+        .revert_email_change(&intruders.hash, &lockout, now)
+        .await
+        .expect("revert")
+        .is_some());
+    assert!(
+        peek(&stores, &owners, now).await.is_some(),
+        "the earlier link lives"
+    );
+    let reverted = stores
+        .users
+        .revert_email_change(&owners.hash, &lockout, now)
+        .await
+        .expect("revert")
+        .expect("applies");
+    assert_eq!(reverted.email, email("first@example.com"));
+    // The other way round: the earlier link kills the later one.
+    let a = issue(
+        &stores,
+        revert_token(&user.id, "first@example.com", at(minutes(20)), at(days(7))),
+    )
+    .await;
+    let b = issue(
+        &stores,
+        revert_token(&user.id, "first@example.com", at(minutes(30)), at(days(7))),
+    )
+    .await;
+    let later = at(minutes(40));
+    assert!(stores
+        .users
+        .revert_email_change(&a.hash, &lockout, later)
+        .await
+        .expect("revert")
+        .is_some());
+    assert_eq!(
+        stores
+            .users
+            .revert_email_change(&b.hash, &lockout, later)
+            .await
+            .expect("revert"),
+        None
+    );
+    // Expired: refused.
+    let c = issue(
+        &stores,
+        revert_token(&user.id, "first@example.com", later, at(hours(1))),
+    )
+    .await;
+    assert_eq!(
+        stores
+            .users
+            .revert_email_change(&c.hash, &lockout, at(hours(1)))
+            .await
+            .expect("revert"),
+        None
+    );
+}
