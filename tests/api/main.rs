@@ -10,6 +10,7 @@ mod embedding;
 mod enumeration;
 mod faults;
 mod invites;
+mod jwks;
 mod layering;
 mod lifecycle;
 mod lockout;

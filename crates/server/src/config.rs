@@ -535,8 +535,20 @@ pub struct FileConfig {
     pub jwt_secret: SecretString,
     /// Secrets still accepted, never used to sign: rotation (JW-5).
     pub jwt_previous_secrets: Vec<SecretString>,
-    /// Signing algorithm for access tokens.
+    /// Signing algorithm for access tokens: `HS256` (default), `HS384`,
+    /// `HS512` with `jwt_secret`; `EdDSA` or `RS256` with the keys of
+    /// `jwt_keys_file`, published at `/.well-known/jwks.json`.
     pub jwt_algorithm: JwtAlgorithm,
+    /// With `jwt_algorithm = "EdDSA"` or `"RS256"`: the PEM file of private
+    /// keys, the signing one first, then the rotated-out one (see
+    /// [`crate::keys`]). Unset: `regstack.jwt-keys.pem` in the secrets
+    /// directory, generated there for EdDSA.
+    pub jwt_keys_file: Option<PathBuf>,
+    /// Where a generated key file goes: the configuration file's directory,
+    /// or the development secret's (set by [`load`] and development mode,
+    /// never read from the file).
+    #[serde(skip)]
+    pub secrets_dir: Option<PathBuf>,
     /// Access-token lifetime.
     pub jwt_ttl_seconds: u64,
     /// When set, tokens carry and must present this `aud`.
@@ -752,6 +764,7 @@ impl Default for FileConfig {
             jwt_secret,
             jwt_previous_secrets,
             jwt_algorithm,
+            jwt_private_keys: _,
             jwt_ttl_seconds,
             jwt_audience,
             jwt_iat_leeway_seconds,
@@ -806,6 +819,8 @@ impl Default for FileConfig {
             jwt_secret,
             jwt_previous_secrets,
             jwt_algorithm,
+            jwt_keys_file: None,
+            secrets_dir: None,
             jwt_ttl_seconds,
             jwt_audience,
             jwt_iat_leeway_seconds,
@@ -882,6 +897,8 @@ impl FileConfig {
             jwt_secret,
             jwt_previous_secrets,
             jwt_algorithm,
+            jwt_keys_file,
+            secrets_dir,
             jwt_ttl_seconds,
             jwt_audience,
             jwt_iat_leeway_seconds,
@@ -924,6 +941,24 @@ impl FileConfig {
             regstack_route_limits,
         } = self;
         let registration_mode = registration_mode_of(registration_mode, allow_registration)?;
+        let jwt_private_keys = if jwt_algorithm.is_asymmetric() {
+            let path = crate::keys::keys_path(
+                jwt_keys_file.as_deref(),
+                secrets_dir.as_deref().unwrap_or(Path::new(".")),
+            );
+            crate::keys::read_keys(&path, jwt_algorithm, true)
+                .map_err(|reason| ConfigError::new("jwt_keys_file", reason))?
+        } else if jwt_keys_file.is_some() {
+            return Err(ConfigError::new(
+                "jwt_keys_file",
+                format!(
+                    "is set but jwt_algorithm is {}, which signs with jwt_secret: set jwt_algorithm = \"EdDSA\" or \"RS256\" to use it",
+                    jwt_algorithm.as_str()
+                ),
+            ));
+        } else {
+            Vec::new()
+        };
         metrics.listen_addr()?;
         let (route_limits, rate_limit_store) = rate_limits.split(regstack_route_limits)?;
         let (email, mail) = email.split()?;
@@ -935,6 +970,7 @@ impl FileConfig {
                 jwt_secret,
                 jwt_previous_secrets,
                 jwt_algorithm,
+                jwt_private_keys,
                 jwt_ttl_seconds,
                 jwt_audience,
                 jwt_iat_leeway_seconds,
@@ -1074,7 +1110,11 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, LoadError> {
         },
         None => LoadError::Invalid(ConfigError::new("environment", e.to_string())),
     })?;
-    let (config, warnings) = from_dict(dict)?;
+    let (mut config, warnings) = from_dict(dict)?;
+    config.secrets_dir = file.as_ref().map(|f| match f.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    });
     Ok(Loaded {
         config,
         development_mode,
@@ -2037,6 +2077,39 @@ refresh_cookie = true
             let err = read_secrets_env(&path).unwrap_err().to_string();
             assert!(err.contains("group or others"), "{err}");
         }
+    }
+
+    #[test]
+    fn an_asymmetric_algorithm_reads_or_makes_its_key_file_and_hmac_refuses_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "jwt_secret = \"0123456789abcdef0123456789abcdef\"\n";
+        let (mut c, _) = from_dict(dict(&format!("{secret}jwt_algorithm = \"EdDSA\""))).unwrap();
+        c.secrets_dir = Some(dir.path().to_path_buf());
+        let s = c.clone().split().unwrap();
+        assert_eq!(s.config.jwt_private_keys.len(), 1);
+        assert!(dir.path().join(crate::keys::KEYS_FILE).exists());
+        s.validate().unwrap();
+        // The same key on the next start.
+        let again = c.split().unwrap();
+        use secrecy::ExposeSecret as _;
+        assert_eq!(
+            again.config.jwt_private_keys[0].expose_secret(),
+            s.config.jwt_private_keys[0].expose_secret()
+        );
+        // RS256 keys are the operator's to make.
+        let missing = dir.path().join("rsa.pem");
+        let (c, _) = from_dict(dict(&format!(
+            "{secret}jwt_algorithm = \"RS256\"\njwt_keys_file = {:?}",
+            missing.display().to_string()
+        )))
+        .unwrap();
+        let err = c.split().unwrap_err();
+        assert_eq!(err.key, "jwt_keys_file");
+        assert!(err.reason.contains("openssl genpkey"), "{err}");
+        // A key file with an HMAC algorithm would sign nothing.
+        let (c, _) = from_dict(dict(&format!("{secret}jwt_keys_file = \"k.pem\""))).unwrap();
+        assert_eq!(c.split().unwrap_err().key, "jwt_keys_file");
+        assert!(from_dict(dict("jwt_algorithm = \"ES256\"")).is_err());
     }
 
     #[test]

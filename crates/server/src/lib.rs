@@ -30,6 +30,7 @@
 
 pub mod config;
 pub mod development;
+pub mod keys;
 pub mod metrics;
 pub mod settings;
 
@@ -570,6 +571,14 @@ impl RegStack {
     /// Makes [`CurrentUser`] work on your own routes.
     pub fn auth_layer(&self) -> Extension<Arc<Engine>> {
         regstack_http_axum::auth_layer(self.engine.clone())
+    }
+
+    /// `GET /.well-known/jwks.json` alone, for a host that nests
+    /// [`Self::router`] under a path of its own: mount this at the host's
+    /// root (`router()` already includes it). Empty with an HMAC
+    /// `jwt_algorithm`. See [`regstack_http_axum::jwks_router`].
+    pub fn jwks_router(&self) -> Router {
+        regstack_http_axum::jwks_router(&self.engine)
     }
 
     /// `GET /healthz` (alive, no I/O) and `GET /readyz` (storage reachable

@@ -80,6 +80,9 @@ enum Command {
     /// Read the audit log: `tail [--follow]`, `export --format jsonl`.
     #[command(subcommand)]
     Audit(cli::audit::Command),
+    /// Access-token keys (jwt_algorithm = EdDSA or RS256): `rotate`, `drop-previous`, `list`.
+    #[command(subcommand)]
+    Keys(cli::keys::Command),
 }
 
 /// Logs to stdout, filtered by `RUST_LOG`; coloured only on a terminal, so
@@ -184,6 +187,7 @@ fn prepare(
         }
         .unwrap_or_else(|| PathBuf::from("regstack.db"));
         let path = secret_path(&file);
+        config.secrets_dir = path.parent().map(std::path::Path::to_path_buf);
         let secret = development_secret(&path)?;
         config.jwt_secret = secret.secret;
         secret_note = Some(format!(
@@ -373,5 +377,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => cli::finish(cli::doctor::run(args).await),
         Command::Validate(args) => cli::finish(cli::validate::run(args).await),
         Command::Audit(cmd) => cli::finish(cli::audit::run(cmd).await),
+        Command::Keys(cmd) => cli::finish(cli::keys::run(cmd)),
     }
 }
