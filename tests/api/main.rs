@@ -19,6 +19,7 @@ mod model;
 mod oauth;
 mod observability;
 mod operator_cli;
+mod otel;
 mod password_policy;
 mod phone;
 mod rate_limits;

@@ -630,6 +630,8 @@ pub struct FileConfig {
     pub log_format: LogFormat,
     /// `[metrics]`: whether and where the binary serves `GET /metrics`.
     pub metrics: MetricsSection,
+    /// `[tracing]`: OpenTelemetry export of the spans (feature `otel`).
+    pub tracing: TracingSection,
     /// `[rate_limits]`: the route groups' limits (HTTP layer) and where
     /// counters live (server).
     pub rate_limits: RateLimitsSection,
@@ -685,6 +687,65 @@ impl MetricsSection {
                 "must be an IP address and port, such as \"127.0.0.1:9464\"",
             )
         })
+    }
+}
+
+/// `[tracing]`: the binary's spans (a `request` span per request with its
+/// `request_id`, a `flow` span per account flow with the account's ids —
+/// never an address or a secret) exported to an OpenTelemetry collector
+/// over OTLP/HTTP (protobuf), besides the log. Needs a build with the
+/// `otel` feature; without it, setting the endpoint stops start-up rather
+/// than promise traces that never leave.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingSection {
+    /// Base URL of the collector's OTLP/HTTP receiver, such as
+    /// `http://127.0.0.1:4318`: spans go to `<url>/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    /// The exported `service.name`.
+    pub service_name: String,
+}
+
+impl Default for TracingSection {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "regstack".into(),
+        }
+    }
+}
+
+impl TracingSection {
+    /// Where spans are posted (`<otlp_endpoint>/v1/traces`), if anywhere.
+    pub fn traces_url(&self) -> Result<Option<String>, ConfigError> {
+        let Some(endpoint) = &self.otlp_endpoint else {
+            return Ok(None);
+        };
+        if !cfg!(feature = "otel") {
+            return Err(ConfigError::new(
+                "tracing.otlp_endpoint",
+                "this regstack was built without OpenTelemetry export: build it with `--features otel`, or remove the key",
+            ));
+        }
+        let url = reqwest::Url::parse(endpoint)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        let Some(url) = url else {
+            return Err(ConfigError::new(
+                "tracing.otlp_endpoint",
+                "must be an http(s) URL such as \"http://127.0.0.1:4318\"",
+            ));
+        };
+        if self.service_name.trim().is_empty() {
+            return Err(ConfigError::new(
+                "tracing.service_name",
+                "must not be empty",
+            ));
+        }
+        Ok(Some(format!(
+            "{}/v1/traces",
+            url.as_str().trim_end_matches('/')
+        )))
     }
 }
 
@@ -859,6 +920,7 @@ impl Default for FileConfig {
             audit,
             log_format: LogFormat::default(),
             metrics: MetricsSection::default(),
+            tracing: TracingSection::default(),
             rate_limits: RateLimitsSection::default(),
             regstack_route_limits: Default::default(),
         }
@@ -937,6 +999,7 @@ impl FileConfig {
             audit,
             log_format: _,
             metrics,
+            tracing,
             rate_limits,
             regstack_route_limits,
         } = self;
@@ -960,6 +1023,7 @@ impl FileConfig {
             Vec::new()
         };
         metrics.listen_addr()?;
+        tracing.traces_url()?;
         let (route_limits, rate_limit_store) = rate_limits.split(regstack_route_limits)?;
         let (email, mail) = email.split()?;
         let (oauth_policy, providers) = oauth.split()?;
@@ -2110,6 +2174,33 @@ refresh_cookie = true
         let (c, _) = from_dict(dict(&format!("{secret}jwt_keys_file = \"k.pem\""))).unwrap();
         assert_eq!(c.split().unwrap_err().key, "jwt_keys_file");
         assert!(from_dict(dict("jwt_algorithm = \"ES256\"")).is_err());
+    }
+
+    #[test]
+    fn the_otlp_endpoint_is_checked_and_needs_the_otel_build() {
+        let (c, _) = from_dict(dict(
+            "[tracing]\notlp_endpoint = \"http://127.0.0.1:4318/\"",
+        ))
+        .unwrap();
+        let got = c.tracing.traces_url();
+        if cfg!(feature = "otel") {
+            assert_eq!(
+                got.unwrap().as_deref(),
+                Some("http://127.0.0.1:4318/v1/traces")
+            );
+            for bad in ["ftp://x", "127.0.0.1:4318", "not a url"] {
+                let (c, _) =
+                    from_dict(dict(&format!("[tracing]\notlp_endpoint = {bad:?}"))).unwrap();
+                assert_eq!(
+                    c.tracing.traces_url().unwrap_err().key,
+                    "tracing.otlp_endpoint"
+                );
+            }
+        } else {
+            assert!(got.unwrap_err().reason.contains("--features otel"));
+        }
+        assert_eq!(TracingSection::default().traces_url(), Ok(None));
+        assert!(from_dict(dict("[tracing]\nendpoint = \"x\"")).is_err());
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub mod config;
 pub mod development;
 pub mod keys;
 pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod settings;
 
 use std::collections::HashMap;
