@@ -22,7 +22,7 @@ use regstack_core::config::JwtAlgorithm;
 use regstack_core::jwt::SigningKeys;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::development::{check_file, write_private_file};
+use crate::development::{check_file, read_checked, write_private_file};
 
 /// The key file's name in the secrets directory when `jwt_keys_file` is
 /// not set.
@@ -64,7 +64,7 @@ pub fn read_keys(
         Err(e) => return Err(at(e.to_string())),
     };
     check_file(&meta).map_err(at)?;
-    let text = std::fs::read_to_string(path).map_err(|e| at(e.to_string()))?;
+    let text = read_checked(path, &meta).map_err(at)?;
     let blocks = pem::parse_many(text.as_bytes()).map_err(|_| at("is not PEM".into()))?;
     if blocks.is_empty() {
         return Err(at("holds no PEM block".into()));
