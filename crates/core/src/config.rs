@@ -75,16 +75,41 @@ impl RegistrationMode {
     }
 }
 
-/// HMAC algorithms accepted for access tokens (regstack's set).
+/// How access tokens are signed: regstack's HMAC set (keyed by
+/// `jwt_secret`), or an asymmetric key from [`Config::jwt_private_keys`]
+/// whose public half is published as a JWKS, so that other services can
+/// verify tokens without holding anything that could mint them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 pub enum JwtAlgorithm {
-    /// HMAC-SHA256 (default).
+    /// HMAC-SHA256 (default, regstack's).
     #[default]
     HS256,
     /// HMAC-SHA384.
     HS384,
     /// HMAC-SHA512.
     HS512,
+    /// Ed25519 signatures (RFC 8037), PKCS#8 private keys.
+    EdDSA,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, RSA keys of at least 2048 bits.
+    RS256,
+}
+
+impl JwtAlgorithm {
+    /// Signs with a key pair rather than `jwt_secret`.
+    pub fn is_asymmetric(self) -> bool {
+        matches!(self, Self::EdDSA | Self::RS256)
+    }
+
+    /// The name as written in the configuration and the token's `alg`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HS256 => "HS256",
+            Self::HS384 => "HS384",
+            Self::HS512 => "HS512",
+            Self::EdDSA => "EdDSA",
+            Self::RS256 => "RS256",
+        }
+    }
 }
 
 /// `[email]`, the policy half: who mail comes from and how much of it one
@@ -379,6 +404,13 @@ pub struct Config {
     pub jwt_previous_secrets: Vec<SecretString>,
     /// Signing algorithm for access tokens.
     pub jwt_algorithm: JwtAlgorithm,
+    /// With an asymmetric [`JwtAlgorithm`]: the private keys as PEM, the
+    /// first signing every new access token, the others (rotated out)
+    /// only verifying tokens they signed until those expire. All are
+    /// published at `/.well-known/jwks.json`. Must be empty with an HMAC
+    /// algorithm (keys that sign nothing would be dead configuration).
+    /// The server reads them from `jwt_keys_file`.
+    pub jwt_private_keys: Vec<SecretString>,
     /// Access-token lifetime.
     pub jwt_ttl_seconds: u64,
     /// When set, tokens carry and must present this `aud`.
@@ -459,6 +491,7 @@ impl Default for Config {
             jwt_secret: SecretString::from(""),
             jwt_previous_secrets: Vec::new(),
             jwt_algorithm: JwtAlgorithm::HS256,
+            jwt_private_keys: Vec::new(),
             jwt_ttl_seconds: 7200,
             jwt_audience: None,
             jwt_iat_leeway_seconds: 5,
@@ -537,6 +570,18 @@ impl Config {
                     "holds the current jwt_secret; list only secrets being rotated in or out",
                 ));
             }
+        }
+        if self.jwt_algorithm.is_asymmetric() {
+            crate::jwt::SigningKeys::parse(self.jwt_algorithm, &self.jwt_private_keys)
+                .map_err(|reason| ConfigError::new("jwt_private_keys", reason))?;
+        } else if !self.jwt_private_keys.is_empty() {
+            return Err(ConfigError::new(
+                "jwt_private_keys",
+                format!(
+                    "are set but jwt_algorithm is {}, which signs with jwt_secret: set jwt_algorithm = \"EdDSA\" or \"RS256\", or remove the keys",
+                    self.jwt_algorithm.as_str()
+                ),
+            ));
         }
         let mfa = &self.mfa;
         if !(6..=9).contains(&mfa.sms_code_length) {
@@ -821,6 +866,23 @@ mod tests {
     #[test]
     fn defaults_with_a_secret_are_valid() {
         assert_eq!(valid().validate(), Ok(()));
+    }
+
+    #[test]
+    fn private_keys_go_with_an_asymmetric_algorithm_only() {
+        let mut c = Config {
+            jwt_secret: SecretString::from("x".repeat(32)),
+            ..Config::default()
+        };
+        c.jwt_private_keys = vec![SecretString::from(include_str!("testdata/ed25519.pem"))];
+        assert_eq!(c.validate().unwrap_err().key, "jwt_private_keys");
+        c.jwt_algorithm = JwtAlgorithm::EdDSA;
+        assert!(c.validate().is_ok());
+        c.jwt_algorithm = JwtAlgorithm::RS256;
+        assert_eq!(c.validate().unwrap_err().key, "jwt_private_keys");
+        c.jwt_algorithm = JwtAlgorithm::EdDSA;
+        c.jwt_private_keys.clear();
+        assert_eq!(c.validate().unwrap_err().key, "jwt_private_keys");
     }
 
     #[test]

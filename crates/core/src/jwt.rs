@@ -18,6 +18,16 @@
 //! before tokens carried it) is checked against the current key only.
 //! Header parameters that point at keys elsewhere (`jku`, `jwk`, `x5u`,
 //! `x5c`) are never followed: a token carrying one is refused.
+//!
+//! **Asymmetric access tokens** (`jwt_algorithm = "EdDSA"` or `"RS256"`):
+//! access tokens are signed with the first of [`SigningKeys`] instead of
+//! the derived HMAC key, and verified by whichever of them the `kid` names
+//! (the RFC 7638 thumbprint of its public key). A token without a `kid`,
+//! or naming a key not held, is refused; the algorithm stays pinned, so an
+//! HS256 token "signed" with the public key (the classic confusion) is
+//! refused too. The public halves are the JWKS the HTTP layer publishes.
+//! Refresh tokens, device cookies and every other key stay derived from
+//! `jwt_secret`: only access tokens leave the service.
 
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -27,6 +37,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::config::JwtAlgorithm;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine as _;
 
 /// Largest token accepted from a request, before any parsing.
 pub const MAX_JWT_BYTES: usize = 8192;
@@ -117,6 +129,160 @@ pub struct JwtCodec {
     ttl_seconds: u64,
     /// How far `iat` may lie beyond `now`, in microseconds.
     iat_leeway_micros: i64,
+    /// With an asymmetric algorithm: the key pairs that sign and verify
+    /// instead of [`Self::access_key`].
+    keys: Option<SigningKeys>,
+}
+
+/// The key pairs of an asymmetric `jwt_algorithm`: the first signs every
+/// new access token, every one verifies the tokens it signed, and all of
+/// their public halves are published (a rotated-out key must stay
+/// published while its tokens live, or verifiers elsewhere refuse them).
+pub struct SigningKeys {
+    signing: EncodingKey,
+    /// `kid` of the signing key.
+    kid: String,
+    /// Every key by `kid`, the signing one first.
+    verifying: Vec<(String, DecodingKey)>,
+    /// The public JWKs, in the same order.
+    public: Vec<serde_json::Value>,
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeys")
+            .field("kid", &self.kid)
+            .field("keys", &self.verifying.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKeys {
+    /// Reads PEM private keys for `algorithm` (each string may hold
+    /// several blocks; the first block of all signs): PKCS#8
+    /// `PRIVATE KEY` for EdDSA, PKCS#8 or PKCS#1 `RSA PRIVATE KEY` of at
+    /// least 2048 bits for RS256. The error says which key is wrong, never
+    /// what it holds.
+    pub fn parse(algorithm: JwtAlgorithm, pems: &[SecretString]) -> Result<Self, String> {
+        let mut blocks = Vec::new();
+        for (i, text) in pems.iter().enumerate() {
+            let parsed = pem::parse_many(text.expose_secret().as_bytes())
+                .map_err(|_| format!("key {} is not PEM", i + 1))?;
+            if parsed.is_empty() {
+                return Err(format!("key {} holds no PEM block", i + 1));
+            }
+            blocks.extend(parsed);
+        }
+        if blocks.is_empty() {
+            return Err(format!(
+                "jwt_algorithm = \"{}\" needs a private key (jwt_keys_file)",
+                algorithm.as_str()
+            ));
+        }
+        let mut verifying: Vec<(String, DecodingKey)> = Vec::new();
+        let mut public = Vec::new();
+        let mut signing = None;
+        for (i, block) in blocks.iter().enumerate() {
+            let n = i + 1;
+            let (jwk, thumbprint_input, encoding, decoding) = match algorithm {
+                JwtAlgorithm::EdDSA => {
+                    if block.tag() != "PRIVATE KEY" {
+                        return Err(format!(
+                            "key {n} is a {} block; EdDSA needs a PKCS#8 \"PRIVATE KEY\" (openssl genpkey -algorithm ed25519)",
+                            block.tag()
+                        ));
+                    }
+                    let pair = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(
+                        block.contents(),
+                    )
+                    .map_err(|e| format!("key {n} is not an Ed25519 private key ({e})"))?;
+                    use ring::signature::KeyPair as _;
+                    let raw = pair.public_key().as_ref().to_vec();
+                    let x = B64URL.encode(&raw);
+                    (
+                        serde_json::json!({ "kty": "OKP", "crv": "Ed25519", "x": x }),
+                        format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
+                        EncodingKey::from_ed_der(block.contents()),
+                        DecodingKey::from_ed_der(&raw),
+                    )
+                }
+                JwtAlgorithm::RS256 => {
+                    let pair = match block.tag() {
+                        "PRIVATE KEY" => ring::rsa::KeyPair::from_pkcs8(block.contents()),
+                        "RSA PRIVATE KEY" => ring::rsa::KeyPair::from_der(block.contents()),
+                        other => {
+                            return Err(format!(
+                                "key {n} is a {other} block; RS256 needs an RSA \"PRIVATE KEY\" (openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072)"
+                            ))
+                        }
+                    }
+                    .map_err(|e| {
+                        format!("key {n} is not an RSA private key of 2048 bits or more ({e})")
+                    })?;
+                    let parts = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
+                    let (n_b64, e_b64) = (B64URL.encode(&parts.n), B64URL.encode(&parts.e));
+                    let encoding = EncodingKey::from_rsa_pem(pem::encode(block).as_bytes())
+                        .map_err(|_| format!("key {n} is not a usable RSA private key"))?;
+                    (
+                        serde_json::json!({ "kty": "RSA", "n": n_b64, "e": e_b64 }),
+                        format!(r#"{{"e":"{e_b64}","kty":"RSA","n":"{n_b64}"}}"#),
+                        encoding,
+                        DecodingKey::from_rsa_raw_components(&parts.n, &parts.e),
+                    )
+                }
+                _ => {
+                    return Err(format!(
+                        "jwt_algorithm = \"{}\" signs with jwt_secret, not a private key",
+                        algorithm.as_str()
+                    ))
+                }
+            };
+            let kid = jwk_thumbprint(&thumbprint_input);
+            if verifying.iter().any(|(k, _)| *k == kid) {
+                return Err(format!("key {n} is listed twice"));
+            }
+            let mut jwk = jwk;
+            if let Some(map) = jwk.as_object_mut() {
+                map.insert("kid".into(), kid.clone().into());
+                map.insert("alg".into(), algorithm.as_str().into());
+                map.insert("use".into(), "sig".into());
+            }
+            public.push(jwk);
+            if signing.is_none() {
+                signing = Some((encoding, kid.clone()));
+            }
+            verifying.push((kid, decoding));
+        }
+        let (signing, kid) = signing.ok_or_else(|| "no key".to_owned())?;
+        Ok(Self {
+            signing,
+            kid,
+            verifying,
+            public,
+        })
+    }
+
+    /// `kid` of the key that signs new tokens.
+    pub fn signing_kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Every key's `kid`, the signing one first.
+    pub fn kids(&self) -> Vec<&str> {
+        self.verifying.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    /// The JWK Set (RFC 7517 §5) of the public keys, the signing one first.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": self.public })
+    }
+}
+
+/// The RFC 7638 thumbprint of a public JWK, given its required members in
+/// lexicographic order without whitespace: SHA-256, base64url.
+fn jwk_thumbprint(canonical: &str) -> String {
+    use sha2::Digest;
+    B64URL.encode(Sha256::digest(canonical.as_bytes()))
 }
 
 impl std::fmt::Debug for JwtCodec {
@@ -164,6 +330,8 @@ impl JwtCodec {
             JwtAlgorithm::HS256 => Algorithm::HS256,
             JwtAlgorithm::HS384 => Algorithm::HS384,
             JwtAlgorithm::HS512 => Algorithm::HS512,
+            JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+            JwtAlgorithm::RS256 => Algorithm::RS256,
         };
         let access_key = derive_key(secret, Purpose::Access);
         Self {
@@ -174,7 +342,21 @@ impl JwtCodec {
             audience,
             ttl_seconds,
             iat_leeway_micros: 0,
+            keys: None,
         }
+    }
+
+    /// Signs and verifies access tokens with these key pairs (an
+    /// asymmetric `jwt_algorithm`, which [`Self::new`] was given) instead
+    /// of the key derived from `jwt_secret`.
+    pub fn with_signing_keys(mut self, keys: SigningKeys) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The JWK Set to publish, when access tokens are signed asymmetrically.
+    pub fn jwks(&self) -> Option<serde_json::Value> {
+        self.keys.as_ref().map(SigningKeys::jwks)
     }
 
     /// Also accepts tokens signed under these secrets
@@ -224,6 +406,13 @@ impl JwtCodec {
             aud: self.audience.clone(),
             nbf: None,
         };
+        if let Some(keys) = &self.keys {
+            let header = Header {
+                kid: Some(keys.kid.clone()),
+                ..Header::new(self.algorithm)
+            };
+            return encode(&header, &claims, &keys.signing).map_err(|_| TokenError::Invalid);
+        }
         let header = Header {
             kid: Some(self.kid.clone()),
             ..Header::new(self.algorithm)
@@ -241,14 +430,31 @@ impl JwtCodec {
         if token.len() > MAX_JWT_BYTES {
             return Err(TokenError::Invalid);
         }
-        let key = match header_kid(token) {
+        let kid = match header_kid(token) {
             HeaderCheck::Refused => return Err(TokenError::Invalid),
-            HeaderCheck::Kid(None) => &self.access_key,
-            HeaderCheck::Kid(Some(kid)) if kid == self.kid => &self.access_key,
-            HeaderCheck::Kid(Some(kid)) => match self.previous.iter().find(|(id, _)| *id == kid) {
+            HeaderCheck::Kid(kid) => kid,
+        };
+        let hmac_key;
+        let key = match (&self.keys, kid) {
+            // Every asymmetric token names its key: none, or one not held,
+            // is refused before any signature check.
+            (Some(keys), Some(kid)) => match keys.verifying.iter().find(|(id, _)| *id == kid) {
                 Some((_, key)) => key,
                 None => return Err(TokenError::Invalid),
             },
+            (Some(_), None) => return Err(TokenError::Invalid),
+            (None, kid) => {
+                let secret = match kid {
+                    None => &self.access_key,
+                    Some(kid) if kid == self.kid => &self.access_key,
+                    Some(kid) => match self.previous.iter().find(|(id, _)| *id == kid) {
+                        Some((_, key)) => key,
+                        None => return Err(TokenError::Invalid),
+                    },
+                };
+                hmac_key = DecodingKey::from_secret(secret.expose_secret().as_bytes());
+                &hmac_key
+            }
         };
         let mut validation = Validation::new(self.algorithm);
         // Expiry is checked below against the injected clock, with no leeway.
@@ -263,12 +469,8 @@ impl JwtCodec {
             }
             None => validation.validate_aud = false,
         }
-        let data = decode::<AccessClaims>(
-            token,
-            &DecodingKey::from_secret(key.expose_secret().as_bytes()),
-            &validation,
-        )
-        .map_err(|_| TokenError::Invalid)?;
+        let data =
+            decode::<AccessClaims>(token, key, &validation).map_err(|_| TokenError::Invalid)?;
         let c = data.claims;
         if c.purpose != Purpose::Access.label() {
             return Err(TokenError::Invalid);
@@ -711,6 +913,186 @@ mod tests {
         assert_eq!(c.verify_access("garbage", now()), Err(TokenError::Invalid));
         assert_eq!(
             c.verify_access(&"a".repeat(MAX_JWT_BYTES + 1), now()),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    // --- Asymmetric access tokens. Fixtures: crates/core/src/testdata (test
+    // keys made with openssl for these tests only).
+    const ED_A: &str = include_str!("testdata/ed25519.pem");
+    const ED_B: &str = include_str!("testdata/ed25519-b.pem");
+    const RSA: &str = include_str!("testdata/rsa2048.pem");
+    const RSA_PKCS1: &str = include_str!("testdata/rsa2048-pkcs1.pem");
+    const RSA_1024: &str = include_str!("testdata/rsa1024.pem");
+
+    fn asym(alg: JwtAlgorithm, pems: &[&str]) -> JwtCodec {
+        let pems: Vec<SecretString> = pems.iter().map(|p| SecretString::from(*p)).collect();
+        JwtCodec::new(&SecretString::from("s".repeat(40)), alg, None, 7200)
+            .with_signing_keys(SigningKeys::parse(alg, &pems).unwrap())
+    }
+
+    fn kid_of(token: &str) -> String {
+        jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+    }
+
+    #[test]
+    fn eddsa_tokens_name_the_rfc7638_thumbprint_and_the_jwks_holds_the_public_key() {
+        let c = asym(JwtAlgorithm::EdDSA, &[ED_A]);
+        let (u, s) = ids();
+        let t = c.issue_access(&u, &s, now()).unwrap();
+        let header = jsonwebtoken::decode_header(&t).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert!(c.verify_access(&t, now()).is_ok());
+        let jwks = c.jwks().unwrap();
+        let key = &jwks["keys"][0];
+        // `openssl pkey -pubout` of the fixture, last 32 bytes, base64url.
+        assert_eq!(key["x"], "lc80SXc3NnW41sG9YAxt9QArL0QjhQpuVd_z4gQDLcw");
+        assert_eq!(
+            (key["kty"].as_str(), key["crv"].as_str()),
+            (Some("OKP"), Some("Ed25519"))
+        );
+        assert_eq!(key["alg"], "EdDSA");
+        let canonical = format!(
+            r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+            key["x"].as_str().unwrap()
+        );
+        use sha2::Digest;
+        let thumb = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical.as_bytes()));
+        assert_eq!(header.kid.as_deref(), Some(thumb.as_str()));
+        assert_eq!(key["kid"], thumb);
+        // Nothing private is published.
+        assert!(key.get("d").is_none());
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+        // HMAC codecs publish nothing.
+        assert!(codec(None).jwks().is_none());
+    }
+
+    #[test]
+    fn rs256_reads_pkcs8_and_pkcs1_and_publishes_n_and_e() {
+        let c = asym(JwtAlgorithm::RS256, &[RSA]);
+        let (u, s) = ids();
+        let t = c.issue_access(&u, &s, now()).unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&t).unwrap().alg,
+            Algorithm::RS256
+        );
+        assert!(c.verify_access(&t, now()).is_ok());
+        let key = c.jwks().unwrap()["keys"][0].clone();
+        assert_eq!(key["kty"], "RSA");
+        assert_eq!(key["e"], "AQAB");
+        assert!(key.get("d").is_none() && key.get("p").is_none());
+        // The same key in PKCS#1 is the same key: same kid, verifies.
+        let pkcs1 = asym(JwtAlgorithm::RS256, &[RSA_PKCS1]);
+        assert_eq!(pkcs1.jwks().unwrap()["keys"][0]["kid"], key["kid"]);
+        assert!(pkcs1.verify_access(&t, now()).is_ok());
+    }
+
+    #[test]
+    fn keys_of_the_wrong_kind_or_size_are_refused_naming_the_key() {
+        let parse = |alg, pems: &[&str]| {
+            let pems: Vec<SecretString> = pems.iter().map(|p| SecretString::from(*p)).collect();
+            SigningKeys::parse(alg, &pems).map(|_| ()).unwrap_err()
+        };
+        assert!(parse(JwtAlgorithm::RS256, &[RSA_1024]).contains("key 1"));
+        assert!(parse(JwtAlgorithm::RS256, &[ED_A]).contains("key 1"));
+        assert!(parse(JwtAlgorithm::EdDSA, &[ED_A, RSA]).contains("key 2"));
+        assert!(parse(JwtAlgorithm::EdDSA, &[ED_A, ED_A]).contains("twice"));
+        assert!(parse(JwtAlgorithm::EdDSA, &[]).contains("jwt_keys_file"));
+        assert!(parse(JwtAlgorithm::EdDSA, &["not a key"]).contains("key 1"));
+        let public = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAlc80SXc3NnW41sG9YAxt9QArL0QjhQpuVd/z4gQDLcw=\n-----END PUBLIC KEY-----\n";
+        assert!(parse(JwtAlgorithm::EdDSA, &[public]).contains("PUBLIC KEY"));
+        // Never the key material in the message.
+        let msg = parse(JwtAlgorithm::RS256, &[RSA_1024]);
+        assert!(!msg.contains("MII"), "{msg}");
+    }
+
+    #[test]
+    fn a_rotated_out_key_verifies_its_tokens_until_dropped_and_the_new_one_signs() {
+        let (u, s) = ids();
+        let alg = JwtAlgorithm::EdDSA;
+        let before = asym(alg, &[ED_A]).issue_access(&u, &s, now()).unwrap();
+        let rotated = asym(alg, &[ED_B, ED_A]);
+        let after = rotated.issue_access(&u, &s, now()).unwrap();
+        assert_ne!(kid_of(&before), kid_of(&after));
+        assert_eq!(kid_of(&after), rotated.jwks().unwrap()["keys"][0]["kid"]);
+        assert_eq!(rotated.jwks().unwrap()["keys"].as_array().unwrap().len(), 2);
+        assert!(rotated.verify_access(&before, now()).is_ok());
+        assert!(rotated.verify_access(&after, now()).is_ok());
+        // The old key's tokens expire as any other.
+        assert_eq!(
+            rotated.verify_access(&before, now() + TimeDelta::seconds(7200)),
+            Err(TokenError::Expired)
+        );
+        // Dropped: refused, though not yet expired.
+        let dropped = asym(alg, &[ED_B]);
+        assert_eq!(
+            dropped.verify_access(&before, now()),
+            Err(TokenError::Invalid)
+        );
+        assert!(dropped.verify_access(&after, now()).is_ok());
+    }
+
+    #[test]
+    fn asymmetric_verification_refuses_alg_confusion_none_and_missing_or_unknown_kids() {
+        let c = asym(JwtAlgorithm::EdDSA, &[ED_A]);
+        let (u, s) = ids();
+        let t = c.issue_access(&u, &s, now()).unwrap();
+        let payload = t.split('.').nth(1).unwrap();
+        let kid = kid_of(&t);
+        let x = c.jwks().unwrap()["keys"][0]["x"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let raw_public = URL_SAFE_NO_PAD.decode(&x).unwrap();
+        let hs256_with = |key: &[u8], header: String| {
+            use hmac::Mac;
+            let input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header));
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+            mac.update(input.as_bytes());
+            format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            )
+        };
+        let public_pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAlc80SXc3NnW41sG9YAxt9QArL0QjhQpuVd/z4gQDLcw=\n-----END PUBLIC KEY-----\n";
+        let forged = [
+            // HS256 keyed with the published public key, every spelling.
+            hs256_with(&raw_public, format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#)),
+            hs256_with(x.as_bytes(), format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#)),
+            hs256_with(
+                public_pem.as_bytes(),
+                format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#),
+            ),
+            // HS256 with the jwt_secret-derived key (the HMAC codec's).
+            hs256_with(
+                c.access_key.expose_secret().as_bytes(),
+                format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#),
+            ),
+            // alg none.
+            format!(
+                "{}.{payload}.",
+                URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{kid}"}}"#))
+            ),
+            // The real signature under a header without a kid, or another kid.
+            format!(
+                "{}.{payload}.{}",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA"}"#),
+                t.split('.').nth(2).unwrap()
+            ),
+            asym(JwtAlgorithm::EdDSA, &[ED_B])
+                .issue_access(&u, &s, now())
+                .unwrap(),
+        ];
+        for token in &forged {
+            assert_eq!(
+                c.verify_access(token, now()),
+                Err(TokenError::Invalid),
+                "{token}"
+            );
+        }
+        // An HMAC codec refuses the EdDSA token.
+        assert_eq!(
+            codec(None).verify_access(&t, now()),
             Err(TokenError::Invalid)
         );
     }

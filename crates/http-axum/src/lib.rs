@@ -185,6 +185,7 @@ pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
             }));
         }
     }
+    let jwks = jwks_router(&engine);
     let api = routes
         .layer(DefaultBodyLimit::max(http.body_limit_bytes))
         .layer(Extension(engine.clone()))
@@ -197,7 +198,7 @@ pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
             deadline(limit, request, next)
         }))
         .with_state(engine);
-    let mut app = Router::new().nest(&http.api_prefix, api);
+    let mut app = Router::new().nest(&http.api_prefix, api).merge(jwks);
     app = with_hsts(with_common_layers(app), http);
     if !http.cors_allowed_origins.is_empty() {
         let origins: Vec<HeaderValue> = http
@@ -214,6 +215,38 @@ pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
         );
     }
     app
+}
+
+/// Where the access-token keys are published: at the host's root, not
+/// under `api_prefix` (RFC 8615's well-known location, where JWT libraries
+/// and gateways look for it).
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// `GET /.well-known/jwks.json`: the public keys that verify access tokens,
+/// when `jwt_algorithm` is EdDSA or RS256 (the signing key first, then the
+/// rotated-out ones whose tokens may still be alive). With an HMAC
+/// algorithm it has no route at all (404): the key is a secret. [`router`]
+/// includes it at the root; a host that nests that router under a path of
+/// its own mounts this one at its root instead (without the layers of
+/// [`with_common_layers`]; add them if you want them). Cacheable for five
+/// minutes: a verifier that meets an unknown `kid` should refetch.
+pub fn jwks_router(engine: &Engine) -> Router {
+    let Some(jwks) = engine.jwks() else {
+        return Router::new();
+    };
+    let jwks = Arc::new(jwks);
+    Router::new().route(
+        JWKS_PATH,
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            async move {
+                (
+                    [(header::CACHE_CONTROL, "public, max-age=300")],
+                    axum::Json((*jwks).clone()),
+                )
+            }
+        }),
+    )
 }
 
 /// Adds `Strict-Transport-Security` to every response of `router` when

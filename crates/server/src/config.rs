@@ -536,8 +536,20 @@ pub struct FileConfig {
     pub jwt_secret: SecretString,
     /// Secrets still accepted, never used to sign: rotation (JW-5).
     pub jwt_previous_secrets: Vec<SecretString>,
-    /// Signing algorithm for access tokens.
+    /// Signing algorithm for access tokens: `HS256` (default), `HS384`,
+    /// `HS512` with `jwt_secret`; `EdDSA` or `RS256` with the keys of
+    /// `jwt_keys_file`, published at `/.well-known/jwks.json`.
     pub jwt_algorithm: JwtAlgorithm,
+    /// With `jwt_algorithm = "EdDSA"` or `"RS256"`: the PEM file of private
+    /// keys, the signing one first, then the rotated-out one (see
+    /// [`crate::keys`]). Unset: `regstack.jwt-keys.pem` in the secrets
+    /// directory, generated there for EdDSA.
+    pub jwt_keys_file: Option<PathBuf>,
+    /// Where a generated key file goes: the configuration file's directory,
+    /// or the development secret's (set by [`load`] and development mode,
+    /// never read from the file).
+    #[serde(skip)]
+    pub secrets_dir: Option<PathBuf>,
     /// Access-token lifetime.
     pub jwt_ttl_seconds: u64,
     /// When set, tokens carry and must present this `aud`.
@@ -623,6 +635,8 @@ pub struct FileConfig {
     pub log_format: LogFormat,
     /// `[metrics]`: whether and where the binary serves `GET /metrics`.
     pub metrics: MetricsSection,
+    /// `[tracing]`: OpenTelemetry export of the spans (feature `otel`).
+    pub tracing: TracingSection,
     /// `[rate_limits]`: the route groups' limits (HTTP layer) and where
     /// counters live (server).
     pub rate_limits: RateLimitsSection,
@@ -678,6 +692,65 @@ impl MetricsSection {
                 "must be an IP address and port, such as \"127.0.0.1:9464\"",
             )
         })
+    }
+}
+
+/// `[tracing]`: the binary's spans (a `request` span per request with its
+/// `request_id`, a `flow` span per account flow with the account's ids —
+/// never an address or a secret) exported to an OpenTelemetry collector
+/// over OTLP/HTTP (protobuf), besides the log. Needs a build with the
+/// `otel` feature; without it, setting the endpoint stops start-up rather
+/// than promise traces that never leave.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingSection {
+    /// Base URL of the collector's OTLP/HTTP receiver, such as
+    /// `http://127.0.0.1:4318`: spans go to `<url>/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    /// The exported `service.name`.
+    pub service_name: String,
+}
+
+impl Default for TracingSection {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "regstack".into(),
+        }
+    }
+}
+
+impl TracingSection {
+    /// Where spans are posted (`<otlp_endpoint>/v1/traces`), if anywhere.
+    pub fn traces_url(&self) -> Result<Option<String>, ConfigError> {
+        let Some(endpoint) = &self.otlp_endpoint else {
+            return Ok(None);
+        };
+        if !cfg!(feature = "otel") {
+            return Err(ConfigError::new(
+                "tracing.otlp_endpoint",
+                "this regstack was built without OpenTelemetry export: build it with `--features otel`, or remove the key",
+            ));
+        }
+        let url = reqwest::Url::parse(endpoint)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        let Some(url) = url else {
+            return Err(ConfigError::new(
+                "tracing.otlp_endpoint",
+                "must be an http(s) URL such as \"http://127.0.0.1:4318\"",
+            ));
+        };
+        if self.service_name.trim().is_empty() {
+            return Err(ConfigError::new(
+                "tracing.service_name",
+                "must not be empty",
+            ));
+        }
+        Ok(Some(format!(
+            "{}/v1/traces",
+            url.as_str().trim_end_matches('/')
+        )))
     }
 }
 
@@ -757,6 +830,7 @@ impl Default for FileConfig {
             jwt_secret,
             jwt_previous_secrets,
             jwt_algorithm,
+            jwt_private_keys: _,
             jwt_ttl_seconds,
             jwt_audience,
             jwt_iat_leeway_seconds,
@@ -813,6 +887,8 @@ impl Default for FileConfig {
             jwt_secret,
             jwt_previous_secrets,
             jwt_algorithm,
+            jwt_keys_file: None,
+            secrets_dir: None,
             jwt_ttl_seconds,
             jwt_audience,
             jwt_iat_leeway_seconds,
@@ -853,6 +929,7 @@ impl Default for FileConfig {
             notices,
             log_format: LogFormat::default(),
             metrics: MetricsSection::default(),
+            tracing: TracingSection::default(),
             rate_limits: RateLimitsSection::default(),
             regstack_route_limits: Default::default(),
         }
@@ -891,6 +968,8 @@ impl FileConfig {
             jwt_secret,
             jwt_previous_secrets,
             jwt_algorithm,
+            jwt_keys_file,
+            secrets_dir,
             jwt_ttl_seconds,
             jwt_audience,
             jwt_iat_leeway_seconds,
@@ -931,11 +1010,31 @@ impl FileConfig {
             notices,
             log_format: _,
             metrics,
+            tracing,
             rate_limits,
             regstack_route_limits,
         } = self;
         let registration_mode = registration_mode_of(registration_mode, allow_registration)?;
+        let jwt_private_keys = if jwt_algorithm.is_asymmetric() {
+            let path = crate::keys::keys_path(
+                jwt_keys_file.as_deref(),
+                secrets_dir.as_deref().unwrap_or(Path::new(".")),
+            );
+            crate::keys::read_keys(&path, jwt_algorithm, true)
+                .map_err(|reason| ConfigError::new("jwt_keys_file", reason))?
+        } else if jwt_keys_file.is_some() {
+            return Err(ConfigError::new(
+                "jwt_keys_file",
+                format!(
+                    "is set but jwt_algorithm is {}, which signs with jwt_secret: set jwt_algorithm = \"EdDSA\" or \"RS256\" to use it",
+                    jwt_algorithm.as_str()
+                ),
+            ));
+        } else {
+            Vec::new()
+        };
         metrics.listen_addr()?;
+        tracing.traces_url()?;
         let (route_limits, rate_limit_store) = rate_limits.split(regstack_route_limits)?;
         let (email, mail) = email.split()?;
         let (oauth_policy, providers) = oauth.split()?;
@@ -946,6 +1045,7 @@ impl FileConfig {
                 jwt_secret,
                 jwt_previous_secrets,
                 jwt_algorithm,
+                jwt_private_keys,
                 jwt_ttl_seconds,
                 jwt_audience,
                 jwt_iat_leeway_seconds,
@@ -1087,7 +1187,11 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, LoadError> {
         },
         None => LoadError::Invalid(ConfigError::new("environment", e.to_string())),
     })?;
-    let (config, warnings) = from_dict(dict)?;
+    let (mut config, warnings) = from_dict(dict)?;
+    config.secrets_dir = file.as_ref().map(|f| match f.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    });
     Ok(Loaded {
         config,
         development_mode,
@@ -2103,6 +2207,66 @@ email_revert_ttl_seconds = 60
             let err = read_secrets_env(&path).unwrap_err().to_string();
             assert!(err.contains("group or others"), "{err}");
         }
+    }
+
+    #[test]
+    fn an_asymmetric_algorithm_reads_or_makes_its_key_file_and_hmac_refuses_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "jwt_secret = \"0123456789abcdef0123456789abcdef\"\n";
+        let (mut c, _) = from_dict(dict(&format!("{secret}jwt_algorithm = \"EdDSA\""))).unwrap();
+        c.secrets_dir = Some(dir.path().to_path_buf());
+        let s = c.clone().split().unwrap();
+        assert_eq!(s.config.jwt_private_keys.len(), 1);
+        assert!(dir.path().join(crate::keys::KEYS_FILE).exists());
+        s.validate().unwrap();
+        // The same key on the next start.
+        let again = c.split().unwrap();
+        use secrecy::ExposeSecret as _;
+        assert_eq!(
+            again.config.jwt_private_keys[0].expose_secret(),
+            s.config.jwt_private_keys[0].expose_secret()
+        );
+        // RS256 keys are the operator's to make.
+        let missing = dir.path().join("rsa.pem");
+        let (c, _) = from_dict(dict(&format!(
+            "{secret}jwt_algorithm = \"RS256\"\njwt_keys_file = {:?}",
+            missing.display().to_string()
+        )))
+        .unwrap();
+        let err = c.split().unwrap_err();
+        assert_eq!(err.key, "jwt_keys_file");
+        assert!(err.reason.contains("openssl genpkey"), "{err}");
+        // A key file with an HMAC algorithm would sign nothing.
+        let (c, _) = from_dict(dict(&format!("{secret}jwt_keys_file = \"k.pem\""))).unwrap();
+        assert_eq!(c.split().unwrap_err().key, "jwt_keys_file");
+        assert!(from_dict(dict("jwt_algorithm = \"ES256\"")).is_err());
+    }
+
+    #[test]
+    fn the_otlp_endpoint_is_checked_and_needs_the_otel_build() {
+        let (c, _) = from_dict(dict(
+            "[tracing]\notlp_endpoint = \"http://127.0.0.1:4318/\"",
+        ))
+        .unwrap();
+        let got = c.tracing.traces_url();
+        if cfg!(feature = "otel") {
+            assert_eq!(
+                got.unwrap().as_deref(),
+                Some("http://127.0.0.1:4318/v1/traces")
+            );
+            for bad in ["ftp://x", "127.0.0.1:4318", "not a url"] {
+                let (c, _) =
+                    from_dict(dict(&format!("[tracing]\notlp_endpoint = {bad:?}"))).unwrap();
+                assert_eq!(
+                    c.tracing.traces_url().unwrap_err().key,
+                    "tracing.otlp_endpoint"
+                );
+            }
+        } else {
+            assert!(got.unwrap_err().reason.contains("--features otel"));
+        }
+        assert_eq!(TracingSection::default().traces_url(), Ok(None));
+        assert!(from_dict(dict("[tracing]\nendpoint = \"x\"")).is_err());
     }
 
     #[test]

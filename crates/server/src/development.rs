@@ -125,7 +125,7 @@ pub(crate) fn check_file(meta: &std::fs::Metadata) -> Result<(), String> {
 /// Reads the file checked by [`check_file`], making sure the file opened is
 /// that file: if the path was swapped in between (for a link, say), the
 /// open file's identity differs and nothing is read.
-fn read_checked(path: &Path, checked: &std::fs::Metadata) -> Result<String, String> {
+pub(crate) fn read_checked(path: &Path, checked: &std::fs::Metadata) -> Result<String, String> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     #[cfg(unix)]

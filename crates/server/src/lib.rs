@@ -30,7 +30,10 @@
 
 pub mod config;
 pub mod development;
+pub mod keys;
 pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod settings;
 
 use std::collections::HashMap;
@@ -570,6 +573,14 @@ impl RegStack {
     /// Makes [`CurrentUser`] work on your own routes.
     pub fn auth_layer(&self) -> Extension<Arc<Engine>> {
         regstack_http_axum::auth_layer(self.engine.clone())
+    }
+
+    /// `GET /.well-known/jwks.json` alone, for a host that nests
+    /// [`Self::router`] under a path of its own: mount this at the host's
+    /// root (`router()` already includes it). Empty with an HMAC
+    /// `jwt_algorithm`. See [`regstack_http_axum::jwks_router`].
+    pub fn jwks_router(&self) -> Router {
+        regstack_http_axum::jwks_router(&self.engine)
     }
 
     /// `GET /healthz` (alive, no I/O) and `GET /readyz` (storage reachable

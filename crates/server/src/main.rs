@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use regstack::config::{load, LogFormat, MetricsSection};
+use regstack::config::{load, LogFormat, MetricsSection, TracingSection};
 use regstack::development::{development_secret, exposure, secret_path, SecretOrigin};
 use regstack::{parse_database_url, Backend, MailTransport, RegStack, Settings};
 use secrecy::ExposeSecret;
@@ -80,6 +80,9 @@ enum Command {
     /// Read the audit log: `tail [--follow]`, `export --format jsonl`.
     #[command(subcommand)]
     Audit(cli::audit::Command),
+    /// Access-token keys (jwt_algorithm = EdDSA or RS256): `rotate`, `drop-previous`, `list`.
+    #[command(subcommand)]
+    Keys(cli::keys::Command),
 }
 
 /// Logs to stdout, filtered by `RUST_LOG`; coloured only on a terminal, so
@@ -88,32 +91,79 @@ enum Command {
 /// `log_format = "json"`, one JSON object per line, each with the spans it
 /// happened in (`spans`: the request's carries `request_id`, a flow's its
 /// name and the account's ids once known), and nothing else on stdout: the
-/// start-up banner goes to stderr.
-fn init_logging(format: LogFormat) {
+/// start-up banner goes to stderr. With `[tracing] otlp_endpoint` (feature
+/// `otel`), the same spans, through the same filter, also go to an
+/// OpenTelemetry collector; the export is returned, to be flushed at exit.
+fn init_logging(format: LogFormat, tracing: &TracingSection) -> Result<Option<OtelExport>, String> {
     use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{fmt, EnvFilter};
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    match format {
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_target(false)
-            .with_ansi(std::io::stdout().is_terminal())
-            .init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_current_span(false)
-            .with_span_list(true)
-            .init(),
+    let (text, json) = match format {
+        LogFormat::Text => (
+            Some(
+                fmt::layer()
+                    .with_target(false)
+                    .with_ansi(std::io::stdout().is_terminal()),
+            ),
+            None,
+        ),
+        LogFormat::Json => (
+            None,
+            Some(
+                fmt::layer()
+                    .json()
+                    .with_current_span(false)
+                    .with_span_list(true),
+            ),
+        ),
+    };
+    // An unusable endpoint is reported by the command's own configuration
+    // check (`tracing.otlp_endpoint`), with the other keys.
+    #[cfg(feature = "otel")]
+    let export = match tracing.traces_url() {
+        Ok(Some(url)) => Some(OtelExport::start(&url, &tracing.service_name)?),
+        _ => None,
+    };
+    #[cfg(not(feature = "otel"))]
+    let export: Option<OtelExport> = {
+        let _ = tracing;
+        None
+    };
+    #[cfg(feature = "otel")]
+    let otel = export.as_ref().map(|e| e.layer());
+    #[cfg(not(feature = "otel"))]
+    let otel: Option<tracing_subscriber::layer::Identity> = None;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .with(otel)
+        .init();
+    Ok(export)
+}
+
+#[cfg(feature = "otel")]
+use regstack::otel::OtelExport;
+
+/// Without the `otel` feature there is never an export.
+#[cfg(not(feature = "otel"))]
+enum OtelExport {}
+
+#[cfg(not(feature = "otel"))]
+impl OtelExport {
+    fn shutdown(self) {
+        match self {}
     }
 }
 
-/// The log format, read before logging starts: from the configuration the
-/// command will load (its `log_format`, or `REGSTACK_LOG_FORMAT`). A
-/// configuration that does not load logs as text, and the command then
-/// reports why.
-fn log_format(cli: &Cli) -> LogFormat {
+/// The log format and the span export, read before logging starts: from
+/// the configuration the command will load (`log_format` and `[tracing]`,
+/// or their `REGSTACK_*` variables). A configuration that does not load
+/// logs as text without export, and the command then reports why.
+fn logging_config(cli: &Cli) -> (LogFormat, TracingSection) {
     let config = match &cli.command {
         None => None,
         Some(
@@ -121,9 +171,11 @@ fn log_format(cli: &Cli) -> LogFormat {
             | Command::Migrate { config, .. }
             | Command::Purge { config },
         ) => config.as_deref(),
-        Some(_) => return LogFormat::Text,
+        Some(_) => return (LogFormat::Text, TracingSection::default()),
     };
-    load(config).map_or(LogFormat::Text, |l| l.config.log_format)
+    load(config).map_or((LogFormat::Text, TracingSection::default()), |l| {
+        (l.config.log_format, l.config.tracing)
+    })
 }
 
 /// The start-up banner: stdout, unless stdout carries JSON log lines.
@@ -184,6 +236,7 @@ fn prepare(
         }
         .unwrap_or_else(|| PathBuf::from("regstack.db"));
         let path = secret_path(&file);
+        config.secrets_dir = path.parent().map(std::path::Path::to_path_buf);
         let secret = development_secret(&path)?;
         config.jwt_secret = secret.secret;
         secret_note = Some(format!(
@@ -321,8 +374,15 @@ async fn serve(
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(log_format(&cli));
-    match run(cli).await {
+    let (format, tracing) = logging_config(&cli);
+    let export = match init_logging(format, &tracing) {
+        Ok(export) => export,
+        Err(e) => {
+            eprintln!("regstack: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One readable line (with causes), no backtrace: most failures
@@ -330,7 +390,11 @@ async fn main() -> std::process::ExitCode {
             eprintln!("regstack: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    };
+    if let Some(export) = export {
+        export.shutdown();
     }
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -373,5 +437,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => cli::finish(cli::doctor::run(args).await),
         Command::Validate(args) => cli::finish(cli::validate::run(args).await),
         Command::Audit(cmd) => cli::finish(cli::audit::run(cmd).await),
+        Command::Keys(cmd) => cli::finish(cli::keys::run(cmd)),
     }
 }

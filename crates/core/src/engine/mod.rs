@@ -205,6 +205,13 @@ impl Engine {
         )
         .with_iat_leeway(cfg.jwt_iat_leeway_seconds)
         .with_previous_secrets(&cfg.jwt_previous_secrets);
+        let jwt = if cfg.jwt_algorithm.is_asymmetric() {
+            let keys = crate::jwt::SigningKeys::parse(cfg.jwt_algorithm, &cfg.jwt_private_keys)
+                .map_err(|reason| ConfigError::new("jwt_private_keys", reason))?;
+            jwt.with_signing_keys(keys)
+        } else {
+            jwt
+        };
         let refresh_tokens =
             RefreshTokens::new(&cfg.jwt_secret).with_previous_secrets(&cfg.jwt_previous_secrets);
         let device_cookies =
@@ -302,6 +309,13 @@ impl Engine {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// The JWK Set of the access-token keys (`GET /.well-known/jwks.json`):
+    /// `None` when tokens are signed with `jwt_secret` (HS256/384/512),
+    /// which must never be published.
+    pub fn jwks(&self) -> Option<serde_json::Value> {
+        self.jwt.jwks()
     }
 
     /// The event bus, to subscribe handlers.

@@ -17,6 +17,7 @@ pub mod create_admin;
 pub mod doctor;
 pub mod init;
 pub mod invite;
+pub mod keys;
 pub mod migrate;
 pub mod promote;
 pub mod set_password_change;
@@ -89,6 +90,7 @@ pub fn load_settings(config: Option<&Path>) -> Result<Settings, Failure> {
                 _ => None,
             }
             .unwrap_or_else(|| PathBuf::from("regstack.db"));
+        raw.secrets_dir = secret_path(&file).parent().map(Path::to_path_buf);
         raw.jwt_secret = development_secret(&secret_path(&file))
             .map_err(|e| usage(&e))?
             .secret;
