@@ -143,6 +143,7 @@ pub async fn confirm_email_change(
 /// `POST /revert-email-change` → 200: the "this wasn't me" link mailed to
 /// the old address of an email change. Every session ends, the change is
 /// cancelled (or undone) and the password must be reset.
+#[utoipa::path(post, path = "/revert-email-change", tag = "account", request_body = super::TokenBody, responses((status = 200, description = "The change is stopped or undone, every session signed out; the password must be reset.", body = crate::wire::MessageResponse), (status = 400, description = "The link is invalid, was already used, or has expired.", body = super::doc::Detail)))]
 pub async fn revert_email_change(
     State(e): Engine_,
     Client(c): Client,

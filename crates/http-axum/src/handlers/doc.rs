@@ -254,6 +254,7 @@ impl Modify for Security {
         super::account::change_password,
         super::account::change_email,
         super::account::confirm_email_change,
+        super::account::revert_email_change,
         super::deletion::delete_account,
         super::recovery::forgot_password,
         super::recovery::reset_password,
