@@ -18,6 +18,7 @@ mod model;
 mod oauth;
 mod observability;
 mod operator_cli;
+mod pages;
 mod password_policy;
 mod phone;
 mod rate_limits;
