@@ -6,6 +6,7 @@
 mod admin;
 mod audit;
 mod bad_input;
+mod browser;
 mod embedding;
 mod enumeration;
 mod faults;

@@ -298,6 +298,7 @@ impl Pages {
         let h = r.headers_mut();
         h.insert(header::CONTENT_SECURITY_POLICY, self.csp());
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(header::REFERRER_POLICY, same_origin_referrer());
         if csrf.fresh {
             if let Some(c) = csrf_cookie(&csrf.value) {
                 h.append(header::SET_COOKIE, c);
@@ -387,8 +388,17 @@ impl Pages {
     }
 }
 
+/// `same-origin` rather than the API's `no-referrer`: under `no-referrer`
+/// a browser sends `Origin: null` with the pages' own form posts, which
+/// the same-site check must then refuse. Other sites still get nothing.
+fn same_origin_referrer() -> HeaderValue {
+    HeaderValue::from_static("same-origin")
+}
+
 fn see_other_abs(location: &str, cookies: Vec<HeaderValue>) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
+    r.headers_mut()
+        .insert(header::REFERRER_POLICY, same_origin_referrer());
     if let Ok(v) = HeaderValue::from_str(location) {
         r.headers_mut().insert(header::LOCATION, v);
     }
