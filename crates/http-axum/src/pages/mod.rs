@@ -494,7 +494,7 @@ async fn checked_form(p: &Pages, req: Request) -> Result<(HeaderMap, Form), Resp
     let headers = parts.headers;
     let refuse = |headers: &HeaderMap| {
         let csrf = Csrf::of(headers);
-        Err(p.render(
+        p.render(
             StatusCode::FORBIDDEN,
             "message.html",
             context! {
@@ -504,14 +504,14 @@ async fn checked_form(p: &Pages, req: Request) -> Result<(HeaderMap, Form), Resp
             },
             &csrf,
             Vec::new(),
-        ))
+        )
     };
     if cookie::is_cross_site(&headers, &p.own_origin) {
-        return refuse(&headers);
+        return Err(refuse(&headers));
     }
     let bytes = match axum::body::to_bytes(body, 64 * 1024).await {
         Ok(b) => b,
-        Err(_) => return refuse(&headers),
+        Err(_) => return Err(refuse(&headers)),
     };
     let fields: HashMap<String, String> = url::form_urlencoded::parse(&bytes)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -520,7 +520,7 @@ async fn checked_form(p: &Pages, req: Request) -> Result<(HeaderMap, Form), Resp
     let ok = read_cookie(&headers, CSRF_COOKIE)
         .is_some_and(|c| c.len() == 64 && bool::from(c.as_bytes().ct_eq(sent.as_bytes())));
     if !ok {
-        return refuse(&headers);
+        return Err(refuse(&headers));
     }
     Ok((headers, Form { fields }))
 }
