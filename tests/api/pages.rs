@@ -613,3 +613,60 @@ async fn every_page_labels_its_inputs_and_the_pages_are_off_by_default() {
         .unwrap();
     assert_eq!(r.status(), 404, "no pages unless enable_ui_router");
 }
+
+#[tokio::test]
+async fn an_email_change_from_the_account_page_is_confirmed_through_the_mailed_link() {
+    let app = pages_app().await;
+    app.create_user("old@example.com", PW).await;
+    app.create_user("other@example.com", PW).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(sign_in(&mut b, "old@example.com", PW).await.status, 303);
+    b.get("/account/me").await;
+    // A taken address gets the same notice as a free one.
+    let taken = b
+        .post(
+            "/account/email",
+            &[("new_email", "other@example.com"), ("email_password", PW)],
+        )
+        .await;
+    assert_eq!(taken.location, "/account/me?notice=email-change-sent");
+    let wrong = b
+        .post(
+            "/account/email",
+            &[
+                ("new_email", "new@example.com"),
+                ("email_password", "not-it-at-all"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 400);
+    assert!(
+        wrong
+            .body
+            .contains("aria-describedby=\"email_password-error\""),
+        "{}",
+        wrong.body
+    );
+    let p = b
+        .post(
+            "/account/email",
+            &[("new_email", "new@example.com"), ("email_password", PW)],
+        )
+        .await;
+    assert_eq!(p.location, "/account/me?notice=email-change-sent");
+    let link = mailed_path(&app, "new@example.com", 1, "/account/confirm-email-change").await;
+    let p = b.get(&link).await;
+    assert_eq!(p.status, 200);
+    let token = input_value(&p.body, "token");
+    let p = b
+        .post("/account/confirm-email-change", &[("token", &token)])
+        .await;
+    assert_eq!(
+        p.location, "/account/login?notice=email-changed",
+        "{}",
+        p.body
+    );
+    assert_eq!(sign_in(&mut b, "new@example.com", PW).await.status, 303);
+    let p = b.get("/account/me").await;
+    assert!(p.body.contains("new@example.com"));
+}
