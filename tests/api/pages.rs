@@ -670,3 +670,36 @@ async fn an_email_change_from_the_account_page_is_confirmed_through_the_mailed_l
     let p = b.get("/account/me").await;
     assert!(p.body.contains("new@example.com"));
 }
+
+#[tokio::test]
+async fn page_posts_share_the_route_limits_of_their_api_routes() {
+    let app = spawn_app_with(
+        |s| {
+            s.config.enable_ui_router = true;
+            let mut l = regstack::RouteLimits::none();
+            l.forgot_password = "2/minute".into();
+            s.http.route_limits = l;
+        },
+        false,
+    )
+    .await;
+    let mut b = Browser::new(&app);
+    b.get("/account/forgot").await;
+    // One JSON request and one page post use the shared budget of two...
+    let r = app
+        .post(
+            "/forgot-password",
+            serde_json::json!({ "email": "a@example.com" }),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let p = b
+        .post("/account/forgot", &[("email", "b@example.com")])
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    // ...so the next page post from this IP is refused.
+    let p = b
+        .post("/account/forgot", &[("email", "c@example.com")])
+        .await;
+    assert_eq!(p.status, 429, "{}", p.body);
+}

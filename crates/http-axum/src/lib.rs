@@ -237,6 +237,18 @@ fn with_pages(app: Router, engine: &Arc<Engine>, http: &HttpSettings, limit: Dur
             return app;
         }
     };
+    let mut page_routes = page_routes;
+    if !engine.config().rate_limit_disabled {
+        if let Some(limiter) =
+            ratelimit::Limiter::new(&http.route_limits, &http.api_prefix, http.body_limit_bytes)
+        {
+            let engine = engine.clone();
+            page_routes =
+                page_routes.layer(middleware::from_fn(move |request: Request, next: Next| {
+                    ratelimit::limit_pages(limiter.clone(), engine.clone(), request, next)
+                }));
+        }
+    }
     let page_routes = page_routes
         .layer(Extension(TrustProxy::new(
             http.behind_proxy,
