@@ -230,7 +230,7 @@ pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
 /// template that does not build is logged and the pages are left out (the
 /// server checks them at start-up with [`pages::check_templates`]).
 fn with_pages(app: Router, engine: &Arc<Engine>, http: &HttpSettings, limit: Duration) -> Router {
-    let (page_routes, static_routes) = match pages::routes(engine, &http.pages) {
+    let (page_routes, static_routes, looks) = match pages::routes(engine, &http.pages) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "account pages not mounted: a template does not build");
@@ -250,6 +250,9 @@ fn with_pages(app: Router, engine: &Arc<Engine>, http: &HttpSettings, limit: Dur
         }
     }
     let page_routes = page_routes
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            pages::html_refusal(looks.clone(), request, next)
+        }))
         .layer(Extension(TrustProxy::new(
             http.behind_proxy,
             http.trusted_proxy_hops,

@@ -170,12 +170,16 @@ pub fn check_templates(
         .map_err(|e| regstack_core::ConfigError::new("ui.template_dir", e.to_string()))
 }
 
-/// The page routes (relative to `ui_prefix`) and the static routes
-/// (absolute, at `static_prefix`).
+/// What [`routes`] hands the router: the page routes (relative to
+/// `ui_prefix`), the static routes (absolute, at `static_prefix`) and the
+/// looks, for [`html_refusal`].
+pub(crate) type Mounted = (Router<Arc<Engine>>, Router, Arc<Pages>);
+
+/// The page routes, the static routes and the looks ([`Mounted`]).
 pub(crate) fn routes(
     engine: &Arc<Engine>,
     settings: &PageSettings,
-) -> Result<(Router<Arc<Engine>>, Router), minijinja::Error> {
+) -> Result<Mounted, minijinja::Error> {
     let pages = Arc::new(Pages::new(engine.config(), settings)?);
     let static_prefix = pages.static_prefix.clone();
     let page_routes = public::router()
@@ -188,8 +192,48 @@ pub(crate) fn routes(
             get(stylesheet_route),
         )
         .route(&format!("{static_prefix}/{{*path}}"), get(static_file))
-        .layer(axum::Extension(pages));
-    Ok((page_routes, static_routes))
+        .layer(axum::Extension(pages.clone()));
+    Ok((page_routes, static_routes, pages))
+}
+
+/// Turns a route limit's JSON 429 on a page post into a page that says
+/// what happened and what to do (the `Retry-After` header is kept).
+pub(crate) async fn html_refusal(
+    pages: Arc<Pages>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let csrf = Csrf::of(request.headers());
+    let response = next.run(request).await;
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    // A page's own 429 (the sign-in lockout) already says it in its words.
+    if response.status() != StatusCode::TOO_MANY_REQUESTS || !json {
+        return response;
+    }
+    let retry = response.headers().get(header::RETRY_AFTER).cloned();
+    let secs = retry
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("60")
+        .to_owned();
+    let mut page = pages.render(
+        StatusCode::TOO_MANY_REQUESTS,
+        "message.html",
+        context! {
+            heading => "Too many attempts",
+            text => format!("Too many requests came from your network. Wait {secs} seconds, then go back and try again."),
+        },
+        &csrf,
+        Vec::new(),
+    );
+    if let Some(v) = retry {
+        page.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    page
 }
 
 async fn stylesheet_route(axum::Extension(p): PagesExt) -> Response {
