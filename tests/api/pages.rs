@@ -703,3 +703,47 @@ async fn page_posts_share_the_route_limits_of_their_api_routes() {
         .await;
     assert_eq!(p.status, 429, "{}", p.body);
 }
+
+#[tokio::test]
+async fn a_forced_password_change_is_asked_for_before_the_account_page() {
+    let app = pages_app().await;
+    app.create_user("forced@example.com", PW).await;
+    let email = regstack_ports::Email::parse("forced@example.com").unwrap();
+    let id = app
+        .stores
+        .users
+        .find_by_email(&email)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(app
+        .rs
+        .engine()
+        .require_password_change(&id, true)
+        .await
+        .unwrap());
+    let mut b = Browser::new(&app);
+    let p = sign_in(&mut b, "forced@example.com", PW).await;
+    assert_eq!(p.location, "/account/change-password", "{}", p.body);
+    // No session yet: the account page still sends to sign-in.
+    assert_eq!(b.get("/account/me").await.status, 303);
+    let p = b.get("/account/change-password").await;
+    assert!(p.body.contains("must be changed"), "{}", p.body);
+    let p = b
+        .post("/account/change-password", &[("new_password", PW)])
+        .await;
+    assert_eq!(p.status, 400, "the same password is refused: {}", p.body);
+    assert!(p.body.contains("new_password-error"));
+    let p = b
+        .post(
+            "/account/change-password",
+            &[("new_password", "a-changed-passphrase")],
+        )
+        .await;
+    assert_eq!(p.location, "/account/me", "{}", p.body);
+    assert_eq!(b.get("/account/me").await.status, 200);
+    // The step cookie is gone: the page cannot be replayed.
+    let p = b.get("/account/change-password").await;
+    assert_eq!(p.status, 303);
+}

@@ -582,7 +582,15 @@ async fn signed_in(
             return Ok((principal, Vec::new()));
         }
     }
-    let to_login = || p.see_other("/login", p.clear_session());
+    // Only the session's cookies: a sign-in waiting for its second step
+    // (its own cookie) survives a look at a page that needs a session.
+    let to_login = || {
+        let cookies = [PAGE_ACCESS_COOKIE, PAGE_REFRESH_COOKIE]
+            .into_iter()
+            .filter_map(|n| scoped(&p.ui, n, "", 0))
+            .collect();
+        p.see_other("/login", cookies)
+    };
     let Some(refresh) = read_cookie(headers, PAGE_REFRESH_COOKIE) else {
         return Err(to_login());
     };
