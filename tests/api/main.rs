@@ -6,6 +6,7 @@
 mod admin;
 mod audit;
 mod bad_input;
+mod browser;
 mod embedding;
 mod enumeration;
 mod faults;
@@ -23,6 +24,7 @@ mod observability;
 mod openapi;
 mod operator_cli;
 mod otel;
+mod pages;
 mod password_policy;
 mod phone;
 mod rate_limits;

@@ -59,7 +59,7 @@ fn run_env(program: &str, args: &[&str], envs: &[(String, String)]) -> Result<()
 /// throwaway cluster), a MongoDB-wire server (SecantusDB from PyPI), an
 /// OpenID Provider (npm `oidc-provider` behind `tests/support/oidc/`) and
 /// Redis (Debian's `redis-server`, for the Redis rate-limit counters).
-const SERVICES: &[&str] = &["postgres", "mongo", "oidc", "redis"];
+const SERVICES: &[&str] = &["postgres", "mongo", "oidc", "redis", "chromium"];
 
 /// Starts (or reuses) every service; returns the `TEST_*_URL` variables
 /// their scripts print.

@@ -450,7 +450,14 @@ pub struct Config {
     pub login_lockout_threshold: u32,
     /// Sliding window of the lockout.
     pub login_lockout_window_seconds: u64,
-    /// Mount point of the account pages (a later issue).
+    /// The account pages are served at `ui_prefix` (regstack's
+    /// `enable_ui_router`), and mailed links lead to them unless
+    /// `email_link_prefix` or a `*_url_template` says otherwise. Off in a
+    /// bare `Config` (regstack's default: a host with its own UI owns the
+    /// bare `/verify` paths); the ready-made server's `regstack.toml`
+    /// turns it on, so its mails never lead nowhere.
+    pub enable_ui_router: bool,
+    /// Mount point of the account pages.
     pub ui_prefix: String,
     /// Path prefix for the links in mail; see [`Config::link_prefix`].
     pub email_link_prefix: Option<String>,
@@ -507,6 +514,7 @@ impl Default for Config {
             rate_limit_disabled: false,
             login_lockout_threshold: 5,
             login_lockout_window_seconds: 900,
+            enable_ui_router: false,
             ui_prefix: "/account".into(),
             email_link_prefix: None,
             verify_url_template: None,
@@ -824,12 +832,15 @@ impl Config {
     }
 
     /// The path prefix for mailed links (regstack's rule): explicit
-    /// `email_link_prefix`, else empty so the host routes `/verify` itself.
+    /// `email_link_prefix`; else `ui_prefix` when the account pages are
+    /// served (`enable_ui_router`), so the links open them; else empty so
+    /// the host routes `/verify` itself.
     pub fn link_prefix(&self) -> &str {
-        self.email_link_prefix
-            .as_deref()
-            .map(|p| p.trim_end_matches('/'))
-            .unwrap_or("")
+        match self.email_link_prefix.as_deref() {
+            Some(p) => p.trim_end_matches('/'),
+            None if self.enable_ui_router => self.ui_prefix.trim_end_matches('/'),
+            None => "",
+        }
     }
 
     /// The `From:` header: display name (or `app_name`) and address.

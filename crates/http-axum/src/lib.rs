@@ -9,8 +9,12 @@
 //! `error.rs` (the status table). The router's own settings (body limit,
 //! CORS, request deadline, HSTS) are [`HttpSettings`], in `settings.rs`.
 //!
+//! The account pages (`pages/`, HTML forms at `ui_prefix`) are mounted
+//! beside the API when `enable_ui_router` is on.
+//!
 //! Invariants:
-//! - every response is JSON, including 404, 405, 413, 415, 422 and panics;
+//! - every API response is JSON, including 404, 405, 413, 415, 422 and
+//!   panics (the pages answer HTML);
 //! - a rejected request writes nothing (validation happens before the
 //!   engine is called);
 //! - logs carry method and path, never the query string or a body;
@@ -23,6 +27,7 @@ pub mod cookie;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod pages;
 pub mod ratelimit;
 pub mod settings;
 pub mod wire;
@@ -42,6 +47,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use extract::{CurrentUser, TrustProxy};
+pub use pages::PageSettings;
 pub use ratelimit::RouteLimits;
 pub use settings::HttpSettings;
 
@@ -197,8 +203,11 @@ pub fn router(engine: Arc<Engine>, http: &HttpSettings) -> Router {
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             deadline(limit, request, next)
         }))
-        .with_state(engine);
+        .with_state(engine.clone());
     let mut app = Router::new().nest(&http.api_prefix, api).merge(jwks);
+    if engine.config().enable_ui_router {
+        app = with_pages(app, &engine, http, limit);
+    }
     app = with_hsts(with_common_layers(app), http);
     if !http.cors_allowed_origins.is_empty() {
         let origins: Vec<HeaderValue> = http
@@ -247,6 +256,49 @@ pub fn jwks_router(engine: &Engine) -> Router {
             }
         }),
     )
+/// Mounts the account pages at `ui_prefix` and their stylesheet at
+/// `static_prefix`, with the API's request deadline and client-IP rule. A
+/// template that does not build is logged and the pages are left out (the
+/// server checks them at start-up with [`pages::check_templates`]).
+fn with_pages(app: Router, engine: &Arc<Engine>, http: &HttpSettings, limit: Duration) -> Router {
+    let (page_routes, static_routes, looks) = match pages::routes(engine, &http.pages) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "account pages not mounted: a template does not build");
+            return app;
+        }
+    };
+    let mut page_routes = page_routes;
+    if !engine.config().rate_limit_disabled {
+        if let Some(limiter) =
+            ratelimit::Limiter::new(&http.route_limits, &http.api_prefix, http.body_limit_bytes)
+        {
+            let engine = engine.clone();
+            page_routes =
+                page_routes.layer(middleware::from_fn(move |request: Request, next: Next| {
+                    ratelimit::limit_pages(limiter.clone(), engine.clone(), request, next)
+                }));
+        }
+    }
+    let page_routes = page_routes
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            pages::html_refusal(looks.clone(), request, next)
+        }))
+        .layer(Extension(TrustProxy::new(
+            http.behind_proxy,
+            http.trusted_proxy_hops,
+        )))
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            deadline(limit, request, next)
+        }))
+        .with_state(engine.clone());
+    let ui = engine.config().ui_prefix.trim_end_matches('/');
+    let app = if ui.is_empty() {
+        app.merge(page_routes)
+    } else {
+        app.nest(ui, page_routes)
+    };
+    app.merge(static_routes)
 }
 
 /// Adds `Strict-Transport-Security` to every response of `router` when

@@ -560,7 +560,7 @@ fn body_address(bytes: &[u8]) -> Option<Email> {
 }
 
 /// The address an OAuth2 password form names (`username`).
-fn form_address(bytes: &[u8]) -> Option<Email> {
+fn token_form_address(bytes: &[u8]) -> Option<Email> {
     let (_, v) = url::form_urlencoded::parse(bytes)
         .filter(|(k, _)| k == "username")
         .last()?;
@@ -585,6 +585,81 @@ pub(crate) async fn limit(
     let Some((route, rates)) = limiter.find(matched.as_str()) else {
         return next.run(request).await;
     };
+    let address_of = if route.path == "/token" {
+        token_form_address
+    } else {
+        body_address
+    };
+    count(&limiter, &engine, route, rates, address_of, request, next).await
+}
+
+/// The API route whose limit an account page's form post shares (matched
+/// by the page path's end): the same counters, so alternating between a
+/// page and its JSON route gains nothing.
+fn page_route(matched: &str) -> Option<&'static str> {
+    let pairs: [(&str, &'static str); 11] = [
+        ("/login", "/login"),
+        ("/register", "/register"),
+        ("/forgot", "/forgot-password"),
+        ("/reset", "/reset-password"),
+        ("/reset-password", "/reset-password"),
+        ("/verify", "/verify"),
+        ("/confirm-email-change", "/confirm-email-change"),
+        ("/email-change-confirm", "/confirm-email-change"),
+        ("/mfa-confirm", "/login/mfa-confirm"),
+        ("/change-password", "/login/change-password"),
+        ("/totp/confirm", "/totp/confirm"),
+    ];
+    pairs
+        .iter()
+        .filter(|(page, _)| matched.ends_with(page))
+        .max_by_key(|(page, _)| page.len())
+        .map(|(_, api)| *api)
+}
+
+/// The middleware of the account pages' form posts: the limits of the API
+/// route each one stands for ([`page_route`]), the address read from the
+/// form's `email` field.
+pub(crate) async fn limit_pages(
+    limiter: Arc<Limiter>,
+    engine: Arc<Engine>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let Some(api) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| page_route(m.as_str()))
+    else {
+        return next.run(request).await;
+    };
+    let Some((route, rates)) = limiter.routes.iter().find(|(r, _)| r.path == api) else {
+        return next.run(request).await;
+    };
+    count(&limiter, &engine, route, rates, form_address, request, next).await
+}
+
+/// The address a form body names in `email`.
+fn form_address(bytes: &[u8]) -> Option<Email> {
+    url::form_urlencoded::parse(bytes)
+        .find(|(k, _)| k == "email")
+        .and_then(|(_, v)| Email::parse(&v).ok())
+}
+
+/// Counts the client's IP and, for routes that name one, the body's
+/// address against `route`'s rates; answers 429 or runs the handler.
+async fn count(
+    limiter: &Limiter,
+    engine: &Engine,
+    route: &LimitedRoute,
+    rates: &[Rate],
+    address_of: fn(&[u8]) -> Option<Email>,
+    request: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = request.into_parts();
     // `Retry-After` is the refusing rate's window: the oldest counted
     // request has left it by then (the store answers yes or no, not when).
@@ -593,7 +668,7 @@ pub(crate) async fn limit(
     };
     match client_ip(&parts) {
         Some(ip) => match take(
-            &engine,
+            engine,
             counted_as(route.path),
             &format!("ip:{}", ip_key(ip)),
             rates,
@@ -622,14 +697,9 @@ pub(crate) async fn limit(
             Ok(b) => b,
             Err(_) => return ApiError::PayloadTooLarge.into_response(),
         };
-        let address = if route.path == "/token" {
-            form_address(&bytes)
-        } else {
-            body_address(&bytes)
-        };
-        if let Some(email) = address {
+        if let Some(email) = address_of(&bytes) {
             let who = format!("email:{}", email.as_str());
-            match take(&engine, counted_as(route.path), &who, rates).await {
+            match take(engine, counted_as(route.path), &who, rates).await {
                 Ok(None) => {}
                 Ok(Some(secs)) => return refused(secs).into_response(),
                 Err(e) => return e.into_response(),

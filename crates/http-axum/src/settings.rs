@@ -60,6 +60,11 @@ pub struct HttpSettings {
     /// `rate_limit_disabled`.
     #[serde(skip)]
     pub route_limits: crate::RouteLimits,
+    /// The account pages' looks (regstack's top-level `brand_*`,
+    /// `static_prefix`, `theme_css_url`, `extra_static_dirs` and our
+    /// `[ui]`, which the server fills in).
+    #[serde(skip)]
+    pub pages: crate::PageSettings,
 }
 
 impl Default for HttpSettings {
@@ -74,6 +79,7 @@ impl Default for HttpSettings {
             hsts_max_age_seconds: 31_536_000,
             trusted_proxy_hops: 1,
             route_limits: crate::RouteLimits::default(),
+            pages: crate::PageSettings::default(),
         }
     }
 }
@@ -105,6 +111,7 @@ impl HttpSettings {
                  set behind_proxy = false when there is none)",
             ));
         }
+        self.pages.validate()?;
         self.route_limits.validate()
     }
 

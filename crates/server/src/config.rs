@@ -35,7 +35,7 @@ use regstack_core::config::{
     SessionsConfig,
 };
 use regstack_core::{Config, ConfigError, RegistrationMode};
-use regstack_http_axum::HttpSettings;
+use regstack_http_axum::{HttpSettings, PageSettings};
 use regstack_oauth::{ProviderConfig, ProviderKind};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -58,15 +58,6 @@ const REGSTACK_ONLY_KEYS: &[&str] = &[
     "mfa_code_collection",
     "oauth_identity_collection",
     "oauth_state_collection",
-    // Features that add routes. Without them the routes are absent: a
-    // missing capability, never a missing protection.
-    "enable_ui_router",
-    // Looks of the account pages (a later issue).
-    "brand_logo_url",
-    "brand_tagline",
-    "extra_static_dirs",
-    "static_prefix",
-    "theme_css_url",
 ];
 
 /// regstack 0.9.3 switches that turn on a protection this build does not
@@ -588,8 +579,24 @@ pub struct FileConfig {
     pub login_lockout_window_seconds: u64,
     /// Mount point of the JSON API.
     pub api_prefix: String,
-    /// Mount point of the account pages (a later issue).
+    /// Serve the account pages at `ui_prefix` (regstack's key). On by
+    /// default here, unlike regstack: the ready-made server has no other
+    /// UI, and its mailed links must open something.
+    pub enable_ui_router: bool,
+    /// Mount point of the account pages.
     pub ui_prefix: String,
+    /// Logo shown in the pages' header (regstack's key).
+    pub brand_logo_url: Option<String>,
+    /// Line shown beside the product name (regstack's key).
+    pub brand_tagline: Option<String>,
+    /// Where the pages' stylesheet (and `extra_static_dirs`) are served.
+    pub static_prefix: String,
+    /// A stylesheet loaded after the built-in one (regstack's key).
+    pub theme_css_url: Option<String>,
+    /// Directories served under `static_prefix`, first match wins.
+    pub extra_static_dirs: Vec<String>,
+    /// `[ui]`: the pages' template override directory and brand colour.
+    pub ui: UiSection,
     /// Path prefix for the links in mail.
     pub email_link_prefix: Option<String>,
     /// Full URL template of the verification link (`{base_url}`, `{token}`).
@@ -644,6 +651,18 @@ pub struct FileConfig {
     /// keys, taken out by [`from_dict`]).
     #[serde(skip)]
     pub regstack_route_limits: std::collections::BTreeMap<String, String>,
+}
+
+/// `[ui]`: what only the account pages read beside regstack's top-level
+/// keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiSection {
+    /// A directory whose files override the pages' templates by name
+    /// (`login.html`, `base.html`, …), like `extra_template_dirs` for mail.
+    pub template_dir: Option<String>,
+    /// The brand colour (a CSS colour) the stylesheet's accents use.
+    pub brand_color: Option<String>,
 }
 
 /// How log lines are written (`log_format`).
@@ -846,6 +865,7 @@ impl Default for FileConfig {
             rate_limit_disabled,
             login_lockout_threshold,
             login_lockout_window_seconds,
+            enable_ui_router: _,
             ui_prefix,
             email_link_prefix,
             verify_url_template,
@@ -872,6 +892,17 @@ impl Default for FileConfig {
         let HttpSettings {
             api_prefix,
             behind_proxy,
+            pages:
+                PageSettings {
+                    brand_logo_url,
+                    brand_tagline,
+                    static_prefix,
+                    theme_css_url,
+                    extra_static_dirs,
+                    template_dir,
+                    brand_color,
+                    template_overrides: _,
+                },
             ..
         } = HttpSettings::default();
         let DatabaseSettings {
@@ -906,7 +937,17 @@ impl Default for FileConfig {
             login_lockout_threshold,
             login_lockout_window_seconds,
             api_prefix,
+            enable_ui_router: true,
             ui_prefix,
+            brand_logo_url,
+            brand_tagline,
+            static_prefix,
+            theme_css_url,
+            extra_static_dirs,
+            ui: UiSection {
+                template_dir,
+                brand_color,
+            },
             email_link_prefix,
             verify_url_template,
             password_reset_url_template,
@@ -987,7 +1028,14 @@ impl FileConfig {
             login_lockout_threshold,
             login_lockout_window_seconds,
             api_prefix,
+            enable_ui_router,
             ui_prefix,
+            brand_logo_url,
+            brand_tagline,
+            static_prefix,
+            theme_css_url,
+            extra_static_dirs,
+            ui,
             email_link_prefix,
             verify_url_template,
             password_reset_url_template,
@@ -1061,6 +1109,7 @@ impl FileConfig {
                 rate_limit_disabled,
                 login_lockout_threshold,
                 login_lockout_window_seconds,
+                enable_ui_router,
                 ui_prefix,
                 email_link_prefix,
                 verify_url_template,
@@ -1096,6 +1145,17 @@ impl FileConfig {
                 api_prefix,
                 behind_proxy,
                 route_limits,
+                pages: PageSettings {
+                    brand_logo_url,
+                    brand_tagline,
+                    static_prefix,
+                    theme_css_url,
+                    extra_static_dirs,
+                    template_dir: ui.template_dir,
+                    brand_color: ui.brand_color,
+                    // Read by the builder, which does the I/O.
+                    template_overrides: Default::default(),
+                },
                 ..http
             },
             rate_limit_store,
@@ -1365,11 +1425,11 @@ mod tests {
     #[test]
     fn regstack_keys_we_lack_warn_and_unknown_keys_fail_naming_the_key() {
         let (c, w) = from_dict(dict(
-            "app_name = \"Acme\"\nenable_ui_router = true\n[email]\nses_region = \"us-east-1\"\n",
+            "app_name = \"Acme\"\nuser_collection = \"people\"\n[email]\nses_region = \"us-east-1\"\n",
         ))
         .unwrap();
         assert_eq!(c.app_name, "Acme");
-        // `enable_ui_router` warns; `email.ses_region` is a key we implement.
+        // `user_collection` warns; `email.ses_region` is a key we implement.
         assert_eq!(w.len(), 1, "{w:?}");
         assert_eq!(c.email.ses_region, "us-east-1");
         let err = from_dict(dict("app_nam = \"Acme\"")).unwrap_err();
@@ -1501,9 +1561,7 @@ mod tests {
         for key in REGSTACK_ONLY_KEYS {
             let value = match *key {
                 "sms" => "{ backend = \"twilio\" }",
-                "enable_ui_router" => "true",
                 k if k.starts_with("sms_") || k.ends_with("_seconds") => "6",
-                "extra_static_dirs" => "[\"/srv/static\"]",
                 _ => "\"x\"",
             };
             warned(dict(&format!("{key} = {value}")), key);

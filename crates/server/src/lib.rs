@@ -240,6 +240,14 @@ impl RegStackBuilder {
             oauth,
             rate_limit_store,
         } = self.settings;
+        // The pages' template overrides are read and checked before
+        // anything is opened: a broken one stops start-up naming it.
+        let mut http = http;
+        if config.enable_ui_router {
+            let read = http.pages.read_template_overrides()?;
+            http.pages.template_overrides.extend(read);
+            regstack_http_axum::pages::check_templates(&config, &http.pages)?;
+        }
         let sms = match self.sms {
             Some(s) => s,
             None => sms
