@@ -63,6 +63,8 @@ async fn smtp_app(sink: &SmtpSink, notices: NoticesPolicy) -> TestApp {
     spawn_app_with(
         move |s| {
             s.config.notices = notices;
+            // As the ready-made server: the mailed links open the pages.
+            s.config.enable_ui_router = true;
             s.mail = regstack::MailTransport::Smtp(regstack::SmtpSettings {
                 port,
                 security: regstack::SmtpSecurity::Plain,

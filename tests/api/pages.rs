@@ -672,6 +672,79 @@ async fn an_email_change_from_the_account_page_is_confirmed_through_the_mailed_l
 }
 
 #[tokio::test]
+async fn the_mailed_stop_link_opens_a_page_that_undoes_the_change_and_signs_out_everywhere() {
+    let app = spawn_app_with(
+        |s| {
+            s.config.enable_ui_router = true;
+            s.config.notices.email_changed = true;
+        },
+        false,
+    )
+    .await;
+    app.create_user("owner@example.com", PW).await;
+    let mut intruder = Browser::new(&app);
+    assert_eq!(
+        sign_in(&mut intruder, "owner@example.com", PW).await.status,
+        303
+    );
+    intruder.get("/account/me").await;
+    let p = intruder
+        .post(
+            "/account/email",
+            &[("new_email", "moved@example.com"), ("email_password", PW)],
+        )
+        .await;
+    assert_eq!(p.location, "/account/me?notice=email-change-sent");
+    let confirm = mailed_path(
+        &app,
+        "moved@example.com",
+        1,
+        "/account/confirm-email-change",
+    )
+    .await;
+    let p = intruder.get(&confirm).await;
+    let token = input_value(&p.body, "token");
+    let p = intruder
+        .post("/account/confirm-email-change", &[("token", &token)])
+        .await;
+    assert_eq!(p.location, "/account/login?notice=email-changed");
+    assert_eq!(
+        sign_in(&mut intruder, "moved@example.com", PW).await.status,
+        303
+    );
+
+    // The owner opens the link the old address got, in another browser.
+    let stop = mailed_path(&app, "owner@example.com", 2, "/account/revert-email-change").await;
+    let mut owner = Browser::new(&app);
+    let p = owner.get(&stop).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("Stop the change"), "{}", p.body);
+    let token = input_value(&p.body, "token");
+    let p = owner
+        .post("/account/revert-email-change", &[("token", &token)])
+        .await;
+    assert_eq!(
+        p.location, "/account/login?notice=email-change-reverted",
+        "{}",
+        p.body
+    );
+    // The intruder's page session is over, and the old password opens
+    // neither address.
+    let p = intruder.get("/account/me").await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(p.location.starts_with("/account/login"), "{}", p.location);
+    for address in ["owner@example.com", "moved@example.com"] {
+        assert_eq!(sign_in(&mut owner, address, PW).await.status, 401);
+    }
+    // Spent: the same link a second time says so, and changes nothing.
+    let p = owner
+        .post("/account/revert-email-change", &[("token", &token)])
+        .await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("already used"), "{}", p.body);
+}
+
+#[tokio::test]
 async fn page_posts_share_the_route_limits_of_their_api_routes() {
     let app = spawn_app_with(
         |s| {

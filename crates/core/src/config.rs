@@ -468,9 +468,10 @@ pub struct Config {
     /// Full URL template of the email-change link.
     pub email_change_url_template: Option<String>,
     /// Full URL template of the "this wasn't me" link mailed to the old
-    /// address of an email change (`{base_url}`, `{token}`); default
-    /// `{base_url}{ui_prefix}/revert-email-change?token=…`, the account
-    /// page that posts it to `revert-email-change`.
+    /// address of an email change (`{base_url}`, `{token}`); by default it
+    /// follows the other links: `{base_url}{link prefix}/revert-email-change?token=…`,
+    /// the account page (with `enable_ui_router`) that posts it to the
+    /// API's `revert-email-change`.
     pub revert_email_change_url_template: Option<String>,
     /// Directories whose templates override the built-in ones.
     pub extra_template_dirs: Vec<String>,

@@ -256,6 +256,8 @@ pub fn jwks_router(engine: &Engine) -> Router {
             }
         }),
     )
+}
+
 /// Mounts the account pages at `ui_prefix` and their stylesheet at
 /// `static_prefix`, with the API's request deadline and client-IP rule. A
 /// template that does not build is logged and the pages are left out (the

@@ -597,7 +597,8 @@ pub(crate) async fn limit(
 /// by the page path's end): the same counters, so alternating between a
 /// page and its JSON route gains nothing.
 fn page_route(matched: &str) -> Option<&'static str> {
-    let pairs: [(&str, &'static str); 11] = [
+    let pairs: [(&str, &'static str); 12] = [
+        ("/revert-email-change", "/revert-email-change"),
         ("/login", "/login"),
         ("/register", "/register"),
         ("/forgot", "/forgot-password"),

@@ -138,14 +138,11 @@ impl Engine {
             )
             .await?;
         let raw = token.expose_secret();
-        let url = match self.cfg.revert_email_change_url_template.as_deref() {
-            Some(t) => self.link(Some(t), "", raw),
-            None => format!(
-                "{}{}/revert-email-change?token={raw}",
-                self.cfg.base(),
-                self.cfg.ui_prefix.trim_end_matches('/')
-            ),
-        };
+        let url = self.link(
+            self.cfg.revert_email_change_url_template.as_deref(),
+            "/revert-email-change",
+            raw,
+        );
         if let Some(mail) = self.compose_for(
             kind,
             &user.email,

@@ -43,7 +43,7 @@ pub use settings::PageSettings;
 use crate::cookie;
 
 /// The built-in templates, by the name a host's override uses.
-const TEMPLATES: [(&str, &str); 19] = [
+const TEMPLATES: [(&str, &str); 20] = [
     ("base.html", include_str!("templates/base.html")),
     ("macros.html", include_str!("templates/macros.html")),
     ("login.html", include_str!("templates/login.html")),
@@ -66,6 +66,10 @@ const TEMPLATES: [(&str, &str); 19] = [
     (
         "email_change_confirm.html",
         include_str!("templates/email_change_confirm.html"),
+    ),
+    (
+        "revert_email_change.html",
+        include_str!("templates/revert_email_change.html"),
     ),
     (
         "oauth_complete.html",
@@ -645,6 +649,10 @@ fn explain(e: &AuthError) -> String {
             "This link is invalid or has expired. Ask for the change again from your account page."
                 .into()
         }
+        A::InvalidEmailRevertToken => {
+            "This link is invalid, was already used, or has expired. If you still cannot sign in, reset your password."
+                .into()
+        }
         A::WrongCurrentPassword => "Your current password is not right. Type it again.".into(),
         A::SamePassword => "The new password is the same as the old one. Choose a different one."
             .into(),
@@ -727,6 +735,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "deleted" => "Your account was deleted.",
         "email-changed" => "Your new address is confirmed. Use it to sign in.",
         "password-changed" => "Your password was changed. Other devices were signed out.",
+        "email-change-reverted" => "The email change was stopped and every device signed out. Set a new password through \"Forgot your password?\" to sign in.",
         "email-change-sent" => "We sent a link to the new address. Open it to finish the change.",
         "session-ended" => "That session was signed out.",
         "totp-disabled" => "The authenticator app was removed from your account.",

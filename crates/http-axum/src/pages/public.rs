@@ -46,6 +46,10 @@ pub(super) fn router() -> Router<Arc<Engine>> {
             "/email-change-confirm",
             get(email_change_page).post(email_change_post),
         )
+        .route(
+            "/revert-email-change",
+            get(revert_email_change_page).post(revert_email_change_post),
+        )
         .route("/oauth/{provider}/start", get(oauth_start))
         .route("/oauth-complete", get(oauth_complete))
 }
@@ -484,6 +488,41 @@ async fn email_change_post(
             p.render(
                 status_of(&err),
                 "email_change_confirm.html",
+                context! { error => explain(&err) },
+                &csrf,
+                Vec::new(),
+            )
+        }
+    }
+}
+
+async fn revert_email_change_page(
+    axum::Extension(p): PagesExt,
+    Query(q): Query<NoticeQuery>,
+    headers: HeaderMap,
+) -> Response {
+    link_page(&p, "revert_email_change.html", &q, &headers)
+}
+
+async fn revert_email_change_post(
+    State(e): E,
+    axum::Extension(p): PagesExt,
+    Client(c): Client,
+    req: Request,
+) -> Response {
+    let (headers, f) = match checked_form(&p, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match e.revert_email_change(&f.secret("token"), &c).await {
+        // Every session ended and the password is unknown: reset it.
+        Ok(_) => p.see_other("/login?notice=email-change-reverted", p.clear_session()),
+        Err(err) => {
+            log_if_internal(&err);
+            let csrf = Csrf::of(&headers);
+            p.render(
+                status_of(&err),
+                "revert_email_change.html",
                 context! { error => explain(&err) },
                 &csrf,
                 Vec::new(),
