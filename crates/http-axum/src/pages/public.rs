@@ -427,6 +427,49 @@ fn link_page(p: &Pages, name: &str, q: &NoticeQuery, headers: &HeaderMap) -> Res
     )
 }
 
+/// A mailed link's button, posted: checks the form, spends the token with
+/// `step`, then sends the browser to `done` (ending the page session when
+/// `sign_out`, as a step that revokes every session does), or shows
+/// `template` again saying what went wrong.
+async fn link_post<T, F, Fut>(
+    p: &Pages,
+    req: Request,
+    template: &str,
+    done: &str,
+    sign_out: bool,
+    step: F,
+) -> Response
+where
+    F: FnOnce(SecretString) -> Fut,
+    Fut: std::future::Future<Output = Result<T, AuthError>>,
+{
+    let (headers, f) = match checked_form(p, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match step(f.secret("token")).await {
+        Ok(_) => {
+            let cookies = if sign_out {
+                p.clear_session()
+            } else {
+                Vec::new()
+            };
+            p.see_other(done, cookies)
+        }
+        Err(err) => {
+            log_if_internal(&err);
+            let csrf = Csrf::of(&headers);
+            p.render(
+                status_of(&err),
+                template,
+                context! { error => explain(&err) },
+                &csrf,
+                Vec::new(),
+            )
+        }
+    }
+}
+
 async fn verify_page(
     axum::Extension(p): PagesExt,
     Query(q): Query<NoticeQuery>,
@@ -441,24 +484,15 @@ async fn verify_post(
     Client(c): Client,
     req: Request,
 ) -> Response {
-    let (headers, f) = match checked_form(&p, req).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    match e.verify(&f.secret("token"), &c).await {
-        Ok(_) => p.see_other("/login?notice=verified", Vec::new()),
-        Err(err) => {
-            log_if_internal(&err);
-            let csrf = Csrf::of(&headers);
-            p.render(
-                status_of(&err),
-                "verify.html",
-                context! { error => explain(&err) },
-                &csrf,
-                Vec::new(),
-            )
-        }
-    }
+    link_post(
+        &p,
+        req,
+        "verify.html",
+        "/login?notice=verified",
+        false,
+        |t| async move { e.verify(&t, &c).await },
+    )
+    .await
 }
 
 async fn email_change_page(
@@ -475,25 +509,16 @@ async fn email_change_post(
     Client(c): Client,
     req: Request,
 ) -> Response {
-    let (headers, f) = match checked_form(&p, req).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    match e.confirm_email_change(&f.secret("token"), &c).await {
-        // The change revokes every session: sign in again.
-        Ok(_) => p.see_other("/login?notice=email-changed", p.clear_session()),
-        Err(err) => {
-            log_if_internal(&err);
-            let csrf = Csrf::of(&headers);
-            p.render(
-                status_of(&err),
-                "email_change_confirm.html",
-                context! { error => explain(&err) },
-                &csrf,
-                Vec::new(),
-            )
-        }
-    }
+    // The change revokes every session: sign in again.
+    link_post(
+        &p,
+        req,
+        "email_change_confirm.html",
+        "/login?notice=email-changed",
+        true,
+        |t| async move { e.confirm_email_change(&t, &c).await },
+    )
+    .await
 }
 
 async fn revert_email_change_page(
@@ -510,25 +535,16 @@ async fn revert_email_change_post(
     Client(c): Client,
     req: Request,
 ) -> Response {
-    let (headers, f) = match checked_form(&p, req).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    match e.revert_email_change(&f.secret("token"), &c).await {
-        // Every session ended and the password is unknown: reset it.
-        Ok(_) => p.see_other("/login?notice=email-change-reverted", p.clear_session()),
-        Err(err) => {
-            log_if_internal(&err);
-            let csrf = Csrf::of(&headers);
-            p.render(
-                status_of(&err),
-                "revert_email_change.html",
-                context! { error => explain(&err) },
-                &csrf,
-                Vec::new(),
-            )
-        }
-    }
+    // Every session ended and the password is unknown: reset it.
+    link_post(
+        &p,
+        req,
+        "revert_email_change.html",
+        "/login?notice=email-change-reverted",
+        true,
+        |t| async move { e.revert_email_change(&t, &c).await },
+    )
+    .await
 }
 
 async fn forgot_page(axum::Extension(p): PagesExt, headers: HeaderMap) -> Response {
