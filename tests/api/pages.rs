@@ -820,3 +820,438 @@ async fn a_forced_password_change_is_asked_for_before_the_account_page() {
     let p = b.get("/account/change-password").await;
     assert_eq!(p.status, 303);
 }
+
+/// A GET sent byte for byte as written (no client normalising `..` or
+/// re-encoding): status and body.
+async fn raw_get(app: &TestApp, target: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+#[tokio::test]
+async fn extra_static_files_are_served_and_nothing_outside_their_directory_is() {
+    let root = tempfile::tempdir().unwrap();
+    let public = root.path().join("public");
+    std::fs::create_dir_all(public.join("sub")).unwrap();
+    std::fs::write(public.join("logo.txt"), "public logo").unwrap();
+    std::fs::write(public.join("sub/app.css"), "body { color: red }").unwrap();
+    std::fs::write(public.join(".env"), "TOP-SECRET hidden").unwrap();
+    let secret = root.path().join("secret.txt");
+    std::fs::write(&secret, "TOP-SECRET outside").unwrap();
+    // Links: one to a file inside (fine), two that lead outside.
+    std::os::unix::fs::symlink(public.join("logo.txt"), public.join("alias.txt")).unwrap();
+    std::os::unix::fs::symlink(&secret, public.join("escape.txt")).unwrap();
+    std::os::unix::fs::symlink(root.path(), public.join("up")).unwrap();
+    let dir = public.display().to_string();
+    let app = spawn_app_with(
+        |s| {
+            s.config.enable_ui_router = true;
+            s.http.pages.extra_static_dirs = vec![dir];
+        },
+        false,
+    )
+    .await;
+
+    let res = app
+        .http
+        .get(format!("{}/regstack-static/logo.txt", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(res.text().await.unwrap(), "public logo");
+    let (status, body) = raw_get(&app, "/regstack-static/sub/app.css").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("text/css") && body.contains("color: red"),
+        "{body}"
+    );
+    let (status, body) = raw_get(&app, "/regstack-static/alias.txt").await;
+    assert_eq!(status, 200, "a link to a file inside is served: {body}");
+    assert!(body.ends_with("public logo"), "{body}");
+    // Our own stylesheet is still ours.
+    let (status, _) = raw_get(&app, "/regstack-static/regstack.css").await;
+    assert_eq!(status, 200);
+
+    let abs = secret.display().to_string();
+    let abs_encoded = abs.replace('/', "%2F");
+    let attempts = [
+        "/regstack-static/../secret.txt".to_owned(),
+        "/regstack-static/sub/../../secret.txt".to_owned(),
+        "/regstack-static/%2e%2e/secret.txt".to_owned(),
+        "/regstack-static/%2E%2E%2Fsecret.txt".to_owned(),
+        "/regstack-static/sub%2f..%2f..%2fsecret.txt".to_owned(),
+        "/regstack-static/sub/%2e%2e%2f%2e%2e%2fsecret.txt".to_owned(),
+        "/regstack-static/..%5csecret.txt".to_owned(),
+        "/regstack-static/%252e%252e/secret.txt".to_owned(),
+        format!("/regstack-static/{abs}"),
+        format!("/regstack-static{abs}"),
+        format!("/regstack-static/{abs_encoded}"),
+        "/regstack-static/.env".to_owned(),
+        "/regstack-static/escape.txt".to_owned(),
+        "/regstack-static/up/secret.txt".to_owned(),
+        "/regstack-static/logo.txt%00.png".to_owned(),
+    ];
+    for target in &attempts {
+        let (status, body) = raw_get(&app, target).await;
+        assert!(
+            status == 404 || status == 400,
+            "{target} answered {status}:\n{body}"
+        );
+        assert!(!body.contains("TOP-SECRET"), "{target} leaked:\n{body}");
+    }
+}
+
+/// Sets up the authenticator app from `/totp`: the secret, the step the
+/// confirmation used and the backup codes shown.
+async fn enrol_totp(b: &mut Browser<'_>) -> (Vec<u8>, u64, Vec<String>) {
+    b.get("/account/totp").await;
+    let p = b
+        .post("/account/totp/setup", &[("current_password", PW)])
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let secret = p.body.split("class=\"rs-secret\">").nth(1).unwrap();
+    let secret = base32_decode(secret.split('<').next().unwrap());
+    let pending = input_value(&p.body, "pending_token");
+    let step = step_of(chrono::Utc::now());
+    let code = code_for_step(&secret, step);
+    let p = b
+        .post(
+            "/account/totp/confirm",
+            &[("pending_token", &pending), ("code", &code)],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    (secret, step, shown_codes(&p.body))
+}
+
+/// The backup codes a page lists.
+fn shown_codes(body: &str) -> Vec<String> {
+    let codes: Vec<String> = body
+        .split("<li><code>")
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap().to_owned())
+        .collect();
+    assert!(codes.len() >= 8, "{body}");
+    codes
+}
+
+#[tokio::test]
+async fn new_backup_codes_are_shown_once_and_the_old_ones_stop_working() {
+    let app = pages_app().await;
+    app.create_user("codes@example.com", PW).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(sign_in(&mut b, "codes@example.com", PW).await.status, 303);
+    let (_secret, _step, old) = enrol_totp(&mut b).await;
+
+    // A wrong password regenerates nothing.
+    let p = b
+        .post(
+            "/account/totp/backup-codes",
+            &[("current_password", "not-my-password")],
+        )
+        .await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    assert!(p.body.contains("current_password-error"), "{}", p.body);
+    assert!(!p.body.contains("<li><code>"));
+
+    let p = b
+        .post("/account/totp/backup-codes", &[("current_password", PW)])
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("only time they are shown"), "{}", p.body);
+    let new = shown_codes(&p.body);
+    assert!(new.iter().all(|c| !old.contains(c)), "{old:?} / {new:?}");
+    // Shown once: the page does not list them again.
+    let p = b.get("/account/totp").await;
+    assert!(!p.body.contains(&new[0]), "{}", p.body);
+
+    b.post("/account/logout", &[]).await;
+    let p = sign_in(&mut b, "codes@example.com", PW).await;
+    assert_eq!(p.location, "/account/mfa-confirm", "{}", p.body);
+    let p = b
+        .post(
+            "/account/mfa-confirm",
+            &[("method", "backup_code"), ("code", &old[0])],
+        )
+        .await;
+    assert_eq!(p.status, 400, "an old code is refused: {}", p.body);
+    let p = b
+        .post(
+            "/account/mfa-confirm",
+            &[("method", "backup_code"), ("code", &new[0])],
+        )
+        .await;
+    assert_eq!(
+        (p.status, p.location.as_str()),
+        (303, "/account/me"),
+        "{}",
+        p.body
+    );
+    assert_eq!(b.get("/account/me").await.status, 200);
+}
+
+#[tokio::test]
+async fn removing_the_authenticator_app_needs_the_password_and_ends_the_second_step() {
+    let app = pages_app().await;
+    app.create_user("untotp@example.com", PW).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(sign_in(&mut b, "untotp@example.com", PW).await.status, 303);
+    enrol_totp(&mut b).await;
+    let p = b.get("/account/totp").await;
+    assert!(
+        p.body.contains("Remove the authenticator app"),
+        "{}",
+        p.body
+    );
+
+    let p = b
+        .post(
+            "/account/totp/disable",
+            &[("current_password", "not-my-password")],
+        )
+        .await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    assert!(p.body.contains("current_password-error"), "{}", p.body);
+    // Still on: a new sign-in asks for the second step.
+    let mut other = Browser::new(&app);
+    let p = sign_in(&mut other, "untotp@example.com", PW).await;
+    assert_eq!(p.location, "/account/mfa-confirm");
+
+    let p = b
+        .post("/account/totp/disable", &[("current_password", PW)])
+        .await;
+    assert_eq!(
+        (p.status, p.location.as_str()),
+        (303, "/account/totp?notice=totp-disabled"),
+        "{}",
+        p.body
+    );
+    let p = b.get("/account/totp?notice=totp-disabled").await;
+    assert_eq!(p.status, 200);
+    assert!(
+        p.body.contains("The authenticator app was removed"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains("Set up the authenticator app"),
+        "{}",
+        p.body
+    );
+    let mut again = Browser::new(&app);
+    let p = sign_in(&mut again, "untotp@example.com", PW).await;
+    assert_eq!(
+        (p.status, p.location.as_str()),
+        (303, "/account/me"),
+        "no second step any more: {}",
+        p.body
+    );
+}
+
+/// The name stored for `named@example.com`.
+async fn stored_name(app: &TestApp) -> Option<String> {
+    let email = regstack_ports::Email::parse("named@example.com").unwrap();
+    app.stores
+        .users
+        .find_by_email(&email)
+        .await
+        .unwrap()
+        .unwrap()
+        .full_name
+}
+
+#[tokio::test]
+async fn the_name_saved_on_the_account_page_is_kept_and_shown_escaped() {
+    let app = pages_app().await;
+    app.create_user("named@example.com", PW).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(sign_in(&mut b, "named@example.com", PW).await.status, 303);
+    b.get("/account/me").await;
+    let p = b
+        .post("/account/profile", &[("full_name", "  Ada <Lovelace>  ")])
+        .await;
+    assert_eq!(
+        (p.status, p.location.as_str()),
+        (303, "/account/me?notice=profile-saved"),
+        "{}",
+        p.body
+    );
+    let p = b.get("/account/me?notice=profile-saved").await;
+    assert!(p.body.contains("Your name was saved."), "{}", p.body);
+    assert!(
+        p.body.contains("value=\"Ada &lt;Lovelace&gt;\""),
+        "{}",
+        p.body
+    );
+    assert_eq!(stored_name(&app).await.as_deref(), Some("Ada <Lovelace>"));
+
+    // Too long: refused at the field, the saved name kept.
+    let long = "x".repeat(201);
+    let p = b.post("/account/profile", &[("full_name", &long)]).await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    assert!(p.body.contains("full_name-error"), "{}", p.body);
+    assert_eq!(stored_name(&app).await.as_deref(), Some("Ada <Lovelace>"));
+
+    // Empty clears it.
+    let p = b.post("/account/profile", &[("full_name", "")]).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(stored_name(&app).await, None);
+}
+
+#[tokio::test]
+async fn the_pages_provider_start_and_link_count_against_the_oauth_start_limit() {
+    let app = spawn_app_with(
+        |s| {
+            s.config.enable_ui_router = true;
+            let mut l = regstack::RouteLimits::none();
+            l.oauth_start = "2/minute".into();
+            l.login = "1/minute".into();
+            s.http.route_limits = l;
+            // Google's endpoints are fixed: a start needs no network.
+            s.oauth.enabled = true;
+            s.oauth.providers = vec![regstack::ProviderConfig::new(
+                "google",
+                regstack::ProviderKind::Google,
+                "client-id".to_owned(),
+                "client-secret".to_owned().into(),
+            )];
+        },
+        false,
+    )
+    .await;
+    let mut b = Browser::new(&app);
+    // Showing a form is not counted (the sign-in form's limit is one).
+    for _ in 0..3 {
+        assert_eq!(b.get("/account/login").await.status, 200);
+    }
+    // The page's sign-in link and the API's start share one budget.
+    let r = b.get("/api/auth/oauth/google/start").await;
+    assert_eq!(r.status, 302, "{r:?}");
+    let p = b.get("/account/oauth/google/start").await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let p = b.get("/account/oauth/google/start").await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert!(p.body.contains("Too many requests"), "{}", p.body);
+    let r = b.get("/api/auth/oauth/google/start").await;
+    assert_eq!(r.status, 429, "{r:?}");
+
+    // The link form on /methods shares the API's link start's budget.
+    let p = b
+        .post("/account/methods/link", &[("provider", "google")])
+        .await;
+    assert_ne!(p.status, 429, "{}", p.body);
+    let r = app
+        .call(
+            reqwest::Method::POST,
+            "/oauth/google/link/start",
+            None,
+            None,
+        )
+        .await;
+    assert_ne!(r.status, 429, "{:?}", r.body);
+    let p = b
+        .post("/account/methods/link", &[("provider", "google")])
+        .await;
+    assert_eq!(p.status, 429, "{}", p.body);
+}
+
+#[tokio::test]
+async fn linking_a_provider_from_the_methods_page_goes_to_the_provider_and_back_to_methods() {
+    use regstack_testkit::oidc::{OidcProvider, OidcUser};
+    let Some(op) = OidcProvider::from_env("pages_link") else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let client = op
+        .register_client(&format!("{base}/api/auth/oauth/op/callback"))
+        .await;
+    let (stores, backend) = crate::support::fresh_backend().await;
+    let issuer = op.issuer().to_owned();
+    let app = crate::support::spawn_app_listening(
+        listener,
+        stores,
+        backend,
+        move |s| {
+            s.config.base_url = base;
+            s.config.enable_ui_router = true;
+            s.oauth.enabled = true;
+            let mut p = regstack::ProviderConfig::new(
+                "op",
+                regstack::ProviderKind::Oidc,
+                client.client_id,
+                client.client_secret.into(),
+            );
+            p.issuer = Some(issuer);
+            s.oauth.providers = vec![p];
+        },
+        false,
+    )
+    .await;
+    app.create_user("linker@example.com", PW).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(sign_in(&mut b, "linker@example.com", PW).await.status, 303);
+    let p = b.get("/account/methods").await;
+    assert!(p.body.contains("value=\"op\""), "{}", p.body);
+
+    let p = b.post("/account/methods/link", &[("provider", "op")]).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let authorize = op.discovery().await["authorization_endpoint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        p.location.starts_with(&format!("{authorize}?")),
+        "{} is not {authorize}",
+        p.location
+    );
+    assert!(p.location.contains("code_challenge="), "{}", p.location);
+    let binding = p
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-regstack_oauth="))
+        .unwrap_or_else(|| panic!("no binding cookie: {:?}", p.set_cookies));
+    assert!(binding.contains("HttpOnly") && binding.contains("Secure"));
+
+    // At the provider, then back through our callback.
+    let user = OidcUser::fresh();
+    let back = op.authorize(&p.location, &user).await.unwrap();
+    let path = format!("{}?{}", back.path(), back.query().unwrap_or(""));
+    let p = b.get(&path).await;
+    assert!(
+        p.location.starts_with("/account/oauth-complete?id="),
+        "{p:?}"
+    );
+    let p = b.get(&p.location.clone()).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(
+        p.body.contains("methods?notice=linked") && !p.body.contains("&#x2f;me\""),
+        "the completion page goes back to the methods page: {}",
+        p.body
+    );
+    let p = b.get("/account/methods?notice=linked").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(
+        p.body.contains("The provider was linked to your account."),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("Unlink Op"), "{}", p.body);
+}

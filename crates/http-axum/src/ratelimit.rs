@@ -593,11 +593,14 @@ pub(crate) async fn limit(
     count(&limiter, &engine, route, rates, address_of, request, next).await
 }
 
-/// The API route whose limit an account page's form post shares (matched
-/// by the page path's end): the same counters, so alternating between a
-/// page and its JSON route gains nothing.
+/// The API route whose limit an account page's form post (or its
+/// provider-sign-in link, a GET) shares (matched by the page path's end):
+/// the same counters, so alternating between a page and its JSON route
+/// gains nothing.
 fn page_route(matched: &str) -> Option<&'static str> {
-    let pairs: [(&str, &'static str); 12] = [
+    let pairs: [(&str, &'static str); 14] = [
+        ("/oauth/{provider}/start", "/oauth/{provider}/start"),
+        ("/methods/link", "/oauth/{provider}/link/start"),
         ("/revert-email-change", "/revert-email-change"),
         ("/login", "/login"),
         ("/register", "/register"),
@@ -618,18 +621,16 @@ fn page_route(matched: &str) -> Option<&'static str> {
         .map(|(_, api)| *api)
 }
 
-/// The middleware of the account pages' form posts: the limits of the API
-/// route each one stands for ([`page_route`]), the address read from the
-/// form's `email` field.
+/// The middleware of the account pages' form posts and of the page's
+/// provider-sign-in link (`GET {ui}/oauth/{provider}/start`, which starts
+/// a flow like its API twin): the limits of the API route each one stands
+/// for ([`page_route`]), the address read from the form's `email` field.
 pub(crate) async fn limit_pages(
     limiter: Arc<Limiter>,
     engine: Arc<Engine>,
     request: Request,
     next: Next,
 ) -> Response {
-    if request.method() != axum::http::Method::POST {
-        return next.run(request).await;
-    }
     let Some(api) = request
         .extensions()
         .get::<MatchedPath>()
@@ -637,6 +638,15 @@ pub(crate) async fn limit_pages(
     else {
         return next.run(request).await;
     };
+    // A page's GET only shows a form, except the sign-in link's.
+    let counted = match *request.method() {
+        axum::http::Method::POST => true,
+        axum::http::Method::GET => api == "/oauth/{provider}/start",
+        _ => false,
+    };
+    if !counted {
+        return next.run(request).await;
+    }
     let Some((route, rates)) = limiter.routes.iter().find(|(r, _)| r.path == api) else {
         return next.run(request).await;
     };

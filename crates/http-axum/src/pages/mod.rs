@@ -254,7 +254,8 @@ async fn stylesheet_route(axum::Extension(p): PagesExt) -> Response {
 }
 
 /// A file from `extra_static_dirs` (first directory that has it). Only
-/// plain relative names: no `..`, no hidden files, no backslashes.
+/// plain relative names: no `..`, no hidden files, no backslashes, and
+/// nothing whose resolved path leaves the directory (symlinks).
 async fn static_file(
     axum::Extension(p): PagesExt,
     axum::extract::Path(path): axum::extract::Path<String>,
@@ -268,7 +269,18 @@ async fn static_file(
         return StatusCode::NOT_FOUND.into_response();
     }
     for dir in &p.settings.extra_static_dirs {
-        let file = std::path::Path::new(dir).join(&path);
+        // Resolved (symlinks followed) and checked to still lie inside the
+        // resolved directory: a link in the directory that points outside
+        // it serves nothing.
+        let Ok(root) = tokio::fs::canonicalize(dir).await else {
+            continue;
+        };
+        let Ok(file) = tokio::fs::canonicalize(root.join(&path)).await else {
+            continue;
+        };
+        if !file.starts_with(&root) {
+            continue;
+        }
         if let Ok(bytes) = tokio::fs::read(&file).await {
             let kind = match file.extension().and_then(|e| e.to_str()).unwrap_or("") {
                 "css" => "text/css; charset=utf-8",

@@ -675,6 +675,20 @@ async fn oauth_start(
     }
 }
 
+/// Where the completion page sends the browser: the flow's destination
+/// when it is one of our pages (the engine checked it is same-origin when
+/// the flow started), else the account page.
+fn page_destination(p: &Pages, redirect_to: &str) -> String {
+    let ours = redirect_to
+        .strip_prefix(p.ui.as_str())
+        .is_some_and(|rest| rest.starts_with('/') && !rest.starts_with("//"));
+    if ours {
+        redirect_to.to_owned()
+    } else {
+        format!("{}/me", p.ui)
+    }
+}
+
 pub(super) fn binding_cookie(
     e: &Engine,
     s: &regstack_core::engine::OAuthStart,
@@ -703,8 +717,13 @@ async fn oauth_complete(
     let binding = cookie::read_oauth_binding(&headers).map(SecretString::from);
     let id = SecretString::from(q.id.clone().unwrap_or_default());
     match e.oauth_exchange(&id, binding.as_ref(), &c).await {
-        // The pages start every flow with `{ui}/me` as the destination.
-        Ok(ExchangeOutcome::SignedIn { session, .. }) => {
+        // The pages start a sign-in with `{ui}/me` as the destination and
+        // a link from `/methods` with `{ui}/methods?notice=linked`.
+        Ok(ExchangeOutcome::SignedIn {
+            session,
+            redirect_to,
+            ..
+        }) => {
             let mut cookies = p.session_cookies(
                 &session.access_token,
                 session.expires_in,
@@ -712,7 +731,7 @@ async fn oauth_complete(
                 session.refresh_expires_in,
             );
             cookies.extend(p.clear_step());
-            let next = format!("{}/me", p.ui);
+            let next = page_destination(&p, &redirect_to);
             p.render(
                 StatusCode::OK,
                 "oauth_complete.html",
