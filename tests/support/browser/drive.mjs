@@ -111,6 +111,18 @@ async function tabTo(page, selector, max = 30) {
   throw new Error(`Tab never reached ${selector}`);
 }
 
+/// Signs in with the keyboard alone: Tab to each field (each showing its
+/// focus), type, Enter submits the form.
+async function signInByKeyboard(page, email, password) {
+  await page.goto(`${UI}/login`);
+  await tabTo(page, '#email');
+  await page.keyboard.type(email);
+  await tabTo(page, '#password', 5);
+  await page.keyboard.type(password);
+  // Enter posts the form; wait for the page it leads to (after the 303).
+  await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
+}
+
 async function signIn(page, email, password) {
   await page.goto(`${UI}/login`);
   await page.getByLabel('Email').fill(email);
@@ -188,8 +200,8 @@ try {
     await page.getByRole('button', { name: 'Sign in', exact: true }).click();
     await page.getByRole('alert').waitFor();
     await check(page, 'login-error');
-    await signIn(page, email, PW);
-    expect(page.url() === `${UI}/me`, `after sign-in at ${page.url()}`);
+    await signInByKeyboard(page, email, PW);
+    expect(page.url() === `${UI}/me`, `after a keyboard-only sign-in at ${page.url()}`);
     await check(page, 'me');
     // Phone width.
     await page.setViewportSize({ width: 375, height: 740 });
