@@ -21,6 +21,19 @@ pub struct Argon2Params {
 }
 
 impl Argon2Params {
+    /// The server's configuration variables for these parameters, so every
+    /// server a scenario starts hashes as the floor measured.
+    pub fn server_env(&self) -> [(&'static str, String); 3] {
+        [
+            (
+                "REGSTACK_PASSWORD__ARGON2_MEMORY_KIB",
+                self.m_kib.to_string(),
+            ),
+            ("REGSTACK_PASSWORD__ARGON2_ITERATIONS", self.t.to_string()),
+            ("REGSTACK_PASSWORD__ARGON2_PARALLELISM", self.p.to_string()),
+        ]
+    }
+
     fn argon2(&self) -> Result<Argon2<'static>> {
         let params = Params::new(self.m_kib, self.t, self.p, None).map_err(|e| anyhow!("{e}"))?;
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))

@@ -76,18 +76,7 @@ fn command(cfg: &Cfg, dir: &Path, url: &str, secret: &str, limiter: bool) -> std
         // clients in from one address far faster than a person would.
         .env("REGSTACK_RATE_LIMITS__LOGIN", "1000/second")
         .env("REGSTACK_RATE_LIMITS__REGISTER", "1000/second")
-        .env(
-            "REGSTACK_PASSWORD__ARGON2_MEMORY_KIB",
-            cfg.argon2.m_kib.to_string(),
-        )
-        .env(
-            "REGSTACK_PASSWORD__ARGON2_ITERATIONS",
-            cfg.argon2.t.to_string(),
-        )
-        .env(
-            "REGSTACK_PASSWORD__ARGON2_PARALLELISM",
-            cfg.argon2.p.to_string(),
-        );
+        .envs(cfg.argon2.server_env());
     for (k, v) in &cfg.server_env {
         cmd.env(k, v);
     }

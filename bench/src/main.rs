@@ -235,18 +235,7 @@ fn ours_command(cfg: &Cfg, dir: &Path, database_url: &str) -> Command {
         .env("REGSTACK_DATABASE_URL", database_url)
         .env("REGSTACK_RATE_LIMIT_DISABLED", "true")
         .env("REGSTACK_REQUIRE_VERIFICATION", "false")
-        .env(
-            "REGSTACK_PASSWORD__ARGON2_MEMORY_KIB",
-            cfg.argon2.m_kib.to_string(),
-        )
-        .env(
-            "REGSTACK_PASSWORD__ARGON2_ITERATIONS",
-            cfg.argon2.t.to_string(),
-        )
-        .env(
-            "REGSTACK_PASSWORD__ARGON2_PARALLELISM",
-            cfg.argon2.p.to_string(),
-        )
+        .envs(cfg.argon2.server_env())
         .env(
             "REGSTACK_PASSWORD__MAX_CONCURRENT_HASHES",
             cfg.hash_bound.to_string(),
